@@ -1,0 +1,177 @@
+"""Stage configuration: `cdk.json` context read once into typed, validated objects.
+
+`app.py` calls `load_stage_config(app.node)` and passes the result to every stack.
+A malformed stage fails synth with a message that names the offending key, e.g.
+`stages.prod.endpoint.max_instances: Input should be greater than or equal to 1`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from training.networks import NETWORKS, HyperparameterValue
+
+DEFAULT_PROJECT = "mlops"
+
+
+class ConfigError(ValueError):
+    """A stage configuration that cannot be used; the message names the key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TrainingConfig(_Strict):
+    instance_type: str | None = Field(
+        default=None, description="None uses each network's registry default")
+    instance_count: int = Field(default=1, ge=1, le=16)
+    use_spot: bool = True
+    max_run_seconds: int = Field(default=3600, ge=60, le=432000)
+    max_wait_seconds: int = Field(default=7200, ge=60, le=432000)
+    volume_size_gb: int = Field(default=30, ge=1, le=16384)
+    network_isolation: bool = False
+
+    @model_validator(mode="after")
+    def _wait_covers_run(self) -> TrainingConfig:
+        if self.max_wait_seconds < self.max_run_seconds:
+            raise ValueError("max_wait_seconds must be >= max_run_seconds (SageMaker requires it for spot)")
+        return self
+
+
+class VpcConfig(_Strict):
+    subnet_ids: tuple[str, ...] = Field(min_length=1)
+    security_group_ids: tuple[str, ...] = Field(min_length=1)
+
+
+class ServerlessConfig(_Strict):
+    memory_size_mb: Literal[1024, 2048, 3072, 4096, 5120, 6144] = 2048
+    max_concurrency: int = Field(default=5, ge=1, le=200)
+
+
+class EndpointConfig(_Strict):
+    instance_type: str | None = Field(
+        default=None, description="None uses each network's registry default")
+    initial_instance_count: int = Field(default=1, ge=1)
+    min_instances: int = Field(default=1, ge=1)
+    max_instances: int = Field(default=2, ge=1)
+    target_invocations_per_instance: int = Field(default=200, ge=1)
+    data_capture_percent: int = Field(default=100, ge=0, le=100)
+    latency_alarm_ms: int = Field(default=500, ge=1)
+    serverless: ServerlessConfig | None = None
+
+    @model_validator(mode="after")
+    def _bounds_ordered(self) -> EndpointConfig:
+        if not self.min_instances <= self.initial_instance_count <= self.max_instances:
+            raise ValueError("need min_instances <= initial_instance_count <= max_instances")
+        return self
+
+
+class StageConfig(_Strict):
+    """Everything that differs between local, dev and prod."""
+
+    name: str
+    project: str = DEFAULT_PROJECT
+    account: str | None = Field(
+        default=None, pattern=r"^\d{12}$",
+        description="None keeps the templates account-agnostic (resolved at deploy time)")
+    region: str = Field(pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
+    removal_policy: Literal["retain", "destroy"] = "retain"
+    networks: tuple[str, ...] = Field(min_length=1)
+    model_approval_status: Literal["Approved", "PendingManualApproval"] = "PendingManualApproval"
+    retrain_schedule: str | None = Field(
+        default=None, pattern=r"^(rate|cron)\(.+\)$",
+        description="EventBridge schedule expression; None disables scheduled retraining")
+    checkpoint_expiry_days: int = Field(default=14, ge=1)
+    noncurrent_version_expiry_days: int = Field(default=30, ge=1)
+    log_retention_days: int = Field(default=365, ge=1)
+    training: TrainingConfig = TrainingConfig()
+    vpc: VpcConfig | None = None
+    endpoint: EndpointConfig = EndpointConfig()
+    hyperparameters: dict[str, dict[str, HyperparameterValue]] = Field(
+        default_factory=dict, description="per-network overrides of registry defaults")
+
+    @field_validator("networks")
+    @classmethod
+    def _known_networks(cls, networks: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [name for name in networks if name not in NETWORKS]
+        if unknown:
+            raise ValueError(f"unknown network(s) {', '.join(unknown)}; known: {', '.join(NETWORKS)}")
+        if len(set(networks)) != len(networks):
+            raise ValueError("a network is listed twice")
+        return networks
+
+    @field_validator("hyperparameters")
+    @classmethod
+    def _known_hyperparameters(cls, overrides: dict[str, dict[str, HyperparameterValue]]
+                               ) -> dict[str, dict[str, HyperparameterValue]]:
+        checked: dict[str, dict[str, HyperparameterValue]] = {}
+        for network_name, values in overrides.items():
+            if network_name not in NETWORKS:
+                raise ValueError(f"unknown network {network_name!r}; known: {', '.join(NETWORKS)}")
+            network = NETWORKS[network_name]
+            checked[network_name] = {}
+            for name, value in values.items():
+                try:
+                    knob = network.hyperparameter(name)
+                except KeyError as error:
+                    raise ValueError(error.args[0]) from None
+                checked[network_name][name] = knob.parse(value)
+        return checked
+
+    @property
+    def destroy_on_removal(self) -> bool:
+        return self.removal_policy == "destroy"
+
+    def prefix(self) -> str:
+        """The name prefix of every stack and named resource of this stage."""
+        return f"{self.project}-{self.name}"
+
+    def hyperparameters_for(self, network_name: str) -> dict[str, HyperparameterValue]:
+        """Registry defaults with this stage's overrides applied."""
+        return {**NETWORKS[network_name].default_hyperparameters,
+                **self.hyperparameters.get(network_name, {})}
+
+    def training_instance_type(self, network_name: str) -> str:
+        return self.training.instance_type or NETWORKS[network_name].training_instance_type
+
+    def endpoint_instance_type(self, network_name: str) -> str:
+        return self.endpoint.instance_type or NETWORKS[network_name].inference_instance_type
+
+
+def _describe(error: ValidationError, stage: str) -> str:
+    problems = []
+    for issue in error.errors():
+        location = ".".join(str(part) for part in issue["loc"])
+        key = f"stages.{stage}.{location}" if location else f"stages.{stage}"
+        problems.append(f"{key}: {issue['msg']}")
+    return "invalid stage configuration in cdk.json: " + "; ".join(problems)
+
+
+def parse_stage_config(stages: Any, stage: str, project: str = DEFAULT_PROJECT) -> StageConfig:
+    """Validates `stages[stage]` from cdk.json context and returns it typed."""
+    if not isinstance(stages, dict) or not stages:
+        raise ConfigError("cdk.json context key 'stages' must be a non-empty object of stage configs")
+    if stage not in stages:
+        raise ConfigError(f"unknown stage {stage!r} (context key 'stage'); "
+                          f"defined in cdk.json 'stages': {', '.join(sorted(stages))}")
+    raw = stages[stage]
+    if not isinstance(raw, dict):
+        raise ConfigError(f"stages.{stage} must be an object, got {type(raw).__name__}")
+    if "name" in raw:
+        raise ConfigError(f"stages.{stage}.name: not allowed, the stage name is its key")
+    try:
+        return StageConfig(name=stage, project=project, **raw)
+    except ValidationError as error:
+        raise ConfigError(_describe(error, stage)) from None
+
+
+def load_stage_config(node: Any) -> StageConfig:
+    """Reads the stage chosen with `-c stage=NAME` from a CDK app's context."""
+    stage = node.try_get_context("stage")
+    if not isinstance(stage, str) or not stage:
+        raise ConfigError("context key 'stage' must name a stage, e.g. -c stage=dev")
+    project = node.try_get_context("project") or DEFAULT_PROJECT
+    return parse_stage_config(node.try_get_context("stages"), stage, project)

@@ -1,0 +1,25 @@
+"""Shared test set-up: offline, credential-free, quiet CDK/jsii."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+TRAINING_DIR = REPO_ROOT / "training"
+
+# Entry points import their siblings as top-level modules, as in the training container.
+sys.path.insert(0, str(TRAINING_DIR))
+
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+os.environ.setdefault("CDK_DISABLE_CLI_TELEMETRY", "true")
+os.environ.setdefault("CDK_DISABLE_VERSION_CHECK", "true")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# No test may reach a real AWS account, even by accident.
+for variable in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
+    os.environ.pop(variable, None)
+os.environ["AWS_ACCESS_KEY_ID"] = "testing"
+os.environ["AWS_SECRET_ACCESS_KEY"] = "testing"
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+os.environ["AWS_EC2_METADATA_DISABLED"] = "true"

@@ -1,0 +1,243 @@
+"""The network registry: one entry per network type, plain data, no TensorFlow.
+
+Infra (stacks, pipelines), the training contract, the CLI and the tests all read
+this module. Adding a network type means adding one `Network` entry here and its
+entry point script beside this file; everything else discovers it from `NETWORKS`.
+
+Inside the training container this file is imported as the sibling module
+`networks`; elsewhere as `training.networks`. It must stay free of imports from
+the rest of the project.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Literal
+
+HyperparameterValue = int | float | str
+
+Task = Literal["image_classifier", "sequence_forecaster", "anomaly_detector"]
+
+# The one line format every entry point prints its metrics in, e.g.
+#   [metrics] epoch=3 train_loss=0.1234 val_loss=0.2345 val_accuracy=0.9712
+# SageMaker scrapes these with the regexes below (MetricDefinitions).
+METRICS_LINE_PREFIX = "[metrics]"
+_NUMBER = r"(-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?|nan|-?inf)"
+
+
+def metric_regex(metric_name: str) -> str:
+    """The MetricDefinitions regex that captures `metric_name=<number>`."""
+    return rf"\b{re.escape(metric_name)}={_NUMBER}"
+
+
+@dataclass(frozen=True)
+class Hyperparameter:
+    """A training knob. Its type is the type of its default."""
+
+    name: str
+    default: HyperparameterValue
+    help: str
+    choices: tuple[str, ...] = ()
+
+    @property
+    def type(self) -> type:
+        return type(self.default)
+
+    def parse(self, raw: str | HyperparameterValue) -> HyperparameterValue:
+        """Converts a raw value (CLI text, SageMaker hyperparameter string) or raises ValueError."""
+        text = str(raw).strip()
+        if self.type is int:
+            try:
+                number = float(text)
+            except ValueError:
+                raise ValueError(f"{self.name} must be an integer, got {raw!r}") from None
+            if not number.is_integer():
+                raise ValueError(f"{self.name} must be an integer, got {raw!r}")
+            return int(number)
+        if self.type is float:
+            try:
+                value = float(text)
+            except ValueError:
+                raise ValueError(f"{self.name} must be a number, got {raw!r}") from None
+            if value != value or value in (float("inf"), float("-inf")):
+                raise ValueError(f"{self.name} must be a finite number, got {raw!r}")
+            return value
+        if self.choices and text not in self.choices:
+            raise ValueError(f"{self.name} must be one of {', '.join(self.choices)}, got {raw!r}")
+        return text
+
+
+@dataclass(frozen=True)
+class QualityGate:
+    """The metric a pipeline checks before it registers a model."""
+
+    metric: str
+    threshold: float
+    higher_is_better: bool = True
+
+    def passes(self, value: float) -> bool:
+        return value >= self.threshold if self.higher_is_better else value <= self.threshold
+
+    @property
+    def comparison(self) -> str:
+        return ">=" if self.higher_is_better else "<="
+
+
+@dataclass(frozen=True)
+class Network:
+    name: str
+    summary: str
+    entry_point: str
+    task: Task
+    offline_dataset: str
+    online_dataset: str
+    quality_gate: QualityGate
+    hyperparameters: tuple[Hyperparameter, ...]
+    metrics: tuple[str, ...]
+    input_name: str
+    training_instance_type: str
+    inference_instance_type: str
+    optional_channels: tuple[str, ...] = ()
+    request_content_types: tuple[str, ...] = ("application/json",)
+    required_channels: tuple[str, ...] = field(default=("train", "validation", "test"))
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        return self.required_channels + self.optional_channels
+
+    @property
+    def metric_definitions(self) -> list[dict[str, str]]:
+        """SageMaker MetricDefinitions for this network's training jobs."""
+        return [{"Name": name, "Regex": metric_regex(name)} for name in self.metrics]
+
+    def hyperparameter(self, name: str) -> Hyperparameter:
+        for knob in self.hyperparameters:
+            if knob.name == name:
+                return knob
+        known = ", ".join(knob.name for knob in self.hyperparameters)
+        raise KeyError(f"network {self.name!r} has no hyperparameter {name!r} (known: {known})")
+
+    @property
+    def default_hyperparameters(self) -> dict[str, HyperparameterValue]:
+        return {knob.name: knob.default for knob in self.hyperparameters}
+
+
+def _common(*, epochs: int, batch_size: int, learning_rate: float, dropout: float,
+            l2: float = 1e-4, patience: int = 5, classifier: bool = False) -> tuple[Hyperparameter, ...]:
+    """The knobs every entry point understands, with per-network defaults."""
+    knobs = [
+        Hyperparameter("epochs", epochs, "maximum number of passes over the training data"),
+        Hyperparameter("batch_size", batch_size, "examples per gradient step (global, across workers)"),
+        Hyperparameter("learning_rate", learning_rate, "Adam learning rate"),
+        Hyperparameter("dropout", dropout, "dropout rate before the output layer (overfitting)"),
+        Hyperparameter("l2", l2, "L2 weight penalty on dense and conv kernels (overfitting)"),
+        Hyperparameter("patience", patience, "early stopping: epochs without val_loss improvement"),
+        Hyperparameter("seed", 42, "random seed for weights and shuffling"),
+        Hyperparameter("precision", "auto", "numeric policy; auto picks from the hardware",
+                       choices=("auto", "float32", "bfloat16", "float16")),
+    ]
+    if classifier:
+        knobs.append(Hyperparameter("class_weight", "none",
+                                    "balanced reweights classes by inverse frequency (imbalance)",
+                                    choices=("none", "balanced")))
+    return tuple(knobs)
+
+
+_CLASSIFIER_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy",
+                       "test_loss", "test_accuracy")
+
+NETWORKS: dict[str, Network] = {
+    network.name: network
+    for network in (
+        Network(
+            name="cnn",
+            summary="Convolutional image classifier (Conv2D 32 3x3, MaxPool, Dense 64, softmax)",
+            entry_point="cnn.py",
+            task="image_classifier",
+            offline_dataset="digits",
+            online_dataset="mnist",
+            quality_gate=QualityGate("test_accuracy", 0.95),
+            hyperparameters=_common(epochs=40, batch_size=32, learning_rate=2e-3, dropout=0.25,
+                                    classifier=True) + (
+                Hyperparameter("filters", 32, "Conv2D filters"),
+                Hyperparameter("dense_units", 64, "units of the hidden dense layer"),
+            ),
+            metrics=_CLASSIFIER_METRICS,
+            input_name="image",
+            request_content_types=("application/json", "image/png", "image/jpeg"),
+            training_instance_type="ml.m7i.xlarge",
+            inference_instance_type="ml.c7i.large",
+        ),
+        Network(
+            name="rnn",
+            summary="LSTM forecaster for univariate or multivariate time series",
+            entry_point="rnn.py",
+            task="sequence_forecaster",
+            offline_dataset="co2",
+            online_dataset="co2",
+            quality_gate=QualityGate("test_relative_mae", 1.0, higher_is_better=False),
+            hyperparameters=_common(epochs=60, batch_size=32, learning_rate=3e-3, dropout=0.1,
+                                    l2=0.0, patience=10) + (
+                Hyperparameter("window", 24, "time steps the model sees (set by data preparation)"),
+                Hyperparameter("units", 32, "LSTM units"),
+            ),
+            metrics=("train_loss", "val_loss", "test_mae", "test_baseline_mae", "test_relative_mae"),
+            input_name="history",
+            request_content_types=("application/json", "text/csv"),
+            training_instance_type="ml.m7i.xlarge",
+            inference_instance_type="ml.c7i.large",
+        ),
+        Network(
+            name="autoencoder",
+            summary="Dense autoencoder for dimensionality reduction and anomaly detection",
+            entry_point="autoencoder.py",
+            task="anomaly_detector",
+            offline_dataset="breast_cancer",
+            online_dataset="breast_cancer",
+            quality_gate=QualityGate("test_roc_auc", 0.9),
+            hyperparameters=_common(epochs=150, batch_size=16, learning_rate=1e-3, dropout=0.0,
+                                    l2=1e-5, patience=15) + (
+                Hyperparameter("encoding_dim", 8, "size of the bottleneck (reduced dimension)"),
+                Hyperparameter("threshold_percentile", 95.0,
+                               "percentile of training reconstruction error that flags an anomaly"),
+            ),
+            metrics=("train_loss", "val_loss", "test_roc_auc", "test_anomaly_precision",
+                     "test_anomaly_recall"),
+            input_name="features",
+            request_content_types=("application/json", "text/csv"),
+            training_instance_type="ml.m7i.large",
+            inference_instance_type="ml.c7i.large",
+        ),
+        Network(
+            name="transfer",
+            summary="Transfer learning: frozen keras.applications base (VGG16) plus a new head",
+            entry_point="transfer.py",
+            task="image_classifier",
+            offline_dataset="digits_transfer",
+            online_dataset="cifar10",
+            quality_gate=QualityGate("test_accuracy", 0.8),
+            hyperparameters=_common(epochs=30, batch_size=32, learning_rate=1e-3, dropout=0.3,
+                                    classifier=True) + (
+                Hyperparameter("base", "VGG16", "keras.applications model used as the frozen base"),
+                Hyperparameter("fine_tune_layers", 0,
+                               "unfreeze the last N base layers for a second, slower phase"),
+                Hyperparameter("fine_tune_learning_rate", 1e-5, "learning rate of that phase"),
+            ),
+            metrics=_CLASSIFIER_METRICS,
+            input_name="image",
+            optional_channels=("pretrained",),
+            request_content_types=("application/json", "image/png", "image/jpeg"),
+            training_instance_type="ml.m7i.2xlarge",
+            inference_instance_type="ml.c7i.xlarge",
+        ),
+    )
+}
+
+
+def get_network(name: str) -> Network:
+    """The registry entry, or a KeyError whose message lists the known names."""
+    try:
+        return NETWORKS[name]
+    except KeyError:
+        raise KeyError(f"unknown network {name!r} (known: {', '.join(NETWORKS)})") from None
