@@ -20,6 +20,10 @@ app = typer.Typer(
 def _register_commands() -> None:
     # Imported for their side effect of adding commands to `app`.
     from mlops.commands import local  # noqa: F401
+    from mlops.commands import endpoints  # noqa: F401
+    from mlops.commands import deployment  # noqa: F401
+    from mlops.commands import training  # noqa: F401
+    from mlops.commands import data  # noqa: F401
 
 
 def main() -> None:

@@ -23,3 +23,6 @@ os.environ["AWS_ACCESS_KEY_ID"] = "testing"
 os.environ["AWS_SECRET_ACCESS_KEY"] = "testing"
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+# The CLI's rich consoles are built at import; a fixed width keeps captured tables from
+# wrapping differently under different terminals and pytest-xdist workers.
+os.environ["COLUMNS"] = "200"

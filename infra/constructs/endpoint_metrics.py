@@ -1,0 +1,44 @@
+"""CloudWatch metrics of one SageMaker endpoint variant, shared by rollback alarms and the dashboard.
+
+SageMaker publishes two families under different namespaces, both keyed by endpoint and variant:
+invocation metrics (`AWS/SageMaker`) and instance metrics of the hosting fleet
+(`/aws/sagemaker/Endpoints`, which serverless endpoints do not publish).
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Duration
+from aws_cdk import aws_cloudwatch as cloudwatch
+
+# The one production variant every endpoint of this project has. The autoscaling target's
+# resource id and every metric's dimensions name it, and blue/green updates require the new
+# endpoint config to keep it: renaming it orphans the scaling policy and breaks the update.
+VARIANT_NAME = "AllTraffic"
+
+INVOCATION_NAMESPACE = "AWS/SageMaker"
+INSTANCE_NAMESPACE = "/aws/sagemaker/Endpoints"
+
+
+def invocation_metric(endpoint_name: str, metric_name: str, *, statistic: str,
+                      period: Duration = Duration.minutes(1), label: str | None = None) -> cloudwatch.Metric:
+    """E.g. `Invocations`, `Invocation4XXErrors`, `Invocation5XXErrors`, `ModelLatency` (microseconds)."""
+    return cloudwatch.Metric(
+        namespace=INVOCATION_NAMESPACE,
+        metric_name=metric_name,
+        dimensions_map={"EndpointName": endpoint_name, "VariantName": VARIANT_NAME},
+        statistic=statistic,
+        period=period,
+        label=label,
+    )
+
+
+def instance_metric(endpoint_name: str, metric_name: str, *, label: str | None = None) -> cloudwatch.Metric:
+    """`CPUUtilization` or `MemoryUtilization` (percent; CPU is summed over cores) of the fleet."""
+    return cloudwatch.Metric(
+        namespace=INSTANCE_NAMESPACE,
+        metric_name=metric_name,
+        dimensions_map={"EndpointName": endpoint_name, "VariantName": VARIANT_NAME},
+        statistic="Average",
+        period=Duration.minutes(5),
+        label=label,
+    )

@@ -1,0 +1,119 @@
+"""The role SageMaker assumes to run this project's training, processing and endpoints.
+
+Least privilege: no managed policies; S3 and KMS access comes from the grant methods of
+the buckets and the key (written next to them); everything else is below, scoped to named
+log groups, metric namespaces and image repositories.
+"""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_s3_assets as s3_assets
+from constructs import Construct
+
+from infra.config import StageConfig
+from infra.constructs.artifacts_bucket import ArtifactsBucket
+from infra.constructs.data_bucket import DataBucket
+from infra.constructs.key import ProjectKey
+from infra.images import ImageRepository, image_repository, inference_image_uri, training_image_uri
+from infra.nag import acknowledge, acknowledge_wildcard_resources
+
+SAGEMAKER_PRINCIPAL = "sagemaker.amazonaws.com"
+JOB_LOG_GROUPS = ("/aws/sagemaker/TrainingJobs", "/aws/sagemaker/ProcessingJobs")
+ENDPOINT_LOG_GROUPS = "/aws/sagemaker/Endpoints/*"
+METRIC_NAMESPACES = ("/aws/sagemaker/TrainingJobs", "/aws/sagemaker/ProcessingJobs",
+                     "/aws/sagemaker/Endpoints")
+IMAGE_PULL_ACTIONS = ("ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage",
+                      "ecr:GetDownloadUrlForLayer")
+
+
+def framework_image_repositories(config: StageConfig) -> list[ImageRepository]:
+    """The repositories of the training and serving images of every network of the stage."""
+    uris = {training_image_uri(config.region, config.training_instance_type(name))
+            for name in config.networks}
+    uris |= {inference_image_uri(config.region, config.endpoint_instance_type(name))
+             for name in config.networks}
+    return sorted({image_repository(uri) for uri in uris}, key=lambda repo: repo.name)
+
+
+class SageMakerExecutionRole(Construct):
+    def __init__(self, scope: Construct, construct_id: str, *, config: StageConfig,
+                 key: ProjectKey, data: DataBucket, artifacts: ArtifactsBucket) -> None:
+        super().__init__(scope, construct_id)
+        stack = cdk.Stack.of(self)
+        self.role = iam.Role(
+            self, "Role",
+            description=f"Assumed by SageMaker for the jobs and endpoints of {config.prefix()}",
+            # aws:SourceAccount keeps SageMaker acting for another account from assuming it.
+            assumed_by=iam.ServicePrincipal(
+                SAGEMAKER_PRINCIPAL,
+                conditions={"StringEquals": {"aws:SourceAccount": stack.account}}),
+        )
+
+        data.allow_read_training_data(self.role, config.networks)
+        artifacts.allow_write_model_artifacts(self.role)
+        artifacts.allow_read_model_artifacts(self.role)
+        artifacts.allow_read_write_checkpoints(self.role)
+        artifacts.allow_write_pipeline_outputs(self.role)
+        artifacts.allow_read_pipeline_outputs(self.role)
+        artifacts.allow_write_data_capture(self.role)
+        # Needed beyond S3 too: SageMaker encrypts job outputs and volumes with the key a job
+        # names. The write grants above already include it; stated so that it outlives them.
+        key.allow_use(self.role)
+
+        self._allow_logs(stack)
+        self._allow_metrics()
+        self._allow_framework_images(stack, framework_image_repositories(config))
+
+    @property
+    def role_arn(self) -> str:
+        return self.role.role_arn
+
+    def allow_read_source_bundle(self, asset: s3_assets.Asset) -> None:
+        """Read the training code bundle (`sagemaker_submit_directory`) from the CDK asset bucket.
+
+        Called by the stack that owns the asset. The asset bucket's name is built from pseudo
+        parameters, so this adds no cross-stack reference.
+        """
+        self.role.add_to_principal_policy(iam.PolicyStatement(
+            sid="ReadSourceBundle", actions=["s3:GetObject"],
+            resources=[asset.bucket.arn_for_objects(asset.s3_object_key)]))
+
+    def _allow_logs(self, stack: cdk.Stack) -> None:
+        def log_group_arn(name: str) -> str:
+            return stack.format_arn(service="logs", resource="log-group", resource_name=name,
+                                    arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME)
+
+        resources = [log_group_arn(group) for group in JOB_LOG_GROUPS]
+        resources += [log_group_arn(f"{group}:log-stream:*") for group in JOB_LOG_GROUPS]
+        resources.append(log_group_arn(ENDPOINT_LOG_GROUPS))
+        self.role.add_to_principal_policy(iam.PolicyStatement(
+            sid="WriteSageMakerLogs",
+            actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:DescribeLogStreams",
+                     "logs:PutLogEvents"],
+            resources=resources))
+        acknowledge_wildcard_resources(
+            self.role, resources,
+            "SageMaker names the log streams per job and instance, and one log group per endpoint")
+
+    def _allow_metrics(self) -> None:
+        # cloudwatch:PutMetricData has no resource-level permissions: Resource must be "*".
+        # The namespace condition limits it to SageMaker's own namespaces.
+        self.role.add_to_principal_policy(iam.PolicyStatement(
+            sid="PutSageMakerMetrics", actions=["cloudwatch:PutMetricData"], resources=["*"],
+            conditions={"StringEquals": {"cloudwatch:namespace": list(METRIC_NAMESPACES)}}))
+        acknowledge(self.role, "AwsSolutions-IAM5[Resource::*]",
+                    "cloudwatch:PutMetricData and ecr:GetAuthorizationToken support no resource-level "
+                    "permissions; PutMetricData is limited by a namespace condition")
+
+    def _allow_framework_images(self, stack: cdk.Stack, repositories: list[ImageRepository]) -> None:
+        # ecr:GetAuthorizationToken has no resource-level permissions: Resource must be "*".
+        # The token alone grants nothing; pulls are limited to the repositories below.
+        self.role.add_to_principal_policy(iam.PolicyStatement(
+            sid="GetRegistryToken", actions=["ecr:GetAuthorizationToken"], resources=["*"]))
+        self.role.add_to_principal_policy(iam.PolicyStatement(
+            sid="PullFrameworkImages", actions=list(IMAGE_PULL_ACTIONS),
+            resources=[stack.format_arn(service="ecr", region=repo.region, account=repo.account,
+                                        resource="repository", resource_name=repo.name)
+                       for repo in repositories]))

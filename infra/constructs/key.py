@@ -1,0 +1,59 @@
+"""The project's customer-managed KMS key: encrypts the data and artifacts buckets."""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from constructs import Construct
+
+from infra.config import StageConfig
+
+DECRYPT_ACTIONS = ("kms:Decrypt", "kms:DescribeKey")
+ENCRYPT_ACTIONS = ("kms:Encrypt", "kms:GenerateDataKey")
+
+
+class ProjectKey(Construct):
+    """Key with yearly rotation and the alias `alias/<prefix>`.
+
+    Grants are per grantee and cumulative: every bucket grant calls `allow_decrypt` or
+    `allow_use` for its grantee, and one statement per grantee collects the actions, so a
+    role given five bucket grants gets one KMS statement, not five.
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, *, config: StageConfig) -> None:
+        super().__init__(scope, construct_id)
+        self.alias_name = f"alias/{config.prefix()}"
+        self.key = kms.Key(
+            self, "Key",
+            description=f"Encrypts the data and model artifacts of {config.prefix()}",
+            alias=self.alias_name,
+            enable_key_rotation=True,
+            removal_policy=(cdk.RemovalPolicy.DESTROY if config.destroy_on_removal
+                            else cdk.RemovalPolicy.RETAIN),
+            pending_window=cdk.Duration.days(7) if config.destroy_on_removal else None,
+        )
+        self._statements: list[tuple[iam.IPrincipal, iam.PolicyStatement]] = []
+
+    @property
+    def key_arn(self) -> str:
+        return self.key.key_arn
+
+    def allow_decrypt(self, grantee: iam.IGrantable) -> None:
+        """Read objects encrypted with this key."""
+        self._allow(grantee, DECRYPT_ACTIONS)
+
+    def allow_use(self, grantee: iam.IGrantable) -> None:
+        """Read and write data encrypted with this key (S3 objects, SageMaker job outputs)."""
+        self._allow(grantee, DECRYPT_ACTIONS + ENCRYPT_ACTIONS)
+
+    def _allow(self, grantee: iam.IGrantable, actions: tuple[str, ...]) -> None:
+        principal = grantee.grant_principal
+        for known, statement in self._statements:
+            if known is principal:
+                statement.add_actions(*(a for a in actions if a not in statement.actions))
+                return
+        statement = iam.PolicyStatement(sid="UseProjectKey", actions=list(actions),
+                                        resources=[self.key.key_arn])
+        principal.add_to_principal_policy(statement)
+        self._statements.append((principal, statement))

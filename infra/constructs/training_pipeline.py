@@ -1,0 +1,207 @@
+"""One network's training pipeline: the SageMaker Pipeline, its model registry group, the role
+the pipeline runs as, and the rules that start it (new training data, and a schedule).
+
+The definition itself is plain data from `infra.pipeline_definition`; this construct only fills
+in its deploy-time values with `Fn::Sub`. IAM sits next to what it grants, in inline policies
+named after what they allow.
+"""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+import jsii
+from aws_cdk import aws_events as events
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_s3_assets as s3_assets
+from aws_cdk import aws_sagemaker as sagemaker
+from constructs import Construct
+
+from infra import naming
+from infra import pipeline_definition as definition
+from infra.config import StageConfig
+from infra.constructs.artifacts_bucket import ArtifactsBucket
+from infra.constructs.buckets import removal_policy
+from infra.constructs.data_bucket import DataBucket, channel_prefix
+from infra.constructs.key import ProjectKey
+from infra.images import inference_image_uri, training_image_uri
+from infra.nag import acknowledge_wildcard_resources
+from training.networks import get_network
+
+SAGEMAKER_PRINCIPAL = "sagemaker.amazonaws.com"
+EVENTS_PRINCIPAL = "events.amazonaws.com"
+# SageMaker Pipelines names the jobs it starts `pipelines-<execution id>-<step>-<suffix>`.
+PIPELINE_JOB_NAMES = "pipelines-*"
+# Data preparation uploads a channel's spec.json after its shards, and the train channel's
+# last of all, so this one object marks a complete dataset: one upload, one run.
+TRIGGER_FILE = "spec.json"
+
+
+def trigger_object_key(network: str) -> str:
+    """The data bucket key whose creation starts a retraining run, e.g. `cnn/train/spec.json`."""
+    return f"{channel_prefix(network, 'train')}{TRIGGER_FILE}"
+
+
+@jsii.implements(events.IRuleTarget)
+class _StartPipelineExecution:
+    """An EventBridge target that starts a SageMaker Pipeline with its default parameters."""
+
+    def __init__(self, pipeline_arn: str, role: iam.IRole) -> None:
+        self._pipeline_arn = pipeline_arn
+        self._role = role
+
+    def bind(self, _rule: events.IRule, _id: str | None = None) -> events.RuleTargetConfig:
+        return events.RuleTargetConfig(arn=self._pipeline_arn, role=self._role)
+
+
+class TrainingPipeline(Construct):
+    def __init__(self, scope: Construct, construct_id: str, *, config: StageConfig, network: str,
+                 source_bundle: s3_assets.Asset, key: ProjectKey, data: DataBucket,
+                 artifacts: ArtifactsBucket, execution_role: iam.IRole) -> None:
+        super().__init__(scope, construct_id)
+        spec = get_network(network)
+        stack = cdk.Stack.of(self)
+        self.pipeline_name = naming.pipeline_name(config.prefix(), spec.name)
+        self.group_name = naming.model_package_group_name(config.prefix(), spec.name)
+        self.pipeline_arn = stack.format_arn(service="sagemaker", resource="pipeline",
+                                             resource_name=self.pipeline_name)
+
+        self.model_package_group = sagemaker.CfnModelPackageGroup(
+            self, "ModelPackageGroup",
+            model_package_group_name=self.group_name,
+            model_package_group_description=f"Registered {spec.name} models: {spec.summary}",
+        )
+        # A group that still holds versions cannot be deleted: retained stages keep it, and
+        # destroying a stage means deleting its model versions first (see README).
+        self.model_package_group.apply_removal_policy(removal_policy(config))
+
+        self.role = iam.Role(
+            self, "PipelineRole",
+            description=f"Assumed by SageMaker Pipelines to run {self.pipeline_name}",
+            assumed_by=iam.ServicePrincipal(
+                SAGEMAKER_PRINCIPAL, conditions={"StringEquals": {"aws:SourceAccount": stack.account}}),
+            inline_policies={
+                "RunTrainingAndEvaluationJobs": self._run_jobs_policy(stack),
+                "PassExecutionRoleToSageMaker": iam.PolicyDocument(statements=[iam.PolicyStatement(
+                    actions=["iam:PassRole"], resources=[execution_role.role_arn],
+                    conditions={"StringEquals": {"iam:PassedToService": SAGEMAKER_PRINCIPAL}})]),
+                "RegisterModelVersions": self._register_policy(stack),
+                "ReadEvaluationReports": self._read_reports_policy(artifacts, key, spec.name),
+                "EncryptJobVolumesWithProjectKey": iam.PolicyDocument(statements=[iam.PolicyStatement(
+                    # SageMaker attaches the jobs' ML storage volumes encrypted with the project
+                    # key on behalf of the caller, through a grant for that AWS resource only.
+                    actions=["kms:CreateGrant", "kms:DescribeKey"], resources=[key.key_arn],
+                    conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}})]),
+            },
+        )
+        acknowledge_wildcard_resources(
+            self.role, self._job_arns(stack) + self._model_version_arns(stack)
+            + [artifacts.arn_for_objects(self._reports_prefix(spec.name) + "*")],
+            "SageMaker Pipelines names jobs and model versions per run, and evaluation reports "
+            "per execution: only a name prefix is known in advance")
+
+        self.pipeline = sagemaker.CfnPipeline(
+            self, "Pipeline",
+            pipeline_name=self.pipeline_name,
+            pipeline_description=f"Train, evaluate, gate and register the {spec.name} network",
+            role_arn=self.role.role_arn,
+            pipeline_definition={"PipelineDefinitionBody": cdk.Fn.sub(
+                definition.definition_body(config, spec.name),
+                {
+                    definition.ARTIFACTS_BUCKET: artifacts.bucket_name,
+                    definition.DATA_BUCKET: data.bucket_name,
+                    definition.EXECUTION_ROLE_ARN: execution_role.role_arn,
+                    definition.KEY_ARN: key.key_arn,
+                    definition.SOURCE_BUNDLE_URI: source_bundle.s3_object_url,
+                    definition.TRAINING_IMAGE_URI: training_image_uri(
+                        config.region, config.training_instance_type(spec.name)),
+                    definition.INFERENCE_IMAGE_URI: inference_image_uri(
+                        config.region, config.endpoint_instance_type(spec.name)),
+                })},
+        )
+        # Register needs the group; and the group must outlive the pipeline on deletion.
+        self.pipeline.node.add_dependency(self.model_package_group)
+
+        self._add_retraining_triggers(config, data, spec.name)
+
+    def _job_arns(self, stack: cdk.Stack) -> list[str]:
+        return [stack.format_arn(service="sagemaker", resource=kind, resource_name=PIPELINE_JOB_NAMES)
+                for kind in ("training-job", "processing-job")]
+
+    def _model_version_arns(self, stack: cdk.Stack) -> list[str]:
+        return [stack.format_arn(service="sagemaker", resource="model-package",
+                                 resource_name=f"{self.group_name}/*")]
+
+    @staticmethod
+    def _reports_prefix(network: str) -> str:
+        return f"{ArtifactsBucket.PIPELINES_PREFIX}{network}/"
+
+    def _run_jobs_policy(self, stack: cdk.Stack) -> iam.PolicyDocument:
+        training_job, processing_job = self._job_arns(stack)
+        return iam.PolicyDocument(statements=[
+            iam.PolicyStatement(
+                actions=["sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob",
+                         "sagemaker:StopTrainingJob"],
+                resources=[training_job]),
+            iam.PolicyStatement(
+                actions=["sagemaker:CreateProcessingJob", "sagemaker:DescribeProcessingJob",
+                         "sagemaker:StopProcessingJob"],
+                resources=[processing_job]),
+            # The pipeline tags what it creates with its own execution ARN.
+            iam.PolicyStatement(actions=["sagemaker:AddTags"],
+                                resources=[training_job, processing_job, *self._model_version_arns(stack)]),
+        ])
+
+    def _register_policy(self, stack: cdk.Stack) -> iam.PolicyDocument:
+        return iam.PolicyDocument(statements=[
+            # Built from the name, not read from the resource: moto skips model package groups, and
+            # a Fn::GetAtt on a skipped resource fails the whole stack there.
+            iam.PolicyStatement(
+                actions=["sagemaker:CreateModelPackage", "sagemaker:DescribeModelPackageGroup"],
+                resources=[stack.format_arn(service="sagemaker", resource="model-package-group",
+                                            resource_name=self.group_name)]),
+            iam.PolicyStatement(
+                actions=["sagemaker:CreateModelPackage", "sagemaker:DescribeModelPackage"],
+                resources=self._model_version_arns(stack)),
+        ])
+
+    def _read_reports_policy(self, artifacts: ArtifactsBucket, key: ProjectKey,
+                             network: str) -> iam.PolicyDocument:
+        # The pipeline service itself reads evaluation.json to resolve the quality gate's
+        # Std:JsonGet, as this role; only this network's reports.
+        return iam.PolicyDocument(statements=[
+            iam.PolicyStatement(actions=["s3:GetObject"],
+                                resources=[artifacts.arn_for_objects(self._reports_prefix(network) + "*")]),
+            iam.PolicyStatement(actions=["kms:Decrypt"], resources=[key.key_arn]),
+        ])
+
+    def _add_retraining_triggers(self, config: StageConfig, data: DataBucket, network: str) -> None:
+        trigger_role = iam.Role(
+            self, "RetrainingTriggerRole",
+            description=f"Assumed by EventBridge to start {self.pipeline_name}",
+            assumed_by=iam.ServicePrincipal(EVENTS_PRINCIPAL),
+            inline_policies={"StartThisPipeline": iam.PolicyDocument(statements=[iam.PolicyStatement(
+                actions=["sagemaker:StartPipelineExecution"], resources=[self.pipeline_arn])])},
+        )
+        target = _StartPipelineExecution(self.pipeline_arn, trigger_role)
+        self.new_data_rule = events.Rule(
+            self, "RetrainOnNewTrainingData",
+            description=f"Starts {self.pipeline_name} when data preparation writes "
+                        f"{trigger_object_key(network)} to the data bucket",
+            event_pattern=events.EventPattern(
+                source=["aws.s3"],
+                detail_type=["Object Created"],
+                detail={"bucket": {"name": [data.bucket_name]},
+                        "object": {"key": [trigger_object_key(network)]}},
+            ),
+            targets=[target],
+        )
+        self.new_data_rule.node.add_dependency(self.pipeline)
+        self.schedule_rule: events.Rule | None = None
+        if config.retrain_schedule:
+            self.schedule_rule = events.Rule(
+                self, "RetrainOnSchedule",
+                description=f"Starts {self.pipeline_name} on {config.retrain_schedule}",
+                schedule=events.Schedule.expression(config.retrain_schedule),
+                targets=[target],
+            )
+            self.schedule_rule.node.add_dependency(self.pipeline)

@@ -1,0 +1,54 @@
+"""Names shared by the CDK app and the `mlops` CLI, so both always agree.
+
+Small pure functions of the stage prefix (`StageConfig.prefix()`, e.g. `mlops-local`) and a
+network name. The CLI finds what the stacks created by these names alone, without reading
+CloudFormation outputs.
+"""
+
+from __future__ import annotations
+
+
+def model_package_group_name(prefix: str, network: str) -> str:
+    """The model registry group every training pipeline of `network` registers versions in."""
+    return f"{prefix}-{network}"
+
+
+def pipeline_name(prefix: str, network: str) -> str:
+    """The SageMaker Pipeline that trains, evaluates and registers `network`, e.g. `mlops-local-cnn`."""
+    return f"{prefix}-{network}"
+
+
+PIPELINES_STACK_SUFFIX = "pipelines"
+
+
+def stack_name(prefix: str, suffix: str) -> str:
+    """Every stack is `<prefix>-<suffix>`, e.g. `mlops-local-storage` (see `infra.stacks.base`)."""
+    return f"{prefix}-{suffix}"
+
+
+def endpoint_stack_suffix(network: str) -> str:
+    return f"endpoint-{network}"
+
+
+def endpoint_stack_name(prefix: str, network: str) -> str:
+    return stack_name(prefix, endpoint_stack_suffix(network))
+
+
+def endpoint_name(prefix: str, network: str) -> str:
+    return f"{prefix}-{network}"
+
+
+MONITORING_STACK_SUFFIX = "monitoring"
+
+
+def monitoring_stack_name(prefix: str) -> str:
+    return stack_name(prefix, MONITORING_STACK_SUFFIX)
+
+
+def dashboard_name(prefix: str) -> str:
+    return f"{prefix}-endpoints"
+
+
+def model_package_context_key(network: str) -> str:
+    """The CDK context key (`-c model_package.<network>=<arn>`) that brings an endpoint stack into the app."""
+    return f"model_package.{network}"

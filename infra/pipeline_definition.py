@@ -1,0 +1,428 @@
+"""The SageMaker Pipeline of one network, as plain data in the pipeline definition schema.
+
+    Train (Training) -> Evaluate (Processing) -> QualityGate (Condition)
+                                                   |-- passes: Register (RegisterModel)
+                                                   '-- fails:  Fail (Fail)
+
+No SageMaker SDK, no CDK, no AWS calls: the definition is a dict built from the stage
+configuration and the network registry, serialized with sorted keys, so every synth
+produces the same bytes. Values known only at deploy time are `${Placeholder}`s (see
+`PLACEHOLDERS`), which the construct fills in with `Fn::Sub`, and a local runner with
+`substitute_placeholders`. `tests/test_pipeline_sdk_parity.py` builds the same pipeline
+with SageMaker SDK v3 and compares the two, so the field names stay honest.
+
+The CLI imports this module to validate `--param` values, so it must stay cheap to import.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from infra.config import StageConfig
+from infra.naming import model_package_group_name
+from training.networks import Hyperparameter, HyperparameterValue, Network, get_network
+
+SCHEMA_VERSION = "2020-12-01"
+
+# Deploy-time values, filled in by `Fn::Sub` (construct) or `substitute_placeholders` (local runs).
+ARTIFACTS_BUCKET = "ArtifactsBucket"
+DATA_BUCKET = "DataBucket"
+EXECUTION_ROLE_ARN = "ExecutionRoleArn"
+KEY_ARN = "KeyArn"
+SOURCE_BUNDLE_URI = "SourceBundleUri"
+TRAINING_IMAGE_URI = "TrainingImageUri"
+INFERENCE_IMAGE_URI = "InferenceImageUri"
+PLACEHOLDERS = (ARTIFACTS_BUCKET, DATA_BUCKET, EXECUTION_ROLE_ARN, KEY_ARN, SOURCE_BUNDLE_URI,
+                TRAINING_IMAGE_URI, INFERENCE_IMAGE_URI)
+
+TRAIN_STEP = "Train"
+EVALUATE_STEP = "Evaluate"
+QUALITY_GATE_STEP = "QualityGate"
+REGISTER_STEP = "Register"
+FAIL_STEP = "Fail"
+
+TRAINING_INSTANCE_TYPE = "TrainingInstanceType"
+TRAINING_INSTANCE_COUNT = "TrainingInstanceCount"
+INPUT_DATA_URI = "InputDataUri"
+MODEL_APPROVAL_STATUS = "ModelApprovalStatus"
+QUALITY_THRESHOLD = "QualityThreshold"
+APPROVAL_STATUSES = ("Approved", "PendingManualApproval")
+
+CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
+PROCESSING_ROOT = "/opt/ml/processing"
+EVALUATION_OUTPUT = "evaluation"
+EVALUATION_REPORT = "EvaluationReport"
+EVALUATION_FILE = "evaluation.json"
+EVALUATION_SCRIPT = "evaluate.py"
+REPORT_CONTENT_TYPE = "application/json"
+RESPONSE_CONTENT_TYPE = "application/json"
+
+# Execution-wide values the pipeline service resolves at run time.
+EXECUTION_ID = {"Get": "Execution.PipelineExecutionId"}
+
+# Retried by the pipeline service: its own transient faults, and SageMaker jobs that could
+# not get capacity or died of an internal error (spot capacity included).
+SERVICE_RETRY = {"ExceptionType": ["Step.SERVICE_FAULT", "Step.THROTTLING"],
+                 "IntervalSeconds": 10, "BackoffRate": 2.0, "MaxAttempts": 5}
+JOB_RETRY = {"ExceptionType": ["SageMaker.CAPACITY_ERROR", "SageMaker.JOB_INTERNAL_ERROR"],
+             "IntervalSeconds": 60, "BackoffRate": 2.0, "MaxAttempts": 3}
+
+ParameterType = Literal["String", "Integer", "Float"]
+_PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9]+)\}")
+
+
+@dataclass(frozen=True)
+class PipelineParameter:
+    """A parameter of the pipeline; `hyperparameter` is set when it feeds one."""
+
+    name: str
+    type: ParameterType
+    default: HyperparameterValue
+    enum_values: tuple[str, ...] = ()
+    hyperparameter: Hyperparameter | None = None
+
+    def to_definition(self) -> dict[str, Any]:
+        parameter: dict[str, Any] = {"Name": self.name, "Type": self.type, "DefaultValue": self.default}
+        if self.enum_values:
+            parameter["EnumValues"] = list(self.enum_values)
+        return parameter
+
+    def parse(self, raw: str) -> HyperparameterValue:
+        """The typed value of `raw`, or ValueError saying what is wrong."""
+        if self.hyperparameter is not None:
+            return self.hyperparameter.parse(raw)
+        text = raw.strip()
+        if self.enum_values and text not in self.enum_values:
+            raise ValueError(f"{self.name} must be one of {', '.join(self.enum_values)}, got {raw!r}")
+        if self.type == "String":
+            return text
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError(f"{self.name} must be a number, got {raw!r}") from None
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError(f"{self.name} must be a finite number, got {raw!r}")
+        if self.type == "Integer":
+            if not value.is_integer():
+                raise ValueError(f"{self.name} must be an integer, got {raw!r}")
+            return int(value)
+        return value
+
+
+def parameter_name(hyperparameter: str) -> str:
+    """`learning_rate` -> `LearningRate`: the pipeline parameter that feeds a hyperparameter."""
+    return "".join(part[:1].upper() + part[1:] for part in hyperparameter.split("_"))
+
+
+_TYPES: dict[type, ParameterType] = {int: "Integer", float: "Float", str: "String"}
+
+
+def pipeline_parameters(config: StageConfig, network_name: str) -> tuple[PipelineParameter, ...]:
+    """Every parameter of the network's pipeline, with this stage's defaults."""
+    network = get_network(network_name)
+    values = config.hyperparameters_for(network.name)
+    data_uri = _s3(DATA_BUCKET, f"{network.name}/")
+    return (
+        PipelineParameter(TRAINING_INSTANCE_TYPE, "String", config.training_instance_type(network.name)),
+        PipelineParameter(TRAINING_INSTANCE_COUNT, "Integer", config.training.instance_count),
+        *(PipelineParameter(parameter_name(knob.name), _TYPES[knob.type], values[knob.name],
+                            enum_values=knob.choices, hyperparameter=knob)
+          for knob in network.hyperparameters),
+        PipelineParameter(INPUT_DATA_URI, "String", data_uri),
+        PipelineParameter(MODEL_APPROVAL_STATUS, "String", config.model_approval_status,
+                          enum_values=APPROVAL_STATUSES),
+        PipelineParameter(QUALITY_THRESHOLD, "Float", float(network.quality_gate.threshold)),
+    )
+
+
+def training_channels(config: StageConfig, network: Network) -> tuple[str, ...]:
+    """The input channels of the training job.
+
+    SageMaker fails a job whose channel prefix holds no object, so an optional channel is only
+    wired where it must exist: with network isolation the job cannot download base weights
+    (keras.applications), so they have to arrive as the `pretrained` channel, and data
+    preparation must upload it. Without isolation the entry point downloads them itself.
+    """
+    if config.training.network_isolation:
+        return network.channels
+    return network.required_channels
+
+
+def pipeline_definition(config: StageConfig, network_name: str) -> dict[str, Any]:
+    """The pipeline definition of `network_name` in stage `config`, with `${Placeholders}`."""
+    network = get_network(network_name)
+    parameters = pipeline_parameters(config, network.name)
+    return {
+        "Version": SCHEMA_VERSION,
+        "Metadata": {},
+        "Parameters": [parameter.to_definition() for parameter in parameters],
+        "Steps": [
+            _train_step(config, network, parameters),
+            _evaluate_step(config, network),
+            _quality_gate_step(config, network),
+        ],
+    }
+
+
+def definition_body(config: StageConfig, network_name: str) -> str:
+    """The definition as the exact text CloudFormation receives (before `Fn::Sub`)."""
+    return json.dumps(pipeline_definition(config, network_name), sort_keys=True, separators=(",", ":"))
+
+
+def substitute_placeholders(body: str, values: Mapping[str, str]) -> str:
+    """What `Fn::Sub` does to `body`: fills every `${Name}`, and turns `${!` into `${`."""
+    missing = sorted(set(_PLACEHOLDER.findall(body)) - set(values))
+    if missing:
+        raise KeyError(f"no value for placeholder(s) {', '.join(missing)}")
+    filled = _PLACEHOLDER.sub(lambda match: values[match.group(1)], body)
+    return filled.replace("${!", "${")
+
+
+def _get(path: str) -> dict[str, str]:
+    return {"Get": path}
+
+
+def _parameter(name: str) -> dict[str, str]:
+    return _get(f"Parameters.{name}")
+
+
+def _join(*values: Any, on: str = "") -> dict[str, Any]:
+    return {"Std:Join": {"On": on, "Values": list(values)}}
+
+
+def _quality_value(network: Network) -> dict[str, Any]:
+    """The gate metric's value, read from the Evaluate step's `evaluation.json`."""
+    return {"Std:JsonGet": {
+        "PropertyFile": _get(f"Steps.{EVALUATE_STEP}.PropertyFiles.{EVALUATION_REPORT}"),
+        "Path": f"metrics.{network.quality_gate.metric}.value",
+    }}
+
+
+def _placeholder(name: str) -> str:
+    return "${" + name + "}"
+
+
+def _s3(bucket_placeholder: str, key: str) -> str:
+    return f"s3://{_placeholder(bucket_placeholder)}/{key}"
+
+
+def _network_config(config: StageConfig) -> dict[str, Any]:
+    settings: dict[str, Any] = {
+        "EnableNetworkIsolation": config.training.network_isolation,
+        # TrainingInstanceCount can be raised at run time, so traffic between instances is
+        # always encrypted; with one instance it costs nothing.
+        "EnableInterContainerTrafficEncryption": True,
+    }
+    if config.vpc:
+        settings["VpcConfig"] = {"Subnets": list(config.vpc.subnet_ids),
+                                 "SecurityGroupIds": list(config.vpc.security_group_ids)}
+    return settings
+
+
+def _hyperparameter_value(parameter: PipelineParameter) -> Any:
+    # HyperParameters is a map of strings: numbers go through Std:Join to become text.
+    if parameter.type == "String":
+        return _parameter(parameter.name)
+    return _join(_parameter(parameter.name))
+
+
+def _train_step(config: StageConfig, network: Network, parameters: tuple[PipelineParameter, ...]
+                ) -> dict[str, Any]:
+    hyperparameters: dict[str, Any] = {
+        "sagemaker_program": network.entry_point,
+        "sagemaker_submit_directory": _placeholder(SOURCE_BUNDLE_URI),
+        "sagemaker_region": config.region,
+        "sagemaker_container_log_level": "20",
+        # The TF container then writes TF_CONFIG for every host (a one-worker cluster when
+        # TrainingInstanceCount is 1); it changes nothing else, and the entry point decides
+        # its strategy from TF_CONFIG. Never send "false": an unparsed "false" is truthy.
+        "sagemaker_multi_worker_mirrored_strategy_enabled": "true",
+        "checkpoint_dir": CHECKPOINT_LOCAL_PATH,
+    }
+    hyperparameters.update({parameter.hyperparameter.name: _hyperparameter_value(parameter)
+                            for parameter in parameters if parameter.hyperparameter is not None})
+    stopping: dict[str, int] = {"MaxRuntimeInSeconds": config.training.max_run_seconds}
+    # Spot is a stage setting baked in at synth, not a pipeline parameter: SageMaker rejects
+    # MaxWaitTimeInSeconds without EnableManagedSpotTraining, and a parameter cannot remove a
+    # field from the request (aws/sagemaker-python-sdk#4140).
+    if config.training.use_spot:
+        stopping["MaxWaitTimeInSeconds"] = config.training.max_wait_seconds
+    arguments: dict[str, Any] = {
+        "AlgorithmSpecification": {
+            "TrainingImage": _placeholder(TRAINING_IMAGE_URI),
+            "TrainingInputMode": "File",
+            "MetricDefinitions": network.metric_definitions,
+        },
+        "HyperParameters": hyperparameters,
+        "InputDataConfig": [_training_channel(channel) for channel in training_channels(config, network)],
+        "OutputDataConfig": {"S3OutputPath": _s3(ARTIFACTS_BUCKET, f"models/{network.name}/"),
+                             "KmsKeyId": _placeholder(KEY_ARN)},
+        "ResourceConfig": {
+            "InstanceType": _parameter(TRAINING_INSTANCE_TYPE),
+            "InstanceCount": _parameter(TRAINING_INSTANCE_COUNT),
+            "VolumeSizeInGB": config.training.volume_size_gb,
+            "VolumeKmsKeyId": _placeholder(KEY_ARN),
+        },
+        "StoppingCondition": stopping,
+        "EnableManagedSpotTraining": config.training.use_spot,
+        # One checkpoint folder per execution: a new run starts fresh, while a spot
+        # interruption or a retried job of the same run resumes where it stopped.
+        "CheckpointConfig": {
+            "S3Uri": _join(_s3(ARTIFACTS_BUCKET, f"checkpoints/{network.name}/"), EXECUTION_ID),
+            "LocalPath": CHECKPOINT_LOCAL_PATH,
+        },
+        "RoleArn": _placeholder(EXECUTION_ROLE_ARN),
+        **_network_config(config),
+    }
+    return {"Name": TRAIN_STEP, "Type": "Training", "Arguments": arguments,
+            "RetryPolicies": [SERVICE_RETRY, JOB_RETRY]}
+
+
+def _training_channel(channel: str) -> dict[str, Any]:
+    return {
+        "ChannelName": channel,
+        "DataSource": {"S3DataSource": {
+            "S3DataType": "S3Prefix",
+            "S3Uri": _join(_parameter(INPUT_DATA_URI), f"{channel}/"),
+            "S3DataDistributionType": "FullyReplicated",
+        }},
+    }
+
+
+def _processing_input(name: str, source: Any, local_path: str) -> dict[str, Any]:
+    return {
+        "InputName": name,
+        "AppManaged": False,
+        "S3Input": {"S3Uri": source, "LocalPath": local_path, "S3DataType": "S3Prefix",
+                    "S3InputMode": "File", "S3DataDistributionType": "FullyReplicated",
+                    "S3CompressionType": "None"},
+    }
+
+
+def evaluation_command(network: Network) -> str:
+    """The shell command of the Evaluate container: unpack the code and the model, evaluate."""
+    code, model, test, output = (f"{PROCESSING_ROOT}/{name}" for name in ("code", "model", "test",
+                                                                          EVALUATION_OUTPUT))
+    # Both archives arrive as single objects whose names SageMaker chose (the code bundle is a
+    # CDK asset named by its hash), hence the globs. No `${...}` here: Fn::Sub would take it.
+    return (f"set -eu; mkdir -p {code}/bundle; "
+            f"tar -xzf {code}/*.gz -C {code}/bundle; "
+            f"tar -xzf {model}/model.tar.gz -C {model}; "
+            f"cd {code}/bundle; "
+            f"python3 {EVALUATION_SCRIPT} --network {network.name} --model-dir {model} "
+            f"--test-dir {test} --output-dir {output}")
+
+
+def _evaluate_step(config: StageConfig, network: Network) -> dict[str, Any]:
+    evaluation_uri = _join(_s3(ARTIFACTS_BUCKET, f"pipelines/{network.name}/"), EXECUTION_ID,
+                           f"/{EVALUATION_OUTPUT}")
+    arguments: dict[str, Any] = {
+        "AppSpecification": {
+            # The training image: it has TensorFlow and Python, which evaluate.py needs.
+            "ImageUri": _placeholder(TRAINING_IMAGE_URI),
+            "ContainerEntrypoint": ["/bin/bash", "-c", evaluation_command(network)],
+        },
+        "ProcessingInputs": [
+            _processing_input("model", _get(f"Steps.{TRAIN_STEP}.ModelArtifacts.S3ModelArtifacts"),
+                              f"{PROCESSING_ROOT}/model"),
+            _processing_input("test", _join(_parameter(INPUT_DATA_URI), "test/"),
+                              f"{PROCESSING_ROOT}/test"),
+            _processing_input("code", _placeholder(SOURCE_BUNDLE_URI), f"{PROCESSING_ROOT}/code"),
+        ],
+        "ProcessingOutputConfig": {
+            "Outputs": [{
+                "OutputName": EVALUATION_OUTPUT,
+                "AppManaged": False,
+                "S3Output": {"S3Uri": evaluation_uri,
+                             "LocalPath": f"{PROCESSING_ROOT}/{EVALUATION_OUTPUT}",
+                             "S3UploadMode": "EndOfJob"},
+            }],
+            "KmsKeyId": _placeholder(KEY_ARN),
+        },
+        "ProcessingResources": {"ClusterConfig": {
+            # The stage's training instance type (not the parameter): evaluation needs the same
+            # kind of machine whatever the training run was given.
+            "InstanceType": config.training_instance_type(network.name),
+            "InstanceCount": 1,
+            "VolumeSizeInGB": config.training.volume_size_gb,
+            "VolumeKmsKeyId": _placeholder(KEY_ARN),
+        }},
+        "StoppingCondition": {"MaxRuntimeInSeconds": config.training.max_run_seconds},
+        "RoleArn": _placeholder(EXECUTION_ROLE_ARN),
+        "NetworkConfig": _network_config(config),
+    }
+    return {
+        "Name": EVALUATE_STEP,
+        "Type": "Processing",
+        "Arguments": arguments,
+        "PropertyFiles": [{"PropertyFileName": EVALUATION_REPORT, "OutputName": EVALUATION_OUTPUT,
+                           "FilePath": EVALUATION_FILE}],
+        "RetryPolicies": [SERVICE_RETRY, JOB_RETRY],
+    }
+
+
+def _quality_gate_step(config: StageConfig, network: Network) -> dict[str, Any]:
+    gate = network.quality_gate
+    return {
+        "Name": QUALITY_GATE_STEP,
+        "Type": "Condition",
+        "Arguments": {
+            "Conditions": [{
+                "Type": "GreaterThanOrEqualTo" if gate.higher_is_better else "LessThanOrEqualTo",
+                "LeftValue": _quality_value(network),
+                "RightValue": _parameter(QUALITY_THRESHOLD),
+            }],
+            "IfSteps": [_register_step(config, network)],
+            "ElseSteps": [_fail_step(network)],
+        },
+    }
+
+
+def evaluation_report_uri() -> dict[str, Any]:
+    """Where the Evaluate step wrote `evaluation.json` (the registry's model quality report)."""
+    output = f"Steps.{EVALUATE_STEP}.ProcessingOutputConfig.Outputs['{EVALUATION_OUTPUT}'].S3Output.S3Uri"
+    return _join(_get(output), EVALUATION_FILE, on="/")
+
+
+def _register_step(config: StageConfig, network: Network) -> dict[str, Any]:
+    gate = network.quality_gate
+    arguments = {
+        "ModelPackageGroupName": model_package_group_name(config.prefix(), network.name),
+        "ModelPackageDescription": f"{network.name}: {network.summary}",
+        "ModelApprovalStatus": _parameter(MODEL_APPROVAL_STATUS),
+        "InferenceSpecification": {
+            "Containers": [{
+                "Image": _placeholder(INFERENCE_IMAGE_URI),
+                "ModelDataUrl": _get(f"Steps.{TRAIN_STEP}.ModelArtifacts.S3ModelArtifacts"),
+            }],
+            "SupportedContentTypes": list(network.request_content_types),
+            "SupportedResponseMIMETypes": [RESPONSE_CONTENT_TYPE],
+            "SupportedRealtimeInferenceInstanceTypes": [config.endpoint_instance_type(network.name)],
+        },
+        "ModelMetrics": {"ModelQuality": {"Statistics": {
+            "ContentType": REPORT_CONTENT_TYPE, "S3Uri": evaluation_report_uri()}}},
+        "CustomerMetadataProperties": {
+            "network": network.name,
+            "quality_metric": gate.metric,
+            "quality_value": _join(_quality_value(network)),
+            "quality_threshold": _join(_parameter(QUALITY_THRESHOLD)),
+        },
+    }
+    # SageMaker job retry policies do not apply to registering a model.
+    return {"Name": REGISTER_STEP, "Type": "RegisterModel", "Arguments": arguments,
+            "RetryPolicies": [SERVICE_RETRY]}
+
+
+def _fail_step(network: Network) -> dict[str, Any]:
+    gate = network.quality_gate
+    return {
+        "Name": FAIL_STEP,
+        "Type": "Fail",
+        "Arguments": {"ErrorMessage": _join(
+            f"quality gate failed: {gate.metric} =", _quality_value(network),
+            f"but must be {gate.comparison}", _parameter(QUALITY_THRESHOLD), on=" ")},
+    }

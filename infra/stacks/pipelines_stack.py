@@ -1,0 +1,50 @@
+"""`<prefix>-pipelines`: a training pipeline, model registry group and retraining triggers per network.
+
+The training code bundle is one CDK asset shared by every pipeline of the stage. Its hash is the
+hash of the bundle's contents (`source_bundle_hash`), so the template is the same on every
+machine and only changes when the code does.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import aws_cdk as cdk
+from aws_cdk import aws_s3_assets as s3_assets
+from constructs import Construct
+
+from infra import naming
+from infra.config import StageConfig
+from infra.constructs.training_pipeline import TrainingPipeline
+from infra.source_bundle import build_source_bundle, source_bundle_hash
+from infra.stacks.base import ProjectStack
+from infra.stacks.execution_role_stack import ExecutionRoleStack
+from infra.stacks.storage_stack import StorageStack
+
+
+class PipelinesStack(ProjectStack):
+    def __init__(self, scope: Construct, config: StageConfig, *, storage: StorageStack,
+                 execution_role: ExecutionRoleStack) -> None:
+        super().__init__(scope, config, naming.PIPELINES_STACK_SUFFIX,
+                         description="SageMaker training pipelines, model registry groups and retraining triggers")
+        # Inside the cloud assembly, so each synth writes its own copy and none shares a path.
+        bundle_dir = Path(cdk.Stage.of(self).outdir) / ".bundles"
+        self.source_bundle = s3_assets.Asset(
+            self, "SourceBundle",
+            path=str(build_source_bundle(bundle_dir)),
+            asset_hash=source_bundle_hash(),
+            asset_hash_type=cdk.AssetHashType.CUSTOM,
+        )
+        execution_role.execution_role.allow_read_source_bundle(self.source_bundle)
+        # The retraining rules match the data bucket's object events.
+        storage.data.send_object_events_to_eventbridge()
+
+        self.pipelines = {
+            network: TrainingPipeline(
+                self, f"TrainingPipeline-{network}", config=config, network=network,
+                source_bundle=self.source_bundle, key=storage.key, data=storage.data,
+                artifacts=storage.artifacts, execution_role=execution_role.execution_role.role)
+            for network in config.networks
+        }
+        for network, pipeline in self.pipelines.items():
+            cdk.CfnOutput(self, f"PipelineName{network.capitalize()}", value=pipeline.pipeline_name)

@@ -1,0 +1,150 @@
+"""An embedded moto server: a local, in-memory AWS that the real CDK CLI can deploy to.
+
+    with moto_server() as aws:                      # a free port on 127.0.0.1, empty
+        CdkCli(target=aws, stage="local", output_dir=assembly).deploy()
+        aws.client("s3").list_buckets()
+        subprocess.run([...], env={**os.environ, **aws.env})   # any other AWS client
+
+What moto implements, and what it silently skips, is in the README ("Running without an account").
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import socket
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import requests
+from moto.kms.models import Key as MotoKmsKey
+from moto.server import ThreadedMotoServer
+
+from mlops.errors import UsageError
+
+ACCOUNT = "123456789012"  # moto's default account; the `local` stage in cdk.json names it too
+REGION = "us-east-1"
+HOST = "127.0.0.1"
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+
+
+@dataclass(frozen=True)
+class LocalAws:
+    """A running moto server: where it listens, and how to reach it."""
+
+    port: int
+    region: str = REGION
+    account: str = ACCOUNT
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    @property
+    def env(self) -> dict[str, str]:
+        """What a subprocess (the CDK CLI, a training launcher) needs to use this server."""
+        return {
+            **CREDENTIALS,
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_REGION": self.region,
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            # moto resolves a CloudFormation TemplateURL path-style only when it says `localhost`.
+            "AWS_ENDPOINT_URL_S3_FOR_CLOUDFORMATION": f"http://localhost:{self.port}",
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }
+
+    @property
+    def environment(self) -> str:
+        """The CDK environment, as `cdk bootstrap` takes it."""
+        return f"aws://{self.account}/{self.region}"
+
+    def client(self, service: str) -> Any:
+        return boto3.session.Session(
+            aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            region_name=self.region,
+        ).client(service, endpoint_url=self.endpoint_url)
+
+
+def apply_moto_fixes() -> None:
+    """Works around moto bugs that break deploying this project's real templates. Idempotent.
+
+    moto 5.2.5's CloudFormation handler for AWS::KMS::Key hands its properties to the KMS
+    backend as they are in the template, but the backend expects the KMS API's shapes:
+    - `Tags` in CloudFormation's Key/Value shape, read as TagKey/TagValue: the key is never
+      created and the stack fails with "Fn::GetAtt references undefined resource";
+    - `KeyPolicy` as a JSON object, kept where a JSON string belongs: DescribeKey then fails.
+    The templates stay as AWS wants them; moto gets what it reads. In-process `mock_aws`
+    tests call this too.
+    """
+    original = MotoKmsKey.create_from_cloudformation_json.__func__
+    if getattr(original, "translates_cloudformation_tags", False):
+        return
+
+    def create_from_cloudformation_json(cls: type, resource_name: str, cloudformation_json: Any,
+                                        account_id: str, region_name: str, **kwargs: Any) -> Any:
+        properties = dict(cloudformation_json.get("Properties", {}))
+        tags = properties.get("Tags") or []
+        if tags and "Key" in tags[0]:
+            properties["Tags"] = [{"TagKey": tag["Key"], "TagValue": tag["Value"]} for tag in tags]
+        if isinstance(properties.get("KeyPolicy"), dict):
+            properties["KeyPolicy"] = json.dumps(properties["KeyPolicy"])
+        return original(cls, resource_name, {**cloudformation_json, "Properties": properties},
+                        account_id, region_name, **kwargs)
+
+    create_from_cloudformation_json.translates_cloudformation_tags = True  # type: ignore[attr-defined]
+    MotoKmsKey.create_from_cloudformation_json = classmethod(create_from_cloudformation_json)
+
+
+def _check_port_free(port: int) -> None:
+    # ThreadedMotoServer.start() waits forever if its thread cannot bind, so ask first.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((HOST, port))
+        except OSError as error:
+            reason = "is already in use" if error.errno == errno.EADDRINUSE else f"cannot be used ({error})"
+            raise UsageError(f"port {port} on {HOST} {reason}: choose another with --port, "
+                             "or leave it out to pick a free one") from None
+
+
+@contextmanager
+def _quiet_moto_logs() -> Iterator[None]:
+    # A line per request, and one per resource type moto's CloudFormation skips (the README
+    # lists those), would bury the CDK CLI's own output.
+    loggers = [logging.getLogger(name) for name in ("werkzeug", "moto")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message="Tried to parse .* not supported by moto", category=UserWarning)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
+@contextmanager
+def moto_server(port: int | None = None) -> Iterator[LocalAws]:
+    """Starts moto on 127.0.0.1 (`port`, or a free one), empty, and stops it on exit, however exited."""
+    if port is not None:
+        if not 0 < port < 65536:
+            raise UsageError(f"port {port} is not a TCP port (1-65535)")
+        _check_port_free(port)
+    apply_moto_fixes()
+    with _quiet_moto_logs():
+        # Port 0 lets the OS pick a free port at bind time, with no window for another process to take it.
+        server = ThreadedMotoServer(ip_address=HOST, port=port or 0, verbose=False)
+        server.start()
+        try:
+            aws = LocalAws(port=server.get_host_and_port()[1])
+            # Moto keeps its state per process: start from nothing even if an earlier server ran here.
+            requests.post(f"{aws.endpoint_url}/moto-api/reset", timeout=10).raise_for_status()
+            yield aws
+        finally:
+            server.stop()

@@ -1,0 +1,36 @@
+"""A long command as a sequence of named phases, each shown with a spinner, its outcome and its time.
+
+    run_phases(console, [Phase("Deploy all stacks", deploy), Phase("Train cnn", train)])
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from rich.console import Console
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str
+    run: Callable[[], None]
+
+
+def run_phases(console: Console, phases: Sequence[Phase]) -> dict[str, float]:
+    """Runs the phases in order; returns seconds per phase. The first failure (or Ctrl-C) is
+    marked on its phase and re-raised, and the later phases do not run."""
+    seconds: dict[str, float] = {}
+    for number, phase in enumerate(phases, start=1):
+        label = f"[{number}/{len(phases)}] {phase.name}"
+        started = time.perf_counter()
+        try:
+            with console.status(label):
+                phase.run()
+        except BaseException:
+            console.print(f"[red]✗[/] {label} [dim]({time.perf_counter() - started:.1f} s)[/]", highlight=False)
+            raise
+        seconds[phase.name] = time.perf_counter() - started
+        console.print(f"[green]✓[/] {label} [dim]({seconds[phase.name]:.1f} s)[/]", highlight=False)
+    return seconds
