@@ -33,12 +33,14 @@ def metric_regex(metric_name: str) -> str:
 
 @dataclass(frozen=True)
 class Hyperparameter:
-    """A training knob. Its type is the type of its default."""
+    """A training knob. Its type is the type of its default; numbers may have inclusive bounds."""
 
     name: str
     default: HyperparameterValue
     help: str
     choices: tuple[str, ...] = ()
+    minimum: float | None = None
+    maximum: float | None = None
 
     @property
     def type(self) -> type:
@@ -54,7 +56,7 @@ class Hyperparameter:
                 raise ValueError(f"{self.name} must be an integer, got {raw!r}") from None
             if not number.is_integer():
                 raise ValueError(f"{self.name} must be an integer, got {raw!r}")
-            return int(number)
+            return self._within_bounds(int(number), raw)
         if self.type is float:
             try:
                 value = float(text)
@@ -62,10 +64,17 @@ class Hyperparameter:
                 raise ValueError(f"{self.name} must be a number, got {raw!r}") from None
             if value != value or value in (float("inf"), float("-inf")):
                 raise ValueError(f"{self.name} must be a finite number, got {raw!r}")
-            return value
+            return self._within_bounds(value, raw)
         if self.choices and text not in self.choices:
             raise ValueError(f"{self.name} must be one of {', '.join(self.choices)}, got {raw!r}")
         return text
+
+    def _within_bounds(self, value: int | float, raw: object) -> int | float:
+        if self.minimum is not None and value < self.minimum:
+            raise ValueError(f"{self.name} must be at least {self.minimum:g}, got {raw!r}")
+        if self.maximum is not None and value > self.maximum:
+            raise ValueError(f"{self.name} must be at most {self.maximum:g}, got {raw!r}")
+        return value
 
 
 @dataclass(frozen=True)
@@ -127,13 +136,16 @@ def _common(*, epochs: int, batch_size: int, learning_rate: float, dropout: floa
             l2: float = 1e-4, patience: int = 5, classifier: bool = False) -> tuple[Hyperparameter, ...]:
     """The knobs every entry point understands, with per-network defaults."""
     knobs = [
-        Hyperparameter("epochs", epochs, "maximum number of passes over the training data"),
-        Hyperparameter("batch_size", batch_size, "examples per gradient step (global, across workers)"),
-        Hyperparameter("learning_rate", learning_rate, "Adam learning rate"),
-        Hyperparameter("dropout", dropout, "dropout rate before the output layer (overfitting)"),
-        Hyperparameter("l2", l2, "L2 weight penalty on dense and conv kernels (overfitting)"),
-        Hyperparameter("patience", patience, "early stopping: epochs without val_loss improvement"),
-        Hyperparameter("seed", 42, "random seed for weights and shuffling"),
+        Hyperparameter("epochs", epochs, "maximum number of passes over the training data", minimum=1),
+        Hyperparameter("batch_size", batch_size, "examples per gradient step (global, across workers)",
+                       minimum=1),
+        Hyperparameter("learning_rate", learning_rate, "Adam learning rate", minimum=1e-9, maximum=10),
+        Hyperparameter("dropout", dropout, "dropout rate before the output layer (overfitting)",
+                       minimum=0, maximum=0.95),
+        Hyperparameter("l2", l2, "L2 weight penalty on dense and conv kernels (overfitting)", minimum=0),
+        Hyperparameter("patience", patience, "early stopping: epochs without val_loss improvement",
+                       minimum=1),
+        Hyperparameter("seed", 42, "random seed for weights and shuffling", minimum=0),
         Hyperparameter("precision", "auto", "numeric policy; auto picks from the hardware",
                        choices=("auto", "float32", "bfloat16", "float16")),
     ]
@@ -160,8 +172,8 @@ NETWORKS: dict[str, Network] = {
             quality_gate=QualityGate("test_accuracy", 0.95),
             hyperparameters=_common(epochs=40, batch_size=32, learning_rate=2e-3, dropout=0.25,
                                     classifier=True) + (
-                Hyperparameter("filters", 32, "Conv2D filters"),
-                Hyperparameter("dense_units", 64, "units of the hidden dense layer"),
+                Hyperparameter("filters", 32, "Conv2D filters", minimum=1),
+                Hyperparameter("dense_units", 64, "units of the hidden dense layer", minimum=1),
             ),
             metrics=_CLASSIFIER_METRICS,
             input_name="image",
@@ -179,8 +191,9 @@ NETWORKS: dict[str, Network] = {
             quality_gate=QualityGate("test_relative_mae", 1.0, higher_is_better=False),
             hyperparameters=_common(epochs=60, batch_size=32, learning_rate=3e-3, dropout=0.1,
                                     l2=0.0, patience=10) + (
-                Hyperparameter("window", 24, "time steps the model sees (set by data preparation)"),
-                Hyperparameter("units", 32, "LSTM units"),
+                Hyperparameter("window", 24, "time steps the model sees (set by data preparation)",
+                               minimum=2),
+                Hyperparameter("units", 32, "LSTM units", minimum=1),
             ),
             metrics=("train_loss", "val_loss", "test_mae", "test_baseline_mae", "test_relative_mae"),
             input_name="history",
@@ -198,9 +211,12 @@ NETWORKS: dict[str, Network] = {
             quality_gate=QualityGate("test_roc_auc", 0.9),
             hyperparameters=_common(epochs=150, batch_size=16, learning_rate=1e-3, dropout=0.0,
                                     l2=1e-5, patience=15) + (
-                Hyperparameter("encoding_dim", 8, "size of the bottleneck (reduced dimension)"),
+                Hyperparameter("encoding_dim", 8, "size of the bottleneck (reduced dimension)", minimum=1),
+                Hyperparameter("hidden_units", 16, "units of the hidden layer on each side of the bottleneck",
+                               minimum=1),
                 Hyperparameter("threshold_percentile", 95.0,
-                               "percentile of training reconstruction error that flags an anomaly"),
+                               "percentile of training reconstruction error that flags an anomaly",
+                               minimum=50, maximum=100),
             ),
             metrics=("train_loss", "val_loss", "test_roc_auc", "test_anomaly_precision",
                      "test_anomaly_recall"),
@@ -217,12 +233,26 @@ NETWORKS: dict[str, Network] = {
             offline_dataset="digits_transfer",
             online_dataset="cifar10",
             quality_gate=QualityGate("test_accuracy", 0.8),
-            hyperparameters=_common(epochs=30, batch_size=32, learning_rate=1e-3, dropout=0.3,
-                                    classifier=True) + (
+            hyperparameters=_common(epochs=60, batch_size=32, learning_rate=1e-2, dropout=0.3,
+                                    patience=10, classifier=True) + (
                 Hyperparameter("base", "VGG16", "keras.applications model used as the frozen base"),
-                Hyperparameter("fine_tune_layers", 0,
-                               "unfreeze the last N base layers for a second, slower phase"),
-                Hyperparameter("fine_tune_learning_rate", 1e-5, "learning rate of that phase"),
+                Hyperparameter("base_weights", "pretrained",
+                               "pretrained: the `pretrained` channel, else ImageNet, else an error; "
+                               "random: train the whole base from scratch (a baseline)",
+                               choices=("pretrained", "random")),
+                Hyperparameter("base_output", "",
+                               "base layer whose output feeds the head (an earlier block transfers better "
+                               "to a distant task); empty: the pretrained channel's base.json output_layer, "
+                               "else the base's last layer"),
+                Hyperparameter("image_size", 0,
+                               "side the base sees (images are resized in the model); 0: the size of "
+                               "the pretrained channel's weights, else 224", minimum=0),
+                Hyperparameter("fine_tune_layers", 4,
+                               "unfreeze the last N base layers for a second, slower phase (0: none)",
+                               minimum=0),
+                Hyperparameter("fine_tune_epochs", 30, "maximum epochs of that phase", minimum=1),
+                Hyperparameter("fine_tune_learning_rate", 1e-4, "learning rate of that phase",
+                               minimum=1e-9, maximum=10),
             ),
             metrics=_CLASSIFIER_METRICS,
             input_name="image",
