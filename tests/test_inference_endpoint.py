@@ -1,0 +1,349 @@
+"""The local endpoint over real HTTP: container routes, SageMaker Runtime via boto3, TF Serving REST."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import shutil
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import boto3
+import numpy as np
+import pytest
+import requests
+import tensorflow as tf
+
+from inference.artifact import ArtifactError
+from inference.local_endpoint import LocalEndpoint
+from inference_support import (CNN_CLASSES, N_FEATURES, WINDOW, exported_models, image_bytes, tarball_of)
+
+SIX_MB = 6 * 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> dict[str, Path]:
+    return exported_models(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def endpoints(models):
+    started = {network: LocalEndpoint(path, f"mlops-local-{network}").start() for network, path in models.items()}
+    yield started
+    for endpoint in started.values():
+        endpoint.stop()
+
+
+@pytest.fixture(scope="module")
+def signatures(models):
+    """Each model's `serving_default`, loaded on its own: the reference every answer is checked against."""
+    return {network: tf.saved_model.load(str(path / "1")).signatures["serving_default"]
+            for network, path in models.items()}
+
+
+def runtime_client(endpoint: LocalEndpoint):
+    """An unmodified boto3 client, pointed at the local endpoint."""
+    return boto3.client("sagemaker-runtime", endpoint_url=endpoint.url, region_name="us-east-1")
+
+
+def _reference(signatures, network: str, **inputs: np.ndarray) -> dict[str, np.ndarray]:
+    outputs = signatures[network](**{name: tf.constant(value, tf.float32) for name, value in inputs.items()})
+    return {name: tensor.numpy() for name, tensor in outputs.items()}
+
+
+def _requests(rng: np.random.Generator, signatures) -> dict[str, tuple[bytes, str, object]]:
+    """network -> (body, content type, the answer the signature gives for it)."""
+    digit = rng.integers(0, 256, (8, 8), dtype=np.uint8)
+    photo = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    series = (320 + rng.normal(0, 2, WINDOW + 6)).astype(np.float32)
+    rows = rng.uniform(0, 2, (2, N_FEATURES)).astype(np.float32)
+
+    def classified(network, image):
+        probabilities = _reference(signatures, network, image=image)["probabilities"][0]
+        names = CNN_CLASSES if network == "cnn" else ["airplane", "cat", "ship"]
+        return [{"label": names[int(np.argmax(probabilities))],
+                 "probabilities": {name: float(p) for name, p in zip(names, probabilities)}}]
+
+    forecast = _reference(signatures, "rnn", history=series[-WINDOW:].reshape(1, WINDOW, 1))["forecast"]
+    scores = _reference(signatures, "autoencoder", features=rows)
+    return {
+        "cnn": (image_bytes(digit), "image/png", classified("cnn", digit.reshape(1, 8, 8, 1))),
+        "transfer": (image_bytes(photo), "image/png", classified("transfer", photo[np.newaxis])),
+        "rnn": ("\n".join(map(str, series.tolist())).encode(), "text/csv", [{"forecast": forecast[0].tolist()}]),
+        "autoencoder": (json.dumps({"rows": rows.tolist()}).encode(), "application/json", [
+            {"reconstruction_error": float(error), "threshold": float(threshold),
+             "is_anomaly": bool(error > threshold), "embedding": embedding.tolist()}
+            for error, threshold, embedding in zip(scores["reconstruction_error"], scores["threshold"],
+                                                    scores["embedding"])]),
+    }
+
+
+# ------------------------------------------------------------------------ SageMaker Runtime (boto3)
+
+@pytest.mark.parametrize("network", ["cnn", "transfer", "rnn", "autoencoder"])
+def test_boto3_invoke_endpoint_gets_the_signatures_predictions(endpoints, signatures, network):
+    body, content_type, expected = _requests(np.random.default_rng(11), signatures)[network]
+    response = runtime_client(endpoints[network]).invoke_endpoint(
+        EndpointName=f"mlops-local-{network}", Body=body, ContentType=content_type, Accept="application/json")
+    assert response["ContentType"] == "application/json"
+    assert response["InvokedProductionVariant"] == "AllTraffic"
+    assert json.loads(response["Body"].read())["predictions"] == expected
+
+
+@pytest.mark.parametrize("body, content_type, status, words", [
+    (b"\x89PNG\r\n\x1a\n broken", "image/png", 400, "not a PNG or JPEG image"),
+    (b'{"instances": [[1, 2, 3]]}', "application/json", 400, "has shape [1, 3]"),
+    (b"1,2,3", "text/csv", 415, "image/png"),
+])
+def test_bad_input_is_a_model_error_carrying_the_handlers_status(endpoints, body, content_type, status, words):
+    client = runtime_client(endpoints["cnn"])
+    with pytest.raises(client.exceptions.ModelError) as caught:
+        client.invoke_endpoint(EndpointName="mlops-local-cnn", Body=body, ContentType=content_type)
+    error = caught.value.response
+    assert error["Error"]["Code"] == "ModelError"
+    assert error["ResponseMetadata"]["HTTPStatusCode"] == 424
+    assert error["OriginalStatusCode"] == status
+    assert words in json.loads(error["OriginalMessage"])["error"]
+    assert f"Received client error ({status}) from primary" in error["Error"]["Message"]
+
+
+def test_an_unknown_endpoint_name_is_a_validation_error(endpoints):
+    client = runtime_client(endpoints["cnn"])
+    with pytest.raises(client.exceptions.ValidationError, match="Endpoint mlops-local-nope not found"):
+        client.invoke_endpoint(EndpointName="mlops-local-nope", Body=b"{}", ContentType="application/json")
+
+
+def test_concurrent_requests_each_get_their_own_answer(endpoints, signatures):
+    batches = np.random.default_rng(5).uniform(0, 255, (64, 1, 8, 8, 1)).astype(np.float32)
+    expected = [_reference(signatures, "cnn", image=batch)["probabilities"][0].tolist() for batch in batches]
+    client = runtime_client(endpoints["cnn"])
+
+    def invoke(index: int) -> list[float]:
+        response = client.invoke_endpoint(EndpointName="mlops-local-cnn", ContentType="application/json",
+                                          Body=json.dumps({"instances": batches[index].tolist()}))
+        return list(json.loads(response["Body"].read())["predictions"][0]["probabilities"].values())
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        assert list(pool.map(invoke, range(len(batches)))) == expected
+
+
+def test_many_clients_connecting_at_once_are_all_answered(endpoints):
+    host, port = endpoints["cnn"].url.removeprefix("http://").split(":")
+    clients = 64
+    start_together = threading.Barrier(clients)
+
+    def ping(_) -> int:
+        connection = http.client.HTTPConnection(host, int(port), timeout=10)
+        start_together.wait()
+        try:
+            connection.request("GET", "/ping")
+            return connection.getresponse().status
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=clients) as pool:
+        assert list(pool.map(ping, range(clients))) == [200] * clients
+
+
+# ------------------------------------------------------------------------ container routes
+
+def test_ping_and_invocations_answer_with_the_handlers_own_status(endpoints):
+    url = endpoints["rnn"].url
+    assert requests.get(url + "/ping").status_code == 200
+    ok = requests.post(url + "/invocations", json=[330.0] * WINDOW)
+    assert (ok.status_code, ok.headers["Content-Type"]) == (200, "application/json")
+    bad = requests.post(url + "/invocations", data=b"[1, 2]", headers={"Content-Type": "application/json"})
+    assert bad.status_code == 400 and f"most recent {WINDOW}" in bad.json()["error"]
+    unsupported = requests.post(url + "/invocations", data=b"\x89PNG", headers={"Content-Type": "image/png"})
+    assert unsupported.status_code == 415 and "text/csv" in unsupported.json()["error"]
+
+
+def _raw_request(url: str, head: str, timeout: float = 5.0) -> bytes:
+    """Sends only the request head and returns everything the server answers before closing."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=timeout) as connection:
+        connection.sendall(head.encode())
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    return answer
+
+
+@pytest.mark.parametrize("path, words", [
+    ("/invocations", b"SageMaker accepts at most 6291456 bytes"),
+    ("/endpoints/mlops-local-cnn/invocations", b"HTTP content length exceeded 6291456 bytes."),
+])
+def test_an_oversized_body_gets_413_without_being_read(endpoints, path, words):
+    # Only the head is sent: a server waiting for the 7 MB body would never answer.
+    answer = _raw_request(endpoints["cnn"].url, f"POST {path} HTTP/1.1\r\nHost: x\r\n"
+                                                f"Content-Type: image/png\r\nContent-Length: {SIX_MB + 1}\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 413 ")
+    assert b"Connection: close" in answer and words in answer
+
+
+def test_a_chunked_body_is_refused_with_411(endpoints):
+    answer = _raw_request(endpoints["cnn"].url, "POST /invocations HTTP/1.1\r\nHost: x\r\n"
+                                                "Transfer-Encoding: chunked\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 411 ")
+
+
+def test_one_keep_alive_connection_serves_many_requests(endpoints):
+    host, port = endpoints["cnn"].url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    sockets = set()
+    for _ in range(5):
+        connection.request("POST", "/invocations", body=image_bytes(np.zeros((8, 8), np.uint8)),
+                           headers={"Content-Type": "image/png"})
+        response = connection.getresponse()
+        assert response.status == 200 and json.loads(response.read())["predictions"]
+        sockets.add(connection.sock)
+    connection.close()
+    assert len(sockets) == 1 and None not in sockets
+
+
+# ------------------------------------------------------------------------ TensorFlow Serving REST
+
+def test_tf_serving_rest_formats_with_one_output(endpoints, signatures):
+    url = endpoints["cnn"].url + "/v1/models/model:predict"
+    batch = np.random.default_rng(3).uniform(0, 255, (2, 8, 8, 1)).astype(np.float32)
+    expected = _reference(signatures, "cnn", image=batch)["probabilities"].tolist()
+    assert requests.post(url, json={"instances": batch.tolist()}).json() == {"predictions": expected}
+    assert requests.post(url, json={"instances": [{"image": row} for row in batch.tolist()]}).json() == \
+        {"predictions": expected}
+    assert requests.post(url, json={"inputs": batch.tolist()}).json() == {"outputs": expected}
+    assert requests.post(url, json={"inputs": {"image": batch.tolist()}}).json() == {"outputs": expected}
+
+
+def test_tf_serving_rest_formats_with_several_outputs(endpoints, signatures):
+    url = endpoints["autoencoder"].url + "/v1/models/model/versions/1:predict"
+    rows = np.random.default_rng(4).uniform(0, 1, (2, N_FEATURES)).astype(np.float32)
+    reference = _reference(signatures, "autoencoder", features=rows)
+    expected = {name: value.tolist() for name, value in reference.items()}
+    assert requests.post(url, json={"instances": rows.tolist()}).json() == {"predictions": [
+        {name: expected[name][index] for name in sorted(expected)} for index in range(2)]}
+    assert requests.post(url, json={"inputs": rows.tolist()}).json() == {"outputs": expected}
+
+
+@pytest.mark.parametrize("body, words", [
+    (b"not json", "JSON Parse error"),
+    (b'{"instances": [[1, 2]]}', "expected shape [-1, 30]"),
+    (b'{"instances": [["a"]]}', "expected float32 values, got strings"),
+    (b'{"foo": 1}', "Missing 'inputs' or 'instances' key"),
+    (b'{"instances": [], "inputs": []}', "Not both 'inputs' and 'instances' can be set"),
+])
+def test_tf_serving_rest_answers_400_with_an_error_for_a_bad_tensor(endpoints, body, words):
+    response = requests.post(endpoints["autoencoder"].url + "/v1/models/model:predict", data=body)
+    assert response.status_code == 400 and words in response.json()["error"]
+
+
+def test_tf_serving_model_status_and_unknown_servables(endpoints):
+    url = endpoints["cnn"].url
+    status = requests.get(url + "/v1/models/model").json()
+    assert status["model_version_status"][0]["state"] == "AVAILABLE"
+    missing = requests.post(url + "/v1/models/other:predict", json={"instances": [1]})
+    assert missing.status_code == 404 and "Latest(other)" in missing.json()["error"]
+    assert requests.get(url + "/v1/models/model/versions/7").status_code == 404
+
+
+# ------------------------------------------------------------------------ artifacts and handler styles
+
+ECHO_HANDLER = '''
+import json
+import time
+
+import requests
+
+
+def handler(data, context):
+    """The single-function style: it makes its own REST call to TF Serving."""
+    body = data.read()
+    if context.custom_attributes and "slow" in context.custom_attributes:
+        time.sleep(0.5)
+    response = requests.post(context.rest_uri, data=body)
+    fields = {k: v for k, v in context._asdict().items() if k != "channel"}
+    answer = {"context": fields, "status": response.status_code, "tfs": response.json()}
+    return json.dumps(answer), "application/json"
+'''
+
+
+@pytest.fixture(scope="module")
+def echo_model(models, tmp_path_factory) -> Path:
+    model_dir = tmp_path_factory.mktemp("echo") / "model"
+    shutil.copytree(models["cnn"], model_dir)
+    (model_dir / "code" / "inference.py").write_text(ECHO_HANDLER)
+    return model_dir
+
+
+def test_a_lone_handler_calls_the_real_rest_uri_with_the_containers_context(echo_model, signatures):
+    batch = np.full((1, 8, 8, 1), 200.0, np.float32)
+    body = json.dumps({"instances": batch.tolist()})
+    with LocalEndpoint(echo_model, "echo") as endpoint:
+        answer = requests.post(endpoint.url + "/invocations", data=body, headers={
+            "X-Amzn-SageMaker-Custom-Attributes": "tfs-model-version=1,trace=abc"}).json()
+        port = endpoint.url.rsplit(":", 1)[1]
+    assert answer["context"] == {
+        "model_name": None, "model_version": "1", "method": None,
+        "rest_uri": f"http://127.0.0.1:{port}/v1/models/model/versions/1:predict", "grpc_port": None,
+        "custom_attributes": "tfs-model-version=1,trace=abc", "request_content_type": "application/json",
+        "accept_header": "*/*", "content_length": len(body)}  # requests' default Accept, passed on as is
+    assert answer["status"] == 200
+    assert answer["tfs"] == {"predictions": _reference(signatures, "cnn", image=batch)["probabilities"].tolist()}
+
+
+def test_stop_finishes_in_flight_requests_closes_idle_connections_and_frees_the_port(echo_model):
+    endpoint = LocalEndpoint(echo_model, "echo").start()
+    host, port = endpoint.url.removeprefix("http://").split(":")
+    idle = socket.create_connection((host, int(port)))
+    idle.sendall(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert idle.recv(4096).startswith(b"HTTP/1.1 200 ")
+
+    answers = {}
+    in_flight = threading.Thread(target=lambda: answers.setdefault("in flight", requests.post(
+        endpoint.url + "/invocations", json={"instances": [[[[0.0]] * 8] * 8]},
+        headers={"X-Amzn-SageMaker-Custom-Attributes": "slow"})))
+    in_flight.start()
+    time.sleep(0.2)  # the request is inside the slow handler now
+    late = threading.Timer(0.1, lambda: answers.setdefault("late", requests.post(endpoint.url + "/invocations",
+                                                                                data=b"{}")))
+    late.start()
+    started = time.perf_counter()
+    endpoint.stop()
+    in_flight.join()
+    late.join()
+    assert time.perf_counter() - started < 5
+    finished, refused = answers["in flight"], answers["late"]
+    assert finished.status_code == 200 and finished.json()["status"] == 200
+    assert refused.status_code == 503 and "shutting down" in refused.json()["error"]
+    assert idle.recv(4096) == b""  # the idle keep-alive connection was closed
+    idle.close()
+    with socket.socket() as probe:
+        # As any server binds (connections the server closed linger in TIME_WAIT): fails while one listens.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((host, int(port)))
+        probe.listen()
+
+
+def test_a_model_tarball_is_served_and_its_extraction_removed(models, tmp_path, signatures):
+    tarball = tarball_of(models["autoencoder"], tmp_path / "model.tar.gz")
+    rows = np.ones((1, N_FEATURES), np.float32)
+    with LocalEndpoint(tarball, "from-tar") as endpoint:
+        extracted = endpoint._artifact.root
+        assert extracted.is_dir()
+        answer = requests.post(endpoint.url + "/invocations", data=",".join(["1"] * N_FEATURES),
+                               headers={"Content-Type": "text/csv"}).json()
+    assert not extracted.exists()
+    expected = _reference(signatures, "autoencoder", features=rows)
+    assert answer["predictions"][0]["reconstruction_error"] == float(expected["reconstruction_error"][0])
+
+
+@pytest.mark.parametrize("missing, words", [("1", "saved_model.pb"), ("code/inference.py", "code/inference.py")])
+def test_an_incomplete_artifact_is_refused_naming_what_is_missing(models, tmp_path, missing, words):
+    model_dir = tmp_path / "model"
+    shutil.copytree(models["cnn"], model_dir)
+    target = model_dir / missing
+    shutil.rmtree(target) if target.is_dir() else target.unlink()
+    with pytest.raises(ArtifactError, match=words):
+        LocalEndpoint(model_dir, "broken").start()

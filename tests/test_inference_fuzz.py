@@ -1,0 +1,184 @@
+"""Generated requests against every network's handler, in-process and over HTTP: never a 5xx.
+
+Bodies: arbitrary bytes, JSON of any shape, nesting and number (huge, NaN, infinity), tensors
+near the model's shape, images of random sizes, modes and formats (some truncated or corrupted),
+CSV of random cells, under right and wrong content types. A handler may answer or raise its
+InvalidInput (400/413/415); anything else would be a 500 in the container and fails the test.
+Derandomized, so every run checks the same examples.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import string
+
+import numpy as np
+import pytest
+import requests
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from PIL import Image
+
+from inference.local_endpoint import LocalEndpoint
+from inference_support import Served, context, exported_models
+
+EXAMPLES = 1000
+FUZZ_SETTINGS = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
+                         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                                HealthCheck.large_base_example])
+
+ROW_SHAPES = {"cnn": (8, 8, 1), "transfer": (32, 32, 3), "rnn": (24, 1), "autoencoder": (30,)}
+NATURAL_TYPES = {"cnn": ["image/png", "image/jpeg", "application/json"],
+                 "transfer": ["image/png", "image/jpeg", "application/json"],
+                 "rnn": ["application/json", "text/csv"], "autoencoder": ["application/json", "text/csv"]}
+OTHER_TYPES = ["text/plain", "application/octet-stream", "image/gif", "", "application/json; charset=utf-8",
+               "TEXT/CSV", "image/png; q=1", "multipart/form-data", "application/x-image", "*/*"]
+
+numbers = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.floats(0, 255),
+                    st.integers(-(10 ** 40), 10 ** 40), st.integers(0, 255), st.just(10 ** 400))
+json_scalars = st.one_of(st.none(), st.booleans(), numbers, st.text(max_size=8))
+json_keys = st.one_of(st.sampled_from(["instances", "inputs", "rows", "image", "history", "features",
+                                       "signature_name", "b64"]), st.text(max_size=6))
+json_values = st.recursive(json_scalars, lambda children: st.one_of(
+    st.lists(children, max_size=6), st.dictionaries(json_keys, children, max_size=4)), max_leaves=50)
+
+
+@st.composite
+def near_tensors(draw, row_shape: tuple[int, ...]) -> bytes:
+    """JSON tensors of the model's shape or close to it, in every form the handlers read."""
+    shape = [draw(st.integers(0, 3))] + [max(1, size + draw(st.sampled_from([0, 0, 0, -1, 1])))
+                                         for size in row_shape]
+    if draw(st.booleans()) and len(shape) > 1:
+        shape = shape[1:] if draw(st.booleans()) else shape + [draw(st.integers(1, 2))]
+    values = draw(arrays(np.float64, shape, elements=st.floats(allow_nan=True, allow_infinity=True),
+                         fill=st.floats(0, 255)))
+    data = values.tolist()
+    form = draw(st.sampled_from(["instances", "inputs", "named-rows", "named-inputs", "rows", "bare", "both"]))
+    name = draw(st.sampled_from(["image", "history", "features", "other"]))
+    document = {"instances": {"instances": data}, "inputs": {"inputs": data},
+                "named-rows": {"instances": [{name: row} for row in data] if isinstance(data, list) else data},
+                "named-inputs": {"inputs": {name: data}}, "rows": {"rows": data}, "bare": data,
+                "both": {"instances": data, "inputs": data}}[form]
+    return json.dumps(document).encode()
+
+
+@st.composite
+def images(draw) -> bytes:
+    width, height = draw(st.integers(1, 48)), draw(st.integers(1, 48))
+    seed = draw(st.integers(0, 2 ** 32 - 1))
+    pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    image_format = draw(st.sampled_from(["PNG", "JPEG"]))
+    modes = ["L", "RGB", "CMYK"] if image_format == "JPEG" else ["L", "RGB", "RGBA", "P", "1", "LA", "I;16"]
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).convert(draw(st.sampled_from(modes))).save(buffer, format=image_format)
+    data = buffer.getvalue()
+    damage = draw(st.sampled_from(["none", "none", "truncate", "flip"]))
+    if damage == "truncate":
+        return data[:draw(st.integers(0, len(data) - 1))]
+    if damage == "flip":
+        position = draw(st.integers(0, len(data) - 1))
+        return data[:position] + bytes([data[position] ^ 0xFF]) + data[position + 1:]
+    return data
+
+
+@st.composite
+def csv_bodies(draw, width: int) -> bytes:
+    cells = st.one_of(numbers.map(str), st.text(string.printable, max_size=6), st.just(""))
+    well_formed = st.lists(st.lists(st.floats(-1e3, 1e3).map(str), min_size=width, max_size=width),
+                           min_size=0, max_size=30)
+    rows = draw(st.one_of(well_formed, st.lists(st.lists(cells, min_size=1, max_size=width + 2), max_size=30)))
+    header = [",".join(f"c{index}" for index in range(width))] if draw(st.booleans()) else []
+    return "\n".join(header + [",".join(row) for row in rows]).encode()
+
+
+@st.composite
+def plain_json(draw, network: str) -> bytes:
+    """The friendly JSON forms, usually well formed, so that many requests reach the model."""
+    values = numbers if draw(st.booleans()) else st.floats(-1e4, 1e4)
+    if network == "rnn":
+        series = draw(st.lists(values, min_size=20, max_size=40))
+        return json.dumps(series if draw(st.booleans()) else [[value] for value in series]).encode()
+    if network == "autoencoder":
+        rows = draw(st.lists(st.lists(values, min_size=29, max_size=31), min_size=1, max_size=4))
+        return json.dumps({"rows": rows} if draw(st.booleans()) else rows).encode()
+    return json.dumps(draw(st.lists(values, max_size=70))).encode()
+
+
+@st.composite
+def requests_for(draw, network: str) -> tuple[bytes, str | None]:
+    """(body, content type): usually the type the body is, sometimes any other."""
+    row_shape = ROW_SHAPES[network]
+    kind, body = draw(st.one_of(
+        st.tuples(st.just("application/octet-stream"), st.binary(max_size=3000)),
+        st.tuples(st.just("application/json"), json_values.map(lambda value: json.dumps(value).encode())),
+        st.tuples(st.just("application/json"), near_tensors(row_shape)),
+        st.tuples(st.just("application/json"), plain_json(network)),
+        st.tuples(st.just("image"), images()),
+        st.tuples(st.just("text/csv"), csv_bodies(row_shape[-1] if network == "autoencoder" else 1)),
+    ))
+    natural = {"image": "image/jpeg" if body[:3] == b"\xff\xd8\xff" else "image/png"}.get(kind, kind)
+    content_type = draw(st.sampled_from([natural] * 4 + NATURAL_TYPES[network] + OTHER_TYPES + [None]))
+    return body, content_type
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    return exported_models(tmp_path_factory)
+
+
+@pytest.mark.parametrize("network", list(ROW_SHAPES))
+def test_the_handler_answers_or_raises_invalid_input_for_any_body(models, network):
+    served = Served(models[network])
+    outcomes = {"answered": 0, "rejected": 0}
+
+    @FUZZ_SETTINGS
+    @given(request=requests_for(network))
+    def check(request):
+        body, content_type = request
+        try:
+            text, answer_type = served.handler(io.BytesIO(body), context(content_type, len(body)))
+        except served.module.InvalidInput as error:
+            assert error.http_status in (400, 413, 415) and str(error)
+            outcomes["rejected"] += 1
+        else:
+            assert answer_type == "application/json" and json.loads(text)["predictions"]
+            outcomes["answered"] += 1
+
+    check()
+    # The generator must reach the model, not only the validation.
+    assert outcomes["answered"] >= 20 and outcomes["rejected"] >= 500, outcomes
+
+
+@pytest.mark.parametrize("network", list(ROW_SHAPES))
+def test_the_endpoint_never_answers_5xx_and_keeps_serving(models, network):
+    name = f"mlops-local-{network}"
+    statuses: dict[int, int] = {}
+    with LocalEndpoint(models[network], name) as endpoint, requests.Session() as session:
+        @FUZZ_SETTINGS
+        @given(request=requests_for(network),
+               route=st.sampled_from(["/invocations", f"/endpoints/{name}/invocations",
+                                      "/v1/models/model:predict"]))
+        def check(request, route):
+            body, content_type = request
+            headers = {} if content_type is None else {"Content-Type": content_type}
+            response = session.post(endpoint.url + route, data=body, headers=headers, timeout=30)
+            statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+            answer = response.json()
+            if route == "/invocations":
+                assert response.status_code in (200, 400, 413, 415), answer
+            elif route.startswith("/endpoints/"):
+                assert response.status_code in (200, 424), answer
+                if response.status_code == 424:
+                    assert response.headers["x-amzn-ErrorType"] == "ModelError"
+                    assert answer["OriginalStatusCode"] in (400, 413, 415), answer
+            else:
+                assert response.status_code in (200, 400), answer
+            assert "error" in answer or "predictions" in answer or "outputs" in answer or "message" in answer
+
+        check()
+        assert session.get(endpoint.url + "/ping").status_code == 200
+        zeros = {"instances": np.zeros((1, *ROW_SHAPES[network])).tolist()}
+        assert session.post(endpoint.url + "/invocations", json=zeros).status_code == 200
+    assert statuses.get(200, 0) >= 20, statuses

@@ -1,0 +1,301 @@
+"""The model artifact's `code/inference.py`, called as SageMaker's TF Serving container calls it.
+
+The handlers run against tiny real SavedModels (one per network type); every answer is compared
+with the model's `serving_default` signature called directly on the same input.
+"""
+
+from __future__ import annotations
+
+import ast
+import io
+import json
+import math
+import shutil
+import sys
+
+import numpy as np
+import pytest
+import requests
+from PIL import Image
+
+from inference.local_endpoint import load_handler_module
+from inference_support import (CNN_CLASSES, HORIZON, MODEL_CODE_DIR, N_FEATURES, REPO_ROOT, THRESHOLD,
+                               TRANSFER_CLASSES, WINDOW, Served, context, exported_models, image_bytes)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory) -> dict[str, Served]:
+    return {network: Served(path) for network, path in exported_models(tmp_path_factory).items()}
+
+
+def _rng() -> np.random.Generator:
+    return np.random.default_rng(7)
+
+
+def _assert_classified(predictions: list[dict], probabilities: np.ndarray, class_names: list[str]) -> None:
+    assert len(predictions) == len(probabilities)
+    for prediction, row in zip(predictions, probabilities):
+        assert list(prediction["probabilities"]) == class_names
+        assert prediction["probabilities"] == {name: float(p) for name, p in zip(class_names, row)}
+        assert prediction["label"] == class_names[int(np.argmax(row))]
+
+
+# ------------------------------------------------------------------------------ image classifiers
+
+def test_cnn_png_digit_matches_the_signature(served):
+    pixels = _rng().integers(0, 256, (8, 8), dtype=np.uint8)
+    predictions = served["cnn"].answer(image_bytes(pixels), "image/png")
+    expected = served["cnn"].signature(pixels.reshape(1, 8, 8, 1))["probabilities"]
+    _assert_classified(predictions, expected, CNN_CLASSES)
+    assert math.isclose(sum(predictions[0]["probabilities"].values()), 1.0, rel_tol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "P", "LA", "1", "I;16"])
+def test_cnn_converts_any_png_mode_to_its_one_channel_and_size(served, mode):
+    pixels = _rng().integers(0, 256, (20, 13, 3), dtype=np.uint8)
+    body = image_bytes(pixels, mode=mode)
+    with Image.open(io.BytesIO(body)) as image:
+        expected_pixels = image.convert("RGB").convert("L").resize((8, 8), Image.Resampling.BILINEAR)
+    expected = served["cnn"].signature(np.asarray(expected_pixels, np.float32).reshape(1, 8, 8, 1))
+    _assert_classified(served["cnn"].answer(body, "image/png"), expected["probabilities"], CNN_CLASSES)
+
+
+def test_cnn_accepts_jpeg_with_content_type_parameters(served):
+    body = image_bytes(_rng().integers(0, 256, (64, 48, 3), dtype=np.uint8), "JPEG")
+    (prediction,) = served["cnn"].answer(body, "image/jpeg; charset=binary")
+    assert prediction["label"] in CNN_CLASSES
+
+
+def test_transfer_turns_a_grayscale_image_into_its_32x32_rgb_input(served):
+    pixels = _rng().integers(0, 256, (10, 10), dtype=np.uint8)
+    rgb = np.asarray(Image.fromarray(pixels).convert("RGB").resize((32, 32), Image.Resampling.BILINEAR),
+                     np.float32)
+    expected = served["transfer"].signature(rgb[np.newaxis])["probabilities"]
+    _assert_classified(served["transfer"].answer(image_bytes(pixels), "image/png"), expected, TRANSFER_CLASSES)
+
+
+def test_image_classifier_takes_every_tf_serving_json_form(served):
+    batch = _rng().uniform(0, 255, (3, 8, 8, 1)).astype(np.float32)
+    expected = served["cnn"].signature(batch)["probabilities"]
+    rows = batch.tolist()
+    for document in ({"instances": rows}, {"inputs": rows}, {"instances": [{"image": row} for row in rows]},
+                     {"inputs": {"image": rows}}, {"signature_name": "serving_default", "instances": rows}):
+        _assert_classified(served["cnn"].answer(json.dumps(document), "application/json"), expected, CNN_CLASSES)
+
+
+def test_a_missing_content_type_means_json_as_in_the_container(served):
+    batch = np.full((1, 8, 8, 1), 128.0, np.float32)
+    expected = served["cnn"].signature(batch)["probabilities"]
+    predictions = served["cnn"].answer(json.dumps({"instances": batch.tolist()}), None)
+    _assert_classified(predictions, expected, CNN_CLASSES)
+
+
+# ------------------------------------------------------------------------------ forecaster
+
+def test_forecaster_takes_the_last_window_of_a_longer_json_series(served):
+    series = 315 + _rng().normal(0, 3, 40)
+    expected = served["rnn"].signature(series[-WINDOW:].reshape(1, WINDOW, 1))["forecast"]
+    (prediction,) = served["rnn"].answer(json.dumps(series.tolist()), "application/json")
+    assert prediction == {"forecast": expected[0].tolist()}
+    assert len(prediction["forecast"]) == HORIZON
+
+
+@pytest.mark.parametrize("encode", [
+    lambda s: json.dumps([[value] for value in s]),
+    lambda s: "ppm\n" + "\n".join(str(value) for value in s) + "\n",
+    lambda s: ",".join(str(value) for value in s),
+    lambda s: json.dumps({"instances": [[[value] for value in s]]}),
+], ids=["json-rows", "csv-with-header", "csv-one-line", "tf-serving"])
+def test_forecaster_input_forms_agree(served, encode):
+    series = (330 + _rng().normal(0, 2, WINDOW)).astype(np.float32).tolist()
+    expected = served["rnn"].signature(np.reshape(series, (1, WINDOW, 1)))["forecast"]
+    text = encode(series)
+    content_type = "application/json" if text.startswith(("[", "{")) else "text/csv"
+    assert served["rnn"].answer(text, content_type) == [{"forecast": expected[0].tolist()}]
+
+
+def test_forecaster_rejects_a_short_series_saying_how_many_it_needs(served):
+    error = served["rnn"].rejection(json.dumps([320.0] * (WINDOW - 1)), "application/json")
+    assert error.http_status == 400
+    assert f"got {WINDOW - 1} observations" in str(error) and f"most recent {WINDOW}" in str(error)
+
+
+# ------------------------------------------------------------------------------ anomaly detector
+
+def _anomaly_rows(count: int) -> np.ndarray:
+    return _rng().uniform(0, 3, (count, N_FEATURES)).astype(np.float32)
+
+
+def _assert_scored(predictions: list[dict], expected: dict[str, np.ndarray]) -> None:
+    assert len(predictions) == len(expected["reconstruction_error"])
+    for index, prediction in enumerate(predictions):
+        error = float(expected["reconstruction_error"][index])
+        assert prediction == {"reconstruction_error": error, "threshold": THRESHOLD,
+                              "is_anomaly": error > THRESHOLD,
+                              "embedding": expected["embedding"][index].tolist()}
+
+
+@pytest.mark.parametrize("encode, content_type", [
+    (lambda rows: ",".join(f"f{i}" for i in range(N_FEATURES)) + "\n"
+     + "\n".join(",".join(map(str, row)) for row in rows), "text/csv"),
+    (lambda rows: json.dumps({"rows": rows}), "application/json"),
+    (lambda rows: json.dumps(rows), "application/json"),
+    (lambda rows: json.dumps({"instances": rows}), "application/json"),
+    (lambda rows: json.dumps({"inputs": {"features": rows}}), "application/json"),
+], ids=["csv", "rows", "bare-rows", "instances", "named-inputs"])
+def test_anomaly_detector_scores_every_row(served, encode, content_type):
+    rows = _anomaly_rows(3)
+    rows[2] *= 40  # far outside what the model reconstructs: an anomaly
+    expected = served["autoencoder"].signature(rows)
+    predictions = served["autoencoder"].answer(encode(rows.tolist()), content_type)
+    _assert_scored(predictions, expected)
+    assert predictions[2]["is_anomaly"] is True
+
+
+def test_anomaly_detector_takes_one_bare_row(served):
+    row = _anomaly_rows(1)
+    predictions = served["autoencoder"].answer(json.dumps(row[0].tolist()), "application/json")
+    _assert_scored(predictions, served["autoencoder"].signature(row))
+
+
+# ------------------------------------------------------------------------------ bad input
+
+_IMAGE_NETWORKS = ["cnn", "transfer"]
+_TABULAR_NETWORKS = ["rnn", "autoencoder"]
+_ALL = _IMAGE_NETWORKS + _TABULAR_NETWORKS
+
+
+def _bomb_png() -> bytes:
+    buffer = io.BytesIO()
+    Image.new("1", (5000, 5000)).save(buffer, format="PNG")  # a few KB that would decode to 25 Mpixels
+    return buffer.getvalue()
+
+
+def _truncated_png() -> bytes:
+    return image_bytes(_rng().integers(0, 256, (40, 40), dtype=np.uint8))[:-60]
+
+
+BAD_REQUESTS = [
+    # (networks, body, content type, status, words the message must hold)
+    (_ALL, b"", "application/json", 400, "empty"),
+    (_ALL, b"{\"instances\": [1, 2", "application/json", 400, "not valid JSON"),
+    (_ALL, b"\xff\xfe\x00garbage", "application/json", 400, "not valid JSON"),
+    (_ALL, b"[" * 100_000, "application/json", 400, "nested too deeply"),
+    (_ALL, b"{\"instances\": [[1, 2], [3]]}", "application/json", 400, "rectangular"),
+    (_ALL, b"{\"instances\": [[[[\"a\"]]]]}", "application/json", 400, "numbers"),
+    (_ALL, b"{\"instances\": [null]}", "application/json", 400, "numbers"),
+    (_ALL, b"{\"instances\": [1], \"inputs\": [1]}", "application/json", 400, "not both"),
+    (_ALL, b"{\"instances\": [1], \"extra\": 1}", "application/json", 400, "'extra'"),
+    (_ALL, b"{\"signature_name\": \"other\", \"instances\": [1]}", "application/json", 400, "'other'"),
+    (_ALL, b"{\"instances\": []}", "application/json", 400, "N >= 1"),
+    (_ALL, b"\"just text\"", "application/json", 400, '{"instances": [...]} of shape'),
+    (_ALL, b"[1, 2]", "text/plain", 415, "text/plain"),
+    (_ALL, b"[1, 2]", "application/x-npy", 415, "application/json"),
+    (_IMAGE_NETWORKS, b"not an image at all", "image/png", 400, "not a PNG or JPEG"),
+    (_IMAGE_NETWORKS, _truncated_png(), "image/png", 400, "could not be decoded"),
+    (_IMAGE_NETWORKS, _bomb_png(), "image/png", 400, "pixels"),
+    (_IMAGE_NETWORKS, b"1,2,3", "text/csv", 415, "image/png"),
+    (_IMAGE_NETWORKS, b"[[1, 2], [3, 4]]", "application/json", 400, "PNG or JPEG image"),
+    (_TABULAR_NETWORKS, b"\x89PNG\r\n\x1a\n", "image/png", 415, "text/csv"),
+    (_TABULAR_NETWORKS, b"a,b\n1,2\n3\n", "text/csv", 400, "columns"),
+    (_TABULAR_NETWORKS, b"1,2\n3,x\n", "text/csv", 400, "line 2: 'x' is not a number"),
+    (_TABULAR_NETWORKS, b"1,nan\n", "text/csv", 400, "NaN"),
+    (_TABULAR_NETWORKS, b"only,a,header\n", "text/csv", 400, "no data rows"),
+    (_TABULAR_NETWORKS, b"1,2\x00,3\n", "text/csv", 400, "CSV"),
+    (_TABULAR_NETWORKS, b"\xff\xfe1,2", "text/csv", 400, "UTF-8"),
+    (_TABULAR_NETWORKS, b"[[1, 2, 3]]", "application/json", 400, "shape"),
+    (_TABULAR_NETWORKS, b"{\"rows\": true}", "application/json", 400, '{"instances": [...]} of shape'),
+    (["rnn"], json.dumps([1e39] * WINDOW).encode(), "application/json", 400, "float32"),
+    (["rnn"], json.dumps([10 ** 400] * WINDOW).encode(), "application/json", 400, "float32"),
+    (["rnn"], b"[" + b", ".join([b"NaN"] * WINDOW) + b"]", "application/json", 400, "NaN"),
+    (["rnn"], json.dumps([True] * WINDOW).encode(), "application/json", 400, "true/false"),
+    (["autoencoder"], json.dumps([[1.0] * N_FEATURES, [float("inf")] * N_FEATURES]).encode(),
+     "application/json", 400, "infinity"),
+]
+
+
+@pytest.mark.parametrize("network", _ALL)
+def test_bad_input_is_one_clear_exception_with_a_4xx_status(served, network):
+    checked = 0
+    for networks, body, content_type, status, words in BAD_REQUESTS:
+        if network not in networks:
+            continue
+        error = served[network].rejection(body, content_type, len(body))
+        assert (error.http_status, words) == (status, words) and words in str(error), (body[:60], str(error))
+        checked += 1
+    assert checked >= 15
+
+
+@pytest.mark.parametrize("network", _ALL)
+def test_a_body_over_six_megabytes_is_refused_before_it_is_read(served, network):
+    class Unreadable(io.RawIOBase):
+        def read(self, size=-1):
+            raise AssertionError("the body was read")
+
+    module = served[network].module
+    with pytest.raises(module.InvalidInput) as caught:
+        module.input_handler(Unreadable(), context("application/json", 6 * 1024 * 1024 + 1))
+    assert caught.value.http_status == 413 and "6291456 bytes" in str(caught.value)
+
+    unannounced = io.BytesIO(b" " * (6 * 1024 * 1024 + 1))
+    with pytest.raises(module.InvalidInput) as caught:
+        module.input_handler(unannounced, context("application/json", None))
+    assert caught.value.http_status == 413
+
+
+# ------------------------------------------------------------------------------ output handler
+
+def _tfs_response(status: int, body: bytes) -> requests.Response:
+    response = requests.Response()
+    response.status_code, response._content = status, body
+    return response
+
+
+def test_a_tf_serving_400_becomes_invalid_input_with_its_message(served):
+    module = served["cnn"].module
+    with pytest.raises(module.InvalidInput) as caught:
+        module.output_handler(_tfs_response(400, b'{"error": "Expected tensor shape [-1,8,8,1]"}'), context())
+    assert caught.value.http_status == 400 and "Expected tensor shape [-1,8,8,1]" in str(caught.value)
+
+
+def test_a_tf_serving_failure_is_not_blamed_on_the_input(served):
+    module = served["cnn"].module
+    with pytest.raises(RuntimeError) as caught:
+        module.output_handler(_tfs_response(503, b"upstream connect error"), context())
+    assert not isinstance(caught.value, module.InvalidInput) and "503" in str(caught.value)
+
+
+def test_output_handler_reads_tf_serving_columnar_answers(served):
+    module = served["autoencoder"].module
+    body = json.dumps({"outputs": {"reconstruction_error": [0.5, 2.0], "threshold": [0.75, 0.75],
+                                   "embedding": [[1, 2], [3, 4]]}}).encode()
+    text, content_type = module.output_handler(_tfs_response(200, body), context())
+    assert json.loads(text)["predictions"] == [
+        {"reconstruction_error": 0.5, "threshold": 0.75, "is_anomaly": False, "embedding": [1, 2]},
+        {"reconstruction_error": 2.0, "threshold": 0.75, "is_anomaly": True, "embedding": [3, 4]}]
+
+
+# ------------------------------------------------------------------------------ the module itself
+
+def test_a_broken_serving_json_fails_at_import_naming_the_key(tmp_path):
+    shutil.copy(MODEL_CODE_DIR / "inference.py", tmp_path / "inference.py")
+    (tmp_path / "serving.json").write_text(json.dumps({"task": "sequence_forecaster", "input_name": "history",
+                                                       "input_shape": [24, 1], "window": 24}))
+    with pytest.raises(RuntimeError, match="n_features"):
+        load_handler_module(tmp_path / "inference.py")
+
+
+def test_handler_imports_only_the_standard_library_and_its_pinned_requirements():
+    tree = ast.parse((MODEL_CODE_DIR / "inference.py").read_text())
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                for alias in node.names}
+    imported |= {node.module.split(".")[0] for node in ast.walk(tree)
+                 if isinstance(node, ast.ImportFrom) and node.level == 0}
+    third_party = {name for name in imported if name not in sys.stdlib_module_names and name != "__future__"}
+    assert third_party == {"numpy", "PIL"}
+
+    pins = [line for line in (MODEL_CODE_DIR / "requirements.txt").read_text().splitlines()
+            if line and not line.startswith("#")]
+    project_pins = (REPO_ROOT / "requirements.txt").read_text().splitlines()
+    assert sorted(pins) == ["numpy==2.1.3", "pillow==13.0.0"]
+    assert all(pin in project_pins for pin in pins)
