@@ -1,0 +1,238 @@
+"""`mlops deploy` against a moto server, and `mlops cost` for the stages in cdk.json.
+
+One moto server for the module (moto keeps one state per process). Its registry holds
+mlops-local-cnn versions 1 and 2 approved and 3 pending; rnn has no group at all.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from synth_support import CDK_CONTEXT
+
+from infra import naming
+from infra.config import parse_stage_config
+from mlops import costs
+from mlops.cli import main
+from mlops.commands import deployment
+from mlops.errors import UsageError
+from mlops.local import cdk as cdk_runner
+from mlops.local.cdk import CDK_BIN, CdkCli, CdkRun
+from mlops.local.moto import LocalAws, moto_server
+
+GROUP = "mlops-local-cnn"
+STATUSES = ("Approved", "Approved", "PendingManualApproval")
+STAGES = CDK_CONTEXT["stages"]
+
+
+def _inference_specification() -> dict:
+    return {"Containers": [{"Image": "763104351884.dkr.ecr.us-east-1.amazonaws.com/tensorflow-inference:2.19-cpu",
+                            "ModelDataUrl": "s3://bucket/models/model.tar.gz"}],
+            "SupportedContentTypes": ["application/json"], "SupportedResponseMIMETypes": ["application/json"]}
+
+
+@pytest.fixture(scope="module")
+def aws() -> Iterator[LocalAws]:
+    with moto_server() as server:
+        sagemaker = server.client("sagemaker")
+        sagemaker.create_model_package_group(ModelPackageGroupName=GROUP)
+        for status in STATUSES:
+            sagemaker.create_model_package(ModelPackageGroupName=GROUP, ModelApprovalStatus=status,
+                                           InferenceSpecification=_inference_specification())
+        yield server
+
+
+@pytest.fixture()
+def shell_on(aws: LocalAws, monkeypatch: pytest.MonkeyPatch) -> LocalAws:
+    """This process's environment pointing at the moto server, as a user's shell would."""
+    for key, value in aws.env.items():
+        monkeypatch.setenv(key, value)
+    return aws
+
+
+def version_arn(version: int, group: str = GROUP) -> str:
+    return f"arn:aws:sagemaker:us-east-1:123456789012:model-package/{group}/{version}"
+
+
+def run_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
+    monkeypatch.setattr(sys, "argv", ["mlops", *args])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    captured = capsys.readouterr()
+    return exited.value.code or 0, captured.out, captured.err
+
+
+# --- choosing the version -------------------------------------------------------------------
+
+def test_newest_approved_version_wins_over_a_newer_pending_one(aws: LocalAws) -> None:
+    chosen = deployment.approved_version(aws.client("sagemaker"), GROUP)
+    assert (chosen.arn, chosen.version, chosen.status) == (version_arn(2), 2, "Approved")
+
+
+def test_an_explicit_version_must_be_approved(aws: LocalAws) -> None:
+    sagemaker = aws.client("sagemaker")
+    assert deployment.approved_version(sagemaker, GROUP, 1).arn == version_arn(1)
+    with pytest.raises(UsageError, match=f"version 3 of {GROUP} is PendingManualApproval, not Approved"):
+        deployment.approved_version(sagemaker, GROUP, 3)
+    with pytest.raises(UsageError, match=f"{GROUP} has no version 9"):
+        deployment.approved_version(sagemaker, GROUP, 9)
+
+
+def test_a_group_without_approved_versions_is_a_usage_error(aws: LocalAws) -> None:
+    with pytest.raises(UsageError, match="no approved version in model package group mlops-local-rnn"):
+        deployment.approved_version(aws.client("sagemaker"), "mlops-local-rnn")
+
+
+# --- the cdk command --------------------------------------------------------------------------
+
+def test_deploy_runs_cdk_deploy_of_that_endpoint_stack_only(
+        shell_on: LocalAws, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    calls: list[tuple[list[str], dict[str, str]]] = []
+
+    def record(argv: list[str], env: dict[str, str], echo: object, what: str) -> CdkRun:
+        calls.append((argv, env))
+        return CdkRun(stdout="", stderr="")
+
+    monkeypatch.setattr(cdk_runner, "_run", record)
+    code, out, _ = run_cli(monkeypatch, capsys, "deploy", "cnn")
+
+    assert code == 0
+    assert f"{GROUP} version 2" in out
+    ((argv, env),) = calls
+    outputs_file = argv[argv.index("--outputs-file") + 1]
+    assembly = argv[argv.index("--output") + 1]
+    assert argv == [str(CDK_BIN), "deploy", "mlops-local-endpoint-cnn", "--exclusively",
+                    "--require-approval", "never", "--method=direct", "--progress", "events",
+                    "--outputs-file", outputs_file,
+                    "-c", "stage=local", "-c", f"model_package.cnn={version_arn(2)}",
+                    "--output", assembly]
+    assert env["AWS_ENDPOINT_URL"] == shell_on.endpoint_url
+    assert env["AWS_REGION"] == "us-east-1"
+
+
+def test_deploy_of_a_chosen_version(shell_on: LocalAws, monkeypatch: pytest.MonkeyPatch,
+                                    capsys: pytest.CaptureFixture) -> None:
+    calls: list[list[str]] = []
+    monkeypatch.setattr(cdk_runner, "_run", lambda argv, *_: calls.append(argv) or CdkRun("", ""))
+    code, _, _ = run_cli(monkeypatch, capsys, "deploy", "cnn", "--version", "1")
+    assert code == 0
+    assert f"model_package.cnn={version_arn(1)}" in calls[0]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("deploy", "rnn"), "no approved version in model package group mlops-local-rnn"),
+    (("deploy", "cnn", "--version", "3"), "version 3 of mlops-local-cnn is PendingManualApproval"),
+    (("deploy", "lstm"), "network 'lstm' is not enabled in stage local"),
+    (("deploy", "cnn", "--stage", "qa"), "unknown stage 'qa'"),
+    (("cost", "--stage", "qa"), "unknown stage 'qa'"),
+])
+def test_bad_input_is_one_line_and_exit_2(shell_on: LocalAws, monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture, args: tuple[str, ...],
+                                          message: str) -> None:
+    monkeypatch.setattr(cdk_runner, "_run", lambda *_: pytest.fail("cdk must not run on bad input"))
+    code, _, err = run_cli(monkeypatch, capsys, *args)
+    assert code == 2
+    assert message in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_a_network_left_out_of_a_stage_cannot_be_deployed_there() -> None:
+    config = parse_stage_config({"solo": {"region": "us-east-1", "networks": ["cnn"]}}, "solo")
+    assert deployment.enabled_network(config, "cnn") == "cnn"
+    with pytest.raises(UsageError, match="network 'rnn' is not enabled in stage solo"):
+        deployment.enabled_network(config, "rnn")
+
+
+# --- a real `cdk deploy` against the moto server ----------------------------------------------
+
+@pytest.mark.integration
+def test_deploy_creates_the_endpoint_in_moto(shell_on: LocalAws, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture) -> None:
+    base = CdkCli(target=shell_on, stage="local", output_dir=tmp_path)
+    base.bootstrap()
+    # Only what the endpoint stack imports from.
+    storage = base.deploy([naming.stack_name("mlops-local", suffix)
+                           for suffix in ("storage", "execution-role")])["mlops-local-storage"]
+
+    code, out, err = run_cli(monkeypatch, capsys, "deploy", "cnn")
+    assert code == 0, err
+
+    stack = naming.endpoint_stack_name("mlops-local", "cnn")
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in
+               shell_on.client("cloudformation").describe_stacks(StackName=stack)["Stacks"][0]["Outputs"]}
+    assert outputs["ModelPackageArn"] == version_arn(2)
+    assert f"endpoint {outputs['EndpointName']} serves version 2" in " ".join(out.split())
+
+    sagemaker = shell_on.client("sagemaker")
+    endpoint = sagemaker.describe_endpoint(EndpointName=outputs["EndpointName"])
+    assert endpoint["EndpointStatus"] == "InService"
+    config = sagemaker.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
+    assert config["KmsKeyId"] == storage["KeyArn"]
+    capture_uri = f"s3://{storage['ArtifactsBucketName']}/data-capture/cnn/"
+    assert config["DataCaptureConfig"]["DestinationS3Uri"] == capture_uri
+    (variant,) = config["ProductionVariants"]
+    assert (variant["VariantName"], variant["InstanceType"]) == ("AllTraffic", "ml.c5.large")
+    model = sagemaker.describe_model(ModelName=variant["ModelName"])
+    assert model["PrimaryContainer"]["ModelPackageName"] == version_arn(2)
+
+
+# --- cost -------------------------------------------------------------------------------------
+
+def test_cost_of_every_stage(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.setenv("COLUMNS", "250")
+    code, out, _ = run_cli(monkeypatch, capsys, "cost")
+    assert code == 0
+    stages = out.split("stage ")[1:]
+    assert [block.split(" ", 1)[0] for block in stages] == sorted(STAGES)
+    by_stage = {block.split(" ", 1)[0]: block for block in stages}
+
+    # prod: 2..6 instances, 730 h; ml.c7i.large at 0.107/h, transfer's ml.c7i.xlarge at 0.214/h.
+    prod = by_stage["prod"]
+    assert "cnn          ml.c7i.large   2..6 instances x $0.107/h x 730 h = $156.22 .. $468.66 / month" in prod
+    assert "transfer     ml.c7i.xlarge  2..6 instances x $0.214/h x 730 h = $312.44 .. $937.32 / month" in prod
+    assert "total                       $781.10 .. $2,343.30 / month" in by_stage["prod"]
+    assert "retrieved 2026-11-28" in by_stage["prod"]
+
+    # dev is serverless: usage-based, with the traffic it assumes written out.
+    assert "usage-based, $0.000040 per second of processing (2 GB x $0.00002/GB-s)" in by_stage["dev"]
+    assert "cnn          $4.00 / month assuming 1,000,000 requests/month of 100 ms each" in by_stage["dev"]
+    assert "not included: data processed" in by_stage["dev"]
+
+    assert "nothing is billed" in by_stage["local"]
+    assert "1 instance x $0.102/h x 730 h = $74.46 / month" in by_stage["local"]
+
+
+def test_cost_of_one_stage(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    code, out, _ = run_cli(monkeypatch, capsys, "cost", "--stage", "prod")
+    assert code == 0
+    assert out.startswith("stage prod") and "stage dev" not in out
+
+
+def test_an_instance_type_without_a_price_is_named_and_the_total_marked_incomplete() -> None:
+    config = parse_stage_config({"big": {"region": "us-east-1", "networks": ["cnn", "rnn"],
+                                         "endpoint": {"instance_type": "ml.g5.xlarge"}}}, "big")
+    lines = costs.endpoint_cost_lines(config, costs.load_prices())
+    assert "  cnn          ml.g5.xlarge   no price in prices.json" in lines
+    assert any("incomplete: no price for ml.g5.xlarge" in line for line in lines)
+
+
+def test_a_region_without_prices_is_said_not_guessed() -> None:
+    config = parse_stage_config({"eu": {"region": "eu-west-1", "networks": ["cnn"]}}, "eu")
+    lines = costs.endpoint_cost_lines(config, costs.load_prices())
+    assert lines[1] == "  no prices for eu-west-1 in prices.json (it holds us-east-1 only)"
+    assert not any("$" in line for line in lines)
+
+
+def test_every_price_is_dated_and_sourced() -> None:
+    prices = costs.load_prices()
+    for table in ("real_time_inference", "serverless_inference"):
+        assert prices[table]["retrieved"] and prices[table]["source"]
+    for stage in STAGES:
+        config = parse_stage_config(STAGES, stage)
+        if config.endpoint.serverless is None:
+            for network in config.networks:
+                assert config.endpoint_instance_type(network) in prices["real_time_inference"]["per_instance_hour"]

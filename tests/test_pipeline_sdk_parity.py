@@ -1,0 +1,96 @@
+"""The hand-written definition against the same pipeline built with SageMaker SDK v3.
+
+The SDK side is built from the registry and the stage configuration only (step by step, the way
+the SDK's documentation builds a pipeline), never from `infra.pipeline_definition`'s steps, so a
+field the dict misnames, misses or invents shows up as a difference. Both sides get the same
+deploy-time values. The SDK adds a few defaults of its own; those, and only those, may differ.
+Offline workarounds (PLATFORM.md): region set, role as an ARN string, telemetry opted out in the
+session's config, every S3 path explicit, no EC2 metadata, role validation off.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from infra import pipeline_definition as definition
+from infra.config import StageConfig
+from test_pipeline_definition import SAMPLE_VALUES, isolated_stage, stage
+from training.networks import get_network
+
+# Present only in the SDK's output: defaults it always writes, none of which the pipeline needs.
+SDK_ONLY = {
+    ("PipelineExperimentConfig",),  # would create an experiment and trial per run
+    ("MlflowConfig",),  # null
+    ("Steps", "Train", "Arguments", "OutputDataConfig", "CompressionType"),  # GZIP is the API default
+    ("Steps", "Register", "Arguments", "InferenceSpecification", "Containers", 0, "Environment"),  # {}
+    ("Steps", "Register", "Arguments", "ModelMetrics", "Bias"),  # {}
+    ("Steps", "Register", "Arguments", "ModelMetrics", "Explainability"),  # {}
+    ("Steps", "Register", "Arguments", "SkipModelValidation"),  # the string "None"
+}
+
+CASES = [pytest.param("prod", network, id=f"prod-{network}") for network in ("cnn", "rnn", "autoencoder", "transfer")]
+CASES += [pytest.param("local", "cnn", id="local-cnn"), pytest.param("isolated", "transfer", id="isolated-transfer")]
+
+
+@pytest.fixture(scope="module")
+def sdk() -> Iterator[Any]:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SAGEMAKER_VALIDATE_ROLE", "false")
+        patch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+        patch.delenv("AWS_ENDPOINT_URL", raising=False)
+        import pipeline_sdk_support
+
+        yield pipeline_sdk_support
+
+
+def config_named(name: str) -> StageConfig:
+    return isolated_stage() if name == "isolated" else stage(name)
+
+
+def flatten(value: Any, path: tuple[Any, ...] = ()) -> dict[tuple[Any, ...], Any]:
+    """{path: leaf}; steps are keyed by name so that the Condition's branches line up."""
+    if isinstance(value, dict):
+        if not value:
+            return {path: {}}
+        flat: dict[tuple[Any, ...], Any] = {}
+        for key, item in value.items():
+            flat.update(flatten(item, path + (key,)))
+        return flat
+    if isinstance(value, list) and value and all(isinstance(item, dict) and "Type" in item and "Name" in item
+                                                 for item in value):
+        flat = {}
+        for step in value:
+            flat.update(flatten(step, ("Steps", step["Name"])))
+        return flat
+    if isinstance(value, list) and value:
+        flat = {}
+        for index, item in enumerate(value):
+            flat.update(flatten(item, path + (index,)))
+        return flat
+    return {path: value}
+
+
+@pytest.mark.parametrize(("stage_name", "network"), CASES)
+def test_sdk_builds_the_same_definition(sdk: Any, stage_name: str, network: str) -> None:
+    config = config_named(stage_name)
+    ours = json.loads(definition.substitute_placeholders(definition.definition_body(config, network),
+                                                         SAMPLE_VALUES))
+    theirs = json.loads(sdk.build(config, get_network(network), SAMPLE_VALUES))
+    mine, sdks = flatten(ours), flatten(theirs)
+    only_sdk = {path for path in set(sdks) - set(mine) if not any(path[:len(a)] == a for a in SDK_ONLY)}
+    assert not only_sdk, f"fields only the SDK writes: {sorted(map(str, only_sdk))}"
+    only_ours = set(mine) - set(sdks)
+    assert not only_ours, f"fields the SDK does not know: {sorted(map(str, only_ours))}"
+    different = {path: (mine[path], sdks[path]) for path in mine if mine[path] != sdks[path]}
+    assert not different, f"values that differ: {different}"
+
+
+def test_the_sdk_only_list_is_still_needed(sdk: Any) -> None:
+    """Each listed SDK default still appears, so the list cannot quietly hide a real difference."""
+    theirs = flatten(json.loads(sdk.build(stage("prod"), get_network("cnn"), SAMPLE_VALUES)))
+    for allowed in SDK_ONLY:
+        assert any(path[:len(allowed)] == allowed for path in theirs), allowed

@@ -1,0 +1,268 @@
+"""The pipelines stack, asserted on the synthesized templates (moto skips AWS::SageMaker::Pipeline
+and AWS::SageMaker::ModelPackageGroup, so this is where they are checked)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+import pytest
+
+from infra import naming
+from infra import pipeline_definition as definition
+from infra.constructs.training_pipeline import trigger_object_key
+from infra.images import inference_image_uri, training_image_uri
+from infra.nag import flatten_cfn_reference
+from infra.source_bundle import source_bundle_hash
+from synth_support import Synthesized, app_module, new_app, synthesized
+
+STAGES = ("local", "dev", "prod")
+PARTITION_ACCOUNT = "arn:<AWS::Partition>:sagemaker:us-east-1:{account}"
+
+
+def resources(template: dict[str, Any], resource_type: str) -> dict[str, dict[str, Any]]:
+    return {logical_id: resource for logical_id, resource in template["Resources"].items()
+            if resource["Type"] == resource_type}
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def account(synth: Synthesized) -> str:
+    return synth.config.account or "<AWS::AccountId>"
+
+
+def bundle_asset_hash() -> str:
+    """The code bundle's CDK asset hash: CDK hashes the custom hash (the bundle's content hash) once more."""
+    return hashlib.sha256(source_bundle_hash().encode()).hexdigest()
+
+
+class Pipelines:
+    """The pipelines template of one stage, with each network's resources found by construct."""
+
+    def __init__(self, synth: Synthesized) -> None:
+        self.synth = synth
+        self.stack = synth.stacks.pipelines
+        self.json = synth.template_json(self.stack)
+
+    def logical_id(self, construct: Any) -> str:
+        element = construct if isinstance(construct, cdk.CfnElement) else construct.node.default_child
+        return self.stack.get_logical_id(element)
+
+    def resource(self, construct: Any) -> dict[str, Any]:
+        return self.json["Resources"][self.logical_id(construct)]
+
+    def pipeline(self, network: str) -> dict[str, Any]:
+        return self.resource(self.stack.pipelines[network].pipeline)
+
+    def body_and_values(self, network: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        body, values = self.pipeline(network)["Properties"]["PipelineDefinition"]["PipelineDefinitionBody"]["Fn::Sub"]
+        return json.loads(body), values
+
+    def role_statements(self, role: Any) -> dict[str, list[dict[str, Any]]]:
+        return {policy["PolicyName"]: policy["PolicyDocument"]["Statement"]
+                for policy in self.resource(role)["Properties"]["Policies"]}
+
+
+@pytest.fixture(scope="module", params=STAGES)
+def pipelines(request: pytest.FixtureRequest) -> Pipelines:
+    return Pipelines(synthesized(request.param))
+
+
+def test_one_pipeline_and_one_group_per_enabled_network(pipelines: Pipelines) -> None:
+    config = pipelines.synth.config
+    found = {r["Properties"]["PipelineName"]: r for r in resources(pipelines.json, "AWS::SageMaker::Pipeline").values()}
+    groups = {r["Properties"]["ModelPackageGroupName"]: r
+              for r in resources(pipelines.json, "AWS::SageMaker::ModelPackageGroup").values()}
+    expected = {naming.pipeline_name(config.prefix(), network) for network in config.networks}
+    assert set(found) == expected
+    assert set(groups) == {naming.model_package_group_name(config.prefix(), n) for n in config.networks}
+    retained = "Retain" if config.removal_policy == "retain" else "Delete"
+    assert {group["DeletionPolicy"] for group in groups.values()} == {retained}
+    for network in config.networks:
+        construct = pipelines.stack.pipelines[network]
+        pipeline = pipelines.pipeline(network)
+        assert pipeline["Properties"]["RoleArn"] == {"Fn::GetAtt": [pipelines.logical_id(construct.role), "Arn"]}
+        assert pipelines.logical_id(construct.model_package_group) in pipeline["DependsOn"]
+
+
+def test_definition_is_the_built_body_with_every_placeholder_filled(pipelines: Pipelines) -> None:
+    config = pipelines.synth.config
+    for network in config.networks:
+        body, values = pipelines.pipeline(network)["Properties"]["PipelineDefinition"][
+            "PipelineDefinitionBody"]["Fn::Sub"]
+        assert body == definition.definition_body(config, network)
+        assert set(values) == set(definition.PLACEHOLDERS)
+        flat = {name: flatten_cfn_reference(value) for name, value in values.items()}
+        assert flat[definition.TRAINING_IMAGE_URI] == training_image_uri(
+            config.region, config.training_instance_type(network))
+        assert flat[definition.INFERENCE_IMAGE_URI] == inference_image_uri(
+            config.region, config.endpoint_instance_type(network))
+        assert flat[definition.SOURCE_BUNDLE_URI] == (
+            f"s3://cdk-hnb659fds-assets-{account(pipelines.synth)}-us-east-1/{bundle_asset_hash()}.gz")
+        assert flat[definition.DATA_BUCKET] == f"{config.prefix()}-data-{account(pipelines.synth)}-us-east-1"
+        assert flat[definition.ARTIFACTS_BUCKET] == f"{config.prefix()}-artifacts-{account(pipelines.synth)}-us-east-1"
+        assert "Fn::ImportValue" in values[definition.KEY_ARN]
+        assert "Fn::ImportValue" in values[definition.EXECUTION_ROLE_ARN]
+
+
+def test_train_step_uses_the_stage_spot_setting_checkpoints_kms_and_the_tf_image(pipelines: Pipelines) -> None:
+    config = pipelines.synth.config
+    body, _ = pipelines.body_and_values("cnn")
+    train = body["Steps"][0]["Arguments"]
+    assert train["EnableManagedSpotTraining"] is config.training.use_spot
+    assert train["AlgorithmSpecification"]["TrainingImage"] == "${TrainingImageUri}"
+    assert train["CheckpointConfig"]["LocalPath"] == "/opt/ml/checkpoints"
+    assert train["CheckpointConfig"]["S3Uri"]["Std:Join"]["Values"][0] == "s3://${ArtifactsBucket}/checkpoints/cnn/"
+    assert train["OutputDataConfig"]["KmsKeyId"] == train["ResourceConfig"]["VolumeKmsKeyId"] == "${KeyArn}"
+    assert training_image_uri(config.region, config.training_instance_type("cnn")).endswith(
+        "tensorflow-training:2.19-cpu-py312")
+
+
+def test_retraining_rule_starts_its_own_pipeline_on_the_train_spec_through_a_scoped_role(
+        pipelines: Pipelines) -> None:
+    synth = pipelines.synth
+    for network in synth.config.networks:
+        construct = pipelines.stack.pipelines[network]
+        rule = pipelines.resource(construct.new_data_rule)["Properties"]
+        assert rule["EventPattern"]["source"] == ["aws.s3"]
+        assert rule["EventPattern"]["detail-type"] == ["Object Created"]
+        detail = rule["EventPattern"]["detail"]
+        assert [flatten_cfn_reference(name) for name in detail["bucket"]["name"]] == [
+            f"{synth.config.prefix()}-data-{account(synth)}-us-east-1"]
+        assert detail["object"]["key"] == [trigger_object_key(network)] == [f"{network}/train/spec.json"]
+        pipeline_arn = (PARTITION_ACCOUNT.format(account=account(synth))
+                        + f":pipeline/{naming.pipeline_name(synth.config.prefix(), network)}")
+        (target,) = rule["Targets"]
+        assert flatten_cfn_reference(target["Arn"]) == pipeline_arn
+        trigger_role = pipelines.json["Resources"][target["RoleArn"]["Fn::GetAtt"][0]]
+        (trust,) = trigger_role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+        assert trust["Principal"] == {"Service": "events.amazonaws.com"}
+        (policy,) = trigger_role["Properties"]["Policies"]
+        assert policy["PolicyDocument"]["Statement"] == [{
+            "Action": "sagemaker:StartPipelineExecution", "Effect": "Allow",
+            "Resource": target["Arn"]}]
+        schedule = construct.schedule_rule
+        if synth.config.retrain_schedule:
+            properties = pipelines.resource(schedule)["Properties"]
+            assert properties["ScheduleExpression"] == synth.config.retrain_schedule
+            assert properties["Targets"][0]["RoleArn"] == target["RoleArn"]
+        else:
+            assert schedule is None
+
+
+def test_nothing_reads_an_attribute_of_a_resource_moto_skips(pipelines: Pipelines) -> None:
+    """moto's CloudFormation skips pipelines and model package groups; a Fn::GetAtt (or Ref) on
+    one fails the whole stack there."""
+    skipped = set(resources(pipelines.json, "AWS::SageMaker::Pipeline")) | set(
+        resources(pipelines.json, "AWS::SageMaker::ModelPackageGroup"))
+    text = json.dumps({"Resources": pipelines.json["Resources"], "Outputs": pipelines.json.get("Outputs", {})})
+    for logical_id in skipped:
+        assert f'"Fn::GetAtt": ["{logical_id}"' not in text and f'"Ref": "{logical_id}"' not in text
+
+
+def test_data_bucket_sends_object_events_to_eventbridge_without_a_custom_resource(pipelines: Pipelines) -> None:
+    storage = pipelines.synth.template_json(pipelines.synth.stacks.storage)
+    data = pipelines.synth.stacks.storage.data.bucket.node.default_child
+    bucket = storage["Resources"][pipelines.synth.stacks.storage.get_logical_id(data)]
+    assert bucket["Properties"]["NotificationConfiguration"] == {
+        "EventBridgeConfiguration": {"EventBridgeEnabled": True}}
+    for template in (storage, pipelines.json):
+        assert not resources(template, "Custom::S3BucketNotifications")
+        assert not resources(template, "AWS::Lambda::Function")
+
+
+def test_pipeline_role_is_scoped_to_named_resources(pipelines: Pipelines) -> None:
+    synth = pipelines.synth
+    prefix = synth.config.prefix()
+    arn = PARTITION_ACCOUNT.format(account=account(synth))
+    for network in synth.config.networks:
+        construct = pipelines.stack.pipelines[network]
+        role = pipelines.resource(construct.role)["Properties"]
+        (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
+        assert trust["Principal"] == {"Service": "sagemaker.amazonaws.com"}
+        assert "aws:SourceAccount" in trust["Condition"]["StringEquals"]
+        policies = pipelines.role_statements(construct.role)
+        assert set(policies) == {"RunTrainingAndEvaluationJobs", "PassExecutionRoleToSageMaker",
+                                 "RegisterModelVersions", "ReadEvaluationReports",
+                                 "EncryptJobVolumesWithProjectKey"}
+        group = naming.model_package_group_name(prefix, network)
+        allowed = {f"{arn}:training-job/pipelines-*", f"{arn}:processing-job/pipelines-*",
+                   f"{arn}:model-package/{group}/*", f"{arn}:model-package-group/{group}",
+                   f"arn:<AWS::Partition>:s3:::{prefix}-artifacts-{account(synth)}-us-east-1/pipelines/{network}/*"}
+        for name, statements in policies.items():
+            for statement in statements:
+                for resource in as_list(statement["Resource"]):
+                    flat = flatten_cfn_reference(resource)
+                    assert flat != "*", f"{name}: unscoped {statement['Action']}"
+                    if "ImportValue" not in json.dumps(resource):
+                        assert flat in allowed, f"{name}: {flat}"
+        (pass_role,) = policies["PassExecutionRoleToSageMaker"]
+        assert pass_role["Action"] == "iam:PassRole"
+        assert pass_role["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
+        assert "execution-role" in json.dumps(pass_role["Resource"])
+
+
+def test_execution_role_reads_exactly_the_source_bundle_the_pipelines_use(pipelines: Pipelines) -> None:
+    synth = pipelines.synth
+    role = synth.template_json(synth.stacks.execution_role)
+    statements = [s for policy in resources(role, "AWS::IAM::Policy").values()
+                  for s in policy["Properties"]["PolicyDocument"]["Statement"] if s.get("Sid") == "ReadSourceBundle"]
+    (statement,) = statements
+    assert statement["Action"] == "s3:GetObject"
+    assert flatten_cfn_reference(statement["Resource"]) == (
+        f"arn:<AWS::Partition>:s3:::cdk-hnb659fds-assets-{account(synth)}-us-east-1/{bundle_asset_hash()}.gz")
+
+
+def test_template_is_deployed_by_url_and_fits(pipelines: Pipelines) -> None:
+    """Inline definitions make this template larger than CloudFormation's 51,200-byte inline body,
+    which is fine because CDK publishes every template as an asset and deploys it by TemplateURL
+    (limit 1 MB); this asserts that path is the one taken."""
+    synth = pipelines.synth
+    manifest = json.loads((synth.outdir / f"{pipelines.stack.artifact_id}.assets.json").read_text())
+    template_file = f"{pipelines.stack.artifact_id}.template.json"
+    assert any(asset["source"]["path"] == template_file for asset in manifest["files"].values())
+    assert (synth.outdir / template_file).stat().st_size < 1_000_000 / 4
+
+
+def test_nag_findings_of_the_pipelines_are_all_acknowledged_with_reasons(pipelines: Pipelines) -> None:
+    report = pipelines.synth.validation_report
+    (nag,) = [plugin for plugin in report["pluginReports"] if plugin["pluginName"] == "AwsSolutions"]
+    assert nag["violations"] == []
+    ours = [violation for violation in nag["suppressedViolations"]
+            if violation["acknowledgedAt"].startswith(pipelines.stack.stack_name + "/")]
+    assert ours, "the pipeline roles' prefix wildcards must show up as acknowledged findings"
+    for violation in ours:
+        assert violation["ruleName"].startswith("AwsSolutions-IAM5[Resource::")
+        assert len(violation["reason"].split()) >= 8
+
+
+def test_cfn_lint_is_clean() -> None:
+    templates = [str(synthesized(stage).outdir / f"{synthesized(stage).stacks.pipelines.artifact_id}.template.json")
+                 for stage in STAGES]
+    result = subprocess.run([str(Path(sys.executable).with_name("cfn-lint")), *templates],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_second_synth_gives_the_same_template() -> None:
+    first = synthesized("dev")
+    outdir = Path(tempfile.mkdtemp(prefix="synth-again-"))
+    try:
+        app = new_app("dev", outdir)
+        stacks = app_module().compose(app, first.config)
+        app.synth()
+        name = f"{stacks.pipelines.artifact_id}.template.json"
+        assert (outdir / name).read_bytes() == (first.outdir / name).read_bytes()
+        bundle = f"asset.{bundle_asset_hash()}.tar.gz"
+        assert (outdir / bundle).read_bytes() == (first.outdir / bundle).read_bytes()
+    finally:
+        shutil.rmtree(outdir, ignore_errors=True)
