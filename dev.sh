@@ -46,6 +46,6 @@ command="${1:-}"
 shift || true
 case "$command" in
   local) install_python; install_node; exec .venv/bin/mlops local "$@" ;;
-  test)  install_python; install_node; exec .venv/bin/pytest "$@" ;;
+  test)  install_python; install_node; exec .venv/bin/pytest -n auto "$@" ;;
   *) echo "usage: ./dev.sh local [--network NAME] | ./dev.sh test [pytest args]" >&2; exit 2 ;;
 esac
