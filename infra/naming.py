@@ -19,6 +19,7 @@ def pipeline_name(prefix: str, network: str) -> str:
 
 
 PIPELINES_STACK_SUFFIX = "pipelines"
+STORAGE_STACK_SUFFIX = "storage"
 
 
 def stack_name(prefix: str, suffix: str) -> str:

@@ -18,10 +18,15 @@ class Phase:
     run: Callable[[], None]
 
 
-def run_phases(console: Console, phases: Sequence[Phase]) -> dict[str, float]:
+def run_phases(console: Console, phases: Sequence[Phase], timings: dict[str, float] | None = None
+               ) -> dict[str, float]:
     """Runs the phases in order; returns seconds per phase. The first failure (or Ctrl-C) is
-    marked on its phase and re-raised, and the later phases do not run."""
-    seconds: dict[str, float] = {}
+    marked on its phase and re-raised, and the later phases do not run.
+
+    `timings`, if given, is the dict returned, filled as each phase ends, the failing one
+    included (last): a caller keeps the times of a run that raised.
+    """
+    seconds: dict[str, float] = {} if timings is None else timings
     for number, phase in enumerate(phases, start=1):
         label = f"[{number}/{len(phases)}] {phase.name}"
         started = time.perf_counter()
@@ -29,7 +34,8 @@ def run_phases(console: Console, phases: Sequence[Phase]) -> dict[str, float]:
             with console.status(label):
                 phase.run()
         except BaseException:
-            console.print(f"[red]✗[/] {label} [dim]({time.perf_counter() - started:.1f} s)[/]", highlight=False)
+            seconds[phase.name] = time.perf_counter() - started
+            console.print(f"[red]✗[/] {label} [dim]({seconds[phase.name]:.1f} s)[/]", highlight=False)
             raise
         seconds[phase.name] = time.perf_counter() - started
         console.print(f"[green]✓[/] {label} [dim]({seconds[phase.name]:.1f} s)[/]", highlight=False)

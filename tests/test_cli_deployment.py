@@ -17,11 +17,12 @@ from infra import naming
 from infra.config import parse_stage_config
 from mlops import costs
 from mlops.cli import main
-from mlops.commands import deployment
 from mlops.errors import UsageError
 from mlops.local import cdk as cdk_runner
 from mlops.local.cdk import CDK_BIN, CdkCli, CdkRun
 from mlops.local.moto import LocalAws, moto_server
+from mlops.registry import approved_version
+from mlops.stages import enabled_network
 
 GROUP = "mlops-local-cnn"
 STATUSES = ("Approved", "Approved", "PendingManualApproval")
@@ -68,22 +69,22 @@ def run_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, *arg
 # --- choosing the version -------------------------------------------------------------------
 
 def test_newest_approved_version_wins_over_a_newer_pending_one(aws: LocalAws) -> None:
-    chosen = deployment.approved_version(aws.client("sagemaker"), GROUP)
+    chosen = approved_version(aws.client("sagemaker"), GROUP)
     assert (chosen.arn, chosen.version, chosen.status) == (version_arn(2), 2, "Approved")
 
 
 def test_an_explicit_version_must_be_approved(aws: LocalAws) -> None:
     sagemaker = aws.client("sagemaker")
-    assert deployment.approved_version(sagemaker, GROUP, 1).arn == version_arn(1)
+    assert approved_version(sagemaker, GROUP, 1).arn == version_arn(1)
     with pytest.raises(UsageError, match=f"version 3 of {GROUP} is PendingManualApproval, not Approved"):
-        deployment.approved_version(sagemaker, GROUP, 3)
+        approved_version(sagemaker, GROUP, 3)
     with pytest.raises(UsageError, match=f"{GROUP} has no version 9"):
-        deployment.approved_version(sagemaker, GROUP, 9)
+        approved_version(sagemaker, GROUP, 9)
 
 
 def test_a_group_without_approved_versions_is_a_usage_error(aws: LocalAws) -> None:
     with pytest.raises(UsageError, match="no approved version in model package group mlops-local-rnn"):
-        deployment.approved_version(aws.client("sagemaker"), "mlops-local-rnn")
+        approved_version(aws.client("sagemaker"), "mlops-local-rnn")
 
 
 # --- the cdk command --------------------------------------------------------------------------
@@ -141,9 +142,9 @@ def test_bad_input_is_one_line_and_exit_2(shell_on: LocalAws, monkeypatch: pytes
 
 def test_a_network_left_out_of_a_stage_cannot_be_deployed_there() -> None:
     config = parse_stage_config({"solo": {"region": "us-east-1", "networks": ["cnn"]}}, "solo")
-    assert deployment.enabled_network(config, "cnn") == "cnn"
+    assert enabled_network(config, "cnn") == "cnn"
     with pytest.raises(UsageError, match="network 'rnn' is not enabled in stage solo"):
-        deployment.enabled_network(config, "rnn")
+        enabled_network(config, "rnn")
 
 
 # --- a real `cdk deploy` against the moto server ----------------------------------------------

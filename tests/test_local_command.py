@@ -1,12 +1,15 @@
-"""`mlops local`: bad input is one line and exit 2; Ctrl-C leaves nothing running; a run succeeds."""
+"""`mlops local`: bad input is one line and exit 2, starting nothing; Ctrl-C during training leaves
+nothing running, and the next run succeeds. The whole flow is checked in test_local_e2e.py."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psutil
@@ -25,21 +28,40 @@ def _run_main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, *a
     return exit_.value.code, capsys.readouterr().err
 
 
-def test_unknown_network_is_a_usage_error(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
-    code, err = _run_main(monkeypatch, capsys, "local", "--network", "gan")
+@pytest.mark.parametrize(("args", "message"), [
+    (("--network", "gan"), "unknown network 'gan' (known: cnn, rnn, autoencoder, transfer)"),
+    (("--param", "epochs=0"), "--param epochs: epochs must be at least 1, got '0'"),
+    (("--param", "QualityThreshold"), "--param 'QualityThreshold': expected NAME=VALUE, e.g. epochs=3"),
+    (("--limit", "0"), "--limit must be at least 1, got 0"),
+    (("--port", "70000"), "port 70000 is not a TCP port (1-65535)"),
+])
+def test_bad_input_is_one_line_exit_2_and_starts_nothing(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture,
+                                                         tmp_path: Path, args: tuple[str, ...], message: str) -> None:
+    code, err = _run_main(monkeypatch, capsys, "local", *args, "--report-dir", str(tmp_path / "report"))
     assert code == 2
-    assert err.strip() == "error: unknown network 'gan' (known: cnn, rnn, autoencoder, transfer)"
+    assert err.strip() == f"error: {message}"
+    assert not (tmp_path / "report").exists()
 
 
-def test_a_busy_port_is_a_usage_error(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+def test_a_busy_port_is_a_usage_error(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture,
+                                      tmp_path: Path) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        code, err = _run_main(monkeypatch, capsys, "local", "--port", str(port))
+        code, err = _run_main(monkeypatch, capsys, "local", "--port", str(port), "--report-dir", str(tmp_path))
     assert code == 2
     assert f"port {port} on 127.0.0.1 is already in use" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_a_report_folder_it_did_not_write_is_left_alone(monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    code, err = _run_main(monkeypatch, capsys, "local", "--report-dir", str(tmp_path))
+    assert code == 2
+    assert f"report folder {tmp_path} exists and was not written by mlops local" in err
+    assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
 def _free_port() -> int:
@@ -53,20 +75,39 @@ def _listening(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _start(port: int) -> subprocess.Popen[str]:
-    return subprocess.Popen([str(MLOPS), "local", "--network", "rnn", "--port", str(port)],
+def _start(port: int, report_dir: Path) -> subprocess.Popen[str]:
+    # A quick run: a small slice, 2 epochs, and a gate any model passes, so it gets to the end.
+    return subprocess.Popen([str(MLOPS), "local", "--network", "cnn", "--port", str(port), "--report-dir",
+                             str(report_dir), "--limit", "200", "--param", "epochs=2", "--param", "QualityThreshold=0",
+                             "--no-logs"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"})
 
 
+def _training_toolkit(process: psutil.Process, timeout: float = 120) -> psutil.Process:
+    """SageMaker's `train` launcher among the process's descendants, once it runs."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for child in process.children(recursive=True):
+            try:
+                # `python .venv/bin/train`: the console script, run by the venv's interpreter.
+                if any(Path(argument).name == "train" for argument in child.cmdline()[:2]):
+                    return child
+            except psutil.NoSuchProcess:
+                continue
+        time.sleep(0.2)
+    raise AssertionError("the training job never started")
+
+
 @pytest.mark.integration
-def test_ctrl_c_stops_everything_and_the_next_run_on_the_same_port_succeeds() -> None:
-    port = _free_port()
-    interrupted = _start(port)
+def test_ctrl_c_during_training_stops_everything_and_the_next_run_succeeds(tmp_path: Path) -> None:
+    port, report = _free_port(), tmp_path / "report"
+    interrupted = _start(port, report)
     assert interrupted.stdout is not None
     for line in interrupted.stdout:
-        if "✓ [1/3]" in line:  # moto is up; `cdk bootstrap` is starting
+        if "▶ Train (Training)" in line:
             break
+    _training_toolkit(psutil.Process(interrupted.pid))
     tree = psutil.Process(interrupted.pid).children(recursive=True)
     interrupted.send_signal(signal.SIGINT)
     _, err = interrupted.communicate(timeout=60)
@@ -74,12 +115,18 @@ def test_ctrl_c_stops_everything_and_the_next_run_on_the_same_port_succeeds() ->
     assert interrupted.returncode != 0, err
     assert left_running(tree) == [], "part of the process tree was left running"
     assert not _listening(port), "the moto server is still listening"
+    phases = json.loads((report / "phases.json").read_text())
+    assert phases["outcome"] == "interrupted"
+    assert phases["phases"][-1] == {**phases["phases"][-1], "phase": "Run the cnn training pipeline",
+                                    "status": "interrupted"}
+    assert phases["steps"][-1] == {**phases["steps"][-1], "step": "Train", "status": "Stopped"}
 
-    second = _start(port)
+    # Same port, same report folder, no clean-up in between.
+    second = _start(port, report)
     out, err = second.communicate(timeout=600)
     assert second.returncode == 0, err[-3000:]
-    for phase in ("✓ [1/3] Start the local AWS", "✓ [2/3] Bootstrap CDK", "✓ [3/3] Deploy every stack"):
-        assert phase in out
+    assert "✓ [9/9] Invoke it with held-out test samples" in out
     assert "mlops-local-data-123456789012-us-east-1" in out
     assert "ExecutionRoleArn" in out and "ExportsOutput" not in out.split("Stack outputs")[1]
+    assert json.loads((report / "phases.json").read_text())["outcome"] == "succeeded"
     assert not _listening(port)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import aws_cdk as cdk
 from constructs import Construct
 
+from infra import naming
 from infra.config import StageConfig
 from infra.constructs.artifacts_bucket import ArtifactsBucket
 from infra.constructs.buckets import AccessLogBucket
@@ -15,7 +16,7 @@ from infra.stacks.base import ProjectStack
 
 class StorageStack(ProjectStack):
     def __init__(self, scope: Construct, config: StageConfig) -> None:
-        super().__init__(scope, config, "storage",
+        super().__init__(scope, config, naming.STORAGE_STACK_SUFFIX,
                          description="Encrypted storage: KMS key, data, artifacts and access-log buckets")
         self.key = ProjectKey(self, "ProjectKey", config=config)
         self.access_logs = AccessLogBucket(self, "AccessLogs", config=config)

@@ -7,8 +7,6 @@ of the network's group, and runs `cdk deploy` of that network's endpoint stack a
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
 import tempfile
 from dataclasses import dataclass
@@ -17,27 +15,17 @@ from typing import Annotated, Any
 
 import boto3
 import typer
-from botocore.exceptions import BotoCoreError, ClientError
 from rich.console import Console
 
 from infra import naming
-from infra.config import DEFAULT_PROJECT, ConfigError, StageConfig, parse_stage_config
 from mlops.cli import app
-from mlops.commands.local import LOCAL_STAGE
 from mlops.costs import endpoint_cost_lines, load_prices
-from mlops.errors import RunFailed, UsageError
-from mlops.local.cdk import REPO_ROOT, CdkCli
-
-APPROVED = "Approved"
+from mlops.endpoint_stacks import deploy_endpoint
+from mlops.local.cdk import CdkCli
+from mlops.registry import approved_version
+from mlops.stages import LOCAL_STAGE, cdk_context, enabled_network, stage_config
 
 console = Console()
-
-
-@dataclass(frozen=True)
-class ModelVersion:
-    arn: str
-    version: int
-    status: str
 
 
 @dataclass(frozen=True)
@@ -58,73 +46,6 @@ class ShellAws:
 
     def client(self, service: str) -> Any:
         return boto3.client(service, region_name=self.region)
-
-
-def cdk_context() -> dict[str, Any]:
-    return json.loads((REPO_ROOT / "cdk.json").read_text())["context"]
-
-
-def stage_config(stage: str | None) -> StageConfig:
-    """The stage from cdk.json (default: its `stage` context), or a UsageError naming the problem."""
-    context = cdk_context()
-    try:
-        return parse_stage_config(context.get("stages"), stage or context["stage"],
-                                  context.get("project", DEFAULT_PROJECT))
-    except ConfigError as error:
-        raise UsageError(str(error)) from None
-
-
-def enabled_network(config: StageConfig, network: str) -> str:
-    if network not in config.networks:
-        raise UsageError(f"network {network!r} is not enabled in stage {config.name} "
-                         f"(its networks: {', '.join(config.networks)})")
-    return network
-
-
-def model_versions(sagemaker: Any, group: str, status: str | None = None) -> list[ModelVersion]:
-    """Versions of `group` (optionally only those with approval `status`), newest first."""
-    query = {"ModelPackageGroupName": group}
-    if status:
-        query["ModelApprovalStatus"] = status
-    try:
-        pages = sagemaker.get_paginator("list_model_packages").paginate(**query)
-        summaries = [summary for page in pages for summary in page["ModelPackageSummaryList"]]
-    except (BotoCoreError, ClientError) as error:
-        raise RunFailed(f"cannot read the model registry group {group}: {error}") from None
-    versions = [ModelVersion(s["ModelPackageArn"], s["ModelPackageVersion"], s["ModelApprovalStatus"])
-                for s in summaries]
-    # Version numbers only grow, while creation times can tie.
-    return sorted(versions, key=lambda v: v.version, reverse=True)
-
-
-def approved_version(sagemaker: Any, group: str, version: int | None = None) -> ModelVersion:
-    """The newest approved version of `group`, or the given `version` if it is approved."""
-    if version is None:
-        approved = model_versions(sagemaker, group, APPROVED)
-        if not approved:
-            raise UsageError(f"no approved version in model package group {group}: approve one first "
-                             "(mlops approve)")
-        return approved[0]
-    matching = [found for found in model_versions(sagemaker, group) if found.version == version]
-    if not matching:
-        raise UsageError(f"model package group {group} has no version {version}")
-    if matching[0].status != APPROVED:
-        raise UsageError(f"version {version} of {group} is {matching[0].status}, not {APPROVED}")
-    return matching[0]
-
-
-def deploy_endpoint(cdk: CdkCli, config: StageConfig, network: str, model: ModelVersion) -> dict[str, str]:
-    """`cdk deploy` of the network's endpoint stack alone, serving `model`; returns its outputs."""
-    stack = naming.endpoint_stack_name(config.prefix(), network)
-    cdk = dataclasses.replace(cdk, context={**cdk.context, naming.model_package_context_key(network): model.arn})
-    with tempfile.TemporaryDirectory(prefix="cdk-outputs-") as scratch:
-        outputs_file = Path(scratch) / "outputs.json"
-        # --exclusively: the storage and role stacks it imports from are deployed already, and
-        # a model release must not touch them. --method=direct: see CdkCli.deploy.
-        cdk.run("deploy", stack, "--exclusively", "--require-approval", "never", "--method=direct",
-                "--progress", "events", "--outputs-file", str(outputs_file))
-        outputs = json.loads(outputs_file.read_text()) if outputs_file.exists() else {}
-    return outputs.get(stack, {})
 
 
 @app.command()

@@ -17,9 +17,9 @@ from infra.config import DEFAULT_PROJECT
 from infra.naming import endpoint_name
 from mlops.cli import app
 from mlops.errors import RunFailed, UsageError
+from mlops.stages import LOCAL_STAGE
 from training.networks import Network, get_network
 
-LOCAL_STAGE = "local"
 DEFAULT_PORT = 8080  # the port SageMaker's containers serve on
 
 console = Console()

@@ -1,30 +1,61 @@
-"""`mlops local`: the whole project on this machine, against an embedded moto server.
+"""`mlops local`: the whole project on this machine, with no AWS account.
 
-Today: start moto, bootstrap CDK, deploy every stack of the `local` stage, show the outputs.
-Each step is a `Phase` of `LocalRun.phases()`; later steps (prepare data, train, register,
-deploy an endpoint, invoke it) are added there. Whatever happens (a failure, Ctrl-C), the
-moto server and every CLI process stop, and the next run starts from nothing.
+Each step is a timed `Phase` of `LocalRun.phases()`:
+
+    1. start an embedded moto server on 127.0.0.1 (the local AWS)
+    2. `cdk bootstrap`, 3. `cdk deploy --all` of the `local` stage, with the real CDK CLI
+    4. prepare the network's offline dataset and upload it to the data bucket
+    5. run the network's training pipeline: its definition, from the template that deploy used, is
+       created in moto (whose CloudFormation skips pipelines) and executed step by step here
+       (`mlops.local.pipeline_executor`)
+    6. approve the registered model version, 7. `cdk deploy` its endpoint stack
+    8. serve the registered model.tar.gz with the local endpoint, 9. invoke it with held-out
+       test samples through the SageMaker Runtime path
+
+then a summary here and a report folder (`mlops.local.report`). Whatever happens (a failure,
+Ctrl-C) every process it started stops, the report folder keeps what was produced, and the next
+run starts from nothing.
 """
 
 from __future__ import annotations
 
+import logging
 import tempfile
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from botocore.exceptions import BotoCoreError, ClientError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from inference.artifact import ArtifactError
+from inference.client import EndpointRequestError, ModelError, invoke
+from infra import naming
+from infra import pipeline_definition as definition
+from infra.config import StageConfig
 from mlops.cli import app
-from mlops.errors import UsageError
+from mlops.endpoint_stacks import deploy_endpoint
+from mlops.errors import RunFailed, UsageError
 from mlops.local.cdk import CdkCli
-from mlops.local.moto import LocalAws, moto_server
+from mlops.local.deployed_pipelines import create_skipped_sagemaker_resources
+from mlops.local.moto import LocalAws, check_port, moto_server
+from mlops.local.pipeline_executor import LocalPipelineExecutor, PipelineRun, StepFailed, StepOutcome
+from mlops.local.pipeline_references import DefinitionError
+from mlops.local.report import ReportFolder, RunReport
+from mlops.local.s3 import download_file, read_json
+from mlops.local.samples import compare, held_out_samples, instances_request, summary
 from mlops.phases import Phase, run_phases
+from mlops.pipeline_parameters import parse_parameters
+from mlops.registry import APPROVED, ModelVersion, model_versions, set_approval
+from mlops.stages import LOCAL_STAGE, enabled_network, stage_config
 from training.networks import Network, get_network
 
-LOCAL_STAGE = "local"
+DEFAULT_REPORT_ROOT = Path("mlops-local-report")
+HELD_OUT_SAMPLES = 10
 # Outputs CDK adds on its own to carry cross-stack references; not for people.
 _CDK_EXPORT_OUTPUT = "ExportsOutput"
 
@@ -32,43 +63,219 @@ console = Console()
 
 
 class LocalRun:
-    """State shared by the phases of one `mlops local` run."""
+    """The phases of one `mlops local` run and what they share; a context manager that stops
+    everything the phases started (endpoint, moto server, temporary folders) on exit."""
 
-    def __init__(self, network: Network, port: int | None, resources: ExitStack) -> None:
+    def __init__(self, network: Network, config: StageConfig, *, port: int | None, overrides: dict[str, Any],
+                 limit: int | None, folder: ReportFolder, show_logs: bool) -> None:
         self.network = network
+        self.config = config
         self.port = port
-        self.resources = resources
+        self.overrides = overrides
+        self.limit = limit
+        self.folder = folder
+        self.show_logs = show_logs
+        self.report = RunReport(network)
         self.outputs: dict[str, dict[str, str]] = {}
+        self._resources = ExitStack()
         self._aws: LocalAws | None = None
         self._cdk: CdkCli | None = None
-
-    def phases(self) -> list[Phase]:
-        return [
+        self._assembly: Path | None = None
+        self._test_channel: Path | None = None
+        self._pipeline_run: PipelineRun | None = None
+        self._model: ModelVersion | None = None
+        self._endpoint_url: str | None = None
+        self.phases = [
             Phase("Start the local AWS (moto server)", self.start_aws),
             Phase("Bootstrap CDK in the local account", self.bootstrap),
             Phase(f"Deploy every stack of the {LOCAL_STAGE} stage", self.deploy),
+            Phase(f"Prepare the {network.offline_dataset} dataset and upload it", self.prepare_data),
+            Phase(f"Run the {network.name} training pipeline", self.run_pipeline),
+            Phase("Approve the registered model version", self.approve),
+            Phase(f"Deploy the {network.name} endpoint stack", self.deploy_endpoint),
+            Phase("Start the local endpoint on the registered model", self.start_endpoint),
+            Phase("Invoke it with held-out test samples", self.invoke),
         ]
 
+    def __enter__(self) -> LocalRun:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._resources.close()
+
+    # ------------------------------------------------------------------------------ phases
+
     def start_aws(self) -> None:
-        self._aws = self.resources.enter_context(moto_server(self.port))
-        assembly = Path(self.resources.enter_context(tempfile.TemporaryDirectory(prefix="mlops-cdk.out-")))
-        self._cdk = CdkCli(target=self._aws, stage=LOCAL_STAGE, output_dir=assembly, echo=_echo)
-        console.print(f"  local AWS at {self._aws.endpoint_url}", style="dim", highlight=False)
+        self._aws = self._resources.enter_context(moto_server(self.port))
+        self._assembly = self._temporary_dir("mlops-cdk.out-")
+        self._cdk = CdkCli(target=self._aws, stage=LOCAL_STAGE, output_dir=self._assembly, echo=_echo)
+        _echo(f"local AWS at {self._aws.endpoint_url}")
 
     def bootstrap(self) -> None:
         self.cdk.bootstrap()
 
     def deploy(self) -> None:
         self.outputs = self.cdk.deploy()
+        console.print(outputs_table(self.outputs))
+
+    def prepare_data(self) -> None:
+        # TensorFlow loads with the data preparers: only once the stacks are up.
+        from mlops.datasets import prepare, preparer_for, upload_channels
+
+        preparer = preparer_for(self.network.name)
+        _echo(f"{preparer.name}: {preparer.summary}" + (f", at most {self.limit} per channel" if self.limit else ""))
+        with _echoing_logs("mlops.datasets"):  # e.g. a base model pretrained for minutes, then cached
+            channels = prepare(self.network.name, self._temporary_dir("mlops-data-") / self.network.name,
+                               limit=self.limit)
+        self._test_channel = channels["test"]
+        bucket = self.outputs[naming.stack_name(self.config.prefix(), naming.STORAGE_STACK_SUFFIX)]["DataBucketName"]
+        for channel, uri in upload_channels(channels, bucket=bucket, network=self.network.name,
+                                            s3_client=self.aws.client("s3")).items():
+            _echo(f"{channel:<11} {uri}")
+
+    def run_pipeline(self) -> None:
+        stack = naming.stack_name(self.config.prefix(), naming.PIPELINES_STACK_SUFFIX)
+        assert self._assembly is not None
+        try:
+            created = create_skipped_sagemaker_resources(self.aws, self._assembly, stack)
+            _echo(f"created in moto, whose CloudFormation skips them: pipelines {', '.join(created.pipelines)}; "
+                  f"model package groups {', '.join(created.groups)}")
+            executor = LocalPipelineExecutor(self.aws, self.folder.pipeline_dir, ConsoleReporter(self.show_logs))
+            run = self._pipeline_run = executor.start(
+                naming.pipeline_name(self.config.prefix(), self.network.name),
+                {name: str(value) for name, value in self.overrides.items()})
+        except (DefinitionError, BotoCoreError, ClientError) as error:
+            raise RunFailed(f"cannot start the {self.network.name} pipeline: {error}") from None
+        self.report.execution_id, self.report.parameters = run.execution_id, dict(run.parameters)
+        _echo(f"execution {run.execution_id}: "
+              + ", ".join(f"{name}={value}" for name, value in run.parameters.items()))
+        try:
+            executor.execute(run)
+        except StepFailed as failure:
+            raise RunFailed(f"the {run.pipeline} pipeline failed at step {failure.step} ({failure.step_type}): "
+                            f"{failure.reason}" + (f"\n{failure.hint}" if failure.hint else "")) from None
+        finally:
+            self._collect_pipeline_results(run)
+        if run.registered_model_arn is None:
+            raise RunFailed(f"the {run.pipeline} pipeline succeeded but registered no model")
+
+    def approve(self) -> None:
+        assert self._pipeline_run is not None
+        group = naming.model_package_group_name(self.config.prefix(), self.network.name)
+        sagemaker = self.aws.client("sagemaker")
+        model = next(version for version in model_versions(sagemaker, group)
+                     if version.arn == self._pipeline_run.registered_model_arn)
+        if model.status == APPROVED:
+            _echo(f"{group} version {model.version} is {APPROVED} already (the pipeline's ModelApprovalStatus)")
+        else:
+            _echo(f"{group} version {model.version}: {model.status} -> {APPROVED}")
+            model = set_approval(sagemaker, model, APPROVED)
+        self._model = model
+        self.report.model_package_arn, self.report.model_approval = model.arn, model.status
+
+    def deploy_endpoint(self) -> None:
+        assert self._model is not None
+        outputs = deploy_endpoint(self.cdk, self.config, self.network.name, self._model)
+        self.report.endpoint_stack = naming.endpoint_stack_name(self.config.prefix(), self.network.name)
+        # The name the stack gives the endpoint, as AWS would create it (and `mlops invoke` calls
+        # it); moto ignores EndpointName and makes up its own, shown in the stack's output.
+        self.report.endpoint_name = naming.endpoint_name(self.config.prefix(), self.network.name)
+        _echo(f"endpoint {self.report.endpoint_name} serves version {self._model.version} "
+              f"(moto recorded it as {outputs.get('EndpointName')})")
+
+    def start_endpoint(self) -> None:
+        from inference.local_endpoint import LocalEndpoint  # TensorFlow: only to serve
+
+        assert self._model is not None and self.report.endpoint_name is not None
+        package = self.aws.client("sagemaker").describe_model_package(ModelPackageName=self._model.arn)
+        model_data = package["InferenceSpecification"]["Containers"][0]["ModelDataUrl"]
+        download_file(self.aws.client("s3"), model_data, self.folder.model_path)
+        try:
+            endpoint = LocalEndpoint(self.folder.model_path, self.report.endpoint_name).start()
+        except ArtifactError as error:
+            raise RunFailed(f"the registered model {model_data} cannot be served: {error}") from None
+        self._resources.callback(endpoint.stop)
+        self._endpoint_url = endpoint.url
+        _echo(f"{model_data} served at {endpoint.url}")
+
+    def invoke(self) -> None:
+        assert self._test_channel is not None and self._endpoint_url and self.report.endpoint_name
+        samples, class_names = held_out_samples(self._test_channel, self.network, HELD_OUT_SAMPLES)
+        try:
+            answer = invoke(self.report.endpoint_name, instances_request(samples), endpoint_url=self._endpoint_url)
+        except (ModelError, EndpointRequestError) as error:
+            raise RunFailed(f"invoking {self.report.endpoint_name}: {error}") from None
+        self.report.comparisons = compare(self.network, class_names, samples, answer["predictions"])
+        self.report.sample_summary = summary(self.report.comparisons)
+        _echo(self.report.sample_summary)
+
+    # ------------------------------------------------------------------------------ helpers
+
+    @property
+    def aws(self) -> LocalAws:
+        assert self._aws is not None, "the local AWS phase runs first"
+        return self._aws
 
     @property
     def cdk(self) -> CdkCli:
         assert self._cdk is not None, "the local AWS phase runs first"
         return self._cdk
 
+    def _temporary_dir(self, prefix: str) -> Path:
+        return Path(self._resources.enter_context(tempfile.TemporaryDirectory(prefix=prefix)))
+
+    def _collect_pipeline_results(self, run: PipelineRun) -> None:
+        """What the report needs from the pipeline, whatever its end: step times, the training
+        job's final metrics, the Evaluate step's evaluation.json."""
+        self.report.steps = [{"step": outcome.step, "seconds": outcome.seconds, "status": outcome.status}
+                             for outcome in run.outcomes]
+        training = run.properties.get(definition.TRAIN_STEP, {})
+        self.report.training_metrics = {metric["MetricName"]: metric["Value"]
+                                        for metric in training.get("FinalMetricDataList", [])}
+        report_uri = run.context.property_files.get(definition.EVALUATE_STEP, {}).get(definition.EVALUATION_REPORT)
+        if report_uri:
+            self.report.evaluation = read_json(self.aws.client("s3"), report_uri)
+
+
+class ConsoleReporter:
+    """Pipeline steps on the terminal: a line when each starts and ends, and the jobs' logs."""
+
+    def __init__(self, show_logs: bool) -> None:
+        self.show_logs = show_logs
+
+    def step_started(self, step: str, step_type: str, detail: str) -> None:
+        console.print(f"  [bold]▶ {escape(step)}[/] ({step_type}) {escape(detail)}", highlight=False)
+
+    def step_log(self, step: str, line: str) -> None:
+        if self.show_logs:
+            console.print(f"    {step} │ {line}", style="dim", markup=False, highlight=False, soft_wrap=True)
+
+    def step_ended(self, outcome: StepOutcome) -> None:
+        mark = "[green]✓[/]" if outcome.status == "Succeeded" else "[red]✗[/]"
+        console.print(f"  {mark} {escape(outcome.step)} {outcome.status} [dim]({outcome.seconds:.1f} s)[/] "
+                      f"{escape(outcome.detail)}", highlight=False, soft_wrap=True)
+
 
 def _echo(line: str) -> None:
     console.print(f"  {line}", style="dim", markup=False, highlight=False, soft_wrap=True)
+
+
+@contextmanager
+def _echoing_logs(logger_name: str) -> Iterator[None]:
+    """INFO records of `logger_name` (and its children) echoed on the terminal while the block runs."""
+    class Echo(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            _echo(self.format(record))
+
+    logger, handler = logging.getLogger(logger_name), Echo()
+    previous = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)
 
 
 def outputs_table(outputs: dict[str, dict[str, str]]) -> Table:
@@ -83,6 +290,43 @@ def outputs_table(outputs: dict[str, dict[str, str]]) -> Table:
     return table
 
 
+def _summary(report: RunReport, folder: ReportFolder) -> None:
+    quality = report.quality
+    if quality["value"] is not None:
+        console.print(f"[bold]{quality['metric']} = {quality['value']:.4f}[/] on held-out data "
+                      f"(quality gate {quality['comparison']} {quality['threshold']}: "
+                      f"{'passed' if quality['passed'] else 'failed'})", highlight=False)
+    if report.comparisons:
+        console.print(f"held-out test samples through /endpoints/{report.endpoint_name}/invocations: "
+                      f"{report.sample_summary}", highlight=False)
+        table = Table()
+        for column in ("test sample", "truth", "prediction"):
+            table.add_column(column, overflow="fold")
+        for row in report.comparisons:
+            table.add_row(str(row.index), row.truth, row.prediction)
+        console.print(table)
+    times = Table(title="Time per phase")
+    times.add_column("phase")
+    times.add_column("seconds", justify="right")
+    times.add_column("status")
+    for phase in report.phases:
+        times.add_row(phase["phase"], f"{phase['seconds']:.1f}", phase["status"])
+    console.print(times)
+    console.print(f"report: {folder.path / 'report.md'}", highlight=False)
+
+
+def _phase_rows(run: LocalRun, timings: dict[str, float], outcome: str) -> list[dict[str, Any]]:
+    """Every phase that started, with its time; the last one carries the run's outcome if it ended it."""
+    rows = []
+    for phase in run.phases:
+        if phase.name not in timings:
+            break
+        rows.append({"phase": phase.name, "seconds": timings[phase.name], "status": "done"})
+    if rows and outcome != "succeeded":
+        rows[-1]["status"] = outcome
+    return rows
+
+
 def _network(name: str) -> Network:
     try:
         return get_network(name)
@@ -93,15 +337,49 @@ def _network(name: str) -> Network:
 @app.command()
 def local(
     network: Annotated[str, typer.Option(help="network type: cnn, rnn, autoencoder or transfer")] = "cnn",
-    port: Annotated[int | None, typer.Option(help="port of the local AWS (moto) server [default: a free one]",
+    port: Annotated[int | None, typer.Option(help="port of the local AWS (moto) server (default: a free one)",
                                              show_default=False)] = None,
+    param: Annotated[list[str] | None, typer.Option(
+        "--param", metavar="NAME=VALUE",
+        help="a hyperparameter (epochs=3) or pipeline parameter (QualityThreshold=0.9) of this run; repeatable",
+        show_default=False)] = None,
+    limit: Annotated[int | None, typer.Option(help="at most this many examples per data channel (a quick run)",
+                                              show_default=False)] = None,
+    report_dir: Annotated[Path | None, typer.Option(help="where the report goes (default: "
+                                                         f"./{DEFAULT_REPORT_ROOT}/NETWORK)",
+                                                    show_default=False)] = None,
+    logs: Annotated[bool, typer.Option(help="stream the training and evaluation jobs' logs")] = True,
 ) -> None:
-    """Run the project on this machine, with no AWS account: deploy every stack to a local AWS."""
+    """The whole project on this machine, with no AWS account: deploy every stack to a local AWS,
+    train through the pipeline, register, deploy and invoke the endpoint, and report."""
     spec = _network(network)
+    config = stage_config(LOCAL_STAGE)
+    enabled_network(config, spec.name)
+    overrides = parse_parameters(config, spec.name, param or [])
+    if limit is not None and limit < 1:
+        raise UsageError(f"--limit must be at least 1, got {limit}")
+    if port is not None:
+        check_port(port)
+    folder = ReportFolder.claim(report_dir or DEFAULT_REPORT_ROOT / spec.name)
     console.print(f"[bold]mlops local[/] — network [bold]{spec.name}[/]: {spec.summary}", highlight=False)
-    with ExitStack() as resources:
-        run = LocalRun(spec, port, resources)
-        seconds = run_phases(console, run.phases())
-        console.print(outputs_table(run.outputs))
-    console.print(f"done in {sum(seconds.values()):.1f} s; the local AWS has stopped, and its state with it.",
-                  highlight=False)
+    timings: dict[str, float] = {}
+    run = LocalRun(spec, config, port=port, overrides=overrides, limit=limit, folder=folder, show_logs=logs)
+    try:
+        with run:
+            run_phases(console, run.phases, timings)
+    except BaseException as error:
+        interrupted = isinstance(error, KeyboardInterrupt)
+        run.report.outcome = "interrupted" if interrupted else "failed"
+        run.report.failure = "Ctrl-C" if interrupted else str(error) or type(error).__name__
+        raise
+    else:
+        run.report.outcome = "succeeded"
+    finally:
+        run.report.phases = _phase_rows(run, timings, run.report.outcome)
+        folder.write(run.report)
+        if run.report.outcome != "succeeded":
+            console.print(f"everything it started has stopped; what it produced is in {folder.path}",
+                          highlight=False)
+    _summary(run.report, folder)
+    console.print(f"done in {run.report.total_seconds:.1f} s; the local AWS and the endpoint have stopped, "
+                  "and the local AWS's state with them", highlight=False)

@@ -1,8 +1,8 @@
 """`mlops train`, `runs`, `models`, `approve`, `reject`: a network's training pipeline and its
 model registry group, in the AWS this shell points at.
 
-Names come from `infra.naming` (the same functions the stacks use) and parameters from
-`infra.pipeline_definition` (the same list the pipeline is defined with). boto3's default chain
+Names come from `infra.naming` (the same functions the stacks use) and parameters are checked
+against `infra.pipeline_definition` (the same list the pipeline is defined with). boto3's default chain
 picks credentials, so `AWS_ENDPOINT_URL` pointing at a moto server works as well as a real account.
 Every input is checked before anything starts; bad input is a one-line error with exit code 2.
 """
@@ -10,14 +10,12 @@ Every input is checked before anything starts; bad input is a one-line error wit
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Annotated, Any
 
 import boto3
-import botocore.session
 import typer
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
@@ -27,18 +25,18 @@ from rich.markup import escape
 from rich.table import Table
 
 from infra import naming
-from infra import pipeline_definition as definition
 from infra.config import StageConfig
 from mlops.cli import app
-from mlops.commands.deployment import enabled_network, model_versions, stage_config
 from mlops.costs import PRICES_FILE, load_prices
 from mlops.errors import RunFailed, UsageError
 from mlops.job_costs import JobCost, processing_job_cost, training_job_cost
-from training.networks import HyperparameterValue, Network, get_network
+from mlops.pipeline_parameters import parse_parameters
+from mlops.registry import model_versions, set_approval
+from mlops.stages import enabled_network, stage_config
+from training.networks import Network, get_network
 
 TERMINAL_STATUSES = ("Succeeded", "Failed", "Stopped")
 DEFAULT_POLL_SECONDS = 20.0
-_S3_PREFIX_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/(.+/)?$")
 
 console = Console()
 
@@ -69,57 +67,6 @@ def resolve(network: str, stage: str | None) -> tuple[StageConfig, Network]:
         raise UsageError(error.args[0]) from None
     enabled_network(config, spec.name)
     return config, spec
-
-
-def parse_parameters(config: StageConfig, network: str, assignments: list[str]
-                     ) -> dict[str, HyperparameterValue]:
-    """`["epochs=3", "TrainingInstanceType=ml.m7i.2xlarge"]` -> pipeline parameter values.
-
-    A name is a pipeline parameter (`Epochs`) or the hyperparameter it feeds (`epochs`).
-    """
-    parameters = definition.pipeline_parameters(config, network)
-    by_name = {parameter.name: parameter for parameter in parameters}
-    by_name.update({parameter.hyperparameter.name: parameter for parameter in parameters
-                    if parameter.hyperparameter is not None})
-    values: dict[str, HyperparameterValue] = {}
-    for assignment in assignments:
-        name, equals, raw = assignment.partition("=")
-        name = name.strip()
-        if not equals or not name:
-            raise UsageError(f"--param {assignment!r}: expected NAME=VALUE, e.g. epochs=3")
-        if name not in by_name:
-            knobs = [p.hyperparameter.name for p in parameters if p.hyperparameter is not None]
-            others = [p.name for p in parameters if p.hyperparameter is None]
-            raise UsageError(f"--param {name}: {network} has no such parameter (hyperparameters: "
-                             f"{', '.join(knobs)}; pipeline parameters: {', '.join(others)})")
-        parameter = by_name[name]
-        if parameter.name in values:
-            raise UsageError(f"--param {name}: given twice")
-        try:
-            values[parameter.name] = parameter.parse(raw)
-        except ValueError as error:
-            raise UsageError(f"--param {name}: {error}") from None
-        _check_value(config, network, parameter.name, values[parameter.name])
-    return values
-
-
-def _check_value(config: StageConfig, network: str, name: str, value: HyperparameterValue) -> None:
-    """What SageMaker would reject, or run with the wrong image, caught before anything starts."""
-    if name == definition.TRAINING_INSTANCE_COUNT and value < 1:
-        raise UsageError(f"--param {name}: must be at least 1, got {value}")
-    if name == definition.INPUT_DATA_URI and not _S3_PREFIX_URI.match(str(value)):
-        raise UsageError(f"--param {name}: must be an S3 prefix ending in '/', e.g. s3://bucket/{network}/, "
-                         f"got {value!r}")
-    if name == definition.TRAINING_INSTANCE_TYPE:
-        model = botocore.session.get_session().get_service_model("sagemaker")
-        if value not in model.shape_for("TrainingInstanceType").enum:
-            raise UsageError(f"--param {name}: {value!r} is not a SageMaker training instance type")
-        from infra.images import training_image_uri  # the SageMaker SDK import takes ~2 s: only when needed
-
-        baked = training_image_uri(config.region, config.training_instance_type(network))
-        if training_image_uri(config.region, str(value)) != baked:
-            raise UsageError(f"--param {name}: {value} needs a different training image than the pipeline's "
-                             f"({baked}); set training.instance_type for stage {config.name} in cdk.json instead")
 
 
 def require_pipeline(sagemaker: Any, config: StageConfig, network: str) -> str:
@@ -445,11 +392,7 @@ def _set_approval(network: str, version: int | None, stage: str | None, status: 
     chosen = versions[0] if version is None else next((v for v in versions if v.version == version), None)
     if chosen is None:
         raise UsageError(f"{group} has no version {version} (it has {', '.join(str(v.version) for v in versions)})")
-    try:
-        sagemaker.update_model_package(ModelPackageArn=chosen.arn, ModelApprovalStatus=status,
-                                       ApprovalDescription=f"set {status} with mlops")
-    except (BotoCoreError, ClientError) as error:
-        raise RunFailed(f"cannot update {chosen.arn}: {error}") from None
+    set_approval(sagemaker, chosen, status)
     console.print(f"{group} version {chosen.version}: {chosen.status} -> {status}", highlight=False)
 
 

@@ -23,6 +23,10 @@ from mlops.datasets.tabular import prepare_breast_cancer
 from training.networks import get_network
 
 Source = Literal["offline", "online"]
+# The upload of this channel's spec.json, last of all, marks a complete dataset (the pipelines'
+# retraining trigger, infra/constructs/training_pipeline.py, listens for it).
+TRIGGER_CHANNEL = "train"
+SPEC_FILE = "spec.json"
 
 
 @dataclass(frozen=True)
@@ -62,15 +66,21 @@ def prepare(network_name: str, out_dir: Path, *, source: Source = "offline", lim
 
 
 def upload_channels(channels: Mapping[str, Path], *, bucket: str, network: str, s3_client: Any = None) -> dict[str, str]:
-    """Uploads each channel folder to `s3://<bucket>/<network>/<channel>/`; returns those URIs."""
+    """Uploads each channel folder to `s3://<bucket>/<network>/<channel>/`; returns those URIs.
+
+    Each channel's spec.json goes after its shards, and the train channel comes last: its
+    spec.json is the object that starts a retraining run (`trigger_object_key`), so when it
+    arrives every other object of the dataset is there already.
+    """
     import boto3
 
     s3 = s3_client or boto3.client("s3")
-    uris = {}
-    for channel, folder in channels.items():
-        prefix = f"{get_network(network).name}/{channel}/"
-        for path in sorted(folder.rglob("*")):
-            if path.is_file():
-                s3.upload_file(str(path), bucket, prefix + path.relative_to(folder).as_posix())
-        uris[channel] = f"s3://{bucket}/{prefix}"
+    prefix = get_network(network).name
+    uris = {channel: f"s3://{bucket}/{prefix}/{channel}/" for channel in channels}
+    for channel in sorted(channels, key=lambda name: name == TRIGGER_CHANNEL):
+        folder = channels[channel]
+        files = sorted((path for path in folder.rglob("*") if path.is_file()),
+                       key=lambda path: (path.name == SPEC_FILE, path.as_posix()))
+        for path in files:
+            s3.upload_file(str(path), bucket, f"{prefix}/{channel}/{path.relative_to(folder).as_posix()}")
     return uris

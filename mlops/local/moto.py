@@ -101,7 +101,10 @@ def apply_moto_fixes() -> None:
     MotoKmsKey.create_from_cloudformation_json = classmethod(create_from_cloudformation_json)
 
 
-def _check_port_free(port: int) -> None:
+def check_port(port: int) -> None:
+    """A UsageError unless `port` is a TCP port free on 127.0.0.1 (callers check before starting anything)."""
+    if not 0 < port < 65536:
+        raise UsageError(f"port {port} is not a TCP port (1-65535)")
     # ThreadedMotoServer.start() waits forever if its thread cannot bind, so ask first.
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -133,9 +136,7 @@ def _quiet_moto_logs() -> Iterator[None]:
 def moto_server(port: int | None = None) -> Iterator[LocalAws]:
     """Starts moto on 127.0.0.1 (`port`, or a free one), empty, and stops it on exit, however exited."""
     if port is not None:
-        if not 0 < port < 65536:
-            raise UsageError(f"port {port} is not a TCP port (1-65535)")
-        _check_port_free(port)
+        check_port(port)
     apply_moto_fixes()
     with _quiet_moto_logs():
         # Port 0 lets the OS pick a free port at bind time, with no window for another process to take it.

@@ -17,6 +17,10 @@ bundle (`sagemaker_submit_directory`) into `code/`, sets every `SM_*` variable a
                               hyperparameters={"epochs": 5})
     result.succeeded, result.final_metrics["test_accuracy"], result.model_dir
 
+`start_job` takes the hyperparameters exactly as a CreateTrainingJob request holds them (the
+local pipeline executor passes a pipeline's Training step through it); `start_training_job`
+writes them for a network of the registry.
+
 Several workers: the toolkit's own TF_CONFIG (with `sagemaker_multi_worker_mirrored_strategy_enabled`)
 puts every host on port 8890, and TensorFlow's gRPC server listens on that port on every
 address, so two workers on one machine collide ("Could not start gRPC server", also with hosts
@@ -42,6 +46,7 @@ from pathlib import Path
 from typing import Literal
 
 from infra.source_bundle import build_source_bundle
+from mlops.local.s3 import download_prefix
 from training.networks import METRICS_LINE_PREFIX, HyperparameterValue, Network, get_network
 
 TRAINING_MODULE = "sagemaker_tensorflow_container.training:main"
@@ -137,9 +142,23 @@ def start_training_job(network: str | Network, channels: Mapping[str, Path | str
     network = get_network(network) if isinstance(network, str) else network
     job_dir = job_dir.resolve()
     checkpoint_dir = (checkpoint_dir or job_dir / "checkpoints").resolve()
-    _lay_out(job_dir, network, channels, dict(hyperparameters or {}), checkpoint_dir=checkpoint_dir,
-             source=(source or build_source_bundle(job_dir / "bundle")).resolve(), hosts=hosts,
-             current_host=current_host, encoding=hyperparameter_encoding)
+    values = _hyperparameters(network, dict(hyperparameters or {}), checkpoint_dir=checkpoint_dir,
+                              source=(source or build_source_bundle(job_dir / "bundle")).resolve(),
+                              encoding=hyperparameter_encoding)
+    return start_job(job_dir, values, channels, checkpoint_dir=checkpoint_dir, hosts=hosts,
+                     current_host=current_host, env=env, on_line=on_line)
+
+
+def start_job(job_dir: Path, hyperparameters: Mapping[str, str], channels: Mapping[str, Path | str], *,
+              checkpoint_dir: Path, hosts: Sequence[str] = ("localhost",), current_host: str = "localhost",
+              env: Mapping[str, str] | None = None, on_line: Callable[[str], None] | None = None
+              ) -> RunningTrainingJob:
+    """Starts a job as CreateTrainingJob describes one: `hyperparameters` go into
+    hyperparameters.json verbatim (they must name `sagemaker_program` and
+    `sagemaker_submit_directory`); each channel is a local folder (linked, unless the job
+    folder holds it already) or an `s3://` prefix (downloaded, as File mode does)."""
+    job_dir = job_dir.resolve()
+    _lay_out(job_dir, hyperparameters, channels, hosts=hosts, current_host=current_host)
     train = Path(sys.executable).with_name("train")
     if not train.exists():
         raise FileNotFoundError(f"{train} is missing: install sagemaker-training (requirements.txt)")
@@ -149,7 +168,7 @@ def start_training_job(network: str | Network, channels: Mapping[str, Path | str
                        PYTHONUNBUFFERED="1", **(env or {}))
     process = subprocess.Popen([str(train)], cwd=job_dir, env=environment, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    job = RunningTrainingJob(process=process, job_dir=job_dir, checkpoint_dir=checkpoint_dir)
+    job = RunningTrainingJob(process=process, job_dir=job_dir, checkpoint_dir=checkpoint_dir.resolve())
 
     def read() -> None:
         assert process.stdout is not None
@@ -211,13 +230,9 @@ def run_multi_worker_training_job(network: str | Network, channels: Mapping[str,
     return [job.wait() for job in jobs]
 
 
-def _lay_out(job_dir: Path, network: Network, channels: Mapping[str, Path | str],
-             hyperparameters: dict[str, HyperparameterValue], *, checkpoint_dir: Path, source: Path,
-             hosts: Sequence[str], current_host: str, encoding: HyperparameterEncoding) -> None:
-    config = job_dir / "input" / "config"
-    for folder in (config, job_dir / "input" / "data", job_dir / "model", job_dir / "output" / "data",
-                   job_dir / "code"):
-        folder.mkdir(parents=True, exist_ok=True)
+def _hyperparameters(network: Network, hyperparameters: dict[str, HyperparameterValue], *, checkpoint_dir: Path,
+                     source: Path, encoding: HyperparameterEncoding) -> dict[str, str]:
+    """hyperparameters.json of a job of `network`, as the SDK of `encoding` would write it."""
     unknown = sorted(set(hyperparameters) - {knob.name for knob in network.hyperparameters})
     if unknown:
         raise ValueError(f"network {network.name!r} has no hyperparameter {', '.join(unknown)}")
@@ -231,7 +246,16 @@ def _lay_out(job_dir: Path, network: Network, channels: Mapping[str, Path | str]
         **hyperparameters,
     }
     encode = json.dumps if encoding == "json" else str
-    _write_json(config / "hyperparameters.json", {name: encode(value) for name, value in values.items()})
+    return {name: encode(value) for name, value in values.items()}
+
+
+def _lay_out(job_dir: Path, hyperparameters: Mapping[str, str], channels: Mapping[str, Path | str], *,
+             hosts: Sequence[str], current_host: str) -> None:
+    config = job_dir / "input" / "config"
+    for folder in (config, job_dir / "input" / "data", job_dir / "model", job_dir / "output" / "data",
+                   job_dir / "code"):
+        folder.mkdir(parents=True, exist_ok=True)
+    _write_json(config / "hyperparameters.json", dict(hyperparameters))
     _write_json(config / "resourceconfig.json", {
         "current_host": current_host, "hosts": list(hosts), "network_interface_name": "lo",
         "current_group_name": "homogeneousCluster", "current_instance_type": "local",
@@ -245,22 +269,11 @@ def _lay_out(job_dir: Path, network: Network, channels: Mapping[str, Path | str]
         if target.is_symlink() or target.exists():
             continue
         if str(location).startswith("s3://"):
-            _download_prefix(str(location), target)
+            import boto3
+
+            download_prefix(boto3.client("s3"), str(location), target)
         else:
             target.symlink_to(Path(location).resolve(), target_is_directory=True)
-
-
-def _download_prefix(uri: str, target: Path) -> None:
-    import boto3
-
-    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
-    s3 = boto3.client("s3")
-    target.mkdir(parents=True)
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        for item in page.get("Contents", []):
-            destination = target / item["Key"][len(prefix):].lstrip("/")
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            s3.download_file(bucket, item["Key"], str(destination))
 
 
 def _write_json(path: Path, document: dict) -> None:

@@ -1,0 +1,27 @@
+"""Releasing a registered model: `cdk deploy` of its network's endpoint stack, alone."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tempfile
+from pathlib import Path
+
+from infra import naming
+from infra.config import StageConfig
+from mlops.local.cdk import CdkCli
+from mlops.registry import ModelVersion
+
+
+def deploy_endpoint(cdk: CdkCli, config: StageConfig, network: str, model: ModelVersion) -> dict[str, str]:
+    """`cdk deploy` of the network's endpoint stack alone, serving `model`; returns its outputs."""
+    stack = naming.endpoint_stack_name(config.prefix(), network)
+    cdk = dataclasses.replace(cdk, context={**cdk.context, naming.model_package_context_key(network): model.arn})
+    with tempfile.TemporaryDirectory(prefix="cdk-outputs-") as scratch:
+        outputs_file = Path(scratch) / "outputs.json"
+        # --exclusively: the storage and role stacks it imports from are deployed already, and
+        # a model release must not touch them. --method=direct: see CdkCli.deploy.
+        cdk.run("deploy", stack, "--exclusively", "--require-approval", "never", "--method=direct",
+                "--progress", "events", "--outputs-file", str(outputs_file))
+        outputs = json.loads(outputs_file.read_text()) if outputs_file.exists() else {}
+    return outputs.get(stack, {})

@@ -1,0 +1,319 @@
+"""Runs a SageMaker Pipeline registered in the embedded moto server, on this machine.
+
+moto records pipelines but runs nothing, so this does what the Pipelines service would: it
+reads the pipeline's definition back from moto (the one `create_pipeline` stored), starts an
+execution record, and runs the steps in dependency order, resolving parameters and step
+properties (`mlops.local.pipeline_references`) just before each step starts.
+
+    Training, Processing   real jobs on this machine (`mlops.local.pipeline_jobs`)
+    Condition              its conditions, then the steps of the branch they choose
+    RegisterModel          CreateModelPackage in moto's model registry, with the step's arguments
+    Fail                   ends the execution Failed with the step's ErrorMessage
+
+Any other step type is refused, naming the step, before anything runs. Retry policies are not
+applied: they cover service faults and capacity errors, which a local run does not have.
+
+    executor = LocalPipelineExecutor(aws, work_dir, reporter)
+    run = executor.start("mlops-local-cnn", {"Epochs": "3"})   # validated, execution recorded
+    executor.execute(run)                                       # StepFailed if a step fails
+    run.status, run.registered_model_arn, run.outcomes
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import string
+import time
+from collections.abc import Iterator, Mapping, Sequence, Set
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from mlops.local.moto import LocalAws
+from mlops.local.moto_records import MotoRecords
+from mlops.local.pipeline_jobs import JobFailed, JobRuntime, run_processing_step, run_training_step
+from mlops.local.pipeline_references import DefinitionError, ExecutionContext, parameter_values
+from mlops.local.s3 import join_uri, read_json
+
+SUPPORTED_STEP_TYPES = ("Training", "Processing", "Condition", "RegisterModel", "Fail")
+_JOB_NAME_SUFFIX = string.ascii_letters + string.digits
+
+
+class StepReporter(Protocol):
+    """Where the executor tells what happens, as it happens."""
+
+    def step_started(self, step: str, step_type: str, detail: str) -> None: ...
+
+    def step_log(self, step: str, line: str) -> None: ...
+
+    def step_ended(self, outcome: StepOutcome) -> None: ...
+
+
+class StepFailed(Exception):
+    """A step failed (or a Fail step ran): the execution ended Failed. `reason` is the step's
+    FailureReason; `hint` what else shows why (from the job's log)."""
+
+    def __init__(self, step: str, step_type: str, reason: str, hint: str = "") -> None:
+        super().__init__(f"step {step} ({step_type}) failed: {reason}")
+        self.step = step
+        self.step_type = step_type
+        self.reason = reason
+        self.hint = hint
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    step: str
+    step_type: str
+    status: str
+    """Succeeded, Failed or Stopped."""
+    seconds: float
+    detail: str
+
+
+@dataclass
+class PipelineRun:
+    """One execution: what it was given, and what its steps have done so far."""
+
+    pipeline: str
+    execution_arn: str
+    steps: list[Mapping[str, Any]]
+    """The definition's top-level steps, in the order they run."""
+    context: ExecutionContext
+    work_dir: Path
+    status: str = "Executing"
+    outcomes: list[StepOutcome] = field(default_factory=list)
+
+    @property
+    def execution_id(self) -> str:
+        return self.execution_arn.rsplit("/", 1)[-1]
+
+    @property
+    def parameters(self) -> Mapping[str, Any]:
+        return self.context.parameters
+
+    @property
+    def properties(self) -> dict[str, dict[str, Any]]:
+        """Properties (Describe* responses) of each step that completed, by name."""
+        return self.context.steps
+
+    @property
+    def registered_model_arn(self) -> str | None:
+        for properties in self.properties.values():
+            if "ModelPackageArn" in properties:
+                return properties["ModelPackageArn"]
+        return None
+
+
+def check_step_types(steps: Sequence[Mapping[str, Any]]) -> None:
+    """Refuses a definition with a step this executor cannot run (also inside condition branches)."""
+    for step in _all_steps(steps):
+        if step.get("Type") not in SUPPORTED_STEP_TYPES:
+            raise DefinitionError(f"step {step.get('Name')!r} has type {step.get('Type')!r}, which the local "
+                                  f"executor does not run (it runs {', '.join(SUPPORTED_STEP_TYPES)})")
+
+
+def execution_order(steps: Sequence[Mapping[str, Any]], finished: Set[str] = frozenset()
+                    ) -> list[Mapping[str, Any]]:
+    """The steps so that each comes after every step it depends on: its DependsOn, and every step
+    whose properties it (or, for a Condition, any step of its branches) reads. `finished` steps
+    ran before (a branch reads steps outside it). Ties keep the definition's order."""
+    by_name = {step["Name"]: step for step in steps}
+    # A step inside a condition's branch runs as part of that condition step.
+    container = {inner["Name"]: step["Name"] for step in steps for inner in _all_steps([step])}
+    needs = {name: {container.get(dependency, dependency) for dependency in _dependencies(step)} - {name} - finished
+             for name, step in by_name.items()}
+    for name, dependencies in needs.items():
+        unknown = dependencies - set(by_name)
+        if unknown:
+            raise DefinitionError(f"step {name!r} depends on {', '.join(sorted(unknown))}, which the pipeline "
+                                  "does not define")
+    ordered: list[Mapping[str, Any]] = []
+    done: set[str] = set()
+    while len(ordered) < len(steps):
+        ready = [step for step in steps if step["Name"] not in done and needs[step["Name"]] <= done]
+        if not ready:
+            cycle = sorted(set(by_name) - done)
+            raise DefinitionError(f"steps {', '.join(cycle)} depend on each other in a cycle")
+        ordered.append(ready[0])
+        done.add(ready[0]["Name"])
+    return ordered
+
+
+class LocalPipelineExecutor:
+    def __init__(self, aws: LocalAws, work_dir: Path, reporter: StepReporter) -> None:
+        self._aws = aws
+        self._work_dir = work_dir
+        self._reporter = reporter
+        self._sagemaker = aws.client("sagemaker")
+        self._s3 = aws.client("s3")
+        self._records = MotoRecords(aws)
+
+    def start(self, pipeline: str, overrides: Mapping[str, str], description: str = "mlops local") -> PipelineRun:
+        """Reads `pipeline`'s definition back from moto, refuses steps it cannot run, resolves the
+        parameters (`overrides`: name -> text, as StartPipelineExecution takes them), and starts
+        the execution record. Nothing has run yet."""
+        definition = json.loads(self._sagemaker.describe_pipeline(PipelineName=pipeline)["PipelineDefinition"])
+        steps = definition.get("Steps", [])
+        check_step_types(steps)
+        ordered = execution_order(steps)
+        parameters = parameter_values(definition.get("Parameters", []), overrides)
+        arn = self._records.start_execution(pipeline, overrides, description)
+        execution_id = arn.rsplit("/", 1)[-1]
+        context = ExecutionContext(
+            parameters=parameters,
+            execution={"PipelineExecutionId": execution_id, "PipelineExecutionArn": arn, "PipelineName": pipeline},
+            read_json=lambda uri: read_json(self._s3, uri))
+        return PipelineRun(pipeline=pipeline, execution_arn=arn, steps=ordered, context=context,
+                           work_dir=self._work_dir / execution_id)
+
+    def execute(self, run: PipelineRun) -> PipelineRun:
+        """Runs the steps to the execution's end, filling `run` as they go. Raises StepFailed when
+        a step fails or a Fail step runs; the execution's record in moto says so too."""
+        try:
+            for step in run.steps:
+                self._run_step(step, run)
+        except StepFailed as failure:
+            run.status = "Failed"
+            self._records.end_execution(run.pipeline, run.execution_arn, "Failed", str(failure))
+            raise
+        except BaseException as error:
+            run.status, reason = _end_of(error)
+            self._records.end_execution(run.pipeline, run.execution_arn, run.status, reason)
+            raise
+        run.status = "Succeeded"
+        self._records.end_execution(run.pipeline, run.execution_arn, "Succeeded")
+        return run
+
+    def _run_step(self, step: Mapping[str, Any], run: PipelineRun) -> None:
+        name, kind = step["Name"], step["Type"]
+        started = time.perf_counter()
+
+        def ended(status: str, detail: str) -> None:
+            outcome = StepOutcome(name, kind, status, time.perf_counter() - started, detail)
+            run.outcomes.append(outcome)
+            self._reporter.step_ended(outcome)
+
+        try:
+            # A condition's branches hold steps that resolve their own arguments when (and if)
+            # they run; its conditions are resolved as they are evaluated.
+            arguments = step.get("Arguments", {}) if kind == "Condition" else run.context.resolve(
+                step.get("Arguments", {}))
+            detail, branch = self._start(step, arguments, run)
+            if kind == "Fail":
+                raise StepFailed(name, kind, arguments.get("ErrorMessage") or "a Fail step ran")
+        except (JobFailed, DefinitionError, BotoCoreError, ClientError) as error:
+            # A call to the (local) AWS that fails fails the step, as a rejected request would.
+            reason = error.reason if isinstance(error, JobFailed) else str(error)
+            ended("Failed", reason)
+            raise StepFailed(name, kind, reason, error.hint if isinstance(error, JobFailed) else "") from None
+        except StepFailed as failure:
+            ended("Failed", failure.reason)
+            raise
+        except BaseException as error:
+            ended(*_end_of(error))
+            raise
+        ended("Succeeded", detail)
+        for inner in execution_order(branch, finished=set(run.properties)):
+            self._run_step(inner, run)
+
+    def _start(self, step: Mapping[str, Any], arguments: dict[str, Any], run: PipelineRun
+               ) -> tuple[str, list[Mapping[str, Any]]]:
+        """Runs one step; returns what to tell about it, and the steps it lets run (a branch)."""
+        name, kind = step["Name"], step["Type"]
+        context = run.context
+        if kind == "Training":
+            job_name = _job_name(run.execution_id, name)
+            self._reporter.step_started(name, kind, f"training job {job_name}")
+            properties = run_training_step(name, job_name, arguments, self._job_runtime(run))
+            context.steps[name] = properties
+            metrics = " ".join(f"{metric['MetricName']}={metric['Value']:.4g}"
+                               for metric in properties.get("FinalMetricDataList", []))
+            return f"{properties['ModelArtifacts']['S3ModelArtifacts']}  {metrics}", []
+        if kind == "Processing":
+            job_name = _job_name(run.execution_id, name)
+            self._reporter.step_started(name, kind, f"processing job {job_name}")
+            properties = run_processing_step(name, job_name, arguments, self._job_runtime(run))
+            context.steps[name] = properties
+            context.property_files[name] = _property_files(step, properties)
+            return ", ".join(f"{file} at {uri}" for file, uri in context.property_files[name].items()), []
+        if kind == "Condition":
+            self._reporter.step_started(name, kind, "")
+            outcome = all(context.holds(condition) for condition in arguments["Conditions"])
+            context.steps[name] = {"Outcome": str(outcome).lower()}
+            branch = arguments.get("IfSteps" if outcome else "ElseSteps", [])
+            names = ", ".join(step["Name"] for step in branch) or "nothing"
+            return f"conditions {'met' if outcome else 'not met'}: next {names}", branch
+        if kind == "RegisterModel":
+            self._reporter.step_started(name, kind, f"model package group {arguments['ModelPackageGroupName']}")
+            model_arn = self._sagemaker.create_model_package(**arguments)["ModelPackageArn"]
+            context.steps[name] = {"ModelPackageArn": model_arn}
+            return f"registered {model_arn} ({arguments.get('ModelApprovalStatus', 'PendingManualApproval')})", []
+        self._reporter.step_started(name, kind, "")
+        return "", []
+
+    def _job_runtime(self, run: PipelineRun) -> JobRuntime:
+        return JobRuntime(s3=self._s3, records=self._records, env=self._aws.env, work_dir=run.work_dir,
+                          on_line=self._reporter.step_log)
+
+
+def _end_of(error: BaseException) -> tuple[str, str]:
+    """The status and reason an execution or step ends with when an unexpected `error` ends it."""
+    if isinstance(error, KeyboardInterrupt):
+        return "Stopped", "the local run was interrupted"
+    return "Failed", f"{type(error).__name__}: {error}"
+
+
+def _property_files(step: Mapping[str, Any], properties: Mapping[str, Any]) -> dict[str, str]:
+    """Where each PropertyFile of a finished Processing step is: its output's S3 URI + FilePath."""
+    outputs = {output["OutputName"]: output["S3Output"]["S3Uri"]
+               for output in properties.get("ProcessingOutputConfig", {}).get("Outputs", [])}
+    files = {}
+    for declared in step.get("PropertyFiles", []):
+        if declared["OutputName"] not in outputs:
+            raise DefinitionError(f"property file {declared['PropertyFileName']} names output "
+                                  f"{declared['OutputName']!r}, which step {step['Name']} does not have")
+        files[declared["PropertyFileName"]] = join_uri(outputs[declared["OutputName"]], declared["FilePath"])
+    return files
+
+
+def _all_steps(steps: Sequence[Mapping[str, Any]]) -> Iterator[Mapping[str, Any]]:
+    """Every step, and the steps of every condition's branches, depth first."""
+    for step in steps:
+        yield step
+        if step.get("Type") == "Condition":
+            arguments = step.get("Arguments", {})
+            yield from _all_steps([*arguments.get("IfSteps", []), *arguments.get("ElseSteps", [])])
+
+
+def _dependencies(step: Mapping[str, Any]) -> set[str]:
+    """The steps `step` (and any step of its branches) names in DependsOn or reads properties of."""
+    found: set[str] = set()
+    for inner in _all_steps([step]):
+        found.update(inner.get("DependsOn", []))
+    _step_references(step.get("Arguments", {}), found)
+    return found
+
+
+def _step_references(value: Any, found: set[str]) -> None:
+    if isinstance(value, dict):
+        reference = value.get("Get")
+        if isinstance(reference, str) and reference.startswith("Steps."):
+            found.add(reference.split(".")[1])
+        for item in value.values():
+            _step_references(item, found)
+    elif isinstance(value, list):
+        for item in value:
+            _step_references(item, found)
+
+
+def _job_name(execution_id: str, step: str) -> str:
+    """`pipelines-<execution id>-<step>-<random>`, as SageMaker Pipelines names its jobs
+    (and as the pipeline role's IAM policy expects), within the 63 characters a name may have."""
+    suffix = "".join(secrets.choice(_JOB_NAME_SUFFIX) for _ in range(10))
+    step_part = re.sub(r"[^A-Za-z0-9]+", "-", step).strip("-")[:63 - len(execution_id) - 22]
+    return f"pipelines-{execution_id}-{step_part}-{suffix}"

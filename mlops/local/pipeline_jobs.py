@@ -1,0 +1,277 @@
+"""The Training and Processing steps of a pipeline, run on this machine as SageMaker would run them.
+
+Each takes the step's resolved request (a CreateTrainingJob / CreateProcessingJob body), records
+the job in moto, runs it in a subprocess of its own session, moves data between the job's folder
+and S3 as SageMaker does, and returns the job's Describe* response: the step's properties.
+
+    Training    channels downloaded from their S3 prefixes (File mode); SageMaker's own training
+                toolkit runs the entry point (`mlops.local.training_job`); checkpoints synced
+                from and to CheckpointConfig.S3Uri; `model.tar.gz` and `output.tar.gz` uploaded to
+                `<S3OutputPath>/<job name>/output/`; MetricDefinitions applied to the log.
+    Processing  inputs downloaded to their LocalPath, the container's command run, outputs
+                uploaded from their LocalPath (EndOfJob). `/opt/ml/processing` (the container's
+                folder) is this step's own folder here, in paths and in the command alike.
+
+A failing job raises `JobFailed` with SageMaker's kind of reason; its folder stays for a look.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO, Any
+
+from mlops.local.moto_records import MotoRecords
+from mlops.local.s3 import download_prefix, join_uri, upload_file, upload_folder
+from mlops.local.training_job import start_job
+
+PROCESSING_ROOT = "/opt/ml/processing"
+LOG_FILE = "log.txt"
+FAILURE_TAIL_LINES = 15
+_STOP_SECONDS = 10
+
+
+class JobFailed(Exception):
+    """The job ran and failed (or could not start): `reason` is what FailureReason would say,
+    `hint` what else a person needs to see why (lines of its log, where the log is)."""
+
+    def __init__(self, reason: str, hint: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.hint = hint
+
+
+@dataclass(frozen=True)
+class JobRuntime:
+    """What every job of one execution shares."""
+
+    s3: Any
+    records: MotoRecords
+    env: Mapping[str, str]
+    """AWS_* of the local AWS, for the job's own calls (the toolkit fetches the code bundle)."""
+    work_dir: Path
+    on_line: Callable[[str, str], None]
+    """(step name, log line) as the job prints it."""
+
+
+def run_training_step(step: str, job_name: str, request: Mapping[str, Any], runtime: JobRuntime) -> dict[str, Any]:
+    job_dir = (runtime.work_dir / step).resolve()
+    checkpoints = job_dir / "checkpoints"
+    hyperparameters = dict(request.get("HyperParameters", {}))
+    checkpoint_config = request.get("CheckpointConfig")
+    metrics: list[dict[str, Any]] = []
+    runtime.records.start_training_job(job_name, request)
+    try:
+        if checkpoint_config:
+            # The container's checkpoint folder is this job's: the entry point takes it from a
+            # hyperparameter, which SageMaker does not remap either.
+            container_path = checkpoint_config.get("LocalPath", "/opt/ml/checkpoints")
+            hyperparameters = {name: str(checkpoints) if value == container_path else value
+                               for name, value in hyperparameters.items()}
+            download_prefix(runtime.s3, checkpoint_config["S3Uri"], checkpoints)
+        channels = {channel["ChannelName"]: _download_channel(runtime.s3, channel, job_dir)
+                    for channel in request.get("InputDataConfig", [])}
+        with _LogFile(job_dir, step, runtime.on_line) as log:
+            job = start_job(job_dir, hyperparameters, channels, checkpoint_dir=checkpoints, env=runtime.env,
+                            on_line=log.write)
+            result = _wait(job.process, request, job.wait, job.kill)
+        if checkpoint_config:
+            upload_folder(runtime.s3, checkpoints, checkpoint_config["S3Uri"])
+        metrics = final_metric_data(request["AlgorithmSpecification"].get("MetricDefinitions", []), result.log)
+        if not result.succeeded:
+            raise JobFailed(result.failure_reason or _exit_reason(result.exit_code, result.log),
+                            _log_hint(result.log, job_dir / LOG_FILE))
+        output = request["OutputDataConfig"]
+        kms_key = output.get("KmsKeyId")
+        output_uri = join_uri(output["S3OutputPath"], job_name, "output")
+        model_uri = upload_file(runtime.s3, result.model_tarball(job_dir / "output" / "model.tar.gz"),
+                                join_uri(output_uri, "model.tar.gz"), kms_key_id=kms_key)
+        upload_file(runtime.s3, _tar_folder(result.output_dir, job_dir / "output" / "output.tar.gz"),
+                    join_uri(output_uri, "output.tar.gz"), kms_key_id=kms_key)
+    except BaseException as error:
+        runtime.records.end_training_job(job_name, *_end_of(error), final_metrics=metrics)
+        raise
+    finally:
+        shutil.rmtree(job_dir / "input" / "data", ignore_errors=True)  # copies of the data bucket
+    described = runtime.records.end_training_job(job_name, "Completed", None, final_metrics=metrics)
+    # The model's location is SageMaker's rule, applied above; moto's record must agree with it.
+    return {**described, "ModelArtifacts": {"S3ModelArtifacts": model_uri}}
+
+
+def run_processing_step(step: str, job_name: str, request: Mapping[str, Any], runtime: JobRuntime) -> dict[str, Any]:
+    step_dir = (runtime.work_dir / step).resolve()
+    local_root = step_dir / "processing"
+
+    def local(path: str) -> Path:
+        if not (path == PROCESSING_ROOT or path.startswith(PROCESSING_ROOT + "/")):
+            raise JobFailed(f"ClientError: LocalPath {path} is outside {PROCESSING_ROOT}, the only folder "
+                            "the local runner maps")
+        return Path(path.replace(PROCESSING_ROOT, str(local_root), 1))
+
+    app = request["AppSpecification"]
+    command = [argument.replace(PROCESSING_ROOT, str(local_root))
+               for argument in [*app.get("ContainerEntrypoint", []), *app.get("ContainerArguments", [])]]
+    outputs = request.get("ProcessingOutputConfig", {})
+    runtime.records.start_processing_job(job_name, request)
+    try:
+        if not command:
+            raise JobFailed("ClientError: the local runner needs AppSpecification.ContainerEntrypoint "
+                            "(it cannot run an image's default entry point)")
+        for item in request.get("ProcessingInputs", []):
+            source = item["S3Input"]
+            if not download_prefix(runtime.s3, source["S3Uri"], local(source["LocalPath"])):
+                raise JobFailed(f"ClientError: no S3 objects found under {source['S3Uri']} "
+                                f"(input {item['InputName']})")
+        for item in outputs.get("Outputs", []):
+            local(item["S3Output"]["LocalPath"]).mkdir(parents=True, exist_ok=True)
+        environment = {**_clean_environment(), **runtime.env, **request.get("Environment", {})}
+        # The training image's `python3` is the one with TensorFlow: here, this venv's.
+        environment["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), environment.get("PATH", "")])
+        with _LogFile(step_dir, step, runtime.on_line) as log:
+            process = subprocess.Popen(command, cwd=step_dir, env=environment, stdout=subprocess.PIPE,
+                                       stderr=subprocess.STDOUT, text=True, start_new_session=True)
+            reader = threading.Thread(target=_pump, args=(process.stdout, log.write), daemon=True)
+            reader.start()
+
+            def finish() -> int:
+                reader.join()
+                return process.wait()
+
+            exit_code = _wait(process, request, finish, lambda: _kill_group(process))
+        if exit_code != 0:
+            raise JobFailed(_exit_reason(exit_code, log.text()), _log_hint(log.text(), log.path))
+        for item in outputs.get("Outputs", []):
+            upload_folder(runtime.s3, local(item["S3Output"]["LocalPath"]), item["S3Output"]["S3Uri"],
+                          kms_key_id=outputs.get("KmsKeyId"))
+    except BaseException as error:
+        runtime.records.end_processing_job(job_name, *_end_of(error))
+        raise
+    return runtime.records.end_processing_job(job_name, "Completed", None)
+
+
+def final_metric_data(definitions: list[Mapping[str, str]], log: str) -> list[dict[str, Any]]:
+    """FinalMetricDataList as SageMaker builds it: each definition's regex over the log, the
+    last value it captured; a metric that never matched is absent."""
+    found = []
+    for definition in definitions:
+        values = re.findall(definition["Regex"], log)
+        if values:
+            last = values[-1][0] if isinstance(values[-1], tuple) else values[-1]
+            found.append({"MetricName": definition["Name"], "Value": float(last),
+                          "Timestamp": datetime.now(timezone.utc)})
+    return found
+
+
+def _end_of(error: BaseException) -> tuple[str, str]:
+    """The status and FailureReason a job ends with when `error` ends it."""
+    if isinstance(error, JobFailed):
+        return "Failed", error.reason
+    if isinstance(error, KeyboardInterrupt):
+        return "Stopped", "the local run was interrupted"
+    return "Failed", f"InternalServerError: {type(error).__name__}: {error}"
+
+
+def _download_channel(s3: Any, channel: Mapping[str, Any], job_dir: Path) -> Path:
+    uri = channel["DataSource"]["S3DataSource"]["S3Uri"]
+    target = job_dir / "input" / "data" / channel["ChannelName"]
+    shutil.rmtree(target, ignore_errors=True)
+    if not download_prefix(s3, uri, target):
+        raise JobFailed(f"ClientError: no S3 objects found under S3 URL {uri} given in input data source "
+                        f"(channel {channel['ChannelName']})")
+    return target
+
+
+def _wait(process: subprocess.Popen[str], request: Mapping[str, Any], finish: Callable[[], Any],
+          kill: Callable[[], None]) -> Any:
+    """The job's end within its MaxRuntimeInSeconds, then `finish()` (its log read to the end).
+    A job that is interrupted (Ctrl-C, an error here) is killed with its whole process group,
+    and its log finished, before the interruption goes on."""
+    limit = request.get("StoppingCondition", {}).get("MaxRuntimeInSeconds")
+    try:
+        process.wait(timeout=limit)
+    except subprocess.TimeoutExpired:
+        kill()
+        finish()
+        raise JobFailed(f"MaxRuntimeExceeded: the job ran longer than {limit} s") from None
+    except BaseException:
+        kill()
+        finish()
+        raise
+    return finish()
+
+
+def _kill_group(process: subprocess.Popen[str]) -> None:
+    try:
+        os.killpg(process.pid, 9)
+    except ProcessLookupError:
+        pass
+
+
+def _pump(stream: IO[str] | None, write: Callable[[str], None]) -> None:
+    assert stream is not None
+    for line in stream:
+        write(line)
+
+
+def _clean_environment() -> dict[str, str]:
+    """This process's environment without what belongs to another AWS or another job."""
+    return {name: value for name, value in os.environ.items()
+            if not name.startswith(("AWS_", "SM_", "SAGEMAKER_")) and name != "TF_CONFIG"}
+
+
+def _exit_reason(exit_code: int, log: str) -> str:
+    tail = "\n".join(line for line in log.splitlines()[-FAILURE_TAIL_LINES:])
+    return f"AlgorithmError: the job exited with code {exit_code}; the end of its log:\n{tail}"
+
+
+def _log_hint(log: str, path: Path) -> str:
+    """The script's own one-line `error: ...` messages (bad input; SageMaker's FailureReason only
+    quotes exceptions), and where the whole log is."""
+    errors = [line for line in log.splitlines() if line.startswith("error: ")]
+    return "\n".join([*errors, f"log: {path}"])
+
+
+def _tar_folder(folder: Path, destination: Path) -> Path:
+    with tarfile.open(destination, "w:gz") as archive:
+        for child in sorted(folder.iterdir()):
+            archive.add(child, arcname=child.name)
+    return destination
+
+
+class _LogFile:
+    """The job's log in its folder (kept after the run) and on its way to the terminal."""
+
+    def __init__(self, folder: Path, step: str, on_line: Callable[[str, str], None]) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.path = folder / LOG_FILE
+        self._step = step
+        self._on_line = on_line
+        self._file: IO[str] | None = None
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> _LogFile:
+        self._file = self.path.open("w")
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        assert self._file is not None
+        self._file.close()
+
+    def write(self, line: str) -> None:
+        with self._lock:
+            assert self._file is not None
+            self._file.write(line)
+            self._file.flush()
+        self._on_line(self._step, line.rstrip("\n"))
+
+    def text(self) -> str:
+        return self.path.read_text()

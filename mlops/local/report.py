@@ -1,0 +1,162 @@
+"""The report of one `mlops local` run: a folder for people (report.md) and for tools (JSON).
+
+    folder = ReportFolder.claim(Path("mlops-local-report/cnn"))   # emptied if an earlier run wrote it
+    report = RunReport(network)                                    # filled in as the phases go
+    folder.write(report)                                           # also after a failure or Ctrl-C
+
+    report.md             outcome, the quality metric on held-out data, predictions beside the truth,
+                          the time of each phase and pipeline step, the plots
+    metrics.json          the Evaluate step's evaluation.json, the training job's final metrics, the gate
+    predictions.json      each sample sent to the endpoint: input, truth, the endpoint's answer
+    phases.json           seconds per phase and pipeline step, the outcome
+    plots/<step>/*.png    the PNGs the pipeline's jobs wrote (training curves, confusion matrix, ...)
+    model/model.tar.gz    the registered model artifact the local endpoint served
+    pipeline/<execution id>/<step>/   each job's folder, with its log.txt
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from infra.pipeline_definition import QUALITY_THRESHOLD
+from mlops.errors import UsageError
+from mlops.local.samples import Comparison
+from training.networks import Network
+
+MARKER = ".mlops-local-report"
+
+
+@dataclass
+class RunReport:
+    network: Network
+    outcome: str = "running"
+    """succeeded, failed or interrupted"""
+    failure: str | None = None
+    phases: list[dict[str, Any]] = field(default_factory=list)
+    """{"phase", "seconds", "status"} in order."""
+    execution_id: str | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    """{"step", "seconds", "status"} in the order they ran."""
+    evaluation: dict[str, Any] | None = None
+    training_metrics: dict[str, float] = field(default_factory=dict)
+    model_package_arn: str | None = None
+    model_approval: str | None = None
+    endpoint_stack: str | None = None
+    endpoint_name: str | None = None
+    comparisons: list[Comparison] = field(default_factory=list)
+    sample_summary: str | None = None
+
+    @property
+    def quality(self) -> dict[str, Any]:
+        """The gate's metric on held-out data, the threshold this run had, and whether it passed."""
+        gate = self.network.quality_gate
+        value = (self.evaluation or {}).get("metrics", {}).get(gate.metric, {}).get("value")
+        threshold = float(self.parameters.get(QUALITY_THRESHOLD, gate.threshold))
+        passed = None if value is None else value >= threshold if gate.higher_is_better else value <= threshold
+        return {"metric": gate.metric, "value": value, "comparison": gate.comparison, "threshold": threshold,
+                "passed": passed}
+
+    @property
+    def total_seconds(self) -> float:
+        return sum(phase["seconds"] for phase in self.phases)
+
+
+class ReportFolder:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.pipeline_dir = path / "pipeline"
+        self.model_path = path / "model" / "model.tar.gz"
+
+    @classmethod
+    def claim(cls, path: Path) -> ReportFolder:
+        """The folder, emptied: refused (UsageError) if it holds anything an earlier run did not write."""
+        if path.exists() and (not path.is_dir() or (any(path.iterdir()) and not (path / MARKER).exists())):
+            raise UsageError(f"report folder {path} exists and was not written by mlops local: "
+                             "choose another with --report-dir")
+        shutil.rmtree(path, ignore_errors=True)
+        path.mkdir(parents=True)
+        (path / MARKER).write_text("written by `mlops local`; the next run replaces this folder\n")
+        return cls(path)
+
+    def write(self, report: RunReport) -> None:
+        plots = self._collect_plots()
+        self._write_json("metrics.json", {"network": report.network.name, "quality": report.quality,
+                                          "evaluation": report.evaluation,
+                                          "training_final_metrics": report.training_metrics,
+                                          "endpoint_samples": report.sample_summary})
+        self._write_json("predictions.json", {"endpoint": report.endpoint_name,
+                                              "model_package": report.model_package_arn,
+                                              "samples": [asdict(comparison) for comparison in report.comparisons]})
+        self._write_json("phases.json", {"outcome": report.outcome, "failure": report.failure,
+                                         "phases": report.phases, "execution_id": report.execution_id,
+                                         "parameters": report.parameters, "steps": report.steps})
+        (self.path / "report.md").write_text(_markdown(report, [plot.relative_to(self.path) for plot in plots]))
+
+    def _collect_plots(self) -> list[Path]:
+        """Copies each step's PNGs to plots/<step>/ (the job folders are deeper and hold more)."""
+        copied = []
+        for execution in sorted(self.pipeline_dir.glob("*")):
+            for step in sorted(path for path in execution.iterdir() if path.is_dir()):
+                for plot in sorted(step.rglob("*.png")):
+                    target = self.path / "plots" / step.name / plot.name
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(plot, target)
+                    copied.append(target)
+        return copied
+
+    def _write_json(self, name: str, document: dict[str, Any]) -> None:
+        (self.path / name).write_text(json.dumps(document, indent=2, default=str) + "\n")
+
+
+def _markdown(report: RunReport, plots: list[Path]) -> str:
+    network = report.network
+    lines = [f"# mlops local: {network.name}", "", f"{network.summary}", ""]
+    if report.outcome == "succeeded":
+        lines.append(f"**Succeeded** in {report.total_seconds:.1f} s.")
+    else:
+        summary, _, details = (report.failure or "").partition("\n")
+        lines.append(f"**{report.outcome.capitalize()}** after {report.total_seconds:.1f} s: {summary}")
+        if details:
+            lines += ["", "```", details, "```"]
+    quality = report.quality
+    lines += ["", "## Quality on held-out data", ""]
+    if quality["value"] is None:
+        lines.append("No evaluation: the pipeline did not get that far.")
+    else:
+        verdict = "passed" if quality["passed"] else "failed"
+        lines.append(f"`{quality['metric']}` = **{quality['value']:.4f}** on the test channel (quality gate "
+                     f"{quality['comparison']} {quality['threshold']}: {verdict}), from the Evaluate step's "
+                     "evaluation.json.")
+        others = {name: entry["value"] for name, entry in report.evaluation["metrics"].items()
+                  if name != quality["metric"]}
+        if others:
+            lines += ["", "| metric | value |", "|---|---|"]
+            lines += [f"| {name} | {value:.4f} |" for name, value in sorted(others.items())]
+    if report.model_package_arn:
+        lines += ["", "## Model", "", f"- registered: `{report.model_package_arn}` ({report.model_approval})"]
+        if report.endpoint_stack:
+            lines.append(f"- endpoint stack `{report.endpoint_stack}` deployed, endpoint `{report.endpoint_name}`")
+    if report.comparisons:
+        lines += ["", "## Predictions beside the truth", "",
+                  f"Held-out test samples sent through the SageMaker Runtime path "
+                  f"(`POST /endpoints/{report.endpoint_name}/invocations`) of the local endpoint: "
+                  f"{report.sample_summary}.", "", "| test sample | truth | prediction |", "|---|---|---|"]
+        lines += [f"| {row.index} | {row.truth} | {row.prediction} |" for row in report.comparisons]
+    lines += ["", "## Time", "", "| phase | seconds | status |", "|---|---|---|"]
+    lines += [f"| {phase['phase']} | {phase['seconds']:.1f} | {phase['status']} |" for phase in report.phases]
+    if report.steps:
+        parameters = ", ".join(f"{name}={value}" for name, value in report.parameters.items())
+        lines += ["", f"Pipeline execution `{report.execution_id}` ({parameters}):", "",
+                  "| step | seconds | status |", "|---|---|---|"]
+        lines += [f"| {step['step']} | {step['seconds']:.1f} | {step['status']} |" for step in report.steps]
+    if plots:
+        lines += ["", "## Plots", ""]
+        lines += [f"![{plot.parent.name}: {plot.stem}]({plot.as_posix()})" for plot in plots]
+    lines += ["", "Each job's folder and `log.txt` are under `pipeline/`; the served model is `model/model.tar.gz`.",
+              ""]
+    return "\n".join(lines)

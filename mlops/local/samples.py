@@ -1,0 +1,109 @@
+"""Held-out examples sent to an endpoint, and its answers set beside the truth.
+
+    samples, class_names = held_out_samples(Path("data/test"), network, count=10)
+    answer = invoke(endpoint, instances_request(samples), endpoint_url=url)
+    rows = compare(network, class_names, samples, answer["predictions"])
+
+The request is TensorFlow Serving's own JSON (`{"instances": [...]}`), which every network's
+handler takes; the answers are the handlers' friendly ones (label and probabilities, forecast,
+reconstruction error and anomaly flag).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from inference.client import JSON, EncodedRequest
+from training.networks import Network
+
+TEST_CHANNEL = "test"
+STREAM_BATCH = 256
+
+
+@dataclass(frozen=True)
+class Sample:
+    index: int
+    """Position in the test channel, in written order."""
+    input: Any
+    target: Any
+    """The label index (classifier, anomaly detector) or the values to forecast."""
+
+
+@dataclass(frozen=True)
+class Comparison:
+    index: int
+    input: Any
+    truth: str
+    prediction: str
+    correct: bool | None
+    """Classifiers and detectors: whether the prediction is the truth. Forecasters: None."""
+    error: float | None
+    """Forecasters: mean absolute error of the forecast. Others: None."""
+    answer: Any
+
+
+def held_out_samples(test_dir: Path, network: Network, count: int) -> tuple[list[Sample], tuple[str, ...]]:
+    """`count` examples spread evenly over the test channel (its first ones can all be of one
+    kind: a dataset in its source's order), and the channel's class names."""
+    from training import records  # TensorFlow: only once there is a channel to read
+
+    spec = records.read_spec(test_dir, TEST_CHANNEL)
+    taken = min(count, spec.count)
+    wanted = {round(step * (spec.count - 1) / max(taken - 1, 1)) for step in range(taken)}
+    # Records hold the network's input and its one target (label or values to forecast).
+    target = next(name for name in spec.features if name != network.input_name)
+    samples, position = [], 0
+    for inputs, targets in records.dataset(test_dir, spec, TEST_CHANNEL, inputs=network.input_name,
+                                           targets=target, batch_size=STREAM_BATCH):
+        for value, truth in zip(inputs.numpy(), targets.numpy()):
+            if position in wanted:
+                samples.append(Sample(position, value.tolist(), truth.tolist()))
+            position += 1
+    return samples, spec.class_names
+
+
+def instances_request(samples: Sequence[Sample]) -> EncodedRequest:
+    return EncodedRequest(json.dumps({"instances": [sample.input for sample in samples]}).encode(), JSON)
+
+
+def compare(network: Network, class_names: Sequence[str], samples: Sequence[Sample],
+            predictions: Sequence[Any]) -> list[Comparison]:
+    if len(predictions) != len(samples):
+        raise ValueError(f"the endpoint answered {len(predictions)} predictions for {len(samples)} instances")
+    return [_compare(network, class_names, sample, answer) for sample, answer in zip(samples, predictions)]
+
+
+def _compare(network: Network, class_names: Sequence[str], sample: Sample, answer: Any) -> Comparison:
+    if network.task == "image_classifier":
+        truth = class_names[int(sample.target)]
+        confidence = answer["probabilities"][answer["label"]]
+        return Comparison(sample.index, sample.input, truth, f"{answer['label']} (p={confidence:.2f})",
+                          answer["label"] == truth, None, answer)
+    if network.task == "sequence_forecaster":
+        forecast = [float(value) for value in answer["forecast"]]
+        error = sum(abs(f - t) for f, t in zip(forecast, sample.target)) / len(forecast)
+        return Comparison(sample.index, sample.input, _values(sample.target), _values(forecast), None, error,
+                          answer)
+    # An anomaly detector's classes are (normal, anomaly): label 1 is the anomaly.
+    truth = class_names[int(sample.target)]
+    flagged = class_names[1] if answer["is_anomaly"] else class_names[0]
+    return Comparison(sample.index, sample.input, truth,
+                      f"{flagged} (error {answer['reconstruction_error']:.3g}, threshold {answer['threshold']:.3g})",
+                      flagged == truth, None, answer)
+
+
+def summary(comparisons: Sequence[Comparison]) -> str:
+    """One line: how the endpoint did on these samples."""
+    judged = [comparison.correct for comparison in comparisons if comparison.correct is not None]
+    if judged:
+        return f"{sum(judged)} of {len(judged)} samples predicted right"
+    errors = [comparison.error for comparison in comparisons if comparison.error is not None]
+    return f"mean absolute error {sum(errors) / len(errors):.4g} over {len(errors)} samples"
+
+
+def _values(values: Sequence[float]) -> str:
+    return ", ".join(f"{value:.4g}" for value in values)

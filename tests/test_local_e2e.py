@@ -1,0 +1,198 @@
+"""`mlops local` end to end: the CNN on a small slice of data, through everything the command does
+(deploy to moto, prepare and upload data, the pipeline run here, registry, endpoint stack, local
+endpoint, invocation), and a run whose training step fails.
+
+The command runs in this process, as the user's `mlops` would (the same `main()`): moto keeps its
+state per process, so once the command has stopped its server the registry and the stacks it
+left in moto can still be read here. Every process the command starts is watched while it runs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import sys
+import tarfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+from moto.backends import get_backend
+
+from mlops.cli import main
+from mlops.local.moto import ACCOUNT, REGION
+from process_support import left_running
+
+pytestmark = pytest.mark.integration
+
+# A slice small enough for a quick run; the gate lowered to what 3 epochs on it reach, so the
+# model is registered and deployed (the quality of a full run is in the README's timings).
+QUICK_RUN = ("--limit", "300", "--param", "epochs=3", "--param", "QualityThreshold=0.3", "--no-logs")
+
+
+def _free_port() -> int:
+    with socket.socket() as finder:
+        finder.bind(("127.0.0.1", 0))
+        return finder.getsockname()[1]
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+@contextmanager
+def watched_children() -> Iterator[set[psutil.Process]]:
+    """Every process this one starts (at any depth) while the block runs."""
+    seen: set[psutil.Process] = set()
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            seen.update(psutil.Process().children(recursive=True))
+            done.wait(0.2)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        yield seen
+    finally:
+        done.set()
+        watcher.join()
+
+
+def run_mlops(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
+    monkeypatch.setattr(sys, "argv", ["mlops", *args])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    captured = capsys.readouterr()
+    return exited.value.code or 0, captured.out, captured.err
+
+
+def s3_json(uri: str) -> dict:
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    return json.loads(get_backend("s3")[ACCOUNT]["global"].get_object(bucket, key).value)
+
+
+def test_the_cnn_goes_from_nothing_to_an_invoked_endpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture) -> None:
+    port, report = _free_port(), tmp_path / "report"
+    before = set(psutil.Process().children(recursive=True))
+    with watched_children() as started:
+        code, out, err = run_mlops(monkeypatch, capsys, "local", "--network", "cnn", "--port", str(port),
+                                   "--report-dir", str(report), *QUICK_RUN)
+    assert code == 0, err[-3000:]
+
+    # The model package, registered by the pipeline's Register step with the evaluation's metrics.
+    sagemaker = get_backend("sagemaker")[ACCOUNT][REGION]
+    (package,) = [found for found in sagemaker.model_packages.values()
+                  if found.model_package_group_name == "mlops-local-cnn"]
+    assert package.model_approval_status == "Approved"
+    evaluation = s3_json(package.model_metrics["ModelQuality"]["Statistics"]["S3Uri"])
+    accuracy = evaluation["metrics"]["test_accuracy"]["value"]
+    assert 0.3 <= accuracy <= 1.0
+    assert float(package.customer_metadata_properties["quality_value"]) == pytest.approx(accuracy)
+    (execution,) = sagemaker.pipelines["mlops-local-cnn"].pipeline_executions.values()
+    assert execution.pipeline_execution_status == "Succeeded"
+    (training_job,) = sagemaker.training_jobs.values()
+    assert training_job.training_job_status == "Completed"
+    assert {metric["MetricName"] for metric in training_job.final_metric_data_list} >= {"val_loss", "test_accuracy"}
+    model_data = package.inference_specification["Containers"][0]["ModelDataUrl"]
+    assert model_data == f"{training_job.output_data_config['S3OutputPath']}{training_job.training_job_name}" \
+                         "/output/model.tar.gz"
+
+    # The endpoint stack, deployed with that version, and its endpoint.
+    cloudformation = get_backend("cloudformation")[ACCOUNT][REGION]
+    (stack,) = [found for found in cloudformation.stacks.values() if found.name == "mlops-local-endpoint-cnn"]
+    assert stack.status == "CREATE_COMPLETE"
+    outputs = {output["OutputKey"]: output["OutputValue"] for output in stack.outputs}
+    assert outputs["ModelPackageArn"] == package.arn
+    assert sagemaker.endpoints[outputs["EndpointName"]].endpoint_status == "InService"
+
+    # The local endpoint served the registered artifact, and answered as the model itself does.
+    served = report / "model" / "model.tar.gz"
+    bucket, _, key = model_data.removeprefix("s3://").partition("/")
+    assert served.read_bytes() == get_backend("s3")[ACCOUNT]["global"].get_object(bucket, key).value
+    predictions = json.loads((report / "predictions.json").read_text())
+    assert predictions["endpoint"] == "mlops-local-cnn" and predictions["model_package"] == package.arn
+    samples = predictions["samples"]
+    assert len(samples) == 10
+    own = model_probabilities(served, tmp_path / "unpacked", np.array([sample["input"] for sample in samples]))
+    class_names = list(samples[0]["answer"]["probabilities"])
+    from_endpoint = np.array([[sample["answer"]["probabilities"][name] for name in class_names] for sample in samples])
+    np.testing.assert_allclose(from_endpoint, own, rtol=0, atol=1e-6)
+    assert [sample["answer"]["label"] for sample in samples] == [class_names[i] for i in own.argmax(axis=1)]
+
+    # The report: the held-out metric, predictions beside the truth, plots, the time of each phase.
+    metrics = json.loads((report / "metrics.json").read_text())
+    assert metrics["quality"] == {"metric": "test_accuracy", "value": accuracy, "comparison": ">=",
+                                  "threshold": 0.3, "passed": True}
+    markdown = (report / "report.md").read_text()
+    assert f"`test_accuracy` = **{accuracy:.4f}**" in markdown
+    assert f"| {samples[1]['index']} | {samples[1]['truth']} | {samples[1]['prediction']} |" in markdown
+    for plot in ("Train/training_curves.png", "Train/confusion_matrix.png", "Evaluate/confusion_matrix.png"):
+        assert (report / "plots" / plot).read_bytes().startswith(b"\x89PNG")
+    phases = json.loads((report / "phases.json").read_text())
+    assert phases["outcome"] == "succeeded" and len(phases["phases"]) == 9
+    assert all(phase["status"] == "done" and phase["seconds"] > 0 for phase in phases["phases"])
+    assert "test_accuracy = " in out and "Time per phase" in out
+
+    # Nothing it started is left: processes, the moto server, the endpoint.
+    assert len(started - before) >= 3, "the CDK CLI and the jobs ran as child processes"
+    assert left_running(started - before) == []
+    endpoint_port = int(re.search(r"served at http://127\.0\.0\.1:(\d+)", out)[1])
+    assert not _listening(port) and not _listening(endpoint_port)
+    assert not [thread for thread in threading.enumerate() if thread.name.startswith("endpoint-")]
+
+
+def model_probabilities(model_tarball: Path, folder: Path, images: np.ndarray) -> np.ndarray:
+    """The SavedModel's own serving_default on `images`, with no endpoint in between."""
+    import tensorflow as tf
+
+    with tarfile.open(model_tarball) as archive:
+        archive.extractall(folder, filter="data")
+    signature = tf.saved_model.load(str(folder / "1")).signatures["serving_default"]
+    return signature(image=tf.constant(images, tf.float32))["probabilities"].numpy()
+
+
+def test_a_failing_training_step_is_named_and_leaves_nothing_running(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    # A value the registry accepts (window >= 2) but the prepared data contradicts (24-month windows).
+    port, report = _free_port(), tmp_path / "report"
+    before = set(psutil.Process().children(recursive=True))
+    with watched_children() as started:
+        code, out, err = run_mlops(monkeypatch, capsys, "local", "--network", "rnn", "--port", str(port),
+                                   "--report-dir", str(report), "--limit", "100", "--param", "window=12",
+                                   "--no-logs")
+
+    assert code == 1
+    assert err.startswith("failed: the mlops-local-rnn pipeline failed at step Train (Training): "
+                          "ExecuteUserScriptError:")
+    assert "error: channel 'train': history holds windows of 24 steps but hyperparameter window is 12" in err
+    assert "✗ [5/9] Run the rnn training pipeline" in out and "[6/9]" not in out
+
+    sagemaker = get_backend("sagemaker")[ACCOUNT][REGION]
+    (execution,) = sagemaker.pipelines["mlops-local-rnn"].pipeline_executions.values()
+    assert execution.pipeline_execution_status == "Failed"
+    assert "step Train (Training) failed" in execution.pipeline_execution_failure_reason
+    (training_job,) = sagemaker.training_jobs.values()
+    assert training_job.training_job_status == "Failed"
+    assert not [found for found in sagemaker.model_packages.values()
+                if found.model_package_group_name == "mlops-local-rnn"]
+
+    # What it produced is kept: the job's log and the report of the run so far.
+    (log,) = report.glob("pipeline/*/Train/log.txt")
+    assert "hyperparameter window is 12" in log.read_text()
+    phases = json.loads((report / "phases.json").read_text())
+    assert phases["outcome"] == "failed"
+    assert [phase["status"] for phase in phases["phases"]] == ["done"] * 4 + ["failed"]
+    assert phases["steps"] == [{"step": "Train", "seconds": phases["steps"][0]["seconds"], "status": "Failed"}]
+    assert "**Failed**" in (report / "report.md").read_text()
+
+    assert left_running(started - before) == []
+    assert not _listening(port)
