@@ -8,18 +8,25 @@ default hyperparameters and only the seed changed; the data splits are fixed (se
 - cnn on sklearn digits: test accuracy >= 0.97
 - autoencoder on breast_cancer (benign = normal): test ROC AUC >= 0.90
 - rnn on co2 (last 20% of the months as test): MAE below the seasonal-naive forecast's MAE
-- transfer on digits 5-9 with 15 labelled images per class: test accuracy above the same
-  model trained from scratch (base_weights=random, at the learning rates given by
-  --scratch-learning-rates, the best one reported) on the same images
-Exits 1 if any check fails. The first transfer run pretrains VGG16 on digits 0-4 (about 2
-minutes, cached in $MLOPS_CACHE_DIR or ~/.cache/mlops).
+- transfer on digits 5-9 with 10 labelled images per class (and 10 for validation): test
+  accuracy above the same model trained from scratch (base_weights=random, at the learning rates
+  given by --scratch-learning-rates, the best one reported) on the same images
+Exits 1 if any check fails. The first transfer run pretrains VGG16 on digits 0-4 (a few minutes,
+cached in $MLOPS_CACHE_DIR or ~/.cache/mlops).
 
-Measured on the 2-core build machine (Nov 2026), seeds 1 2 3, about 12 minutes in all:
+Measured on the 2-core build machine (AMD EPYC, policy mixed_bfloat16), 28 Nov 2026, seeds 1 2 3,
+`--work /tmp/issue3/quality`, about 10 minutes with the pretrained base cached:
     network      seed  result
-    cnn          1-3   test_accuracy 0.9861 / 0.9861 / 0.9806                   (>= 0.97)
-    autoencoder  1-3   test_roc_auc 0.9434 / 0.9448 / 0.9437                     (>= 0.90)
-    rnn          1-3   test_mae 0.268 / 0.263 / 0.279, seasonal naive 1.642      (mae < naive)
-    transfer     1-3   test_accuracy 0.944 / 0.949 / 0.952, from scratch <= 0.39 (transfer > scratch)
+    cnn          1-3   test_accuracy 0.9722 / 0.9889 / 0.9861                    (>= 0.97: met)
+    autoencoder  1-3   test_roc_auc 0.9467 / 0.9463 / 0.9475                      (>= 0.90: met)
+    rnn          1-3   test_mae 0.268 / 0.279 / 0.274, seasonal naive 1.642       (mae < naive: met)
+    transfer     1-3   test_accuracy 0.9410 / 0.9460 / 0.9422,
+                       from scratch 0.9472 / 0.9397 / 0.9598                      (NOT met on seeds 1 and 3)
+Transfer learning does not beat training from scratch here: the same network (VGG16 up to block 4
+plus the head) trained from random weights on these 50 small, clean images already reaches ~0.95, and the base pretrained on ~900 images of
+digits 0-4 gives it no reliable head start (the differences are within the ~0.008 standard error
+of 796 test images). The defaults were chosen on the validation channel (block 4's output, the
+whole base fine-tuned), which raised transfer from 0.87-0.89 to 0.94-0.95.
 """
 
 from __future__ import annotations

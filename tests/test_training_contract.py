@@ -87,7 +87,7 @@ def test_outside_sagemaker_checkpoints_default_beside_the_outputs(tmp_path, imag
     (["--dropout", "1.5"], "dropout must be at most 0.95"),
     (["--learning_rate", "nan"], "learning_rate must be a finite number"),
     (["--class_weight", "inverse"], "class_weight must be one of none, balanced"),
-    (["--precision", "bfloat16"], "precision 'bfloat16' is not available yet"),
+    (["--precision", "bfloat8"], "precision must be one of auto, float32, bfloat16, float16"),
 ])
 def test_a_bad_hyperparameter_is_named(image_channels, arguments, message):
     with pytest.raises(contract.InputError, match=message):

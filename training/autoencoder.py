@@ -22,7 +22,9 @@ def train(job: contract.Job) -> None:
     (n_features,) = job.input_shape
     penalty = keras.regularizers.L2(knobs.l2)
     with job.strategy.scope():
-        standardize = keras.layers.Normalization()
+        # float32 under a mixed policy too, like the decoder's output: both feed the loss and the
+        # served reconstruction error.
+        standardize = keras.layers.Normalization(dtype="float32")
         standardize.adapt(job.dataset("train", targets=False))
         # Saturating units bound what the decoder can reproduce: inputs far outside the normal
         # range come back clipped, so their error grows (ReLU/linear units gave ~0.02 less ROC AUC).
@@ -33,7 +35,7 @@ def train(job: contract.Job) -> None:
         ], name="encoder")
         decoder = keras.Sequential([
             keras.layers.Dense(knobs.hidden_units, activation="tanh", kernel_regularizer=penalty),
-            keras.layers.Dense(n_features, kernel_regularizer=penalty),
+            keras.layers.Dense(n_features, kernel_regularizer=penalty, dtype="float32"),
         ], name="decoder")
         features = keras.Input((n_features,), name=job.network.input_name)
         model = keras.Model(features, decoder(encoder(standardize(features))))
@@ -42,7 +44,8 @@ def train(job: contract.Job) -> None:
         def reconstruction_error(features, reconstruction):
             return keras.ops.mean(keras.ops.square(standardize(features) - reconstruction), axis=-1)
 
-        model.compile(keras.optimizers.Adam(knobs.learning_rate), loss=reconstruction_error)
+        model.compile(keras.optimizers.Adam(knobs.learning_rate), loss=reconstruction_error,
+                      steps_per_execution=job.steps_per_execution)
 
     def unlabelled_pairs(channel):
         return job.dataset(channel, targets=False).map(lambda features: (features, features))

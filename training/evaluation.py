@@ -4,6 +4,10 @@ Memory stays bounded whatever the size of a channel: a classifier keeps a confus
 a forecaster running sums (and the first points for its plot), an anomaly detector fixed
 log-spaced histograms of reconstruction error, from which its threshold percentile, ROC AUC
 and plot come.
+
+Each function takes the model as a callable from a batch of inputs to its predictions, so that
+the training run (its Keras model) and the pipeline's Evaluate step (evaluate.py, the exported
+SavedModel's signature) compute the very same metrics.
 """
 
 from __future__ import annotations
@@ -24,16 +28,24 @@ import tensorflow as tf  # noqa: E402
 PLOTTED_FORECASTS = 500
 
 
+Predict = Callable[[tf.Tensor], tf.Tensor]
+
+
 def compiled(function: Callable[[tf.Tensor], Any]) -> Callable[[tf.Tensor], Any]:
     """`function` as a graph; calling a model eagerly per batch is an order of magnitude slower."""
     return tf.function(function, reduce_retracing=True)
 
 
+def inference(model: keras.Model) -> Predict:
+    """The model's predictions in inference mode (no dropout), as a graph."""
+    return compiled(lambda inputs: model(inputs, training=False))
+
+
 # ---------------------------------------------------------------------------------- classifier
 
-def classifier(model: keras.Model, test: tf.data.Dataset, class_names: Sequence[str], plot: Path) -> dict[str, float]:
-    """test_loss (cross-entropy without the weight penalty), test_accuracy; confusion matrix plot."""
-    predict = compiled(lambda images: model(images, training=False))
+def classifier(predict: Predict, test: tf.data.Dataset, class_names: Sequence[str], plot: Path) -> dict[str, float]:
+    """test_loss (cross-entropy without the weight penalty), test_accuracy; confusion matrix plot.
+    `predict` maps a batch of images to class probabilities."""
     classes = len(class_names)
     confusion = np.zeros((classes, classes), dtype=np.int64)
     cross_entropy = 0.0
@@ -69,10 +81,10 @@ def seasonal_naive(history: tf.Tensor, horizon: int, season: int, target_index: 
     return tf.gather(history[:, :, target_index], steps, axis=1)
 
 
-def forecaster(model: keras.Model, test: tf.data.Dataset, *, season: int, target_index: int,
+def forecaster(predict: Predict, test: tf.data.Dataset, *, season: int, target_index: int,
                plot: Path) -> dict[str, float]:
-    """test_mae against the seasonal-naive baseline's, in the series' units; forecast plot."""
-    predict = compiled(lambda history: model(history, training=False))
+    """test_mae against the seasonal-naive baseline's, in the series' units; forecast plot.
+    `predict` maps a batch of histories to forecasts."""
     error = baseline_error = count = 0.0
     # The first PLOTTED_FORECASTS one-step-ahead values of each, for the plot.
     shown: dict[str, list[np.ndarray]] = {"actual": [], "forecast": [], "seasonal naive": []}
@@ -126,14 +138,14 @@ class ErrorHistogram:
         return float(self.EDGES[min(rank + 1, len(self.EDGES) - 2)])
 
 
-def error_histogram(errors: Callable[[tf.Tensor], tf.Tensor], dataset: tf.data.Dataset) -> ErrorHistogram:
+def error_histogram(errors: Predict, dataset: tf.data.Dataset) -> ErrorHistogram:
     histogram = ErrorHistogram()
     for features in dataset:
         histogram.add(errors(features).numpy())
     return histogram
 
 
-def anomaly_detector(errors: Callable[[tf.Tensor], tf.Tensor], test: tf.data.Dataset, *, threshold: float,
+def anomaly_detector(errors: Predict, test: tf.data.Dataset, *, threshold: float,
                      plot: Path) -> dict[str, float]:
     """test_roc_auc of the reconstruction error, precision/recall of `error > threshold`
     for the anomaly class (label 1); histogram plot with the threshold."""

@@ -25,9 +25,13 @@ def train(job: contract.Job) -> None:
     target_index = int(spec.metadata.get("target_index", 0))
     training = job.dataset("train")
     with job.strategy.scope():
-        standardize = keras.layers.Normalization(axis=-1)
+        # float32 under a mixed policy too: `adapt` merges float32 running statistics with each
+        # batch's, and fails on bfloat16 batch statistics.
+        standardize = keras.layers.Normalization(axis=-1, dtype="float32")
         standardize.adapt(training.map(lambda history, target: history - history[:, -1:, :]))
-        change_scale = keras.layers.Normalization(axis=-1, invert=True)
+        # float32 under a mixed policy too, like the Add below: the forecast is the last value (in
+        # the hundreds for co2) plus a change, and bfloat16's 8-bit mantissa would round it by ~1.
+        change_scale = keras.layers.Normalization(axis=-1, invert=True, dtype="float32")
         change_scale.adapt(training.map(lambda history, target: target - history[:, -1:, target_index]))
 
         history = keras.Input((window, n_features), name=job.network.input_name)
@@ -36,15 +40,17 @@ def train(job: contract.Job) -> None:
             standardize(relative))
         features = keras.layers.Dropout(knobs.dropout)(features)
         change = keras.layers.Dense(horizon)(features)
-        forecast = keras.layers.Add(name="forecast")([history[:, -1:, target_index], change_scale(change)])
+        forecast = keras.layers.Add(name="forecast", dtype="float32")(
+            [history[:, -1:, target_index], change_scale(change)])
         model = keras.Model(history, forecast)
-        model.compile(keras.optimizers.Adam(knobs.learning_rate), loss="mse")
+        model.compile(keras.optimizers.Adam(knobs.learning_rate), loss="mse",
+                      steps_per_execution=job.steps_per_execution)
 
     job.fit(model, training, job.dataset("validation"))
 
     season = int(spec.metadata.get("season", 1))
-    job.report(evaluation.forecaster(model, job.dataset("test"), season=season, target_index=target_index,
-                                     plot=job.plot_path("forecast_vs_actual")),
+    job.report(evaluation.forecaster(evaluation.inference(model), job.dataset("test"), season=season,
+                                     target_index=target_index, plot=job.plot_path("forecast_vs_actual")),
                baseline=f"seasonal naive, season {season}")
     job.save_model(lambda history: {"forecast": model(history, training=False)}, track=[model],
                    serving={"window": window, "n_features": n_features, "horizon": horizon,

@@ -92,11 +92,12 @@ def train(job: contract.Job) -> None:
         # training=False keeps any batch normalization of the base in inference mode, also when fine-tuning.
         x = keras.layers.GlobalAveragePooling2D()(base(x, training=False))
         x = keras.layers.Dropout(knobs.dropout)(x)
-        probabilities = keras.layers.Dense(len(job.class_names), activation="softmax",
+        # float32 under a mixed policy too: the softmax feeds the loss and is what is served.
+        probabilities = keras.layers.Dense(len(job.class_names), activation="softmax", dtype="float32",
                                            kernel_regularizer=keras.regularizers.L2(knobs.l2))(x)
         model = keras.Model(image, probabilities)
         model.compile(keras.optimizers.Adam(knobs.learning_rate), "sparse_categorical_crossentropy",
-                      metrics=["accuracy"])
+                      metrics=["accuracy"], steps_per_execution=job.steps_per_execution)
 
     training, validation = job.dataset("train"), job.dataset("validation")
     job.fit(model, training, validation, phase="head", class_weight=job.class_weight())
@@ -107,11 +108,11 @@ def train(job: contract.Job) -> None:
             for layer in base.layers[:-knobs.fine_tune_layers]:
                 layer.trainable = False
             model.compile(keras.optimizers.Adam(knobs.fine_tune_learning_rate), "sparse_categorical_crossentropy",
-                          metrics=["accuracy"])
+                          metrics=["accuracy"], steps_per_execution=job.steps_per_execution)
         job.fit(model, training, validation, phase="fine_tune", epochs=knobs.fine_tune_epochs,
                 class_weight=job.class_weight())
 
-    job.report(evaluation.classifier(model, job.dataset("test"), job.class_names,
+    job.report(evaluation.classifier(evaluation.inference(model), job.dataset("test"), job.class_names,
                                      job.plot_path("confusion_matrix")))
     job.save_model(lambda image: {"probabilities": model(image, training=False)}, track=[model],
                    serving={"class_names": list(job.class_names), "base": knobs.base,

@@ -1,0 +1,119 @@
+"""The pipeline's Evaluate step (training/evaluate.py), run as its processing job runs it: from the
+unpacked source bundle, on an unpacked model.tar.gz, judging the exported signature alone."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import records
+from infra.source_bundle import build_source_bundle
+from training_support import run_entry_point, small_data  # noqa: F401 - fixture
+
+pytestmark = pytest.mark.integration
+
+PLOT = {"cnn": "confusion_matrix.png", "transfer": "confusion_matrix.png", "rnn": "forecast_vs_actual.png",
+        "autoencoder": "reconstruction_error.png"}
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory) -> Path:
+    """The source bundle unpacked as the Evaluate step unpacks it (`tar -xzf ... -C bundle`)."""
+    root = tmp_path_factory.mktemp("code")
+    with tarfile.open(build_source_bundle(root)) as archive:
+        archive.extractall(root / "bundle", filter="data")
+    return root / "bundle"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, small_data):  # noqa: F811
+    """`trained(network)` -> (processing model dir, the training run's evaluation.json), made once."""
+    made: dict[str, tuple[Path, dict]] = {}
+
+    def train(network: str) -> tuple[Path, dict]:
+        if network not in made:
+            work = tmp_path_factory.mktemp(network)
+            # transfer: 1 epoch of fine-tuning too, so that the judged model is the fine-tuned one.
+            finished = run_entry_point(network, small_data(network), work,
+                                       **({"fine_tune_epochs": 1} if network == "transfer" else {}))
+            assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
+            made[network] = (_as_processing_input(work / "model", work / "processing" / "model"),
+                             json.loads((work / "output" / "evaluation.json").read_text()))
+        return made[network]
+
+    return train
+
+
+def _as_processing_input(model_dir: Path, destination: Path) -> Path:
+    """model.tar.gz as SageMaker packs the model dir, unpacked beside itself as the Evaluate step does."""
+    destination.mkdir(parents=True)
+    with tarfile.open(destination / "model.tar.gz", "w:gz") as archive:
+        for path in sorted(model_dir.iterdir()):
+            archive.add(path, arcname=path.name)
+    with tarfile.open(destination / "model.tar.gz") as archive:
+        archive.extractall(destination, filter="data")
+    return destination
+
+
+def run_evaluate(bundle: Path, network: str, model_dir: Path, test_dir: Path, output_dir: Path,
+                 ) -> subprocess.CompletedProcess:
+    # Only the bundle may supply the sibling modules, as in the processing container.
+    environment = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
+    return subprocess.run([sys.executable, "evaluate.py", "--network", network, "--model-dir", str(model_dir),
+                           "--test-dir", str(test_dir), "--output-dir", str(output_dir)],
+                          cwd=bundle, capture_output=True, text=True, timeout=180, env=environment)
+
+
+@pytest.mark.parametrize("network", ["cnn", "autoencoder", "rnn", "transfer"])
+def test_evaluate_reports_the_training_runs_test_metrics(bundle, trained, small_data, tmp_path, network):  # noqa: F811
+    model_dir, from_training = trained(network)
+    finished = run_evaluate(bundle, network, model_dir, small_data(network)["test"], tmp_path / "evaluation")
+    assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
+
+    report = json.loads((tmp_path / "evaluation" / "evaluation.json").read_text())
+    assert report["network"] == network
+    assert set(report["metrics"]) == set(from_training["metrics"])
+    for name, metric in from_training["metrics"].items():
+        assert report["metrics"][name]["value"] == pytest.approx(metric["value"], rel=1e-5, abs=1e-6), name
+    if network == "autoencoder":
+        assert report["threshold"] == pytest.approx(from_training["threshold"], rel=1e-6)
+    assert (tmp_path / "evaluation" / PLOT[network]).stat().st_size > 0
+
+
+def _wider_images(tmp_path: Path, test_dir: Path) -> Path:
+    spec = records.read_spec(test_dir, "test")
+    records.write_channel(tmp_path / "wide", {"image": np.zeros((4, 10, 10, 1)), "label": np.arange(4)},
+                          dtypes={"image": "uint8", "label": "int64"}, class_names=spec.class_names)
+    return tmp_path / "wide"
+
+
+BAD_INPUT = {
+    "model of another network": ("autoencoder", lambda model, test, tmp: (model, test),
+                                 "holds a 'cnn' model, not 'autoencoder'"),
+    "unknown network": ("resnet", lambda model, test, tmp: (model, test), "unknown network 'resnet'"),
+    "missing model dir": ("cnn", lambda model, test, tmp: (tmp / "absent", test),
+                          "cannot read code/serving.json of an unpacked model.tar.gz"),
+    "missing test dir": ("cnn", lambda model, test, tmp: (model, tmp / "absent"),
+                         "channel 'test' (", "the folder does not exist"),
+    "test images of another shape": ("cnn", lambda model, test, tmp: (model, _wider_images(tmp, test)),
+                                     "channel 'test': 'image' has shape [10, 10, 1], but the model takes [8, 8, 1]"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUT))
+def test_bad_input_exits_2_with_one_line(bundle, trained, small_data, tmp_path, case):  # noqa: F811
+    network, arrange, *fragments = BAD_INPUT[case]
+    model_dir, test_dir = arrange(trained("cnn")[0], small_data("cnn")["test"], tmp_path)
+    finished = run_evaluate(bundle, network, model_dir, test_dir, tmp_path / "evaluation")
+    assert finished.returncode == 2, finished.stdout[-2000:] + finished.stderr[-2000:]
+    errors = [line for line in finished.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and all(fragment in errors[0] for fragment in fragments), finished.stderr[-2000:]
+    assert "Traceback" not in finished.stderr
+    assert not (tmp_path / "evaluation" / "evaluation.json").exists()

@@ -1,0 +1,164 @@
+"""The pipeline's Evaluate step: the test metrics of an exported model, as its training run computes them.
+
+SageMaker Pipelines runs this in a processing job on the training image, from the unpacked source
+bundle, so the sibling modules import as top-level modules exactly as in training:
+
+    python3 evaluate.py --network cnn --model-dir /opt/ml/processing/model \
+        --test-dir /opt/ml/processing/test --output-dir /opt/ml/processing/evaluation
+
+`--model-dir` holds the unpacked model.tar.gz: the SavedModel `1/` and `code/serving.json`. What is
+judged is the exported `serving_default` signature, the very thing an endpoint serves (no Keras
+model is rebuilt, nothing is retrained), on the test channel streamed batch by batch. The metrics
+come from the same functions as the training run's (evaluation.py), so the quality gate sees the
+numbers the training job reported. Writes `evaluation.json` (`{"network": ..., "metrics": {name:
+{"value": ...}}}`, read by the pipeline's quality gate) and the task's plot. Bad input (a missing
+folder, a model of another network, test records that do not fit the model) exits 2 with a
+one-line `error: ...`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import tensorflow as tf
+
+import contract
+import evaluation
+import networks
+import records
+
+log = logging.getLogger("evaluate")
+TEST_CHANNEL = "test"
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    arguments = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout, force=True,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        document = evaluate(arguments.network, arguments.model_dir, arguments.test_dir, arguments.output_dir,
+                            batch_size=arguments.batch_size)
+    except (contract.InputError, records.DataError) as error:
+        contract.exit_bad_input(str(error))
+    except tf.errors.InvalidArgumentError as error:
+        problem = contract.named_problem(error)
+        if problem is None:
+            raise
+        contract.exit_bad_input(problem)
+    else:
+        log.info("evaluation of %s written to %s: %s", arguments.network, arguments.output_dir,
+                 {name: metric["value"] for name, metric in document["metrics"].items()})
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="evaluate.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--network", required=True, help=f"one of {', '.join(networks.NETWORKS)}")
+    parser.add_argument("--model-dir", type=Path, required=True, help="the unpacked model.tar.gz (1/, code/)")
+    parser.add_argument("--test-dir", type=Path, required=True, help="the test channel (records + spec.json)")
+    parser.add_argument("--output-dir", type=Path, required=True, help="where evaluation.json and plots go")
+    parser.add_argument("--batch-size", type=int, default=256, help="test examples per signature call")
+    return parser
+
+
+def evaluate(network_name: str, model_dir: Path, test_dir: Path, output_dir: Path, *,
+             batch_size: int = 256) -> dict[str, Any]:
+    """Writes `evaluation.json` and the task's plot into `output_dir`; returns the document."""
+    try:
+        network = networks.get_network(network_name)
+    except KeyError as error:
+        raise contract.InputError(error.args[0]) from None
+    description = _serving_description(model_dir, network)
+    signature = _load_signature(model_dir)
+    input_shape = _signature_input_shape(signature, network.input_name, model_dir)
+    spec = records.read_spec(test_dir, TEST_CHANNEL)
+    _check_test_channel(spec, network, description, input_shape)
+
+    def outputs(inputs: tf.Tensor) -> dict[str, tf.Tensor]:
+        return signature(**{network.input_name: inputs})
+
+    target = contract.TARGET_FEATURE[network.task]
+    test = records.dataset(test_dir, spec, TEST_CHANNEL, inputs=network.input_name, targets=target,
+                           batch_size=batch_size,
+                           num_classes=len(spec.class_names) if spec.class_names else None)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    details: dict[str, Any] = {}
+    if network.task == "image_classifier":
+        metrics = evaluation.classifier(lambda images: outputs(images)["probabilities"], test,
+                                        description["class_names"], output_dir / "confusion_matrix.png")
+    elif network.task == "sequence_forecaster":
+        season = int(description["season"])
+        metrics = evaluation.forecaster(lambda history: outputs(history)["forecast"], test, season=season,
+                                        target_index=int(description["target_index"]),
+                                        plot=output_dir / "forecast_vs_actual.png")
+        details["baseline"] = f"seasonal naive, season {season}"
+    else:
+        # The threshold the model itself answers with, which is what an endpoint flags by.
+        threshold = float(outputs(tf.zeros([1, *input_shape]))["threshold"][0])
+        metrics = evaluation.anomaly_detector(lambda features: outputs(features)["reconstruction_error"], test,
+                                              threshold=threshold, plot=output_dir / "reconstruction_error.png")
+        details["threshold"] = threshold
+    document = {"network": network.name,
+                "metrics": {name: {"value": float(value)} for name, value in metrics.items()},
+                **details}
+    (output_dir / "evaluation.json").write_text(json.dumps(document, indent=2) + "\n")
+    return document
+
+
+def _serving_description(model_dir: Path, network: networks.Network) -> dict[str, Any]:
+    path = model_dir / "code" / "serving.json"
+    try:
+        description = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise contract.InputError(f"model dir {model_dir}: cannot read code/serving.json of an unpacked "
+                                  f"model.tar.gz ({type(error).__name__}: {error})") from None
+    if description.get("network") != network.name:
+        raise contract.InputError(f"model dir {model_dir} holds a {description.get('network')!r} model, "
+                                  f"not {network.name!r}")
+    return description
+
+
+def _load_signature(model_dir: Path) -> Any:
+    saved_model = model_dir / contract.MODEL_VERSION
+    try:
+        return tf.saved_model.load(str(saved_model)).signatures["serving_default"]
+    except (OSError, ValueError, KeyError, tf.errors.OpError) as error:
+        raise contract.InputError(f"model dir {model_dir}: no servable SavedModel with a serving_default "
+                                  f"signature in {contract.MODEL_VERSION}/ ({type(error).__name__})") from None
+
+
+def _signature_input_shape(signature: Any, input_name: str, model_dir: Path) -> tuple[int, ...]:
+    inputs = signature.structured_input_signature[1]
+    if input_name not in inputs:
+        raise contract.InputError(f"model dir {model_dir}: serving_default takes {sorted(inputs)}, "
+                                  f"not {input_name!r}")
+    return tuple(inputs[input_name].shape[1:])
+
+
+def _check_test_channel(spec: records.ChannelSpec, network: networks.Network, description: dict[str, Any],
+                        input_shape: tuple[int, ...]) -> None:
+    """The test records against the model, before any batch is read."""
+    def fail(problem: str) -> records.DataError:
+        return records.DataError(f"channel {TEST_CHANNEL!r}: {problem}")
+
+    target = contract.TARGET_FEATURE[network.task]
+    for name in (network.input_name, target):
+        if name not in spec.features:
+            raise fail(f"no feature {name!r} (has {', '.join(spec.features)})")
+    if spec.shape(network.input_name) != input_shape:
+        raise fail(f"{network.input_name!r} has shape {list(spec.shape(network.input_name))}, "
+                   f"but the model takes {list(input_shape)}")
+    if network.task == "image_classifier" and list(spec.class_names) != description["class_names"]:
+        raise fail(f"class names {list(spec.class_names)} differ from the model's {description['class_names']}")
+    if network.task == "sequence_forecaster" and spec.shape(target) != (description["horizon"],):
+        raise fail(f"{target!r} has shape {list(spec.shape(target))}, but the model forecasts "
+                   f"{description['horizon']} steps")
+
+
+if __name__ == "__main__":
+    main()
