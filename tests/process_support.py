@@ -1,7 +1,8 @@
-"""Whether processes are still running, allowing a signal a moment to land."""
+"""Whether processes are still running (allowing a signal a moment to land), and local ports."""
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Iterable
 
@@ -24,3 +25,15 @@ def left_running(processes: Iterable[psutil.Process], timeout: float = 5.0) -> l
         if not alive or time.monotonic() >= deadline:
             return alive
         time.sleep(0.1)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as finder:
+        finder.bind(("127.0.0.1", 0))
+        return finder.getsockname()[1]
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0

@@ -22,6 +22,7 @@ from inference.local_endpoint import LocalEndpoint
 from inference_support import REPO_ROOT, exported_models, image_bytes, tarball_of
 from mlops.commands.endpoints import app, default_endpoint_name
 from mlops.errors import RunFailed, UsageError
+from process_support import free_port
 
 MLOPS = str(Path(sys.executable).with_name("mlops"))  # the installed console script
 IMAGE_TYPES = ("application/json", "image/png", "image/jpeg")
@@ -165,15 +166,10 @@ def test_serve_refuses_a_model_of_another_network(models, tmp_path):
     assert isinstance(result.exception, UsageError) and "no code/serving.json" in str(result.exception)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
 
 @pytest.mark.integration
 def test_mlops_serve_answers_until_sigterm_then_exits_0_and_frees_the_port(models, tmp_path, digit_png):
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     tarball = tarball_of(models["cnn"], tmp_path / "model.tar.gz")
     scratch = tmp_path / "scratch"  # where the tarball is extracted

@@ -16,7 +16,7 @@ import psutil
 import pytest
 
 from mlops.cli import main
-from process_support import left_running
+from process_support import free_port, left_running, listening
 
 MLOPS = Path(sys.executable).parent / "mlops"
 
@@ -64,15 +64,6 @@ def test_a_report_folder_it_did_not_write_is_left_alone(monkeypatch: pytest.Monk
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
-def _free_port() -> int:
-    with socket.socket() as finder:
-        finder.bind(("127.0.0.1", 0))
-        return finder.getsockname()[1]
-
-
-def _listening(port: int) -> bool:
-    with socket.socket() as probe:
-        return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
 def _start(port: int, report_dir: Path) -> subprocess.Popen[str]:
@@ -101,7 +92,7 @@ def _training_toolkit(process: psutil.Process, timeout: float = 120) -> psutil.P
 
 @pytest.mark.integration
 def test_ctrl_c_during_training_stops_everything_and_the_next_run_succeeds(tmp_path: Path) -> None:
-    port, report = _free_port(), tmp_path / "report"
+    port, report = free_port(), tmp_path / "report"
     interrupted = _start(port, report)
     assert interrupted.stdout is not None
     for line in interrupted.stdout:
@@ -114,7 +105,7 @@ def test_ctrl_c_during_training_stops_everything_and_the_next_run_succeeds(tmp_p
 
     assert interrupted.returncode != 0, err
     assert left_running(tree) == [], "part of the process tree was left running"
-    assert not _listening(port), "the moto server is still listening"
+    assert not listening(port), "the moto server is still listening"
     phases = json.loads((report / "phases.json").read_text())
     assert phases["outcome"] == "interrupted"
     assert phases["phases"][-1] == {**phases["phases"][-1], "phase": "Run the cnn training pipeline",
@@ -129,4 +120,4 @@ def test_ctrl_c_during_training_stops_everything_and_the_next_run_succeeds(tmp_p
     assert "mlops-local-data-123456789012-us-east-1" in out
     assert "ExecutionRoleArn" in out and "ExportsOutput" not in out.split("Stack outputs")[1]
     assert json.loads((report / "phases.json").read_text())["outcome"] == "succeeded"
-    assert not _listening(port)
+    assert not listening(port)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import sys
 import tarfile
 import threading
@@ -26,7 +25,7 @@ from moto.backends import get_backend
 
 from mlops.cli import main
 from mlops.local.moto import ACCOUNT, REGION
-from process_support import left_running
+from process_support import free_port, left_running, listening
 
 pytestmark = pytest.mark.integration
 
@@ -35,15 +34,6 @@ pytestmark = pytest.mark.integration
 QUICK_RUN = ("--limit", "300", "--param", "epochs=3", "--param", "QualityThreshold=0.3", "--no-logs")
 
 
-def _free_port() -> int:
-    with socket.socket() as finder:
-        finder.bind(("127.0.0.1", 0))
-        return finder.getsockname()[1]
-
-
-def _listening(port: int) -> bool:
-    with socket.socket() as probe:
-        return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
 @contextmanager
@@ -81,7 +71,7 @@ def s3_json(uri: str) -> dict:
 
 def test_the_cnn_goes_from_nothing_to_an_invoked_endpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                           capsys: pytest.CaptureFixture) -> None:
-    port, report = _free_port(), tmp_path / "report"
+    port, report = free_port(), tmp_path / "report"
     before = set(psutil.Process().children(recursive=True))
     with watched_children() as started:
         code, out, err = run_mlops(monkeypatch, capsys, "local", "--network", "cnn", "--port", str(port),
@@ -146,7 +136,7 @@ def test_the_cnn_goes_from_nothing_to_an_invoked_endpoint(tmp_path: Path, monkey
     assert len(started - before) >= 3, "the CDK CLI and the jobs ran as child processes"
     assert left_running(started - before) == []
     endpoint_port = int(re.search(r"served at http://127\.0\.0\.1:(\d+)", out)[1])
-    assert not _listening(port) and not _listening(endpoint_port)
+    assert not listening(port) and not listening(endpoint_port)
     assert not [thread for thread in threading.enumerate() if thread.name.startswith("endpoint-")]
 
 
@@ -163,7 +153,7 @@ def model_probabilities(model_tarball: Path, folder: Path, images: np.ndarray) -
 def test_a_failing_training_step_is_named_and_leaves_nothing_running(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
     # A value the registry accepts (window >= 2) but the prepared data contradicts (24-month windows).
-    port, report = _free_port(), tmp_path / "report"
+    port, report = free_port(), tmp_path / "report"
     before = set(psutil.Process().children(recursive=True))
     with watched_children() as started:
         code, out, err = run_mlops(monkeypatch, capsys, "local", "--network", "rnn", "--port", str(port),
@@ -195,4 +185,4 @@ def test_a_failing_training_step_is_named_and_leaves_nothing_running(
     assert "**Failed**" in (report / "report.md").read_text()
 
     assert left_running(started - before) == []
-    assert not _listening(port)
+    assert not listening(port)

@@ -10,8 +10,8 @@ import typer
 from rich.console import Console
 
 from mlops.cli import app
+from mlops.commands import known_network
 from mlops.errors import RunFailed, UsageError
-from training.networks import get_network
 
 data_app = typer.Typer(help="Prepare training data: train/validation/test (+ pretrained) channel folders.",
                        no_args_is_help=True)
@@ -32,10 +32,7 @@ def prepare_command(
     # Imported here: data preparation loads TensorFlow, which no other command should wait for.
     from mlops.datasets import prepare, preparer_for, upload_channels
 
-    try:
-        get_network(network)
-    except KeyError as error:
-        raise UsageError(error.args[0]) from None
+    known_network(network)
     if source not in ("offline", "online"):
         raise UsageError(f"--source must be offline or online, got {source!r}")
     if limit is not None and limit < 1:

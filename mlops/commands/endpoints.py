@@ -16,9 +16,9 @@ from inference.local_endpoint import LocalEndpoint
 from infra.config import DEFAULT_PROJECT
 from infra.naming import endpoint_name
 from mlops.cli import app
+from mlops.commands import known_network
 from mlops.errors import RunFailed, UsageError
 from mlops.stages import LOCAL_STAGE
-from training.networks import Network, get_network
 
 DEFAULT_PORT = 8080  # the port SageMaker's containers serve on
 
@@ -29,13 +29,6 @@ def default_endpoint_name(network: str, stage: str = LOCAL_STAGE) -> str:
     return endpoint_name(f"{DEFAULT_PROJECT}-{stage}", network)
 
 
-def _network(name: str) -> Network:
-    try:
-        return get_network(name)
-    except KeyError as error:
-        raise UsageError(error.args[0]) from None
-
-
 @app.command()
 def serve(
     network: Annotated[str, typer.Argument(help="network type, e.g. cnn, rnn, autoencoder, transfer")],
@@ -44,7 +37,7 @@ def serve(
     name: Annotated[str | None, typer.Option(help="endpoint name (default mlops-local-NETWORK)")] = None,
 ) -> None:
     """Serve MODEL as a local SageMaker endpoint until Ctrl-C or SIGTERM."""
-    _network(network)
+    known_network(network)
     try:
         served_network = read_serving_config(model).get("network")
     except ArtifactError as error:
@@ -77,7 +70,7 @@ def invoke(
     region: Annotated[str | None, typer.Option(help="AWS region (default: from the AWS config)")] = None,
 ) -> None:
     """Send FILE to NETWORK's endpoint (in AWS, or a local one) and print the answer."""
-    spec = _network(network)
+    spec = known_network(network)
     try:
         request = encode_input(file, spec.request_content_types)
     except InputFileError as error:

@@ -38,6 +38,7 @@ from infra import naming
 from infra import pipeline_definition as definition
 from infra.config import StageConfig
 from mlops.cli import app
+from mlops.commands import known_network
 from mlops.endpoint_stacks import deploy_endpoint
 from mlops.errors import RunFailed, UsageError
 from mlops.local.cdk import CdkCli
@@ -52,7 +53,7 @@ from mlops.phases import Phase, run_phases
 from mlops.pipeline_parameters import parse_parameters
 from mlops.registry import APPROVED, ModelVersion, model_versions, set_approval
 from mlops.stages import LOCAL_STAGE, enabled_network, stage_config
-from training.networks import Network, get_network
+from training.networks import Network
 
 DEFAULT_REPORT_ROOT = Path("mlops-local-report")
 HELD_OUT_SAMPLES = 10
@@ -327,13 +328,6 @@ def _phase_rows(run: LocalRun, timings: dict[str, float], outcome: str) -> list[
     return rows
 
 
-def _network(name: str) -> Network:
-    try:
-        return get_network(name)
-    except KeyError as error:
-        raise UsageError(error.args[0]) from None
-
-
 @app.command()
 def local(
     network: Annotated[str, typer.Option(help="network type: cnn, rnn, autoencoder or transfer")] = "cnn",
@@ -352,7 +346,7 @@ def local(
 ) -> None:
     """The whole project on this machine, with no AWS account: deploy every stack to a local AWS,
     train through the pipeline, register, deploy and invoke the endpoint, and report."""
-    spec = _network(network)
+    spec = known_network(network)
     config = stage_config(LOCAL_STAGE)
     enabled_network(config, spec.name)
     overrides = parse_parameters(config, spec.name, param or [])

@@ -27,13 +27,14 @@ from rich.table import Table
 from infra import naming
 from infra.config import StageConfig
 from mlops.cli import app
+from mlops.commands import known_network
 from mlops.costs import PRICES_FILE, load_prices
 from mlops.errors import RunFailed, UsageError
 from mlops.job_costs import JobCost, processing_job_cost, training_job_cost
 from mlops.pipeline_parameters import parse_parameters
 from mlops.registry import model_versions, set_approval
 from mlops.stages import enabled_network, stage_config
-from training.networks import Network, get_network
+from training.networks import Network
 
 TERMINAL_STATUSES = ("Succeeded", "Failed", "Stopped")
 DEFAULT_POLL_SECONDS = 20.0
@@ -61,10 +62,7 @@ class Aws:
 def resolve(network: str, stage: str | None) -> tuple[StageConfig, Network]:
     """The stage and the registry entry of `network`, or a UsageError naming the problem."""
     config = stage_config(stage)
-    try:
-        spec = get_network(network)
-    except KeyError as error:
-        raise UsageError(error.args[0]) from None
+    spec = known_network(network)
     enabled_network(config, spec.name)
     return config, spec
 
