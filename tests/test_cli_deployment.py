@@ -6,17 +6,16 @@ mlops-local-cnn versions 1 and 2 approved and 3 pending; rnn has no group at all
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cli_support import run_mlops
 from synth_support import CDK_CONTEXT
 
 from infra import naming
 from infra.config import parse_stage_config
 from mlops import costs
-from mlops.cli import main
 from mlops.errors import UsageError
 from mlops.local import cdk as cdk_runner
 from mlops.local.cdk import CDK_BIN, CdkCli, CdkRun
@@ -58,13 +57,6 @@ def version_arn(version: int, group: str = GROUP) -> str:
     return f"arn:aws:sagemaker:us-east-1:123456789012:model-package/{group}/{version}"
 
 
-def run_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["mlops", *args])
-    with pytest.raises(SystemExit) as exited:
-        main()
-    captured = capsys.readouterr()
-    return exited.value.code or 0, captured.out, captured.err
-
 
 # --- choosing the version -------------------------------------------------------------------
 
@@ -98,7 +90,7 @@ def test_deploy_runs_cdk_deploy_of_that_endpoint_stack_only(
         return CdkRun(stdout="", stderr="")
 
     monkeypatch.setattr(cdk_runner, "_run", record)
-    code, out, _ = run_cli(monkeypatch, capsys, "deploy", "cnn")
+    code, out, _ = run_mlops(monkeypatch, capsys, "deploy", "cnn")
 
     assert code == 0
     assert f"{GROUP} version 2" in out
@@ -118,7 +110,7 @@ def test_deploy_of_a_chosen_version(shell_on: LocalAws, monkeypatch: pytest.Monk
                                     capsys: pytest.CaptureFixture) -> None:
     calls: list[list[str]] = []
     monkeypatch.setattr(cdk_runner, "_run", lambda argv, *_: calls.append(argv) or CdkRun("", ""))
-    code, _, _ = run_cli(monkeypatch, capsys, "deploy", "cnn", "--version", "1")
+    code, _, _ = run_mlops(monkeypatch, capsys, "deploy", "cnn", "--version", "1")
     assert code == 0
     assert f"model_package.cnn={version_arn(1)}" in calls[0]
 
@@ -134,7 +126,7 @@ def test_bad_input_is_one_line_and_exit_2(shell_on: LocalAws, monkeypatch: pytes
                                           capsys: pytest.CaptureFixture, args: tuple[str, ...],
                                           message: str) -> None:
     monkeypatch.setattr(cdk_runner, "_run", lambda *_: pytest.fail("cdk must not run on bad input"))
-    code, _, err = run_cli(monkeypatch, capsys, *args)
+    code, _, err = run_mlops(monkeypatch, capsys, *args)
     assert code == 2
     assert message in err
     assert len(err.strip().splitlines()) == 1
@@ -159,7 +151,7 @@ def test_deploy_creates_the_endpoint_in_moto(shell_on: LocalAws, tmp_path: Path,
     storage = base.deploy([naming.stack_name("mlops-local", suffix)
                            for suffix in ("storage", "execution-role")])["mlops-local-storage"]
 
-    code, out, err = run_cli(monkeypatch, capsys, "deploy", "cnn")
+    code, out, err = run_mlops(monkeypatch, capsys, "deploy", "cnn")
     assert code == 0, err
 
     stack = naming.endpoint_stack_name("mlops-local", "cnn")
@@ -185,7 +177,7 @@ def test_deploy_creates_the_endpoint_in_moto(shell_on: LocalAws, tmp_path: Path,
 
 def test_cost_of_every_stage(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
     monkeypatch.setenv("COLUMNS", "250")
-    code, out, _ = run_cli(monkeypatch, capsys, "cost")
+    code, out, _ = run_mlops(monkeypatch, capsys, "cost")
     assert code == 0
     stages = out.split("stage ")[1:]
     assert [block.split(" ", 1)[0] for block in stages] == sorted(STAGES)
@@ -208,7 +200,7 @@ def test_cost_of_every_stage(monkeypatch: pytest.MonkeyPatch, capsys: pytest.Cap
 
 
 def test_cost_of_one_stage(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
-    code, out, _ = run_cli(monkeypatch, capsys, "cost", "--stage", "prod")
+    code, out, _ = run_mlops(monkeypatch, capsys, "cost", "--stage", "prod")
     assert code == 0
     assert out.startswith("stage prod") and "stage dev" not in out
 

@@ -15,17 +15,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from mlops.cli import main
+from cli_support import run_mlops
 from process_support import free_port, left_running, listening
 
 MLOPS = Path(sys.executable).parent / "mlops"
-
-
-def _run_main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str]:
-    monkeypatch.setattr(sys, "argv", ["mlops", *args])
-    with pytest.raises(SystemExit) as exit_:
-        main()
-    return exit_.value.code, capsys.readouterr().err
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -37,7 +30,7 @@ def _run_main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, *a
 ])
 def test_bad_input_is_one_line_exit_2_and_starts_nothing(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture,
                                                          tmp_path: Path, args: tuple[str, ...], message: str) -> None:
-    code, err = _run_main(monkeypatch, capsys, "local", *args, "--report-dir", str(tmp_path / "report"))
+    code, _, err = run_mlops(monkeypatch, capsys, "local", *args, "--report-dir", str(tmp_path / "report"))
     assert code == 2
     assert err.strip() == f"error: {message}"
     assert not (tmp_path / "report").exists()
@@ -49,7 +42,7 @@ def test_a_busy_port_is_a_usage_error(monkeypatch: pytest.MonkeyPatch, capsys: p
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        code, err = _run_main(monkeypatch, capsys, "local", "--port", str(port), "--report-dir", str(tmp_path))
+        code, _, err = run_mlops(monkeypatch, capsys, "local", "--port", str(port), "--report-dir", str(tmp_path))
     assert code == 2
     assert f"port {port} on 127.0.0.1 is already in use" in err
     assert len(err.strip().splitlines()) == 1
@@ -58,7 +51,7 @@ def test_a_busy_port_is_a_usage_error(monkeypatch: pytest.MonkeyPatch, capsys: p
 def test_a_report_folder_it_did_not_write_is_left_alone(monkeypatch: pytest.MonkeyPatch,
                                                         capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("mine")
-    code, err = _run_main(monkeypatch, capsys, "local", "--report-dir", str(tmp_path))
+    code, _, err = run_mlops(monkeypatch, capsys, "local", "--report-dir", str(tmp_path))
     assert code == 2
     assert f"report folder {tmp_path} exists and was not written by mlops local" in err
     assert (tmp_path / "notes.txt").read_text() == "mine"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 import tarfile
 import threading
 from collections.abc import Iterator
@@ -21,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import psutil
 import pytest
+from cli_support import run_mlops
 from moto.backends import get_backend
 
-from mlops.cli import main
 from mlops.local.moto import ACCOUNT, REGION
 from process_support import free_port, left_running, listening
 
@@ -55,13 +54,6 @@ def watched_children() -> Iterator[set[psutil.Process]]:
         done.set()
         watcher.join()
 
-
-def run_mlops(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["mlops", *args])
-    with pytest.raises(SystemExit) as exited:
-        main()
-    captured = capsys.readouterr()
-    return exited.value.code or 0, captured.out, captured.err
 
 
 def s3_json(uri: str) -> dict:

@@ -22,20 +22,14 @@ from mlops.local import cdk as cdk_runner
 from mlops.local.cdk import CdkCli
 from mlops.local.moto import LocalAws, moto_server
 from mlops.phases import Phase, run_phases
-from process_support import left_running
-
-
-def _accepts_connections(port: int) -> bool:
-    with socket.socket() as probe:
-        probe.settimeout(1)
-        return probe.connect_ex(("127.0.0.1", port)) == 0
+from process_support import free_port, left_running, listening
 
 
 # --- moto server --------------------------------------------------------------------------------
 
 def test_server_serves_aws_apis_and_gives_subprocesses_what_they_need() -> None:
     with moto_server() as aws:
-        assert _accepts_connections(aws.port)
+        assert listening(aws.port)
         aws.client("s3").create_bucket(Bucket="probe")
         assert [b["Name"] for b in aws.client("s3").list_buckets()["Buckets"]] == ["probe"]
         assert aws.env == {
@@ -45,7 +39,7 @@ def test_server_serves_aws_apis_and_gives_subprocesses_what_they_need() -> None:
             "AWS_ENDPOINT_URL_S3_FOR_CLOUDFORMATION": f"http://localhost:{aws.port}",
             "AWS_EC2_METADATA_DISABLED": "true"}
         assert aws.environment == "aws://123456789012/us-east-1"
-    assert not _accepts_connections(aws.port)
+    assert not listening(aws.port)
 
 
 def test_every_server_starts_empty() -> None:
@@ -60,13 +54,11 @@ def test_server_stops_when_the_body_fails_or_is_interrupted() -> None:
         with pytest.raises(type(failure)):
             with moto_server() as aws:
                 raise failure
-        assert not _accepts_connections(aws.port)
+        assert not listening(aws.port)
 
 
 def test_a_chosen_port_is_used_and_can_be_reused_at_once() -> None:
-    with socket.socket() as finder:
-        finder.bind(("127.0.0.1", 0))
-        port = finder.getsockname()[1]
+    port = free_port()
     for _ in range(2):
         with moto_server(port) as aws:
             assert aws.port == port
