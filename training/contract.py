@@ -26,6 +26,7 @@ hyperparameter names one. Bad input (hyperparameter, channel, data) ends the run
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import logging
@@ -36,7 +37,7 @@ import shutil
 import sys
 import tempfile
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -84,23 +85,32 @@ def run(network_name: str, train: Callable[[Job], None], argv: Sequence[str] | N
     warnings.filterwarnings("ignore", message="Your input ran out of data")
     job = None
     try:
-        job = Job.from_arguments(networks.get_network(network_name), sys.argv[1:] if argv is None else argv)
-        job.use_precision()
-        train(job)
-        job.finish()
-    except (InputError, records.DataError) as error:
-        exit_bad_input(str(error))
-    except tf.errors.InvalidArgumentError as error:
-        problem = named_problem(error)
-        if problem is None:
-            raise
-        exit_bad_input(problem)
+        with exits_on_bad_input():
+            job = Job.from_arguments(networks.get_network(network_name), sys.argv[1:] if argv is None else argv)
+            job.use_precision()
+            train(job)
+            job.finish()
     finally:
         if job is not None:
             job.discard_scratch()
 
 
-def named_problem(error: tf.errors.InvalidArgumentError) -> str | None:
+@contextlib.contextmanager
+def exits_on_bad_input() -> Iterator[None]:
+    """Bad input (a hyperparameter, a channel, its data) ends the process with exit code 2 and a
+    one-line `error: ...` on stderr naming it; any other failure propagates."""
+    try:
+        yield
+    except (InputError, records.DataError) as error:
+        _exit_bad_input(str(error))
+    except tf.errors.InvalidArgumentError as error:
+        problem = _named_problem(error)
+        if problem is None:
+            raise
+        _exit_bad_input(problem)
+
+
+def _named_problem(error: tf.errors.InvalidArgumentError) -> str | None:
     """The message of a stream check (NaN, record shape, label range), which names the channel."""
     # TF quotes an assertion's message as "[message] [Condition ...]" and a check_numerics one
     # as "message : Tensor had NaN values".
@@ -108,7 +118,7 @@ def named_problem(error: tf.errors.InvalidArgumentError) -> str | None:
     return found.group(0).strip() if found else None
 
 
-def exit_bad_input(message: str) -> None:
+def _exit_bad_input(message: str) -> None:
     print(f"error: {message}", file=sys.stderr, flush=True)
     sys.exit(EXIT_BAD_INPUT)
 
@@ -224,7 +234,7 @@ class Job:
             try:
                 next(iter(self.dataset(channel, shuffle=False).take(1)))
             except tf.errors.InvalidArgumentError as error:
-                raise records.DataError(named_problem(error) or f"channel {channel!r}: records do not match "
+                raise records.DataError(_named_problem(error) or f"channel {channel!r}: records do not match "
                                         f"its spec.json: {error.message.splitlines()[0]}") from None
 
     # ------------------------------------------------------------------------------ data

@@ -41,19 +41,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     arguments = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stdout, force=True,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
+    with contract.exits_on_bad_input():
         document = evaluate(arguments.network, arguments.model_dir, arguments.test_dir, arguments.output_dir,
                             batch_size=arguments.batch_size)
-    except (contract.InputError, records.DataError) as error:
-        contract.exit_bad_input(str(error))
-    except tf.errors.InvalidArgumentError as error:
-        problem = contract.named_problem(error)
-        if problem is None:
-            raise
-        contract.exit_bad_input(problem)
-    else:
-        log.info("evaluation of %s written to %s: %s", arguments.network, arguments.output_dir,
-                 {name: metric["value"] for name, metric in document["metrics"].items()})
+    log.info("evaluation of %s written to %s: %s", arguments.network, arguments.output_dir,
+             {name: metric["value"] for name, metric in document["metrics"].items()})
 
 
 def _parser() -> argparse.ArgumentParser:
