@@ -2,8 +2,8 @@
 
     .venv/bin/python benchmarks/training_throughput.py [--examples 60000] [--epochs 4] [--repeats 3]
 
-Data: MNIST-sized images (28x28x1 uint8) made from sklearn digits (upsampled 3x, randomly placed
-and speckled), written as a records channel; validation and test are a tenth of that each.
+Data: cnn_runs.digits_split, MNIST-sized images (28x28x1 uint8) made from sklearn digits
+(upsampled 3x, randomly placed and speckled), written as records channels.
 
 Throughput: `training/cnn.py` (records pipeline, per-epoch checkpoint, metrics line, its
 `precision` left at `auto`) against `model.fit` of the same model (`cnn.build_model`, under the
@@ -18,17 +18,11 @@ Memory: peak RSS (VmHWM, sampled) of a whole entry-point run (1 epoch, evaluatio
 the data repeated 8x against 1x (`--memory-examples` training examples). Required: <= 1.25.
 
 Measured on the 2-core build machine (AMD EPYC, AVX512_BF16: policy mixed_bfloat16), 28 Nov 2026,
-`--epochs 6 --repeats 5`, 60,000 examples, batch 128, twice, with other jobs running beside it:
-    run 1 (load average 1.3-2.0 from other jobs)
-        plain model.fit  24,208 samples/s (runs 20,123-24,851), 61.0 CPU us/sample
-        entry point      26,723 samples/s (runs 25,333-27,945), 56.9 CPU us/sample
-        ratio 1.104 (required >= 0.95); by CPU time 1.073
-        peak RSS 748 MB with 20,000 examples, 755 MB with 160,000: ratio 1.008 (required <= 1.25)
-    run 2 (started on an idle machine; other jobs resumed during it)
-        plain model.fit  19,884 samples/s (runs 14,625-21,567), 63.7 CPU us/sample
-        entry point      26,069 samples/s (runs 20,696-28,789), 58.4 CPU us/sample
-        ratio 1.311; by CPU time 1.091
-        peak RSS 753 MB and 754 MB: ratio 1.001
+`--epochs 6 --repeats 5`, 60,000 examples, batch 128, machine otherwise idle (load average 0.6-1.9):
+    plain model.fit  24,328 samples/s (runs 20,014-24,766), 59.6 CPU us/sample
+    entry point      27,324 samples/s (runs 25,657-31,606), 55.1 CPU us/sample
+    ratio 1.123 (required >= 0.95); by CPU time 1.082
+    peak RSS 746 MB with 20,000 examples, 755 MB with 160,000: ratio 1.012 (required <= 1.25)
 The entry point's edge comes from its `steps_per_execution` (contract.py); its records pipeline
 costs a few CPU microseconds per sample more than in-memory arrays.
 """
@@ -43,48 +37,12 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-TRAINING_DIR = REPO_ROOT / "training"
-sys.path.insert(0, str(TRAINING_DIR))
-
-CLASS_NAMES = [str(digit) for digit in range(10)]
-
-
-def mnist_sized_digits(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """[count, 28, 28, 1] uint8 images and labels: each a digit, upsampled to 24x24, placed at
-    a random offset, with light noise, so that no two examples are identical."""
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    rng = np.random.default_rng(seed)
-    picks = rng.integers(0, len(digits.target), count)
-    images = np.zeros((count, 28, 28), dtype=np.float32)
-    upsampled = np.kron(digits.images[picks], np.ones((3, 3))) * (255 / 16)
-    offsets = rng.integers(0, 5, size=(count, 2))
-    for index, (row, column) in enumerate(offsets):
-        images[index, row:row + 24, column:column + 24] = upsampled[index]
-    images += rng.uniform(0, 40, size=images.shape)
-    return np.clip(images, 0, 255).astype(np.uint8)[..., np.newaxis], digits.target[picks].astype(np.int64)
-
-
-def write_dataset(root: Path, examples: int, repeat: int = 1) -> dict[str, Path]:
-    """train/validation/test channels; `repeat` writes each channel that many times over, in chunks."""
-    import records
-
-    channels = {}
-    for channel, count, seed in (("train", examples, 0), ("validation", examples // 10, 1), ("test", examples // 10, 2)):
-        images, labels = mnist_sized_digits(count, seed)
-        chunks = ({"image": images, "label": labels} for _ in range(repeat))
-        records.write_channel(root / channel, chunks, dtypes={"image": "uint8", "label": "int64"},
-                              class_names=CLASS_NAMES)
-        channels[channel] = root / channel
-    return channels
+from cnn_runs import (CLASS_NAMES, ENTRY_POINT_EPOCH_MARKER, EpochEnds, digits_split, entry_point_command,
+                      epoch_ends, write_channels)
 
 
 def knobs(arguments) -> dict[str, float | int]:
@@ -93,54 +51,6 @@ def knobs(arguments) -> dict[str, float | int]:
     values = get_network("cnn").default_hyperparameters
     values.update(epochs=arguments.epochs, batch_size=arguments.batch_size, patience=arguments.epochs + 1)
     return values
-
-
-@dataclass
-class EpochEnds:
-    """When each epoch ended: wall time, and the process's CPU time (user + system, all threads)."""
-
-    wall: list[float] = field(default_factory=list)
-    cpu: list[float] = field(default_factory=list)
-
-    def samples_per_second(self, train_examples: int) -> float:
-        """Over the epochs after the first (tracing, warm-up)."""
-        return train_examples * (len(self.wall) - 1) / (self.wall[-1] - self.wall[0])
-
-    def cpu_microseconds_per_sample(self, train_examples: int) -> float:
-        """The same epochs' CPU time per sample: unlike wall time, barely moved by other processes' load."""
-        return 1e6 * (self.cpu[-1] - self.cpu[0]) / (train_examples * (len(self.cpu) - 1))
-
-
-def epoch_ends(command: list[str], marker: str) -> EpochEnds:
-    """Runs `command`, noting the times at which each line containing `marker` arrived."""
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"})
-    ends, log = EpochEnds(), []
-    assert process.stdout is not None
-    for line in process.stdout:
-        log.append(line)
-        if marker in line:
-            ends.wall.append(time.monotonic())
-            ends.cpu.append(cpu_seconds(process.pid))
-    if process.wait() != 0:
-        raise SystemExit(f"{command[:3]} failed:\n{''.join(log[-40:])}")
-    return ends
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a running process, all its threads (proc(5): fields 14 and 15)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def entry_point_command(channels: dict[str, Path], work: Path, values: dict) -> list[str]:
-    command = [sys.executable, str(TRAINING_DIR / "cnn.py"), "--model_dir", str(work / "model"),
-               "--output_dir", str(work / "output"), "--checkpoint_dir", str(work / "checkpoints")]
-    for channel, folder in channels.items():
-        command += [f"--{channel}", str(folder)]
-    for name, value in values.items():
-        command += [f"--{name}", str(value)]
-    return command
 
 
 def plain_fit(data: Path, values: dict) -> None:
@@ -207,13 +117,14 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="throughput-") as scratch:
         work = Path(scratch)
-        channels = write_dataset(work / "data", arguments.examples)
+        channels = write_channels(work / "data", digits_split(arguments.examples))
         plain_command = [sys.executable, __file__, "--plain-fit", str(work / "data"), "--epochs", str(arguments.epochs),
                          "--batch-size", str(arguments.batch_size)]
         measured: dict[str, list[EpochEnds]] = {"plain model.fit": [], "entry point": []}
         for repeat in range(arguments.repeats):
             arms = {"plain model.fit": (plain_command, "epoch-end"),
-                    "entry point": (entry_point_command(channels, work / f"run{repeat}", values), "[metrics] epoch=")}
+                    "entry point": (entry_point_command(channels, work / f"run{repeat}", values),
+                                    ENTRY_POINT_EPOCH_MARKER)}
             # Alternate which arm goes first, so that a drift of the machine's load falls on both alike.
             for name in sorted(arms, reverse=repeat % 2 == 1):
                 measured[name].append(epoch_ends(*arms[name]))
@@ -235,7 +146,7 @@ def main() -> None:
         memory_values = {**values, "epochs": 1}
         peaks = {}
         for repeat in (1, 8):
-            data = write_dataset(work / f"memory-{repeat}x", arguments.memory_examples, repeat=repeat)
+            data = write_channels(work / f"memory-{repeat}x", digits_split(arguments.memory_examples), repeat)
             peaks[repeat] = peak_rss(entry_point_command(data, work / f"memory-run-{repeat}x", memory_values))
             print(f"peak RSS with {arguments.memory_examples * repeat:,} training examples: "
                   f"{peaks[repeat] / 2**20:,.0f} MB", flush=True)
