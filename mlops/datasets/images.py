@@ -174,9 +174,9 @@ def _train_source_task(images: np.ndarray, labels: np.ndarray, *, base: str, ima
 def _write_split(out_dir: Path, images: np.ndarray, labels: np.ndarray, class_names, *, limit: int | None, seed: int,
                  source: str) -> Channels:
     splits = stratified_split(labels, [0.6, 0.2, 0.2], seed)
+    kept = {name: limited(index, limit, seed) for name, index in zip(("train", "validation", "test"), splits)}
     return write_channels(
-        out_dir, {name: {"image": images[limited(index, limit, seed)], "label": labels[limited(index, limit, seed)]}
-                  for name, index in zip(("train", "validation", "test"), splits)},
+        out_dir, {name: {"image": images[index], "label": labels[index]} for name, index in kept.items()},
         dtypes=IMAGE_DTYPES, class_names=class_names, metadata={"source": source})
 
 
@@ -184,10 +184,12 @@ def _write_online(out_dir: Path, train_images, train_labels, test_images, test_l
                   limit: int | None, seed: int, source: str) -> Channels:
     train, validation = stratified_split(train_labels, [0.9, 0.1], seed)
     test = np.arange(len(test_labels))
-    arrays = {name: {"image": images[limited(index, limit, seed)], "label": labels[limited(index, limit, seed)]}
-              for name, images, labels, index in (("train", train_images, train_labels, train),
-                                                  ("validation", train_images, train_labels, validation),
-                                                  ("test", test_images, test_labels, test))}
+    arrays = {}
+    for name, images, labels, index in (("train", train_images, train_labels, train),
+                                        ("validation", train_images, train_labels, validation),
+                                        ("test", test_images, test_labels, test)):
+        kept = limited(index, limit, seed)
+        arrays[name] = {"image": images[kept], "label": labels[kept]}
     return write_channels(out_dir, arrays, dtypes=IMAGE_DTYPES, class_names=class_names, metadata={"source": source})
 
 
