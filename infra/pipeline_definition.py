@@ -92,25 +92,12 @@ class PipelineParameter:
         return parameter
 
     def parse(self, raw: str) -> HyperparameterValue:
-        """The typed value of `raw`, or ValueError saying what is wrong."""
-        if self.hyperparameter is not None:
-            return self.hyperparameter.parse(raw)
-        text = raw.strip()
-        if self.enum_values and text not in self.enum_values:
-            raise ValueError(f"{self.name} must be one of {', '.join(self.enum_values)}, got {raw!r}")
-        if self.type == "String":
-            return text
-        try:
-            value = float(text)
-        except ValueError:
-            raise ValueError(f"{self.name} must be a number, got {raw!r}") from None
-        if value != value or value in (float("inf"), float("-inf")):
-            raise ValueError(f"{self.name} must be a finite number, got {raw!r}")
-        if self.type == "Integer":
-            if not value.is_integer():
-                raise ValueError(f"{self.name} must be an integer, got {raw!r}")
-            return int(value)
-        return value
+        """The typed value of `raw`, or ValueError saying what is wrong: checked as the
+        hyperparameter it feeds, else as a knob of the parameter's own type and values."""
+        knob = self.hyperparameter or Hyperparameter(
+            self.name, _PYTHON_TYPES[self.type](self.default), f"pipeline parameter {self.name}",
+            choices=self.enum_values)
+        return knob.parse(raw)
 
 
 def parameter_name(hyperparameter: str) -> str:
@@ -119,6 +106,7 @@ def parameter_name(hyperparameter: str) -> str:
 
 
 _TYPES: dict[type, ParameterType] = {int: "Integer", float: "Float", str: "String"}
+_PYTHON_TYPES: dict[ParameterType, type] = {name: python for python, name in _TYPES.items()}
 
 
 def pipeline_parameters(config: StageConfig, network_name: str) -> tuple[PipelineParameter, ...]:
