@@ -3,12 +3,14 @@
 Each step is a timed `Phase` of `LocalRun.phases()`:
 
     1. start an embedded moto server on 127.0.0.1 (the local AWS)
-    2. `cdk bootstrap`, 3. `cdk deploy --all` of the `local` stage, with the real CDK CLI
+    2. `cdk synth` of the app, once, while `cdk bootstrap` runs; 3. `cdk deploy` of every stack
+       of the `local` stage from that assembly, with the real CDK CLI
     4. prepare the network's offline dataset and upload it to the data bucket
     5. run the network's training pipeline: its definition, from the template that deploy used, is
        created in moto (whose CloudFormation skips pipelines) and executed step by step here
        (`mlops.local.pipeline_executor`)
-    6. approve the registered model version, 7. `cdk deploy` its endpoint stack
+    6. approve the registered model version, 7. `cdk deploy` its endpoint stack (from the same
+       assembly: see `LocalRun.expected_model_arn`)
     8. serve the registered model.tar.gz with the local endpoint, 9. invoke it with held-out
        test samples through the SageMaker Runtime path
 
@@ -81,6 +83,7 @@ class LocalRun:
         self._resources = ExitStack()
         self._aws: LocalAws | None = None
         self._cdk: CdkCli | None = None
+        self._synthesized: CdkCli | None = None
         self._assembly: Path | None = None
         self._test_channel: Path | None = None
         self._pipeline_run: PipelineRun | None = None
@@ -88,7 +91,7 @@ class LocalRun:
         self._endpoint_url: str | None = None
         self.phases = [
             Phase("Start the local AWS (moto server)", self.start_aws),
-            Phase("Bootstrap CDK in the local account", self.bootstrap),
+            Phase("Synthesize the app and bootstrap CDK in the local account", self.synth_and_bootstrap),
             Phase(f"Deploy every stack of the {LOCAL_STAGE} stage", self.deploy),
             Phase(f"Prepare the {network.offline_dataset} dataset and upload it", self.prepare_data),
             Phase(f"Run the {network.name} training pipeline", self.run_pipeline),
@@ -109,14 +112,16 @@ class LocalRun:
     def start_aws(self) -> None:
         self._aws = self._resources.enter_context(moto_server(self.port))
         self._assembly = self._temporary_dir("mlops-cdk.out-")
-        self._cdk = CdkCli(target=self._aws, stage=LOCAL_STAGE, output_dir=self._assembly, echo=_echo)
+        self._cdk = CdkCli(target=self._aws, stage=LOCAL_STAGE, output_dir=self._assembly, echo=_echo,
+                           context={naming.model_package_context_key(self.network.name): self.expected_model_arn})
         _echo(f"local AWS at {self._aws.endpoint_url}")
 
-    def bootstrap(self) -> None:
-        self.cdk.bootstrap()
+    def synth_and_bootstrap(self) -> None:
+        self._synthesized = self.cdk.synth_and_bootstrap()
 
     def deploy(self) -> None:
-        self.outputs = self.cdk.deploy()
+        stacks = [name for name in self.synthesized.stack_names() if name != self._endpoint_stack]
+        self.outputs = self.synthesized.deploy(stacks)
         console.print(outputs_table(self.outputs))
 
     def prepare_data(self) -> None:
@@ -176,8 +181,11 @@ class LocalRun:
 
     def deploy_endpoint(self) -> None:
         assert self._model is not None
-        outputs = deploy_endpoint(self.cdk, self.config, self.network.name, self._model)
-        self.report.endpoint_stack = naming.endpoint_stack_name(self.config.prefix(), self.network.name)
+        if self._model.arn != self.expected_model_arn:
+            _echo(f"the pipeline registered {self._model.arn}, not {self.expected_model_arn}, which the app was "
+                  "synthesized for: synthesizing it again")
+        outputs = deploy_endpoint(self.synthesized, self.config, self.network.name, self._model)
+        self.report.endpoint_stack = self._endpoint_stack
         # The name the stack gives the endpoint, as AWS would create it (and `mlops invoke` calls
         # it); moto ignores EndpointName and makes up its own, shown in the stack's output.
         self.report.endpoint_name = naming.endpoint_name(self.config.prefix(), self.network.name)
@@ -221,6 +229,24 @@ class LocalRun:
     def cdk(self) -> CdkCli:
         assert self._cdk is not None, "the local AWS phase runs first"
         return self._cdk
+
+    @property
+    def synthesized(self) -> CdkCli:
+        assert self._synthesized is not None, "the synth phase runs first"
+        return self._synthesized
+
+    @property
+    def expected_model_arn(self) -> str:
+        """The model package the pipeline's Register step creates in this (empty) local AWS:
+        version 1 of the network's group. The app is synthesized once, at the start, with this
+        network's endpoint stack serving it, so that deploying the endpoint needs no second
+        synth; if the pipeline registers another ARN, `deploy_endpoint` synthesizes again."""
+        group = naming.model_package_group_name(self.config.prefix(), self.network.name)
+        return f"arn:aws:sagemaker:{self.aws.region}:{self.aws.account}:model-package/{group}/1"
+
+    @property
+    def _endpoint_stack(self) -> str:
+        return naming.endpoint_stack_name(self.config.prefix(), self.network.name)
 
     def _temporary_dir(self, prefix: str) -> Path:
         return Path(self._resources.enter_context(tempfile.TemporaryDirectory(prefix=prefix)))
