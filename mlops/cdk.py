@@ -31,7 +31,7 @@ from mlops import processes
 from mlops.buckets import empty_bucket
 from mlops.errors import RunFailed, UsageError
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 CDK_BIN = REPO_ROOT / "node_modules" / ".bin" / "cdk"
 STDERR_TAIL_LINES = 25
 # Independent stacks (the monitoring stack, the storage stack) deploy at the same time; the CLI

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from infra import naming
 from infra.config import StageConfig
-from mlops.local.cdk import CdkCli
+from mlops.cdk import CdkCli
 from mlops.registry import ModelVersion
 
 

@@ -18,8 +18,8 @@ from rich.console import Console
 
 from mlops import buckets, processes
 from mlops.errors import RunFailed, UsageError
-from mlops.local import cdk as cdk_runner
-from mlops.local.cdk import CdkCli
+from mlops import cdk as cdk_runner
+from mlops.cdk import CdkCli
 from mlops.local.moto import LocalAws, moto_server
 from mlops.phases import Phase, run_phases
 from process_support import free_port, left_running, listening

@@ -43,7 +43,7 @@ from mlops.cli import app
 from mlops.commands import known_network
 from mlops.endpoint_stacks import deploy_endpoint
 from mlops.errors import RunFailed, UsageError
-from mlops.local.cdk import CdkCli
+from mlops.cdk import CdkCli
 from mlops.local.deployed_pipelines import create_skipped_sagemaker_resources
 from mlops.local.moto import LocalAws, check_port, moto_server
 from mlops.local.pipeline_executor import LocalPipelineExecutor, PipelineRun, StepFailed, StepOutcome
@@ -83,7 +83,6 @@ class LocalRun:
         self._resources = ExitStack()
         self._aws: LocalAws | None = None
         self._cdk: CdkCli | None = None
-        self._synthesized: CdkCli | None = None
         self._assembly: Path | None = None
         self._test_channel: Path | None = None
         self._pipeline_run: PipelineRun | None = None
@@ -117,11 +116,11 @@ class LocalRun:
         _echo(f"local AWS at {self._aws.endpoint_url}")
 
     def synth_and_bootstrap(self) -> None:
-        self._synthesized = self.cdk.synth_and_bootstrap()
+        self._cdk = self.cdk.synth_and_bootstrap()  # from here on, the CLI deploys that assembly
 
     def deploy(self) -> None:
-        stacks = [name for name in self.synthesized.stack_names() if name != self._endpoint_stack]
-        self.outputs = self.synthesized.deploy(stacks)
+        endpoint_stack = naming.endpoint_stack_name(self.config.prefix(), self.network.name)
+        self.outputs = self.cdk.deploy([name for name in self.cdk.stack_names() if name != endpoint_stack])
         console.print(outputs_table(self.outputs))
 
     def prepare_data(self) -> None:
@@ -182,10 +181,9 @@ class LocalRun:
     def deploy_endpoint(self) -> None:
         assert self._model is not None
         if self._model.arn != self.expected_model_arn:
-            _echo(f"the pipeline registered {self._model.arn}, not {self.expected_model_arn}, which the app was "
-                  "synthesized for: synthesizing it again")
-        outputs = deploy_endpoint(self.synthesized, self.config, self.network.name, self._model)
-        self.report.endpoint_stack = self._endpoint_stack
+            _echo(f"the app was synthesized for {self.expected_model_arn}: synthesizing it again")
+        outputs = deploy_endpoint(self.cdk, self.config, self.network.name, self._model)
+        self.report.endpoint_stack = naming.endpoint_stack_name(self.config.prefix(), self.network.name)
         # The name the stack gives the endpoint, as AWS would create it (and `mlops invoke` calls
         # it); moto ignores EndpointName and makes up its own, shown in the stack's output.
         self.report.endpoint_name = naming.endpoint_name(self.config.prefix(), self.network.name)
@@ -231,22 +229,12 @@ class LocalRun:
         return self._cdk
 
     @property
-    def synthesized(self) -> CdkCli:
-        assert self._synthesized is not None, "the synth phase runs first"
-        return self._synthesized
-
-    @property
     def expected_model_arn(self) -> str:
-        """The model package the pipeline's Register step creates in this (empty) local AWS:
-        version 1 of the network's group. The app is synthesized once, at the start, with this
-        network's endpoint stack serving it, so that deploying the endpoint needs no second
-        synth; if the pipeline registers another ARN, `deploy_endpoint` synthesizes again."""
+        """What the Register step creates in this empty local AWS: version 1 of the network's group.
+        The app is synthesized once, with the endpoint stack serving it; `deploy_endpoint`
+        synthesizes again if the pipeline registers another."""
         group = naming.model_package_group_name(self.config.prefix(), self.network.name)
         return f"arn:aws:sagemaker:{self.aws.region}:{self.aws.account}:model-package/{group}/1"
-
-    @property
-    def _endpoint_stack(self) -> str:
-        return naming.endpoint_stack_name(self.config.prefix(), self.network.name)
 
     def _temporary_dir(self, prefix: str) -> Path:
         return Path(self._resources.enter_context(tempfile.TemporaryDirectory(prefix=prefix)))
