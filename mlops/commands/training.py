@@ -26,8 +26,7 @@ from rich.table import Table
 
 from infra import naming
 from infra.config import StageConfig
-from mlops.cli import app
-from mlops.commands import known_network
+from mlops.commands import NetworkArgument, known_network
 from mlops.costs import PRICES_FILE, load_prices
 from mlops.errors import RunFailed, UsageError
 from mlops.job_costs import JobCost, processing_job_cost, training_job_cost
@@ -39,13 +38,12 @@ from training.networks import Network
 TERMINAL_STATUSES = ("Succeeded", "Failed", "Stopped")
 DEFAULT_POLL_SECONDS = 20.0
 
+app = typer.Typer()
 console = Console()
 
-NetworkArgument = Annotated[str, typer.Argument(help="network type, e.g. cnn, rnn, autoencoder, transfer",
-                                                show_default=False)]
-StageOption = Annotated[str | None, typer.Option(help="stage in cdk.json [default: its `stage` context]",
+StageOption = Annotated[str | None, typer.Option(help="stage in cdk.json (default: its `stage` context)",
                                                  show_default=False)]
-VersionOption = Annotated[int | None, typer.Option(help="model package version [default: the newest]",
+VersionOption = Annotated[int | None, typer.Option(help="model package version (default: the newest)",
                                                    show_default=False)]
 
 
