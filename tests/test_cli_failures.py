@@ -10,6 +10,7 @@ import io
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import textwrap
@@ -281,11 +282,11 @@ def test_an_unexpected_error_while_the_cdk_cli_runs_stops_everything(tmp_path: P
     """
     port, report = free_port(), tmp_path / "report"
     process = _mlops_with_fault(fault, "local", "--port", str(port), "--report-dir", str(report), env={})
-    seen: dict[psutil.Process, list[str]] = {}  # every descendant, with its command line while it ran
+    seen: dict[psutil.Process, list[str]] = {}  # every descendant, with its last command line (after exec)
     while process.poll() is None:
         try:
             for child in psutil.Process(process.pid).children(recursive=True):
-                seen.setdefault(child, _cmdline(child))
+                seen[child] = _cmdline(child) or seen.get(child, [])
         except psutil.NoSuchProcess:
             break
         time.sleep(0.2)
@@ -307,3 +308,27 @@ def _cmdline(process: psutil.Process) -> list[str]:
         return process.cmdline()
     except psutil.Error:
         return []
+
+
+@pytest.mark.integration
+def test_ctrl_c_is_exit_130_without_a_traceback_or_a_log(tmp_path: Path) -> None:
+    port, report = free_port(), tmp_path / "report"
+    process = subprocess.Popen([str(Path(sys.executable).parent / "mlops"), "local", "--port", str(port),
+                                "--report-dir", str(report)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env={**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")})
+    deadline, cdk = time.monotonic() + 120, None
+    while cdk is None and time.monotonic() < deadline and process.poll() is None:
+        cdk = next((child for child in psutil.Process(process.pid).children(recursive=True)
+                    if _cmdline(child)[1:3] == [str(CDK_BIN), "bootstrap"]), None)
+        time.sleep(0.2)
+    assert cdk is not None, "cdk bootstrap never ran"
+    tree = psutil.Process(process.pid).children(recursive=True)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+
+    assert process.returncode == 130, err
+    assert "Traceback" not in err and "error" not in err
+    assert left_running(tree) == [], "part of the process tree was left running"
+    assert not listening(port), "the moto server is still listening"
+    assert json.loads((report / "phases.json").read_text())["outcome"] == "interrupted"
+    assert not list(report.glob("mlops-error-*")) and not (tmp_path / "state").exists()
