@@ -23,8 +23,8 @@ class CommandGroup(TyperGroup):
     def invoke(self, ctx: typer.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (*EXPECTED, typer.Exit, typer.Abort, typer.TyperException):
-            raise
+        except (*EXPECTED, typer.Exit, typer.Abort, typer.TyperException, BrokenPipeError):
+            raise  # their own message or exit code (typer quiets a closed pipe, `mlops ... | head`)
         except Exception as error:
             command = " ".join(part for part in (ctx.command_path, ctx.invoked_subcommand) if part)
             problem = environment_failure(error)
