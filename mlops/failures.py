@@ -93,7 +93,7 @@ def write_log(error: BaseException, command: str, folders: list[Path]) -> Path |
     for folder in folders:
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            return _new_file(folder, f"mlops-error-{now:%Y%m%d-%H%M%S}", text)
+            return _new_file(folder.resolve(), f"mlops-error-{now:%Y%m%d-%H%M%S}", text)
         except OSError:
             continue
     return None
