@@ -98,9 +98,9 @@ class CdkCli:
     def synth_and_bootstrap(self) -> CdkCli:
         """`synth()` and `bootstrap()` at the same time; if either fails (or on Ctrl-C) both stop."""
         with tempfile.TemporaryDirectory(prefix="cdk-bootstrap-") as folder:
-            runs = [_RunningCli(*self._bootstrap_call(), cwd=Path(folder))]
+            runs = [_RunningCli(*self._call("synth", "--quiet", *self._app_options()))]
             try:
-                runs.append(_RunningCli(*self._call("synth", "--quiet", *self._app_options())))
+                runs.append(_RunningCli(*self._bootstrap_call(), cwd=Path(folder)))
                 for run in runs:
                     run.wait()
             except BaseException:
