@@ -17,12 +17,13 @@ import pytest
 
 from cli_support import run_mlops
 from process_support import free_port, left_running, listening
+from training.networks import NETWORKS
 
 MLOPS = Path(sys.executable).parent / "mlops"
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (("--network", "gan"), "unknown network 'gan' (known: cnn, rnn, autoencoder, transfer)"),
+    (("--network", "gan"), f"unknown network 'gan' (known: {', '.join(NETWORKS)})"),
     (("--param", "epochs=0"), "--param epochs: epochs must be at least 1, got '0'"),
     (("--param", "QualityThreshold"), "--param 'QualityThreshold': expected NAME=VALUE, e.g. epochs=3"),
     (("--limit", "0"), "--limit must be at least 1, got 0"),

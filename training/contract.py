@@ -53,18 +53,6 @@ import records
 
 log = logging.getLogger("training")
 
-# The serving signature's outputs per task: the inference handlers rely on these names.
-SIGNATURE_OUTPUTS: dict[str, tuple[str, ...]] = {
-    "image_classifier": ("probabilities",),
-    "sequence_forecaster": ("forecast",),
-    "anomaly_detector": ("reconstruction_error", "threshold", "embedding"),
-}
-# The target feature in the records, per task (the input feature is the registry's input_name).
-TARGET_FEATURE: dict[str, str] = {
-    "image_classifier": "label",
-    "sequence_forecaster": "target",
-    "anomaly_detector": "label",
-}
 SAGEMAKER_CHECKPOINT_DIR = "/opt/ml/checkpoints"
 MODEL_VERSION = "1"
 EXIT_BAD_INPUT = 2
@@ -212,11 +200,10 @@ class Job:
     def _validate_channels(self) -> None:
         """Specs, shapes against the registry and each other, and one batch of each channel."""
         task, input_name = self.network.task, self.network.input_name
-        target = TARGET_FEATURE[task]
         for channel in self.network.required_channels:
             spec = records.read_spec(self.channels[channel], channel)
-            for name in (input_name, target):
-                if name not in spec.features and not (task == "anomaly_detector" and name == target):
+            for name in (input_name, task.target):
+                if name not in spec.features and (name != task.target or task.target_required):
                     raise records.DataError(f"channel {channel!r}: no feature {name!r} "
                                             f"(has {', '.join(spec.features)})")
             self.specs[channel] = spec
@@ -229,7 +216,9 @@ class Job:
             if spec.class_names != train.class_names:
                 raise records.DataError(f"channel {channel!r}: class names {list(spec.class_names)} differ "
                                         f"from the train channel's {list(train.class_names)}")
-        _check_task_shapes(self.network, train, self.hyperparameters)
+        problem = task.train_shape_problem(train.shape(input_name), train, self.hyperparameters)
+        if problem:
+            raise records.DataError(f"channel 'train': {problem}")
         for channel in self.specs:
             try:
                 next(iter(self.dataset(channel, shuffle=False).take(1)))
@@ -250,7 +239,7 @@ class Job:
     def dataset(self, channel: str, *, targets: bool = True, shuffle: bool | None = None) -> tf.data.Dataset:
         """Batches of (inputs, targets), or of inputs alone; the train channel is shuffled."""
         spec = self.specs[channel]
-        target = TARGET_FEATURE[self.network.task]
+        target = self.network.task.target
         return records.dataset(
             self.channels[channel], spec, channel, inputs=self.network.input_name,
             targets=target if targets and target in spec.features else None,
@@ -340,22 +329,27 @@ class Job:
 
     def save_model(self, serve: Callable[[tf.Tensor], dict[str, tf.Tensor]], *, track: Sequence[Any],
                    serving: dict[str, Any]) -> Path:
-        """Exports `serve` (float32 input -> the task's named outputs) as the TF-Serving SavedModel
-        `1/` with signature `serving_default`, plus `code/` (serving handlers and serving.json).
-        Built in a staging folder and moved into the model dir only once complete and reloaded."""
-        expected = SIGNATURE_OUTPUTS[self.network.task]
+        """Exports `serve` (the input, in the dtype the records give it -> the task's named outputs)
+        as the TF-Serving SavedModel `1/` with signature `serving_default`, plus `code/` (serving
+        handlers and serving.json: the task's serving description and the entry point's `serving`
+        fields). Built in a staging folder and moved into the model dir only once complete and reloaded."""
+        task = self.network.task
+        expected = task.outputs
+        missing = [name for name in task.serving_fields if name not in serving]
+        if missing:
+            raise ValueError(f"{task.name} needs serving fields {', '.join(missing)} for serving.json")
 
         def endpoint(inputs: tf.Tensor) -> dict[str, tf.Tensor]:
             outputs = serve(inputs)
             if set(outputs) != set(expected):
-                raise ValueError(f"{self.network.task} must return {expected}, got {tuple(outputs)}")
+                raise ValueError(f"{task.name} must return {expected}, got {tuple(outputs)}")
             return {name: tf.cast(outputs[name], tf.float32) for name in expected}
 
-        input_spec = tf.TensorSpec([None, *self.input_shape], tf.float32, name=self.network.input_name)
-        description = {"network": self.network.name, "task": self.network.task,
-                       "input_name": self.network.input_name, "input_shape": list(self.input_shape),
-                       "input_dtype": "float32", "signature": "serving_default", "outputs": list(expected),
-                       **serving}
+        input_dtype = records.model_dtype(self.specs["train"].features[self.network.input_name])
+        input_spec = tf.TensorSpec([None, *self.input_shape], input_dtype, name=self.network.input_name)
+        description = {"network": self.network.name, "input_name": self.network.input_name,
+                       "input_shape": list(self.input_shape), "input_dtype": input_dtype,
+                       "signature": "serving_default", **task.serving_description(), **serving}
         self.model_dir.mkdir(parents=True, exist_ok=True)
         staging = _staging_dir(self.model_dir)
         try:
@@ -483,28 +477,6 @@ def _parser(network: networks.Network) -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint_dir", help=f"spot-safe checkpoints (default in a job: {SAGEMAKER_CHECKPOINT_DIR}, "
                                                  f"else OUTPUT_DIR/checkpoints)")
     return parser
-
-
-def _check_task_shapes(network: networks.Network, train: records.ChannelSpec, hyperparameters: SimpleNamespace) -> None:
-    shape = train.shape(network.input_name)
-    problem = None
-    if network.task == "image_classifier":
-        if len(shape) != 3 or shape[2] not in (1, 3):
-            problem = f"images must be [height, width, 1 or 3], got {list(shape)}"
-        elif len(train.class_names) < 2:
-            problem = f"a classifier needs at least 2 class names, got {list(train.class_names)}"
-    elif network.task == "sequence_forecaster":
-        target = train.features["target"].shape
-        if len(shape) != 2 or len(target) != 1:
-            problem = f"history must be [window, n_features] and target [horizon], got {list(shape)} and {list(target)}"
-        elif shape[0] != hyperparameters.window:
-            problem = f"history holds windows of {shape[0]} steps but hyperparameter window is {hyperparameters.window}"
-        elif not 0 <= int(train.metadata.get("target_index", 0)) < shape[1]:
-            problem = f"metadata target_index {train.metadata.get('target_index')} is not a feature index"
-    elif len(shape) != 1:
-        problem = f"features must be a vector [n_features], got {list(shape)}"
-    if problem:
-        raise records.DataError(f"channel 'train': {problem}")
 
 
 def _cluster() -> tuple[list[str], int]:
@@ -690,7 +662,7 @@ def _staging_dir(model_dir: Path) -> Path:
 def _check_signature(path: Path, input_spec: tf.TensorSpec, expected: tuple[str, ...]) -> None:
     """Reloads the SavedModel as TF Serving would and calls it once."""
     signature = tf.saved_model.load(str(path)).signatures["serving_default"]
-    outputs = signature(**{input_spec.name: tf.zeros([2, *input_spec.shape[1:]], tf.float32)})
+    outputs = signature(**{input_spec.name: tf.zeros([2, *input_spec.shape[1:]], input_spec.dtype)})
     wrong = {name: (value.dtype.name, value.shape.as_list()) for name, value in outputs.items()
              if value.dtype != tf.float32 or value.shape[0] != 2}
     if sorted(outputs) != sorted(expected) or wrong:

@@ -37,6 +37,11 @@ SHUFFLE_BUFFER = 10_000
 EXAMPLES_PER_SHARD = 20_000
 
 
+# The dtype `dataset` hands the model for each stored dtype (uint8 pixels arrive as float32), which
+# is also the exported signature's input dtype.
+MODEL_DTYPES = {"float32": "float32", "uint8": "float32", "int64": "int64"}
+
+
 class DataError(ValueError):
     """A channel that cannot be trained on; the message names the channel and what is wrong."""
 
@@ -48,6 +53,10 @@ class Feature:
 
     def to_json(self) -> dict[str, Any]:
         return {"shape": list(self.shape), "dtype": self.dtype}
+
+
+def model_dtype(feature: Feature) -> str:
+    return MODEL_DTYPES[feature.dtype]
 
 
 @dataclass(frozen=True)
