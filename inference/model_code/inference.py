@@ -12,11 +12,9 @@ What a request may hold depends on the `request_form` that the model's task wrot
 - window:   JSON list of values or of rows, or CSV (one observation per line), the most recent
             `window` observations; or TF Serving JSON [N, window, n_features]
 - rows:     CSV rows, JSON {"rows": [[...], ...]} or a bare list of rows, or TF Serving JSON [N, n_features]
-- sequence: one sequence of 1 to `max_length` frames of `n_features` numbers, as a JSON list of
-            frames or CSV (one frame per line), zero-padded here to `max_length`; or TF Serving
-            JSON [N, max_length, n_features], already padded
-The answer is always JSON: {"predictions": [one object per row]}, shaped by the `answer_form`
-(classes: label and probabilities; forecast; anomaly: error, threshold, flag, embedding).
+- sequence: 1 to `max_length` frames of `n_features` numbers, as a JSON list of frames or CSV (a
+            frame per line), zero-padded here; or TF Serving JSON [N, max_length, n_features], padded
+The answer is always JSON: {"predictions": [one object per row]}, shaped by the `answer_form`.
 
 Every bad request raises `InvalidInput`, whose message says what was wrong and what is expected.
 The container turns ANY handler exception into HTTP 500 {"error": str(e)}; `http_status` is
@@ -63,11 +61,6 @@ class InvalidInput(ValueError):
         self.http_status = http_status
 
 
-def _load_serving_config() -> dict:
-    """serving.json, checked once so a broken artifact fails at container start, not per request."""
-    return check_serving_config(json.loads(Path(__file__).with_name("serving.json").read_text()))
-
-
 def check_serving_config(config: dict) -> dict:
     """`config` if this handler can serve it, else RuntimeError naming what is missing or unknown."""
     request_form, answer_form = config.get("request_form"), config.get("answer_form")
@@ -91,7 +84,8 @@ def check_serving_config(config: dict) -> dict:
     return config
 
 
-SERVING = _load_serving_config()
+# Checked once, so that a broken artifact fails at container start, not per request.
+SERVING = check_serving_config(json.loads(Path(__file__).with_name("serving.json").read_text()))
 TASK: str = SERVING["task"]
 INPUT_NAME: str = SERVING["input_name"]
 REQUEST_FORM: str = SERVING["request_form"]
@@ -269,11 +263,9 @@ def _padded_sequence(frames: np.ndarray) -> np.ndarray:
 
 
 def _in_input_dtype(batch: np.ndarray) -> np.ndarray:
-    if INPUT_DTYPE == "float32":
-        return batch
-    if not np.array_equal(batch, np.round(batch)) or np.abs(batch).max() >= 2 ** 53:
-        raise InvalidInput(f"this model takes integers ({INPUT_DTYPE}); the request holds other numbers")
-    return batch.astype(np.int64)
+    if INPUT_DTYPE == "int64" and not (np.array_equal(batch, np.round(batch)) and np.abs(batch).max() < 2 ** 62):
+        raise InvalidInput("this model takes integers (int64); the request holds other numbers")
+    return batch.astype(INPUT_DTYPE)
 
 
 def _feature_rows(rows: np.ndarray) -> np.ndarray:
