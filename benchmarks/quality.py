@@ -28,6 +28,10 @@ Measured on the 2-core build machine (AMD EPYC, policy mixed_bfloat16), 28 Nov 2
     transfer     1-3   test_accuracy 0.9410 / 0.9460 / 0.9422,
                        from scratch 0.9472 / 0.9397 / 0.9598                      (NOT met on seeds 1 and 3)
                        head alone   0.9460 / 0.9296 / 0.9309                      (not checked)
+Speech, measured 1 Dec 2026 on the same machine (Intel, AMX-BF16: policy mixed_bfloat16), seeds 1 2 3,
+`--networks speech --work /tmp/tasks-quality`:
+    speech       1-3   test_accuracy 0.9757 / 0.9784 / 0.9730, mean 0.9757        (>= 0.96: met)
+                       1-NN DTW 0.9486 (train + validation as references)
 Transfer learning does not beat training from scratch here: the same network (VGG16 up to block 4
 plus the head) trained from random weights on these 50 small, clean images already reaches ~0.95,
 and the base pretrained on ~900 images of digits 0-4 gives it no reliable head start (the differences are within the ~0.008 standard error
