@@ -19,7 +19,9 @@ import tensorflow as tf
 
 from inference.artifact import ArtifactError
 from inference.local_endpoint import LocalEndpoint
-from inference_support import (CNN_CLASSES, N_FEATURES, WINDOW, exported_models, image_bytes, tarball_of)
+from inference_support import (CNN_CLASSES, MAX_FRAMES, N_COEFFICIENTS, N_FEATURES, SPEAKERS, WINDOW, exported_models,
+                               image_bytes, tarball_of)
+from training.networks import NETWORKS
 
 SIX_MB = 6 * 1024 * 1024
 
@@ -60,18 +62,23 @@ def _requests(rng: np.random.Generator, signatures) -> dict[str, tuple[bytes, st
     photo = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
     series = (320 + rng.normal(0, 2, WINDOW + 6)).astype(np.float32)
     rows = rng.uniform(0, 2, (2, N_FEATURES)).astype(np.float32)
+    utterance = rng.normal(0.1, 0.5, (11, N_COEFFICIENTS)).astype(np.float32)
+    padded = np.zeros((1, MAX_FRAMES, N_COEFFICIENTS), np.float32)
+    padded[0, :len(utterance)] = utterance
 
-    def classified(network, image):
-        probabilities = _reference(signatures, network, image=image)["probabilities"][0]
-        names = CNN_CLASSES if network == "cnn" else ["airplane", "cat", "ship"]
+    def classified(network, **inputs):
+        probabilities = _reference(signatures, network, **inputs)["probabilities"][0]
+        names = {"cnn": CNN_CLASSES, "transfer": ["airplane", "cat", "ship"], "speech": SPEAKERS}[network]
         return [{"label": names[int(np.argmax(probabilities))],
                  "probabilities": {name: float(p) for name, p in zip(names, probabilities)}}]
 
     forecast = _reference(signatures, "rnn", history=series[-WINDOW:].reshape(1, WINDOW, 1))["forecast"]
     scores = _reference(signatures, "autoencoder", features=rows)
     return {
-        "cnn": (image_bytes(digit), "image/png", classified("cnn", digit.reshape(1, 8, 8, 1))),
-        "transfer": (image_bytes(photo), "image/png", classified("transfer", photo[np.newaxis])),
+        "cnn": (image_bytes(digit), "image/png", classified("cnn", image=digit.reshape(1, 8, 8, 1))),
+        "transfer": (image_bytes(photo), "image/png", classified("transfer", image=photo[np.newaxis])),
+        "speech": ("\n".join(",".join(map(repr, frame)) for frame in utterance.tolist()).encode(), "text/csv",
+                   classified("speech", frames=padded)),
         "rnn": ("\n".join(map(str, series.tolist())).encode(), "text/csv", [{"forecast": forecast[0].tolist()}]),
         "autoencoder": (json.dumps({"rows": rows.tolist()}).encode(), "application/json", [
             {"reconstruction_error": float(error), "threshold": float(threshold),
@@ -83,7 +90,7 @@ def _requests(rng: np.random.Generator, signatures) -> dict[str, tuple[bytes, st
 
 # ------------------------------------------------------------------------ SageMaker Runtime (boto3)
 
-@pytest.mark.parametrize("network", ["cnn", "transfer", "rnn", "autoencoder"])
+@pytest.mark.parametrize("network", list(NETWORKS))
 def test_boto3_invoke_endpoint_gets_the_signatures_predictions(endpoints, signatures, network):
     body, content_type, expected = _requests(np.random.default_rng(11), signatures)[network]
     response = runtime_client(endpoints[network]).invoke_endpoint(
