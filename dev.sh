@@ -9,6 +9,8 @@ cd "$(dirname "$0")"
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20
 export CDK_DISABLE_CLI_TELEMETRY=true
 export CDK_DISABLE_VERSION_CHECK=true
+# The AWS SDK inside the CDK CLI announces on Node 20 that it will need Node 22 from 2027 (README: use 22).
+export AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED=true
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
 python_for_venv() {

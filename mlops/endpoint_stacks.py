@@ -9,14 +9,18 @@ from pathlib import Path
 
 from infra import naming
 from infra.config import StageConfig
-from mlops.local.cdk import CdkCli
+from mlops.cdk import CdkCli
 from mlops.registry import ModelVersion
 
 
 def deploy_endpoint(cdk: CdkCli, config: StageConfig, network: str, model: ModelVersion) -> dict[str, str]:
     """`cdk deploy` of the network's endpoint stack alone, serving `model`; returns its outputs."""
     stack = naming.endpoint_stack_name(config.prefix(), network)
-    cdk = dataclasses.replace(cdk, context={**cdk.context, naming.model_package_context_key(network): model.arn})
+    synthesized = cdk.template(stack) if cdk.assembly is not None else None
+    if synthesized is None or synthesized.get("Outputs", {}).get("ModelPackageArn", {}).get("Value") != model.arn:
+        # Not in the assembly at hand, or serving another version: synthesize the app for `model`.
+        cdk = dataclasses.replace(cdk, assembly=None,
+                                  context={**cdk.context, naming.model_package_context_key(network): model.arn})
     with tempfile.TemporaryDirectory(prefix="cdk-outputs-") as scratch:
         outputs_file = Path(scratch) / "outputs.json"
         # --exclusively: the storage and role stacks it imports from are deployed already, and

@@ -7,7 +7,7 @@ from typing import Any
 
 from infra.config import DEFAULT_PROJECT, ConfigError, StageConfig, parse_stage_config
 from mlops.errors import UsageError
-from mlops.local.cdk import REPO_ROOT
+from mlops.cdk import REPO_ROOT
 
 LOCAL_STAGE = "local"  # the stage `mlops local` deploys to the embedded moto server
 

@@ -15,6 +15,7 @@ sys.path.insert(0, str(TRAINING_DIR))
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 os.environ.setdefault("CDK_DISABLE_CLI_TELEMETRY", "true")
 os.environ.setdefault("CDK_DISABLE_VERSION_CHECK", "true")
+os.environ.setdefault("AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED", "true")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # No test may reach a real AWS account, even by accident.
 for variable in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):

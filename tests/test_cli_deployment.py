@@ -17,8 +17,8 @@ from infra import naming
 from infra.config import parse_stage_config
 from mlops import costs
 from mlops.errors import UsageError
-from mlops.local import cdk as cdk_runner
-from mlops.local.cdk import CDK_BIN, CdkCli, CdkRun
+from mlops import cdk as cdk_runner
+from mlops.cdk import CDK_BIN, CdkCli, CdkRun
 from mlops.local.moto import LocalAws, moto_server
 from mlops.registry import approved_version
 from mlops.stages import enabled_network

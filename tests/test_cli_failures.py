@@ -29,14 +29,14 @@ from werkzeug.wrappers import Request, Response
 
 from cli_support import run_mlops
 from mlops.commands.local import LocalRun
-from mlops.local.cdk import CDK_BIN
+from mlops.cdk import CDK_BIN
 from mlops.errors import PhaseCrashed, RunFailed
 from mlops.failures import environment_failure
 from mlops.phases import Phase, run_phases
 from process_support import free_port, left_running, listening
 from training.networks import NETWORKS
 
-BOOTSTRAP = "Bootstrap CDK in the local account"
+BOOTSTRAP = "Synthesize the app and bootstrap CDK in the local account"
 
 
 def _one_line(err: str) -> str:
@@ -61,7 +61,7 @@ def test_an_unexpected_error_in_a_phase_is_one_line_and_a_log_in_the_report_fold
     def broken_bootstrap(self: LocalRun) -> None:
         raise TypeError("injected fault\nwith a second line")
 
-    monkeypatch.setattr(LocalRun, "bootstrap", broken_bootstrap)
+    monkeypatch.setattr(LocalRun, "synth_and_bootstrap", broken_bootstrap)
     before, port, report = _children(), free_port(), tmp_path / "report"
     code, out, err = run_mlops(monkeypatch, capsys, "local", "--port", str(port), "--report-dir", str(report))
 
@@ -265,18 +265,18 @@ def test_debug_shows_the_traceback_instead(tmp_path: Path, args: tuple[str, ...]
 
 @pytest.mark.integration
 def test_an_unexpected_error_while_the_cdk_cli_runs_stops_everything(tmp_path: Path) -> None:
-    # The fault: `mlops local`'s wait for `cdk bootstrap` fails once the CLI's process tree is at work.
+    # The fault: `mlops local`'s wait for `cdk synth` (beside `cdk bootstrap`) fails once the CLIs' process trees are at work.
     fault = """
         import subprocess, time
         wait = subprocess.Popen.wait
         armed = [True]
         def broken_wait(self, timeout=None):
-            if armed[0] and self.args[1:2] == ["bootstrap"]:
+            if armed[0] and self.args[1:2] == ["synth"]:
                 armed[0] = False
                 time.sleep(4)
                 if self.poll() is not None:
-                    raise AssertionError("cdk bootstrap ended before the fault")
-                raise TypeError("injected while cdk bootstraps")
+                    raise AssertionError("cdk synth ended before the fault")
+                raise TypeError("injected while cdk synthesizes")
             return wait(self, timeout)
         subprocess.Popen.wait = broken_wait
     """
@@ -293,8 +293,8 @@ def test_an_unexpected_error_while_the_cdk_cli_runs_stops_everything(tmp_path: P
     out, err = process.communicate(timeout=60)
 
     assert process.returncode == 1, err
-    assert any(argv[1:3] == [str(CDK_BIN), "bootstrap"] for argv in seen.values()), seen
-    line = _unexpected_line("mlops local", BOOTSTRAP, "TypeError: injected while cdk bootstraps").fullmatch(err.strip())
+    assert {(str(CDK_BIN), "synth"), (str(CDK_BIN), "bootstrap")} <= {tuple(argv[1:3]) for argv in seen.values()}, seen
+    line = _unexpected_line("mlops local", BOOTSTRAP, "TypeError: injected while cdk synthesizes").fullmatch(err.strip())
     assert line, err
     log = Path(line["log"])
     assert log.parent == report and "in broken_wait" in log.read_text()

@@ -16,10 +16,10 @@ import pytest
 from moto import mock_aws
 from rich.console import Console
 
-from mlops import buckets
+from mlops import buckets, processes
 from mlops.errors import RunFailed, UsageError
-from mlops.local import cdk as cdk_runner
-from mlops.local.cdk import CdkCli
+from mlops import cdk as cdk_runner
+from mlops.cdk import CdkCli
 from mlops.local.moto import LocalAws, moto_server
 from mlops.phases import Phase, run_phases
 from process_support import free_port, left_running, listening
@@ -94,6 +94,7 @@ def test_cli_environment_is_the_targets_and_this_venv(tmp_path: Path, monkeypatc
     assert "AWS_PROFILE" not in env
     assert env["AWS_ENDPOINT_URL"] == "http://127.0.0.1:1"
     assert env["CDK_DISABLE_CLI_TELEMETRY"] == env["CDK_DISABLE_VERSION_CHECK"] == "true"
+    assert env["AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED"] == "true", "no Node 22 notice on Node 20"
     assert env["PATH"].split(":")[0] == str(Path(cdk_runner.sys.executable).parent)
 
 
@@ -127,14 +128,14 @@ def test_interrupting_a_run_stops_the_whole_process_tree(monkeypatch: pytest.Mon
     # A real SIGINT, as Ctrl-C sends: unlike _thread.interrupt_main() it also ends a blocking wait.
     threading.Thread(target=lambda: started.wait(30) and os.kill(os.getpid(), signal.SIGINT), daemon=True).start()
     groups: list[int] = []
-    original_popen = cdk_runner.subprocess.Popen
+    original_popen = processes.subprocess.Popen
 
     def recording_popen(*args, **kwargs):
         process = original_popen(*args, **kwargs)
         groups.append(process.pid)  # its own session: the group id is its pid
         return process
 
-    monkeypatch.setattr(cdk_runner.subprocess, "Popen", recording_popen)
+    monkeypatch.setattr(processes.subprocess, "Popen", recording_popen)
     with pytest.raises(KeyboardInterrupt):
         # A shell that starts a grandchild and says so; Ctrl-C arrives while both run.
         cdk_runner._run(["sh", "-c", "sleep 60 & echo started; wait"], {"PATH": "/usr/bin:/bin"},

@@ -17,7 +17,7 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from mlops.local.cdk import CdkCli
+from mlops.cdk import CdkCli
 from mlops.local.moto import apply_moto_fixes, moto_server
 from synth_support import synthesized
 

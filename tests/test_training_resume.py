@@ -121,7 +121,7 @@ def test_a_job_killed_after_its_second_checkpoint_resumes_through_the_launcher(t
     job = start_training_job("cnn", channels, tmp_path / "job", hyperparameters=hyperparameters)
     second_checkpoint = job.checkpoint_dir / "train" / "epoch-0002"
     deadline = time.monotonic() + 120
-    while not second_checkpoint.exists() and job.process.poll() is None and time.monotonic() < deadline:
+    while not second_checkpoint.exists() and job.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
     job.kill()
     killed = job.wait()

@@ -21,7 +21,7 @@ from infra import naming
 from mlops.commands import NetworkArgument
 from mlops.costs import endpoint_cost_lines, load_prices
 from mlops.endpoint_stacks import deploy_endpoint
-from mlops.local.cdk import CdkCli
+from mlops.cdk import CdkCli
 from mlops.registry import approved_version
 from mlops.stages import LOCAL_STAGE, cdk_context, enabled_network, stage_config
 

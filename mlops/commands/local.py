@@ -3,12 +3,14 @@
 Each step is a timed `Phase` of `LocalRun.phases()`:
 
     1. start an embedded moto server on 127.0.0.1 (the local AWS)
-    2. `cdk bootstrap`, 3. `cdk deploy --all` of the `local` stage, with the real CDK CLI
+    2. `cdk synth` of the app, once, while `cdk bootstrap` runs; 3. `cdk deploy` of every stack
+       of the `local` stage from that assembly, with the real CDK CLI
     4. prepare the network's offline dataset and upload it to the data bucket
     5. run the network's training pipeline: its definition, from the template that deploy used, is
        created in moto (whose CloudFormation skips pipelines) and executed step by step here
        (`mlops.local.pipeline_executor`)
-    6. approve the registered model version, 7. `cdk deploy` its endpoint stack
+    6. approve the registered model version, 7. `cdk deploy` its endpoint stack (from the same
+       assembly: see `LocalRun.expected_model_arn`)
     8. serve the registered model.tar.gz with the local endpoint, 9. invoke it with held-out
        test samples through the SageMaker Runtime path
 
@@ -37,11 +39,11 @@ from inference.client import EndpointRequestError, ModelError, invoke
 from infra import naming
 from infra import pipeline_definition as definition
 from infra.config import StageConfig
+from mlops.cdk import CdkCli
 from mlops.commands import NETWORK_HELP, known_network
 from mlops.endpoint_stacks import deploy_endpoint
 from mlops.errors import RunFailed, UsageError
 from mlops.failures import keep_logs_in
-from mlops.local.cdk import CdkCli
 from mlops.local.deployed_pipelines import create_skipped_sagemaker_resources
 from mlops.local.moto import LocalAws, check_port, moto_server
 from mlops.local.pipeline_executor import LocalPipelineExecutor, PipelineRun, StepFailed, StepOutcome
@@ -89,7 +91,7 @@ class LocalRun:
         self._endpoint_url: str | None = None
         self.phases = [
             Phase("Start the local AWS (moto server)", self.start_aws),
-            Phase("Bootstrap CDK in the local account", self.bootstrap),
+            Phase("Synthesize the app and bootstrap CDK in the local account", self.synth_and_bootstrap),
             Phase(f"Deploy every stack of the {LOCAL_STAGE} stage", self.deploy),
             Phase(f"Prepare the {network.offline_dataset} dataset and upload it", self.prepare_data),
             Phase(f"Run the {network.name} training pipeline", self.run_pipeline),
@@ -110,14 +112,16 @@ class LocalRun:
     def start_aws(self) -> None:
         self._aws = self._resources.enter_context(moto_server(self.port))
         self._assembly = self._temporary_dir("mlops-cdk.out-")
-        self._cdk = CdkCli(target=self._aws, stage=LOCAL_STAGE, output_dir=self._assembly, echo=_echo)
+        self._cdk = CdkCli(target=self._aws, stage=LOCAL_STAGE, output_dir=self._assembly, echo=_echo,
+                           context={naming.model_package_context_key(self.network.name): self.expected_model_arn})
         _echo(f"local AWS at {self._aws.endpoint_url}")
 
-    def bootstrap(self) -> None:
-        self.cdk.bootstrap()
+    def synth_and_bootstrap(self) -> None:
+        self._cdk = self.cdk.synth_and_bootstrap()  # from here on, the CLI deploys that assembly
 
     def deploy(self) -> None:
-        self.outputs = self.cdk.deploy()
+        endpoint_stack = naming.endpoint_stack_name(self.config.prefix(), self.network.name)
+        self.outputs = self.cdk.deploy([name for name in self.cdk.stack_names() if name != endpoint_stack])
         console.print(outputs_table(self.outputs))
 
     def prepare_data(self) -> None:
@@ -177,6 +181,8 @@ class LocalRun:
 
     def deploy_endpoint(self) -> None:
         assert self._model is not None
+        if self._model.arn != self.expected_model_arn:
+            _echo(f"the app was synthesized for {self.expected_model_arn}: synthesizing it again")
         outputs = deploy_endpoint(self.cdk, self.config, self.network.name, self._model)
         self.report.endpoint_stack = naming.endpoint_stack_name(self.config.prefix(), self.network.name)
         # The name the stack gives the endpoint, as AWS would create it (and `mlops invoke` calls
@@ -223,6 +229,14 @@ class LocalRun:
     def cdk(self) -> CdkCli:
         assert self._cdk is not None, "the local AWS phase runs first"
         return self._cdk
+
+    @property
+    def expected_model_arn(self) -> str:
+        """What the Register step creates in this empty local AWS: version 1 of the network's group.
+        The app is synthesized once, with the endpoint stack serving it; `deploy_endpoint`
+        synthesizes again if the pipeline registers another."""
+        group = naming.model_package_group_name(self.config.prefix(), self.network.name)
+        return f"arn:aws:sagemaker:{self.aws.region}:{self.aws.account}:model-package/{group}/1"
 
     def _temporary_dir(self, prefix: str) -> Path:
         return Path(self._resources.enter_context(tempfile.TemporaryDirectory(prefix=prefix)))

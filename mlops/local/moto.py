@@ -14,6 +14,7 @@ import errno
 import json
 import logging
 import socket
+import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +23,7 @@ from typing import Any
 
 import boto3
 import requests
+from botocore.config import Config
 from moto.kms.models import Key as MotoKmsKey
 from moto.server import ThreadedMotoServer
 
@@ -31,6 +33,13 @@ ACCOUNT = "123456789012"  # moto's default account; the `local` stage in cdk.jso
 REGION = "us-east-1"
 HOST = "127.0.0.1"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+# moto loads a service's backend on the first request to it: seconds for CloudFormation (which
+# imports the models of every resource type it knows), one or two for S3 or SSM. These
+# read-only calls, one per service a local run uses, load them while the app synthesizes.
+_WARM_UP_CALLS = (("cloudformation", "list_stacks"), ("s3", "list_buckets"), ("sts", "get_caller_identity"),
+                  ("ssm", "describe_parameters"), ("iam", "list_roles"), ("kms", "list_keys"),
+                  ("ecr", "describe_repositories"), ("sagemaker", "list_pipelines"),
+                  ("cloudwatch", "list_dashboards"), ("events", "list_rules"))
 
 
 @dataclass(frozen=True)
@@ -63,12 +72,21 @@ class LocalAws:
         """The CDK environment, as `cdk bootstrap` takes it."""
         return f"aws://{self.account}/{self.region}"
 
-    def client(self, service: str) -> Any:
+    def client(self, service: str, config: Config | None = None) -> Any:
         return boto3.session.Session(
             aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
             aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
             region_name=self.region,
-        ).client(service, endpoint_url=self.endpoint_url)
+        ).client(service, endpoint_url=self.endpoint_url, config=config)
+
+    def warm_up(self) -> None:
+        """One read-only call per service a local run uses (see _WARM_UP_CALLS); changes nothing."""
+        once = Config(retries={"total_max_attempts": 1})
+        for service, operation in _WARM_UP_CALLS:
+            try:
+                getattr(self.client(service, once), operation)()
+            except Exception:  # noqa: BLE001 - a warm-up that fails (the server stopping) only costs time later
+                return
 
 
 def apply_moto_fixes() -> None:
@@ -142,10 +160,15 @@ def moto_server(port: int | None = None) -> Iterator[LocalAws]:
         # Port 0 lets the OS pick a free port at bind time, with no window for another process to take it.
         server = ThreadedMotoServer(ip_address=HOST, port=port or 0, verbose=False)
         server.start()
+        warming: threading.Thread | None = None
         try:
             aws = LocalAws(port=server.get_host_and_port()[1])
             # Moto keeps its state per process: start from nothing even if an earlier server ran here.
             requests.post(f"{aws.endpoint_url}/moto-api/reset", timeout=10).raise_for_status()
+            warming = threading.Thread(target=aws.warm_up, name="moto-warm-up", daemon=True)
+            warming.start()
             yield aws
         finally:
             server.stop()
+            if warming is not None:
+                warming.join()  # its calls fail at once when the server has stopped

@@ -30,6 +30,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
+from mlops import processes
 from mlops.local.moto_records import MotoRecords
 from mlops.local.s3 import download_prefix, join_uri, upload_file, upload_folder
 from mlops.local.training_job import start_job
@@ -82,7 +83,8 @@ def run_training_step(step: str, job_name: str, request: Mapping[str, Any], runt
         with _LogFile(job_dir, step, runtime.on_line) as log:
             job = start_job(job_dir, hyperparameters, channels, checkpoint_dir=checkpoints, env=runtime.env,
                             on_line=log.write)
-            result = _wait(job.process, request, job.wait, job.kill)
+            _wait(job.child, request)
+            result = job.wait()
         if checkpoint_config:
             upload_folder(runtime.s3, checkpoints, checkpoint_config["S3Uri"])
         metrics = final_metric_data(request["AlgorithmSpecification"].get("MetricDefinitions", []), result.log)
@@ -136,16 +138,7 @@ def run_processing_step(step: str, job_name: str, request: Mapping[str, Any], ru
         # The training image's `python3` is the one with TensorFlow: here, this venv's.
         environment["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), environment.get("PATH", "")])
         with _LogFile(step_dir, step, runtime.on_line) as log:
-            process = subprocess.Popen(command, cwd=step_dir, env=environment, stdout=subprocess.PIPE,
-                                       stderr=subprocess.STDOUT, text=True, start_new_session=True)
-            reader = threading.Thread(target=_pump, args=(process.stdout, log.write), daemon=True)
-            reader.start()
-
-            def finish() -> int:
-                reader.join()
-                return process.wait()
-
-            exit_code = _wait(process, request, finish, lambda: _kill_group(process))
+            exit_code = _wait(processes.start(command, env=environment, cwd=step_dir, on_line=log.write), request)
         if exit_code != 0:
             raise JobFailed(_exit_reason(exit_code, log.text()), _log_hint(log.text(), log.path))
         for item in outputs.get("Outputs", []):
@@ -189,36 +182,16 @@ def _download_channel(s3: Any, channel: Mapping[str, Any], job_dir: Path) -> Pat
     return target
 
 
-def _wait(process: subprocess.Popen[str], request: Mapping[str, Any], finish: Callable[[], Any],
-          kill: Callable[[], None]) -> Any:
-    """The job's end within its MaxRuntimeInSeconds, then `finish()` (its log read to the end).
-    A job that is interrupted (Ctrl-C, an error here) is killed with its whole process group,
-    and its log finished, before the interruption goes on."""
+def _wait(job: processes.ChildProcess, request: Mapping[str, Any]) -> int:
+    """The job's exit code, within its MaxRuntimeInSeconds, its log read to the end. A job that
+    runs longer is killed with its whole process group; one that is interrupted (Ctrl-C, an
+    error here) is stopped with it before the interruption goes on."""
     limit = request.get("StoppingCondition", {}).get("MaxRuntimeInSeconds")
     try:
-        process.wait(timeout=limit)
+        return job.wait(timeout=limit)
     except subprocess.TimeoutExpired:
-        kill()
-        finish()
+        job.kill()
         raise JobFailed(f"MaxRuntimeExceeded: the job ran longer than {limit} s") from None
-    except BaseException:
-        kill()
-        finish()
-        raise
-    return finish()
-
-
-def _kill_group(process: subprocess.Popen[str]) -> None:
-    try:
-        os.killpg(process.pid, 9)
-    except ProcessLookupError:
-        pass
-
-
-def _pump(stream: IO[str] | None, write: Callable[[str], None]) -> None:
-    assert stream is not None
-    for line in stream:
-        write(line)
 
 
 def _clean_environment() -> dict[str, str]:

@@ -38,7 +38,6 @@ import socket
 import subprocess
 import sys
 import tarfile
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -46,6 +45,7 @@ from pathlib import Path
 from typing import Literal
 
 from infra.source_bundle import build_source_bundle
+from mlops import processes
 from mlops.local.s3 import download_prefix
 from training.networks import METRICS_LINE_PREFIX, HyperparameterValue, Network, get_network
 
@@ -97,34 +97,30 @@ class TrainingJobResult:
 
 @dataclass
 class RunningTrainingJob:
-    """A started job: its process, and its log as it arrives."""
+    """A started job: its process (the toolkit and the entry point it starts), and its log as it arrives."""
 
-    process: subprocess.Popen[str]
+    child: processes.ChildProcess
     job_dir: Path
     checkpoint_dir: Path
     lines: list[str] = field(default_factory=list)
-    _reader: threading.Thread | None = None
+
+    def poll(self) -> int | None:
+        return self.child.poll()
 
     def wait(self, timeout: float | None = None) -> TrainingJobResult:
         """Waits for the end (killing the job after `timeout` seconds) and collects the result."""
         try:
-            exit_code = self.process.wait(timeout=timeout)
+            exit_code = self.child.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            self.kill()
-            exit_code = self.process.wait()
-        if self._reader is not None:
-            self._reader.join()
+            exit_code = self.kill()
         log = "".join(self.lines)
         return TrainingJobResult(exit_code=exit_code, job_dir=self.job_dir, model_dir=self.job_dir / "model",
                                  output_dir=self.job_dir / "output" / "data", checkpoint_dir=self.checkpoint_dir,
                                  log=log, metrics=parse_metrics(log))
 
-    def kill(self) -> None:
+    def kill(self) -> int:
         """SIGKILL to the toolkit and the entry point it started, like a reclaimed spot instance."""
-        try:
-            os.killpg(self.process.pid, 9)
-        except ProcessLookupError:
-            pass
+        return self.child.kill()
 
 
 def parse_metrics(log: str) -> tuple[dict[str, float], ...]:
@@ -166,20 +162,15 @@ def start_job(job_dir: Path, hyperparameters: Mapping[str, str], channels: Mappi
                    if not name.startswith(("SM_", "SAGEMAKER_")) and name != "TF_CONFIG"}
     environment.update(SAGEMAKER_BASE_DIR=str(job_dir), SAGEMAKER_TRAINING_MODULE=TRAINING_MODULE,
                        PYTHONUNBUFFERED="1", **(env or {}))
-    process = subprocess.Popen([str(train)], cwd=job_dir, env=environment, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    job = RunningTrainingJob(process=process, job_dir=job_dir, checkpoint_dir=checkpoint_dir.resolve())
+    lines: list[str] = []
 
-    def read() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            job.lines.append(line)
-            if on_line is not None:
-                on_line(line)
+    def take(line: str) -> None:
+        lines.append(line)
+        if on_line is not None:
+            on_line(line)
 
-    job._reader = threading.Thread(target=read, daemon=True)
-    job._reader.start()
-    return job
+    child = processes.start([str(train)], env=environment, cwd=job_dir, on_line=take)
+    return RunningTrainingJob(child=child, job_dir=job_dir, checkpoint_dir=checkpoint_dir.resolve(), lines=lines)
 
 
 def run_training_job(network: str | Network, channels: Mapping[str, Path | str], job_dir: Path, *,
@@ -221,8 +212,8 @@ def run_multi_worker_training_job(network: str | Network, channels: Mapping[str,
                                on_line=on_line)
             for index, host in enumerate(hosts)]
     deadline = None if timeout is None else time.monotonic() + timeout
-    while any(job.process.poll() is None for job in jobs):
-        failed = any(job.process.poll() not in (None, 0) for job in jobs)
+    while any(job.poll() is None for job in jobs):
+        failed = any(job.poll() not in (None, 0) for job in jobs)
         if failed or (deadline is not None and time.monotonic() > deadline):
             for job in jobs:
                 job.kill()

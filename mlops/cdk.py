@@ -1,0 +1,241 @@
+"""Runs the project's own CDK CLI against a target AWS: the embedded moto server, or a real account.
+
+    cli = CdkCli(target=aws, stage="local", output_dir=Path(".mlops/local/cdk.out"), echo=print)
+    cli.bootstrap()
+    outputs = cli.deploy()          # {"mlops-local-storage": {"DataBucketName": ...}, ...}
+    cli.destroy()
+
+Every command of a `CdkCli` synthesizes the app (`python3 app.py`, several seconds) unless it
+was made by `synth()` or `synth_and_bootstrap()`: those synthesize once, and the CLI they
+return deploys that cloud assembly as it is (`--app <assembly>`), the same templates.
+
+It calls `node_modules/.bin/cdk` (what `npx cdk` resolves to in this repo) directly: when the
+CLI is missing, `npx` would download one from the registry, an unpinned network call.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from botocore.exceptions import ClientError
+
+from mlops import processes
+from mlops.buckets import empty_bucket
+from mlops.errors import RunFailed, UsageError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CDK_BIN = REPO_ROOT / "node_modules" / ".bin" / "cdk"
+STDERR_TAIL_LINES = 25
+# Independent stacks (the monitoring stack, the storage stack) deploy at the same time; the CLI
+# still waits for every stack a stack depends on.
+DEPLOY_CONCURRENCY = 4
+_QUIET_CLI = {
+    "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
+    "CDK_DISABLE_CLI_TELEMETRY": "true",
+    "CDK_DISABLE_VERSION_CHECK": "true",
+    # The AWS SDK for JavaScript inside the CLI warns on every call under Node 20 that its releases
+    # after January 2027 need Node 22; the README recommends 22 already, and the pinned CLI works on 20.
+    "AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED": "true",
+}
+
+
+class AwsTarget(Protocol):
+    """Where the CLI deploys: its environment variables, and boto3 clients for the same place."""
+
+    @property
+    def env(self) -> dict[str, str]: ...
+
+    @property
+    def environment(self) -> str: ...
+
+    def client(self, service: str) -> Any: ...
+
+
+@dataclass(frozen=True)
+class CdkRun:
+    stdout: str
+    stderr: str
+
+
+@dataclass
+class CdkCli:
+    """One stage of the app, one cloud assembly folder, one target.
+
+    `echo` receives every line the CLI prints, as it prints it (the `mlops` commands pass the
+    console); without it the output is only captured, and on failure the tail of stderr
+    becomes the `RunFailed` message.
+    """
+
+    target: AwsTarget
+    stage: str
+    output_dir: Path
+    context: Mapping[str, str] = field(default_factory=dict)
+    echo: Callable[[str], None] | None = None
+    assembly: Path | None = None
+    """A cloud assembly synthesized before: commands deploy it as it is, with no synth of their own."""
+
+    def synth(self) -> CdkCli:
+        """Synthesizes the app once; returns a CLI on that assembly."""
+        self.run("synth", "--quiet")
+        return dataclasses.replace(self, assembly=self.output_dir)
+
+    def bootstrap(self) -> CdkRun:
+        """`cdk bootstrap` of the target's environment. In a folder with cdk.json the CLI
+        synthesizes the app first (even when the environment is named, to look for more); in a
+        folder without one it takes the environment as given, so it needs no app and can run
+        while the app synthesizes."""
+        with tempfile.TemporaryDirectory(prefix="cdk-bootstrap-") as folder:
+            return _run(*self._bootstrap_call(), cwd=Path(folder))
+
+    def synth_and_bootstrap(self) -> CdkCli:
+        """`synth()` and `bootstrap()` at the same time; if either fails (or on Ctrl-C) both stop."""
+        with tempfile.TemporaryDirectory(prefix="cdk-bootstrap-") as folder:
+            runs = [_RunningCli(*self._call("synth", "--quiet", *self._app_options()))]
+            try:
+                runs.append(_RunningCli(*self._bootstrap_call(), cwd=Path(folder)))
+                for run in runs:
+                    run.wait()
+            except BaseException:
+                for run in runs:
+                    run.stop()
+                raise
+        return dataclasses.replace(self, assembly=self.output_dir)
+
+    def deploy(self, stacks: Sequence[str] = ()) -> dict[str, dict[str, str]]:
+        """Deploys `stacks` (default: all) and returns their outputs by stack name."""
+        # --method=direct: change-set deploys fail on update in moto, and only direct deploys
+        # report outputs there. It is a plain CreateStack/UpdateStack in a real account.
+        with tempfile.TemporaryDirectory(prefix="cdk-outputs-") as scratch:
+            outputs_file = Path(scratch) / "outputs.json"
+            self.run("deploy", *(stacks or ["--all"]), "--require-approval", "never", "--method=direct",
+                     "--concurrency", str(DEPLOY_CONCURRENCY), "--progress", "events",
+                     "--outputs-file", str(outputs_file))
+            return json.loads(outputs_file.read_text()) if outputs_file.exists() else {}
+
+    def destroy(self, stacks: Sequence[str] = ()) -> CdkRun:
+        """Empties the buckets that the stacks delete (CloudFormation cannot delete a non-empty
+        bucket; retained buckets are left alone), then destroys `stacks` (default: all)."""
+        for stack_name, bucket in self._deletable_buckets(stacks or self.stack_names()):
+            empty_bucket(self.target.client("s3"), bucket)
+            self._say(f"emptied s3://{bucket} of {stack_name}")
+        return self.run("destroy", *(stacks or ["--all"]), "--force")
+
+    def stack_names(self) -> list[str]:
+        """The stacks of the app, from the cloud assembly (synthesized first if there is none)."""
+        return list(self._stack_artifacts())
+
+    def template(self, stack: str) -> dict[str, Any] | None:
+        """The template of `stack` in the cloud assembly (synthesized first if there is none), or None."""
+        artifact = self._stack_artifacts().get(stack)
+        if artifact is None:
+            return None
+        return json.loads((self._assembly_dir / artifact["properties"]["templateFile"]).read_text())
+
+    @property
+    def _assembly_dir(self) -> Path:
+        return self.assembly or self.output_dir
+
+    def _stack_artifacts(self) -> dict[str, dict[str, Any]]:
+        if not (self._assembly_dir / "manifest.json").exists():
+            self.run("synth", "--quiet")
+        manifest = json.loads((self._assembly_dir / "manifest.json").read_text())
+        return {artifact["properties"].get("stackName", artifact_id): artifact
+                for artifact_id, artifact in manifest["artifacts"].items()
+                if artifact["type"] == "aws:cloudformation:stack"}
+
+    def run(self, command: str, *args: str) -> CdkRun:
+        return _run(*self._call(command, *args, *self._app_options()))
+
+    def _app_options(self) -> list[str]:
+        if self.assembly is not None:
+            return ["--app", str(self.assembly)]
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        context = [item for key, value in self.context.items() for item in ("-c", f"{key}={value}")]
+        return ["-c", f"stage={self.stage}", *context, "--output", str(self.output_dir)]
+
+    def _call(self, command: str, *args: str) -> tuple[list[str], dict[str, str], Callable[[str], None] | None, str]:
+        """argv, environment, echo and name of one CLI command."""
+        if not CDK_BIN.exists():
+            raise UsageError(f"the CDK CLI is not installed ({CDK_BIN} is missing): run ./dev.sh, "
+                             "which runs `npm ci`")
+        return [str(CDK_BIN), command, *args], self._env(), self.echo, f"cdk {command}"
+
+    def _bootstrap_call(self) -> tuple[list[str], dict[str, str], Callable[[str], None] | None, str]:
+        # --no-notices: it runs where cdk.json, which turns them off, is not read.
+        return self._call("bootstrap", self.target.environment, "--no-notices")
+
+    def _env(self) -> dict[str, str]:
+        # The target's AWS_* variables only: a stray AWS_PROFILE must not redirect a local deploy.
+        env = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
+        env.update(self.target.env)
+        env.update(_QUIET_CLI)
+        # cdk.json runs `python3 app.py`: it must be this interpreter's venv, with aws-cdk-lib.
+        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+        return env
+
+    def _deletable_buckets(self, stacks: Sequence[str]) -> list[tuple[str, str]]:
+        """(stack, bucket) for each bucket that deleting the stack deletes, judged from the template
+        CloudFormation holds (what it will act on), not from a possibly newer local synth."""
+        cloudformation = self.target.client("cloudformation")
+        found = []
+        for stack in stacks:
+            try:
+                body = cloudformation.get_template(StackName=stack)["TemplateBody"]
+                pages = list(cloudformation.get_paginator("list_stack_resources").paginate(StackName=stack))
+            except ClientError:
+                continue  # not deployed: nothing to empty
+            resources = (json.loads(body) if isinstance(body, str) else body).get("Resources", {})
+            deletable = {logical_id for logical_id, resource in resources.items()
+                         if resource["Type"] == "AWS::S3::Bucket" and resource.get("DeletionPolicy") == "Delete"}
+            found += sorted((stack, summary["PhysicalResourceId"])
+                            for page in pages for summary in page["StackResourceSummaries"]
+                            if summary["LogicalResourceId"] in deletable and summary.get("PhysicalResourceId"))
+        return found
+
+    def _say(self, line: str) -> None:
+        if self.echo:
+            self.echo(line)
+
+
+class _RunningCli:
+    """One CLI process: its output captured (and echoed as it comes); a failure is a RunFailed
+    ending with the tail of its stderr."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], echo: Callable[[str], None] | None, what: str,
+                 cwd: Path = REPO_ROOT) -> None:
+        self.what = what
+        self.stdout: list[str] = []
+        self.stderr: list[str] = []
+        self.child = processes.start(argv, env=env, cwd=cwd, on_line=_capture(self.stdout, echo),
+                                     on_stderr_line=_capture(self.stderr, echo))
+
+    def wait(self) -> CdkRun:
+        returncode = self.child.wait()
+        if returncode != 0:
+            tail = "\n".join(line.rstrip() for line in self.stderr[-STDERR_TAIL_LINES:])
+            raise RunFailed(f"`{self.what}` exited with {returncode}:\n{tail}")
+        return CdkRun(stdout="".join(self.stdout), stderr="".join(self.stderr))
+
+    def stop(self) -> None:
+        self.child.stop()
+
+
+def _capture(lines: list[str], echo: Callable[[str], None] | None) -> Callable[[str], None]:
+    def take(line: str) -> None:
+        lines.append(line)
+        if echo:
+            echo(line.rstrip("\n"))
+    return take
+
+
+def _run(argv: list[str], env: dict[str, str], echo: Callable[[str], None] | None, what: str,
+         cwd: Path = REPO_ROOT) -> CdkRun:
+    return _RunningCli(argv, env, echo, what, cwd).wait()
