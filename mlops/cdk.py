@@ -23,11 +23,12 @@ import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from botocore.exceptions import ClientError
 
 from mlops import processes
+from mlops.aws import AwsTarget
 from mlops.buckets import empty_bucket
 from mlops.errors import RunFailed, UsageError
 
@@ -45,18 +46,6 @@ _QUIET_CLI = {
     # after January 2027 need Node 22; the README recommends 22 already, and the pinned CLI works on 20.
     "AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED": "true",
 }
-
-
-class AwsTarget(Protocol):
-    """Where the CLI deploys: its environment variables, and boto3 clients for the same place."""
-
-    @property
-    def env(self) -> dict[str, str]: ...
-
-    @property
-    def environment(self) -> str: ...
-
-    def client(self, service: str) -> Any: ...
 
 
 @dataclass(frozen=True)

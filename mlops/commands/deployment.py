@@ -7,17 +7,15 @@ of the network's group, and runs `cdk deploy` of that network's endpoint stack a
 
 from __future__ import annotations
 
-import os
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
-import boto3
 import typer
 from rich.console import Console
 
 from infra import naming
+from mlops.aws import ShellAws
 from mlops.commands import NetworkArgument
 from mlops.costs import endpoint_cost_lines, load_prices
 from mlops.endpoint_stacks import deploy_endpoint
@@ -27,26 +25,6 @@ from mlops.stages import LOCAL_STAGE, cdk_context, enabled_network, stage_config
 
 app = typer.Typer()
 console = Console()
-
-
-@dataclass(frozen=True)
-class ShellAws:
-    """The AWS this shell's environment points at: a real account, or a moto server."""
-
-    region: str
-
-    @property
-    def env(self) -> dict[str, str]:
-        return {**{key: value for key, value in os.environ.items() if key.startswith("AWS_")},
-                "AWS_REGION": self.region, "AWS_DEFAULT_REGION": self.region}
-
-    @property
-    def environment(self) -> str:
-        account = self.client("sts").get_caller_identity()["Account"]
-        return f"aws://{account}/{self.region}"
-
-    def client(self, service: str) -> Any:
-        return boto3.client(service, region_name=self.region)
 
 
 @app.command()

@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable
 from typing import Annotated, Any
 
-import boto3
 import typer
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
@@ -25,6 +24,7 @@ from rich.table import Table
 
 from infra import naming
 from infra.config import StageConfig
+from mlops.aws import ShellAws
 from mlops.commands import NetworkArgument, known_network
 from mlops.errors import RunFailed, UsageError
 from mlops.pipeline_executions import (
@@ -50,16 +50,6 @@ StageOption = Annotated[str | None, typer.Option(help="stage in cdk.json (defaul
                                                  show_default=False)]
 VersionOption = Annotated[int | None, typer.Option(help="model package version (default: the newest)",
                                                    show_default=False)]
-
-
-class Aws:
-    """The stage's region, through boto3's default credential chain."""
-
-    def __init__(self, config: StageConfig) -> None:
-        self.region = config.region
-
-    def client(self, service: str, **options: Any) -> Any:
-        return boto3.client(service, region_name=self.region, **options)
 
 
 def resolve(network: str, stage: str | None) -> tuple[StageConfig, Network]:
@@ -101,7 +91,7 @@ def train(
     """Start NETWORK's training pipeline (train, evaluate, quality gate, register)."""
     config, spec = resolve(network, stage)
     values = parse_parameters(config, spec.name, param or [])
-    aws = Aws(config)
+    aws = ShellAws(config.region)
     sagemaker = aws.client("sagemaker")
     pipeline = require_pipeline(sagemaker, config, spec.name)
     try:
@@ -119,7 +109,7 @@ def train(
         follow(aws, arn, poll_seconds)
 
 
-def follow(aws: Aws, execution_arn: str, poll_seconds: float) -> None:
+def follow(aws: ShellAws, execution_arn: str, poll_seconds: float) -> None:
     """Shows the run live until it ends; then what it cost, and RunFailed if it did not succeed."""
     sagemaker = aws.client("sagemaker")
     # One attempt per call: the poll loop is the retry, and a 500 may mean "not implemented" (moto).
@@ -169,7 +159,7 @@ def runs(
 ) -> None:
     """List NETWORK's pipeline executions, newest first, with status and duration."""
     config, spec = resolve(network, stage)
-    sagemaker = Aws(config).client("sagemaker")
+    sagemaker = ShellAws(config.region).client("sagemaker")
     pipeline = require_pipeline(sagemaker, config, spec.name)
     summaries = sorted(execution_summaries(sagemaker, pipeline), key=lambda s: s["StartTime"], reverse=True)
     if not summaries:
@@ -198,7 +188,7 @@ def models(
 ) -> None:
     """List the registered versions of NETWORK with their metrics and approval status."""
     config, spec = resolve(network, stage)
-    aws = Aws(config)
+    aws = ShellAws(config.region)
     sagemaker = aws.client("sagemaker")
     group = require_group(sagemaker, config, spec.name)
     versions = model_versions(sagemaker, group)
@@ -269,7 +259,7 @@ def reject(network: NetworkArgument, version: VersionOption = None, stage: Stage
 
 def _set_approval(network: str, version: int | None, stage: str | None, status: str) -> None:
     config, spec = resolve(network, stage)
-    sagemaker = Aws(config).client("sagemaker")
+    sagemaker = ShellAws(config.region).client("sagemaker")
     group = require_group(sagemaker, config, spec.name)
     versions = model_versions(sagemaker, group)
     if not versions:
