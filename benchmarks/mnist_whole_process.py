@@ -19,7 +19,18 @@ memory (from wait4), test accuracy; then the medians and the ratio entry point /
 Goal: wall ratio <= 1.0 on float32 only, <= 0.8 (>= 1.25x faster) where bf16 is available, mean
 test accuracy no more than 0.003 below the seed's. Exits 1 otherwise.
 
-Measured: see the README's Training section (the command, the CPU flags it printed, the load).
+Not yet measured as 3 pairs on an idle machine. What was measured, 1 Dec 2026, on this 2-core
+Intel machine (avx2, avx512_bf16, amx_bf16) at load average 13-21, 2 epochs, precision=float32
+(standing for an AVX2-only CPU), /usr/bin/time -v:
+    entry point   user 31.0 s  system 1.13 s  149k minor faults  73k voluntary switches  test 0.9761
+    seed's code   user 38.7 s  system 2.11 s  223k minor faults  73k voluntary switches  test 0.9802
+(the seed trains on 60,000 images, the entry point on 54,000). So here the entry point spends
+less CPU and half the system time; the fivefold system time issue 11 saw on an AVX2-only AMD EPYC
+(18 s against 3.5 s) did not show on this machine. `strace -c -f`: both make ~200k futex calls
+(about 200 per training step), the entry point starts 84 threads against 51; reading records
+without a parallel parse map and without tf.data autotuning cut that to 65 threads but not the
+futex calls, and TF_NUM_INTEROP_THREADS=1 did not reduce the context switches, so neither was
+kept. An idle AMD VM, where each futex wake of a sleeping vCPU costs a VM exit, is where to look next.
 """
 
 from __future__ import annotations
