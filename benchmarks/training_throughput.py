@@ -23,7 +23,7 @@ Measured on the 2-core build machine (AMD EPYC, AVX512_BF16: policy mixed_bfloat
     entry point      27,324 samples/s (runs 25,657-31,606), 55.1 CPU us/sample
     ratio 1.123 (required >= 0.95); by CPU time 1.082
     peak RSS 746 MB with 20,000 examples, 755 MB with 160,000: ratio 1.012 (required <= 1.25)
-The entry point's edge comes from its `steps_per_execution` (contract.py); its records pipeline
+The entry point's edge comes from its `steps_per_execution` (job.py); its records pipeline
 costs a few CPU microseconds per sample more than in-memory arrays.
 """
 

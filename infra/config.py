@@ -79,7 +79,9 @@ class StageConfig(_Strict):
         description="None keeps the templates account-agnostic (resolved at deploy time)")
     region: str = Field(pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
     removal_policy: Literal["retain", "destroy"] = "retain"
-    networks: tuple[str, ...] = Field(min_length=1)
+    networks: tuple[str, ...] = Field(
+        default_factory=lambda: tuple(NETWORKS), min_length=1,
+        description="the networks this stage trains and serves: every registered one unless listed")
     model_approval_status: Literal["Approved", "PendingManualApproval"] = "PendingManualApproval"
     retrain_schedule: str | None = Field(
         default=None, pattern=r"^(rate|cron)\(.+\)$",

@@ -1,7 +1,7 @@
 """The training code bundle: what SageMaker's `sagemaker_submit_directory` points at.
 
 One deterministic `sourcedir.tar.gz` holds the entry points and their shared modules
-from `training/` at its root, plus `inference/model_code/` as `model_code/` so that each
+from `training/` at its root (its packages, such as `tasks/`, as folders), plus `inference/model_code/` as `model_code/` so that each
 training run can copy the serving handlers into its model artifact as `code/`.
 
 The same bytes come out for the same sources (sorted members, fixed mtimes and owners,
@@ -26,6 +26,8 @@ BUNDLE_NAME = "sourcedir.tar.gz"
 def bundle_members() -> list[tuple[str, Path]]:
     """(name in the archive, source file), sorted by name."""
     members = [(path.name, path) for path in TRAINING_DIR.glob("*.py") if path.name != "__init__.py"]
+    members += [(path.relative_to(TRAINING_DIR).as_posix(), path) for path in TRAINING_DIR.glob("*/*.py")
+                if (path.parent / "__init__.py").is_file()]
     if MODEL_CODE_DIR.is_dir():
         members += [(f"model_code/{path.name}", path) for path in MODEL_CODE_DIR.iterdir()
                     if path.is_file() and path.suffix in {".py", ".txt", ".json"}]

@@ -2,7 +2,9 @@
 
 Each artifact folder has `1/` (a TF-Serving SavedModel whose `serving_default` has the documented
 input and outputs), and `code/` with the real `inference/model_code/*` plus a `serving.json`, the
-same layout training writes. One per network type, built once per test process (a few seconds).
+same layout training writes, serving.json holding the network's task description from the task
+registry. One per network type (`EXPORTERS`, which a guard test holds to `NETWORKS`), built once
+per test process (a few seconds).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import pytest
 
 from inference.local_endpoint import Context, load_handler_module, make_handler
 from inference.tf_serving import SavedModelServable
+from training.networks import get_network
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MODEL_CODE_DIR = REPO_ROOT / "inference" / "model_code"
@@ -27,6 +30,8 @@ TRANSFER_CLASSES = ["airplane", "cat", "ship"]
 WINDOW, HORIZON = 24, 3
 N_FEATURES = 30
 THRESHOLD = 0.75
+MAX_FRAMES, N_COEFFICIENTS = 29, 12
+SPEAKERS = [f"speaker {index}" for index in range(1, 10)]
 
 _built: dict[str, Path] = {}
 
@@ -35,8 +40,7 @@ def exported_models(tmp_path_factory) -> dict[str, Path]:
     """network name -> artifact folder, exported the first time any test module asks."""
     if not _built:
         root = tmp_path_factory.mktemp("inference-models")
-        _built.update({"cnn": _export_cnn(root / "cnn"), "transfer": _export_transfer(root / "transfer"),
-                       "rnn": _export_rnn(root / "rnn"), "autoencoder": _export_autoencoder(root / "autoencoder")})
+        _built.update({name: export(root / name) for name, export in EXPORTERS.items()})
     return _built
 
 
@@ -65,7 +69,17 @@ def context(content_type: str | None = "application/json", content_length: int |
                    content_length=content_length)
 
 
+def serving_description(network_name: str, input_shape: list[int], **fields) -> dict:
+    """serving.json as training writes it: the common fields, the task's description, the network's own."""
+    network = get_network(network_name)
+    return {"network": network.name, "input_name": network.input_name, "input_shape": input_shape,
+            "input_dtype": "float32", "signature": "serving_default", **network.task.serving_description(),
+            **fields}
+
+
 def _write_artifact(model_dir: Path, archive, serving: dict) -> Path:
+    missing = set(get_network(serving["network"]).task.serving_fields) - set(serving)
+    assert not missing, f"the {serving['network']} test model lacks serving fields {missing}"
     archive.write_out(str(model_dir / "1"), verbose=False)
     code_dir = model_dir / "code"
     code_dir.mkdir()
@@ -98,9 +112,7 @@ def _classifier(model_dir: Path, network: str, shape: list[int], class_names: li
     outputs = keras.layers.Dense(len(class_names), activation="softmax")(x)
     model = keras.Model(inputs, outputs)
     archive = _archive(model, "image", shape, lambda image: {"probabilities": model(image)})
-    return _write_artifact(model_dir, archive, {
-        "network": network, "task": "image_classifier", "input_name": "image", "input_shape": shape,
-        "input_dtype": "float32", "class_names": class_names})
+    return _write_artifact(model_dir, archive, serving_description(network, shape, class_names=class_names))
 
 
 def _export_cnn(model_dir: Path) -> Path:
@@ -122,9 +134,8 @@ def _export_rnn(model_dir: Path) -> Path:
     outputs = keras.layers.Dense(HORIZON)(x)
     model = keras.Model(inputs, outputs)
     archive = _archive(model, "history", [WINDOW, 1], lambda history: {"forecast": model(history)})
-    return _write_artifact(model_dir, archive, {
-        "network": "rnn", "task": "sequence_forecaster", "input_name": "history", "input_shape": [WINDOW, 1],
-        "input_dtype": "float32", "window": WINDOW, "n_features": 1, "horizon": HORIZON})
+    return _write_artifact(model_dir, archive, serving_description(
+        "rnn", [WINDOW, 1], window=WINDOW, n_features=1, horizon=HORIZON, target_index=0, season=12))
 
 
 def _export_autoencoder(model_dir: Path) -> Path:
@@ -145,10 +156,29 @@ def _export_autoencoder(model_dir: Path) -> Path:
                 "embedding": code}
 
     archive = _archive(model, "features", [N_FEATURES], serve)
-    return _write_artifact(model_dir, archive, {
-        "network": "autoencoder", "task": "anomaly_detector", "input_name": "features",
-        "input_shape": [N_FEATURES], "input_dtype": "float32", "n_features": N_FEATURES,
-        "threshold": THRESHOLD})
+    return _write_artifact(model_dir, archive, serving_description(
+        "autoencoder", [N_FEATURES], n_features=N_FEATURES, encoding_dim=4, threshold=THRESHOLD))
+
+
+def _export_speech(model_dir: Path) -> Path:
+    import keras
+
+    keras.utils.set_random_seed(5)
+    inputs = keras.Input((MAX_FRAMES, N_COEFFICIENTS), name="frames")
+    # Masked as the real one is: the zero frames the handler pads with must not change the answer.
+    x = keras.layers.Masking(0.0)(inputs)
+    x = keras.layers.GRU(4)(x)
+    outputs = keras.layers.Dense(len(SPEAKERS), activation="softmax")(x)
+    model = keras.Model(inputs, outputs)
+    archive = _archive(model, "frames", [MAX_FRAMES, N_COEFFICIENTS], lambda frames: {"probabilities": model(frames)})
+    return _write_artifact(model_dir, archive, serving_description(
+        "speech", [MAX_FRAMES, N_COEFFICIENTS], class_names=SPEAKERS, max_length=MAX_FRAMES,
+        n_features=N_COEFFICIENTS))
+
+
+# One tiny model per network of the registry (test_inference_handler.py checks that none is missing).
+EXPORTERS = {"cnn": _export_cnn, "transfer": _export_transfer, "rnn": _export_rnn,
+             "autoencoder": _export_autoencoder, "speech": _export_speech}
 
 
 class Served:

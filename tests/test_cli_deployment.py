@@ -22,6 +22,7 @@ from mlops.local.cdk import CDK_BIN, CdkCli, CdkRun
 from mlops.local.moto import LocalAws, moto_server
 from mlops.registry import approved_version
 from mlops.stages import enabled_network
+from training.networks import NETWORKS
 
 GROUP = "mlops-local-cnn"
 STATUSES = ("Approved", "Approved", "PendingManualApproval")
@@ -187,7 +188,9 @@ def test_cost_of_every_stage(monkeypatch: pytest.MonkeyPatch, capsys: pytest.Cap
     prod = by_stage["prod"]
     assert "cnn          ml.c7i.large   2..6 instances x $0.107/h x 730 h = $156.22 .. $468.66 / month" in prod
     assert "transfer     ml.c7i.xlarge  2..6 instances x $0.214/h x 730 h = $312.44 .. $937.32 / month" in prod
-    assert "total                       $781.10 .. $2,343.30 / month" in by_stage["prod"]
+    hourly = costs.load_prices()["real_time_inference"]["per_instance_hour"]
+    per_instance = sum(hourly[network.inference_instance_type] * 730 for network in NETWORKS.values())
+    assert f"total                       ${2 * per_instance:,.2f} .. ${6 * per_instance:,.2f} / month" in prod
     assert "retrieved 2026-11-28" in by_stage["prod"]
 
     # dev is serverless: usage-based, with the traffic it assumes written out.

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from infra.config import ConfigError, load_stage_config, parse_stage_config
+from training.networks import NETWORKS
 from synth_support import CDK_CONTEXT, app_module, new_app
 
 STAGES: dict[str, Any] = CDK_CONTEXT["stages"]
@@ -62,6 +63,12 @@ def test_unknown_stage_lists_the_defined_ones() -> None:
 def test_a_malformed_stage_names_the_bad_key(overrides: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_stage_config(_stages_with(**overrides), "dev")
+
+
+def test_a_stage_that_lists_no_networks_enables_every_registered_one() -> None:
+    assert parse_stage_config({"dev": {"region": "us-east-1"}}, "dev").networks == tuple(NETWORKS)
+    for stage in CDK_CONTEXT["stages"]:
+        assert parse_stage_config(CDK_CONTEXT["stages"], stage).networks == tuple(NETWORKS), stage
 
 
 def test_a_missing_required_key_is_named() -> None:

@@ -22,17 +22,16 @@ from hypothesis.extra.numpy import arrays
 from PIL import Image
 
 from inference.local_endpoint import LocalEndpoint
-from inference_support import Served, context, exported_models
+from inference_support import EXPORTERS, Served, context, exported_models
+from training.networks import NETWORKS
 
 EXAMPLES = 1000
 FUZZ_SETTINGS = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                                 HealthCheck.large_base_example])
 
-ROW_SHAPES = {"cnn": (8, 8, 1), "transfer": (32, 32, 3), "rnn": (24, 1), "autoencoder": (30,)}
-NATURAL_TYPES = {"cnn": ["image/png", "image/jpeg", "application/json"],
-                 "transfer": ["image/png", "image/jpeg", "application/json"],
-                 "rnn": ["application/json", "text/csv"], "autoencoder": ["application/json", "text/csv"]}
+# The test models' input rows (inference_support.EXPORTERS holds one per network).
+ROW_SHAPES = {"cnn": (8, 8, 1), "transfer": (32, 32, 3), "rnn": (24, 1), "autoencoder": (30,), "speech": (29, 12)}
 OTHER_TYPES = ["text/plain", "application/octet-stream", "image/gif", "", "application/json; charset=utf-8",
                "TEXT/CSV", "image/png; q=1", "multipart/form-data", "application/x-image", "*/*"]
 
@@ -95,14 +94,18 @@ def csv_bodies(draw, width: int) -> bytes:
 
 @st.composite
 def plain_json(draw, network: str) -> bytes:
-    """The friendly JSON forms, usually well formed, so that many requests reach the model."""
+    """The friendly JSON forms of the network's request form, usually well formed, so that many
+    requests reach the model."""
     values = numbers if draw(st.booleans()) else st.floats(-1e4, 1e4)
-    if network == "rnn":
-        series = draw(st.lists(values, min_size=20, max_size=40))
+    form, row_shape = NETWORKS[network].task.request_form, ROW_SHAPES[network]
+    if form == "window":
+        series = draw(st.lists(values, min_size=row_shape[0] - 4, max_size=row_shape[0] + 16))
         return json.dumps(series if draw(st.booleans()) else [[value] for value in series]).encode()
-    if network == "autoencoder":
-        rows = draw(st.lists(st.lists(values, min_size=29, max_size=31), min_size=1, max_size=4))
-        return json.dumps({"rows": rows} if draw(st.booleans()) else rows).encode()
+    if form in ("rows", "sequence"):
+        width = row_shape[-1]
+        rows = draw(st.lists(st.lists(values, min_size=width - 1, max_size=width + 1), min_size=1,
+                             max_size=row_shape[0] + 2 if form == "sequence" else 4))
+        return json.dumps({"rows": rows} if form == "rows" and draw(st.booleans()) else rows).encode()
     return json.dumps(draw(st.lists(values, max_size=70))).encode()
 
 
@@ -116,10 +119,12 @@ def requests_for(draw, network: str) -> tuple[bytes, str | None]:
         st.tuples(st.just("application/json"), near_tensors(row_shape)),
         st.tuples(st.just("application/json"), plain_json(network)),
         st.tuples(st.just("image"), images()),
-        st.tuples(st.just("text/csv"), csv_bodies(row_shape[-1] if network == "autoencoder" else 1)),
+        st.tuples(st.just("text/csv"), csv_bodies(1 if NETWORKS[network].task.request_form == "window"
+                                                  else row_shape[-1])),
     ))
     natural = {"image": "image/jpeg" if body[:3] == b"\xff\xd8\xff" else "image/png"}.get(kind, kind)
-    content_type = draw(st.sampled_from([natural] * 4 + NATURAL_TYPES[network] + OTHER_TYPES + [None]))
+    content_type = draw(st.sampled_from([natural] * 4 + list(NETWORKS[network].request_content_types)
+                                        + OTHER_TYPES + [None]))
     return body, content_type
 
 
@@ -128,7 +133,16 @@ def models(tmp_path_factory):
     return exported_models(tmp_path_factory)
 
 
-@pytest.mark.parametrize("network", list(ROW_SHAPES))
+def test_every_network_is_fuzzed():
+    assert set(ROW_SHAPES) == set(EXPORTERS) == set(NETWORKS)
+
+
+def test_the_row_shapes_are_the_test_models_own(models):
+    for network, shape in ROW_SHAPES.items():
+        assert Served(models[network]).module.ROW_SHAPE == shape, network
+
+
+@pytest.mark.parametrize("network", list(NETWORKS))
 def test_the_handler_answers_or_raises_invalid_input_for_any_body(models, network):
     served = Served(models[network])
     outcomes = {"answered": 0, "rejected": 0}
@@ -151,11 +165,12 @@ def test_the_handler_answers_or_raises_invalid_input_for_any_body(models, networ
     assert outcomes["answered"] >= 20 and outcomes["rejected"] >= 500, outcomes
 
 
-@pytest.mark.parametrize("network", list(ROW_SHAPES))
+@pytest.mark.parametrize("network", list(NETWORKS))
 def test_the_endpoint_never_answers_5xx_and_keeps_serving(models, network):
     name = f"mlops-local-{network}"
     statuses: dict[int, int] = {}
-    with LocalEndpoint(models[network], name) as endpoint, requests.Session() as session:
+    # One worker: answers, not throughput, are checked here, and each worker loads TensorFlow.
+    with LocalEndpoint(models[network], name, workers=1) as endpoint, requests.Session() as session:
         @FUZZ_SETTINGS
         @given(request=requests_for(network),
                route=st.sampled_from(["/invocations", f"/endpoints/{name}/invocations",

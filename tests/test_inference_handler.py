@@ -19,8 +19,11 @@ import requests
 from PIL import Image
 
 from inference.local_endpoint import load_handler_module
-from inference_support import (CNN_CLASSES, HORIZON, MODEL_CODE_DIR, N_FEATURES, REPO_ROOT, THRESHOLD,
-                               TRANSFER_CLASSES, WINDOW, Served, context, exported_models, image_bytes)
+from inference_support import (CNN_CLASSES, EXPORTERS, HORIZON, MAX_FRAMES, MODEL_CODE_DIR, N_COEFFICIENTS,
+                               N_FEATURES, REPO_ROOT, SPEAKERS, THRESHOLD, TRANSFER_CLASSES, WINDOW, Served,
+                               context, exported_models, image_bytes)
+from training.networks import NETWORKS
+from training.tasks import TASKS
 
 
 @pytest.fixture(scope="module")
@@ -158,11 +161,27 @@ def test_anomaly_detector_takes_one_bare_row(served):
     _assert_scored(predictions, served["autoencoder"].signature(row))
 
 
+# ------------------------------------------------------------------------------ sequence classifiers
+
+@pytest.mark.parametrize("frames", [1, 7, 18, MAX_FRAMES])
+@pytest.mark.parametrize("content_type", ["application/json", "text/csv"])
+def test_a_sequence_of_any_length_is_padded_and_classified_as_the_signature_does(served, frames, content_type):
+    sequence = _rng().normal(0.0, 0.6, (frames, N_COEFFICIENTS)).astype(np.float32) + 0.05
+    padded = np.zeros((1, MAX_FRAMES, N_COEFFICIENTS), np.float32)
+    padded[0, :frames] = sequence
+    body = (json.dumps(sequence.tolist()) if content_type == "application/json"
+            else "\n".join(",".join(repr(float(value)) for value in frame) for frame in sequence))
+    for network in _SEQUENCE_NETWORKS:
+        expected = served[network].signature(padded)["probabilities"]
+        _assert_classified(served[network].answer(body, content_type), expected, SPEAKERS)
+
+
 # ------------------------------------------------------------------------------ bad input
 
-_IMAGE_NETWORKS = ["cnn", "transfer"]
-_TABULAR_NETWORKS = ["rnn", "autoencoder"]
-_ALL = _IMAGE_NETWORKS + _TABULAR_NETWORKS
+_ALL = list(NETWORKS)
+_IMAGE_NETWORKS = [name for name in _ALL if NETWORKS[name].task.request_form == "image"]
+_TABULAR_NETWORKS = [name for name in _ALL if "text/csv" in NETWORKS[name].request_content_types]
+_SEQUENCE_NETWORKS = [name for name in _ALL if NETWORKS[name].task.request_form == "sequence"]
 
 
 def _bomb_png() -> bytes:
@@ -211,6 +230,17 @@ BAD_REQUESTS = [
     (["rnn"], json.dumps([True] * WINDOW).encode(), "application/json", 400, "true/false"),
     (["autoencoder"], json.dumps([[1.0] * N_FEATURES, [float("inf")] * N_FEATURES]).encode(),
      "application/json", 400, "infinity"),
+    (_SEQUENCE_NETWORKS, json.dumps([[0.5] * N_COEFFICIENTS] * (MAX_FRAMES + 1)).encode(), "application/json", 400,
+     f"got {MAX_FRAMES + 1} frames; the model takes 1 to {MAX_FRAMES}"),
+    (_SEQUENCE_NETWORKS, b"", "text/csv", 400, "empty"),
+    (_SEQUENCE_NETWORKS, json.dumps([[0.5] * (N_COEFFICIENTS - 1)] * 5).encode(), "application/json", 400,
+     f"shape [5, {N_COEFFICIENTS - 1}]"),
+    (_SEQUENCE_NETWORKS, "\n".join([",".join(["0.5"] * (N_COEFFICIENTS + 1))] * 3).encode(), "text/csv", 400,
+     f"shape [3, {N_COEFFICIENTS + 1}]"),
+    (_SEQUENCE_NETWORKS, json.dumps([[0.5] * N_COEFFICIENTS, [0.0] * N_COEFFICIENTS]).encode(), "application/json",
+     400, "frame 2 is all zeros"),
+    (_SEQUENCE_NETWORKS, json.dumps({"instances": [[[0.5] * N_COEFFICIENTS] * 7]}).encode(), "application/json",
+     400, f"this model takes [N, {MAX_FRAMES}, {N_COEFFICIENTS}]"),
 ]
 
 
@@ -279,10 +309,29 @@ def test_output_handler_reads_tf_serving_columnar_answers(served):
 
 def test_a_broken_serving_json_fails_at_import_naming_the_key(tmp_path):
     shutil.copy(MODEL_CODE_DIR / "inference.py", tmp_path / "inference.py")
-    (tmp_path / "serving.json").write_text(json.dumps({"task": "sequence_forecaster", "input_name": "history",
-                                                       "input_shape": [24, 1], "window": 24}))
+    description = {**NETWORKS["rnn"].task.serving_description(), "input_name": "history", "input_shape": [24, 1],
+                   "window": 24}
+    (tmp_path / "serving.json").write_text(json.dumps(description))
     with pytest.raises(RuntimeError, match="n_features"):
         load_handler_module(tmp_path / "inference.py")
+
+
+def test_every_network_has_a_test_model():
+    assert set(EXPORTERS) == set(NETWORKS), "inference_support.EXPORTERS must hold one tiny model per network"
+
+
+def test_every_task_is_served_and_its_description_round_trips(served):
+    """What each task writes into serving.json is what the handler reads back, for every task."""
+    tasks_served = set()
+    for name, network in NETWORKS.items():
+        module, task = served[name].module, network.task
+        assert (module.TASK, module.REQUEST_FORM, module.ANSWER_FORM) == (task.name, task.request_form,
+                                                                          task.answer_form)
+        assert module.ACCEPTED_CONTENT_TYPES == task.content_types and module.OUTPUT_NAMES == task.outputs
+        handler_needs = set(module.REQUEST_FIELDS[task.request_form]) | set(module.ANSWER_FIELDS[task.answer_form])
+        assert handler_needs <= set(task.serving_fields), (task.name, handler_needs - set(task.serving_fields))
+        tasks_served.add(task.name)
+    assert tasks_served == set(TASKS)
 
 
 def test_handler_imports_only_the_standard_library_and_its_pinned_requirements():

@@ -118,7 +118,7 @@ def test_the_cluster_and_the_chief_come_from_tf_config(monkeypatch, tf_config, e
         monkeypatch.delenv("TF_CONFIG", raising=False)
     else:
         monkeypatch.setenv("TF_CONFIG", json.dumps(tf_config))
-    assert contract._cluster() == expected
+    assert contract.workers_and_index() == expected
 
 
 def test_without_tf_config_only_the_first_sagemaker_host_is_chief(tmp_path, monkeypatch, image_channels):

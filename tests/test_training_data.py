@@ -64,6 +64,24 @@ def test_breast_cancer_trains_on_benign_only_and_tests_on_both(tmp_path):
     assert labels["test"].sum() == 212 and (labels["test"] == 0).sum() == 357 - len(labels["train"]) - len(labels["validation"])
 
 
+def test_japanese_vowels_are_zero_padded_sequences_with_validation_from_train(tmp_path):
+    channels = prepare("speech", tmp_path)
+    read = {channel: _read(folder, channel, "frames", "label") for channel, folder in channels.items()}
+    assert {channel: spec.count for channel, (spec, _, _) in read.items()} == {"train": 216, "validation": 54,
+                                                                               "test": 370}
+    spec, frames, labels = read["train"]
+    assert spec.class_names == tuple(f"speaker {index}" for index in range(1, 10))
+    assert frames.shape[1:] == (29, 12) and spec.metadata["min_length"] == 7
+    # Stratified: each speaker's 30 training utterances split 24 / 6.
+    assert spec.class_counts == (24,) * 9 and read["validation"][0].class_counts == (6,) * 9
+    for _, sequences, _ in read.values():
+        real = sequences.any(axis=2)
+        lengths = real.sum(axis=1)
+        assert lengths.min() >= 7 and lengths.max() <= 29
+        assert all(real[index, :length].all() and not real[index, length:].any()
+                   for index, length in enumerate(lengths)), "padding must come after the real frames, only"
+
+
 def test_transfer_task_has_few_labels_and_base_weights_from_the_source_task(small_data):  # noqa: F811
     channels = small_data("transfer")
     described = json.loads((channels["pretrained"] / "base.json").read_text())

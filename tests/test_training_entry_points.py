@@ -11,30 +11,74 @@ import pytest
 import tensorflow as tf
 
 import networks
+import tasks
 from training_support import metrics_lines, run_entry_point, serving_config, small_data  # noqa: F401
 
 pytestmark = pytest.mark.integration
 
-SIGNATURE_OUTPUTS = {
-    "image_classifier": {"probabilities"},
-    "sequence_forecaster": {"forecast"},
-    "anomaly_detector": {"reconstruction_error", "threshold", "embedding"},
-}
-PLOTS = {
-    "cnn": {"training_curves.png", "confusion_matrix.png"},
-    "transfer": {"training_curves.png", "confusion_matrix.png"},
-    "rnn": {"training_curves.png", "forecast_vs_actual.png"},
-    "autoencoder": {"training_curves.png", "reconstruction_error.png"},
-}
 
 
-def _sample_input(network: networks.Network, serving: dict, rows: int = 3) -> np.ndarray:
-    rng = np.random.default_rng(0)
-    if network.task == "image_classifier":
-        return rng.uniform(0, 255, size=(rows, *serving["input_shape"])).astype(np.float32)
-    if network.task == "sequence_forecaster":
-        return (340 + rng.normal(size=(rows, *serving["input_shape"]))).astype(np.float32)
+def _images(serving: dict, rng: np.random.Generator, rows: int) -> np.ndarray:
+    return rng.uniform(0, 255, size=(rows, *serving["input_shape"])).astype(np.float32)
+
+
+def _histories(serving: dict, rng: np.random.Generator, rows: int) -> np.ndarray:
+    return (340 + rng.normal(size=(rows, *serving["input_shape"]))).astype(np.float32)
+
+
+def _feature_rows(serving: dict, rng: np.random.Generator, rows: int) -> np.ndarray:
     return rng.uniform(0, 100, size=(rows, *serving["input_shape"])).astype(np.float32)
+
+
+def _padded_sequences(serving: dict, rng: np.random.Generator, rows: int) -> np.ndarray:
+    frames = rng.normal(0, 0.5, size=(rows, *serving["input_shape"])).astype(np.float32) + 0.1
+    for row, length in enumerate(rng.integers(1, serving["max_length"] + 1, size=rows)):
+        frames[row, length:] = 0.0
+    return frames
+
+
+def _check_classes(answer, serving, evaluation, signature) -> None:
+    assert answer["probabilities"].shape == (3, len(serving["class_names"]))
+    np.testing.assert_allclose(answer["probabilities"].numpy().sum(axis=1), 1.0, rtol=1e-5)
+
+
+def _check_forecast(answer, serving, evaluation, signature) -> None:
+    assert (serving["window"], serving["n_features"]) == tuple(serving["input_shape"])
+    assert answer["forecast"].shape == (3, serving["horizon"])
+    # In the series' own units: next to the ~340 ppm it was given, not a standardized value.
+    assert np.all(np.abs(answer["forecast"].numpy() - 340) < 20)
+
+
+def _check_anomaly_scores(answer, serving, evaluation, signature) -> None:
+    assert answer["embedding"].shape == (3, serving["encoding_dim"])
+    assert answer["reconstruction_error"].shape == (3,)
+    np.testing.assert_allclose(answer["threshold"].numpy(), serving["threshold"], rtol=1e-6)
+    assert evaluation["threshold"] == pytest.approx(serving["threshold"])
+
+
+def _check_sequence_classes(answer, serving, evaluation, signature) -> None:
+    _check_classes(answer, serving, evaluation, signature)
+    assert (serving["max_length"], serving["n_features"]) == tuple(serving["input_shape"])
+    # Masked, not read: the padding's place does not matter (a GRU reading it would differ).
+    frames = np.random.default_rng(1).normal(0, 0.5, (5, serving["n_features"])).astype(np.float32) + 0.1
+    padding = np.zeros((serving["max_length"] - len(frames), serving["n_features"]), np.float32)
+    after, before = (np.concatenate(parts)[np.newaxis] for parts in ((frames, padding), (padding, frames)))
+    np.testing.assert_allclose(signature(frames=tf.constant(after))["probabilities"].numpy(),
+                               signature(frames=tf.constant(before))["probabilities"].numpy(), rtol=1e-4, atol=1e-6)
+
+
+# Per task: a batch the exported signature must take, and what its answer must look like.
+SAMPLE_INPUTS = {"image_classifier": _images, "sequence_forecaster": _histories,
+                 "anomaly_detector": _feature_rows, "sequence_classifier": _padded_sequences}
+ANSWER_CHECKS = {"image_classifier": _check_classes, "sequence_forecaster": _check_forecast,
+                 "anomaly_detector": _check_anomaly_scores, "sequence_classifier": _check_sequence_classes}
+
+
+def test_every_task_and_network_has_its_fixtures():
+    from training_support import SMALL_DATA
+
+    assert set(SAMPLE_INPUTS) == set(ANSWER_CHECKS) == set(tasks.TASKS)
+    assert set(SMALL_DATA) == set(networks.NETWORKS), "training_support.SMALL_DATA needs a slice per network"
 
 
 @pytest.mark.parametrize("name", list(networks.NETWORKS))
@@ -58,34 +102,24 @@ def test_entry_point_trains_and_exports_a_servable_model(tmp_path, small_data, n
     evaluation = json.loads((output / "evaluation.json").read_text())
     assert evaluation["network"] == name
     assert evaluation["metrics"] == {metric: {"value": pytest.approx(value, rel=1e-5)} for metric, value in final.items()}
-    assert PLOTS[name] <= {path.name for path in output.glob("*.png")}
+    assert {"training_curves.png", f"{network.task.plot}.png"} <= {path.name for path in output.glob("*.png")}
 
     model_dir = tmp_path / "model"
     assert sorted(path.name for path in model_dir.iterdir()) == ["1", "code"]
     assert {"inference.py", "requirements.txt", "serving.json"} <= {path.name for path in (model_dir / "code").iterdir()}
     serving = serving_config(model_dir)
-    assert (serving["network"], serving["task"], serving["input_name"], serving["input_dtype"]) == (
-        name, network.task, network.input_name, "float32")
+    assert (serving["network"], serving["input_name"], serving["input_dtype"]) == (name, network.input_name, "float32")
+    assert network.task.serving_description().items() <= serving.items()
+    assert set(network.task.serving_fields) <= set(serving)
 
     signature = tf.saved_model.load(str(model_dir / "1")).signatures["serving_default"]
     assert set(signature.structured_input_signature[1]) == {network.input_name}
-    answer = signature(**{network.input_name: tf.constant(_sample_input(network, serving))})
-    assert set(answer) == SIGNATURE_OUTPUTS[network.task]
+    sample = SAMPLE_INPUTS[network.task.name](serving, np.random.default_rng(0), 3)
+    answer = signature(**{network.input_name: tf.constant(sample)})
+    assert set(answer) == set(network.task.outputs)
     assert all(value.dtype == tf.float32 and value.shape[0] == 3 for value in answer.values())
     assert all(np.isfinite(value.numpy()).all() for value in answer.values())
-    if network.task == "image_classifier":
-        assert answer["probabilities"].shape == (3, len(serving["class_names"]))
-        np.testing.assert_allclose(answer["probabilities"].numpy().sum(axis=1), 1.0, rtol=1e-5)
-    elif network.task == "sequence_forecaster":
-        assert (serving["window"], serving["n_features"]) == tuple(serving["input_shape"])
-        assert answer["forecast"].shape == (3, serving["horizon"])
-        # In the series' own units: next to the ~340 ppm it was given, not a standardized value.
-        assert np.all(np.abs(answer["forecast"].numpy() - 340) < 20)
-    else:
-        assert answer["embedding"].shape == (3, serving["encoding_dim"])
-        assert answer["reconstruction_error"].shape == (3,)
-        np.testing.assert_allclose(answer["threshold"].numpy(), serving["threshold"], rtol=1e-6)
-        assert evaluation["threshold"] == pytest.approx(serving["threshold"])
+    ANSWER_CHECKS[network.task.name](answer, serving, evaluation, signature)
 
 
 def test_cnn_through_sagemakers_own_launcher(tmp_path, small_data):  # noqa: F811

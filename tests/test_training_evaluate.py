@@ -15,13 +15,10 @@ import pytest
 
 import records
 from infra.source_bundle import build_source_bundle
+from training.networks import NETWORKS, get_network
 from training_support import run_entry_point, small_data  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.integration
-
-PLOT = {"cnn": "confusion_matrix.png", "transfer": "confusion_matrix.png", "rnn": "forecast_vs_actual.png",
-        "autoencoder": "reconstruction_error.png"}
-
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory) -> Path:
@@ -71,7 +68,7 @@ def run_evaluate(bundle: Path, network: str, model_dir: Path, test_dir: Path, ou
                           cwd=bundle, capture_output=True, text=True, timeout=180, env=environment)
 
 
-@pytest.mark.parametrize("network", ["cnn", "autoencoder", "rnn", "transfer"])
+@pytest.mark.parametrize("network", list(NETWORKS))
 def test_evaluate_reports_the_training_runs_test_metrics(bundle, trained, small_data, tmp_path, network):  # noqa: F811
     model_dir, from_training = trained(network)
     finished = run_evaluate(bundle, network, model_dir, small_data(network)["test"], tmp_path / "evaluation")
@@ -82,9 +79,12 @@ def test_evaluate_reports_the_training_runs_test_metrics(bundle, trained, small_
     assert set(report["metrics"]) == set(from_training["metrics"])
     for name, metric in from_training["metrics"].items():
         assert report["metrics"][name]["value"] == pytest.approx(metric["value"], rel=1e-5, abs=1e-6), name
-    if network == "autoencoder":
-        assert report["threshold"] == pytest.approx(from_training["threshold"], rel=1e-6)
-    assert (tmp_path / "evaluation" / PLOT[network]).stat().st_size > 0
+    details = set(report) - {"network", "metrics"}  # e.g. the threshold, the baseline
+    assert details <= set(from_training)
+    for key in details:
+        expected = from_training[key]
+        assert report[key] == (pytest.approx(expected, rel=1e-6) if isinstance(expected, float) else expected), key
+    assert (tmp_path / "evaluation" / f"{get_network(network).task.plot}.png").stat().st_size > 0
 
 
 def _wider_images(tmp_path: Path, test_dir: Path) -> Path:

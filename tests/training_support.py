@@ -19,6 +19,7 @@ SMALL_DATA = {
     "rnn": {"limit": 96},
     "autoencoder": {"limit": 80},
     "transfer": {"limit": 60, "labelled_per_class": 6, "pretrain_epochs": 1},
+    "speech": {"limit": 90},
 }
 QUICK = {"epochs": 2, "batch_size": 32}
 

@@ -29,7 +29,6 @@ from typing import Any
 import tensorflow as tf
 
 import contract
-import evaluation
 import networks
 import records
 
@@ -74,27 +73,13 @@ def evaluate(network_name: str, model_dir: Path, test_dir: Path, output_dir: Pat
     def outputs(inputs: tf.Tensor) -> dict[str, tf.Tensor]:
         return signature(**{network.input_name: inputs})
 
-    target = contract.TARGET_FEATURE[network.task]
-    test = records.dataset(test_dir, spec, TEST_CHANNEL, inputs=network.input_name, targets=target,
+    task = network.task
+    test = records.dataset(test_dir, spec, TEST_CHANNEL, inputs=network.input_name, targets=task.target,
                            batch_size=batch_size,
                            num_classes=len(spec.class_names) if spec.class_names else None)
     output_dir.mkdir(parents=True, exist_ok=True)
-    details: dict[str, Any] = {}
-    if network.task == "image_classifier":
-        metrics = evaluation.classifier(lambda images: outputs(images)["probabilities"], test,
-                                        description["class_names"], output_dir / "confusion_matrix.png")
-    elif network.task == "sequence_forecaster":
-        season = int(description["season"])
-        metrics = evaluation.forecaster(lambda history: outputs(history)["forecast"], test, season=season,
-                                        target_index=int(description["target_index"]),
-                                        plot=output_dir / "forecast_vs_actual.png")
-        details["baseline"] = f"seasonal naive, season {season}"
-    else:
-        # The threshold the model itself answers with, which is what an endpoint flags by.
-        threshold = float(outputs(tf.zeros([1, *input_shape]))["threshold"][0])
-        metrics = evaluation.anomaly_detector(lambda features: outputs(features)["reconstruction_error"], test,
-                                              threshold=threshold, plot=output_dir / "reconstruction_error.png")
-        details["threshold"] = threshold
+    metrics, details = task.evaluate(outputs, test, {**description, "input_shape": list(input_shape)},
+                                     output_dir / f"{task.plot}.png")
     document = {"network": network.name,
                 "metrics": {name: {"value": float(value)} for name, value in metrics.items()},
                 **details}
@@ -138,18 +123,15 @@ def _check_test_channel(spec: records.ChannelSpec, network: networks.Network, de
     def fail(problem: str) -> records.DataError:
         return records.DataError(f"channel {TEST_CHANNEL!r}: {problem}")
 
-    target = contract.TARGET_FEATURE[network.task]
-    for name in (network.input_name, target):
+    for name in (network.input_name, network.task.target):
         if name not in spec.features:
             raise fail(f"no feature {name!r} (has {', '.join(spec.features)})")
     if spec.shape(network.input_name) != input_shape:
         raise fail(f"{network.input_name!r} has shape {list(spec.shape(network.input_name))}, "
                    f"but the model takes {list(input_shape)}")
-    if network.task == "image_classifier" and list(spec.class_names) != description["class_names"]:
-        raise fail(f"class names {list(spec.class_names)} differ from the model's {description['class_names']}")
-    if network.task == "sequence_forecaster" and spec.shape(target) != (description["horizon"],):
-        raise fail(f"{target!r} has shape {list(spec.shape(target))}, but the model forecasts "
-                   f"{description['horizon']} steps")
+    problem = network.task.test_spec_problem(spec, description)
+    if problem:
+        raise fail(problem)
 
 
 if __name__ == "__main__":

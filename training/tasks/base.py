@@ -1,0 +1,109 @@
+"""What every task defines; the per-task modules beside this one fill it in."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+# The serving handler's vocabulary (inference/model_code/inference.py): how it reads a request
+# that is not TF Serving JSON, and how it writes its answer. A task picks one of each.
+REQUEST_FORMS = ("image", "window", "rows", "sequence")
+ANSWER_FORMS = ("classes", "forecast", "anomaly")
+# What every serving.json holds besides the task's own fields.
+COMMON_SERVING_FIELDS = ("network", "task", "input_name", "input_shape", "input_dtype", "signature",
+                         "outputs", "request_form", "answer_form", "content_types")
+
+Outputs = Callable[[Any], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """One endpoint answer beside the truth, in words a report can show."""
+
+    truth: str
+    prediction: str
+    correct: bool | None
+    """Whether the prediction is the truth; None where there is no right or wrong (forecasts)."""
+    error: float | None = None
+    """Mean absolute error (forecasts); None elsewhere."""
+
+
+class Task:
+    """A kind of task. Subclasses set the attributes and override what differs."""
+
+    name: str
+    summary: str
+    target: str
+    """The records feature holding the truth (the input feature is the network's `input_name`)."""
+    target_required: bool = True
+    """False where training does without it (an anomaly detector learns from normal data alone)."""
+    outputs: tuple[str, ...]
+    """The serving signature's outputs, in this order, all float32 with the batch first."""
+    request_form: str
+    answer_form: str
+    content_types: tuple[str, ...]
+    """Request content types the serving handler takes for this task."""
+    serving_fields: tuple[str, ...]
+    """What the entry point must give `Job.save_model(serving=...)` for serving.json."""
+    plot: str
+    """The evaluation plot's file name, without `.png`."""
+    reads_class_names: bool = False
+    """Whether the records' class names are the model's (and must agree across channels)."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if getattr(cls, "request_form", None) not in REQUEST_FORMS:
+            raise TypeError(f"{cls.__name__}.request_form must be one of {REQUEST_FORMS}")
+        if getattr(cls, "answer_form", None) not in ANSWER_FORMS:
+            raise TypeError(f"{cls.__name__}.answer_form must be one of {ANSWER_FORMS}")
+
+    def __repr__(self) -> str:
+        return f"<task {self.name}>"
+
+    # ------------------------------------------------------------------ channels
+
+    def train_shape_problem(self, input_shape: tuple[int, ...], spec: Any, knobs: SimpleNamespace) -> str | None:
+        """What is wrong with the train channel's shapes for this task (`spec`: records.ChannelSpec)."""
+        return None
+
+    def test_spec_problem(self, spec: Any, description: dict[str, Any]) -> str | None:
+        """What is wrong with a test channel for the model `description` (its serving.json)."""
+        if self.reads_class_names and list(spec.class_names) != list(description["class_names"]):
+            return f"class names {list(spec.class_names)} differ from the model's {description['class_names']}"
+        return None
+
+    # ------------------------------------------------------------------ serving
+
+    def serving_description(self) -> dict[str, Any]:
+        """The task's part of serving.json: what the handler needs to read requests and answers."""
+        return {"task": self.name, "outputs": list(self.outputs), "request_form": self.request_form,
+                "answer_form": self.answer_form, "content_types": list(self.content_types)}
+
+    # ------------------------------------------------------------------ evaluation
+
+    def evaluate(self, outputs: Outputs, test: Any, description: dict[str, Any],
+                 plot: Path) -> tuple[dict[str, float], dict[str, Any]]:
+        """(test metrics, details for evaluation.json) of the model `outputs` (a batch of inputs
+        -> the signature's outputs) on the test stream of (inputs, targets); writes `plot`."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ endpoint answers
+
+    def judge(self, target: Any, answer: dict[str, Any], class_names: Sequence[str]) -> Judgement:
+        """The handler's answer for one example beside the records' `target`."""
+        raise NotImplementedError
+
+
+def values_text(values: Sequence[float]) -> str:
+    return ", ".join(f"{value:.4g}" for value in values)
+
+
+def evaluation_module() -> Any:
+    """training/evaluation.py (TensorFlow, matplotlib), loaded only when a task evaluates: that
+    happens inside training, where the training modules import as top-level modules."""
+    import evaluation
+
+    return evaluation
