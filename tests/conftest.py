@@ -6,6 +6,8 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TRAINING_DIR = REPO_ROOT / "training"
 
@@ -27,3 +29,12 @@ os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
 # The CLI's rich consoles are built at import; a fixed width keeps captured tables from
 # wrapping differently under different terminals and pytest-xdist workers.
 os.environ["COLUMNS"] = "200"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def data_cache(tmp_path_factory):
+    """Data preparation caches what it writes (mlops/datasets/cache.py): each test session gets
+    a cache of its own, empty at the start, never the user's."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLOPS_CACHE_DIR", str(tmp_path_factory.mktemp("mlops-cache")))
+        yield

@@ -51,7 +51,7 @@ CNN_CASES = {
     "missing channel": (_without_test, (), ["error: channel 'test' is missing: set SM_CHANNEL_TEST or pass --test DIR"]),
     "empty channel": (_empty_validation, (), ["error: channel 'validation' (", "no spec.json (the channel is empty)"]),
     "wrong shape": (_smaller_validation_images, (), ["error: channel 'validation': 'image' has shape [6, 6, 1], "
-                                                     "but the train channel has [8, 8, 1]"]),
+                                                     "but the train channel has [28, 28, 1]"]),
     "records unlike their spec": (_records_unlike_their_spec, (), [
         "error: channel 'train': feature 'image' records do not hold shape [7, 7, 1]"]),
     "bad hyperparameter": (lambda channels, tmp_path: channels, ("--epochs", "ten"),

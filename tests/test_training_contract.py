@@ -56,7 +56,7 @@ def test_hyperparameters_arrive_the_same_in_both_toolkit_encodings(tmp_path, mon
     job = contract.Job.from_arguments(CNN, argv + _channel_arguments(image_channels)
                                       + ["--model_dir", str(tmp_path / "m"), "--output_dir", str(tmp_path / "o")])
     assert {name: getattr(job.hyperparameters, name) for name in values} == values
-    assert job.hyperparameters.batch_size == 32  # registry default
+    assert job.hyperparameters.batch_size == CNN.hyperparameter("batch_size").default
     assert job.checkpoint_dir == tmp_path / "ckpt"
 
 

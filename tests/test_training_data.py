@@ -30,7 +30,7 @@ def test_every_network_has_an_offline_and_an_online_preparer():
 
 
 def test_digits_are_uint8_images_split_stratified(tmp_path):
-    channels = prepare("cnn", tmp_path)
+    channels = PREPARERS["digits"].prepare(tmp_path)
     counts = {}
     for channel, folder in channels.items():
         spec, images, labels = _read(folder, channel, "image", "label")

@@ -77,9 +77,9 @@ def test_hardware_is_read_from_cpuinfo_and_the_gpus(tmp_path, monkeypatch):
 @pytest.fixture
 def digits(tmp_path_factory):
     """All of sklearn's digits as channels: a test set of 360 images."""
-    from mlops.datasets import prepare
+    from mlops.datasets import PREPARERS
 
-    return prepare("cnn", tmp_path_factory.mktemp("digits"))
+    return PREPARERS["digits"].prepare(tmp_path_factory.mktemp("digits"))
 
 
 def _arguments(channels, work, *extra):

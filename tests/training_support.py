@@ -34,10 +34,7 @@ def small_data(tmp_path_factory):
 
     def channels(network: str) -> dict[str, Path]:
         if network not in made:
-            options = dict(SMALL_DATA[network])
-            if network == "transfer":
-                options["cache_dir"] = root / "cache"
-            made[network] = prepare(network, root / network, **options)
+            made[network] = prepare(network, root / network, **SMALL_DATA[network])
         return made[network]
 
     return channels

