@@ -18,6 +18,7 @@ from botocore.exceptions import ClientError
 
 from mlops.local.iam import ADMINISTRATOR, enforced_iam
 from mlops.local.moto import moto_server
+from mlops.local.permissions import write_permissions_report
 from mlops.local.pipeline_executor import LocalPipelineExecutor, StepFailed
 from mlops.local.training_job import start_job
 from policy_documents import policy_documents
@@ -169,3 +170,18 @@ def test_registering_runs_as_the_pipeline_role_and_fails_without_its_statement(a
     assert failed.value.step == "Register"
     assert (f"assumed-role/{role_name}/SageMakerPipelines is not authorized to perform: sagemaker:CreateModelPackage "
             f"on resource: arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package-group/{CNN_GROUP}") in failed.value.reason
+
+
+def test_the_permissions_report_lists_each_roles_calls_and_the_statements_no_call_matched(aws, tmp_path: Path) -> None:
+    server, iam, role_arn = aws
+    iam.client(role_arn, "s3", session="report").get_object(Bucket=DATA, Key="cnn/train/spec.json")
+    write_permissions_report(tmp_path, iam, network="cnn", networks=["cnn", "rnn"])
+    report = json.loads((tmp_path / "permissions.json").read_text())
+    (role,) = [role for role in report["roles"] if role["role"] == "execution-role"]
+    assert {"action": "s3:GetObject", "resource": f"arn:aws:s3:::{DATA}/cnn/train/spec.json", "allowed": True,
+            "count": 1} in [{**call, "count": 1} for call in role["calls"]]
+    statements = {statement["sid"]: statement for statement in role["statements"]}
+    assert statements["ReadTrainingData"]["calls_matched"] >= 1 and "why_unmatched" not in statements["ReadTrainingData"]
+    assert statements["UseProjectKey"]["calls_matched"] == 0
+    assert "moto's S3 encrypts" in statements["UseProjectKey"]["why_unmatched"]
+    assert "## execution-role" in (tmp_path / "permissions.md").read_text()

@@ -26,6 +26,8 @@ _NOT_EXERCISED = {
                   "log (not exercised locally)",
     "ecr": "image pulls: the local runner runs the jobs in this machine's Python, not in the framework image "
            "(not exercised locally)",
+    "sagemaker": "SageMaker Pipelines' own bookkeeping (tagging, polling, stopping jobs): the local executor "
+                 "records jobs in moto itself, not as this role (not exercised locally)",
     "kms": "the key: moto's S3 encrypts and decrypts with it without a KMS request in the caller's name, so "
            "the use is real but not authorized here (nor is the key policy, a resource policy)",
 }
