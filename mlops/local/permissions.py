@@ -32,8 +32,9 @@ _NOT_EXERCISED = {
            "the use is real but not authorized here (nor is the key policy, a resource policy)",
 }
 _NOT_EXERCISED_PREFIXES = {
-    "checkpoints/": "reading checkpoints back: a resumed job (spot interruption, retry) does; a fresh run only "
-                    "writes them (not exercised: spot resume)",
+    "checkpoints/": "checkpoints: in AWS SageMaker uploads them during training and a resumed job (spot "
+                    "interruption, retry) reads them back; the local runner syncs at the end of the job, when a "
+                    "finished entry point has removed them (not exercised: spot resume)",
     "data-capture/": "the endpoint's data capture: the local endpoint captures nothing (not exercised locally)",
 }
 
