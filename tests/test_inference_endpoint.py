@@ -161,11 +161,11 @@ def test_ping_and_invocations_answer_with_the_handlers_own_status(endpoints):
     assert unsupported.status_code == 415 and "text/csv" in unsupported.json()["error"]
 
 
-def _raw_request(url: str, head: str, timeout: float = 5.0) -> bytes:
-    """Sends only the request head and returns everything the server answers before closing."""
+def _raw_request(url: str, head: str, body: bytes = b"", timeout: float = 5.0) -> bytes:
+    """Sends the request head (and `body`) and returns everything the server answers before closing."""
     host, port = url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=timeout) as connection:
-        connection.sendall(head.encode())
+        connection.sendall(head.encode() + body)
         answer = b""
         while chunk := connection.recv(65536):
             answer += chunk
@@ -182,6 +182,20 @@ def test_an_oversized_body_gets_413_without_being_read(endpoints, path, words):
                                                 f"Content-Type: image/png\r\nContent-Length: {SIX_MB + 1}\r\n\r\n")
     assert answer.startswith(b"HTTP/1.1 413 ")
     assert b"Connection: close" in answer and words in answer
+
+
+@pytest.mark.parametrize("path, words", [
+    ("/invocations", "SageMaker accepts at most 6291456 bytes"),
+    ("/endpoints/mlops-local-cnn/invocations", "HTTP content length exceeded 6291456 bytes."),
+])
+def test_a_client_sending_an_oversized_body_reads_the_413_answer(endpoints, path, words):
+    # The client sends all 7 MB before it reads: a server closing on the unread body resets the
+    # connection, and the client sees a broken pipe instead of the answer.
+    response = requests.post(endpoints["cnn"].url + path, data=b"\0" * (SIX_MB + 1024 * 1024),
+                             headers={"Content-Type": "image/png"}, timeout=60)
+    assert response.status_code == 413 and response.headers["Connection"] == "close"
+    assert words in response.text
+    assert requests.get(endpoints["cnn"].url + "/ping", timeout=10).status_code == 200
 
 
 def test_a_chunked_body_is_refused_with_411(endpoints):
@@ -202,6 +216,28 @@ def test_one_keep_alive_connection_serves_many_requests(endpoints):
         sockets.add(connection.sock)
     connection.close()
     assert len(sockets) == 1 and None not in sockets
+
+
+def test_keep_alive_and_new_connection_clients_are_served_side_by_side(endpoints):
+    host, port = endpoints["cnn"].url.removeprefix("http://").split(":")
+    body = image_bytes(np.zeros((8, 8), np.uint8))
+    kept = http.client.HTTPConnection(host, int(port), timeout=10)
+    kept.connect()
+    kept_socket = kept.sock
+    for _ in range(3):
+        kept.request("POST", "/invocations", body=body, headers={"Content-Type": "image/png"})
+        kept_answer = kept.getresponse()
+        assert kept_answer.status == 200 and kept_answer.getheader("Connection") == "keep-alive"
+        assert json.loads(kept_answer.read())["predictions"]
+        # One new connection per request, as a client without a connection pool makes them.
+        answer = _raw_request(endpoints["cnn"].url, f"POST /endpoints/mlops-local-cnn/invocations HTTP/1.1\r\n"
+                                                    f"Host: x\r\nContent-Type: image/png\r\nConnection: close\r\n"
+                                                    f"Content-Length: {len(body)}\r\n\r\n", body)
+        head, _, payload = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 ") and b"Connection: close" in head  # and then it closed
+        assert json.loads(payload)["predictions"]
+    assert kept.sock is kept_socket
+    kept.close()
 
 
 # ------------------------------------------------------------------------ TensorFlow Serving REST
@@ -329,7 +365,7 @@ def test_stop_finishes_in_flight_requests_closes_idle_connections_and_frees_the_
 def test_a_model_tarball_is_served_and_its_extraction_removed(models, tmp_path, signatures):
     tarball = tarball_of(models["autoencoder"], tmp_path / "model.tar.gz")
     rows = np.ones((1, N_FEATURES), np.float32)
-    with LocalEndpoint(tarball, "from-tar") as endpoint:
+    with LocalEndpoint(tarball, "from-tar", workers=1) as endpoint:
         extracted = endpoint._artifact.root
         assert extracted.is_dir()
         answer = requests.post(endpoint.url + "/invocations", data=",".join(["1"] * N_FEATURES),

@@ -155,7 +155,8 @@ def test_the_handler_answers_or_raises_invalid_input_for_any_body(models, networ
 def test_the_endpoint_never_answers_5xx_and_keeps_serving(models, network):
     name = f"mlops-local-{network}"
     statuses: dict[int, int] = {}
-    with LocalEndpoint(models[network], name) as endpoint, requests.Session() as session:
+    # One worker: answers, not throughput, are checked here, and each worker loads TensorFlow.
+    with LocalEndpoint(models[network], name, workers=1) as endpoint, requests.Session() as session:
         @FUZZ_SETTINGS
         @given(request=requests_for(network),
                route=st.sampled_from(["/invocations", f"/endpoints/{name}/invocations",

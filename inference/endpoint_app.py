@@ -1,0 +1,260 @@
+"""The local endpoint's routes as a WSGI application; the HTTP server around it is gunicorn's.
+
+One request in, one answer out, as SageMaker's TF Serving container (a Falcon app under gunicorn)
+and SageMaker Runtime answer it (the routes are listed in `inference.local_endpoint`). The app
+also knows whether the endpoint is draining (new invocations get 503) and how many requests are
+in flight, which is what the server's graceful stop waits for.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+import socket
+import threading
+import time
+import uuid
+from collections import namedtuple
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Callable
+
+from werkzeug.wrappers import Request, Response
+
+if TYPE_CHECKING:
+    from inference.tf_serving import SavedModelServable
+
+log = logging.getLogger(__name__)
+
+# The container's request context, field for field (tfs_utils.Context in the container's source).
+Context = namedtuple("Context", "model_name, model_version, method, rest_uri, grpc_port, channel, "
+                                "custom_attributes, request_content_type, accept_header, content_length")
+
+MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # SageMaker Runtime's real-time InvokeEndpoint limit
+TFS_MODEL_NAME = "model"  # the container serves /opt/ml/model under this name
+PRODUCTION_VARIANT = "AllTraffic"
+CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"
+JSON = "application/json"
+# After a 413 the unread body is read and dropped (so the client, still sending, reads the answer
+# instead of a reset), for at most this long without a byte arriving.
+DISCARD_IDLE_SECONDS = 5.0
+
+_RUNTIME_PATH = re.compile(r"/endpoints/([^/]+)/invocations")
+_TFS_PATH = re.compile(r"/v1/models/([^/:]+)(?:/versions/(\d+))?(:[a-z]+)?")
+_TFS_ATTRIBUTE = re.compile(r"(tfs-[a-z\-]+=[^,]+)")
+
+Handler = Callable[[io.BytesIO, Context], tuple]
+
+
+def http_status_of(error: Exception) -> int:
+    """The 4xx a handler's exception asks for (`http_status`, e.g. InvalidInput), else 500."""
+    status = getattr(error, "http_status", None)
+    return status if isinstance(status, int) and 400 <= status < 500 else 500
+
+
+class EndpointApp:
+    """Routes a request to the handler, the servable or an error answer (thread-safe)."""
+
+    def __init__(self, endpoint_name: str, servable: SavedModelServable, invoke_handler: Handler,
+                 server_address: tuple[str, int]) -> None:
+        self.endpoint_name = endpoint_name
+        self.servable = servable
+        self.invoke_handler = invoke_handler
+        self.server_address = server_address
+        self.draining = False
+        self._in_flight = 0
+        self._changed = threading.Condition()
+
+    def __call__(self, environ: dict, start_response: Callable):
+        with self._counted():
+            request = Request(environ)
+            response = self.route(request)
+        response.headers["x-amzn-RequestId"] = str(uuid.uuid4())
+        if self.draining:
+            response.headers["Connection"] = "close"
+        return response(environ, start_response)
+
+    def drain(self, timeout: float) -> bool:
+        """From now on invocations get 503; waits until no request is in flight (False: timed out)."""
+        with self._changed:
+            self.draining = True
+            return self._changed.wait_for(lambda: self._in_flight == 0, timeout)
+
+    @contextmanager
+    def _counted(self):
+        with self._changed:
+            self._in_flight += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._in_flight -= 1
+                self._changed.notify_all()
+
+    # ------------------------------------------------------------------------------ routes
+
+    def route(self, request: Request) -> Response:
+        path = request.path
+        if request.method == "GET":
+            return self._get(path)
+        if request.method != "POST":
+            return _json(405, {"error": f"no route {request.method} {path}"})
+        runtime = _RUNTIME_PATH.fullmatch(path)
+        predict = _TFS_PATH.fullmatch(path)
+        if self.draining and (runtime or path == "/invocations"):
+            if runtime:
+                return _runtime_error(503, "ServiceUnavailable", "The endpoint is shutting down.")
+            return _json(503, {"error": "the endpoint is shutting down"})
+        if path == "/invocations":
+            return self._invoke(request, runtime_api=False)
+        if runtime:
+            name = runtime[1]  # PATH_INFO is percent-decoded already
+            if name != self.endpoint_name:
+                return _runtime_error(400, "ValidationError", f"Endpoint {name} not found. This local "
+                                                              f"endpoint serves {self.endpoint_name}.")
+            return self._invoke(request, runtime_api=True)
+        if predict and predict[3] == ":predict":
+            missing = self._servable_missing(predict)
+            if missing:
+                return missing
+            body = _read_body(request, runtime_api=False)
+            if isinstance(body, Response):
+                return body
+            status, answer = self.servable.predict(body)
+            return Response(answer, status, content_type=JSON)
+        return _json(404, {"error": f"no route POST {path}"})
+
+    def _get(self, path: str) -> Response:
+        if path == "/ping":
+            return Response(b"", 200, content_type=JSON)
+        match = _TFS_PATH.fullmatch(path)
+        if match and match[3] is None:
+            return self._servable_missing(match) or _json(200, self.servable.status())
+        return _json(404, {"error": f"no route GET {path}"})
+
+    def _invoke(self, request: Request, runtime_api: bool) -> Response:
+        """One invocation: the request's body in, the answer out (where data capture would record both)."""
+        body = _read_body(request, runtime_api)
+        if isinstance(body, Response):
+            return body
+        try:
+            answer, content_type = self.invoke_handler(io.BytesIO(body), self._context(request, len(body)))
+            status = 200
+        except Exception as error:  # noqa: BLE001 - as the container: any handler failure is an answer
+            status = http_status_of(error)
+            if status == 500:
+                log.exception("handler failed")
+            answer, content_type = json.dumps({"error": str(error)}), JSON
+        response = Response(answer, status, content_type=content_type or JSON)
+        if runtime_api and status < 300:
+            response.headers["x-Amzn-Invoked-Production-Variant"] = PRODUCTION_VARIANT
+        elif runtime_api:
+            response = _model_error(status, response.get_data())
+        return response
+
+    def _context(self, request: Request, content_length: int) -> Context:
+        custom_attributes = request.headers.get(CUSTOM_ATTRIBUTES_HEADER)
+        attributes = dict(match.split("=", 1) for match in _TFS_ATTRIBUTE.findall(custom_attributes or ""))
+        return Context(model_name=attributes.get("tfs-model-name"),
+                       model_version=attributes.get("tfs-model-version"),
+                       method=attributes.get("tfs-method"),
+                       rest_uri=self.rest_uri(attributes),
+                       grpc_port=None,  # no gRPC here: handlers must use rest_uri
+                       channel=None,
+                       custom_attributes=custom_attributes,
+                       request_content_type=request.headers.get("Content-Type") or JSON,
+                       accept_header=request.headers.get("Accept") or JSON,
+                       content_length=content_length)
+
+    def rest_uri(self, attributes: dict[str, str]) -> str:
+        """TF Serving's predict URL as the container builds it, from `tfs-*` custom attributes."""
+        host, port = self.server_address
+        host = "127.0.0.1" if host in ("", "0.0.0.0") else host
+        uri = f"http://{host}:{port}/v1/models/{attributes.get('tfs-model-name', TFS_MODEL_NAME)}"
+        if "tfs-model-version" in attributes:
+            uri += "/versions/" + attributes["tfs-model-version"]
+        return uri + ":" + attributes.get("tfs-method", "predict")
+
+    def _servable_missing(self, match: re.Match) -> Response | None:
+        name, version = match[1], match[2]
+        if name == TFS_MODEL_NAME and version in (None, str(self.servable.version)):
+            return None
+        wanted = f"Specific({name}, {version})" if version else f"Latest({name})"
+        return _json(404, {"error": f"Servable not found for request: {wanted}"})
+
+
+# ------------------------------------------------------------------------------ bodies
+
+def _read_body(request: Request, runtime_api: bool) -> bytes | Response:
+    """The body, or the 411/400/413 answer (a too large body is answered before it is read)."""
+    raw_length = request.headers.get("Content-Length")
+    if raw_length is None and request.headers.get("Transfer-Encoding"):
+        return _closing(_json(411, {"error": "send the body with a Content-Length header"}))
+    try:
+        length = int(raw_length or 0)
+    except ValueError:
+        length = -1
+    if length < 0:
+        return _closing(_json(400, {"error": "the Content-Length header is not a number of bytes"}))
+    if length > MAX_PAYLOAD_BYTES:
+        if runtime_api:
+            answer = _json(413, {"message": f"HTTP content length exceeded {MAX_PAYLOAD_BYTES} bytes."})
+        else:
+            answer = _json(413, {"error": f"the request body is {length} bytes; SageMaker accepts at most "
+                                          f"{MAX_PAYLOAD_BYTES} bytes per real-time request"})
+        answer.call_on_close(lambda: _discard_after_answer(request.environ, length))
+        return _closing(answer)
+    return request.stream.read(length) if length else b""
+
+
+def _discard_after_answer(environ: dict, length: int) -> None:
+    """Once the answer is sent: ends the answer with a FIN, then reads and drops the unread body.
+
+    Closing with unread bytes makes the kernel send a reset, and a client still sending its body
+    would see a broken pipe instead of the answer. Reading it lets the client finish sending and
+    then read the answer; the FIN first means a client that sends no body sees the answer end.
+    """
+    connection: socket.socket | None = environ.get("gunicorn.socket")
+    if connection is None:
+        return
+    try:
+        connection.shutdown(socket.SHUT_WR)
+        connection.settimeout(DISCARD_IDLE_SECONDS)
+        stream, remaining = environ["wsgi.input"], length
+        deadline = time.monotonic() + 60
+        while remaining > 0 and time.monotonic() < deadline:
+            chunk = stream.read(min(remaining, 1 << 20))
+            if not chunk:
+                break
+            remaining -= len(chunk)
+    except OSError:
+        pass  # the client went away: nothing left to protect
+
+
+# ------------------------------------------------------------------------------ answers
+
+def _model_error(status: int, container_body: bytes) -> Response:
+    """SageMaker Runtime's answer when the container answered non-2xx (botocore's ModelError)."""
+    original = container_body.decode("utf-8", errors="replace")
+    side = "client" if status < 500 else "server"
+    return _runtime_error(424, "ModelError", (
+        f"Received {side} error ({status}) from primary with message \"{original}\". "
+        f"See the local endpoint's log for more information."),
+        OriginalStatusCode=status, OriginalMessage=original)
+
+
+def _runtime_error(status: int, error_type: str, message: str, **fields) -> Response:
+    # rest-json: botocore reads the error code from this header and the modeled fields from the body.
+    response = _json(status, {"message": message, **fields})
+    response.headers["x-amzn-ErrorType"] = error_type
+    return response
+
+
+def _json(status: int, document: dict) -> Response:
+    return Response(json.dumps(document), status, content_type=JSON)
+
+
+def _closing(response: Response) -> Response:
+    response.headers["Connection"] = "close"
+    return response

@@ -1,0 +1,137 @@
+"""The endpoint's server process: gunicorn with threaded workers, as in SageMaker's TF Serving container.
+
+    python -m inference.endpoint_server SPEC_JSON      (started by `LocalEndpoint.start()`)
+
+The caller binds the listening socket and passes it in (`fd://N`), so a busy port is the
+caller's error and port 0 is resolved before this process starts. The gunicorn master never
+imports TensorFlow (TensorFlow does not survive a fork); each worker loads the SavedModel and
+the handlers itself, then writes "ready" (or "error <message>") to the status pipe. SIGTERM, or
+the caller going away (its end of the lifeline pipe closes), stops the server gracefully.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import signal
+import sys
+import threading
+from typing import Callable
+
+from gunicorn.app.base import BaseApplication
+from gunicorn.workers.gthread import ThreadWorker
+
+from inference.endpoint_app import EndpointApp
+
+log = logging.getLogger(__name__)
+
+# Idle keep-alive connections are closed after this long, so no thread waits forever on a client.
+KEEP_ALIVE_SECONDS = 60
+
+
+class DrainingWorker(ThreadWorker):
+    """gunicorn's threaded worker, stopping as the local endpoint always has.
+
+    gunicorn's own graceful stop stops accepting at once. This one first lets in-flight requests
+    finish while still accepting, answering new invocations 503 (and serving `:predict`, which an
+    in-flight lone `handler` may still call through a new connection), then stops as gunicorn does
+    and closes idle keep-alive connections instead of waiting for their timeout.
+    """
+
+    def handle_exit(self, sig, frame) -> None:
+        if self.alive and not self.app.endpoint_app.draining:
+            threading.Thread(target=self._stop_when_idle, name="drain", daemon=True).start()
+
+    def _stop_when_idle(self) -> None:
+        self.app.endpoint_app.drain(self.cfg.graceful_timeout)
+        self.method_queue.defer(self._close_idle_connections)
+        super().handle_exit(signal.SIGTERM, None)
+
+    def run(self) -> None:
+        super().run()
+        # Every connection is closed: nothing is left to save, and tearing TensorFlow down takes
+        # seconds on a busy machine, which the caller of stop() would wait for.
+        os._exit(0)
+
+    def _close_idle_connections(self) -> None:
+        while self.keepalived_conns:
+            connection = self.keepalived_conns.popleft()
+            self.poller.unregister(connection.sock)
+            self.nr_conns -= 1
+            connection.close()
+
+
+class _Server(BaseApplication):
+    def __init__(self, spec: dict) -> None:
+        self.spec = spec
+        self.endpoint_app: EndpointApp | None = None  # in a worker, once loaded
+        super().__init__()
+
+    def load_config(self) -> None:
+        spec = self.spec
+        for name, value in {
+            "bind": [f"fd://{spec['listen_fd']}"], "worker_class": DrainingWorker,
+            "workers": spec["workers"], "threads": spec["threads"], "keepalive": KEEP_ALIVE_SECONDS,
+            "graceful_timeout": math.ceil(spec["graceful_timeout"]),
+            # Loading TensorFlow and the model takes longer than gunicorn's 30 s heartbeat on a busy
+            # machine; a worker's main loop beats every second once it serves.
+            "timeout": 0, "loglevel": "warning", "accesslog": None, "proc_name": spec["endpoint_name"],
+        }.items():
+            self.cfg.set(name, value)
+
+    def load(self) -> Callable:
+        """Runs in each worker after the fork: TensorFlow, the SavedModel, the handlers."""
+        try:
+            self.endpoint_app = build_app(self.spec)
+        except Exception as error:  # noqa: BLE001 - reported to the caller, which raises it
+            _report(self.spec, f"error {type(error).__name__}: {error}")
+            raise
+        _report(self.spec, "ready")
+        return _closing_when_asked(self.endpoint_app)
+
+
+def _closing_when_asked(app: Callable) -> Callable:
+    """The app's `Connection: close` made gunicorn's own: WSGI leaves that header to the server,
+    and gunicorn drops it from an app's answer (`start_response` is its Response's method)."""
+    def closing_app(environ: dict, start_response: Callable):
+        def start(status: str, headers: list, exc_info=None):
+            if ("Connection", "close") in headers:
+                start_response.__self__.force_close()
+            return start_response(status, headers, exc_info)
+        return app(environ, start)
+    return closing_app
+
+
+def build_app(spec: dict) -> EndpointApp:
+    from inference.container import load_handler_module, make_handler
+    from inference.tf_serving import SavedModelServable
+
+    # The container puts code/ on the Python path, so a handler may import its siblings.
+    sys.path.insert(0, os.path.dirname(spec["handler_path"]))
+    servable = SavedModelServable(spec["saved_model_dir"], spec["version"])
+    handler = make_handler(load_handler_module(spec["handler_path"]), servable)
+    return EndpointApp(spec["endpoint_name"], servable, handler, tuple(spec["address"]))
+
+
+def _report(spec: dict, line: str) -> None:
+    os.write(spec["status_fd"], (" ".join(line.split()) + "\n").encode())
+
+
+def _stop_when_the_caller_goes(lifeline_fd: int) -> None:
+    """The caller holds the other end; EOF means it exited, even by SIGKILL: stop gracefully."""
+    while os.read(lifeline_fd, 1):
+        pass
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def main() -> None:
+    spec = json.loads(sys.argv[1])
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    threading.Thread(target=_stop_when_the_caller_goes, args=(spec["lifeline_fd"],), daemon=True).start()
+    _Server(spec).run()
+
+
+if __name__ == "__main__":
+    main()
