@@ -211,6 +211,19 @@ def test_pipeline_role_is_scoped_to_named_resources(pipelines: Pipelines) -> Non
         assert "execution-role" in json.dumps(pass_role["Resource"])
 
 
+def test_pipeline_role_grants_job_volumes_the_key_and_describes_it_only_through_sagemaker(
+        pipelines: Pipelines) -> None:
+    """kms:GrantIsForAWSResource is a key of CreateGrant requests only: DescribeKey needs its own
+    condition (tests/test_iam_vocabulary.py found it under the grant's, where it never held)."""
+    region = pipelines.synth.config.region
+    for network in pipelines.synth.config.networks:
+        statements = pipelines.role_statements(pipelines.stack.pipelines[network].role)["EncryptJobVolumesWithProjectKey"]
+        assert {(statement["Action"], json.dumps(statement["Condition"], sort_keys=True)) for statement in statements} == {
+            ("kms:CreateGrant", json.dumps({"Bool": {"kms:GrantIsForAWSResource": "true"}})),
+            ("kms:DescribeKey", json.dumps({"StringEquals": {"kms:ViaService": f"sagemaker.{region}.amazonaws.com"}})),
+        }
+
+
 def test_execution_role_reads_exactly_the_source_bundle_the_pipelines_use(pipelines: Pipelines) -> None:
     synth = pipelines.synth
     role = synth.template_json(synth.stacks.execution_role)

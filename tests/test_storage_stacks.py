@@ -333,6 +333,8 @@ def test_role_s3_access_is_exactly_its_prefixes_and_the_code_bundle(local: Synth
         "ReadSourceBundle": (["s3:GetObject"], [
             "arn:<AWS::Partition>:s3:::cdk-hnb659fds-assets-123456789012-us-east-1/"
             f"{local.stacks.pipelines.source_bundle.s3_object_key}"]),
+        # The Evaluate step's S3Prefix input of the bundle is listed first: only its own key.
+        "ListSourceBundle": (["s3:ListBucket"], ["arn:<AWS::Partition>:s3:::cdk-hnb659fds-assets-123456789012-us-east-1"]),
     }
     s3_statements = {sid: statement for sid, statement in statements.items()
                      if any(action.startswith("s3:") for action in _as_list(statement["Action"]))}
@@ -342,7 +344,9 @@ def test_role_s3_access_is_exactly_its_prefixes_and_the_code_bundle(local: Synth
         assert _as_list(statement["Action"]) == actions, sid
         assert [_flat(resource) for resource in _as_list(statement["Resource"])] == resources, sid
     listed = {sid: statement["Condition"]["StringLike"]["s3:prefix"]
-              for sid, statement in s3_statements.items() if sid.startswith("List")}
+              for sid, statement in s3_statements.items() if sid.startswith("List") and sid != "ListSourceBundle"}
+    assert s3_statements["ListSourceBundle"]["Condition"] == {
+        "StringEquals": {"s3:prefix": local.stacks.pipelines.source_bundle.s3_object_key}}
     assert listed == {"ListReadTrainingData": [f"{net}/*" for net in local.config.networks],
                       "ListReadModelArtifacts": ["models/*"], "ListReadWriteCheckpoints": ["checkpoints/*"],
                       "ListReadPipelineOutputs": ["pipelines/*"]}

@@ -79,6 +79,11 @@ class SageMakerExecutionRole(Construct):
         self.role.add_to_principal_policy(iam.PolicyStatement(
             sid="ReadSourceBundle", actions=["s3:GetObject"],
             resources=[asset.bucket.arn_for_objects(asset.s3_object_key)]))
+        # The Evaluate step takes the bundle as an S3Prefix input, which SageMaker lists first
+        # (found by `mlops local` with IAM enforced); only that one key.
+        self.role.add_to_principal_policy(iam.PolicyStatement(
+            sid="ListSourceBundle", actions=["s3:ListBucket"], resources=[asset.bucket.bucket_arn],
+            conditions={"StringEquals": {"s3:prefix": asset.s3_object_key}}))
 
     def _allow_logs(self, stack: cdk.Stack) -> None:
         def log_group_arn(name: str) -> str:

@@ -47,6 +47,27 @@ class ProjectKey(Construct):
         """Read and write data encrypted with this key (S3 objects, SageMaker job outputs)."""
         self._allow(grantee, DECRYPT_ACTIONS + ENCRYPT_ACTIONS)
 
+    def job_volume_encryption_policy(self, region: str) -> iam.PolicyDocument:
+        """What a principal that creates SageMaker training and processing jobs naming this key as
+        their `VolumeKmsKeyId` needs of it (SageMaker's API permissions reference: CreateTrainingJob
+        and CreateProcessingJob need `kms:CreateGrant` when the passed role lacks it).
+
+        SageMaker attaches each job's ML storage volume encrypted with the key through a grant it
+        creates on the caller's behalf, for that AWS resource only (`kms:GrantIsForAWSResource`, a
+        key that only CreateGrant requests carry). SageMaker also looks the key up (DescribeKey) to
+        validate the request; allowed only through SageMaker (`kms:ViaService`), as DescribeKey
+        requests carry no GrantIsForAWSResource key and were never allowed under that condition.
+        The jobs' S3 outputs are encrypted by the execution role, which `allow_use` covers.
+        """
+        return iam.PolicyDocument(statements=[
+            iam.PolicyStatement(sid="GrantJobVolumesTheKey", actions=["kms:CreateGrant"],
+                                resources=[self.key.key_arn],
+                                conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}}),
+            iam.PolicyStatement(sid="DescribeKeyThroughSageMaker", actions=["kms:DescribeKey"],
+                                resources=[self.key.key_arn],
+                                conditions={"StringEquals": {"kms:ViaService": f"sagemaker.{region}.amazonaws.com"}}),
+        ])
+
     def _allow(self, grantee: iam.IGrantable, actions: tuple[str, ...]) -> None:
         principal = grantee.grant_principal
         for known, statement in self._statements:

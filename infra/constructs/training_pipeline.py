@@ -86,11 +86,7 @@ class TrainingPipeline(Construct):
                     conditions={"StringEquals": {"iam:PassedToService": SAGEMAKER_PRINCIPAL}})]),
                 "RegisterModelVersions": self._register_policy(stack),
                 "ReadEvaluationReports": self._read_reports_policy(artifacts, key, spec.name),
-                "EncryptJobVolumesWithProjectKey": iam.PolicyDocument(statements=[iam.PolicyStatement(
-                    # SageMaker attaches the jobs' ML storage volumes encrypted with the project
-                    # key on behalf of the caller, through a grant for that AWS resource only.
-                    actions=["kms:CreateGrant", "kms:DescribeKey"], resources=[key.key_arn],
-                    conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}})]),
+                "EncryptJobVolumesWithProjectKey": key.job_volume_encryption_policy(config.region),
             },
         )
         acknowledge_wildcard_resources(

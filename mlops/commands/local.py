@@ -45,7 +45,9 @@ from mlops.endpoint_stacks import deploy_endpoint
 from mlops.errors import RunFailed, UsageError
 from mlops.failures import keep_logs_in
 from mlops.local.deployed_pipelines import create_skipped_sagemaker_resources
+from mlops.local.iam import RoleSessions, enforced_iam
 from mlops.local.moto import LocalAws, check_port, moto_server
+from mlops.local.permissions import write_permissions_report
 from mlops.local.pipeline_executor import LocalPipelineExecutor, PipelineRun, StepFailed, StepOutcome
 from mlops.local.pipeline_references import DefinitionError
 from mlops.local.report import ReportFolder, RunReport
@@ -71,7 +73,7 @@ class LocalRun:
     everything the phases started (endpoint, moto server, temporary folders) on exit."""
 
     def __init__(self, network: Network, config: StageConfig, *, port: int | None, overrides: dict[str, Any],
-                 limit: int | None, folder: ReportFolder, show_logs: bool) -> None:
+                 limit: int | None, folder: ReportFolder, show_logs: bool, enforce_iam: bool = True) -> None:
         self.network = network
         self.config = config
         self.port = port
@@ -79,6 +81,8 @@ class LocalRun:
         self.limit = limit
         self.folder = folder
         self.show_logs = show_logs
+        self.enforce_iam = enforce_iam
+        self._roles: RoleSessions | None = None
         self.report = RunReport(network)
         self.outputs: dict[str, dict[str, str]] = {}
         self._resources = ExitStack()
@@ -111,6 +115,14 @@ class LocalRun:
 
     def start_aws(self) -> None:
         self._aws = self._resources.enter_context(moto_server(self.port))
+        if self.enforce_iam:
+            self._roles = self._resources.enter_context(enforced_iam(self._aws))
+            # Written while the local AWS still runs (the report reads the deployed policies), however the run ends.
+            self._resources.callback(write_permissions_report, self.folder.path, self._roles,
+                                     network=self.network.name, networks=list(self.config.networks))
+            _echo("IAM enforced: the harness signs as an administrator, the jobs and the pipeline as their roles")
+        else:
+            self._roles = RoleSessions(self._aws)
         self._assembly = self._temporary_dir("mlops-cdk.out-")
         self._cdk = CdkCli(target=self._aws, stage=LOCAL_STAGE, output_dir=self._assembly, echo=_echo,
                            context={naming.model_package_context_key(self.network.name): self.expected_model_arn})
@@ -146,7 +158,8 @@ class LocalRun:
             created = create_skipped_sagemaker_resources(self.aws, self._assembly, stack)
             _echo(f"created in moto, whose CloudFormation skips them: pipelines {', '.join(created.pipelines)}; "
                   f"model package groups {', '.join(created.groups)}")
-            executor = LocalPipelineExecutor(self.aws, self.folder.pipeline_dir, ConsoleReporter(self.show_logs))
+            executor = LocalPipelineExecutor(self.aws, self.folder.pipeline_dir, ConsoleReporter(self.show_logs),
+                                             roles=self._roles)
             run = self._pipeline_run = executor.start(
                 naming.pipeline_name(self.config.prefix(), self.network.name),
                 {name: str(value) for name, value in self.overrides.items()})
@@ -197,7 +210,10 @@ class LocalRun:
         assert self._model is not None and self.report.endpoint_name is not None
         package = self.aws.client("sagemaker").describe_model_package(ModelPackageName=self._model.arn)
         model_data = package["InferenceSpecification"]["Containers"][0]["ModelDataUrl"]
-        download_file(self.aws.client("s3"), model_data, self.folder.model_path)
+        # SageMaker downloads the endpoint's model as the model's execution role.
+        execution_role = self.outputs[naming.stack_name(self.config.prefix(), "execution-role")]["ExecutionRoleArn"]
+        assert self._roles is not None
+        download_file(self._roles.client(execution_role, "s3", "endpoint"), model_data, self.folder.model_path)
         try:
             # One worker: a few held-out samples are sent, and each worker loads TensorFlow (start-up time).
             endpoint = LocalEndpoint(self.folder.model_path, self.report.endpoint_name, workers=1).start()
@@ -360,6 +376,7 @@ def local(
                                                          f"./{DEFAULT_REPORT_ROOT}/NETWORK)",
                                                     show_default=False)] = None,
     logs: Annotated[bool, typer.Option(help="stream the training and evaluation jobs' logs")] = True,
+    iam: Annotated[bool, typer.Option(help="enforce the deployed IAM policies on every call (--no-iam to debug)")] = True,
 ) -> None:
     """The whole project on this machine, with no AWS account: deploy every stack to a local AWS,
     train through the pipeline, register, deploy and invoke the endpoint, and report."""
@@ -375,7 +392,8 @@ def local(
     keep_logs_in(ctx, folder.path)
     console.print(f"[bold]mlops local[/] — network [bold]{spec.name}[/]: {spec.summary}", highlight=False)
     timings: dict[str, float] = {}
-    run = LocalRun(spec, config, port=port, overrides=overrides, limit=limit, folder=folder, show_logs=logs)
+    run = LocalRun(spec, config, port=port, overrides=overrides, limit=limit, folder=folder, show_logs=logs,
+                   enforce_iam=iam)
     try:
         with run:
             run_phases(console, run.phases, timings)

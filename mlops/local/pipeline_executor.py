@@ -33,6 +33,7 @@ from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from mlops.local.iam import AccessDenied, RoleSessions
 from mlops.local.moto import LocalAws
 from mlops.local.moto_records import MotoRecords
 from mlops.local.pipeline_jobs import JobFailed, JobRuntime, run_processing_step, run_training_step
@@ -85,6 +86,8 @@ class PipelineRun:
     """The definition's top-level steps, in the order they run."""
     context: ExecutionContext
     work_dir: Path
+    role_arn: str
+    """The pipeline's role: what SageMaker Pipelines itself does, it does as this role."""
     status: str = "Executing"
     outcomes: list[StepOutcome] = field(default_factory=list)
 
@@ -145,8 +148,9 @@ def execution_order(steps: Sequence[Mapping[str, Any]], finished: Set[str] = fro
 
 
 class LocalPipelineExecutor:
-    def __init__(self, aws: LocalAws, work_dir: Path, reporter: StepReporter) -> None:
+    def __init__(self, aws: LocalAws, work_dir: Path, reporter: StepReporter, roles: RoleSessions | None = None) -> None:
         self._aws = aws
+        self._roles = roles or RoleSessions(aws)
         self._work_dir = work_dir
         self._reporter = reporter
         self._sagemaker = aws.client("sagemaker")
@@ -157,7 +161,8 @@ class LocalPipelineExecutor:
         """Reads `pipeline`'s definition back from moto, refuses steps it cannot run, resolves the
         parameters (`overrides`: name -> text, as StartPipelineExecution takes them), and starts
         the execution record. Nothing has run yet."""
-        definition = json.loads(self._sagemaker.describe_pipeline(PipelineName=pipeline)["PipelineDefinition"])
+        described = self._sagemaker.describe_pipeline(PipelineName=pipeline)
+        definition = json.loads(described["PipelineDefinition"])
         steps = definition.get("Steps", [])
         check_step_types(steps)
         ordered = execution_order(steps)
@@ -167,9 +172,10 @@ class LocalPipelineExecutor:
         context = ExecutionContext(
             parameters=parameters,
             execution={"PipelineExecutionId": execution_id, "PipelineExecutionArn": arn, "PipelineName": pipeline},
-            read_json=lambda uri: read_json(self._s3, uri))
+            # The service reads a property file (the quality gate's report) as the pipeline's role.
+            read_json=lambda uri: read_json(self._roles.client(described["RoleArn"], "s3", "SageMakerPipelines"), uri))
         return PipelineRun(pipeline=pipeline, execution_arn=arn, steps=ordered, context=context,
-                           work_dir=self._work_dir / execution_id)
+                           work_dir=self._work_dir / execution_id, role_arn=described["RoleArn"])
 
     def execute(self, run: PipelineRun) -> PipelineRun:
         """Runs the steps to the execution's end, filling `run` as they go. Raises StepFailed when
@@ -206,7 +212,7 @@ class LocalPipelineExecutor:
             detail, branch = self._start(step, arguments, run)
             if kind == "Fail":
                 raise StepFailed(name, kind, arguments.get("ErrorMessage") or "a Fail step ran")
-        except (JobFailed, DefinitionError, BotoCoreError, ClientError) as error:
+        except (JobFailed, DefinitionError, BotoCoreError, ClientError, AccessDenied) as error:
             # A call to the (local) AWS that fails fails the step, as a rejected request would.
             reason = error.reason if isinstance(error, JobFailed) else str(error)
             ended("Failed", reason)
@@ -229,7 +235,8 @@ class LocalPipelineExecutor:
         if kind == "Training":
             job_name = _job_name(run.execution_id, name)
             self._reporter.step_started(name, kind, f"training job {job_name}")
-            properties = run_training_step(name, job_name, arguments, self._job_runtime(run))
+            self._authorize_job(run, "training-job", job_name, arguments)
+            properties = run_training_step(name, job_name, arguments, self._job_runtime(run, arguments, job_name))
             context.steps[name] = properties
             metrics = " ".join(f"{metric['MetricName']}={metric['Value']:.4g}"
                                for metric in properties.get("FinalMetricDataList", []))
@@ -237,7 +244,8 @@ class LocalPipelineExecutor:
         if kind == "Processing":
             job_name = _job_name(run.execution_id, name)
             self._reporter.step_started(name, kind, f"processing job {job_name}")
-            properties = run_processing_step(name, job_name, arguments, self._job_runtime(run))
+            self._authorize_job(run, "processing-job", job_name, arguments)
+            properties = run_processing_step(name, job_name, arguments, self._job_runtime(run, arguments, job_name))
             context.steps[name] = properties
             context.property_files[name] = _property_files(step, properties)
             return ", ".join(f"{file} at {uri}" for file, uri in context.property_files[name].items()), []
@@ -250,15 +258,29 @@ class LocalPipelineExecutor:
             return f"conditions {'met' if outcome else 'not met'}: next {names}", branch
         if kind == "RegisterModel":
             self._reporter.step_started(name, kind, f"model package group {arguments['ModelPackageGroupName']}")
+            self._roles.authorize(run.role_arn, "sagemaker:CreateModelPackage",
+                                  self._sagemaker_arn("model-package-group", arguments["ModelPackageGroupName"]))
             model_arn = self._sagemaker.create_model_package(**arguments)["ModelPackageArn"]
             context.steps[name] = {"ModelPackageArn": model_arn}
             return f"registered {model_arn} ({arguments.get('ModelApprovalStatus', 'PendingManualApproval')})", []
         self._reporter.step_started(name, kind, "")
         return "", []
 
-    def _job_runtime(self, run: PipelineRun) -> JobRuntime:
-        return JobRuntime(s3=self._s3, records=self._records, env=self._aws.env, work_dir=run.work_dir,
+    def _job_runtime(self, run: PipelineRun, request: Mapping[str, Any], job_name: str) -> JobRuntime:
+        """What SageMaker does for a job (moving its data, running it) it does with the job's role."""
+        role = request["RoleArn"]
+        return JobRuntime(s3=self._roles.client(role, "s3", job_name), records=self._records,
+                          env={**self._aws.env, **self._roles.credentials(role, job_name)}, work_dir=run.work_dir,
                           on_line=self._reporter.step_log)
+
+    def _authorize_job(self, run: PipelineRun, kind: str, job_name: str, request: Mapping[str, Any]) -> None:
+        """CreateTrainingJob / CreateProcessingJob, and passing the job its role, as the pipeline's role."""
+        action = "sagemaker:Create" + kind.replace("-job", "").title() + "Job"
+        self._roles.authorize(run.role_arn, action, self._sagemaker_arn(kind, job_name))
+        self._roles.authorize(run.role_arn, "iam:PassRole", request["RoleArn"])
+
+    def _sagemaker_arn(self, kind: str, name: str) -> str:
+        return f"arn:aws:sagemaker:{self._aws.region}:{self._aws.account}:{kind}/{name}"
 
 
 def _end_of(error: BaseException) -> tuple[str, str]:

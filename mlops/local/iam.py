@@ -1,0 +1,231 @@
+"""IAM enforced by the embedded moto server: every call of `mlops local` authorized against the
+deployed policies of whoever makes it, and every decision recorded.
+
+    with enforced_iam(aws) as iam:          # after the server starts: an administrator, then enforcement
+        iam.client(execution_role_arn, "s3")  # SageMaker's calls as a job's role (STS credentials)
+        iam.credentials(execution_role_arn)   # the same, for a job's own process
+        iam.authorize(pipeline_role_arn, "sagemaker:CreateModelPackage", group_arn)
+        iam.decisions                          # (principal, action, resource, allowed), in order
+
+The administrator is an IAM user with `Action: *` whose access key is the harness's test
+credentials, so the CLI, the CDK CLI and the harness go on signing as before. moto decides from
+then on (`moto.core` settings: the server runs in this process, so they apply to it). What its
+evaluator checks, and what it does not, is in the README ("What moto's IAM evaluator checks").
+
+`RoleSessions` is the same interface with nothing enforced (`mlops local --no-iam`): every
+"role" is the harness's own credentials.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from botocore.exceptions import ClientError
+from moto import settings as moto_settings
+from moto.core.authorization import ActionAuthenticatorMixin
+from moto.core.exceptions import AccessDeniedError
+from moto.iam.access_control import IAMPolicy, IAMRequestBase, PermissionResult
+from moto.iam.models import iam_backends
+from moto.s3.exceptions import S3ClientError
+from moto.sts.models import sts_backends
+
+from mlops.local.moto import CREDENTIALS, LocalAws
+
+ADMINISTRATOR = "mlops-local-administrator"
+_ALLOW_EVERYTHING = json.dumps({"Version": "2012-10-17",
+                                "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]})
+_PARTITION = "aws"
+_SESSION_SECONDS = 12 * 3600
+
+
+@dataclass(frozen=True)
+class Decision:
+    principal: str
+    """The caller's ARN: `arn:aws:iam::ACCOUNT:user/NAME` or `arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION`."""
+    action: str
+    resource: str
+    allowed: bool
+
+    @property
+    def role_name(self) -> str | None:
+        kind, _, rest = self.principal.rpartition(":")[2].partition("/")
+        return rest.split("/")[0] if kind == "assumed-role" else None
+
+
+def denial_message(principal: str, action: str, resource: str) -> str:
+    """AWS's words for an implicit deny."""
+    return (f"User: {principal} is not authorized to perform: {action} on resource: {resource} "
+            f"because no identity-based policy allows the {action} action")
+
+
+class AccessDenied(Exception):
+    """A call the caller's role does not allow, checked here for a call moto cannot authorize itself."""
+
+
+class RoleSessions:
+    """Credentials for the calls SageMaker makes as a role; here, with IAM not enforced, the
+    harness's own."""
+
+    def __init__(self, aws: LocalAws) -> None:
+        self.aws = aws
+
+    @property
+    def enforced(self) -> bool:
+        return False
+
+    def credentials(self, role_arn: str, session: str = "SageMaker") -> dict[str, str]:
+        """AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN) of `role_arn`, for a process."""
+        return dict(CREDENTIALS)
+
+    def client(self, role_arn: str, service: str, session: str = "SageMaker") -> Any:
+        credentials = self.credentials(role_arn, session)
+        return boto3.session.Session(
+            aws_access_key_id=credentials["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=credentials["AWS_SECRET_ACCESS_KEY"],
+            aws_session_token=credentials.get("AWS_SESSION_TOKEN"),
+            region_name=self.aws.region,
+        ).client(service, endpoint_url=self.aws.endpoint_url)
+
+    def authorize(self, role_arn: str, action: str, resource: str) -> None:
+        """Nothing to check with IAM off."""
+
+    @property
+    def decisions(self) -> list[Decision]:
+        return []
+
+
+class EnforcedRoleSessions(RoleSessions):
+    """Roles assumed through moto's STS; decisions recorded as moto makes them."""
+
+    def __init__(self, aws: LocalAws) -> None:
+        super().__init__(aws)
+        self._decisions: list[Decision] = []
+        self._lock = threading.Lock()
+
+    @property
+    def enforced(self) -> bool:
+        return True
+
+    def credentials(self, role_arn: str, session: str = "SageMaker") -> dict[str, str]:
+        # SageMaker, the service, assumes the role. moto cannot sign a request as a service
+        # principal (its trust check compares AWS principals only), so the harness asks moto's STS
+        # backend in process, as the service would ask STS; the trust policies stay asserted on the
+        # templates.
+        _inline_policies_as_json(self.aws.account, role_arn)
+        assumed = sts_backends[self.aws.account][_PARTITION].assume_role(
+            region_name=self.aws.region, role_session_name=session, role_arn=role_arn, policy="",
+            duration=_SESSION_SECONDS, external_id="")
+        return {"AWS_ACCESS_KEY_ID": assumed.access_key_id, "AWS_SECRET_ACCESS_KEY": assumed.secret_access_key,
+                "AWS_SESSION_TOKEN": assumed.session_token}
+
+    def authorize(self, role_arn: str, action: str, resource: str) -> None:
+        """Evaluates `action` on `resource` against the role's deployed policies, with moto's own
+        evaluator, for the calls SageMaker Pipelines makes as the pipeline role that moto's
+        SageMaker cannot authorize by resource (it authorizes every SageMaker request against
+        `Resource: *`). Raises AccessDenied as AWS would word it."""
+        role = iam_backends[self.aws.account][_PARTITION].get_role_by_arn(role_arn)
+        principal = f"arn:aws:sts::{self.aws.account}:assumed-role/{role.name}/SageMakerPipelines"
+        results = [IAMPolicy(document).is_action_permitted(action, resource) for document in role_policies(self.aws.account, role_arn)]
+        allowed = PermissionResult.PERMITTED in results and PermissionResult.DENIED not in results
+        self.record(Decision(principal, action, resource, allowed))
+        if not allowed:
+            raise AccessDenied(denial_message(principal, action, resource))
+
+    def record(self, decision: Decision) -> None:
+        with self._lock:
+            self._decisions.append(decision)
+
+    @property
+    def decisions(self) -> list[Decision]:
+        with self._lock:
+            return list(self._decisions)
+
+
+def _inline_policies_as_json(account: str, role_arn: str) -> None:
+    """moto 5.2.5's CloudFormation keeps a role's inline `Policies` as JSON objects where its
+    evaluator expects JSON text (a KeyError, HTTP 500, on the role's first call)."""
+    role = iam_backends[account][_PARTITION].get_role_by_arn(role_arn)
+    role.policies = {name: document if isinstance(document, str) else json.dumps(document)
+                     for name, document in role.policies.items()}
+
+
+def role_policies(account: str, role_arn: str) -> list[str]:
+    """The policy documents (JSON) moto holds for the role: inline ones, then attached ones."""
+    backend = iam_backends[account][_PARTITION]
+    role = backend.get_role_by_arn(role_arn)
+    documents = [backend.get_role_policy(role.name, name)[1] for name in backend.list_role_policies(role.name)]
+    attached, _ = backend.list_attached_role_policies(role.name)
+    documents += [next(version.document for version in policy.versions if version.is_default) for policy in attached]
+    return [document if isinstance(document, str) else json.dumps(document) for document in documents]
+
+
+def _create_administrator(account: str) -> None:
+    backend = iam_backends[account][_PARTITION]
+    backend.create_user(region_name="us-east-1", user_name=ADMINISTRATOR)
+    backend.put_user_policy(ADMINISTRATOR, "AdministratorAccess", _ALLOW_EVERYTHING)
+    key = backend.create_access_key(ADMINISTRATOR)
+    # The harness's test credentials become this user's key: everything that signed with them
+    # (the CLI, the CDK CLI, the harness) now signs as the administrator.
+    del backend.access_keys[key.access_key_id]
+    key.access_key_id = CREDENTIALS["AWS_ACCESS_KEY_ID"]
+    key.secret_access_key = CREDENTIALS["AWS_SECRET_ACCESS_KEY"]
+    backend.access_keys[key.access_key_id] = key
+
+
+@contextmanager
+def _recording(sessions: EnforcedRoleSessions) -> Iterator[None]:
+    """Every decision moto's evaluator makes, recorded; a denial worded as AWS words it (moto's S3
+    says only "Access Denied", its other services leave out the resource)."""
+    original = IAMRequestBase.check_action_permitted
+
+    def check_action_permitted(request: IAMRequestBase, resource: str) -> None:
+        principal, action = request._access_key.arn, request._action
+        try:
+            original(request, resource)
+        except (S3ClientError, AccessDeniedError) as denied:
+            sessions.record(Decision(principal, action, resource, False))
+            message = denial_message(principal, action, resource)
+            if isinstance(denied, S3ClientError):
+                denied.message = message
+                raise
+            raise _AccessDeniedWithResource(message) from None
+        sessions.record(Decision(principal, action, resource, True))
+
+    IAMRequestBase.check_action_permitted = check_action_permitted  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        IAMRequestBase.check_action_permitted = original  # type: ignore[method-assign]
+
+
+class _AccessDeniedWithResource(AccessDeniedError):
+    def __init__(self, message: str) -> None:
+        super(AccessDeniedError, self).__init__("AccessDenied", message)
+
+
+@contextmanager
+def enforced_iam(aws: LocalAws) -> Iterator[EnforcedRoleSessions]:
+    """An administrator for the harness, then enforcement, until the block ends."""
+    _create_administrator(aws.account)
+    sessions = EnforcedRoleSessions(aws)
+    previous = moto_settings.INITIAL_NO_AUTH_ACTION_COUNT, ActionAuthenticatorMixin.request_count
+    with _recording(sessions):
+        moto_settings.INITIAL_NO_AUTH_ACTION_COUNT = 0
+        ActionAuthenticatorMixin.request_count = 0
+        try:
+            yield sessions
+        finally:
+            moto_settings.INITIAL_NO_AUTH_ACTION_COUNT, ActionAuthenticatorMixin.request_count = previous
+
+
+def is_access_denied(error: BaseException) -> bool:
+    return isinstance(error, AccessDenied) or (
+        isinstance(error, ClientError) and error.response.get("Error", {}).get("Code") in ("AccessDenied",
+                                                                                          "AccessDeniedException"))
+

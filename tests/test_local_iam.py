@@ -1,0 +1,187 @@
+"""IAM enforced in the embedded moto server (`mlops.local.iam`): the administrator, roles assumed
+as SageMaker assumes them, and a job stopped by its role's deployed policy.
+
+The execution role's policy is the one the `local` stage synthesizes, its values filled in as
+CloudFormation fills them in moto (no CDK deploy needed: tests/policy_documents.py).
+"""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from mlops.local.iam import ADMINISTRATOR, enforced_iam
+from mlops.local.moto import moto_server
+from mlops.local.permissions import write_permissions_report
+from mlops.local.pipeline_executor import LocalPipelineExecutor, StepFailed
+from mlops.local.training_job import start_job
+from policy_documents import policy_documents
+from synth_support import synthesized
+
+ACCOUNT, REGION = "123456789012", "us-east-1"
+DATA = f"mlops-local-data-{ACCOUNT}-{REGION}"
+ARTIFACTS = f"mlops-local-artifacts-{ACCOUNT}-{REGION}"
+TRUST = json.dumps({"Version": "2012-10-17", "Statement": [{
+    "Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
+
+
+def execution_role_policy() -> dict[str, Any]:
+    synth = synthesized("local")
+    (document,) = [document for document in policy_documents(synth.template_files, account=ACCOUNT, region=REGION)
+                   if "execution-role" in document.where and document.kind == "identity"]
+    return document.policy
+
+
+@pytest.fixture(scope="module")
+def aws():
+    with moto_server() as server:
+        admin = server.client("s3")
+        for bucket in (DATA, ARTIFACTS):
+            admin.create_bucket(Bucket=bucket)
+        admin.put_object(Bucket=DATA, Key="cnn/train/spec.json", Body=b"{}")
+        admin.put_object(Bucket=DATA, Key="shared/notes.txt", Body=b"not a network's data")
+        admin.put_object(Bucket=ARTIFACTS, Key="models/cnn/old/model.tar.gz", Body=b"model")
+        role_arn = server.client("iam").create_role(RoleName="execution-role", AssumeRolePolicyDocument=TRUST)[
+            "Role"]["Arn"]
+        server.client("iam").put_role_policy(RoleName="execution-role", PolicyName="Deployed",
+                                             PolicyDocument=json.dumps(execution_role_policy()))
+        with enforced_iam(server) as iam:
+            yield server, iam, role_arn
+
+
+def test_the_harness_signs_as_the_administrator_and_strangers_are_refused(aws) -> None:
+    server, iam, _ = aws
+    assert [user["UserName"] for user in server.client("iam").list_users()["Users"]] == [ADMINISTRATOR]
+    assert server.client("s3").list_objects_v2(Bucket=DATA)["KeyCount"] == 2
+    stranger = boto3.client("s3", endpoint_url=server.endpoint_url, region_name=REGION,
+                            aws_access_key_id="AKIASTRANGER0000000", aws_secret_access_key="x")
+    with pytest.raises(ClientError, match="InvalidAccessKeyId"):
+        stranger.list_objects_v2(Bucket=DATA)
+
+
+def test_a_role_reads_what_its_policy_allows_and_nothing_else(aws) -> None:
+    server, iam, role_arn = aws
+    s3 = iam.client(role_arn, "s3", session="training-job")
+    assert s3.get_object(Bucket=DATA, Key="cnn/train/spec.json")["Body"].read() == b"{}"
+    with pytest.raises(ClientError) as denied:
+        s3.get_object(Bucket=DATA, Key="shared/notes.txt")
+    message = denied.value.response["Error"]["Message"]
+    assert denied.value.response["Error"]["Code"] == "AccessDenied"
+    assert f"assumed-role/execution-role/training-job is not authorized to perform: s3:GetObject on resource: " \
+           f"arn:aws:s3:::{DATA}/shared/notes.txt" in message
+    last = iam.decisions[-1]
+    assert (last.role_name, last.action, last.allowed) == ("execution-role", "s3:GetObject", False)
+
+
+JOB_SCRIPT = """
+import sys
+import boto3
+from botocore.exceptions import ClientError
+
+s3 = boto3.client("s3")
+s3.get_object(Bucket="{data}", Key="cnn/train/spec.json")   # its own network's data: allowed
+try:
+    {call}
+except ClientError as error:
+    print(f"denied: {{error.response['Error']['Code']}} {{error.response['Error']['Message']}}", flush=True)
+    sys.exit(3)
+print("allowed", flush=True)
+"""
+
+
+@pytest.mark.parametrize(("call", "action"), [
+    (f"s3.get_object(Bucket='{DATA}', Key='shared/notes.txt')", "s3:GetObject"),
+    (f"s3.put_object(Bucket='{DATA}', Key='cnn/train/extra.json', Body=b'x')", "s3:PutObject"),
+    (f"s3.delete_object(Bucket='{ARTIFACTS}', Key='models/cnn/old/model.tar.gz')", "s3:DeleteObject"),
+], ids=["read-outside-the-data-prefixes", "write-into-the-data-bucket", "delete-a-model"])
+def test_a_job_whose_entry_point_oversteps_its_role_is_stopped(aws, tmp_path: Path, call: str, action: str) -> None:
+    server, iam, role_arn = aws
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "job.py").write_text(JOB_SCRIPT.format(data=DATA, call=call))
+    bundle = tmp_path / "sourcedir.tar.gz"
+    with tarfile.open(bundle, "w:gz") as archive:
+        archive.add(source / "job.py", arcname="job.py")
+    env = {**server.env, **iam.credentials(role_arn, session="pipelines-job")}
+    job = start_job(tmp_path / "job", {"sagemaker_program": "job.py", "sagemaker_submit_directory": str(bundle)},
+                    {}, checkpoint_dir=tmp_path / "checkpoints", env=env)
+    result = job.wait(timeout=180)
+    assert result.exit_code != 0, result.log
+    assert "denied: AccessDenied" in result.log, result.log[-1500:]
+    assert f"assumed-role/execution-role/pipelines-job is not authorized to perform: {action}" in result.log
+    assert any(d.action == action and not d.allowed and d.role_name == "execution-role" for d in iam.decisions)
+
+
+# --- the pipeline's own calls, as its role ------------------------------------------------------
+
+CNN_GROUP = "mlops-local-cnn"
+REGISTER = {"Name": "Register", "Type": "RegisterModel", "Arguments": {
+    "ModelPackageGroupName": CNN_GROUP, "ModelApprovalStatus": "Approved",
+    "InferenceSpecification": {"Containers": [{"Image": "image", "ModelDataUrl": f"s3://{ARTIFACTS}/models/m.tar.gz"}],
+                               "SupportedContentTypes": ["application/json"],
+                               "SupportedResponseMIMETypes": ["application/json"]}}}
+
+
+class QuietReporter:
+    def step_started(self, *_: Any) -> None: ...
+
+    def step_log(self, *_: Any) -> None: ...
+
+    def step_ended(self, *_: Any) -> None: ...
+
+
+def cnn_pipeline_role_policies() -> dict[str, dict[str, Any]]:
+    synth = synthesized("local")
+    return {document.where.rsplit("/", 1)[1]: document.policy
+            for document in policy_documents(synth.template_files, account=ACCOUNT, region=REGION)
+            if "TrainingPipelinecnnPipelineRole" in document.where and document.kind == "identity"}
+
+
+@pytest.mark.parametrize("removed", [None, "RegisterModelVersions"])
+def test_registering_runs_as_the_pipeline_role_and_fails_without_its_statement(aws, tmp_path: Path,
+                                                                               removed: str | None) -> None:
+    server, iam, _ = aws
+    admin_iam = server.client("iam")
+    role_name = f"pipeline-role-without-{removed}"
+    role_arn = admin_iam.create_role(RoleName=role_name, AssumeRolePolicyDocument=TRUST)["Role"]["Arn"]
+    for name, policy in cnn_pipeline_role_policies().items():
+        if name != removed:
+            admin_iam.put_role_policy(RoleName=role_name, PolicyName=name, PolicyDocument=json.dumps(policy))
+    sagemaker = server.client("sagemaker")
+    if not sagemaker.list_model_package_groups(NameContains=CNN_GROUP)["ModelPackageGroupSummaryList"]:
+        sagemaker.create_model_package_group(ModelPackageGroupName=CNN_GROUP)
+    pipeline = f"register-{removed}"
+    sagemaker.create_pipeline(PipelineName=pipeline, RoleArn=role_arn,
+                              PipelineDefinition=json.dumps({"Version": "2020-12-01", "Steps": [REGISTER]}))
+    executor = LocalPipelineExecutor(server, tmp_path, QuietReporter(), roles=iam)
+    run = executor.start(pipeline, {})
+    if removed is None:
+        executor.execute(run)
+        assert run.registered_model_arn
+        return
+    with pytest.raises(StepFailed) as failed:
+        executor.execute(run)
+    assert failed.value.step == "Register"
+    assert (f"assumed-role/{role_name}/SageMakerPipelines is not authorized to perform: sagemaker:CreateModelPackage "
+            f"on resource: arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package-group/{CNN_GROUP}") in failed.value.reason
+
+
+def test_the_permissions_report_lists_each_roles_calls_and_the_statements_no_call_matched(aws, tmp_path: Path) -> None:
+    server, iam, role_arn = aws
+    iam.client(role_arn, "s3", session="report").get_object(Bucket=DATA, Key="cnn/train/spec.json")
+    write_permissions_report(tmp_path, iam, network="cnn", networks=["cnn", "rnn"])
+    report = json.loads((tmp_path / "permissions.json").read_text())
+    (role,) = [role for role in report["roles"] if role["role"] == "execution-role"]
+    assert {"action": "s3:GetObject", "resource": f"arn:aws:s3:::{DATA}/cnn/train/spec.json", "allowed": True,
+            "count": 1} in [{**call, "count": 1} for call in role["calls"]]
+    statements = {statement["sid"]: statement for statement in role["statements"]}
+    assert statements["ReadTrainingData"]["calls_matched"] >= 1 and "why_unmatched" not in statements["ReadTrainingData"]
+    assert statements["UseProjectKey"]["calls_matched"] == 0
+    assert "moto's S3 encrypts" in statements["UseProjectKey"]["why_unmatched"]
+    assert "## execution-role" in (tmp_path / "permissions.md").read_text()
