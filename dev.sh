@@ -70,7 +70,7 @@ install_python() {
 
 # SageMaker's training containers run Python 3.12: a lean venv with only what the training tests import.
 install_training_python() {
-  local python; python="$(pick_python 3.12 python3.12 "$HOME"/.pyenv/versions/3.12*/bin/python3.12)"
+  local python; python="$(pick_python 3.12 python3.12 "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.12*/bin/python3.12)"
   make_venv .venv-py312 "$python"
   install_into .venv-py312 requirements-training.txt
 }
