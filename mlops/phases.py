@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 from rich.console import Console
 
+from mlops.errors import EXPECTED, PhaseCrashed
+
 
 @dataclass(frozen=True)
 class Phase:
@@ -21,7 +23,8 @@ class Phase:
 def run_phases(console: Console, phases: Sequence[Phase], timings: dict[str, float] | None = None
                ) -> dict[str, float]:
     """Runs the phases in order; returns seconds per phase. The first failure (or Ctrl-C) is
-    marked on its phase and re-raised, and the later phases do not run.
+    marked on its phase and re-raised, and the later phases do not run. An unexpected exception
+    (not one of `errors.EXPECTED`) is re-raised as a PhaseCrashed naming the phase.
 
     `timings`, if given, is the dict returned, filled as each phase ends, the failing one
     included (last): a caller keeps the times of a run that raised.
@@ -33,9 +36,11 @@ def run_phases(console: Console, phases: Sequence[Phase], timings: dict[str, flo
         try:
             with console.status(label):
                 phase.run()
-        except BaseException:
+        except BaseException as error:
             seconds[phase.name] = time.perf_counter() - started
             console.print(f"[red]✗[/] {label} [dim]({seconds[phase.name]:.1f} s)[/]", highlight=False)
+            if isinstance(error, Exception) and not isinstance(error, (*EXPECTED, PhaseCrashed)):
+                raise PhaseCrashed(phase.name, error) from error
             raise
         seconds[phase.name] = time.perf_counter() - started
         console.print(f"[green]✓[/] {label} [dim]({seconds[phase.name]:.1f} s)[/]", highlight=False)

@@ -96,10 +96,9 @@ def test_upload_puts_each_channel_under_network_and_channel(tmp_path):
 
 @mock_aws
 def test_cli_prepares_and_uploads(tmp_path):
-    from mlops.cli import _register_commands, app
+    from mlops.cli import app
     from mlops.errors import UsageError
 
-    _register_commands()
     boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="data")
     runner = CliRunner()
     result = runner.invoke(app, ["data", "prepare", "rnn", "--out", str(tmp_path / "rnn"), "--limit", "30",

@@ -1,9 +1,16 @@
-"""The CLI's commands, one module per group; `mlops/cli.py` assembles them."""
+"""The CLI's commands, one module per group, each owning a Typer app; `mlops/cli.py` composes them."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
+import typer
+
 from mlops.errors import UsageError
-from training.networks import Network, get_network
+from training.networks import NETWORKS, Network, get_network
+
+NETWORK_HELP = f"network type: {', '.join(NETWORKS)}"
+NetworkArgument = Annotated[str, typer.Argument(help=NETWORK_HELP, show_default=False)]
 
 
 def known_network(name: str) -> Network:

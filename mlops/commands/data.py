@@ -9,19 +9,17 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from mlops.cli import app
-from mlops.commands import known_network
+from mlops.commands import NetworkArgument, known_network
 from mlops.errors import RunFailed, UsageError
 
-data_app = typer.Typer(help="Prepare training data: train/validation/test (+ pretrained) channel folders.",
-                       no_args_is_help=True)
-app.add_typer(data_app, name="data")
+app = typer.Typer(name="data", help="Prepare training data: train/validation/test (+ pretrained) channel folders.",
+                  no_args_is_help=True)
 console = Console()
 
 
-@data_app.command("prepare")
+@app.command("prepare")
 def prepare_command(
-    network: Annotated[str, typer.Argument(help="network type, e.g. cnn, rnn, autoencoder, transfer")],
+    network: NetworkArgument,
     out: Annotated[Path, typer.Option(help="folder that receives one subfolder per channel")],
     source: Annotated[str, typer.Option(help="offline (shipped with sklearn/statsmodels) or online "
                                              "(downloads, e.g. MNIST, CIFAR-10)")] = "offline",
@@ -54,7 +52,7 @@ def prepare_command(
             console.print(f"{channel:12} uploaded to {uri}", highlight=False)
 
 
-@data_app.command("list")
+@app.command("list")
 def list_command() -> None:
     """The datasets the preparers know."""
     from mlops.datasets import PREPARERS

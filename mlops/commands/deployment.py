@@ -18,13 +18,14 @@ import typer
 from rich.console import Console
 
 from infra import naming
-from mlops.cli import app
+from mlops.commands import NetworkArgument
 from mlops.costs import endpoint_cost_lines, load_prices
 from mlops.endpoint_stacks import deploy_endpoint
 from mlops.local.cdk import CdkCli
 from mlops.registry import approved_version
 from mlops.stages import LOCAL_STAGE, cdk_context, enabled_network, stage_config
 
+app = typer.Typer()
 console = Console()
 
 
@@ -50,7 +51,7 @@ class ShellAws:
 
 @app.command()
 def deploy(
-    network: Annotated[str, typer.Argument(help="network type, e.g. cnn, rnn, autoencoder, transfer")],
+    network: NetworkArgument,
     stage: Annotated[str | None, typer.Option(help="stage in cdk.json (default: its `stage` context)",
                                               show_default=False)] = None,
     version: Annotated[int | None, typer.Option(help="model package version (default: the newest approved)",

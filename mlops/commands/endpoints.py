@@ -15,13 +15,13 @@ from inference.client import invoke as invoke_endpoint
 from inference.local_endpoint import LocalEndpoint
 from infra.config import DEFAULT_PROJECT
 from infra.naming import endpoint_name
-from mlops.cli import app
-from mlops.commands import known_network
+from mlops.commands import NetworkArgument, known_network
 from mlops.errors import RunFailed, UsageError
 from mlops.stages import LOCAL_STAGE
 
 DEFAULT_PORT = 8080  # the port SageMaker's containers serve on
 
+app = typer.Typer()
 console = Console()
 
 
@@ -31,7 +31,7 @@ def default_endpoint_name(network: str, stage: str = LOCAL_STAGE) -> str:
 
 @app.command()
 def serve(
-    network: Annotated[str, typer.Argument(help="network type, e.g. cnn, rnn, autoencoder, transfer")],
+    network: NetworkArgument,
     model: Annotated[Path, typer.Argument(help="exported model folder or model.tar.gz")],
     port: Annotated[int, typer.Option(help="port on 127.0.0.1 (0 picks a free one)")] = DEFAULT_PORT,
     name: Annotated[str | None, typer.Option(help="endpoint name (default mlops-local-NETWORK)")] = None,
@@ -60,7 +60,7 @@ def serve(
 
 @app.command()
 def invoke(
-    network: Annotated[str, typer.Argument(help="network type, e.g. cnn, rnn, autoencoder, transfer")],
+    network: NetworkArgument,
     file: Annotated[str, typer.Argument(help="PNG/JPEG image, .csv or .json file; - reads stdin")],
     local: Annotated[str | None, typer.Option(metavar="URL",
                                               help="a local endpoint, e.g. http://127.0.0.1:8080")] = None,

@@ -37,10 +37,10 @@ from inference.client import EndpointRequestError, ModelError, invoke
 from infra import naming
 from infra import pipeline_definition as definition
 from infra.config import StageConfig
-from mlops.cli import app
-from mlops.commands import known_network
+from mlops.commands import NETWORK_HELP, known_network
 from mlops.endpoint_stacks import deploy_endpoint
 from mlops.errors import RunFailed, UsageError
+from mlops.failures import keep_logs_in
 from mlops.local.cdk import CdkCli
 from mlops.local.deployed_pipelines import create_skipped_sagemaker_resources
 from mlops.local.moto import LocalAws, check_port, moto_server
@@ -60,6 +60,7 @@ HELD_OUT_SAMPLES = 10
 # Outputs CDK adds on its own to carry cross-stack references; not for people.
 _CDK_EXPORT_OUTPUT = "ExportsOutput"
 
+app = typer.Typer()
 console = Console()
 
 
@@ -330,7 +331,8 @@ def _phase_rows(run: LocalRun, timings: dict[str, float], outcome: str) -> list[
 
 @app.command()
 def local(
-    network: Annotated[str, typer.Option(help="network type: cnn, rnn, autoencoder or transfer")] = "cnn",
+    ctx: typer.Context,
+    network: Annotated[str, typer.Option(help=NETWORK_HELP)] = "cnn",
     port: Annotated[int | None, typer.Option(help="port of the local AWS (moto) server (default: a free one)",
                                              show_default=False)] = None,
     param: Annotated[list[str] | None, typer.Option(
@@ -355,6 +357,7 @@ def local(
     if port is not None:
         check_port(port)
     folder = ReportFolder.claim(report_dir or DEFAULT_REPORT_ROOT / spec.name)
+    keep_logs_in(ctx, folder.path)
     console.print(f"[bold]mlops local[/] — network [bold]{spec.name}[/]: {spec.summary}", highlight=False)
     timings: dict[str, float] = {}
     run = LocalRun(spec, config, port=port, overrides=overrides, limit=limit, folder=folder, show_logs=logs)

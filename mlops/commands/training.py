@@ -12,40 +12,43 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
 from typing import Annotated, Any
 
 import boto3
 import typer
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
-from rich.console import Console, Group
+from rich.console import Console
 from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
 from infra import naming
 from infra.config import StageConfig
-from mlops.cli import app
-from mlops.commands import known_network
-from mlops.costs import PRICES_FILE, load_prices
+from mlops.commands import NetworkArgument, known_network
 from mlops.errors import RunFailed, UsageError
-from mlops.job_costs import JobCost, processing_job_cost, training_job_cost
+from mlops.pipeline_executions import (
+    TERMINAL_STATUSES,
+    ExecutionWatch,
+    clock,
+    cost_lines,
+    duration,
+    error_code,
+    execution_summaries,
+)
 from mlops.pipeline_parameters import parse_parameters
 from mlops.registry import model_versions, set_approval
 from mlops.stages import enabled_network, stage_config
 from training.networks import Network
 
-TERMINAL_STATUSES = ("Succeeded", "Failed", "Stopped")
 DEFAULT_POLL_SECONDS = 20.0
 
+app = typer.Typer()
 console = Console()
 
-NetworkArgument = Annotated[str, typer.Argument(help="network type, e.g. cnn, rnn, autoencoder, transfer",
-                                                show_default=False)]
-StageOption = Annotated[str | None, typer.Option(help="stage in cdk.json [default: its `stage` context]",
+StageOption = Annotated[str | None, typer.Option(help="stage in cdk.json (default: its `stage` context)",
                                                  show_default=False)]
-VersionOption = Annotated[int | None, typer.Option(help="model package version [default: the newest]",
+VersionOption = Annotated[int | None, typer.Option(help="model package version (default: the newest)",
                                                    show_default=False)]
 
 
@@ -73,9 +76,9 @@ def require_pipeline(sagemaker: Any, config: StageConfig, network: str) -> str:
     try:
         sagemaker.describe_pipeline(PipelineName=name)
     except ClientError as error:
-        if _code(error) in ("ResourceNotFound", "ValidationException"):
+        if error_code(error) in ("ResourceNotFound", "ValidationException"):
             raise UsageError(f"pipeline {name} does not exist in region {config.region} of this account "
-                             f"({error.response['Error'].get('Message', _code(error))}); "
+                             f"({error.response['Error'].get('Message', error_code(error))}); "
                              f"{_deploy_hint(config)}") from None
         raise RunFailed(f"cannot read pipeline {name}: {error}") from None
     except BotoCoreError as error:
@@ -157,122 +160,6 @@ def _poll_until_done(watch: ExecutionWatch, poll_seconds: float, show: Callable[
         time.sleep(poll_seconds)
 
 
-class ExecutionWatch:
-    """The latest view of one pipeline execution."""
-
-    def __init__(self, sagemaker: Any, poller: Any, execution_arn: str) -> None:
-        self._sagemaker = sagemaker
-        self._poller = poller
-        self.arn = execution_arn
-        self.execution: dict[str, Any] = {}
-        self.steps: list[dict[str, Any]] = []
-        self.steps_unsupported = False
-        self._shown: set[tuple[str, ...]] = set()
-
-    @property
-    def status(self) -> str:
-        return self.execution.get("PipelineExecutionStatus", "Starting")
-
-    def poll(self) -> None:
-        try:
-            self.execution = self._sagemaker.describe_pipeline_execution(PipelineExecutionArn=self.arn)
-        except (BotoCoreError, ClientError) as error:
-            raise RunFailed(f"cannot read execution {self.arn}: {error}") from None
-        if self.steps_unsupported:
-            return
-        try:
-            pages = self._poller.get_paginator("list_pipeline_execution_steps").paginate(
-                PipelineExecutionArn=self.arn, SortOrder="Ascending")
-            self.steps = [step for page in pages for step in page["PipelineExecutionSteps"]]
-        except ClientError as error:
-            # A real SageMaker error has a name (InternalFailure, ThrottlingException); moto answers
-            # an action it lacks with an HTML error page, which botocore reports as code "500".
-            self.steps_unsupported = _code(error).isdigit() or _code(error).startswith("NotImplemented")
-        except BotoCoreError:
-            pass  # keep the last view; the next poll tries again
-
-    def render(self) -> Group:
-        started = self.execution.get("CreationTime")
-        elapsed = f" for {_duration(started, _now())}" if started and self.status not in TERMINAL_STATUSES else ""
-        header = f"[bold]{self.status}[/]{elapsed}  {self.arn.rsplit('/', 1)[-1]}"
-        if not self.steps:
-            return Group(header)
-        table = Table(show_edge=False, pad_edge=False)
-        for column in ("step", "type", "status", "started", "took", "reason"):
-            table.add_column(column, overflow="fold")
-        for step in self.steps:
-            table.add_row(escape(step["StepName"]), step.get("StepType", ""), step.get("StepStatus", ""),
-                          _clock(step.get("StartTime")), _duration(step.get("StartTime"), step.get("EndTime")),
-                          escape(step.get("FailureReason", "")))
-        return Group(header, table)
-
-    def changes(self) -> list[str]:
-        """Lines for what changed since the last call: the execution's status, then each step's."""
-        states = [(self.status,)] + [(step["StepName"], step.get("StepStatus", ""), step.get("FailureReason", ""))
-                                     for step in self.steps]
-        lines = []
-        for state in states:
-            if state not in self._shown:
-                self._shown.add(state)
-                lines.append(f"  execution {state[0]}" if len(state) == 1
-                             else f"  step {state[0]}: {state[1]}" + (f" ({state[2]})" if state[2] else ""))
-        return lines
-
-    def failure_reason(self, sagemaker: Any) -> str:
-        """The failed step's reason, else the execution's (describe, then the listing's summary)."""
-        for step in self.steps:
-            if step.get("StepStatus") == "Failed" and step.get("FailureReason"):
-                return f"step {step['StepName']}: {step['FailureReason']}"
-        if self.execution.get("FailureReason"):
-            return self.execution["FailureReason"]
-        # Some endpoints (moto) report the reason only in the execution listing.
-        pipeline = self.arn.split(":pipeline/", 1)[1].split("/", 1)[0]
-        for summary in _execution_summaries(sagemaker, pipeline):
-            if summary["PipelineExecutionArn"] == self.arn and summary.get("PipelineExecutionFailureReason"):
-                return summary["PipelineExecutionFailureReason"]
-        return "no reason reported"
-
-    def registered_model(self) -> str | None:
-        for step in self.steps:
-            arn = step.get("Metadata", {}).get("RegisterModel", {}).get("Arn")
-            if arn:
-                return arn
-        return None
-
-
-def cost_lines(sagemaker: Any, steps: list[dict[str, Any]], region: str) -> list[str]:
-    """One line per job the run started, with its billable time and estimated cost."""
-    prices = load_prices()
-    table = prices["training_jobs"]
-    costs: list[JobCost] = []
-    lines: list[str] = []
-    for step in steps:
-        metadata = step.get("Metadata", {})
-        try:
-            if "TrainingJob" in metadata:
-                name = metadata["TrainingJob"]["Arn"].rsplit("/", 1)[-1]
-                costs.append(training_job_cost(step["StepName"], sagemaker.describe_training_job(
-                    TrainingJobName=name), table))
-            elif "ProcessingJob" in metadata:
-                name = metadata["ProcessingJob"]["Arn"].rsplit("/", 1)[-1]
-                costs.append(processing_job_cost(step["StepName"], sagemaker.describe_processing_job(
-                    ProcessingJobName=name), table))
-        except (BotoCoreError, ClientError) as error:
-            lines.append(f"{step['StepName']:<10} cost unknown: cannot read its job ({error})")
-    if not costs:
-        return lines
-    lines += [cost.line() for cost in costs]
-    known = [cost.cost for cost in costs if cost.cost is not None]
-    total = f"total      ~${sum(known):.4f} {prices['currency']}"
-    if len(known) < len(costs):
-        total += " (incomplete: some instance types have no price)"
-    lines.append(total)
-    lines.append(f"on-demand {prices['region']} prices retrieved {table['retrieved']}; sources and caveats: "
-                 f"mlops/{PRICES_FILE.name}")
-    if region != prices["region"]:
-        lines.append(f"these jobs ran in {region}, whose prices differ: the estimate is only indicative")
-    return lines
-
 
 @app.command()
 def runs(
@@ -284,7 +171,7 @@ def runs(
     config, spec = resolve(network, stage)
     sagemaker = Aws(config).client("sagemaker")
     pipeline = require_pipeline(sagemaker, config, spec.name)
-    summaries = sorted(_execution_summaries(sagemaker, pipeline), key=lambda s: s["StartTime"], reverse=True)
+    summaries = sorted(execution_summaries(sagemaker, pipeline), key=lambda s: s["StartTime"], reverse=True)
     if not summaries:
         console.print(f"{pipeline} has not run yet: mlops train {spec.name}", highlight=False)
         return
@@ -298,8 +185,8 @@ def runs(
         note = summary.get("PipelineExecutionDescription", "")
         if status == "Failed":
             note = execution.get("FailureReason") or summary.get("PipelineExecutionFailureReason", "")
-        table.add_row(summary["PipelineExecutionArn"].rsplit("/", 1)[-1], status, _clock(summary["StartTime"]),
-                      _duration(execution.get("CreationTime", summary["StartTime"]), ended), escape(note))
+        table.add_row(summary["PipelineExecutionArn"].rsplit("/", 1)[-1], status, clock(summary["StartTime"]),
+                      duration(execution.get("CreationTime", summary["StartTime"]), ended), escape(note))
     console.print(table)
 
 
@@ -332,7 +219,7 @@ def models(
         if gate_value is None:
             gate_value = package.get("CustomerMetadataProperties", {}).get("quality_value")
         others = ", ".join(f"{name}={value:.4g}" for name, value in sorted(metrics.items())) or note
-        table.add_row(str(version.version), version.status, _clock(package.get("CreationTime")),
+        table.add_row(str(version.version), version.status, clock(package.get("CreationTime")),
                       _number(gate_value), escape(others))
     console.print(table)
 
@@ -342,7 +229,7 @@ def require_group(sagemaker: Any, config: StageConfig, network: str) -> str:
     try:
         sagemaker.describe_model_package_group(ModelPackageGroupName=group)
     except ClientError as error:
-        if _code(error) in ("ResourceNotFound", "ValidationException"):
+        if error_code(error) in ("ResourceNotFound", "ValidationException"):
             raise UsageError(f"model package group {group} does not exist in region {config.region} of this "
                              f"account; {_deploy_hint(config)}") from None
         raise RunFailed(f"cannot read model package group {group}: {error}") from None
@@ -360,7 +247,7 @@ def model_metrics(s3: Any, package: dict[str, Any]) -> tuple[dict[str, float], s
     try:
         report = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     except (BotoCoreError, ClientError) as error:
-        return {}, f"report {uri} unreadable ({_code(error) if isinstance(error, ClientError) else error})"
+        return {}, f"report {uri} unreadable ({error_code(error) if isinstance(error, ClientError) else error})"
     try:
         metrics = json.loads(report)["metrics"]
         return {name: float(entry["value"]) for name, entry in metrics.items()}, ""
@@ -394,37 +281,10 @@ def _set_approval(network: str, version: int | None, stage: str | None, status: 
     console.print(f"{group} version {chosen.version}: {chosen.status} -> {status}", highlight=False)
 
 
-def _execution_summaries(sagemaker: Any, pipeline: str) -> list[dict[str, Any]]:
-    try:
-        pages = sagemaker.get_paginator("list_pipeline_executions").paginate(PipelineName=pipeline)
-        return [summary for page in pages for summary in page["PipelineExecutionSummaries"]]
-    except (BotoCoreError, ClientError) as error:
-        raise RunFailed(f"cannot list executions of {pipeline}: {error}") from None
-
 
 def _deploy_hint(config: StageConfig) -> str:
     return f"deploy stack {naming.stack_name(config.prefix(), naming.PIPELINES_STACK_SUFFIX)} first"
 
-
-def _code(error: ClientError) -> str:
-    return str(error.response.get("Error", {}).get("Code", ""))
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def _clock(moment: datetime | None) -> str:
-    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S") if moment else ""
-
-
-def _duration(start: datetime | None, end: datetime | None) -> str:
-    if not start:
-        return ""
-    seconds = int(((end or _now()) - start).total_seconds())
-    minutes, seconds = divmod(max(seconds, 0), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m{seconds:02d}s" if hours else f"{minutes}m{seconds:02d}s"
 
 
 def _number(value: Any) -> str:

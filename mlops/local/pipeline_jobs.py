@@ -37,7 +37,6 @@ from mlops.local.training_job import start_job
 PROCESSING_ROOT = "/opt/ml/processing"
 LOG_FILE = "log.txt"
 FAILURE_TAIL_LINES = 15
-_STOP_SECONDS = 10
 
 
 class JobFailed(Exception):
