@@ -3,6 +3,9 @@
 # the requirement files decides whether anything is reinstalled).
 #   ./dev.sh local [--network cnn|rnn|autoencoder|transfer]   the whole mission on this machine
 #   ./dev.sh test  [pytest args]                              the test suite
+#   ./dev.sh test-training [pytest args]                      the training tests on Python 3.12 (.venv-py312)
+# Supported: CPython 3.11 and 3.12. PYTHON=/path/to/python picks the interpreter; otherwise an
+# existing .venv is kept, or the first supported one of python3.11, python3.12, python3 is used.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -13,28 +16,67 @@ export CDK_DISABLE_VERSION_CHECK=true
 export AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED=true
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
-python_for_venv() {
-  for candidate in python3.11 python3.12 python3; do
-    if command -v "$candidate" >/dev/null &&
-       "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
-      echo "$candidate"; return
-    fi
+# Prints "CPython 3.11.2" for interpreter $1; succeeds if it is CPython of one of the versions in $2.
+check_python() {
+  "$1" -c 'import platform, sys; print(platform.python_implementation(), platform.python_version())
+sys.exit(platform.python_implementation() != "CPython" or ".".join(platform.python_version_tuple()[:2]) not in sys.argv[1].split())' "$2" 2>/dev/null
+}
+
+pick_python() {  # pick_python "VERSIONS" CANDIDATE...: the path of $PYTHON, or of the first candidate that passes
+  local versions="$1" candidate path described found=""; shift
+  for candidate in ${PYTHON:-"$@"}; do
+    path="$(command -v "$candidate")" || continue
+    if described="$(check_python "$path" "$versions")"; then echo "$path"; return; fi
+    [ -n "$found" ] || [ -z "$described" ] || found="$described at $path"
   done
-  echo "Python 3.11 or newer is needed" >&2; exit 1
+  echo "dev.sh: found ${found:-none of ${PYTHON:-$*}}; needs CPython ${versions// / or } (PYTHON=/path/to/python picks one)" >&2
+  exit 1
+}
+
+make_venv() {  # make_venv DIR PYTHON: a venv of PYTHON; one made with another interpreter is recreated
+  local wanted made; wanted="$("$2" -c 'import os, sys; print(os.path.realpath(sys.executable))')"
+  made="$(readlink -f "$1/bin/python" || true)"
+  if [ -e "$1" ] && [ "$made" != "$wanted" ]; then
+    echo "==> $1 was made with ${made:-an interpreter that is gone}, not $wanted: recreating it"
+    rm -rf "$1"
+  fi
+  [ -x "$1/bin/pip" ] || "$2" -m venv "$1"  # also completes one that was interrupted
+}
+
+announce() {  # announce VENV WHAT: which interpreter runs WHAT, for logs
+  echo "==> $2 on Python $("$1/bin/python" -c 'import platform; print(platform.python_version())') ($(readlink -f "$1/bin/python"))"
+}
+
+install_into() {  # install_into VENV REQUIREMENTS [--editable]: pinned by the lock; skipped when the stamp matches
+  local stamp="$1/.installed-$(cat "$2" requirements-lock.txt requirements-toolkit.txt pyproject.toml | sha256sum | cut -c1-16)"
+  [ -f "$stamp" ] && return
+  echo "==> installing $2 into $1 (first run takes a few minutes)"
+  "$1/bin/pip" install --quiet --upgrade "pip==25.3"
+  "$1/bin/pip" install --quiet -r "$2" -c requirements-lock.txt
+  "$1/bin/pip" install --quiet --no-deps -r requirements-toolkit.txt
+  [ "${3:-}" != --editable ] || "$1/bin/pip" install --quiet --no-deps --no-build-isolation -e .
+  rm -f "$1"/.installed-*
+  touch "$stamp"
 }
 
 install_python() {
-  local stamp=".venv/.installed-$(cat requirements.txt requirements-lock.txt requirements-toolkit.txt pyproject.toml | sha256sum | cut -c1-16)"
-  [ -f "$stamp" ] && return
-  echo "==> installing Python dependencies into .venv (first run takes a few minutes)"
-  [ -x .venv/bin/python ] || "$(python_for_venv)" -m venv .venv
-  .venv/bin/pip install --quiet --upgrade "pip==25.3"
-  .venv/bin/pip install --quiet -r requirements.txt -c requirements-lock.txt
-  .venv/bin/pip install --quiet --no-deps -r requirements-toolkit.txt
-  .venv/bin/pip install --quiet --no-deps --no-build-isolation -e .
-  rm -f .venv/.installed-*
-  touch "$stamp"
+  local python
+  if [ -z "${PYTHON:-}" ] && check_python .venv/bin/python "3.11 3.12" >/dev/null; then
+    python="$(readlink -f .venv/bin/python)"  # kept: the interpreter the existing .venv was made with
+  else
+    python="$(pick_python "3.11 3.12" python3.11 python3.12 python3)"
+  fi
+  make_venv .venv "$python"
+  install_into .venv requirements.txt --editable
 }
+
+# SageMaker's training containers run Python 3.12: a lean venv with only what the training tests import.
+install_training_python() {
+  local python; python="$(pick_python 3.12 python3.12 "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.12*/bin/python3.12)"
+  make_venv .venv-py312 "$python"
+  install_into .venv-py312 requirements-training.txt
+}
+TRAINING_TESTS=(tests/test_training_{entry_points,contract,bad_input,records,resume,multi_worker,evaluate,precision}.py)
 
 install_node() {
   local stamp="node_modules/.installed-$(sha256sum package-lock.json | cut -c1-16)"
@@ -48,6 +90,10 @@ command="${1:-}"
 shift || true
 case "$command" in
   local) install_python; install_node; exec .venv/bin/mlops local "$@" ;;
-  test)  install_python; install_node; exec .venv/bin/pytest -n auto "$@" ;;
-  *) echo "usage: ./dev.sh local [--network NAME] | ./dev.sh test [pytest args]" >&2; exit 2 ;;
+  test)  install_python; install_node; announce .venv tests; exec .venv/bin/pytest -n auto "$@" ;;
+  # `python -m` puts the repository on sys.path: this venv holds no editable install of the project.
+  test-training) install_training_python; announce .venv-py312 "training tests"
+                 exec .venv-py312/bin/python -m pytest -n auto "${TRAINING_TESTS[@]}" "$@" ;;
+  *) echo "usage: ./dev.sh local [--network NAME] | ./dev.sh test [pytest args] | ./dev.sh test-training [pytest args]" >&2
+     exit 2 ;;
 esac

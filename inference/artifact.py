@@ -14,6 +14,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from inference.archives import UnsafeArchiveError, extract_archive
+
 
 class ArtifactError(ValueError):
     """The path is not a usable model artifact; the message says what is missing."""
@@ -72,11 +74,9 @@ class ModelArtifact:
             return cls(path.resolve(), _served_version(path), extracted=False)
         root = Path(tempfile.mkdtemp(prefix="mlops-endpoint-"))
         try:
-            with tarfile.open(path) as archive:
-                # The "data" filter refuses absolute paths, links out of the folder and device files.
-                archive.extractall(root, filter="data")
+            extract_archive(path, root)
             return cls(root, _served_version(root), extracted=True)
-        except (OSError, tarfile.TarError, ArtifactError) as error:
+        except (OSError, tarfile.TarError, UnsafeArchiveError, ArtifactError) as error:
             shutil.rmtree(root, ignore_errors=True)
             if isinstance(error, ArtifactError):
                 raise ArtifactError(f"{path}: {error}") from None

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import tarfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +22,7 @@ import pytest
 from cli_support import run_mlops
 from moto.backends import get_backend
 
+from inference.archives import extract_archive
 from mlops.local.moto import ACCOUNT, REGION
 from process_support import free_port, left_running, listening
 
@@ -136,8 +136,7 @@ def model_probabilities(model_tarball: Path, folder: Path, images: np.ndarray) -
     """The SavedModel's own serving_default on `images`, with no endpoint in between."""
     import tensorflow as tf
 
-    with tarfile.open(model_tarball) as archive:
-        archive.extractall(folder, filter="data")
+    extract_archive(model_tarball, folder)
     signature = tf.saved_model.load(str(folder / "1")).signatures["serving_default"]
     return signature(image=tf.constant(images, tf.float32))["probabilities"].numpy()
 

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import records
+from inference.archives import extract_archive
 from infra.source_bundle import build_source_bundle
 from training.networks import NETWORKS, get_network
 from training_support import run_entry_point, small_data  # noqa: F401 - fixture
@@ -24,8 +25,7 @@ pytestmark = pytest.mark.integration
 def bundle(tmp_path_factory) -> Path:
     """The source bundle unpacked as the Evaluate step unpacks it (`tar -xzf ... -C bundle`)."""
     root = tmp_path_factory.mktemp("code")
-    with tarfile.open(build_source_bundle(root)) as archive:
-        archive.extractall(root / "bundle", filter="data")
+    extract_archive(build_source_bundle(root), root / "bundle")
     return root / "bundle"
 
 
@@ -54,8 +54,7 @@ def _as_processing_input(model_dir: Path, destination: Path) -> Path:
     with tarfile.open(destination / "model.tar.gz", "w:gz") as archive:
         for path in sorted(model_dir.iterdir()):
             archive.add(path, arcname=path.name)
-    with tarfile.open(destination / "model.tar.gz") as archive:
-        archive.extractall(destination, filter="data")
+    extract_archive(destination / "model.tar.gz", destination)
     return destination
 
 
