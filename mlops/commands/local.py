@@ -21,18 +21,13 @@ run starts from nothing.
 
 from __future__ import annotations
 
-import logging
 import tempfile
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from botocore.exceptions import BotoCoreError, ClientError
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 from inference.artifact import ArtifactError
 from inference.client import EndpointRequestError, ModelError, invoke
@@ -48,9 +43,10 @@ from mlops.local.deployed_pipelines import create_skipped_sagemaker_resources
 from mlops.local.iam import RoleSessions, enforced_iam
 from mlops.local.moto import LocalAws, check_port, moto_server
 from mlops.local.permissions import write_permissions_report
-from mlops.local.pipeline_executor import LocalPipelineExecutor, PipelineRun, StepFailed, StepOutcome
+from mlops.local.pipeline_executor import LocalPipelineExecutor, PipelineRun, StepFailed
 from mlops.local.pipeline_references import DefinitionError
 from mlops.local.report import ReportFolder, RunReport
+from mlops.local.terminal import ConsoleReporter, console, echo, echoing_logs, outputs_table, summary_of
 from mlops.local.s3 import download_file, read_json
 from mlops.local.samples import compare, held_out_samples, instances_request, summary
 from mlops.phases import Phase, run_phases
@@ -61,11 +57,8 @@ from training.networks import Network
 
 DEFAULT_REPORT_ROOT = Path("mlops-local-report")
 HELD_OUT_SAMPLES = 10
-# Outputs CDK adds on its own to carry cross-stack references; not for people.
-_CDK_EXPORT_OUTPUT = "ExportsOutput"
 
 app = typer.Typer()
-console = Console()
 
 
 class LocalRun:
@@ -120,13 +113,13 @@ class LocalRun:
             # Written while the local AWS still runs (the report reads the deployed policies), however the run ends.
             self._resources.callback(write_permissions_report, self.folder.path, self._roles,
                                      network=self.network.name, networks=list(self.config.networks))
-            _echo("IAM enforced: the harness signs as an administrator, the jobs and the pipeline as their roles")
+            echo("IAM enforced: the harness signs as an administrator, the jobs and the pipeline as their roles")
         else:
             self._roles = RoleSessions(self._aws)
         self._assembly = self._temporary_dir("mlops-cdk.out-")
-        self._cdk = CdkCli(target=self._aws, stage=LOCAL_STAGE, output_dir=self._assembly, echo=_echo,
+        self._cdk = CdkCli(target=self._aws, stage=LOCAL_STAGE, output_dir=self._assembly, echo=echo,
                            context={naming.model_package_context_key(self.network.name): self.expected_model_arn})
-        _echo(f"local AWS at {self._aws.endpoint_url}")
+        echo(f"local AWS at {self._aws.endpoint_url}")
 
     def synth_and_bootstrap(self) -> None:
         self._cdk = self.cdk.synth_and_bootstrap()  # from here on, the CLI deploys that assembly
@@ -141,22 +134,22 @@ class LocalRun:
         from mlops.datasets import prepare, preparer_for, upload_channels
 
         preparer = preparer_for(self.network.name)
-        _echo(f"{preparer.name}: {preparer.summary}" + (f", at most {self.limit} per channel" if self.limit else ""))
-        with _echoing_logs("mlops.datasets"):  # e.g. a base model pretrained for minutes, then cached
+        echo(f"{preparer.name}: {preparer.summary}" + (f", at most {self.limit} per channel" if self.limit else ""))
+        with echoing_logs("mlops.datasets"):  # e.g. a base model pretrained for minutes, then cached
             channels = prepare(self.network.name, self._temporary_dir("mlops-data-") / self.network.name,
                                limit=self.limit)
         self._test_channel = channels["test"]
         bucket = self.outputs[naming.stack_name(self.config.prefix(), naming.STORAGE_STACK_SUFFIX)]["DataBucketName"]
         for channel, uri in upload_channels(channels, bucket=bucket, network=self.network.name,
                                             s3_client=self.aws.client("s3")).items():
-            _echo(f"{channel:<11} {uri}")
+            echo(f"{channel:<11} {uri}")
 
     def run_pipeline(self) -> None:
         stack = naming.stack_name(self.config.prefix(), naming.PIPELINES_STACK_SUFFIX)
         assert self._assembly is not None
         try:
             created = create_skipped_sagemaker_resources(self.aws, self._assembly, stack)
-            _echo(f"created in moto, whose CloudFormation skips them: pipelines {', '.join(created.pipelines)}; "
+            echo(f"created in moto, whose CloudFormation skips them: pipelines {', '.join(created.pipelines)}; "
                   f"model package groups {', '.join(created.groups)}")
             executor = LocalPipelineExecutor(self.aws, self.folder.pipeline_dir, ConsoleReporter(self.show_logs),
                                              roles=self._roles)
@@ -166,7 +159,7 @@ class LocalRun:
         except (DefinitionError, BotoCoreError, ClientError) as error:
             raise RunFailed(f"cannot start the {self.network.name} pipeline: {error}") from None
         self.report.execution_id, self.report.parameters = run.execution_id, dict(run.parameters)
-        _echo(f"execution {run.execution_id}: "
+        echo(f"execution {run.execution_id}: "
               + ", ".join(f"{name}={value}" for name, value in run.parameters.items()))
         try:
             executor.execute(run)
@@ -185,9 +178,9 @@ class LocalRun:
         model = next(version for version in model_versions(sagemaker, group)
                      if version.arn == self._pipeline_run.registered_model_arn)
         if model.status == APPROVED:
-            _echo(f"{group} version {model.version} is {APPROVED} already (the pipeline's ModelApprovalStatus)")
+            echo(f"{group} version {model.version} is {APPROVED} already (the pipeline's ModelApprovalStatus)")
         else:
-            _echo(f"{group} version {model.version}: {model.status} -> {APPROVED}")
+            echo(f"{group} version {model.version}: {model.status} -> {APPROVED}")
             model = set_approval(sagemaker, model, APPROVED)
         self._model = model
         self.report.model_package_arn, self.report.model_approval = model.arn, model.status
@@ -195,13 +188,13 @@ class LocalRun:
     def deploy_endpoint(self) -> None:
         assert self._model is not None
         if self._model.arn != self.expected_model_arn:
-            _echo(f"the app was synthesized for {self.expected_model_arn}: synthesizing it again")
+            echo(f"the app was synthesized for {self.expected_model_arn}: synthesizing it again")
         outputs = deploy_endpoint(self.cdk, self.config, self.network.name, self._model)
         self.report.endpoint_stack = naming.endpoint_stack_name(self.config.prefix(), self.network.name)
         # The name the stack gives the endpoint, as AWS would create it (and `mlops invoke` calls
         # it); moto ignores EndpointName and makes up its own, shown in the stack's output.
         self.report.endpoint_name = naming.endpoint_name(self.config.prefix(), self.network.name)
-        _echo(f"endpoint {self.report.endpoint_name} serves version {self._model.version} "
+        echo(f"endpoint {self.report.endpoint_name} serves version {self._model.version} "
               f"(moto recorded it as {outputs.get('EndpointName')})")
 
     def start_endpoint(self) -> None:
@@ -221,7 +214,7 @@ class LocalRun:
             raise RunFailed(f"the registered model {model_data} cannot be served: {error}") from None
         self._resources.callback(endpoint.stop)
         self._endpoint_url = endpoint.url
-        _echo(f"{model_data} served at {endpoint.url}")
+        echo(f"{model_data} served at {endpoint.url}")
 
     def invoke(self) -> None:
         assert self._test_channel is not None and self._endpoint_url and self.report.endpoint_name
@@ -232,7 +225,7 @@ class LocalRun:
             raise RunFailed(f"invoking {self.report.endpoint_name}: {error}") from None
         self.report.comparisons = compare(self.network, class_names, samples, answer["predictions"])
         self.report.sample_summary = summary(self.report.comparisons)
-        _echo(self.report.sample_summary)
+        echo(self.report.sample_summary)
 
     # ------------------------------------------------------------------------------ helpers
 
@@ -268,84 +261,6 @@ class LocalRun:
         report_uri = run.context.property_files.get(definition.EVALUATE_STEP, {}).get(definition.EVALUATION_REPORT)
         if report_uri:
             self.report.evaluation = read_json(self.aws.client("s3"), report_uri)
-
-
-class ConsoleReporter:
-    """Pipeline steps on the terminal: a line when each starts and ends, and the jobs' logs."""
-
-    def __init__(self, show_logs: bool) -> None:
-        self.show_logs = show_logs
-
-    def step_started(self, step: str, step_type: str, detail: str) -> None:
-        console.print(f"  [bold]▶ {escape(step)}[/] ({step_type}) {escape(detail)}", highlight=False)
-
-    def step_log(self, step: str, line: str) -> None:
-        if self.show_logs:
-            console.print(f"    {step} │ {line}", style="dim", markup=False, highlight=False, soft_wrap=True)
-
-    def step_ended(self, outcome: StepOutcome) -> None:
-        mark = "[green]✓[/]" if outcome.status == "Succeeded" else "[red]✗[/]"
-        console.print(f"  {mark} {escape(outcome.step)} {outcome.status} [dim]({outcome.seconds:.1f} s)[/] "
-                      f"{escape(outcome.detail)}", highlight=False, soft_wrap=True)
-
-
-def _echo(line: str) -> None:
-    console.print(f"  {line}", style="dim", markup=False, highlight=False, soft_wrap=True)
-
-
-@contextmanager
-def _echoing_logs(logger_name: str) -> Iterator[None]:
-    """INFO records of `logger_name` (and its children) echoed on the terminal while the block runs."""
-    class Echo(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            _echo(self.format(record))
-
-    logger, handler = logging.getLogger(logger_name), Echo()
-    previous = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(previous)
-
-
-def outputs_table(outputs: dict[str, dict[str, str]]) -> Table:
-    table = Table(title="Stack outputs")
-    table.add_column("stack", no_wrap=True)
-    table.add_column("output", no_wrap=True)
-    table.add_column("value", overflow="fold")
-    for stack in sorted(outputs):
-        for key, value in sorted(outputs[stack].items()):
-            if not key.startswith(_CDK_EXPORT_OUTPUT):
-                table.add_row(stack, key, value)
-    return table
-
-
-def _summary(report: RunReport, folder: ReportFolder) -> None:
-    quality = report.quality
-    if quality["value"] is not None:
-        console.print(f"[bold]{quality['metric']} = {quality['value']:.4f}[/] on held-out data "
-                      f"(quality gate {quality['comparison']} {quality['threshold']}: "
-                      f"{'passed' if quality['passed'] else 'failed'})", highlight=False)
-    if report.comparisons:
-        console.print(f"held-out test samples through /endpoints/{report.endpoint_name}/invocations: "
-                      f"{report.sample_summary}", highlight=False)
-        table = Table()
-        for column in ("test sample", "truth", "prediction"):
-            table.add_column(column, overflow="fold")
-        for row in report.comparisons:
-            table.add_row(str(row.index), row.truth, row.prediction)
-        console.print(table)
-    times = Table(title="Time per phase")
-    times.add_column("phase")
-    times.add_column("seconds", justify="right")
-    times.add_column("status")
-    for phase in report.phases:
-        times.add_row(phase["phase"], f"{phase['seconds']:.1f}", phase["status"])
-    console.print(times)
-    console.print(f"report: {folder.path / 'report.md'}", highlight=False)
 
 
 def _phase_rows(run: LocalRun, timings: dict[str, float], outcome: str) -> list[dict[str, Any]]:
@@ -410,6 +325,6 @@ def local(
         if run.report.outcome != "succeeded":
             console.print(f"everything it started has stopped; what it produced is in {folder.path}",
                           highlight=False)
-    _summary(run.report, folder)
+    summary_of(run.report, folder)
     console.print(f"done in {run.report.total_seconds:.1f} s; the local AWS and the endpoint have stopped, "
                   "and the local AWS's state with them", highlight=False)
