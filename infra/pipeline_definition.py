@@ -19,12 +19,22 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from infra.config import StageConfig
 from infra.naming import model_package_group_name
-from training.networks import Hyperparameter, HyperparameterValue, Network, get_network
+from infra.pipeline_parameters import (
+    APPROVAL_STATUSES,
+    INPUT_DATA_URI,
+    MODEL_APPROVAL_STATUS,
+    PARAMETER_TYPES,
+    QUALITY_THRESHOLD,
+    TRAINING_INSTANCE_COUNT,
+    TRAINING_INSTANCE_TYPE,
+    PipelineParameter,
+    parameter_name,
+)
+from training.networks import Network, get_network
 
 SCHEMA_VERSION = "2020-12-01"
 
@@ -45,13 +55,6 @@ QUALITY_GATE_STEP = "QualityGate"
 REGISTER_STEP = "Register"
 FAIL_STEP = "Fail"
 
-TRAINING_INSTANCE_TYPE = "TrainingInstanceType"
-TRAINING_INSTANCE_COUNT = "TrainingInstanceCount"
-INPUT_DATA_URI = "InputDataUri"
-MODEL_APPROVAL_STATUS = "ModelApprovalStatus"
-QUALITY_THRESHOLD = "QualityThreshold"
-APPROVAL_STATUSES = ("Approved", "PendingManualApproval")
-
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
 PROCESSING_ROOT = "/opt/ml/processing"
 EVALUATION_OUTPUT = "evaluation"
@@ -71,42 +74,7 @@ SERVICE_RETRY = {"ExceptionType": ["Step.SERVICE_FAULT", "Step.THROTTLING"],
 JOB_RETRY = {"ExceptionType": ["SageMaker.CAPACITY_ERROR", "SageMaker.JOB_INTERNAL_ERROR"],
              "IntervalSeconds": 60, "BackoffRate": 2.0, "MaxAttempts": 3}
 
-ParameterType = Literal["String", "Integer", "Float"]
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9]+)\}")
-
-
-@dataclass(frozen=True)
-class PipelineParameter:
-    """A parameter of the pipeline; `hyperparameter` is set when it feeds one."""
-
-    name: str
-    type: ParameterType
-    default: HyperparameterValue
-    enum_values: tuple[str, ...] = ()
-    hyperparameter: Hyperparameter | None = None
-
-    def to_definition(self) -> dict[str, Any]:
-        parameter: dict[str, Any] = {"Name": self.name, "Type": self.type, "DefaultValue": self.default}
-        if self.enum_values:
-            parameter["EnumValues"] = list(self.enum_values)
-        return parameter
-
-    def parse(self, raw: str) -> HyperparameterValue:
-        """The typed value of `raw`, or ValueError saying what is wrong: checked as the
-        hyperparameter it feeds, else as a knob of the parameter's own type and values."""
-        knob = self.hyperparameter or Hyperparameter(
-            self.name, _PYTHON_TYPES[self.type](self.default), f"pipeline parameter {self.name}",
-            choices=self.enum_values)
-        return knob.parse(raw)
-
-
-def parameter_name(hyperparameter: str) -> str:
-    """`learning_rate` -> `LearningRate`: the pipeline parameter that feeds a hyperparameter."""
-    return "".join(part[:1].upper() + part[1:] for part in hyperparameter.split("_"))
-
-
-_TYPES: dict[type, ParameterType] = {int: "Integer", float: "Float", str: "String"}
-_PYTHON_TYPES: dict[ParameterType, type] = {name: python for python, name in _TYPES.items()}
 
 
 def pipeline_parameters(config: StageConfig, network_name: str) -> tuple[PipelineParameter, ...]:
@@ -117,7 +85,7 @@ def pipeline_parameters(config: StageConfig, network_name: str) -> tuple[Pipelin
     return (
         PipelineParameter(TRAINING_INSTANCE_TYPE, "String", config.training_instance_type(network.name)),
         PipelineParameter(TRAINING_INSTANCE_COUNT, "Integer", config.training.instance_count),
-        *(PipelineParameter(parameter_name(knob.name), _TYPES[knob.type], values[knob.name],
+        *(PipelineParameter(parameter_name(knob.name), PARAMETER_TYPES[knob.type], values[knob.name],
                             enum_values=knob.choices, hyperparameter=knob)
           for knob in network.hyperparameters),
         PipelineParameter(INPUT_DATA_URI, "String", data_uri),

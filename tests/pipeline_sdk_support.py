@@ -36,7 +36,8 @@ from sagemaker.train import ModelTrainer
 
 from infra.config import StageConfig
 from infra.naming import model_package_group_name
-from infra.pipeline_definition import evaluation_command, parameter_name
+from infra.pipeline_definition import evaluation_command
+from infra.pipeline_parameters import parameter_name
 from training.networks import Network
 
 NO_TELEMETRY = {"SchemaVersion": "1.0", "SageMaker": {"PythonSDK": {"Modules": {"TelemetryOptOut": True}}}}
