@@ -227,4 +227,11 @@ def _capture(lines: list[str], echo: Callable[[str], None] | None) -> Callable[[
 
 def _run(argv: list[str], env: dict[str, str], echo: Callable[[str], None] | None, what: str,
          cwd: Path = REPO_ROOT) -> CdkRun:
-    return _RunningCli(argv, env, echo, what, cwd).wait()
+    running: _RunningCli | None = None
+    try:  # also a Ctrl-C that lands after the CLI started and before its wait began
+        running = _RunningCli(argv, env, echo, what, cwd)
+        return running.wait()
+    except BaseException:
+        if running is not None:
+            running.stop()
+        raise

@@ -86,11 +86,17 @@ def start(argv: Sequence[str], *, env: Mapping[str, str], cwd: Path, on_line: Li
     process = subprocess.Popen(list(argv), cwd=cwd, env=dict(env), stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE if on_stderr_line else subprocess.STDOUT,
                                text=True, bufsize=1, start_new_session=True)
-    streams = [(process.stdout, on_line)] + ([(process.stderr, on_stderr_line)] if on_stderr_line else [])
-    readers = [threading.Thread(target=_pump, args=(stream, sink), daemon=True) for stream, sink in streams]
-    for reader in readers:
-        reader.start()
-    return ChildProcess(process, readers)
+    child = ChildProcess(process, [])
+    try:  # a Ctrl-C while the readers start must not leave the child behind
+        streams = [(process.stdout, on_line)] + ([(process.stderr, on_stderr_line)] if on_stderr_line else [])
+        for stream, sink in streams:
+            reader = threading.Thread(target=_pump, args=(stream, sink), daemon=True)
+            reader.start()
+            child.readers.append(reader)
+    except BaseException:
+        child.kill()
+        raise
+    return child
 
 
 def _pump(stream: IO[str] | None, sink: LineSink) -> None:

@@ -196,7 +196,7 @@ def test_mlops_serve_answers_until_sigterm_then_exits_0_and_frees_the_port(model
         refused = subprocess.run([MLOPS, "invoke", "cnn", str(bad), "--local", url],
                                  capture_output=True, text=True, timeout=60)
         assert refused.returncode == 1
-        assert "the model answered 400: image classifiers take a PNG or JPEG image" in refused.stderr
+        assert "the model answered 400: this image_classifier takes a PNG or JPEG image" in refused.stderr
         assert len(refused.stderr.strip().splitlines()) == 1
         unsendable = subprocess.run([MLOPS, "invoke", "rnn", str(digit_png), "--local", url],
                                     capture_output=True, text=True, timeout=60)

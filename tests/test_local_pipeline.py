@@ -69,7 +69,8 @@ def finished_train_and_evaluate(run: ExecutionContext) -> None:
 def test_parameters_take_the_defaults_and_typed_overrides() -> None:
     values = context({"Epochs": "3", "QualityThreshold": "0.5", "Precision": "float32"}).parameters
     assert values["Epochs"] == 3 and values["QualityThreshold"] == 0.5 and values["Precision"] == "float32"
-    assert values["BatchSize"] == 32  # the registry default, as the definition declares it
+    # the stage's default, as the definition declares it
+    assert values["BatchSize"] == LOCAL.hyperparameters_for("cnn")["batch_size"]
     assert values["InputDataUri"] == "s3://data/cnn/"
 
 
@@ -130,12 +131,13 @@ def test_the_quality_gate_reads_the_evaluation_report(accuracy: float, threshold
 
 
 def test_conditions_combine_and_compare_numbers() -> None:
-    run = context()
-    ten = {"Get": "Parameters.Epochs"}  # 40 by default
-    assert run.holds({"Type": "GreaterThan", "LeftValue": ten, "RightValue": 39.5})
-    assert run.holds({"Type": "Not", "Expression": {"Type": "Equals", "LeftValue": ten, "RightValue": 41}})
-    assert run.holds({"Type": "Or", "Conditions": [{"Type": "LessThan", "LeftValue": ten, "RightValue": 1},
-                                                   {"Type": "LessThanOrEqualTo", "LeftValue": ten, "RightValue": 40}]})
+    run = context({"Epochs": "40"})
+    forty = {"Get": "Parameters.Epochs"}
+    assert run.holds({"Type": "GreaterThan", "LeftValue": forty, "RightValue": 39.5})
+    assert run.holds({"Type": "Not", "Expression": {"Type": "Equals", "LeftValue": forty, "RightValue": 41}})
+    assert run.holds({"Type": "Or", "Conditions": [{"Type": "LessThan", "LeftValue": forty, "RightValue": 1},
+                                                   {"Type": "LessThanOrEqualTo", "LeftValue": forty, "RightValue": 40}]})
+    assert not run.holds({"Type": "LessThan", "LeftValue": forty, "RightValue": 40})
     assert run.holds({"Type": "In", "QueryValue": {"Get": "Parameters.Precision"}, "Values": ["auto", "float32"]})
     with pytest.raises(DefinitionError, match="compares 'auto' with 1"):
         run.holds({"Type": "Equals", "LeftValue": {"Get": "Parameters.Precision"}, "RightValue": 1})

@@ -102,7 +102,7 @@ BAD_INPUT = {
     "missing test dir": ("cnn", lambda model, test, tmp: (model, tmp / "absent"),
                          "channel 'test' (", "the folder does not exist"),
     "test images of another shape": ("cnn", lambda model, test, tmp: (model, _wider_images(tmp, test)),
-                                     "channel 'test': 'image' has shape [10, 10, 1], but the model takes [8, 8, 1]"),
+                                     "channel 'test': 'image' has shape [10, 10, 1], but the model takes [28, 28, 1]"),
 }
 
 

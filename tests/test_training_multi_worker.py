@@ -32,5 +32,6 @@ def test_two_workers_train_one_cnn_and_only_the_chief_exports(tmp_path, small_da
     assert not any(worker.model_dir.iterdir()) and not any(worker.output_dir.iterdir())
     assert not (chief.checkpoint_dir / "train").exists()
 
+    image_shape = json.loads((small_data("cnn")["test"] / "spec.json").read_text())["features"]["image"]["shape"]
     signature = tf.saved_model.load(str(chief.model_dir / "1")).signatures["serving_default"]
-    assert signature(image=tf.zeros([1, 8, 8, 1]))["probabilities"].shape == (1, 10)
+    assert signature(image=tf.zeros([1, *image_shape]))["probabilities"].shape == (1, 10)
