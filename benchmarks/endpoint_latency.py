@@ -85,9 +85,13 @@ def train_cnn(model_dir: Path) -> Path:
     code_dir.mkdir()
     for name in ("inference.py", "requirements.txt"):
         shutil.copy(REPO_ROOT / "inference" / "model_code" / name, code_dir / name)
+    from training.tasks import get_task
+
+    # serving.json as training writes it: the task registry's description of an image classifier.
     (code_dir / "serving.json").write_text(json.dumps({
-        "network": "cnn", "task": "image_classifier", "input_name": "image", "input_shape": [8, 8, 1],
-        "input_dtype": "float32", "class_names": [str(digit) for digit in range(10)]}))
+        **get_task("image_classifier").serving_description(), "network": "cnn", "input_name": "image",
+        "input_shape": [8, 8, 1], "input_dtype": "float32", "signature": "serving_default",
+        "class_names": [str(digit) for digit in range(10)]}))
     return model_dir
 
 
