@@ -97,6 +97,35 @@ class Task:
         raise NotImplementedError
 
 
+class ClassProbabilities:
+    """What every classifier task shares, mixed in before `Task`: a class label as the truth, the
+    probability of each class out, a confusion matrix, answers judged by their label."""
+
+    target = "label"
+    outputs = ("probabilities",)
+    answer_form = "classes"
+    plot = "confusion_matrix"
+    reads_class_names = True
+
+    @staticmethod
+    def class_names_problem(spec: Any) -> str | None:
+        if len(spec.class_names) < 2:
+            return f"a classifier needs at least 2 class names, got {list(spec.class_names)}"
+        return None
+
+    def evaluate(self, outputs: Outputs, test: Any, description: dict[str, Any],
+                 plot: Path) -> tuple[dict[str, float], dict[str, Any]]:
+        metrics = evaluation_module().classifier(lambda inputs: outputs(inputs)["probabilities"], test,
+                                                 description["class_names"], plot)
+        return metrics, {}
+
+    def judge(self, target: Any, answer: dict[str, Any], class_names: Sequence[str]) -> Judgement:
+        """A class label answer (`label`, `probabilities`) beside the true class index."""
+        truth = class_names[int(target)]
+        confidence = answer["probabilities"][answer["label"]]
+        return Judgement(truth, f"{answer['label']} (p={confidence:.2f})", answer["label"] == truth)
+
+
 def values_text(values: Sequence[float]) -> str:
     return ", ".join(f"{value:.4g}" for value in values)
 
