@@ -1,6 +1,7 @@
 """`mlops local` end to end: the CNN on a small slice of data, through everything the command does
 (deploy to moto, prepare and upload data, the pipeline run here, registry, endpoint stack, local
-endpoint, invocation), and a run whose training step fails.
+endpoint, invocation), right after a run that Ctrl-C stopped during training on the same port and
+report folder; and a run whose training step fails.
 
 The command runs in this process, as the user's `mlops` would (the same `main()`): moto keeps its
 state per process, so once the command has stopped its server the registry and the stacks it
@@ -10,8 +11,13 @@ left in moto can still be read here. Every process the command starts is watched
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,6 +37,7 @@ pytestmark = pytest.mark.integration
 # A slice small enough for a quick run; the gate lowered to what 3 epochs on it reach, so the
 # model is registered and deployed (the quality of a full run is in the README's timings).
 QUICK_RUN = ("--limit", "300", "--param", "epochs=3", "--param", "QualityThreshold=0.3", "--no-logs")
+MLOPS = Path(sys.executable).parent / "mlops"
 
 
 
@@ -56,19 +63,67 @@ def watched_children() -> Iterator[set[psutil.Process]]:
 
 
 
+def interrupt_during_training(port: int, report: Path) -> None:
+    """`mlops local` as a user starts it, stopped with Ctrl-C (SIGINT) once its training job runs:
+    exit 130, no traceback, nothing left running, the report says where it stopped."""
+    interrupted = subprocess.Popen([str(MLOPS), "local", "--network", "cnn", "--port", str(port),
+                                    "--report-dir", str(report), *QUICK_RUN],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   env={**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"})
+    assert interrupted.stdout is not None
+    for line in interrupted.stdout:
+        if "▶ Train (Training)" in line:
+            break
+    training_toolkit(psutil.Process(interrupted.pid))
+    tree = psutil.Process(interrupted.pid).children(recursive=True)
+    interrupted.send_signal(signal.SIGINT)
+    _, err = interrupted.communicate(timeout=60)
+
+    assert interrupted.returncode == 130, err
+    assert "Traceback" not in err
+    assert left_running(tree) == [], "part of the process tree was left running"
+    assert not listening(port), "the moto server is still listening"
+    phases = json.loads((report / "phases.json").read_text())
+    assert phases["outcome"] == "interrupted"
+    assert phases["phases"][-1] == {**phases["phases"][-1], "phase": "Run the cnn training pipeline",
+                                    "status": "interrupted"}
+    assert phases["steps"][-1] == {**phases["steps"][-1], "step": "Train", "status": "Stopped"}
+
+
+def training_toolkit(process: psutil.Process, timeout: float = 120) -> psutil.Process:
+    """SageMaker's `train` launcher among the process's descendants, once it runs."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for child in process.children(recursive=True):
+            try:
+                # `python .venv/bin/train`: the console script, run by the venv's interpreter.
+                if any(Path(argument).name == "train" for argument in child.cmdline()[:2]):
+                    return child
+            except psutil.NoSuchProcess:
+                continue
+        time.sleep(0.2)
+    raise AssertionError("the training job never started")
+
+
 def s3_json(uri: str) -> dict:
     bucket, _, key = uri.removeprefix("s3://").partition("/")
     return json.loads(get_backend("s3")[ACCOUNT]["global"].get_object(bucket, key).value)
 
 
-def test_the_cnn_goes_from_nothing_to_an_invoked_endpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                          capsys: pytest.CaptureFixture) -> None:
+def test_after_a_ctrl_c_the_cnn_goes_from_nothing_to_an_invoked_endpoint(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
     port, report = free_port(), tmp_path / "report"
+    interrupt_during_training(port, report)
+
+    # Same port, same report folder, no clean-up in between.
     before = set(psutil.Process().children(recursive=True))
     with watched_children() as started:
         code, out, err = run_mlops(monkeypatch, capsys, "local", "--network", "cnn", "--port", str(port),
                                    "--report-dir", str(report), *QUICK_RUN)
     assert code == 0, err[-3000:]
+    assert "✓ [9/9] Invoke it with held-out test samples" in out
+    assert "mlops-local-data-123456789012-us-east-1" in out
+    assert "ExecutionRoleArn" in out and "ExportsOutput" not in out.split("Stack outputs")[1]
 
     # The model package, registered by the pipeline's Register step with the evaluation's metrics.
     sagemaker = get_backend("sagemaker")[ACCOUNT][REGION]

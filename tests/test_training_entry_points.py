@@ -12,7 +12,8 @@ import tensorflow as tf
 
 import networks
 import tasks
-from training_support import metrics_lines, run_entry_point, serving_config, small_data  # noqa: F401
+from training_support import (QUICK, TRAINED_PHASES, metrics_lines, serving_config, small_data,  # noqa: F401
+                              trained)
 
 pytestmark = pytest.mark.integration
 
@@ -82,29 +83,27 @@ def test_every_task_and_network_has_its_fixtures():
 
 
 @pytest.mark.parametrize("name", list(networks.NETWORKS))
-def test_entry_point_trains_and_exports_a_servable_model(tmp_path, small_data, name):  # noqa: F811
+def test_entry_point_trains_and_exports_a_servable_model(trained, name):
     network = networks.get_network(name)
-    # transfer: 2 epochs of the head, then 2 fine-tuning the last base layers, numbered on.
-    phases = {"fine_tune_epochs": 2} if name == "transfer" else {}
-    finished = run_entry_point(name, small_data(name), tmp_path, **phases)
-    assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
+    finished = trained(name)
+    assert finished.returncode == 0, finished.log
 
     lines = metrics_lines(finished.stdout)
     epochs = [line for line in lines if "epoch" in line]
-    assert [line["epoch"] for line in epochs] == ([1, 2, 3, 4] if phases else [1, 2])
+    phases = TRAINED_PHASES.get(name, {})
+    assert [line["epoch"] for line in epochs] == list(range(1, QUICK["epochs"] + phases.get("fine_tune_epochs", 0) + 1))
     assert set(epochs[0]) == {"epoch"} | {metric for metric in network.metrics if not metric.startswith("test_")}
     final = lines[-1]
     assert set(final) == {metric for metric in network.metrics if metric.startswith("test_")}
     for definition in network.metric_definitions:  # what SageMaker's MetricDefinitions scrape
         assert re.search(definition["Regex"], finished.stdout), definition
 
-    output = tmp_path / "output"
-    evaluation = json.loads((output / "evaluation.json").read_text())
+    evaluation = json.loads((finished.output_dir / "evaluation.json").read_text())
     assert evaluation["network"] == name
     assert evaluation["metrics"] == {metric: {"value": pytest.approx(value, rel=1e-5)} for metric, value in final.items()}
-    assert {"training_curves.png", f"{network.task.plot}.png"} <= {path.name for path in output.glob("*.png")}
+    assert {"training_curves.png", f"{network.task.plot}.png"} <= {path.name for path in finished.output_dir.glob("*.png")}
 
-    model_dir = tmp_path / "model"
+    model_dir = finished.model_dir
     assert sorted(path.name for path in model_dir.iterdir()) == ["1", "code"]
     assert {"inference.py", "requirements.txt", "serving.json"} <= {path.name for path in (model_dir / "code").iterdir()}
     serving = serving_config(model_dir)

@@ -17,7 +17,7 @@ import records
 from inference.archives import extract_archive
 from infra.source_bundle import build_source_bundle
 from training.networks import NETWORKS, get_network
-from training_support import run_entry_point, small_data  # noqa: F401 - fixture
+from training_support import small_data, trained  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.integration
 
@@ -30,22 +30,20 @@ def bundle(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, small_data):  # noqa: F811
-    """`trained(network)` -> (processing model dir, the training run's evaluation.json), made once."""
+def processing_inputs(tmp_path_factory, trained):  # noqa: F811
+    """`processing_inputs(network)` -> (its trained model as the Evaluate step gets it, the training
+    run's own evaluation.json), made once."""
     made: dict[str, tuple[Path, dict]] = {}
 
-    def train(network: str) -> tuple[Path, dict]:
+    def of(network: str) -> tuple[Path, dict]:
         if network not in made:
-            work = tmp_path_factory.mktemp(network)
-            # transfer: 1 epoch of fine-tuning too, so that the judged model is the fine-tuned one.
-            finished = run_entry_point(network, small_data(network), work,
-                                       **({"fine_tune_epochs": 1} if network == "transfer" else {}))
-            assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
-            made[network] = (_as_processing_input(work / "model", work / "processing" / "model"),
-                             json.loads((work / "output" / "evaluation.json").read_text()))
+            run = trained(network)
+            assert run.returncode == 0, run.log
+            made[network] = (_as_processing_input(run.model_dir, tmp_path_factory.mktemp(network) / "model"),
+                             json.loads((run.output_dir / "evaluation.json").read_text()))
         return made[network]
 
-    return train
+    return of
 
 
 def _as_processing_input(model_dir: Path, destination: Path) -> Path:
@@ -68,8 +66,8 @@ def run_evaluate(bundle: Path, network: str, model_dir: Path, test_dir: Path, ou
 
 
 @pytest.mark.parametrize("network", list(NETWORKS))
-def test_evaluate_reports_the_training_runs_test_metrics(bundle, trained, small_data, tmp_path, network):  # noqa: F811
-    model_dir, from_training = trained(network)
+def test_evaluate_reports_the_training_runs_test_metrics(bundle, processing_inputs, small_data, tmp_path, network):  # noqa: F811
+    model_dir, from_training = processing_inputs(network)
     finished = run_evaluate(bundle, network, model_dir, small_data(network)["test"], tmp_path / "evaluation")
     assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
 
@@ -107,9 +105,9 @@ BAD_INPUT = {
 
 
 @pytest.mark.parametrize("case", list(BAD_INPUT))
-def test_bad_input_exits_2_with_one_line(bundle, trained, small_data, tmp_path, case):  # noqa: F811
+def test_bad_input_exits_2_with_one_line(bundle, processing_inputs, small_data, tmp_path, case):  # noqa: F811
     network, arrange, *fragments = BAD_INPUT[case]
-    model_dir, test_dir = arrange(trained("cnn")[0], small_data("cnn")["test"], tmp_path)
+    model_dir, test_dir = arrange(processing_inputs("cnn")[0], small_data("cnn")["test"], tmp_path)
     finished = run_evaluate(bundle, network, model_dir, test_dir, tmp_path / "evaluation")
     assert finished.returncode == 2, finished.stdout[-2000:] + finished.stderr[-2000:]
     errors = [line for line in finished.stderr.splitlines() if line.startswith("error: ")]

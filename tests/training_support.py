@@ -1,11 +1,16 @@
-"""Shared by the training tests: small offline data slices and running an entry point as a process."""
+"""Shared by the training tests: small offline data slices, running an entry point as a process, and
+one training run per network that every test module of the session reads."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -22,22 +27,91 @@ SMALL_DATA = {
     "speech": {"limit": 90},
 }
 QUICK = {"epochs": 2, "batch_size": 32}
+# transfer: 2 epochs of the head, then 2 fine-tuning the last base layers, so that what is judged
+# and served is the fine-tuned model.
+TRAINED_PHASES = {"transfer": {"fine_tune_epochs": 2}}
+
+
+@dataclass(frozen=True)
+class TrainedRun:
+    """A finished entry point run: its folder (`model/`, `output/`) and what the process printed."""
+
+    work: Path
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def model_dir(self) -> Path:
+        return self.work / "model"
+
+    @property
+    def output_dir(self) -> Path:
+        return self.work / "output"
+
+    @property
+    def log(self) -> str:
+        return self.stdout[-3000:] + self.stderr[-3000:]
+
+
+def session_folder(tmp_path_factory) -> Path:
+    """A folder every pytest-xdist worker of this test session shares (the session's own otherwise)."""
+    worker_root = tmp_path_factory.getbasetemp()
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    folder = worker_root.parent / f"shared-{run}" if run else worker_root / "shared"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@contextmanager
+def _exclusive(lock_file: Path) -> Iterator[None]:
+    """Held by one worker at a time: the others wait for what it makes instead of making it too."""
+    with lock_file.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @pytest.fixture(scope="session")
 def small_data(tmp_path_factory):
-    """`small_data(network)` -> channel folders of a small slice of its offline dataset, made once."""
+    """`small_data(network)` -> channel folders of a small slice of its offline dataset, made once per
+    test session whichever worker asks first. Read-only: a test that changes a channel copies it first."""
     from mlops.datasets import prepare
 
-    root = tmp_path_factory.mktemp("data")
-    made: dict[str, dict[str, Path]] = {}
+    root = session_folder(tmp_path_factory) / "data"
+    root.mkdir(exist_ok=True)
 
     def channels(network: str) -> dict[str, Path]:
-        if network not in made:
-            made[network] = prepare(network, root / network, **SMALL_DATA[network])
-        return made[network]
+        made = root / f"{network}.json"
+        with _exclusive(root / f"{network}.lock"):
+            if not made.exists():
+                folders = prepare(network, root / network, **SMALL_DATA[network])
+                made.write_text(json.dumps({channel: str(folder) for channel, folder in folders.items()}))
+        return {channel: Path(folder) for channel, folder in json.loads(made.read_text()).items()}
 
     return channels
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory, small_data):
+    """`trained(network)` -> the TrainedRun of its entry point on its small slice (QUICK, plus
+    TRAINED_PHASES), made once per test session whichever worker asks first. Read-only: a test
+    that changes a model copies it first."""
+    root = session_folder(tmp_path_factory) / "trained"
+    root.mkdir(exist_ok=True)
+
+    def run(network: str) -> TrainedRun:
+        work, result = root / network, root / f"{network}.json"
+        with _exclusive(root / f"{network}.lock"):
+            if not result.exists():
+                finished = run_entry_point(network, small_data(network), work, **TRAINED_PHASES.get(network, {}))
+                result.write_text(json.dumps({"returncode": finished.returncode, "stdout": finished.stdout,
+                                              "stderr": finished.stderr}))
+        return TrainedRun(work, **json.loads(result.read_text()))
+
+    return run
 
 
 def run_entry_point(network: str, channels: dict[str, Path], work: Path, *, env: dict[str, str] | None = None,
