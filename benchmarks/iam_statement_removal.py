@@ -34,6 +34,7 @@ from mlops.local.pipeline_executor import LocalPipelineExecutor, StepFailed
 from mlops.local.report import ReportFolder
 from mlops.local.s3 import download_file
 from mlops.local.terminal import ConsoleReporter
+from mlops.pipeline_parameters import parse_parameters
 from mlops.stages import LOCAL_STAGE, stage_config
 from training.networks import get_network
 
@@ -118,7 +119,8 @@ def main() -> int:
     network = get_network(options.network)
     config = stage_config(LOCAL_STAGE)
     folder = ReportFolder.claim(Path(tempfile.mkdtemp(prefix="iam-removal-")) / network.name)
-    overrides = {"epochs": options.epochs, "QualityThreshold": "0"}
+    overrides = {name: str(value) for name, value in
+                 parse_parameters(config, network.name, [f"epochs={options.epochs}", "QualityThreshold=0"]).items()}
     started = time.perf_counter()
     with LocalRun(network, config, port=None, overrides=overrides, limit=options.limit, folder=folder,
                   show_logs=False) as run:

@@ -146,8 +146,7 @@ def test_a_network_left_out_of_a_stage_cannot_be_deployed_there() -> None:
 def test_deploy_creates_the_endpoint_in_moto(shell_on: LocalAws, tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch,
                                              capsys: pytest.CaptureFixture) -> None:
-    base = CdkCli(target=shell_on, stage="local", output_dir=tmp_path)
-    base.bootstrap()
+    base = CdkCli(target=shell_on, stage="local", output_dir=tmp_path).synth_and_bootstrap()
     # Only what the endpoint stack imports from.
     storage = base.deploy([naming.stack_name("mlops-local", suffix)
                            for suffix in ("storage", "execution-role")])["mlops-local-storage"]

@@ -25,7 +25,10 @@ from inference.local_endpoint import LocalEndpoint
 from inference_support import EXPORTERS, Served, context, exported_models
 from training.networks import NETWORKS
 
-EXAMPLES = 1000
+# Examples per network and path. The generator must reach
+# the model (at least ANSWERED of them answered), not only the validation (at least REJECTED refused).
+EXAMPLES = 400
+ANSWERED, REJECTED = EXAMPLES // 80, EXAMPLES // 2
 FUZZ_SETTINGS = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                                 HealthCheck.large_base_example])
@@ -161,8 +164,7 @@ def test_the_handler_answers_or_raises_invalid_input_for_any_body(models, networ
             outcomes["answered"] += 1
 
     check()
-    # The generator must reach the model, not only the validation.
-    assert outcomes["answered"] >= 20 and outcomes["rejected"] >= 500, outcomes
+    assert outcomes["answered"] >= ANSWERED and outcomes["rejected"] >= REJECTED, outcomes
 
 
 @pytest.mark.parametrize("network", list(NETWORKS))
@@ -196,4 +198,4 @@ def test_the_endpoint_never_answers_5xx_and_keeps_serving(models, network):
         assert session.get(endpoint.url + "/ping").status_code == 200
         zeros = {"instances": np.zeros((1, *ROW_SHAPES[network])).tolist()}
         assert session.post(endpoint.url + "/invocations", json=zeros).status_code == 200
-    assert statuses.get(200, 0) >= 20, statuses
+    assert statuses.get(200, 0) >= ANSWERED, statuses

@@ -95,8 +95,8 @@ def test_bucket_names_in_moto_are_the_ones_other_stacks_build(in_process_stacks:
 @pytest.mark.integration
 def test_cdk_bootstrap_deploy_and_destroy_against_moto(tmp_path: Path) -> None:
     with moto_server() as aws:
-        cli = CdkCli(target=aws, stage=STAGE, output_dir=tmp_path / "cdk.out")
-        cli.bootstrap()
+        # One synth, beside the bootstrap, as `mlops local` runs them; deploy and destroy read its assembly.
+        cli = CdkCli(target=aws, stage=STAGE, output_dir=tmp_path / "cdk.out").synth_and_bootstrap()
         outputs = cli.deploy()
         prefix = synthesized(STAGE).config.prefix()
         _check_foundation(aws.client, outputs, prefix)
