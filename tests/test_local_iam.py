@@ -172,6 +172,48 @@ def test_registering_runs_as_the_pipeline_role_and_fails_without_its_statement(a
             f"on resource: arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package-group/{CNN_GROUP}") in failed.value.reason
 
 
+def _evaluate_step(role_arn: str) -> dict[str, Any]:
+    """A processing step that writes a report, which the runner uploads as the job's role when it ends."""
+    return {"Name": "Evaluate", "Type": "Processing", "Arguments": {
+        "RoleArn": role_arn,
+        "AppSpecification": {"ImageUri": "image", "ContainerEntrypoint": [
+            "python3", "-c", "import pathlib; pathlib.Path('/opt/ml/processing/evaluation/evaluation.json')"
+                             ".write_text('{}')"]},
+        "ProcessingResources": {"ClusterConfig": {"InstanceCount": 1, "InstanceType": "ml.m5.large",
+                                                  "VolumeSizeInGB": 1}},
+        "ProcessingOutputConfig": {"Outputs": [{"OutputName": "evaluation", "S3Output": {
+            "S3Uri": f"s3://{ARTIFACTS}/pipelines/cnn/run/evaluation", "LocalPath": "/opt/ml/processing/evaluation",
+            "S3UploadMode": "EndOfJob"}}]}}}
+
+
+def test_an_output_upload_the_role_may_not_make_fails_the_step_naming_the_action(aws, tmp_path: Path) -> None:
+    server, iam, _ = aws
+    admin_iam = server.client("iam")
+    policy = execution_role_policy()
+    policy["Statement"] = [statement for statement in policy["Statement"] if statement["Sid"] != "WritePipelineOutputs"]
+    role_arn = admin_iam.create_role(RoleName="execution-role-without-WritePipelineOutputs",
+                                     AssumeRolePolicyDocument=TRUST)["Role"]["Arn"]
+    admin_iam.put_role_policy(RoleName="execution-role-without-WritePipelineOutputs", PolicyName="Deployed",
+                              PolicyDocument=json.dumps(policy))
+    # The pipeline's own role may do anything: what is checked here is the job's.
+    pipeline_role = admin_iam.create_role(RoleName="pipeline-role-allowed-everything",
+                                          AssumeRolePolicyDocument=TRUST)["Role"]["Arn"]
+    admin_iam.put_role_policy(RoleName="pipeline-role-allowed-everything", PolicyName="Everything",
+                              PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+                                  {"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
+    sagemaker = server.client("sagemaker")
+    sagemaker.create_pipeline(PipelineName="evaluate-without-output-writes", RoleArn=pipeline_role,
+                              PipelineDefinition=json.dumps({"Version": "2020-12-01", "Steps": [_evaluate_step(role_arn)]}))
+    executor = LocalPipelineExecutor(server, tmp_path, QuietReporter(), roles=iam)
+    run = executor.start("evaluate-without-output-writes", {})
+    with pytest.raises(StepFailed) as failed:
+        executor.execute(run)
+    assert failed.value.step == "Evaluate"
+    assert ("assumed-role/execution-role-without-WritePipelineOutputs/" in failed.value.reason
+            and f"is not authorized to perform: s3:PutObject on resource: arn:aws:s3:::{ARTIFACTS}/pipelines/cnn/run/"
+                "evaluation/evaluation.json" in failed.value.reason), failed.value.reason
+
+
 def test_the_permissions_report_lists_each_roles_calls_and_the_statements_no_call_matched(aws, tmp_path: Path) -> None:
     server, iam, role_arn = aws
     iam.client(role_arn, "s3", session="report").get_object(Bucket=DATA, Key="cnn/train/spec.json")

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from boto3.exceptions import Boto3Error
 from botocore.exceptions import BotoCoreError, ClientError
 
 from mlops.local.iam import AccessDenied, RoleSessions
@@ -212,8 +213,9 @@ class LocalPipelineExecutor:
             detail, branch = self._start(step, arguments, run)
             if kind == "Fail":
                 raise StepFailed(name, kind, arguments.get("ErrorMessage") or "a Fail step ran")
-        except (JobFailed, DefinitionError, BotoCoreError, ClientError, AccessDenied) as error:
-            # A call to the (local) AWS that fails fails the step, as a rejected request would.
+        except (JobFailed, DefinitionError, BotoCoreError, ClientError, Boto3Error, AccessDenied) as error:
+            # A call to the (local) AWS that fails fails the step, as a rejected request would (boto3's
+            # transfers wrap it: an output upload the role may not make is an S3UploadFailedError).
             reason = error.reason if isinstance(error, JobFailed) else str(error)
             ended("Failed", reason)
             raise StepFailed(name, kind, reason, error.hint if isinstance(error, JobFailed) else "") from None
