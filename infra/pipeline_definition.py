@@ -23,6 +23,27 @@ from typing import Any
 
 from infra.config import StageConfig
 from infra.naming import model_package_group_name
+from infra.pipeline_parts import (
+    ARTIFACTS_BUCKET,
+    DATA_BUCKET,
+    EXECUTION_ID,
+    EXECUTION_ROLE_ARN,
+    INFERENCE_IMAGE_URI,
+    JOB_RETRY,
+    KEY_ARN,
+    PLACEHOLDERS,
+    PROCESSING_ROOT,
+    SERVICE_RETRY,
+    SOURCE_BUNDLE_URI,
+    TRAINING_IMAGE_URI,
+)
+from infra.pipeline_parts import get as _get
+from infra.pipeline_parts import join as _join
+from infra.pipeline_parts import network_config as _network_config
+from infra.pipeline_parts import parameter as _parameter
+from infra.pipeline_parts import placeholder as _placeholder
+from infra.pipeline_parts import processing_input as _processing_input
+from infra.pipeline_parts import s3 as _s3
 from infra.pipeline_parameters import (
     APPROVAL_STATUSES,
     INPUT_DATA_URI,
@@ -38,17 +59,6 @@ from training.networks import Network, get_network
 
 SCHEMA_VERSION = "2020-12-01"
 
-# Deploy-time values, filled in by `Fn::Sub` (construct) or `substitute_placeholders` (local runs).
-ARTIFACTS_BUCKET = "ArtifactsBucket"
-DATA_BUCKET = "DataBucket"
-EXECUTION_ROLE_ARN = "ExecutionRoleArn"
-KEY_ARN = "KeyArn"
-SOURCE_BUNDLE_URI = "SourceBundleUri"
-TRAINING_IMAGE_URI = "TrainingImageUri"
-INFERENCE_IMAGE_URI = "InferenceImageUri"
-PLACEHOLDERS = (ARTIFACTS_BUCKET, DATA_BUCKET, EXECUTION_ROLE_ARN, KEY_ARN, SOURCE_BUNDLE_URI,
-                TRAINING_IMAGE_URI, INFERENCE_IMAGE_URI)
-
 TRAIN_STEP = "Train"
 EVALUATE_STEP = "Evaluate"
 QUALITY_GATE_STEP = "QualityGate"
@@ -56,23 +66,12 @@ REGISTER_STEP = "Register"
 FAIL_STEP = "Fail"
 
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
-PROCESSING_ROOT = "/opt/ml/processing"
 EVALUATION_OUTPUT = "evaluation"
 EVALUATION_REPORT = "EvaluationReport"
 EVALUATION_FILE = "evaluation.json"
 EVALUATION_SCRIPT = "evaluate.py"
 REPORT_CONTENT_TYPE = "application/json"
 RESPONSE_CONTENT_TYPE = "application/json"
-
-# Execution-wide values the pipeline service resolves at run time.
-EXECUTION_ID = {"Get": "Execution.PipelineExecutionId"}
-
-# Retried by the pipeline service: its own transient faults, and SageMaker jobs that could
-# not get capacity or died of an internal error (spot capacity included).
-SERVICE_RETRY = {"ExceptionType": ["Step.SERVICE_FAULT", "Step.THROTTLING"],
-                 "IntervalSeconds": 10, "BackoffRate": 2.0, "MaxAttempts": 5}
-JOB_RETRY = {"ExceptionType": ["SageMaker.CAPACITY_ERROR", "SageMaker.JOB_INTERNAL_ERROR"],
-             "IntervalSeconds": 60, "BackoffRate": 2.0, "MaxAttempts": 3}
 
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9]+)\}")
 
@@ -138,45 +137,12 @@ def substitute_placeholders(body: str, values: Mapping[str, str]) -> str:
     return filled.replace("${!", "${")
 
 
-def _get(path: str) -> dict[str, str]:
-    return {"Get": path}
-
-
-def _parameter(name: str) -> dict[str, str]:
-    return _get(f"Parameters.{name}")
-
-
-def _join(*values: Any, on: str = "") -> dict[str, Any]:
-    return {"Std:Join": {"On": on, "Values": list(values)}}
-
-
 def _quality_value(network: Network) -> dict[str, Any]:
     """The gate metric's value, read from the Evaluate step's `evaluation.json`."""
     return {"Std:JsonGet": {
         "PropertyFile": _get(f"Steps.{EVALUATE_STEP}.PropertyFiles.{EVALUATION_REPORT}"),
         "Path": f"metrics.{network.quality_gate.metric}.value",
     }}
-
-
-def _placeholder(name: str) -> str:
-    return "${" + name + "}"
-
-
-def _s3(bucket_placeholder: str, key: str) -> str:
-    return f"s3://{_placeholder(bucket_placeholder)}/{key}"
-
-
-def _network_config(config: StageConfig) -> dict[str, Any]:
-    settings: dict[str, Any] = {
-        "EnableNetworkIsolation": config.training.network_isolation,
-        # TrainingInstanceCount can be raised at run time, so traffic between instances is
-        # always encrypted; with one instance it costs nothing.
-        "EnableInterContainerTrafficEncryption": True,
-    }
-    if config.vpc:
-        settings["VpcConfig"] = {"Subnets": list(config.vpc.subnet_ids),
-                                 "SecurityGroupIds": list(config.vpc.security_group_ids)}
-    return settings
 
 
 def _hyperparameter_value(parameter: PipelineParameter) -> Any:
@@ -246,16 +212,6 @@ def _training_channel(channel: str) -> dict[str, Any]:
             "S3Uri": _join(_parameter(INPUT_DATA_URI), f"{channel}/"),
             "S3DataDistributionType": "FullyReplicated",
         }},
-    }
-
-
-def _processing_input(name: str, source: Any, local_path: str) -> dict[str, Any]:
-    return {
-        "InputName": name,
-        "AppManaged": False,
-        "S3Input": {"S3Uri": source, "LocalPath": local_path, "S3DataType": "S3Prefix",
-                    "S3InputMode": "File", "S3DataDistributionType": "FullyReplicated",
-                    "S3CompressionType": "None"},
     }
 
 
