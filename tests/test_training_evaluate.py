@@ -17,7 +17,12 @@ import records
 from inference.archives import extract_archive
 from infra.source_bundle import build_source_bundle
 from training.networks import NETWORKS, get_network
-from training_support import run_entry_point, small_data  # noqa: F401 - fixture
+from training_support import (  # noqa: F401 - fixture
+    attribution_rank_correlation,
+    randomize_layer_by_layer,
+    run_entry_point,
+    small_data,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -84,6 +89,34 @@ def test_evaluate_reports_the_training_runs_test_metrics(bundle, trained, small_
         expected = from_training[key]
         assert report[key] == (pytest.approx(expected, rel=1e-6) if isinstance(expected, float) else expected), key
     assert (tmp_path / "evaluation" / f"{get_network(network).task.plot}.png").stat().st_size > 0
+
+    explained = json.loads((tmp_path / "evaluation" / "explanations.json").read_text())
+    assert (explained["network"], explained["task"]) == (network, get_network(network).task.name)
+    assert explained["summary"] and all(line["title"] and line["top"] for line in explained["summary"])
+    # Integrated gradients add up to the change of the explained score from the baseline's.
+    assert explained["methods"]["integrated_gradients"]["completeness_error"] < 0.02, explained["methods"]
+    for plot in explained["plots"]:
+        assert (tmp_path / "evaluation" / plot).stat().st_size > 0, plot
+
+
+def test_the_cnns_attributions_depend_on_its_trained_weights(trained, small_data):  # noqa: F811
+    """Cascading randomization (Adebayo et al., 2018) on the same test images: once the CNN's
+    layers are random from the output down, its integrated gradients rank the pixels differently
+    from the trained CNN's (Spearman below 0.5)."""
+    import evaluate
+    import explanations
+
+    network = get_network("cnn")
+    test_dir = small_data("cnn")["test"]
+    spec = records.read_spec(test_dir, "test")
+    model = evaluate.load_model(network, trained("cnn")[0], spec)
+    sample = explanations.first_examples(evaluate.test_stream(network, test_dir, spec, 256))
+    picks, original = network.task.integrated_gradients(model.outputs, sample, model.description)
+    cascade = {}
+    for layer in randomize_layer_by_layer(model.saved_model):
+        _, randomized = network.task.integrated_gradients(model.outputs, sample, model.description, examples=picks)
+        cascade[layer] = attribution_rank_correlation(original, randomized)
+    assert len(cascade) == 3 and list(cascade.values())[-1] < 0.5, cascade
 
 
 def _wider_images(tmp_path: Path, test_dir: Path) -> Path:
