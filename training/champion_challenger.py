@@ -7,7 +7,8 @@ threshold and reaches the block's `bound`: the champion's value less the toleran
 where lower is better). Without a champion the bound is the candidate's own value, so that
 condition holds and the threshold alone decides.
 
-Plain Python: the Champion step imports this without TensorFlow.
+Plain Python: the Champion step imports this without TensorFlow, and the pipeline definition
+(infra) reads its names.
 """
 
 from __future__ import annotations
@@ -15,14 +16,17 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import networks
+if TYPE_CHECKING:
+    import networks
 
 CHAMPION_FILE = "champion.json"
 MODEL_FILE = "model.tar.gz"
 KEY = "champion_challenger"
-"""evaluation.json's key for the block `compare` writes."""
+"""evaluation.json's key for the block `compare` writes; the gate reads its `bound` and `summary`."""
+BOUND = f"{KEY}.bound"
+SUMMARY = f"{KEY}.summary"
 
 
 @dataclass(frozen=True)
