@@ -26,28 +26,7 @@ from typing import Any
 
 from infra.config import StageConfig
 from infra.naming import model_package_group_name
-from infra.pipeline_parts import (
-    ARTIFACTS_BUCKET,
-    DATA_BUCKET,
-    EXECUTION_ID,
-    EXECUTION_ROLE_ARN,
-    INFERENCE_IMAGE_URI,
-    JOB_RETRY,
-    KEY_ARN,
-    PLACEHOLDERS,
-    PROCESSING_ROOT,
-    SERVICE_RETRY,
-    SOURCE_BUNDLE_URI,
-    TRAINING_IMAGE_URI,
-)
-from infra.pipeline_parts import get as _get
-from infra.pipeline_parts import join as _join
-from infra.pipeline_parts import network_config as _network_config
-from infra.pipeline_parts import parameter as _parameter
-from infra.pipeline_parts import placeholder as _placeholder
-from infra.pipeline_parts import processing_input as _processing_input
-from infra.pipeline_parts import s3 as _s3
-from infra.pipeline_champion import champion_input, champion_step
+from infra.pipeline_champion import CHAMPION_OUTPUT, champion_input, champion_step
 from infra.pipeline_parameters import (
     APPROVAL_STATUSES,
     CHAMPION_TOLERANCE,
@@ -60,6 +39,28 @@ from infra.pipeline_parameters import (
     PipelineParameter,
     parameter_name,
 )
+# The placeholders are named here too: the construct and local runs fill them in by these names.
+from infra.pipeline_parts import (
+    ARTIFACTS_BUCKET,
+    DATA_BUCKET,
+    EXECUTION_ID,
+    EXECUTION_ROLE_ARN,
+    INFERENCE_IMAGE_URI,
+    JOB_RETRY,
+    KEY_ARN,
+    PLACEHOLDERS,  # noqa: F401 - read as pipeline_definition.PLACEHOLDERS
+    PROCESSING_ROOT,
+    SERVICE_RETRY,
+    SOURCE_BUNDLE_URI,
+    TRAINING_IMAGE_URI,
+)
+from infra.pipeline_parts import get as _get
+from infra.pipeline_parts import join as _join
+from infra.pipeline_parts import network_config as _network_config
+from infra.pipeline_parts import parameter as _parameter
+from infra.pipeline_parts import placeholder as _placeholder
+from infra.pipeline_parts import processing_input as _processing_input
+from infra.pipeline_parts import s3 as _s3
 from training import champion_challenger
 from training.networks import Network, get_network
 
@@ -232,7 +233,7 @@ def evaluation_command(network: Network) -> str:
     """The shell command of the Evaluate container: unpack the code, the model and the champion's
     model if there is one, evaluate."""
     code, model, test, output, champion = (f"{PROCESSING_ROOT}/{name}" for name in (
-        "code", "model", "test", EVALUATION_OUTPUT, "champion"))
+        "code", "model", "test", EVALUATION_OUTPUT, CHAMPION_OUTPUT))
     # Both archives arrive as single objects whose names SageMaker chose (the code bundle is a
     # CDK asset named by its hash), hence the globs. No `${...}` here: Fn::Sub would take it.
     return (f"set -eu; mkdir -p {code}/bundle; "

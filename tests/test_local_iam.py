@@ -222,6 +222,14 @@ def test_the_champion_step_reads_its_groups_approved_version_and_no_other_group(
     assert (tmp_path / "mine" / "model.tar.gz").read_bytes() == b"model"
     assert {(d.action, d.allowed) for d in iam.decisions if d.role_name == "execution-role"} >= {
         ("sagemaker:ListModelPackages", True), ("sagemaker:DescribeModelPackage", True), ("s3:GetObject", True)}
+    write_permissions_report(tmp_path, iam, network="speech", networks=["speech", "cnn"])
+    (role,) = [role for role in json.loads((tmp_path / "permissions.json").read_text())["roles"]
+               if role["role"] == "execution-role"]
+    statements = {statement["sid"]: statement for statement in role["statements"]}
+    assert statements["ReadModelVersionsOfMlopsLocalSpeech"]["actions_used"] == [
+        "sagemaker:DescribeModelPackage", "sagemaker:ListModelPackages"]
+    assert statements["ReadModelVersionsOfMlopsLocalCnn"]["why_unmatched"] == (
+        "another network's resources (this run trains speech)")
 
     sagemaker.create_model_package_group(ModelPackageGroupName="another-project-cnn")
     refused = run_champion_step(server, iam, role_arn, "another-project-cnn", tmp_path / "theirs")

@@ -149,3 +149,41 @@ def test_bad_input_exits_2_with_one_line(bundle, trained, small_data, tmp_path, 
     assert len(errors) == 1 and all(fragment in errors[0] for fragment in fragments), finished.stderr[-2000:]
     assert "Traceback" not in finished.stderr
     assert not (tmp_path / "evaluation" / "evaluation.json").exists()
+
+
+def _champion(tmp_path: Path, model_dir: Path | None, document: str) -> Path:
+    """A champion dir as the Champion step leaves it, and the Evaluate command unpacks it."""
+    import shutil
+
+    folder = tmp_path / "champion"
+    folder.mkdir()
+    (folder / "champion.json").write_text(document)
+    if model_dir is not None:
+        shutil.copytree(model_dir, folder / "model")
+    return folder
+
+
+CHAMPION = json.dumps({"group": "mlops-local-cnn", "model_package_arn": "arn:aws:sagemaker:us-east-1:123456789012:"
+                       "model-package/mlops-local-cnn/3", "version": 3, "model_data_url": "s3://a/m.tar.gz"})
+
+
+@pytest.mark.parametrize(("case", "fragment"), [
+    ("champion.json unreadable", "no champion.json as the Champion step writes it"),
+    ("a champion of another kind", "the approved champion, version 3 of mlops-local-cnn, cannot be scored on this "
+                                   "test channel (model dir"),
+])
+def test_a_champion_that_cannot_be_scored_exits_2_naming_it(bundle, trained, small_data, tmp_path, case,  # noqa: F811
+                                                            fragment):
+    """Failing, not passing the candidate unchecked: a human rejects that version (or fixes the data)."""
+    champion = (_champion(tmp_path, None, "{not json") if case == "champion.json unreadable"
+                else _champion(tmp_path, trained("autoencoder")[0], CHAMPION))
+    environment = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
+    finished = subprocess.run([sys.executable, "evaluate.py", "--network", "cnn", "--model-dir",
+                               str(trained("cnn")[0]), "--test-dir", str(small_data("cnn")["test"]), "--output-dir",
+                               str(tmp_path / "evaluation"), "--champion-dir", str(champion)],
+                              cwd=bundle, capture_output=True, text=True, timeout=180, env=environment)
+    assert finished.returncode == 2, finished.stdout[-2000:] + finished.stderr[-2000:]
+    errors = [line for line in finished.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and fragment in errors[0], finished.stderr[-2000:]
+    assert "Traceback" not in finished.stderr
+    assert not (tmp_path / "evaluation" / "evaluation.json").exists()

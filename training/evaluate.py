@@ -97,7 +97,8 @@ def evaluate(network_name: str, model_dir: Path, test_dir: Path, output_dir: Pat
     started = time.perf_counter()
     explained = task.explain(candidate.outputs, test, candidate.description, output_dir)
     seconds = time.perf_counter() - started
-    log.info("explanations of %s in %.1f s: %s", network.name, seconds, explained["summary"])
+    log.info("explanations of %s in %.1f s: %s", network.name, seconds, "; ".join(
+        f"{ranking['title']}: {', '.join(entry['name'] for entry in ranking['top'])}" for ranking in explained["summary"]))
     (output_dir / EXPLANATIONS_FILE).write_text(json.dumps(
         {"network": network.name, "task": task.name, **explained, "seconds": seconds}, indent=2) + "\n")
     (output_dir / EVALUATION_FILE).write_text(json.dumps(document, indent=2) + "\n")

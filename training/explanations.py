@@ -39,7 +39,7 @@ EXAMPLES_PER_CLASS = 3
 IG_STEPS = 8
 # Rows (interpolated inputs) per gradient call: bounds memory, keeps the call count low.
 IG_BATCH = 2048
-PERMUTATION_REPEATS = 5
+PERMUTATION_REPEATS = 3
 SEED = 0
 TOP = 5
 
