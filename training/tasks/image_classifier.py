@@ -42,7 +42,7 @@ class ImageClassifier(ClassProbabilities, Task):
                                              "class", explanations.ranking(list(per_class.values()), list(per_class)))],
             "methods": {"integrated_gradients": {
                 "explained": "probability of the predicted class", "baseline": "a black image (all zero)",
-                "steps": explanations.IG_STEPS, "examples": len(picks),
+                "steps": attributions.steps, "examples": len(picks),
                 "completeness_error": attributions.completeness_error}},
             "details": {"mean_abs_attribution_per_class": per_class,
                         "examples": [{"truth": class_names[label], "predicted": guess, "probability": float(score)}

@@ -57,7 +57,7 @@ class SequenceClassifier(ClassProbabilities, Task):
                 "integrated_gradients": {"explained": "probability of the predicted class",
                                          "baseline": "the mean frame of the sequences at each real frame, "
                                                      "padding kept",
-                                         "steps": explanations.IG_STEPS, "examples": len(picks),
+                                         "steps": attributions.steps, "examples": len(picks),
                                          "completeness_error": attributions.completeness_error},
                 "permutation_importance": {"score": "mean log-likelihood of the true class",
                                            "shuffled": "each feature's trajectory between sequences, each "

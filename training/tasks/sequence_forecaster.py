@@ -71,7 +71,7 @@ class SequenceForecaster(Task):
             "methods": {
                 "integrated_gradients": {"explained": "the forecast's next value",
                                          "baseline": "the mean window of the test sample",
-                                         "steps": explanations.IG_STEPS, "examples": len(sample.inputs),
+                                         "steps": attributions.steps, "examples": len(sample.inputs),
                                          "completeness_error": attributions.completeness_error},
                 "permutation_importance": {"score": "negative mean absolute error of the forecast",
                                            "shuffled": "each feature's whole window between test windows",
