@@ -1,8 +1,11 @@
 """The SageMaker Pipeline of one network, as plain data in the pipeline definition schema.
 
-    Train (Training) -> Evaluate (Processing) -> QualityGate (Condition)
-                                                   |-- passes: Register (RegisterModel)
-                                                   '-- fails:  Fail (Fail)
+    Train (Training) ---------> Evaluate (Processing) -> QualityGate (Condition)
+    Champion (Processing) ----'                            |-- passes: Register (RegisterModel)
+                                                           '-- fails:  Fail (Fail)
+
+The gate registers a candidate that reaches QualityThreshold and is not worse than the approved
+champion (infra/pipeline_champion.py) by more than ChampionTolerance.
 
 No SageMaker SDK, no CDK, no AWS calls: the definition is a dict built from the stage
 configuration and the network registry, serialized with sorted keys, so every synth
@@ -23,8 +26,10 @@ from typing import Any
 
 from infra.config import StageConfig
 from infra.naming import model_package_group_name
+from infra.pipeline_champion import CHAMPION_OUTPUT, champion_input, champion_step
 from infra.pipeline_parameters import (
     APPROVAL_STATUSES,
+    CHAMPION_TOLERANCE,
     INPUT_DATA_URI,
     MODEL_APPROVAL_STATUS,
     PARAMETER_TYPES,
@@ -34,20 +39,32 @@ from infra.pipeline_parameters import (
     PipelineParameter,
     parameter_name,
 )
+# The placeholders are named here too: the construct and local runs fill them in by these names.
+from infra.pipeline_parts import (
+    ARTIFACTS_BUCKET,
+    DATA_BUCKET,
+    EXECUTION_ID,
+    EXECUTION_ROLE_ARN,
+    INFERENCE_IMAGE_URI,
+    JOB_RETRY,
+    KEY_ARN,
+    PLACEHOLDERS,  # noqa: F401 - read as pipeline_definition.PLACEHOLDERS
+    PROCESSING_ROOT,
+    SERVICE_RETRY,
+    SOURCE_BUNDLE_URI,
+    TRAINING_IMAGE_URI,
+)
+from infra.pipeline_parts import get as _get
+from infra.pipeline_parts import join as _join
+from infra.pipeline_parts import network_config as _network_config
+from infra.pipeline_parts import parameter as _parameter
+from infra.pipeline_parts import placeholder as _placeholder
+from infra.pipeline_parts import processing_input as _processing_input
+from infra.pipeline_parts import s3 as _s3
+from training import champion_challenger
 from training.networks import Network, get_network
 
 SCHEMA_VERSION = "2020-12-01"
-
-# Deploy-time values, filled in by `Fn::Sub` (construct) or `substitute_placeholders` (local runs).
-ARTIFACTS_BUCKET = "ArtifactsBucket"
-DATA_BUCKET = "DataBucket"
-EXECUTION_ROLE_ARN = "ExecutionRoleArn"
-KEY_ARN = "KeyArn"
-SOURCE_BUNDLE_URI = "SourceBundleUri"
-TRAINING_IMAGE_URI = "TrainingImageUri"
-INFERENCE_IMAGE_URI = "InferenceImageUri"
-PLACEHOLDERS = (ARTIFACTS_BUCKET, DATA_BUCKET, EXECUTION_ROLE_ARN, KEY_ARN, SOURCE_BUNDLE_URI,
-                TRAINING_IMAGE_URI, INFERENCE_IMAGE_URI)
 
 TRAIN_STEP = "Train"
 EVALUATE_STEP = "Evaluate"
@@ -56,23 +73,13 @@ REGISTER_STEP = "Register"
 FAIL_STEP = "Fail"
 
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
-PROCESSING_ROOT = "/opt/ml/processing"
 EVALUATION_OUTPUT = "evaluation"
 EVALUATION_REPORT = "EvaluationReport"
 EVALUATION_FILE = "evaluation.json"
+EXPLANATIONS_FILE = "explanations.json"
 EVALUATION_SCRIPT = "evaluate.py"
 REPORT_CONTENT_TYPE = "application/json"
 RESPONSE_CONTENT_TYPE = "application/json"
-
-# Execution-wide values the pipeline service resolves at run time.
-EXECUTION_ID = {"Get": "Execution.PipelineExecutionId"}
-
-# Retried by the pipeline service: its own transient faults, and SageMaker jobs that could
-# not get capacity or died of an internal error (spot capacity included).
-SERVICE_RETRY = {"ExceptionType": ["Step.SERVICE_FAULT", "Step.THROTTLING"],
-                 "IntervalSeconds": 10, "BackoffRate": 2.0, "MaxAttempts": 5}
-JOB_RETRY = {"ExceptionType": ["SageMaker.CAPACITY_ERROR", "SageMaker.JOB_INTERNAL_ERROR"],
-             "IntervalSeconds": 60, "BackoffRate": 2.0, "MaxAttempts": 3}
 
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9]+)\}")
 
@@ -92,6 +99,8 @@ def pipeline_parameters(config: StageConfig, network_name: str) -> tuple[Pipelin
         PipelineParameter(MODEL_APPROVAL_STATUS, "String", config.model_approval_status,
                           enum_values=APPROVAL_STATUSES),
         PipelineParameter(QUALITY_THRESHOLD, "Float", float(network.quality_gate.threshold)),
+        # How much worse than the approved champion a candidate may be; negative demands a gain.
+        PipelineParameter(CHAMPION_TOLERANCE, "Float", 0.0),
     )
 
 
@@ -118,6 +127,7 @@ def pipeline_definition(config: StageConfig, network_name: str) -> dict[str, Any
         "Parameters": [parameter.to_definition() for parameter in parameters],
         "Steps": [
             _train_step(config, network, parameters),
+            champion_step(config, network),
             _evaluate_step(config, network),
             _quality_gate_step(config, network),
         ],
@@ -138,45 +148,15 @@ def substitute_placeholders(body: str, values: Mapping[str, str]) -> str:
     return filled.replace("${!", "${")
 
 
-def _get(path: str) -> dict[str, str]:
-    return {"Get": path}
-
-
-def _parameter(name: str) -> dict[str, str]:
-    return _get(f"Parameters.{name}")
-
-
-def _join(*values: Any, on: str = "") -> dict[str, Any]:
-    return {"Std:Join": {"On": on, "Values": list(values)}}
+def _report_value(path: str) -> dict[str, Any]:
+    """A value of the Evaluate step's `evaluation.json`."""
+    return {"Std:JsonGet": {"PropertyFile": _get(f"Steps.{EVALUATE_STEP}.PropertyFiles.{EVALUATION_REPORT}"),
+                            "Path": path}}
 
 
 def _quality_value(network: Network) -> dict[str, Any]:
     """The gate metric's value, read from the Evaluate step's `evaluation.json`."""
-    return {"Std:JsonGet": {
-        "PropertyFile": _get(f"Steps.{EVALUATE_STEP}.PropertyFiles.{EVALUATION_REPORT}"),
-        "Path": f"metrics.{network.quality_gate.metric}.value",
-    }}
-
-
-def _placeholder(name: str) -> str:
-    return "${" + name + "}"
-
-
-def _s3(bucket_placeholder: str, key: str) -> str:
-    return f"s3://{_placeholder(bucket_placeholder)}/{key}"
-
-
-def _network_config(config: StageConfig) -> dict[str, Any]:
-    settings: dict[str, Any] = {
-        "EnableNetworkIsolation": config.training.network_isolation,
-        # TrainingInstanceCount can be raised at run time, so traffic between instances is
-        # always encrypted; with one instance it costs nothing.
-        "EnableInterContainerTrafficEncryption": True,
-    }
-    if config.vpc:
-        settings["VpcConfig"] = {"Subnets": list(config.vpc.subnet_ids),
-                                 "SecurityGroupIds": list(config.vpc.security_group_ids)}
-    return settings
+    return _report_value(f"metrics.{network.quality_gate.metric}.value")
 
 
 def _hyperparameter_value(parameter: PipelineParameter) -> Any:
@@ -249,28 +229,22 @@ def _training_channel(channel: str) -> dict[str, Any]:
     }
 
 
-def _processing_input(name: str, source: Any, local_path: str) -> dict[str, Any]:
-    return {
-        "InputName": name,
-        "AppManaged": False,
-        "S3Input": {"S3Uri": source, "LocalPath": local_path, "S3DataType": "S3Prefix",
-                    "S3InputMode": "File", "S3DataDistributionType": "FullyReplicated",
-                    "S3CompressionType": "None"},
-    }
-
-
 def evaluation_command(network: Network) -> str:
-    """The shell command of the Evaluate container: unpack the code and the model, evaluate."""
-    code, model, test, output = (f"{PROCESSING_ROOT}/{name}" for name in ("code", "model", "test",
-                                                                          EVALUATION_OUTPUT))
+    """The shell command of the Evaluate container: unpack the code, the model and the champion's
+    model if there is one, evaluate."""
+    code, model, test, output, champion = (f"{PROCESSING_ROOT}/{name}" for name in (
+        "code", "model", "test", EVALUATION_OUTPUT, CHAMPION_OUTPUT))
     # Both archives arrive as single objects whose names SageMaker chose (the code bundle is a
     # CDK asset named by its hash), hence the globs. No `${...}` here: Fn::Sub would take it.
     return (f"set -eu; mkdir -p {code}/bundle; "
             f"tar -xzf {code}/*.gz -C {code}/bundle; "
             f"tar -xzf {model}/model.tar.gz -C {model}; "
+            f"if [ -f {champion}/model.tar.gz ]; then mkdir -p {champion}/model; "
+            f"tar -xzf {champion}/model.tar.gz -C {champion}/model; fi; "
             f"cd {code}/bundle; "
             f"python3 {EVALUATION_SCRIPT} --network {network.name} --model-dir {model} "
-            f"--test-dir {test} --output-dir {output}")
+            f"--test-dir {test} --output-dir {output} --champion-dir {champion} "
+            f"--tolerance \"$CHAMPION_TOLERANCE\"")
 
 
 def _evaluate_step(config: StageConfig, network: Network) -> dict[str, Any]:
@@ -288,7 +262,9 @@ def _evaluate_step(config: StageConfig, network: Network) -> dict[str, Any]:
             _processing_input("test", _join(_parameter(INPUT_DATA_URI), "test/"),
                               f"{PROCESSING_ROOT}/test"),
             _processing_input("code", _placeholder(SOURCE_BUNDLE_URI), f"{PROCESSING_ROOT}/code"),
+            champion_input(),
         ],
+        "Environment": {"CHAMPION_TOLERANCE": _join(_parameter(CHAMPION_TOLERANCE))},
         "ProcessingOutputConfig": {
             "Outputs": [{
                 "OutputName": EVALUATION_OUTPUT,
@@ -322,26 +298,25 @@ def _evaluate_step(config: StageConfig, network: Network) -> dict[str, Any]:
 
 
 def _quality_gate_step(config: StageConfig, network: Network) -> dict[str, Any]:
-    gate = network.quality_gate
+    comparison = "GreaterThanOrEqualTo" if network.quality_gate.higher_is_better else "LessThanOrEqualTo"
     return {
         "Name": QUALITY_GATE_STEP,
         "Type": "Condition",
         "Arguments": {
-            "Conditions": [{
-                "Type": "GreaterThanOrEqualTo" if gate.higher_is_better else "LessThanOrEqualTo",
-                "LeftValue": _quality_value(network),
-                "RightValue": _parameter(QUALITY_THRESHOLD),
-            }],
+            # Both must hold: the threshold, and the champion's value give or take the tolerance.
+            "Conditions": [{"Type": comparison, "LeftValue": _quality_value(network), "RightValue": bound}
+                           for bound in (_parameter(QUALITY_THRESHOLD), _report_value(champion_challenger.BOUND))],
             "IfSteps": [_register_step(config, network)],
             "ElseSteps": [_fail_step(network)],
         },
     }
 
 
-def evaluation_report_uri() -> dict[str, Any]:
-    """Where the Evaluate step wrote `evaluation.json` (the registry's model quality report)."""
+def evaluation_report_uri(file: str = EVALUATION_FILE) -> dict[str, Any]:
+    """Where the Evaluate step wrote `evaluation.json` (the registry's model quality report), or
+    another of its files (`explanations.json`, the explainability report)."""
     output = f"Steps.{EVALUATE_STEP}.ProcessingOutputConfig.Outputs['{EVALUATION_OUTPUT}'].S3Output.S3Uri"
-    return _join(_get(output), EVALUATION_FILE, on="/")
+    return _join(_get(output), file, on="/")
 
 
 def _register_step(config: StageConfig, network: Network) -> dict[str, Any]:
@@ -359,13 +334,18 @@ def _register_step(config: StageConfig, network: Network) -> dict[str, Any]:
             "SupportedResponseMIMETypes": [RESPONSE_CONTENT_TYPE],
             "SupportedRealtimeInferenceInstanceTypes": [config.endpoint_instance_type(network.name)],
         },
-        "ModelMetrics": {"ModelQuality": {"Statistics": {
-            "ContentType": REPORT_CONTENT_TYPE, "S3Uri": evaluation_report_uri()}}},
+        "ModelMetrics": {
+            "ModelQuality": {"Statistics": {"ContentType": REPORT_CONTENT_TYPE, "S3Uri": evaluation_report_uri()}},
+            # Where SageMaker Clarify would put its report: the Evaluate step's explanations.
+            "Explainability": {"Report": {"ContentType": REPORT_CONTENT_TYPE,
+                                          "S3Uri": evaluation_report_uri(EXPLANATIONS_FILE)}},
+        },
         "CustomerMetadataProperties": {
             "network": network.name,
             "quality_metric": gate.metric,
             "quality_value": _join(_quality_value(network)),
             "quality_threshold": _join(_parameter(QUALITY_THRESHOLD)),
+            "champion": _join(_report_value(champion_challenger.SUMMARY)),
         },
     }
     # SageMaker job retry policies do not apply to registering a model.
@@ -380,5 +360,6 @@ def _fail_step(network: Network) -> dict[str, Any]:
         "Type": "Fail",
         "Arguments": {"ErrorMessage": _join(
             f"quality gate failed: {gate.metric} =", _quality_value(network),
-            f"but must be {gate.comparison}", _parameter(QUALITY_THRESHOLD), on=" ")},
+            f"but must be {gate.comparison}", _parameter(QUALITY_THRESHOLD), f"({QUALITY_THRESHOLD});",
+            _report_value(champion_challenger.SUMMARY), on=" ")},
     }

@@ -16,6 +16,7 @@ TRAINING_INSTANCE_COUNT = "TrainingInstanceCount"
 INPUT_DATA_URI = "InputDataUri"
 MODEL_APPROVAL_STATUS = "ModelApprovalStatus"
 QUALITY_THRESHOLD = "QualityThreshold"
+CHAMPION_TOLERANCE = "ChampionTolerance"
 APPROVAL_STATUSES = ("Approved", "PendingManualApproval")
 
 ParameterType = Literal["String", "Integer", "Float"]

@@ -36,6 +36,7 @@ from sagemaker.train import ModelTrainer
 
 from infra.config import StageConfig
 from infra.naming import model_package_group_name
+from infra.pipeline_champion import champion_command
 from infra.pipeline_definition import evaluation_command
 from infra.pipeline_parameters import parameter_name
 from training.networks import Network
@@ -73,6 +74,7 @@ def _build(config: StageConfig, network: Network, values: dict[str, str]) -> str
     approval = ParameterString("ModelApprovalStatus", default_value=config.model_approval_status,
                                enum_values=["Approved", "PendingManualApproval"])
     threshold = ParameterFloat("QualityThreshold", default_value=network.quality_gate.threshold)
+    tolerance = ParameterFloat("ChampionTolerance", default_value=0.0)
 
     hyperparameters: dict[str, Any] = {
         "sagemaker_program": network.entry_point, "sagemaker_submit_directory": values["SourceBundleUri"],
@@ -106,13 +108,29 @@ def _build(config: StageConfig, network: Network, values: dict[str, str]) -> str
     ).with_metric_definitions([MetricDefinition(name=m["Name"], regex=m["Regex"]) for m in network.metric_definitions])
     train = TrainingStep(name="Train", step_args=trainer.train(), retry_policies=[SERVICE_RETRY, JOB_RETRY])
 
+    def processing_output(name: str) -> ProcessingOutput:
+        return ProcessingOutput(output_name=name, app_managed=False, s3_output=ProcessingS3Output(
+            s3_uri=Join(on="", values=[f"{artifacts}/pipelines/{network.name}/",
+                                       ExecutionVariables.PIPELINE_EXECUTION_ID, f"/{name}"]),
+            local_path=f"/opt/ml/processing/{name}", s3_upload_mode="EndOfJob"))
+
+    finder = Processor(
+        role=role, image_uri=values["TrainingImageUri"], instance_count=1,
+        instance_type=config.training_instance_type(network.name),
+        entrypoint=["/bin/bash", "-c", champion_command(config, network)],
+        volume_size_in_gb=config.training.volume_size_gb, volume_kms_key=values["KeyArn"],
+        output_kms_key=values["KeyArn"], max_runtime_in_seconds=1800, sagemaker_session=session,
+        network_config=NetworkConfig(enable_network_isolation=False, encrypt_inter_container_traffic=True, **vpc))
+    champion = ProcessingStep(name="Champion", retry_policies=[SERVICE_RETRY, JOB_RETRY], step_args=finder.run(
+        inputs=[_input("code", values["SourceBundleUri"])], outputs=[processing_output("champion")]))
+
     processor = Processor(
         role=role, image_uri=values["TrainingImageUri"], instance_count=1,
         instance_type=config.training_instance_type(network.name),
         entrypoint=["/bin/bash", "-c", evaluation_command(network)],
         volume_size_in_gb=config.training.volume_size_gb, volume_kms_key=values["KeyArn"],
         output_kms_key=values["KeyArn"], max_runtime_in_seconds=config.training.max_run_seconds,
-        sagemaker_session=session,
+        sagemaker_session=session, env={"CHAMPION_TOLERANCE": Join(on="", values=[tolerance])},
         network_config=NetworkConfig(enable_network_isolation=config.training.network_isolation,
                                      encrypt_inter_container_traffic=True, **vpc))
     report = PropertyFile(name="EvaluationReport", output_name="evaluation", path="evaluation.json")
@@ -121,16 +139,19 @@ def _build(config: StageConfig, network: Network, values: dict[str, str]) -> str
         step_args=processor.run(
             inputs=[_input("model", train.properties.ModelArtifacts.S3ModelArtifacts),
                     _input("test", Join(on="", values=[data_uri, "test/"])),
-                    _input("code", values["SourceBundleUri"])],
-            outputs=[ProcessingOutput(output_name="evaluation", app_managed=False, s3_output=ProcessingS3Output(
-                s3_uri=Join(on="", values=[f"{artifacts}/pipelines/{network.name}/",
-                                           ExecutionVariables.PIPELINE_EXECUTION_ID, "/evaluation"]),
-                local_path="/opt/ml/processing/evaluation", s3_upload_mode="EndOfJob"))]))
+                    _input("code", values["SourceBundleUri"]),
+                    _input("champion", champion.properties.ProcessingOutputConfig.Outputs["champion"].S3Output.S3Uri)],
+            outputs=[processing_output("evaluation")]))
 
     gate = network.quality_gate
     quality = JsonGet(step_name="Evaluate", property_file=report, json_path=f"metrics.{gate.metric}.value")
-    report_uri = Join(on="/", values=[
-        evaluate.properties.ProcessingOutputConfig.Outputs["evaluation"].S3Output.S3Uri, "evaluation.json"])
+    bound = JsonGet(step_name="Evaluate", property_file=report, json_path="champion_challenger.bound")
+    versus_champion = JsonGet(step_name="Evaluate", property_file=report, json_path="champion_challenger.summary")
+
+    def evaluation_file(name: str) -> Join:
+        return Join(on="/", values=[evaluate.properties.ProcessingOutputConfig.Outputs["evaluation"].S3Output.S3Uri,
+                                    name])
+
     builder = ModelBuilder(image_uri=values["InferenceImageUri"], role_arn=role, sagemaker_session=session,
                            s3_model_data_url=train.properties.ModelArtifacts.S3ModelArtifacts, dependencies=None)
     register = ModelStep(name="Register", retry_policies=[SERVICE_RETRY], step_args=builder.register(
@@ -138,19 +159,25 @@ def _build(config: StageConfig, network: Network, values: dict[str, str]) -> str
         description=f"{network.name}: {network.summary}",
         content_types=list(network.request_content_types), response_types=["application/json"],
         inference_instances=[config.endpoint_instance_type(network.name)], approval_status=approval,
-        model_metrics=ModelMetrics(model_statistics=MetricsSource(content_type="application/json", s3_uri=report_uri)),
+        model_metrics=ModelMetrics(
+            model_statistics=MetricsSource(content_type="application/json", s3_uri=evaluation_file("evaluation.json")),
+            explainability=MetricsSource(content_type="application/json", s3_uri=evaluation_file("explanations.json"))),
         customer_metadata_properties={"network": network.name, "quality_metric": gate.metric,
                                       "quality_value": Join(on="", values=[quality]),
-                                      "quality_threshold": Join(on="", values=[threshold])}))
+                                      "quality_threshold": Join(on="", values=[threshold]),
+                                      "champion": Join(on="", values=[versus_champion])}))
     fail = FailStep(name="Fail", error_message=Join(on=" ", values=[
-        f"quality gate failed: {gate.metric} =", quality, f"but must be {gate.comparison}", threshold]))
-    condition = (ConditionGreaterThanOrEqualTo if gate.higher_is_better else ConditionLessThanOrEqualTo)(
-        left=quality, right=threshold)
-    quality_gate = ConditionStep(name="QualityGate", conditions=[condition], if_steps=[register], else_steps=[fail])
+        f"quality gate failed: {gate.metric} =", quality, f"but must be {gate.comparison}", threshold,
+        "(QualityThreshold);", versus_champion]))
+    compare = ConditionGreaterThanOrEqualTo if gate.higher_is_better else ConditionLessThanOrEqualTo
+    quality_gate = ConditionStep(name="QualityGate", conditions=[compare(left=quality, right=threshold),
+                                                                 compare(left=quality, right=bound)],
+                                 if_steps=[register], else_steps=[fail])
 
     pipeline = Pipeline(name=f"{config.prefix()}-{network.name}", sagemaker_session=session,
-                        parameters=[instance_type, instance_count, *knobs.values(), data_uri, approval, threshold],
-                        steps=[train, evaluate, quality_gate])
+                        parameters=[instance_type, instance_count, *knobs.values(), data_uri, approval, threshold,
+                                    tolerance],
+                        steps=[train, champion, evaluate, quality_gate])
     return pipeline.definition()
 
 

@@ -175,12 +175,19 @@ def test_runs_lists_executions_with_status_and_failure(aws: Local, capsys: pytes
     assert "ClientError: capacity" in out
 
 
-def register_version(aws: Local, accuracy: float) -> str:
+def register_version(aws: Local, accuracy: float, champion: dict | None = None) -> str:
+    """A version as the pipeline registers it: its evaluation report (compared with `champion`,
+    {"version", "value"}) and its explanations."""
     s3 = aws.s3
     s3.create_bucket(Bucket=REPORTS_BUCKET)
     key = f"pipelines/cnn/{accuracy}/evaluation/evaluation.json"
-    report = {"network": "cnn", "metrics": {"test_accuracy": {"value": accuracy}, "test_loss": {"value": 0.125}}}
+    report = {"network": "cnn", "metrics": {"test_accuracy": {"value": accuracy}, "test_loss": {"value": 0.125}},
+              "champion_challenger": {"champion": champion}}
     s3.put_object(Bucket=REPORTS_BUCKET, Key=key, Body=json.dumps(report).encode())
+    explanations = {"summary": [{"title": "classes by mean |integrated gradients|",
+                                 "top": [{"name": "seven", "value": 0.25}, {"name": "one", "value": 0.125}]}]}
+    s3.put_object(Bucket=REPORTS_BUCKET, Key=key.replace("evaluation.json", "explanations.json"),
+                  Body=json.dumps(explanations).encode())
     return aws.sagemaker.create_model_package(
         ModelPackageGroupName=GROUP, ModelApprovalStatus="PendingManualApproval",
         InferenceSpecification={"Containers": [{"Image": SAMPLE_VALUES[definition.INFERENCE_IMAGE_URI],
@@ -188,7 +195,9 @@ def register_version(aws: Local, accuracy: float) -> str:
                                 "SupportedContentTypes": ["application/json"],
                                 "SupportedResponseMIMETypes": ["application/json"]},
         ModelMetrics={"ModelQuality": {"Statistics": {"ContentType": "application/json",
-                                                      "S3Uri": f"s3://{REPORTS_BUCKET}/{key}"}}},
+                                                      "S3Uri": f"s3://{REPORTS_BUCKET}/{key}"}},
+                      "Explainability": {"Report": {"ContentType": "application/json", "S3Uri": f"s3://{REPORTS_BUCKET}/"
+                                                    f"{key.replace('evaluation.json', 'explanations.json')}"}}},
         CustomerMetadataProperties={"network": "cnn", "quality_metric": "test_accuracy"},
     )["ModelPackageArn"]
 
@@ -200,12 +209,15 @@ def approval(aws: Local, arn: str) -> str:
 def test_models_shows_versions_with_metrics_from_the_evaluation_report(aws: Local,
                                                                        capsys: pytest.CaptureFixture[str]) -> None:
     register_version(aws, 0.9612)
-    register_version(aws, 0.9734)
+    register_version(aws, 0.9734, champion={"version": 1, "value": 0.9612})
     code, out, _ = run("models", "cnn", capsys=capsys)
     assert code == 0
     assert "0.9734" in out and "0.9612" in out and "test_loss=0.125" in out
     assert out.count("PendingManualApproval") == 2
     assert out.index("0.9734") < out.index("0.9612"), "newest version first"
+    # The champion each was compared with, and the top of its explanations.
+    assert "v1 0.9612" in out and " none " in out
+    assert out.count("classes by mean |integrated gradients|: seven 0.25, one 0.125") == 2
 
 
 def test_approve_and_reject_update_the_registry(aws: Local, capsys: pytest.CaptureFixture[str]) -> None:

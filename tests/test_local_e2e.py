@@ -134,6 +134,11 @@ def test_after_a_ctrl_c_the_cnn_goes_from_nothing_to_an_invoked_endpoint(
     accuracy = evaluation["metrics"]["test_accuracy"]["value"]
     assert 0.3 <= accuracy <= 1.0
     assert float(package.customer_metadata_properties["quality_value"]) == pytest.approx(accuracy)
+    # No approved version in a fresh registry: the Champion step found none, the threshold alone decided.
+    assert evaluation["champion_challenger"]["champion"] is None
+    assert package.customer_metadata_properties["champion"] == "no approved champion to compare with"
+    explanations = s3_json(package.model_metrics["Explainability"]["Report"]["S3Uri"])
+    assert explanations["network"] == "cnn" and explanations["summary"][0]["top"]
     (execution,) = sagemaker.pipelines["mlops-local-cnn"].pipeline_executions.values()
     assert execution.pipeline_execution_status == "Succeeded"
     (training_job,) = sagemaker.training_jobs.values()
@@ -168,11 +173,16 @@ def test_after_a_ctrl_c_the_cnn_goes_from_nothing_to_an_invoked_endpoint(
     # The report: the held-out metric, predictions beside the truth, plots, the time of each phase.
     metrics = json.loads((report / "metrics.json").read_text())
     assert metrics["quality"] == {"metric": "test_accuracy", "value": accuracy, "comparison": ">=",
-                                  "threshold": 0.3, "passed": True}
+                                  "threshold": 0.3, "champion": evaluation["champion_challenger"], "passed": True}
+    assert metrics["explanations"] == explanations
     markdown = (report / "report.md").read_text()
     assert f"`test_accuracy` = **{accuracy:.4f}**" in markdown
+    assert "## Why the model decides as it does" in markdown and explanations["summary"][0]["title"] in markdown
+    assert markdown.index("(plots/Evaluate/explanation_attributions.png)") < markdown.index(
+        "(plots/Train/training_curves.png)"), "the explanations' plots come first"
     assert f"| {samples[1]['index']} | {samples[1]['truth']} | {samples[1]['prediction']} |" in markdown
-    for plot in ("Train/training_curves.png", "Train/confusion_matrix.png", "Evaluate/confusion_matrix.png"):
+    for plot in ("Train/training_curves.png", "Train/confusion_matrix.png", "Evaluate/confusion_matrix.png",
+                 "Evaluate/explanation_attributions.png"):
         assert (report / "plots" / plot).read_bytes().startswith(b"\x89PNG")
     phases = json.loads((report / "phases.json").read_text())
     assert phases["outcome"] == "succeeded" and len(phases["phases"]) == 9

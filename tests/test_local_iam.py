@@ -8,6 +8,9 @@ CloudFormation fills them in moto (no CDK deploy needed: tests/policy_documents.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -23,6 +26,7 @@ from mlops.local.pipeline_executor import LocalPipelineExecutor, StepFailed
 from mlops.local.training_job import start_job
 from policy_documents import policy_documents
 from synth_support import synthesized
+from training_support import TRAINING_DIR
 
 ACCOUNT, REGION = "123456789012", "us-east-1"
 DATA = f"mlops-local-data-{ACCOUNT}-{REGION}"
@@ -227,3 +231,51 @@ def test_the_permissions_report_lists_each_roles_calls_and_the_statements_no_cal
     assert statements["UseProjectKey"]["calls_matched"] == 0
     assert "moto's S3 encrypts" in statements["UseProjectKey"]["why_unmatched"]
     assert "## execution-role" in (tmp_path / "permissions.md").read_text()
+
+
+# --- the Champion step's own calls, as the execution role ---------------------------------------
+
+def run_champion_step(server: Any, iam: Any, role_arn: str, group: str, output: Path) -> subprocess.CompletedProcess:
+    """training/champion.py as the Champion job runs it: its own process, the execution role's credentials."""
+    environment = {name: value for name, value in os.environ.items() if not name.startswith("AWS_")}
+    environment.update({**server.env, **iam.credentials(role_arn, session="pipelines-champion")})
+    return subprocess.run([sys.executable, str(TRAINING_DIR / "champion.py"), "--group", group, "--region", REGION,
+                           "--output-dir", str(output)], capture_output=True, text=True, timeout=120,
+                          env=environment, cwd=TRAINING_DIR)
+
+
+def test_the_champion_step_reads_its_groups_approved_version_and_no_other_group(aws, tmp_path: Path) -> None:
+    server, iam, role_arn = aws
+    sagemaker = server.client("sagemaker")
+    group = "mlops-local-speech"
+    sagemaker.create_model_package_group(ModelPackageGroupName=group)
+    for status in ("Approved", "Approved", "Rejected"):
+        sagemaker.create_model_package(
+            ModelPackageGroupName=group, ModelApprovalStatus=status,
+            InferenceSpecification={"Containers": [{"Image": "image",
+                                                    "ModelDataUrl": f"s3://{ARTIFACTS}/models/cnn/old/model.tar.gz"}],
+                                    "SupportedContentTypes": ["application/json"],
+                                    "SupportedResponseMIMETypes": ["application/json"]})
+    found = run_champion_step(server, iam, role_arn, group, tmp_path / "mine")
+    assert found.returncode == 0, found.stdout[-2000:] + found.stderr[-2000:]
+    champion = json.loads((tmp_path / "mine" / "champion.json").read_text())
+    assert (champion["version"], champion["model_package_arn"]) == (
+        2, f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/{group}/2")  # the newest approved, not the rejected 3
+    assert (tmp_path / "mine" / "model.tar.gz").read_bytes() == b"model"
+    assert {(d.action, d.allowed) for d in iam.decisions if d.role_name == "execution-role"} >= {
+        ("sagemaker:ListModelPackages", True), ("sagemaker:DescribeModelPackage", True), ("s3:GetObject", True)}
+    write_permissions_report(tmp_path, iam, network="speech", networks=["speech", "cnn"])
+    (role,) = [role for role in json.loads((tmp_path / "permissions.json").read_text())["roles"]
+               if role["role"] == "execution-role"]
+    statements = {statement["sid"]: statement for statement in role["statements"]}
+    assert statements["ReadModelVersionsOfMlopsLocalSpeech"]["actions_used"] == [
+        "sagemaker:DescribeModelPackage", "sagemaker:ListModelPackages"]
+    assert statements["ReadModelVersionsOfMlopsLocalCnn"]["why_unmatched"] == (
+        "another network's resources (this run trains speech)")
+
+    sagemaker.create_model_package_group(ModelPackageGroupName="another-project-cnn")
+    refused = run_champion_step(server, iam, role_arn, "another-project-cnn", tmp_path / "theirs")
+    assert refused.returncode == 1
+    assert ("is not authorized to perform: sagemaker:ListModelPackages on resource: "
+            f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/another-project-cnn/*") in refused.stderr
+    assert not (tmp_path / "theirs" / "champion.json").exists()

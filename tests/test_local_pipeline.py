@@ -31,6 +31,7 @@ VALUES = {name: f"<{name}>" for name in definition.PLACEHOLDERS} | {
 EXECUTION = {"PipelineExecutionId": "abc123def456", "PipelineName": "mlops-local-cnn",
              "PipelineExecutionArn": "arn:aws:sagemaker:us-east-1:123456789012:pipeline/mlops-local-cnn/execution/abc"}
 REPORT_URI = "s3://artifacts/pipelines/cnn/abc123def456/evaluation/evaluation.json"
+CHAMPION_URI = "s3://artifacts/pipelines/cnn/abc123def456/champion"
 
 
 def cnn_definition() -> dict[str, Any]:
@@ -54,7 +55,9 @@ def context(overrides: dict[str, str] | None = None, documents: dict[str, Any] |
 
 
 def finished_train_and_evaluate(run: ExecutionContext) -> None:
-    """What DescribeTrainingJob / DescribeProcessingJob answered for the two job steps."""
+    """What DescribeTrainingJob / DescribeProcessingJob answered for the three job steps."""
+    run.steps["Champion"] = {"ProcessingOutputConfig": {"Outputs": [
+        {"OutputName": "champion", "S3Output": {"S3Uri": CHAMPION_URI}}]}}
     run.steps["Train"] = {
         "ModelArtifacts": {"S3ModelArtifacts": "s3://artifacts/models/cnn/job/output/model.tar.gz"},
         "FinalMetricDataList": [{"MetricName": "val_loss", "Value": 0.25}, {"MetricName": "test_accuracy",
@@ -104,30 +107,40 @@ def test_step_properties_are_read_from_finished_steps() -> None:
     finished_train_and_evaluate(run)
     steps = steps_by_name(cnn_definition()["Steps"])
     evaluate = run.resolve(steps["Evaluate"]["Arguments"])
-    model_input = next(item for item in evaluate["ProcessingInputs"] if item["InputName"] == "model")
-    assert model_input["S3Input"]["S3Uri"] == "s3://artifacts/models/cnn/job/output/model.tar.gz"
+    inputs = {item["InputName"]: item["S3Input"]["S3Uri"] for item in evaluate["ProcessingInputs"]}
+    assert inputs["model"] == "s3://artifacts/models/cnn/job/output/model.tar.gz"
+    assert inputs["champion"] == CHAMPION_URI
+    assert evaluate["Environment"] == {"CHAMPION_TOLERANCE": "0.0"}
     assert run.resolve({"Get": "Steps.Train.FinalMetricDataList['test_accuracy'].Value"}) == 0.97
     assert run.resolve({"Get": "Steps.Train.FinalMetricDataList[0].MetricName"}) == "val_loss"
     assert evaluate["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri"] == REPORT_URI.rsplit("/", 1)[0]
 
 
-@pytest.mark.parametrize(("accuracy", "threshold", "passes"), [(0.97, None, True), (0.95, None, True),
-                                                                (0.94, None, False), (0.6, "0.5", True)])
-def test_the_quality_gate_reads_the_evaluation_report(accuracy: float, threshold: str | None,
+@pytest.mark.parametrize(("accuracy", "threshold", "bound", "passes"), [
+    (0.97, None, 0.97, True), (0.95, None, 0.95, True), (0.94, None, 0.94, False), (0.6, "0.5", 0.6, True),
+    (0.97, None, 0.975, False), (0.97, None, 0.965, True)])
+def test_the_quality_gate_reads_the_evaluation_report(accuracy: float, threshold: str | None, bound: float,
                                                       passes: bool) -> None:
+    """Both conditions hold, or the candidate fails: the threshold, and the champion's bound."""
+    summary = f"champion mlops-local-cnn version 1 has test_accuracy = {bound:.4f}; ..."
     run = context({"QualityThreshold": threshold} if threshold else {},
-                  {REPORT_URI: {"metrics": {"test_accuracy": {"value": accuracy}}}})
+                  {REPORT_URI: {"metrics": {"test_accuracy": {"value": accuracy}},
+                                "champion_challenger": {"bound": bound, "summary": summary}}})
     finished_train_and_evaluate(run)
     steps = steps_by_name(cnn_definition()["Steps"])
     gate = run.resolve(steps["QualityGate"]["Arguments"]["Conditions"])
     assert all(run.holds(condition) for condition in steps["QualityGate"]["Arguments"]["Conditions"]) is passes
-    assert gate[0]["LeftValue"] == accuracy
+    assert [condition["LeftValue"] for condition in gate] == [accuracy, accuracy]
+    assert [condition["RightValue"] for condition in gate] == [float(threshold or 0.95), bound]
     register = run.resolve(steps["Register"]["Arguments"])
     assert register["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"] == REPORT_URI
+    assert register["ModelMetrics"]["Explainability"]["Report"]["S3Uri"] == REPORT_URI.replace(
+        "evaluation.json", "explanations.json")
     assert register["CustomerMetadataProperties"]["quality_value"] == str(accuracy)
+    assert register["CustomerMetadataProperties"]["champion"] == summary
     fail = run.resolve(steps["Fail"]["Arguments"])
     assert fail["ErrorMessage"] == (f"quality gate failed: test_accuracy = {accuracy} but must be >= "
-                                    f"{float(threshold or 0.95)}")
+                                    f"{float(threshold or 0.95)} (QualityThreshold); {summary}")
 
 
 def test_conditions_combine_and_compare_numbers() -> None:
@@ -184,8 +197,8 @@ def test_steps_run_after_what_they_read_and_depend_on() -> None:
                  step("Inner", arguments={"ErrorMessage": {"Get": "Steps.Train.ModelArtifacts.S3ModelArtifacts"}})]}),
              step("Train"), step("Prepare")]
     assert [found["Name"] for found in execution_order(steps)] == ["Train", "Prepare", "Score", "Report"]
-    assert [found["Name"] for found in execution_order(cnn_definition()["Steps"])] == ["Train", "Evaluate",
-                                                                                       "QualityGate"]
+    assert [found["Name"] for found in execution_order(cnn_definition()["Steps"])] == [
+        "Train", "Champion", "Evaluate", "QualityGate"]
 
 
 def test_a_dependency_cycle_or_an_unknown_step_is_named() -> None:

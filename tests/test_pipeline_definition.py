@@ -156,8 +156,8 @@ def test_definition_has_the_schema_shape(config: StageConfig, network: str) -> N
     for step in steps_of(built["Steps"]):
         assert set(step) <= {"Name", "Type", "Arguments", "PropertyFiles", "RetryPolicies"}, step["Name"]
     assert [(step["Name"], step["Type"]) for step in steps_of(built["Steps"])] == [
-        ("Train", "Training"), ("Evaluate", "Processing"), ("QualityGate", "Condition"),
-        ("Register", "RegisterModel"), ("Fail", "Fail")]
+        ("Train", "Training"), ("Champion", "Processing"), ("Evaluate", "Processing"),
+        ("QualityGate", "Condition"), ("Register", "RegisterModel"), ("Fail", "Fail")]
 
 
 @pytest.mark.parametrize(("config", "network"), CASES)
@@ -212,16 +212,58 @@ def test_quality_gate_reads_the_registry_metric_from_the_evaluation_report(confi
     assert report == {"PropertyFileName": "EvaluationReport", "OutputName": "evaluation",
                       "FilePath": "evaluation.json"}
     gate = next(step for step in built["Steps"] if step["Name"] == "QualityGate")
-    (condition,) = gate["Arguments"]["Conditions"]
-    assert condition["Type"] == ("GreaterThanOrEqualTo" if spec.quality_gate.higher_is_better
-                                 else "LessThanOrEqualTo")
-    assert condition["LeftValue"]["Std:JsonGet"]["Path"] == f"metrics.{spec.quality_gate.metric}.value"
+    threshold_condition, champion_condition = gate["Arguments"]["Conditions"]
+    for condition in (threshold_condition, champion_condition):
+        assert condition["Type"] == ("GreaterThanOrEqualTo" if spec.quality_gate.higher_is_better
+                                     else "LessThanOrEqualTo")
+        assert condition["LeftValue"]["Std:JsonGet"]["Path"] == f"metrics.{spec.quality_gate.metric}.value"
     assert spec.quality_gate.metric in spec.metrics
-    assert condition["RightValue"] == {"Get": "Parameters.QualityThreshold"}
+    assert threshold_condition["RightValue"] == {"Get": "Parameters.QualityThreshold"}
+    assert champion_condition["RightValue"]["Std:JsonGet"] == {
+        "PropertyFile": {"Get": "Steps.Evaluate.PropertyFiles.EvaluationReport"}, "Path": "champion_challenger.bound"}
     threshold = next(p for p in built["Parameters"] if p["Name"] == "QualityThreshold")
     assert threshold["DefaultValue"] == spec.quality_gate.threshold
+    tolerance = next(p for p in built["Parameters"] if p["Name"] == "ChampionTolerance")
+    assert (tolerance["Type"], tolerance["DefaultValue"]) == ("Float", 0.0)
+    assert evaluate["Arguments"]["Environment"] == {
+        "CHAMPION_TOLERANCE": {"Std:Join": {"On": "", "Values": [{"Get": "Parameters.ChampionTolerance"}]}}}
+    # The Fail step names the candidate's value, the threshold, and the champion's (its summary).
     message = json.dumps(gate["Arguments"]["ElseSteps"][0]["Arguments"]["ErrorMessage"])
     assert spec.quality_gate.metric in message and "Parameters.QualityThreshold" in message
+    assert '"Path": "champion_challenger.summary"' in message
+
+
+@pytest.mark.parametrize(("config", "network"), CASES)
+def test_the_champion_step_reads_the_registry_beside_train_and_evaluate_scores_what_it_found(
+        config: StageConfig, network: str) -> None:
+    steps = {step["Name"]: step for step in definition.pipeline_definition(config, network)["Steps"]}
+    champion = steps["Champion"]["Arguments"]
+    # Reads no other step: SageMaker runs it while Train runs.
+    assert "Steps." not in json.dumps(champion)
+    # The only job that calls AWS itself: never isolated, whatever the stage.
+    assert champion["NetworkConfig"]["EnableNetworkIsolation"] is False
+    command = champion["AppSpecification"]["ContainerEntrypoint"][-1]
+    assert command.endswith(f"python3 champion.py --group {config.prefix()}-{network} --region {config.region} "
+                            "--output-dir /opt/ml/processing/champion")
+    (output,) = champion["ProcessingOutputConfig"]["Outputs"]
+    champion_input = next(item for item in steps["Evaluate"]["Arguments"]["ProcessingInputs"]
+                          if item["InputName"] == "champion")
+    assert champion_input["S3Input"]["S3Uri"] == {
+        "Get": "Steps.Champion.ProcessingOutputConfig.Outputs['champion'].S3Output.S3Uri"}
+    assert champion_input["S3Input"]["LocalPath"] == output["S3Output"]["LocalPath"] == "/opt/ml/processing/champion"
+
+
+@pytest.mark.parametrize(("config", "network"), CASES)
+def test_the_model_package_carries_the_explanations_and_the_champion_comparison(config: StageConfig,
+                                                                                network: str) -> None:
+    steps = {step["Name"]: step for step in steps_of(definition.pipeline_definition(config, network)["Steps"])}
+    register = steps["Register"]["Arguments"]
+    report = register["ModelMetrics"]["Explainability"]["Report"]
+    assert report["ContentType"] == "application/json"
+    assert report["S3Uri"] == {"Std:Join": {"On": "/", "Values": [
+        {"Get": "Steps.Evaluate.ProcessingOutputConfig.Outputs['evaluation'].S3Output.S3Uri"}, "explanations.json"]}}
+    assert register["CustomerMetadataProperties"]["champion"] == {"Std:Join": {"On": "", "Values": [{"Std:JsonGet": {
+        "PropertyFile": {"Get": "Steps.Evaluate.PropertyFiles.EvaluationReport"}, "Path": "champion_challenger.summary"}}]}}
 
 
 @pytest.mark.parametrize(("config", "network"), CASES)
@@ -283,12 +325,12 @@ def test_train_step_encrypts_checkpoints_per_execution_and_retries() -> None:
 
 def test_isolation_and_vpc_come_from_the_stage_and_bring_the_optional_channel() -> None:
     config = isolated_stage()
-    steps = definition.pipeline_definition(config, "transfer")["Steps"]
-    train, evaluate = steps[0]["Arguments"], steps[1]["Arguments"]
+    steps = {step["Name"]: step["Arguments"] for step in definition.pipeline_definition(config, "transfer")["Steps"]}
+    train, evaluate, champion = steps["Train"], steps["Evaluate"], steps["Champion"]
     vpc = {"Subnets": ["subnet-1", "subnet-2"], "SecurityGroupIds": ["sg-1"]}
     assert train["EnableNetworkIsolation"] is True and train["VpcConfig"] == vpc
     assert evaluate["NetworkConfig"]["EnableNetworkIsolation"] is True
-    assert evaluate["NetworkConfig"]["VpcConfig"] == vpc
+    assert evaluate["NetworkConfig"]["VpcConfig"] == champion["NetworkConfig"]["VpcConfig"] == vpc
     assert [c["ChannelName"] for c in train["InputDataConfig"]] == ["train", "validation", "test", "pretrained"]
     open_stage = definition.pipeline_definition(stage("prod"), "transfer")["Steps"][0]["Arguments"]
     assert [c["ChannelName"] for c in open_stage["InputDataConfig"]] == ["train", "validation", "test"]
@@ -323,8 +365,12 @@ def test_evaluation_command_runs_the_evaluation_script_on_the_unpacked_model() -
     command = definition.evaluation_command(NETWORKS["autoencoder"])
     assert "${" not in command
     assert command.endswith("python3 evaluate.py --network autoencoder --model-dir /opt/ml/processing/model "
-                            "--test-dir /opt/ml/processing/test --output-dir /opt/ml/processing/evaluation")
+                            "--test-dir /opt/ml/processing/test --output-dir /opt/ml/processing/evaluation "
+                            '--champion-dir /opt/ml/processing/champion --tolerance "$CHAMPION_TOLERANCE"')
     assert "tar -xzf /opt/ml/processing/model/model.tar.gz -C /opt/ml/processing/model" in command
+    # The champion's model only where the Champion step found one.
+    assert ("if [ -f /opt/ml/processing/champion/model.tar.gz ]; then mkdir -p /opt/ml/processing/champion/model; "
+            "tar -xzf /opt/ml/processing/champion/model.tar.gz -C /opt/ml/processing/champion/model; fi" in command)
 
 
 @pytest.mark.parametrize(("raw", "expected"), [("3", 3), ("3.0", 3), (" 7 ", 7)])

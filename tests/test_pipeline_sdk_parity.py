@@ -28,7 +28,6 @@ SDK_ONLY = {
     ("Steps", "Train", "Arguments", "OutputDataConfig", "CompressionType"),  # GZIP is the API default
     ("Steps", "Register", "Arguments", "InferenceSpecification", "Containers", 0, "Environment"),  # {}
     ("Steps", "Register", "Arguments", "ModelMetrics", "Bias"),  # {}
-    ("Steps", "Register", "Arguments", "ModelMetrics", "Explainability"),  # {}
     ("Steps", "Register", "Arguments", "SkipModelValidation"),  # the string "None"
 }
 

@@ -235,6 +235,25 @@ def test_execution_role_reads_exactly_the_source_bundle_the_pipelines_use(pipeli
         f"arn:<AWS::Partition>:s3:::cdk-hnb659fds-assets-{account(synth)}-us-east-1/{bundle_asset_hash()}.gz")
 
 
+def test_execution_role_reads_only_its_networks_model_versions_for_the_champion_step(pipelines: Pipelines) -> None:
+    """The Champion step lists and describes the approved versions of its network's group as the
+    execution role: those two actions, on that group's versions only, one statement per network."""
+    synth = pipelines.synth
+    arn = PARTITION_ACCOUNT.format(account=account(synth))
+    role = synth.template_json(synth.stacks.execution_role)
+    statements = [statement for policy in resources(role, "AWS::IAM::Policy").values()
+                  for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+                  if any(action.startswith("sagemaker:") for action in as_list(statement["Action"]))]
+    expected = {}
+    for network in synth.config.networks:
+        group = naming.model_package_group_name(synth.config.prefix(), network)
+        expected[f"ReadModelVersionsOf{group.title().replace('-', '')}"] = f"{arn}:model-package/{group}/*"
+    assert {statement["Sid"]: flatten_cfn_reference(statement["Resource"]) for statement in statements} == expected
+    for statement in statements:
+        assert statement["Action"] == ["sagemaker:ListModelPackages", "sagemaker:DescribeModelPackage"]
+        assert "Condition" not in statement
+
+
 def test_template_is_deployed_by_url_and_fits(pipelines: Pipelines) -> None:
     """Inline definitions make this template larger than CloudFormation's 51,200-byte inline body,
     which is fine because CDK publishes every template as an asset and deploys it by TemplateURL

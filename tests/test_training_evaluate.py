@@ -17,7 +17,12 @@ import records
 from inference.archives import extract_archive
 from infra.source_bundle import build_source_bundle
 from training.networks import NETWORKS, get_network
-from training_support import small_data, trained  # noqa: F401 - fixtures
+from training_support import (  # noqa: F401 - fixtures
+    attribution_rank_correlation,
+    randomize_layer_by_layer,
+    small_data,
+    trained,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -83,6 +88,34 @@ def test_evaluate_reports_the_training_runs_test_metrics(bundle, processing_inpu
         assert report[key] == (pytest.approx(expected, rel=1e-6) if isinstance(expected, float) else expected), key
     assert (tmp_path / "evaluation" / f"{get_network(network).task.plot}.png").stat().st_size > 0
 
+    explained = json.loads((tmp_path / "evaluation" / "explanations.json").read_text())
+    assert (explained["network"], explained["task"]) == (network, get_network(network).task.name)
+    assert explained["summary"] and all(line["title"] and line["top"] for line in explained["summary"])
+    # Integrated gradients add up to the change of the explained score from the baseline's.
+    assert explained["methods"]["integrated_gradients"]["completeness_error"] <= 0.05, explained["methods"]
+    for plot in explained["plots"]:
+        assert (tmp_path / "evaluation" / plot).stat().st_size > 0, plot
+
+
+def test_the_cnns_attributions_depend_on_its_trained_weights(processing_inputs, small_data):  # noqa: F811
+    """Cascading randomization (Adebayo et al., 2018) on the same test images: once the CNN's
+    layers are random from the output down, its integrated gradients rank the pixels differently
+    from the trained CNN's (Spearman below 0.5)."""
+    import evaluate
+    import explanations
+
+    network = get_network("cnn")
+    test_dir = small_data("cnn")["test"]
+    spec = records.read_spec(test_dir, "test")
+    model = evaluate.load_model(network, processing_inputs("cnn")[0], spec)
+    sample = explanations.first_examples(evaluate.test_stream(network, test_dir, spec, 256))
+    picks, original = network.task.integrated_gradients(model.outputs, sample, model.description)
+    cascade = {}
+    for layer in randomize_layer_by_layer(model.saved_model):
+        _, randomized = network.task.integrated_gradients(model.outputs, sample, model.description, examples=picks)
+        cascade[layer] = attribution_rank_correlation(original, randomized)
+    assert len(cascade) == 3 and list(cascade.values())[-1] < 0.5, cascade
+
 
 def _wider_images(tmp_path: Path, test_dir: Path) -> Path:
     spec = records.read_spec(test_dir, "test")
@@ -112,5 +145,43 @@ def test_bad_input_exits_2_with_one_line(bundle, processing_inputs, small_data, 
     assert finished.returncode == 2, finished.stdout[-2000:] + finished.stderr[-2000:]
     errors = [line for line in finished.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and all(fragment in errors[0] for fragment in fragments), finished.stderr[-2000:]
+    assert "Traceback" not in finished.stderr
+    assert not (tmp_path / "evaluation" / "evaluation.json").exists()
+
+
+def _champion(tmp_path: Path, model_dir: Path | None, document: str) -> Path:
+    """A champion dir as the Champion step leaves it, and the Evaluate command unpacks it."""
+    import shutil
+
+    folder = tmp_path / "champion"
+    folder.mkdir()
+    (folder / "champion.json").write_text(document)
+    if model_dir is not None:
+        shutil.copytree(model_dir, folder / "model")
+    return folder
+
+
+CHAMPION = json.dumps({"group": "mlops-local-cnn", "model_package_arn": "arn:aws:sagemaker:us-east-1:123456789012:"
+                       "model-package/mlops-local-cnn/3", "version": 3, "model_data_url": "s3://a/m.tar.gz"})
+
+
+@pytest.mark.parametrize(("case", "fragment"), [
+    ("champion.json unreadable", "no champion.json as the Champion step writes it"),
+    ("a champion of another kind", "the approved champion, version 3 of mlops-local-cnn, cannot be scored on this "
+                                   "test channel (model dir"),
+])
+def test_a_champion_that_cannot_be_scored_exits_2_naming_it(bundle, processing_inputs, small_data, tmp_path, case,  # noqa: F811
+                                                            fragment):
+    """Failing, not passing the candidate unchecked: a human rejects that version (or fixes the data)."""
+    champion = (_champion(tmp_path, None, "{not json") if case == "champion.json unreadable"
+                else _champion(tmp_path, processing_inputs("autoencoder")[0], CHAMPION))
+    environment = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
+    finished = subprocess.run([sys.executable, "evaluate.py", "--network", "cnn", "--model-dir",
+                               str(processing_inputs("cnn")[0]), "--test-dir", str(small_data("cnn")["test"]), "--output-dir",
+                               str(tmp_path / "evaluation"), "--champion-dir", str(champion)],
+                              cwd=bundle, capture_output=True, text=True, timeout=180, env=environment)
+    assert finished.returncode == 2, finished.stdout[-2000:] + finished.stderr[-2000:]
+    errors = [line for line in finished.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and fragment in errors[0], finished.stderr[-2000:]
     assert "Traceback" not in finished.stderr
     assert not (tmp_path / "evaluation" / "evaluation.json").exists()

@@ -140,3 +140,35 @@ def metrics_lines(log: str) -> list[dict[str, float]]:
 
 def serving_config(model_dir: Path) -> dict:
     return json.loads((model_dir / "code" / "serving.json").read_text())
+
+
+def randomize_layer_by_layer(saved_model, seed: int = 0):
+    """Cascading randomization (Adebayo et al., 2018, "Sanity checks for saliency maps"): the
+    trainable variables of a loaded SavedModel replaced, layer by layer from the output down, by
+    Gaussian values of each variable's own spread. Yields each layer's name once it (and every
+    layer above it) is random."""
+    import numpy as np
+
+    layers: dict[str, list] = {}
+    for variable in saved_model.trainable_variables:
+        layers.setdefault(variable.name.rsplit("/", 1)[0], []).append(variable)
+    rng = np.random.default_rng(seed)
+    for layer in reversed(list(layers)):
+        for variable in layers[layer]:
+            values = variable.numpy()
+            variable.assign(rng.normal(0.0, float(values.std()) or 0.05, values.shape).astype(values.dtype))
+        yield layer
+
+
+def attribution_rank_correlation(trained, randomized) -> float:
+    """Mean over examples of Spearman's rank correlation of |attributions|, over the input values
+    where either is non-zero: where an input equals its baseline (a black image's background),
+    integrated gradients are zero for any weights, and those ties would correlate by themselves."""
+    import numpy as np
+    from scipy.stats import spearmanr
+
+    found = []
+    for first, second in zip(np.abs(trained.values), np.abs(randomized.values)):
+        support = (first > 0) | (second > 0)
+        found.append(spearmanr(first[support], second[support]).statistic)
+    return float(np.mean(found))

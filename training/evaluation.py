@@ -69,7 +69,7 @@ def _plot_confusion_matrix(confusion: np.ndarray, class_names: Sequence[str], pa
     ticks = range(len(class_names))
     axes.set(xticks=ticks, yticks=ticks, xticklabels=class_names, yticklabels=class_names,
              xlabel="predicted", ylabel="true", title=f"test accuracy {np.trace(confusion) / confusion.sum():.4f}")
-    _save(figure, path)
+    save_figure(figure, path)
 
 
 # ---------------------------------------------------------------------------------- forecaster
@@ -111,7 +111,7 @@ def _plot_forecasts(series: dict[str, np.ndarray], mae: float, baseline_mae: flo
     axes.set(xlabel="test window (time order)", ylabel="next value",
              title=f"one step ahead: MAE {mae:.4g}, seasonal naive {baseline_mae:.4g}")
     axes.legend()
-    _save(figure, path)
+    save_figure(figure, path)
 
 
 # ---------------------------------------------------------------------------------- anomaly detector
@@ -181,7 +181,7 @@ def _plot_errors(normal: ErrorHistogram, anomalous: ErrorHistogram, threshold: f
     axes.axvline(threshold, color="k", linestyle="--", label=f"threshold {threshold:.4g}")
     axes.set(xscale="log", xlabel="reconstruction error (standardized MSE)", ylabel="test examples")
     axes.legend()
-    _save(figure, path)
+    save_figure(figure, path)
 
 
 # ---------------------------------------------------------------------------------- all tasks
@@ -197,10 +197,10 @@ def plot_training_curves(history: Sequence[dict[str, float]], path: Path) -> Non
                 axis.plot(*zip(*points), marker=".", label=label)
         axis.set(xlabel="epoch", ylabel=name)
         axis.legend()
-    _save(figure, path)
+    save_figure(figure, path)
 
 
-def _save(figure: plt.Figure, path: Path) -> None:
+def save_figure(figure: plt.Figure, path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)

@@ -116,8 +116,23 @@ class TrainingPipeline(Construct):
         )
         # Register needs the group; and the group must outlive the pipeline on deletion.
         self.pipeline.node.add_dependency(self.model_package_group)
+        # The Champion step finds the group's approved version as the execution role.
+        self.allow_read_versions(execution_role)
 
         self._add_retraining_triggers(config, data, spec.name)
+
+    def allow_read_versions(self, grantee: iam.IRole) -> None:
+        """List this group's versions and describe them (not the group, nor another group's): what
+        the Champion step does (training/champion.py). ListModelPackages is scoped to the versions'
+        ARNs, as AWS's own example of a cross-account model group policy scopes it."""
+        stack = cdk.Stack.of(self)
+        grantee.add_to_principal_policy(iam.PolicyStatement(
+            sid=f"ReadModelVersionsOf{self.group_name.title().replace('-', '')}",
+            actions=["sagemaker:ListModelPackages", "sagemaker:DescribeModelPackage"],
+            resources=self._model_version_arns(stack)))
+        acknowledge_wildcard_resources(grantee, self._model_version_arns(stack),
+                                       "model versions are numbered as they are registered: only the group's "
+                                       "name is known in advance")
 
     def _job_arns(self, stack: cdk.Stack) -> list[str]:
         return [stack.format_arn(service="sagemaker", resource=kind, resource_name=PIPELINE_JOB_NAMES)

@@ -47,7 +47,7 @@ from mlops.local.pipeline_executor import LocalPipelineExecutor, PipelineRun, St
 from mlops.local.pipeline_references import DefinitionError
 from mlops.local.report import ReportFolder, RunReport
 from mlops.local.terminal import ConsoleReporter, console, echo, echoing_logs, outputs_table, summary_of
-from mlops.local.s3 import download_file, read_json
+from mlops.local.s3 import download_file, join_uri, read_json
 from mlops.local.samples import compare, held_out_samples, instances_request, summary
 from mlops.phases import Phase, run_phases
 from mlops.pipeline_parameters import parse_parameters
@@ -261,6 +261,9 @@ class LocalRun:
         report_uri = run.context.property_files.get(definition.EVALUATE_STEP, {}).get(definition.EVALUATION_REPORT)
         if report_uri:
             self.report.evaluation = read_json(self.aws.client("s3"), report_uri)
+            # Written beside evaluation.json by the same job.
+            self.report.explanations = read_json(self.aws.client("s3"), join_uri(
+                report_uri.rsplit("/", 1)[0], definition.EXPLANATIONS_FILE))
 
 
 def _phase_rows(run: LocalRun, timings: dict[str, float], outcome: str) -> list[dict[str, Any]]:

@@ -200,17 +200,23 @@ def models(
     s3 = aws.client("s3")
     table = Table(title=f"{group} ({spec.quality_gate.metric} {spec.quality_gate.comparison} "
                         f"{spec.quality_gate.threshold} to register)")
-    for column in ("version", "approval", "created", spec.quality_gate.metric, "other metrics"):
+    for column in ("version", "approval", "created", spec.quality_gate.metric, "champion then", "other metrics",
+                   "explanations (top)"):
         table.add_column(column, overflow="fold")
     for version in versions[:limit]:
         package = sagemaker.describe_model_package(ModelPackageName=version.arn)
-        metrics, note = model_metrics(s3, package)
+        report, note = registered_report(s3, package, "ModelQuality", "Statistics")
+        metrics = _metrics(report) if report else {}
+        if report and not metrics:
+            note = "the evaluation report holds no metrics"
         gate_value = metrics.pop(spec.quality_gate.metric, None)
         if gate_value is None:
             gate_value = package.get("CustomerMetadataProperties", {}).get("quality_value")
         others = ", ".join(f"{name}={value:.4g}" for name, value in sorted(metrics.items())) or note
+        explained, why_not = registered_report(s3, package, "Explainability", "Report")
         table.add_row(str(version.version), version.status, clock(package.get("CreationTime")),
-                      _number(gate_value), escape(others))
+                      _number(gate_value), _champion_then(report), escape(others),
+                      escape(explanation_summary(explained) if explained else why_not))
     console.print(table)
 
 
@@ -228,21 +234,55 @@ def require_group(sagemaker: Any, config: StageConfig, network: str) -> str:
     return group
 
 
-def model_metrics(s3: Any, package: dict[str, Any]) -> tuple[dict[str, float], str]:
-    """The metrics of the version's evaluation report (ModelQuality statistics), or why there are none."""
-    uri = package.get("ModelMetrics", {}).get("ModelQuality", {}).get("Statistics", {}).get("S3Uri")
+def registered_report(s3: Any, package: dict[str, Any], kind: str, field: str) -> tuple[dict[str, Any] | None, str]:
+    """The JSON report the version registered as ModelMetrics.<kind>.<field> (ModelQuality.Statistics:
+    evaluation.json; Explainability.Report: explanations.json), or None and why there is none."""
+    uri = package.get("ModelMetrics", {}).get(kind, {}).get(field, {}).get("S3Uri")
     if not uri:
-        return {}, "no evaluation report registered"
+        return None, f"no {kind} report registered"
     bucket, _, key = uri.removeprefix("s3://").partition("/")
     try:
-        report = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        report = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
     except (BotoCoreError, ClientError) as error:
-        return {}, f"report {uri} unreadable ({error_code(error) if isinstance(error, ClientError) else error})"
-    try:
-        metrics = json.loads(report)["metrics"]
-        return {name: float(entry["value"]) for name, entry in metrics.items()}, ""
-    except (ValueError, KeyError, TypeError):
-        return {}, f"report {uri} is not evaluation.json ({{\"metrics\": {{name: {{\"value\": ...}}}}}})"
+        return None, f"report {uri} unreadable ({error_code(error) if isinstance(error, ClientError) else error})"
+    except ValueError:
+        return None, f"report {uri} is not JSON"
+    return (report, "") if isinstance(report, dict) else (None, f"report {uri} is not a JSON object")
+
+
+def _metrics(report: dict[str, Any]) -> dict[str, float]:
+    """evaluation.json's `{"metrics": {name: {"value": ...}}}`, as numbers; what does not fit is left out."""
+    metrics = report.get("metrics")
+    found = {}
+    for name, entry in (metrics.items() if isinstance(metrics, dict) else []):
+        try:
+            found[name] = float(entry["value"])
+        except (KeyError, TypeError, ValueError):
+            continue
+    return found
+
+
+def _champion_then(report: dict[str, Any] | None) -> str:
+    """The approved champion the candidate was compared with when it was registered."""
+    block = (report or {}).get("champion_challenger")
+    if not isinstance(block, dict):
+        return "-"
+    champion = block.get("champion")
+    if not isinstance(champion, dict):
+        return "none"
+    return f"v{champion.get('version')} {_number(champion.get('value'))}"
+
+
+def explanation_summary(report: dict[str, Any], top: int = 3) -> str:
+    """The first entries of each ranking of explanations.json's `summary`, one line each."""
+    lines = []
+    for ranking in report.get("summary") or []:
+        try:
+            entries = ", ".join(f"{entry['name']} {float(entry['value']):.3g}" for entry in ranking["top"][:top])
+            lines.append(f"{ranking['title']}: {entries}")
+        except (KeyError, TypeError, ValueError):
+            continue
+    return "\n".join(lines) or "the report holds no summary"
 
 
 @app.command()

@@ -17,8 +17,8 @@ def prepare_breast_cancer(out_dir: Path, *, limit: int | None = None, seed: int 
     benign ones and every malignant one, labelled 1 (anomaly) for ROC AUC."""
     from sklearn.datasets import load_breast_cancer
 
-    features, target = load_breast_cancer(return_X_y=True)
-    features = features.astype(np.float32)
+    dataset = load_breast_cancer()
+    features, target = dataset.data.astype(np.float32), dataset.target
     rng = np.random.default_rng(seed)
     benign = rng.permutation(np.flatnonzero(target == 1))
     train_end, validation_end = round(0.6 * len(benign)), round(0.75 * len(benign))
@@ -30,4 +30,4 @@ def prepare_breast_cancer(out_dir: Path, *, limit: int | None = None, seed: int 
         channels[name] = {"features": features[index], "label": (target[index] == 0).astype(np.int64)}
     return write_channels(out_dir, channels, dtypes=TABULAR_DTYPES, class_names=CLASS_NAMES,
                           metadata={"source": "sklearn.datasets.load_breast_cancer", "normal": "benign",
-                                    "anomaly": "malignant"})
+                                    "anomaly": "malignant", "feature_names": [str(name) for name in dataset.feature_names]})

@@ -186,6 +186,7 @@ def _recording(sessions: EnforcedRoleSessions) -> Iterator[None]:
 
     def check_action_permitted(request: IAMRequestBase, resource: str) -> None:
         principal, action = request._access_key.arn, request._action
+        resource = _registry_read_resource(request) or resource
         try:
             original(request, resource)
         except (S3ClientError, AccessDeniedError) as denied:
@@ -202,6 +203,27 @@ def _recording(sessions: EnforcedRoleSessions) -> Iterator[None]:
         yield
     finally:
         IAMRequestBase.check_action_permitted = original  # type: ignore[method-assign]
+
+
+# moto's SageMaker authorizes every request against `Resource: *`, which no scoped policy allows.
+# The model registry reads a job makes itself (the Champion step, as the execution role) are
+# authorized here against the ARNs AWS scopes them by: a version, or the versions of a group.
+_REGISTRY_READS = ("sagemaker:ListModelPackages", "sagemaker:DescribeModelPackage")
+
+
+def _registry_read_resource(request: IAMRequestBase) -> str | None:
+    if request._action not in _REGISTRY_READS:
+        return None
+    try:
+        body = json.loads(request._body or b"{}")
+    except ValueError:
+        return None
+    prefix = f"arn:{_PARTITION}:sagemaker:{request._region}:{request.account_id}:model-package/"
+    if request._action == "sagemaker:ListModelPackages":
+        group = body.get("ModelPackageGroupName")
+        return f"{prefix}{group}/*" if group else None
+    name = str(body.get("ModelPackageName", ""))
+    return name if name.startswith("arn:") else f"{prefix}{name}" if name else None
 
 
 class _AccessDeniedWithResource(AccessDeniedError):

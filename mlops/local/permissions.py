@@ -49,16 +49,21 @@ def _matches(statement: dict[str, Any], decision: Decision) -> bool:
 
 
 def _why_unmatched(statement: dict[str, Any], network: str, other_networks: list[str]) -> str:
+    resources = " ".join(str(resource) for resource in _as_list(statement.get("Resource", [])))
+
+    def names(name: str) -> bool:
+        # A network's S3 prefix (`.../<network>/...`) or its model package group (`<prefix>-<network>/`).
+        return f"/{name}/" in resources or f"-{name}/" in resources
+
+    if not names(network) and any(names(other) for other in other_networks):
+        return f"another network's resources (this run trains {network})"
     actions = _as_list(statement.get("Action", []))
     services = {action.split(":")[0] for action in actions}
     if len(services) == 1 and (service := next(iter(services))) in _NOT_EXERCISED:
         return _NOT_EXERCISED[service]
-    resources = " ".join(str(resource) for resource in _as_list(statement.get("Resource", [])))
     for prefix, why in _NOT_EXERCISED_PREFIXES.items():
         if prefix in resources:
             return why
-    if f"/{network}/" not in resources and any(f"/{other}/" in resources for other in other_networks):
-        return f"another network's resources (this run trains {network})"
     return "no call of this run matched it: a candidate to remove, unless a path this run does not take needs it"
 
 

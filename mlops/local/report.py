@@ -4,8 +4,9 @@
     report = RunReport(network)                                    # filled in as the phases go
     folder.write(report)                                           # also after a failure or Ctrl-C
 
-    report.md             outcome, the quality metric on held-out data, predictions beside the truth,
-                          the time of each phase and pipeline step, the plots
+    report.md             outcome, the quality metric on held-out data against the threshold and the
+                          champion, the explanations' summary, predictions beside the truth, the time
+                          of each phase and pipeline step, the plots (the explanations' first)
     metrics.json          the Evaluate step's evaluation.json, the training job's final metrics, the gate
     predictions.json      each sample sent to the endpoint: input, truth, the endpoint's answer
     phases.json           seconds per phase and pipeline step, the outcome
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from infra.pipeline_definition import QUALITY_THRESHOLD
+from training.champion_challenger import KEY as CHAMPION_CHALLENGER
 from mlops.errors import UsageError
 from mlops.local.samples import Comparison
 from training.networks import Network
@@ -43,6 +45,8 @@ class RunReport:
     steps: list[dict[str, Any]] = field(default_factory=list)
     """{"step", "seconds", "status"} in the order they ran."""
     evaluation: dict[str, Any] | None = None
+    explanations: dict[str, Any] | None = None
+    """The Evaluate step's explanations.json."""
     training_metrics: dict[str, float] = field(default_factory=dict)
     model_package_arn: str | None = None
     model_approval: str | None = None
@@ -57,9 +61,11 @@ class RunReport:
         gate = self.network.quality_gate
         value = (self.evaluation or {}).get("metrics", {}).get(gate.metric, {}).get("value")
         threshold = float(self.parameters.get(QUALITY_THRESHOLD, gate.threshold))
-        passed = None if value is None else value >= threshold if gate.higher_is_better else value <= threshold
+        champion = (self.evaluation or {}).get(CHAMPION_CHALLENGER)
+        passed = None if value is None else (value >= threshold if gate.higher_is_better else value <= threshold) and (
+            champion is None or bool(champion["passes"]))
         return {"metric": gate.metric, "value": value, "comparison": gate.comparison, "threshold": threshold,
-                "passed": passed}
+                "champion": champion, "passed": passed}
 
     @property
     def total_seconds(self) -> float:
@@ -86,7 +92,7 @@ class ReportFolder:
     def write(self, report: RunReport) -> None:
         plots = self._collect_plots()
         self._write_json("metrics.json", {"network": report.network.name, "quality": report.quality,
-                                          "evaluation": report.evaluation,
+                                          "evaluation": report.evaluation, "explanations": report.explanations,
                                           "training_final_metrics": report.training_metrics,
                                           "endpoint_samples": report.sample_summary})
         self._write_json("predictions.json", {"endpoint": report.endpoint_name,
@@ -130,13 +136,16 @@ def _markdown(report: RunReport, plots: list[Path]) -> str:
     else:
         verdict = "passed" if quality["passed"] else "failed"
         lines.append(f"`{quality['metric']}` = **{quality['value']:.4f}** on the test channel (quality gate "
-                     f"{quality['comparison']} {quality['threshold']}: {verdict}), from the Evaluate step's "
-                     "evaluation.json.")
+                     f"{quality['comparison']} {quality['threshold']} and not worse than the champion: {verdict}), "
+                     "from the Evaluate step's evaluation.json.")
+        if quality["champion"]:
+            lines += ["", f"Champion and challenger: {quality['champion']['summary']}."]
         others = {name: entry["value"] for name, entry in report.evaluation["metrics"].items()
                   if name != quality["metric"]}
         if others:
             lines += ["", "| metric | value |", "|---|---|"]
             lines += [f"| {name} | {value:.4f} |" for name, value in sorted(others.items())]
+    lines += _explanations(report.explanations)
     if report.model_package_arn:
         lines += ["", "## Model", "", f"- registered: `{report.model_package_arn}` ({report.model_approval})"]
         if report.endpoint_stack:
@@ -155,8 +164,29 @@ def _markdown(report: RunReport, plots: list[Path]) -> str:
                   "| step | seconds | status |", "|---|---|---|"]
         lines += [f"| {step['step']} | {step['seconds']:.1f} | {step['status']} |" for step in report.steps]
     if plots:
+        # The explanations first: the other plots show how good the model is, these why.
+        named = set((report.explanations or {}).get("plots", []))
+        plots = sorted(plots, key=lambda plot: plot.name not in named)
         lines += ["", "## Plots", ""]
         lines += [f"![{plot.parent.name}: {plot.stem}]({plot.as_posix()})" for plot in plots]
     lines += ["", "Each job's folder and `log.txt` are under `pipeline/`; the served model is `model/model.tar.gz`.",
               ""]
     return "\n".join(lines)
+
+
+def _explanations(explanations: dict[str, Any] | None) -> list[str]:
+    """The explanations' rankings, and how each method was applied."""
+    if not explanations:
+        return []
+    lines = ["", "## Why the model decides as it does", "",
+             f"From the Evaluate step's explanations.json ({explanations['seconds']:.1f} s), on held-out test examples; "
+             "the plots are below.", ""]
+    for ranking in explanations["summary"]:
+        entries = ", ".join(f"{entry['name']} ({entry['value']:.3g})" for entry in ranking["top"])
+        lines.append(f"- {ranking['title']}: {entries}")
+    lines += ["", "| method | applied as |", "|---|---|"]
+    for method, details in explanations["methods"].items():
+        shown = "; ".join(f"{name} {value:.3g}" if isinstance(value, float) else f"{name} {value}"
+                          for name, value in details.items())
+        lines.append(f"| {method.replace('_', ' ')} | {shown} |")
+    return lines

@@ -78,8 +78,13 @@ def summary_of(report: RunReport, folder: ReportFolder) -> None:
     quality = report.quality
     if quality["value"] is not None:
         console.print(f"[bold]{quality['metric']} = {quality['value']:.4f}[/] on held-out data "
-                      f"(quality gate {quality['comparison']} {quality['threshold']}: "
+                      f"(quality gate {quality['comparison']} {quality['threshold']} and not worse than the champion: "
                       f"{'passed' if quality['passed'] else 'failed'})", highlight=False)
+        if quality["champion"]:
+            console.print(f"champion and challenger: {quality['champion']['summary']}", highlight=False)
+    for ranking in (report.explanations or {}).get("summary", []):
+        entries = ", ".join(f"{entry['name']} {entry['value']:.3g}" for entry in ranking["top"][:3])
+        console.print(f"explanations: {ranking['title']}: {entries}", highlight=False, markup=False)
     if report.comparisons:
         console.print(f"held-out test samples through /endpoints/{report.endpoint_name}/invocations: "
                       f"{report.sample_summary}", highlight=False)

@@ -3,7 +3,14 @@ which it is anomalous and its embedding out. Classes are (normal, anomaly): labe
 
 from __future__ import annotations
 
-from .base import Judgement, Task, evaluation_module
+from .base import Judgement, Task, evaluation_module, explanations_module, feature_names, plots_module
+
+IMPORTANCE_PLOT = "explanation_importance"
+DEPENDENCE_PLOT = "explanation_partial_dependence"
+# Partial dependence is drawn for this many of the most important features.
+DEPENDENCE_FEATURES = 3
+# Examples explained when none is above the threshold: the highest errors.
+HIGHEST_ERRORS = 10
 
 
 class AnomalyDetector(Task):
@@ -25,19 +32,91 @@ class AnomalyDetector(Task):
 
     def evaluate(self, outputs, test, description, plot):
         evaluation = evaluation_module()
-        import tensorflow as tf
-
-        # The threshold the model itself answers with, which is what an endpoint flags by.
-        threshold = float(outputs(tf.zeros([1, *description["input_shape"]]))["threshold"][0])
+        threshold = _threshold(outputs, description)
         metrics = evaluation.anomaly_detector(lambda features: outputs(features)["reconstruction_error"], test,
                                               threshold=threshold, plot=plot)
         return metrics, {"threshold": threshold}
+
+    def explain(self, outputs, test, description, output_dir):
+        """Each feature's share of the reconstruction error of the flagged test examples (integrated
+        gradients from the mean normal example: they sum to the error above that example's), the
+        permutation importance of each feature on the anomaly score, and partial dependence plots of
+        the score for the most important features."""
+        explanations, plots = explanations_module(), plots_module()
+        threshold = _threshold(outputs, description)
+        sample = explanations.first_examples(test)
+        names = feature_names(description, sample.inputs.shape[1])
+
+        def error(features):
+            return outputs(features)["reconstruction_error"]
+
+        errors = explanations.batched(error, sample.inputs)
+        flagged = errors > threshold
+        explained, attributions = self.integrated_gradients(outputs, sample, description)
+        shares = explanations.ranking(explanations.shares_of_change(attributions).mean(axis=0), names)
+        scorer = explanations.SignatureRegressor(error)
+        # The score's own values on the sample are the truth: importance is how far shuffling a
+        # feature moves the anomaly score (mean absolute change), with or without labels.
+        importance = explanations.permutation_ranking(scorer, sample.inputs, errors, "neg_mean_absolute_error", names)
+        columns = [names.index(entry["name"]) for entry in importance[:DEPENDENCE_FEATURES]]
+        dependence = explanations.partial_dependences(scorer, sample.inputs, columns, names)
+        plots.feature_bars([(f"share of the reconstruction error ({len(explained)} flagged)", shares),
+                            ("permutation importance on the anomaly score", importance)],
+                           output_dir / f"{IMPORTANCE_PLOT}.png")
+        plots.partial_dependence_curves(dependence, threshold, "reconstruction error",
+                                        output_dir / f"{DEPENDENCE_PLOT}.png")
+        return {
+            "summary": [explanations.summary("features by share of the reconstruction error of flagged examples",
+                                             shares),
+                        explanations.summary("features by permutation importance on the anomaly score "
+                                             "(mean change of the reconstruction error)", importance)],
+            "methods": {
+                "integrated_gradients": {
+                    "explained": "reconstruction error" + ("" if flagged.any() else
+                                                           f" of the {len(explained)} highest errors (none flagged)"),
+                    "baseline": "the mean normal (label 0) example of the test sample",
+                    "steps": attributions.steps, "examples": len(explained),
+                    "completeness_error": attributions.completeness_error},
+                "permutation_importance": {"score": "negative mean absolute change of the reconstruction error",
+                                           "repeats": explanations.PERMUTATION_REPEATS,
+                                           "examples": len(sample.inputs)},
+                "partial_dependence": {"features": [names[column] for column in columns], "grid": "5th-95th "
+                                       "percentile of the test sample, 20 values", "examples": len(sample.inputs)}},
+            "details": {"threshold": threshold, "flagged": int(flagged.sum()), "examples": len(sample.inputs),
+                        "error_shares": shares, "permutation_importance": importance,
+                        "partial_dependence": dependence},
+            "plots": [f"{IMPORTANCE_PLOT}.png", f"{DEPENDENCE_PLOT}.png"],
+        }
+
+    def integrated_gradients(self, outputs, sample, description, examples=None):
+        """Of the reconstruction error of the flagged examples (the highest errors if none is), from
+        the sample's mean normal (label 0) example, which the model should reconstruct well."""
+        explanations = explanations_module()
+
+        def error(features):
+            return outputs(features)["reconstruction_error"]
+
+        if examples is None:
+            errors = explanations.batched(error, sample.inputs)
+            flagged = errors > _threshold(outputs, description)
+            examples = flagged.nonzero()[0] if flagged.any() else errors.argsort()[::-1][:HIGHEST_ERRORS]
+        normal = sample.inputs[sample.targets == 0]
+        baseline = (normal if len(normal) else sample.inputs).mean(axis=0)
+        return examples, explanations.integrated_gradients(error, sample.inputs[examples], baseline,
+                                                           explanations.one_hot([0] * len(examples), 1))
 
     def judge(self, target, answer, class_names):
         truth = class_names[int(target)]
         flagged = class_names[1] if answer["is_anomaly"] else class_names[0]
         return Judgement(truth, f"{flagged} (error {answer['reconstruction_error']:.3g}, "
                                 f"threshold {answer['threshold']:.3g})", flagged == truth)
+
+
+def _threshold(outputs, description):
+    """The threshold the model itself answers with, which is what an endpoint flags by."""
+    import tensorflow as tf
+
+    return float(outputs(tf.zeros([1, *description["input_shape"]]))["threshold"][0])
 
 
 TASK = AnomalyDetector()

@@ -90,6 +90,21 @@ class Task:
         -> the signature's outputs) on the test stream of (inputs, targets); writes `plot`."""
         raise NotImplementedError
 
+    # ------------------------------------------------------------------ explanations
+
+    def explain(self, outputs: Outputs, test: Any, description: dict[str, Any], output_dir: Path) -> dict[str, Any]:
+        """Why the model `outputs` decides as it does, on a sample of the test stream (see
+        training/explanations.py): a JSON-able report with `summary` (a list of {"title", "top":
+        [{"name", "value"}]}, what the registry shows), `methods`, the task's `details`, and the
+        `plots` it writes into `output_dir`."""
+        raise NotImplementedError
+
+    def integrated_gradients(self, outputs: Outputs, sample: Any, description: dict[str, Any],
+                             examples: Any = None) -> tuple[Any, Any]:
+        """(indices into `sample`, their `explanations.Attributions`): the integrated gradients
+        `explain` shows, of the examples the task picks, or of `examples` (indices) if given."""
+        raise NotImplementedError
+
     # ------------------------------------------------------------------ endpoint answers
 
     def judge(self, target: Any, answer: dict[str, Any], class_names: Sequence[str]) -> Judgement:
@@ -119,6 +134,22 @@ class ClassProbabilities:
                                                  description["class_names"], plot)
         return metrics, {}
 
+    @staticmethod
+    def predicted_class_attributions(outputs: Outputs, sample: Any, classes: int, baseline: Callable[[Any], Any],
+                                     examples: Any = None) -> tuple[Any, Any]:
+        """(indices: `examples`, else a few examples of each class of the sample, the integrated
+        gradients of each one's predicted class probability from `baseline(inputs)`)."""
+        explanations = explanations_module()
+        picks = explanations.per_class(sample.targets, classes) if examples is None else examples
+
+        def probabilities(inputs: Any) -> Any:
+            return outputs(inputs)["probabilities"]
+
+        inputs = sample.inputs[picks]
+        predicted = explanations.batched(probabilities, inputs).argmax(axis=1)
+        return picks, explanations.integrated_gradients(probabilities, inputs, baseline(inputs),
+                                                        explanations.one_hot(predicted, classes))
+
     def judge(self, target: Any, answer: dict[str, Any], class_names: Sequence[str]) -> Judgement:
         """A class label answer (`label`, `probabilities`) beside the true class index."""
         truth = class_names[int(target)]
@@ -128,6 +159,26 @@ class ClassProbabilities:
 
 def values_text(values: Sequence[float]) -> str:
     return ", ".join(f"{value:.4g}" for value in values)
+
+
+def feature_names(description: dict[str, Any], count: int) -> list[str]:
+    """The input features' names from the model's description, else `feature_1` ... `feature_<count>`."""
+    names = list(description.get("feature_names") or [])
+    return names if len(names) == count else [f"feature_{index + 1}" for index in range(count)]
+
+
+def explanations_module() -> Any:
+    """training/explanations.py (TensorFlow, scikit-learn), loaded only when a task explains."""
+    import explanations
+
+    return explanations
+
+
+def plots_module() -> Any:
+    """training/explanation_plots.py (matplotlib), loaded only when a task explains."""
+    import explanation_plots
+
+    return explanation_plots
 
 
 def evaluation_module() -> Any:

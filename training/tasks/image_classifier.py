@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from .base import ClassProbabilities, Task
+from .base import ClassProbabilities, Task, explanations_module, plots_module
+
+ATTRIBUTIONS_PLOT = "explanation_attributions"
 
 
 class ImageClassifier(ClassProbabilities, Task):
@@ -16,6 +18,42 @@ class ImageClassifier(ClassProbabilities, Task):
         if len(input_shape) != 3 or input_shape[2] not in (1, 3):
             return f"images must be [height, width, 1 or 3], got {list(input_shape)}"
         return self.class_names_problem(spec)
+
+    def explain(self, outputs, test, description, output_dir):
+        """Attribution maps (integrated gradients of the predicted class, from a black image) of a
+        few test images per class, in a grid beside the images, and each class's mean |attribution|."""
+        explanations = explanations_module()
+        class_names = list(description["class_names"])
+        sample = explanations.first_examples(test)
+        picks, attributions = self.integrated_gradients(outputs, sample, description)
+        labels = sample.targets[picks]
+        predicted = [class_names[index] for index in attributions.weights.argmax(axis=1)]
+        magnitude = abs(attributions.values).reshape(len(picks), -1).mean(axis=1)
+        per_class = {name: float(magnitude[labels == label].mean()) for label, name in enumerate(class_names)
+                     if (labels == label).any()}
+        groups = [(name, [row for row, label in enumerate(labels) if label == index])
+                  for index, name in enumerate(class_names)]
+        titles = [f"{class_names[label]} → {guess} {score:.2f}"
+                  for label, guess, score in zip(labels, predicted, attributions.scores)]
+        plots_module().image_attributions(sample.inputs[picks], attributions.values, titles, groups,
+                                          output_dir / f"{ATTRIBUTIONS_PLOT}.png")
+        return {
+            "summary": [explanations.summary("classes by mean |integrated gradients| per pixel of the predicted "
+                                             "class", explanations.ranking(list(per_class.values()), list(per_class)))],
+            "methods": {"integrated_gradients": {
+                "explained": "probability of the predicted class", "baseline": "a black image (all zero)",
+                "steps": attributions.steps, "examples": len(picks),
+                "completeness_error": attributions.completeness_error}},
+            "details": {"mean_abs_attribution_per_class": per_class,
+                        "examples": [{"truth": class_names[label], "predicted": guess, "probability": float(score)}
+                                     for label, guess, score in zip(labels, predicted, attributions.scores)]},
+            "plots": [f"{ATTRIBUTIONS_PLOT}.png"],
+        }
+
+    def integrated_gradients(self, outputs, sample, description, examples=None):
+        """Of the predicted class, from a black image."""
+        return self.predicted_class_attributions(outputs, sample, len(description["class_names"]),
+                                                 lambda images: images[:1] * 0, examples)
 
 
 TASK = ImageClassifier()

@@ -7,7 +7,9 @@ request of 1 to `max_length` frames the same way.
 
 from __future__ import annotations
 
-from .base import ClassProbabilities, Task
+from .base import ClassProbabilities, Task, explanations_module, feature_names, plots_module
+
+ATTRIBUTIONS_PLOT = "explanation_attributions"
 
 
 class SequenceClassifier(ClassProbabilities, Task):
@@ -21,6 +23,57 @@ class SequenceClassifier(ClassProbabilities, Task):
         if len(input_shape) != 2:
             return f"sequences must be [max_length, n_features] (zero-padded), got {list(input_shape)}"
         return self.class_names_problem(spec)
+
+    def explain(self, outputs, test, description, output_dir):
+        """Integrated gradients of the predicted class per frame and per feature, for a few test
+        sequences per class, from a sequence of the same length whose frames are all the mean frame
+        (not from padding alone: the mask makes the model jump there, which breaks completeness);
+        the permutation importance of each feature, its whole trajectory shuffled between test
+        sequences (their lengths kept)."""
+        explanations = explanations_module()
+        sample = explanations.first_examples(test)
+        picks, attributions = self.integrated_gradients(outputs, sample, description)
+        length, count = sample.inputs.shape[1:]
+        names = feature_names(description, count)
+        frames = [f"frame {index + 1}" for index in range(length)]
+        mean_abs = abs(attributions.values).mean(axis=0)  # [frame, feature]
+
+        def probabilities(sequences):
+            return outputs(sequences)["probabilities"]
+
+        sequences = explanations.SequenceFeatures(sample.inputs, keep_padding=True)
+        importance = explanations.permutation_ranking(
+            explanations.SignatureRegressor(probabilities, sequences), sequences.identity(), sample.targets,
+            explanations.true_class_log_likelihood, names)
+        plots_module().sequence_attributions(mean_abs, frames, names, importance, "the predicted class",
+                                             output_dir / f"{ATTRIBUTIONS_PLOT}.png")
+        per_feature = explanations.ranking(mean_abs.sum(axis=0), names)
+        return {
+            "summary": [explanations.summary("features by mean |integrated gradients| of the predicted class",
+                                             per_feature),
+                        explanations.summary("features by permutation importance (drop in mean log-likelihood "
+                                             "of the true class)", importance)],
+            "methods": {
+                "integrated_gradients": {"explained": "probability of the predicted class",
+                                         "baseline": "the mean frame of the sequences at each real frame, "
+                                                     "padding kept",
+                                         "steps": attributions.steps, "examples": len(picks),
+                                         "completeness_error": attributions.completeness_error},
+                "permutation_importance": {"score": "mean log-likelihood of the true class",
+                                           "shuffled": "each feature's trajectory between sequences, each "
+                                                       "keeping its own length",
+                                           "repeats": explanations.PERMUTATION_REPEATS,
+                                           "examples": len(sample.inputs)}},
+            "details": {"per_feature": per_feature,
+                        "per_frame": explanations.ranking(mean_abs.sum(axis=1), frames),
+                        "permutation_importance": importance},
+            "plots": [f"{ATTRIBUTIONS_PLOT}.png"],
+        }
+
+    def integrated_gradients(self, outputs, sample, description, examples=None):
+        """Of the predicted class, from the mean frame at each real frame."""
+        return self.predicted_class_attributions(outputs, sample, len(description["class_names"]),
+                                                 explanations_module().mean_frame_sequences, examples)
 
 
 TASK = SequenceClassifier()

@@ -3,7 +3,9 @@ the target feature out, judged against the seasonal-naive forecast."""
 
 from __future__ import annotations
 
-from .base import Judgement, Task, evaluation_module, values_text
+from .base import Judgement, Task, evaluation_module, explanations_module, feature_names, plots_module, values_text
+
+ATTRIBUTIONS_PLOT = "explanation_attributions"
 
 
 class SequenceForecaster(Task):
@@ -39,6 +41,56 @@ class SequenceForecaster(Task):
         metrics = evaluation_module().forecaster(lambda history: outputs(history)["forecast"], test, season=season,
                                                  target_index=int(description["target_index"]), plot=plot)
         return metrics, {"baseline": f"seasonal naive, season {season}"}
+
+    def explain(self, outputs, test, description, output_dir):
+        """Integrated gradients of the next value per time step and feature, from the test sample's
+        mean window; the permutation importance of each feature, its whole window shuffled between
+        test windows, on the test MAE."""
+        explanations = explanations_module()
+        sample = explanations.first_examples(test)
+        window, count = sample.inputs.shape[1:]
+        names, steps = feature_names(description, count), explanations.time_step_names(window)
+
+        def forecast(history):
+            return outputs(history)["forecast"]
+
+        _, attributions = self.integrated_gradients(outputs, sample, description)
+        mean_abs = abs(attributions.values).mean(axis=0)  # [time step, feature]
+        windows = explanations.SequenceFeatures(sample.inputs)
+        importance = explanations.permutation_ranking(
+            explanations.SignatureRegressor(forecast, windows), windows.identity(), sample.targets,
+            "neg_mean_absolute_error", names)
+        plots_module().sequence_attributions(mean_abs, steps, names, importance, "the next value",
+                                             output_dir / f"{ATTRIBUTIONS_PLOT}.png")
+        per_step = explanations.ranking(mean_abs.sum(axis=1), steps)
+        return {
+            "summary": [explanations.summary("time steps by mean |integrated gradients| of the next value",
+                                             per_step),
+                        explanations.summary("features by permutation importance (increase of the test MAE)",
+                                             importance)],
+            "methods": {
+                "integrated_gradients": {"explained": "the forecast's next value",
+                                         "baseline": "the mean window of the test sample",
+                                         "steps": attributions.steps, "examples": len(sample.inputs),
+                                         "completeness_error": attributions.completeness_error},
+                "permutation_importance": {"score": "negative mean absolute error of the forecast",
+                                           "shuffled": "each feature's whole window between test windows",
+                                           "repeats": explanations.PERMUTATION_REPEATS,
+                                           "examples": len(sample.inputs)}},
+            "details": {"per_time_step": per_step,
+                        "per_feature": explanations.ranking(mean_abs.sum(axis=0), names),
+                        "permutation_importance": importance},
+            "plots": [f"{ATTRIBUTIONS_PLOT}.png"],
+        }
+
+    def integrated_gradients(self, outputs, sample, description, examples=None):
+        """Of the next value, from the sample's mean window, for every window of the sample."""
+        explanations = explanations_module()
+        picks = range(len(sample.inputs)) if examples is None else examples
+        inputs = sample.inputs[list(picks)]
+        next_value = explanations.one_hot([0] * len(inputs), int(description["horizon"]))
+        return picks, explanations.integrated_gradients(lambda history: outputs(history)["forecast"], inputs,
+                                                        sample.inputs.mean(axis=0), next_value)
 
     def judge(self, target, answer, class_names):
         forecast = [float(value) for value in answer["forecast"]]

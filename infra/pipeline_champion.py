@@ -1,0 +1,89 @@
+"""The Champion step of a network's pipeline, and where the Evaluate step finds what it wrote.
+
+    Champion (Processing)   champion.py: the newest Approved version of the network's model package
+                            group, its model.tar.gz and champion.json, into `<pipelines>/<execution>/champion`
+
+It reads no other step's output, so SageMaker Pipelines runs it while Train runs. It is the one
+job that calls AWS itself (ListModelPackages, DescribeModelPackage, then S3), so it runs without
+network isolation whatever the stage's setting; in a VPC it needs the SageMaker API and S3
+endpoints. The execution role's `ReadApprovedVersions<Network>` statement
+(infra/constructs/training_pipeline.py) allows exactly those reads of this network's group.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from infra.config import StageConfig
+from infra.naming import model_package_group_name
+from infra.pipeline_parts import (
+    ARTIFACTS_BUCKET,
+    EXECUTION_ID,
+    EXECUTION_ROLE_ARN,
+    JOB_RETRY,
+    KEY_ARN,
+    PROCESSING_ROOT,
+    SERVICE_RETRY,
+    SOURCE_BUNDLE_URI,
+    TRAINING_IMAGE_URI,
+    get,
+    join,
+    network_config,
+    placeholder,
+    processing_input,
+    s3,
+)
+from training.networks import Network
+
+CHAMPION_STEP = "Champion"
+CHAMPION_OUTPUT = "champion"
+CHAMPION_SCRIPT = "champion.py"
+CHAMPION_DIR = f"{PROCESSING_ROOT}/{CHAMPION_OUTPUT}"
+# A registry lookup and one model download: minutes would mean something is wrong.
+CHAMPION_MAX_SECONDS = 1800
+
+
+def champion_command(config: StageConfig, network: Network) -> str:
+    code = f"{PROCESSING_ROOT}/code"
+    group = model_package_group_name(config.prefix(), network.name)
+    return (f"set -eu; mkdir -p {code}/bundle; tar -xzf {code}/*.gz -C {code}/bundle; cd {code}/bundle; "
+            f"python3 {CHAMPION_SCRIPT} --group {group} --region {config.region} --output-dir {CHAMPION_DIR}")
+
+
+def champion_step(config: StageConfig, network: Network) -> dict[str, Any]:
+    arguments: dict[str, Any] = {
+        "AppSpecification": {
+            # The training image: it has Python and boto3, which champion.py needs.
+            "ImageUri": placeholder(TRAINING_IMAGE_URI),
+            "ContainerEntrypoint": ["/bin/bash", "-c", champion_command(config, network)],
+        },
+        "ProcessingInputs": [processing_input("code", placeholder(SOURCE_BUNDLE_URI), f"{PROCESSING_ROOT}/code")],
+        "ProcessingOutputConfig": {
+            "Outputs": [{
+                "OutputName": CHAMPION_OUTPUT,
+                "AppManaged": False,
+                "S3Output": {"S3Uri": join(s3(ARTIFACTS_BUCKET, f"pipelines/{network.name}/"), EXECUTION_ID,
+                                           f"/{CHAMPION_OUTPUT}"),
+                             "LocalPath": CHAMPION_DIR, "S3UploadMode": "EndOfJob"},
+            }],
+            "KmsKeyId": placeholder(KEY_ARN),
+        },
+        "ProcessingResources": {"ClusterConfig": {
+            # The instance type Evaluate uses: no other price to look up, and it is up in seconds.
+            "InstanceType": config.training_instance_type(network.name),
+            "InstanceCount": 1,
+            "VolumeSizeInGB": config.training.volume_size_gb,
+            "VolumeKmsKeyId": placeholder(KEY_ARN),
+        }},
+        "StoppingCondition": {"MaxRuntimeInSeconds": CHAMPION_MAX_SECONDS},
+        "RoleArn": placeholder(EXECUTION_ROLE_ARN),
+        "NetworkConfig": network_config(config, isolated=False),
+    }
+    return {"Name": CHAMPION_STEP, "Type": "Processing", "Arguments": arguments,
+            "RetryPolicies": [SERVICE_RETRY, JOB_RETRY]}
+
+
+def champion_input() -> dict[str, Any]:
+    """The Evaluate step's input of what the Champion step wrote (champion.json, and the model)."""
+    output = f"Steps.{CHAMPION_STEP}.ProcessingOutputConfig.Outputs['{CHAMPION_OUTPUT}'].S3Output.S3Uri"
+    return processing_input(CHAMPION_OUTPUT, get(output), CHAMPION_DIR)
