@@ -3,10 +3,13 @@
     python -m inference.endpoint_server SPEC_JSON      (started by `LocalEndpoint.start()`)
 
 The caller binds the listening socket and passes it in (`fd://N`), so a busy port is the
-caller's error and port 0 is resolved before this process starts. The gunicorn master never
-imports TensorFlow (TensorFlow does not survive a fork); each worker loads the SavedModel and
-the handlers itself, then writes "ready" (or "error <message>") to the status pipe. SIGTERM, or
-the caller going away (its end of the lifeline pipe closes), stops the server gracefully.
+caller's error and port 0 is resolved before this process starts. The process imports TensorFlow
+first, then waits for the model (one JSON line on the model pipe, which the caller may send
+seconds later), then gunicorn forks its workers. TensorFlow's modules survive a fork; its runtime
+(thread pools, created on first use) would not, so the master never runs anything: each worker
+sizes its thread pools, loads the SavedModel and the handlers itself, then writes "ready" (or
+"error <message>") to the status pipe. SIGTERM, or the caller going away (its end of the
+lifeline pipe closes), stops the server gracefully.
 """
 
 from __future__ import annotations
@@ -106,8 +109,9 @@ def _closing_when_asked(app: Callable) -> Callable:
 
 def build_app(spec: dict) -> EndpointApp:
     from inference.container import load_handler_module, make_handler
-    from inference.tf_serving import SavedModelServable
+    from inference.tf_serving import SavedModelServable, limit_threads
 
+    limit_threads(spec["tf_threads"])
     # The container puts code/ on the Python path, so a handler may import its siblings.
     sys.path.insert(0, os.path.dirname(spec["handler_path"]))
     servable = SavedModelServable(spec["saved_model_dir"], spec["version"])
@@ -126,11 +130,30 @@ def _stop_when_the_caller_goes(lifeline_fd: int) -> None:
     os.kill(os.getpid(), signal.SIGTERM)
 
 
+def _model_sent(model_fd: int) -> dict | None:
+    """The model the caller sends once it is known; None if it closes the pipe without one."""
+    with os.fdopen(model_fd, "rb") as pipe:
+        line = pipe.readline()
+    return json.loads(line) if line else None
+
+
 def main() -> None:
     spec = json.loads(sys.argv[1])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     threading.Thread(target=_stop_when_the_caller_goes, args=(spec["lifeline_fd"],), daemon=True).start()
-    _Server(spec).run()
+    # Most of a worker's start-up: imported once here, before the model is known, instead of
+    # after it in every worker.
+    import inference.tf_serving  # noqa: F401
+    model, status = _model_sent(spec["model_fd"]), 0
+    if model is not None:
+        try:
+            _Server({**spec, **model}).run()
+        except SystemExit as stopped:  # how gunicorn's master ends
+            status = stopped.code if isinstance(stopped.code, int) else 1
+    # Without unloading TensorFlow's modules, as a worker exits: seconds, with nothing left to save.
+    logging.shutdown()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 if __name__ == "__main__":

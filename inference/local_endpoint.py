@@ -53,6 +53,11 @@ LISTEN_BACKLOG = 128  # 16 clients connecting at once must not be refused
 REPO_ROOT = Path(__file__).resolve().parent.parent  # the server process imports `inference` from here
 
 
+def tf_threads_per_worker(workers: int) -> int:
+    """Each worker's TensorFlow thread pools: together, the workers use each core once."""
+    return max(1, len(os.sched_getaffinity(0)) // workers)
+
+
 class LocalEndpoint:
     """Serves one model folder or model.tar.gz; `start()` returns once every worker has loaded it."""
 
@@ -66,7 +71,9 @@ class LocalEndpoint:
         self.threads = threads
         self._artifact: ModelArtifact | None = None
         self._process: subprocess.Popen | None = None
-        self._lifeline: int | None = None
+        self._status: int | None = None  # the server's "ready" / "error ..." lines
+        self._model_pipe: int | None = None  # the model, once known
+        self._lifeline: int | None = None  # closes when this process exits: the server then stops
         self._bound_port: int | None = None
 
     @property
@@ -75,11 +82,23 @@ class LocalEndpoint:
             raise RuntimeError("the endpoint is not started")
         return f"http://{self.host}:{self._bound_port}"
 
+    def prepare(self) -> LocalEndpoint:
+        """Binds the port and starts the server process, which imports TensorFlow (seconds) and then
+        waits for the model; `start()` then only loads it. Raises OSError if the port cannot be bound."""
+        if self._process is None:
+            try:
+                self._spawn()
+            except BaseException:
+                self._end_process()
+                raise
+        return self
+
     def start(self, stop_timeout: float = 30.0) -> LocalEndpoint:
         """Raises ArtifactError if the model cannot be served, OSError if the port cannot be bound."""
         artifact = ModelArtifact.open(self.model_path)
         try:
-            self._spawn(artifact, stop_timeout)
+            self.prepare()
+            self._load(artifact, stop_timeout)
         except BaseException:
             self._end_process()
             artifact.cleanup()
@@ -93,7 +112,9 @@ class LocalEndpoint:
         if self._process is None:
             return
         self._end_process(timeout)
-        self._artifact.cleanup()
+        if self._artifact is not None:
+            self._artifact.cleanup()
+            self._artifact = None
         log.info("endpoint %s stopped", self.endpoint_name)
 
     def serve_until_signal(self) -> None:
@@ -117,31 +138,40 @@ class LocalEndpoint:
     def __exit__(self, *exc_info) -> None:
         self.stop()
 
-    def _spawn(self, artifact: ModelArtifact, stop_timeout: float) -> None:
+    def _spawn(self) -> None:
         with socket.create_server((self.host, self.port), backlog=LISTEN_BACKLOG) as listener:
             self._bound_port = listener.getsockname()[1]
-            status_read, status_write = os.pipe()
+            self._status, status_write = os.pipe()
+            model_read, self._model_pipe = os.pipe()
             lifeline_read, self._lifeline = os.pipe()
-            spec = {"listen_fd": listener.fileno(), "status_fd": status_write, "lifeline_fd": lifeline_read,
-                    "endpoint_name": self.endpoint_name, "address": [self.host, self._bound_port],
-                    "saved_model_dir": str(artifact.saved_model_dir.resolve()), "version": artifact.version,
-                    "handler_path": str(artifact.handler_path.resolve()), "workers": self.workers,
-                    "threads": self.threads, "graceful_timeout": stop_timeout}
+            spec = {"listen_fd": listener.fileno(), "status_fd": status_write, "model_fd": model_read,
+                    "lifeline_fd": lifeline_read, "endpoint_name": self.endpoint_name,
+                    "address": [self.host, self._bound_port], "workers": self.workers, "threads": self.threads,
+                    "tf_threads": tf_threads_per_worker(self.workers)}
             try:
                 # A session of its own: Ctrl-C in a terminal reaches this process, which stops the
                 # server gracefully, not the server directly.
                 self._process = subprocess.Popen(
                     [sys.executable, "-m", "inference.endpoint_server", json.dumps(spec)],
-                    pass_fds=(listener.fileno(), status_write, lifeline_read), start_new_session=True,
+                    pass_fds=(listener.fileno(), status_write, model_read, lifeline_read), start_new_session=True,
                     env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [
                         str(REPO_ROOT), os.environ.get("PYTHONPATH")]))})
             finally:
-                os.close(status_write)
-                os.close(lifeline_read)
+                for end in (status_write, model_read, lifeline_read):
+                    os.close(end)
+
+    def _load(self, artifact: ModelArtifact, stop_timeout: float) -> None:
+        """Hands the prepared server its model, then waits until every worker has loaded it."""
+        model = {"saved_model_dir": str(artifact.saved_model_dir.resolve()), "version": artifact.version,
+                 "handler_path": str(artifact.handler_path.resolve()), "graceful_timeout": stop_timeout}
         try:
-            self._wait_until_ready(status_read)
+            os.write(self._model_pipe, (json.dumps(model) + "\n").encode())
+        except BrokenPipeError:
+            pass  # the server exited while preparing: the status pipe's end of file says so
         finally:
-            os.close(status_read)
+            os.close(self._model_pipe)
+            self._model_pipe = None
+        self._wait_until_ready(self._status)
 
     def _wait_until_ready(self, status: int) -> None:
         deadline = time.monotonic() + START_SECONDS
@@ -169,6 +199,7 @@ class LocalEndpoint:
                 self._process.kill()
                 self._process.wait()
             self._process = None
-        if self._lifeline is not None:
-            os.close(self._lifeline)
-            self._lifeline = None
+        for name in ("_status", "_model_pipe", "_lifeline"):
+            if getattr(self, name) is not None:
+                os.close(getattr(self, name))
+                setattr(self, name, None)

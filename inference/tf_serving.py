@@ -6,7 +6,8 @@ module gives the same answers without that binary, so the handlers see what they
 - columnar format {"inputs": value | {name: value}} -> {"outputs": value | {name: value}}
 - one output: bare values; several outputs: an object per row (or per column set)
 - a bad request: HTTP 400 {"error": "..."}
-The model is loaded once; every request is one call of the signature (never `model.predict`).
+The model is loaded once; every request is one call of the signature (never `model.predict`),
+run by TensorFlow's single-threaded executor where the graph allows it (`SINGLE_THREADED`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,24 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf  # noqa: E402
 
 SIGNATURE_NAME = "serving_default"
+# Runs a call's kernels in the calling thread. A serving call is a few small kernels, and handing
+# each to TensorFlow's inter-op pool and waiting for it cost more than the kernels themselves
+# (measured: benchmarks/endpoint_latency.py). Concurrent requests run in parallel anyway, one per
+# server thread. It refuses graphs with low-level control flow (an exported RNN's while loop).
+SINGLE_THREADED = "SINGLE_THREADED_EXECUTOR"
+DEFAULT_EXECUTOR = None  # TensorFlow's own choice
+
+
+def limit_threads(threads: int) -> None:
+    """TensorFlow's inter- and intra-op thread pools sized `threads` (before anything runs).
+
+    Each pool defaults to one thread per core, in every process: several server processes on a
+    small machine would each spin that many threads on the same cores (TF Serving's
+    `--tensorflow_inter_op_parallelism` / `--tensorflow_intra_op_parallelism`, which SageMaker's
+    container sets from SAGEMAKER_TFS_INTER_OP_PARALLELISM / SAGEMAKER_TFS_INTRA_OP_PARALLELISM).
+    """
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
 
 
 class BadTensorRequest(ValueError):
@@ -45,9 +64,14 @@ class SavedModelServable:
         if unsupported:
             raise ValueError(f"inputs {unsupported} are not numeric; this endpoint serves numeric tensors only")
         # The first call builds the graph's kernels; doing it now keeps it out of the first request.
-        self.run({name: np.zeros([1 if size is None else size for size in spec.shape],
-                                   spec.dtype.as_numpy_dtype)
-                    for name, spec in self.input_specs.items()})
+        zeros = {name: np.zeros([1 if size is None else size for size in spec.shape], spec.dtype.as_numpy_dtype)
+                 for name, spec in self.input_specs.items()}
+        self.executor = SINGLE_THREADED
+        try:
+            self.run(zeros)
+        except tf.errors.FailedPreconditionError:  # low-level control flow: the default executor runs it
+            self.executor = DEFAULT_EXECUTOR
+            self.run(zeros)
 
     def status(self) -> dict:
         """`GET /v1/models/<name>` as TF Serving answers it."""
@@ -71,7 +95,8 @@ class SavedModelServable:
 
     def run(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """One call of the signature: input name -> array in, output name -> array out."""
-        outputs = self._signature(**{name: tf.convert_to_tensor(array) for name, array in arrays.items()})
+        with tf.experimental.function_executor_type(self.executor):
+            outputs = self._signature(**{name: tf.convert_to_tensor(array) for name, array in arrays.items()})
         return {name: outputs[name].numpy() for name in self.output_names}
 
     def _row_tensors(self, instances) -> dict[str, np.ndarray]:

@@ -11,8 +11,9 @@ Each step is a timed `Phase` of `LocalRun.phases()`:
        (`mlops.local.pipeline_executor`)
     6. approve the registered model version, 7. `cdk deploy` its endpoint stack (from the same
        assembly: see `LocalRun.expected_model_arn`)
-    8. serve the registered model.tar.gz with the local endpoint, 9. invoke it with held-out
-       test samples through the SageMaker Runtime path
+    8. serve the registered model.tar.gz with the local endpoint (whose server process started
+       with phase 5, to import TensorFlow while the pipeline's jobs start), 9. invoke it with
+       held-out test samples through the SageMaker Runtime path
 
 then a summary here and a report folder (`mlops.local.report`). Whatever happens (a failure,
 Ctrl-C) every process it started stops, the report folder keeps what was produced, and the next
@@ -24,7 +25,7 @@ from __future__ import annotations
 import tempfile
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from botocore.exceptions import BotoCoreError, ClientError
@@ -54,6 +55,9 @@ from mlops.pipeline_parameters import parse_parameters
 from mlops.registry import APPROVED, ModelVersion, model_versions, set_approval
 from mlops.stages import LOCAL_STAGE, enabled_network, stage_config
 from training.networks import Network
+
+if TYPE_CHECKING:
+    from inference.local_endpoint import LocalEndpoint
 
 DEFAULT_REPORT_ROOT = Path("mlops-local-report")
 HELD_OUT_SAMPLES = 10
@@ -85,7 +89,7 @@ class LocalRun:
         self._test_channel: Path | None = None
         self._pipeline_run: PipelineRun | None = None
         self._model: ModelVersion | None = None
-        self._endpoint_url: str | None = None
+        self._endpoint: LocalEndpoint | None = None
         self.phases = [
             Phase("Start the local AWS (moto server)", self.start_aws),
             Phase("Synthesize the app and bootstrap CDK in the local account", self.synth_and_bootstrap),
@@ -145,6 +149,7 @@ class LocalRun:
             echo(f"{channel:<11} {uri}")
 
     def run_pipeline(self) -> None:
+        self._prepare_endpoint()
         stack = naming.stack_name(self.config.prefix(), naming.PIPELINES_STACK_SUFFIX)
         assert self._assembly is not None
         try:
@@ -197,10 +202,20 @@ class LocalRun:
         echo(f"endpoint {self.report.endpoint_name} serves version {self._model.version} "
               f"(moto recorded it as {outputs.get('EndpointName')})")
 
-    def start_endpoint(self) -> None:
-        from inference.local_endpoint import LocalEndpoint  # TensorFlow: only to serve
+    def _prepare_endpoint(self) -> None:
+        """The endpoint's server starts here and imports TensorFlow: seconds on one core, while the
+        pipeline's first job, importing TensorFlow itself, leaves the other idle. It loads the model
+        in `start_endpoint`, once the pipeline has registered one."""
+        from inference.local_endpoint import LocalEndpoint
 
-        assert self._model is not None and self.report.endpoint_name is not None
+        # One worker: a few held-out samples are sent.
+        self._endpoint = LocalEndpoint(self.folder.model_path,
+                                       naming.endpoint_name(self.config.prefix(), self.network.name), workers=1)
+        self._resources.callback(self._endpoint.stop)
+        self._endpoint.prepare()
+
+    def start_endpoint(self) -> None:
+        assert self._model is not None and self._endpoint is not None
         package = self.aws.client("sagemaker").describe_model_package(ModelPackageName=self._model.arn)
         model_data = package["InferenceSpecification"]["Containers"][0]["ModelDataUrl"]
         # SageMaker downloads the endpoint's model as the model's execution role.
@@ -208,19 +223,16 @@ class LocalRun:
         assert self._roles is not None
         download_file(self._roles.client(execution_role, "s3", "endpoint"), model_data, self.folder.model_path)
         try:
-            # One worker: a few held-out samples are sent, and each worker loads TensorFlow (start-up time).
-            endpoint = LocalEndpoint(self.folder.model_path, self.report.endpoint_name, workers=1).start()
+            self._endpoint.start()
         except ArtifactError as error:
             raise RunFailed(f"the registered model {model_data} cannot be served: {error}") from None
-        self._resources.callback(endpoint.stop)
-        self._endpoint_url = endpoint.url
-        echo(f"{model_data} served at {endpoint.url}")
+        echo(f"{model_data} served at {self._endpoint.url}")
 
     def invoke(self) -> None:
-        assert self._test_channel is not None and self._endpoint_url and self.report.endpoint_name
+        assert self._test_channel is not None and self._endpoint is not None and self.report.endpoint_name
         samples, class_names = held_out_samples(self._test_channel, self.network, HELD_OUT_SAMPLES)
         try:
-            answer = invoke(self.report.endpoint_name, instances_request(samples), endpoint_url=self._endpoint_url)
+            answer = invoke(self.report.endpoint_name, instances_request(samples), endpoint_url=self._endpoint.url)
         except (ModelError, EndpointRequestError) as error:
             raise RunFailed(f"invoking {self.report.endpoint_name}: {error}") from None
         self.report.comparisons = compare(self.network, class_names, samples, answer["predictions"])
