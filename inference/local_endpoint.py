@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 
 from inference.artifact import ArtifactError, ModelArtifact
+from inference.capture import CaptureTarget
 from inference.container import load_handler_module, make_handler
 from inference.endpoint_app import Context
 
@@ -57,13 +58,15 @@ class LocalEndpoint:
     """Serves one model folder or model.tar.gz; `start()` returns once every worker has loaded it."""
 
     def __init__(self, model_path: str | Path, endpoint_name: str, host: str = "127.0.0.1",
-                 port: int = 0, workers: int = WORKERS, threads: int = THREADS) -> None:
+                 port: int = 0, workers: int = WORKERS, threads: int = THREADS,
+                 capture: CaptureTarget | None = None) -> None:
         self.model_path = Path(model_path)
         self.endpoint_name = endpoint_name
         self.host = host
         self.port = port
         self.workers = workers
         self.threads = threads
+        self.capture = capture  # data capture as the endpoint config asks (inference.capture)
         self._artifact: ModelArtifact | None = None
         self._process: subprocess.Popen | None = None
         self._lifeline: int | None = None
@@ -126,7 +129,8 @@ class LocalEndpoint:
                     "endpoint_name": self.endpoint_name, "address": [self.host, self._bound_port],
                     "saved_model_dir": str(artifact.saved_model_dir.resolve()), "version": artifact.version,
                     "handler_path": str(artifact.handler_path.resolve()), "workers": self.workers,
-                    "threads": self.threads, "graceful_timeout": stop_timeout}
+                    "threads": self.threads, "graceful_timeout": stop_timeout,
+                    "capture": self.capture.to_json() if self.capture else None}
             try:
                 # A session of its own: Ctrl-C in a terminal reaches this process, which stops the
                 # server gracefully, not the server directly.
