@@ -60,6 +60,10 @@ PROCESSING_ROOT = "/opt/ml/processing"
 EVALUATION_OUTPUT = "evaluation"
 EVALUATION_REPORT = "EvaluationReport"
 EVALUATION_FILE = "evaluation.json"
+BASELINE_FILE = "baseline.json"  # training/baseline.py: the model's drift baseline, beside evaluation.json
+BASELINE_CHANNEL = "validation"
+# How the Evaluate container learns where the model it judges is stored (named in the baseline).
+MODEL_URI_VARIABLE = "MODEL_DATA_URL"
 EVALUATION_SCRIPT = "evaluate.py"
 REPORT_CONTENT_TYPE = "application/json"
 RESPONSE_CONTENT_TYPE = "application/json"
@@ -260,9 +264,10 @@ def _processing_input(name: str, source: Any, local_path: str) -> dict[str, Any]
 
 
 def evaluation_command(network: Network) -> str:
-    """The shell command of the Evaluate container: unpack the code and the model, evaluate."""
-    code, model, test, output = (f"{PROCESSING_ROOT}/{name}" for name in ("code", "model", "test",
-                                                                          EVALUATION_OUTPUT))
+    """The shell command of the Evaluate container: unpack the code and the model, evaluate, and
+    draw the drift baseline from the validation channel."""
+    code, model, test, validation, output = (f"{PROCESSING_ROOT}/{name}" for name in (
+        "code", "model", "test", BASELINE_CHANNEL, EVALUATION_OUTPUT))
     # Both archives arrive as single objects whose names SageMaker chose (the code bundle is a
     # CDK asset named by its hash), hence the globs. No `${...}` here: Fn::Sub would take it.
     return (f"set -eu; mkdir -p {code}/bundle; "
@@ -270,7 +275,8 @@ def evaluation_command(network: Network) -> str:
             f"tar -xzf {model}/model.tar.gz -C {model}; "
             f"cd {code}/bundle; "
             f"python3 {EVALUATION_SCRIPT} --network {network.name} --model-dir {model} "
-            f"--test-dir {test} --output-dir {output}")
+            f"--test-dir {test} --output-dir {output} "
+            f"--baseline-dir {validation} --model-uri \"${MODEL_URI_VARIABLE}\"")
 
 
 def _evaluate_step(config: StageConfig, network: Network) -> dict[str, Any]:
@@ -282,11 +288,13 @@ def _evaluate_step(config: StageConfig, network: Network) -> dict[str, Any]:
             "ImageUri": _placeholder(TRAINING_IMAGE_URI),
             "ContainerEntrypoint": ["/bin/bash", "-c", evaluation_command(network)],
         },
+        "Environment": {MODEL_URI_VARIABLE: _model_artifacts()},
         "ProcessingInputs": [
-            _processing_input("model", _get(f"Steps.{TRAIN_STEP}.ModelArtifacts.S3ModelArtifacts"),
-                              f"{PROCESSING_ROOT}/model"),
+            _processing_input("model", _model_artifacts(), f"{PROCESSING_ROOT}/model"),
             _processing_input("test", _join(_parameter(INPUT_DATA_URI), "test/"),
                               f"{PROCESSING_ROOT}/test"),
+            _processing_input(BASELINE_CHANNEL, _join(_parameter(INPUT_DATA_URI), f"{BASELINE_CHANNEL}/"),
+                              f"{PROCESSING_ROOT}/{BASELINE_CHANNEL}"),
             _processing_input("code", _placeholder(SOURCE_BUNDLE_URI), f"{PROCESSING_ROOT}/code"),
         ],
         "ProcessingOutputConfig": {
@@ -338,10 +346,15 @@ def _quality_gate_step(config: StageConfig, network: Network) -> dict[str, Any]:
     }
 
 
-def evaluation_report_uri() -> dict[str, Any]:
-    """Where the Evaluate step wrote `evaluation.json` (the registry's model quality report)."""
+def evaluation_report_uri(file: str = EVALUATION_FILE) -> dict[str, Any]:
+    """Where the Evaluate step wrote `file`: `evaluation.json` (the registry's model quality
+    report) or `baseline.json` (its drift check baseline)."""
     output = f"Steps.{EVALUATE_STEP}.ProcessingOutputConfig.Outputs['{EVALUATION_OUTPUT}'].S3Output.S3Uri"
-    return _join(_get(output), EVALUATION_FILE, on="/")
+    return _join(_get(output), file, on="/")
+
+
+def _model_artifacts() -> dict[str, str]:
+    return _get(f"Steps.{TRAIN_STEP}.ModelArtifacts.S3ModelArtifacts")
 
 
 def _register_step(config: StageConfig, network: Network) -> dict[str, Any]:
@@ -353,7 +366,7 @@ def _register_step(config: StageConfig, network: Network) -> dict[str, Any]:
         "InferenceSpecification": {
             "Containers": [{
                 "Image": _placeholder(INFERENCE_IMAGE_URI),
-                "ModelDataUrl": _get(f"Steps.{TRAIN_STEP}.ModelArtifacts.S3ModelArtifacts"),
+                "ModelDataUrl": _model_artifacts(),
             }],
             "SupportedContentTypes": list(network.request_content_types),
             "SupportedResponseMIMETypes": [RESPONSE_CONTENT_TYPE],
@@ -361,6 +374,10 @@ def _register_step(config: StageConfig, network: Network) -> dict[str, Any]:
         },
         "ModelMetrics": {"ModelQuality": {"Statistics": {
             "ContentType": REPORT_CONTENT_TYPE, "S3Uri": evaluation_report_uri()}}},
+        # The field SageMaker keeps for what a monitor compares served data with: the drift monitor
+        # (training/monitor.py) reads the served version's baseline from here.
+        "DriftCheckBaselines": {"ModelDataQuality": {"Statistics": {
+            "ContentType": REPORT_CONTENT_TYPE, "S3Uri": evaluation_report_uri(BASELINE_FILE)}}},
         "CustomerMetadataProperties": {
             "network": network.name,
             "quality_metric": gate.metric,

@@ -12,6 +12,7 @@ from typing import Any
 from unittest import mock
 
 from sagemaker.core.config.config_manager import SageMakerConfig
+from sagemaker.core.drift_check_baselines import DriftCheckBaselines
 from sagemaker.core.model_metrics import MetricsSource, ModelMetrics
 from sagemaker.core.network import NetworkConfig
 from sagemaker.core.processing import Processor
@@ -110,6 +111,7 @@ def _build(config: StageConfig, network: Network, values: dict[str, str]) -> str
         role=role, image_uri=values["TrainingImageUri"], instance_count=1,
         instance_type=config.training_instance_type(network.name),
         entrypoint=["/bin/bash", "-c", evaluation_command(network)],
+        env={"MODEL_DATA_URL": train.properties.ModelArtifacts.S3ModelArtifacts},
         volume_size_in_gb=config.training.volume_size_gb, volume_kms_key=values["KeyArn"],
         output_kms_key=values["KeyArn"], max_runtime_in_seconds=config.training.max_run_seconds,
         sagemaker_session=session,
@@ -121,6 +123,7 @@ def _build(config: StageConfig, network: Network, values: dict[str, str]) -> str
         step_args=processor.run(
             inputs=[_input("model", train.properties.ModelArtifacts.S3ModelArtifacts),
                     _input("test", Join(on="", values=[data_uri, "test/"])),
+                    _input("validation", Join(on="", values=[data_uri, "validation/"])),
                     _input("code", values["SourceBundleUri"])],
             outputs=[ProcessingOutput(output_name="evaluation", app_managed=False, s3_output=ProcessingS3Output(
                 s3_uri=Join(on="", values=[f"{artifacts}/pipelines/{network.name}/",
@@ -131,6 +134,8 @@ def _build(config: StageConfig, network: Network, values: dict[str, str]) -> str
     quality = JsonGet(step_name="Evaluate", property_file=report, json_path=f"metrics.{gate.metric}.value")
     report_uri = Join(on="/", values=[
         evaluate.properties.ProcessingOutputConfig.Outputs["evaluation"].S3Output.S3Uri, "evaluation.json"])
+    baseline_uri = Join(on="/", values=[
+        evaluate.properties.ProcessingOutputConfig.Outputs["evaluation"].S3Output.S3Uri, "baseline.json"])
     builder = ModelBuilder(image_uri=values["InferenceImageUri"], role_arn=role, sagemaker_session=session,
                            s3_model_data_url=train.properties.ModelArtifacts.S3ModelArtifacts, dependencies=None)
     register = ModelStep(name="Register", retry_policies=[SERVICE_RETRY], step_args=builder.register(
@@ -139,6 +144,8 @@ def _build(config: StageConfig, network: Network, values: dict[str, str]) -> str
         content_types=list(network.request_content_types), response_types=["application/json"],
         inference_instances=[config.endpoint_instance_type(network.name)], approval_status=approval,
         model_metrics=ModelMetrics(model_statistics=MetricsSource(content_type="application/json", s3_uri=report_uri)),
+        drift_check_baselines=DriftCheckBaselines(model_data_statistics=MetricsSource(
+            content_type="application/json", s3_uri=baseline_uri)),
         customer_metadata_properties={"network": network.name, "quality_metric": gate.metric,
                                       "quality_value": Join(on="", values=[quality]),
                                       "quality_threshold": Join(on="", values=[threshold])}))

@@ -323,7 +323,8 @@ def test_evaluation_command_runs_the_evaluation_script_on_the_unpacked_model() -
     command = definition.evaluation_command(NETWORKS["autoencoder"])
     assert "${" not in command
     assert command.endswith("python3 evaluate.py --network autoencoder --model-dir /opt/ml/processing/model "
-                            "--test-dir /opt/ml/processing/test --output-dir /opt/ml/processing/evaluation")
+                            "--test-dir /opt/ml/processing/test --output-dir /opt/ml/processing/evaluation "
+                            '--baseline-dir /opt/ml/processing/validation --model-uri "$MODEL_DATA_URL"')
     assert "tar -xzf /opt/ml/processing/model/model.tar.gz -C /opt/ml/processing/model" in command
 
 

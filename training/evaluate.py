@@ -4,7 +4,8 @@ SageMaker Pipelines runs this in a processing job on the training image, from th
 bundle, so the sibling modules import as top-level modules exactly as in training:
 
     python3 evaluate.py --network cnn --model-dir /opt/ml/processing/model \
-        --test-dir /opt/ml/processing/test --output-dir /opt/ml/processing/evaluation
+        --test-dir /opt/ml/processing/test --output-dir /opt/ml/processing/evaluation \
+        [--baseline-dir /opt/ml/processing/validation --model-uri s3://.../model.tar.gz]
 
 `--model-dir` holds the unpacked model.tar.gz: the SavedModel `1/` and `code/serving.json`. What is
 judged is the exported `serving_default` signature, the very thing an endpoint serves (no Keras
@@ -13,7 +14,8 @@ come from the same functions as the training run's (evaluation.py), so the quali
 numbers the training job reported. Writes `evaluation.json` (`{"network": ..., "metrics": {name:
 {"value": ...}}}`, read by the pipeline's quality gate) and the task's plot. Bad input (a missing
 folder, a model of another network, test records that do not fit the model) exits 2 with a
-one-line `error: ...`.
+one-line `error: ...`. With `--baseline-dir` (the validation channel) it also writes the model's
+drift baseline (baseline.py) beside evaluation.json, naming `--model-uri` as the model it describes.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Any
 
 import tensorflow as tf
 
+import baseline
 import contract
 import networks
 import records
@@ -42,7 +45,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     with contract.exits_on_bad_input():
         document = evaluate(arguments.network, arguments.model_dir, arguments.test_dir, arguments.output_dir,
-                            batch_size=arguments.batch_size)
+                            batch_size=arguments.batch_size, baseline_dir=arguments.baseline_dir,
+                            model_uri=arguments.model_uri)
     log.info("evaluation of %s written to %s: %s", arguments.network, arguments.output_dir,
              {name: metric["value"] for name, metric in document["metrics"].items()})
 
@@ -54,18 +58,22 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--test-dir", type=Path, required=True, help="the test channel (records + spec.json)")
     parser.add_argument("--output-dir", type=Path, required=True, help="where evaluation.json and plots go")
     parser.add_argument("--batch-size", type=int, default=256, help="test examples per signature call")
+    parser.add_argument("--baseline-dir", type=Path, help="a channel to draw the drift baseline from (validation)")
+    parser.add_argument("--model-uri", help="where the model evaluated is stored (named in the baseline)")
     return parser
 
 
 def evaluate(network_name: str, model_dir: Path, test_dir: Path, output_dir: Path, *,
-             batch_size: int = 256) -> dict[str, Any]:
-    """Writes `evaluation.json` and the task's plot into `output_dir`; returns the document."""
+             batch_size: int = 256, baseline_dir: Path | None = None, model_uri: str | None = None) -> dict[str, Any]:
+    """Writes `evaluation.json` and the task's plot into `output_dir` (and the drift baseline,
+    from `baseline_dir`); returns the evaluation document."""
     try:
         network = networks.get_network(network_name)
     except KeyError as error:
         raise contract.InputError(error.args[0]) from None
     description = _serving_description(model_dir, network)
-    signature = _load_signature(model_dir)
+    signatures = load_signatures(model_dir)
+    signature = signatures["serving_default"]
     input_shape = _signature_input_shape(signature, network.input_name, model_dir)
     spec = records.read_spec(test_dir, TEST_CHANNEL)
     _check_test_channel(spec, network, description, input_shape)
@@ -83,6 +91,10 @@ def evaluate(network_name: str, model_dir: Path, test_dir: Path, output_dir: Pat
     document = {"network": network.name,
                 "metrics": {name: {"value": float(value)} for name, value in metrics.items()},
                 **details}
+    if baseline_dir is not None:
+        baseline.write_baseline(network, {**description, "input_shape": list(input_shape)}, signatures,
+                                baseline_dir, output_dir, model_uri=model_uri, batch_size=batch_size)
+    # Last: the quality gate reads it, so it exists only once the step's outputs are complete.
     (output_dir / "evaluation.json").write_text(json.dumps(document, indent=2) + "\n")
     return document
 
@@ -100,10 +112,14 @@ def _serving_description(model_dir: Path, network: networks.Network) -> dict[str
     return description
 
 
-def _load_signature(model_dir: Path) -> Any:
+def load_signatures(model_dir: Path) -> Any:
+    """The SavedModel's signatures (serving_default, and `embedding` where exported)."""
     saved_model = model_dir / contract.MODEL_VERSION
     try:
-        return tf.saved_model.load(str(saved_model)).signatures["serving_default"]
+        signatures = tf.saved_model.load(str(saved_model)).signatures
+        if "serving_default" not in signatures:
+            raise KeyError("serving_default")
+        return signatures
     except (OSError, ValueError, KeyError, tf.errors.OpError) as error:
         raise contract.InputError(f"model dir {model_dir}: no servable SavedModel with a serving_default "
                                   f"signature in {contract.MODEL_VERSION}/ ({type(error).__name__})") from None

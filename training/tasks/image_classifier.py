@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from .base import ClassProbabilities, Task
 
 
@@ -16,6 +18,11 @@ class ImageClassifier(ClassProbabilities, Task):
         if len(input_shape) != 3 or input_shape[2] not in (1, 3):
             return f"images must be [height, width, 1 or 3], got {list(input_shape)}"
         return self.class_names_problem(spec)
+
+    def drift_shifts(self):
+        # Raw pixel values 0..255; square images turn a quarter (every MNIST image here is square).
+        return {"inverted": lambda images, rng: 255.0 - images,
+                "rotated": lambda images, rng: np.rot90(images, k=1, axes=(1, 2))}
 
 
 TASK = ImageClassifier()
