@@ -60,8 +60,7 @@ PROCESSING_ROOT = "/opt/ml/processing"
 EVALUATION_OUTPUT = "evaluation"
 EVALUATION_REPORT = "EvaluationReport"
 EVALUATION_FILE = "evaluation.json"
-BASELINE_FILE = "baseline.json"  # training/baseline.py: the model's drift baseline, beside evaluation.json
-BASELINE_CHANNEL = "validation"
+BASELINE_FILE, BASELINE_CHANNEL = "baseline.json", "validation"  # training/baseline.py: the drift baseline
 # How the Evaluate container learns where the model it judges is stored (named in the baseline).
 MODEL_URI_VARIABLE = "MODEL_DATA_URL"
 EVALUATION_SCRIPT = "evaluate.py"
@@ -374,8 +373,7 @@ def _register_step(config: StageConfig, network: Network) -> dict[str, Any]:
         },
         "ModelMetrics": {"ModelQuality": {"Statistics": {
             "ContentType": REPORT_CONTENT_TYPE, "S3Uri": evaluation_report_uri()}}},
-        # The field SageMaker keeps for what a monitor compares served data with: the drift monitor
-        # (training/monitor.py) reads the served version's baseline from here.
+        # SageMaker's field for what a monitor compares served data with (training/monitor.py).
         "DriftCheckBaselines": {"ModelDataQuality": {"Statistics": {
             "ContentType": REPORT_CONTENT_TYPE, "S3Uri": evaluation_report_uri(BASELINE_FILE)}}},
         "CustomerMetadataProperties": {
