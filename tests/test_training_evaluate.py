@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import records
+from drift import Baseline
 from inference.archives import extract_archive
 from infra.source_bundle import build_source_bundle
 from training.networks import NETWORKS, get_network
@@ -118,8 +119,8 @@ def test_evaluate_writes_the_drift_baseline_of_the_validation_channel(evaluated,
     assert document["examples"] == validation.count
     rows = min(validation.count, 500)
     assert document["reference_examples"] == rows
-    with np.load(output / document["arrays"]) as arrays:
-        features, embedding, predictions = arrays["features"], arrays["embedding"], arrays["predictions"]
+    reference = Baseline.read(output / "baseline.json").reference
+    features, embedding, predictions = reference.features, reference.embedding, reference.predictions
     assert features.shape == (rows, len(document["features"]))
     assert embedding.shape == (rows, document["embedding_size"]) and document["embedding_size"] > 0
     assert np.isfinite(embedding).all() and np.ptp(embedding, axis=0).max() > 0  # the model's, not constant

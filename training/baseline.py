@@ -6,22 +6,20 @@ single values mean something (tabular rows, sequences, windows), the model's own
 signature `embedding`, the layer before the output: see export.py), and one prediction per
 example (a class index or a score). The baseline keeps a random sample of those summaries from
 the validation channel (the model was selected on it, never fitted to it, so its embeddings and
-confidence there are what unseen traffic gives), plus the class counts of every example:
-
-    baseline.json   what a person (and the monitor) reads: the model it belongs to, the channel,
-                    the feature names, the embedding size, the prediction kind and class counts
-    baseline.npz    the reference sample: `features` [rows, features], `embedding` [rows, size],
-                    `predictions` [rows]
+confidence there are what unseen traffic gives), plus the class counts of every example. One
+file, `baseline.json`: the model it belongs to, the channel, the feature names, the embedding
+size, the prediction kind and class counts, and the reference sample (`reference`: `features`
+[rows, features], `embedding` [rows, size], `predictions` [rows], each float32 as base64, exact
+and a quarter of the size of decimal text).
 
 Registered with the model package as its DriftCheckBaselines (ModelDataQuality statistics).
 """
 
 from __future__ import annotations
 
-import io
+import base64
 import json
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,44 +28,14 @@ import numpy as np
 import export
 import networks
 import records
+from drift import FORMAT, Summaries
 
-FORMAT = "mlops-drift-baseline/1"
 BASELINE_FILE = "baseline.json"
-ARRAYS_FILE = "baseline.npz"
 CHANNEL = "validation"
 # Reference rows kept: enough for two-sample tests against windows of a few hundred requests,
 # small enough that the monitor's permutation test stays well under a second.
 REFERENCE_ROWS = 500
 SEED = 0
-
-
-@dataclass
-class Summaries:
-    """The drift summaries of a batch (or a window, or a reference sample) of examples."""
-
-    features: np.ndarray
-    """[examples, features], per the task's `drift_features`; zero columns where it has none."""
-    embedding: np.ndarray | None
-    """[examples, size] from the signature `embedding`, None for a model without one."""
-    predictions: np.ndarray
-    """[examples]: class indices or scores, per the task's `drift_predictions`."""
-
-    def __len__(self) -> int:
-        return len(self.predictions)
-
-    @classmethod
-    def concatenate(cls, parts: Iterable[Summaries]) -> Summaries:
-        parts = list(parts)
-        if not parts:
-            raise ValueError("no summaries to join")
-        embeddings = [part.embedding for part in parts]
-        return cls(np.concatenate([part.features for part in parts]),
-                   None if any(e is None for e in embeddings) else np.concatenate(embeddings),
-                   np.concatenate([part.predictions for part in parts]))
-
-    def take(self, rows: np.ndarray) -> Summaries:
-        return Summaries(self.features[rows], None if self.embedding is None else self.embedding[rows],
-                         self.predictions[rows])
 
 
 class Summariser:
@@ -101,37 +69,15 @@ class Summariser:
                          np.asarray(task.drift_predictions(inputs, outputs, self.description), dtype=np.float64))
 
 
-@dataclass
-class Baseline:
-    """A baseline as the monitor reads it back."""
-
-    document: dict[str, Any]
-    reference: Summaries
-
-    @property
-    def feature_names(self) -> list[str]:
-        return list(self.document["features"])
-
-    @property
-    def class_counts(self) -> np.ndarray | None:
-        counts = self.document.get("class_counts")
-        return None if counts is None else np.asarray(counts, dtype=np.int64)
-
-    @classmethod
-    def from_bytes(cls, document: bytes, arrays: bytes) -> Baseline:
-        parsed = json.loads(document)
-        if parsed.get("format") != FORMAT:
-            raise ValueError(f"not a drift baseline: format {parsed.get('format')!r}, expected {FORMAT!r}")
-        with np.load(io.BytesIO(arrays)) as loaded:
-            reference = Summaries(loaded["features"], loaded["embedding"] if "embedding" in loaded else None,
-                                  loaded["predictions"])
-        return cls(parsed, reference)
+def _encoded(array: np.ndarray) -> dict[str, Any]:
+    values = np.ascontiguousarray(array, dtype="<f4")
+    return {"shape": list(values.shape), "float32": base64.b64encode(values.tobytes()).decode("ascii")}
 
 
 def write_baseline(network: networks.Network, description: dict[str, Any], signatures: Mapping[str, Any],
                    channel_dir: Path, output_dir: Path, *, model_uri: str | None, batch_size: int = 256
                    ) -> dict[str, Any]:
-    """Summarises the channel in `channel_dir` and writes baseline.json and baseline.npz."""
+    """Summarises the channel in `channel_dir` and writes baseline.json into `output_dir`."""
     spec = records.read_spec(channel_dir, CHANNEL)
     if network.input_name not in spec.features:
         raise records.DataError(f"channel {CHANNEL!r}: no feature {network.input_name!r} "
@@ -164,18 +110,18 @@ def write_baseline(network: networks.Network, description: dict[str, Any], signa
         kept, kept_keys = joined.take(order), keys[order]
     if kept is None:
         raise records.DataError(f"channel {CHANNEL!r}: no examples to draw a drift baseline from")
-    output_dir.mkdir(parents=True, exist_ok=True)
     arrays = {"features": kept.features, "predictions": kept.predictions}
     if kept.embedding is not None:
         arrays["embedding"] = kept.embedding
-    np.savez_compressed(output_dir / ARRAYS_FILE, **arrays)
     document = {
         "format": FORMAT, "network": network.name, "task": network.task.name, "model_data_url": model_uri,
-        "channel": CHANNEL, "examples": examples, "reference_examples": len(kept), "arrays": ARRAYS_FILE,
+        "channel": CHANNEL, "examples": examples, "reference_examples": len(kept),
         "features": feature_names, "embedding_size": None if kept.embedding is None else kept.embedding.shape[1],
         "prediction_kind": network.task.prediction_kind,
         **({"class_names": list(description["class_names"]), "class_counts": class_counts.tolist()}
            if network.task.prediction_kind == "classes" else {}),
+        "reference": {name: _encoded(values) for name, values in arrays.items()},
     }
+    output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / BASELINE_FILE).write_text(json.dumps(document, indent=2) + "\n")
     return document

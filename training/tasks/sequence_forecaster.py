@@ -53,14 +53,18 @@ class SequenceForecaster(Task):
     # on what the model sees, not on the level, so a new level alone is not drift.
 
     def drift_features(self, inputs, description):
-        """Per window and feature: its mean relative to the last value, and the spread of its steps."""
+        """Per window and feature: how far its values lie from its last value on average, and
+        the size of its last step. Both change from one window to the next (with the season's
+        phase), so that overlapping windows of one stretch of series still make a fair sample;
+        a summary of the whole window (its spread, say) is nearly the same for neighbouring
+        windows, and tests that count those as independent see drift that is not there. Sizes,
+        not signed values: a change of scale moves them, where signed values spread both ways."""
         names = description.get("feature_names") or [f"feature {index + 1}" for index in range(inputs.shape[-1])]
-        relative = inputs - inputs[:, -1:, :]
-        steps = np.diff(inputs, axis=1)
         features = {}
         for index, name in enumerate(names):
-            features[f"{name} mean relative to last"] = relative[:, :, index].mean(axis=1)
-            features[f"{name} step spread"] = steps[:, :, index].std(axis=1)
+            series = inputs[:, :, index]
+            features[f"{name} mean distance from last"] = np.abs(series - series[:, -1:]).mean(axis=1)
+            features[f"{name} last step size"] = np.abs(series[:, -1] - series[:, -2])
         return features
 
     def drift_predictions(self, inputs, outputs, description):
