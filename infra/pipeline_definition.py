@@ -23,6 +23,15 @@ from typing import Any
 
 from infra.config import StageConfig
 from infra.naming import model_package_group_name
+from infra.pipeline_expressions import (  # the builders every definition uses, under this module's names
+    get as _get,
+    join as _join,
+    network_config as _network_config,
+    parameter as _parameter,
+    placeholder as _placeholder,
+    processing_input as _processing_input,
+    s3_uri as _s3,
+)
 from infra.pipeline_parameters import (
     APPROVAL_STATUSES,
     INPUT_DATA_URI,
@@ -141,45 +150,12 @@ def substitute_placeholders(body: str, values: Mapping[str, str]) -> str:
     return filled.replace("${!", "${")
 
 
-def _get(path: str) -> dict[str, str]:
-    return {"Get": path}
-
-
-def _parameter(name: str) -> dict[str, str]:
-    return _get(f"Parameters.{name}")
-
-
-def _join(*values: Any, on: str = "") -> dict[str, Any]:
-    return {"Std:Join": {"On": on, "Values": list(values)}}
-
-
 def _quality_value(network: Network) -> dict[str, Any]:
     """The gate metric's value, read from the Evaluate step's `evaluation.json`."""
     return {"Std:JsonGet": {
         "PropertyFile": _get(f"Steps.{EVALUATE_STEP}.PropertyFiles.{EVALUATION_REPORT}"),
         "Path": f"metrics.{network.quality_gate.metric}.value",
     }}
-
-
-def _placeholder(name: str) -> str:
-    return "${" + name + "}"
-
-
-def _s3(bucket_placeholder: str, key: str) -> str:
-    return f"s3://{_placeholder(bucket_placeholder)}/{key}"
-
-
-def _network_config(config: StageConfig) -> dict[str, Any]:
-    settings: dict[str, Any] = {
-        "EnableNetworkIsolation": config.training.network_isolation,
-        # TrainingInstanceCount can be raised at run time, so traffic between instances is
-        # always encrypted; with one instance it costs nothing.
-        "EnableInterContainerTrafficEncryption": True,
-    }
-    if config.vpc:
-        settings["VpcConfig"] = {"Subnets": list(config.vpc.subnet_ids),
-                                 "SecurityGroupIds": list(config.vpc.security_group_ids)}
-    return settings
 
 
 def _hyperparameter_value(parameter: PipelineParameter) -> Any:
@@ -249,16 +225,6 @@ def _training_channel(channel: str) -> dict[str, Any]:
             "S3Uri": _join(_parameter(INPUT_DATA_URI), f"{channel}/"),
             "S3DataDistributionType": "FullyReplicated",
         }},
-    }
-
-
-def _processing_input(name: str, source: Any, local_path: str) -> dict[str, Any]:
-    return {
-        "InputName": name,
-        "AppManaged": False,
-        "S3Input": {"S3Uri": source, "LocalPath": local_path, "S3DataType": "S3Prefix",
-                    "S3InputMode": "File", "S3DataDistributionType": "FullyReplicated",
-                    "S3CompressionType": "None"},
     }
 
 
