@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Callable
 from werkzeug.wrappers import Request, Response
 
 if TYPE_CHECKING:
+    from inference.capture import CaptureWriter
     from inference.tf_serving import SavedModelServable
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # SageMaker Runtime's real-time InvokeEndpo
 TFS_MODEL_NAME = "model"  # the container serves /opt/ml/model under this name
 PRODUCTION_VARIANT = "AllTraffic"
 CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"
+INFERENCE_ID_HEADER = "X-Amzn-SageMaker-Inference-Id"
 JSON = "application/json"
 # After a 413 the unread body is read and dropped (so the client, still sending, reads the answer
 # instead of a reset), for at most this long without a byte arriving.
@@ -57,11 +59,12 @@ class EndpointApp:
     """Routes a request to the handler, the servable or an error answer (thread-safe)."""
 
     def __init__(self, endpoint_name: str, servable: SavedModelServable, invoke_handler: Handler,
-                 server_address: tuple[str, int]) -> None:
+                 server_address: tuple[str, int], capture: CaptureWriter | None = None) -> None:
         self.endpoint_name = endpoint_name
         self.servable = servable
         self.invoke_handler = invoke_handler
         self.server_address = server_address
+        self.capture = capture  # data capture (inference.capture), as the endpoint config asks
         self.draining = False
         self._in_flight = 0
         self._changed = threading.Condition()
@@ -79,7 +82,10 @@ class EndpointApp:
         """From now on invocations get 503; waits until no request is in flight (False: timed out)."""
         with self._changed:
             self.draining = True
-            return self._changed.wait_for(lambda: self._in_flight == 0, timeout)
+            idle = self._changed.wait_for(lambda: self._in_flight == 0, timeout)
+        if self.capture is not None:
+            self.capture.close()  # what is buffered is written before the process ends
+        return idle
 
     @contextmanager
     def _counted(self):
@@ -149,6 +155,10 @@ class EndpointApp:
         response = Response(answer, status, content_type=content_type or JSON)
         if runtime_api and status < 300:
             response.headers["x-Amzn-Invoked-Production-Variant"] = PRODUCTION_VARIANT
+            if self.capture is not None:
+                self.capture.record(request=body, request_content_type=request.headers.get("Content-Type"),
+                                    response=response.get_data(), response_content_type=response.content_type,
+                                    inference_id=request.headers.get(INFERENCE_ID_HEADER))
         elif runtime_api:
             response = _model_error(status, response.get_data())
         return response

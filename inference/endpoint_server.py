@@ -108,7 +108,9 @@ def _closing_when_asked(app: Callable) -> Callable:
 
 
 def build_app(spec: dict) -> EndpointApp:
+    from inference.capture import CaptureTarget, writer_for
     from inference.container import load_handler_module, make_handler
+    from inference.endpoint_app import PRODUCTION_VARIANT
     from inference.tf_serving import SavedModelServable, limit_threads
 
     limit_threads(spec["tf_threads"])
@@ -116,7 +118,10 @@ def build_app(spec: dict) -> EndpointApp:
     sys.path.insert(0, os.path.dirname(spec["handler_path"]))
     servable = SavedModelServable(spec["saved_model_dir"], spec["version"])
     handler = make_handler(load_handler_module(spec["handler_path"]), servable)
-    return EndpointApp(spec["endpoint_name"], servable, handler, tuple(spec["address"]))
+    capture = None
+    if spec.get("capture"):
+        capture = writer_for(CaptureTarget.from_json(spec["capture"]), spec["endpoint_name"], PRODUCTION_VARIANT)
+    return EndpointApp(spec["endpoint_name"], servable, handler, tuple(spec["address"]), capture=capture)
 
 
 def _report(spec: dict, line: str) -> None:

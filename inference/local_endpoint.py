@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 
 from inference.artifact import ArtifactError, ModelArtifact
+from inference.capture import CaptureTarget
 from inference.container import load_handler_module, make_handler
 from inference.endpoint_app import Context
 
@@ -62,13 +63,15 @@ class LocalEndpoint:
     """Serves one model folder or model.tar.gz; `start()` returns once every worker has loaded it."""
 
     def __init__(self, model_path: str | Path, endpoint_name: str, host: str = "127.0.0.1",
-                 port: int = 0, workers: int = WORKERS, threads: int = THREADS) -> None:
+                 port: int = 0, workers: int = WORKERS, threads: int = THREADS,
+                 capture: CaptureTarget | None = None) -> None:
         self.model_path = Path(model_path)
         self.endpoint_name = endpoint_name
         self.host = host
         self.port = port
         self.workers = workers
         self.threads = threads
+        self.capture = capture  # data capture as the endpoint config asks (inference.capture)
         self._artifact: ModelArtifact | None = None
         self._process: subprocess.Popen | None = None
         self._status: int | None = None  # the server's "ready" / "error ..." lines
@@ -147,7 +150,8 @@ class LocalEndpoint:
             spec = {"listen_fd": listener.fileno(), "status_fd": status_write, "model_fd": model_read,
                     "lifeline_fd": lifeline_read, "endpoint_name": self.endpoint_name,
                     "address": [self.host, self._bound_port], "workers": self.workers, "threads": self.threads,
-                    "tf_threads": tf_threads_per_worker(self.workers)}
+                    "tf_threads": tf_threads_per_worker(self.workers),
+                    "capture": self.capture.to_json() if self.capture else None}
             try:
                 # A session of its own: Ctrl-C in a terminal reaches this process, which stops the
                 # server gracefully, not the server directly.

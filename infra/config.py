@@ -69,6 +69,18 @@ class EndpointConfig(_Strict):
         return self
 
 
+class MonitorConfig(_Strict):
+    """The drift monitor of every network of the stage (infra/constructs/drift_monitor.py)."""
+
+    schedule: str = Field(default="rate(1 hour)", pattern=r"^(rate|cron)\(.+\)$",
+                          description="EventBridge schedule expression of the monitor pipeline")
+    window_minutes: int = Field(default=60, ge=5, le=1440,
+                                description="the captured traffic each run looks at, ending when it starts")
+    alpha: float = Field(default=0.01, gt=0, lt=0.5,
+                         description="chance that a window of unchanged traffic is called drift")
+    retrain_on_drift: bool = True
+
+
 class StageConfig(_Strict):
     """Everything that differs between local, dev and prod."""
 
@@ -92,6 +104,7 @@ class StageConfig(_Strict):
     training: TrainingConfig = TrainingConfig()
     vpc: VpcConfig | None = None
     endpoint: EndpointConfig = EndpointConfig()
+    monitor: MonitorConfig = MonitorConfig()
     hyperparameters: dict[str, dict[str, HyperparameterValue]] = Field(
         default_factory=dict, description="per-network overrides of registry defaults")
 
@@ -141,6 +154,12 @@ class StageConfig(_Strict):
 
     def endpoint_instance_type(self, network_name: str) -> str:
         return self.endpoint.instance_type or NETWORKS[network_name].inference_instance_type
+
+    @property
+    def captures_data(self) -> bool:
+        """Whether endpoints record traffic: serverless ones cannot, and 0% records none. Without
+        capture a stage has no drift monitor."""
+        return self.endpoint.serverless is None and self.endpoint.data_capture_percent > 0
 
 
 def _describe(error: ValidationError, stage: str) -> str:

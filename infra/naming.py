@@ -18,6 +18,20 @@ def pipeline_name(prefix: str, network: str) -> str:
     return f"{prefix}-{network}"
 
 
+def monitor_pipeline_name(prefix: str, network: str) -> str:
+    """The SageMaker Pipeline that checks `network`'s endpoint traffic for drift."""
+    return f"{prefix}-{network}-monitor"
+
+
+def drift_alarm_name(prefix: str, network: str) -> str:
+    return f"{prefix}-{network}-drift"
+
+
+def drift_metric_namespace(prefix: str) -> str:
+    """Where the monitor publishes DriftScore (dimension `Network`), one namespace per stage."""
+    return f"{prefix}/drift"
+
+
 PIPELINES_STACK_SUFFIX = "pipelines"
 STORAGE_STACK_SUFFIX = "storage"
 
@@ -37,6 +51,13 @@ def endpoint_stack_name(prefix: str, network: str) -> str:
 
 def endpoint_name(prefix: str, network: str) -> str:
     return f"{prefix}-{network}"
+
+
+# The one production variant every endpoint of this project has. The autoscaling target's
+# resource id, every metric's dimensions and the data capture's keys name it, and blue/green
+# updates require the new endpoint config to keep it: renaming it orphans the scaling policy
+# and breaks the update.
+VARIANT_NAME = "AllTraffic"
 
 
 MONITORING_STACK_SUFFIX = "monitoring"

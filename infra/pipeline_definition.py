@@ -77,6 +77,9 @@ EVALUATION_OUTPUT = "evaluation"
 EVALUATION_REPORT = "EvaluationReport"
 EVALUATION_FILE = "evaluation.json"
 EXPLANATIONS_FILE = "explanations.json"
+BASELINE_FILE, BASELINE_CHANNEL = "baseline.json", "validation"  # training/baseline.py: the drift baseline
+# How the Evaluate container learns where the model it judges is stored (named in the baseline).
+MODEL_URI_VARIABLE = "MODEL_DATA_URL"
 EVALUATION_SCRIPT = "evaluate.py"
 REPORT_CONTENT_TYPE = "application/json"
 RESPONSE_CONTENT_TYPE = "application/json"
@@ -231,9 +234,9 @@ def _training_channel(channel: str) -> dict[str, Any]:
 
 def evaluation_command(network: Network) -> str:
     """The shell command of the Evaluate container: unpack the code, the model and the champion's
-    model if there is one, evaluate."""
-    code, model, test, output, champion = (f"{PROCESSING_ROOT}/{name}" for name in (
-        "code", "model", "test", EVALUATION_OUTPUT, CHAMPION_OUTPUT))
+    model if there is one, evaluate, and draw the drift baseline from the validation channel."""
+    code, model, test, validation, output, champion = (f"{PROCESSING_ROOT}/{name}" for name in (
+        "code", "model", "test", BASELINE_CHANNEL, EVALUATION_OUTPUT, CHAMPION_OUTPUT))
     # Both archives arrive as single objects whose names SageMaker chose (the code bundle is a
     # CDK asset named by its hash), hence the globs. No `${...}` here: Fn::Sub would take it.
     return (f"set -eu; mkdir -p {code}/bundle; "
@@ -244,7 +247,8 @@ def evaluation_command(network: Network) -> str:
             f"cd {code}/bundle; "
             f"python3 {EVALUATION_SCRIPT} --network {network.name} --model-dir {model} "
             f"--test-dir {test} --output-dir {output} --champion-dir {champion} "
-            f"--tolerance \"$CHAMPION_TOLERANCE\"")
+            f"--tolerance \"$CHAMPION_TOLERANCE\" "
+            f"--baseline-dir {validation} --model-uri \"${MODEL_URI_VARIABLE}\"")
 
 
 def _evaluate_step(config: StageConfig, network: Network) -> dict[str, Any]:
@@ -257,14 +261,16 @@ def _evaluate_step(config: StageConfig, network: Network) -> dict[str, Any]:
             "ContainerEntrypoint": ["/bin/bash", "-c", evaluation_command(network)],
         },
         "ProcessingInputs": [
-            _processing_input("model", _get(f"Steps.{TRAIN_STEP}.ModelArtifacts.S3ModelArtifacts"),
-                              f"{PROCESSING_ROOT}/model"),
+            _processing_input("model", _model_artifacts(), f"{PROCESSING_ROOT}/model"),
             _processing_input("test", _join(_parameter(INPUT_DATA_URI), "test/"),
                               f"{PROCESSING_ROOT}/test"),
+            _processing_input(BASELINE_CHANNEL, _join(_parameter(INPUT_DATA_URI), f"{BASELINE_CHANNEL}/"),
+                              f"{PROCESSING_ROOT}/{BASELINE_CHANNEL}"),
             _processing_input("code", _placeholder(SOURCE_BUNDLE_URI), f"{PROCESSING_ROOT}/code"),
             champion_input(),
         ],
-        "Environment": {"CHAMPION_TOLERANCE": _join(_parameter(CHAMPION_TOLERANCE))},
+        "Environment": {"CHAMPION_TOLERANCE": _join(_parameter(CHAMPION_TOLERANCE)),
+                        MODEL_URI_VARIABLE: _model_artifacts()},
         "ProcessingOutputConfig": {
             "Outputs": [{
                 "OutputName": EVALUATION_OUTPUT,
@@ -313,10 +319,15 @@ def _quality_gate_step(config: StageConfig, network: Network) -> dict[str, Any]:
 
 
 def evaluation_report_uri(file: str = EVALUATION_FILE) -> dict[str, Any]:
-    """Where the Evaluate step wrote `evaluation.json` (the registry's model quality report), or
-    another of its files (`explanations.json`, the explainability report)."""
+    """Where the Evaluate step wrote `file`: `evaluation.json` (the registry's model quality
+    report), `explanations.json` (its explainability report) or `baseline.json` (its drift check
+    baseline)."""
     output = f"Steps.{EVALUATE_STEP}.ProcessingOutputConfig.Outputs['{EVALUATION_OUTPUT}'].S3Output.S3Uri"
     return _join(_get(output), file, on="/")
+
+
+def _model_artifacts() -> dict[str, str]:
+    return _get(f"Steps.{TRAIN_STEP}.ModelArtifacts.S3ModelArtifacts")
 
 
 def _register_step(config: StageConfig, network: Network) -> dict[str, Any]:
@@ -328,7 +339,7 @@ def _register_step(config: StageConfig, network: Network) -> dict[str, Any]:
         "InferenceSpecification": {
             "Containers": [{
                 "Image": _placeholder(INFERENCE_IMAGE_URI),
-                "ModelDataUrl": _get(f"Steps.{TRAIN_STEP}.ModelArtifacts.S3ModelArtifacts"),
+                "ModelDataUrl": _model_artifacts(),
             }],
             "SupportedContentTypes": list(network.request_content_types),
             "SupportedResponseMIMETypes": [RESPONSE_CONTENT_TYPE],
@@ -340,6 +351,9 @@ def _register_step(config: StageConfig, network: Network) -> dict[str, Any]:
             "Explainability": {"Report": {"ContentType": REPORT_CONTENT_TYPE,
                                           "S3Uri": evaluation_report_uri(EXPLANATIONS_FILE)}},
         },
+        # SageMaker's field for what a monitor compares served data with (training/monitor.py).
+        "DriftCheckBaselines": {"ModelDataQuality": {"Statistics": {
+            "ContentType": REPORT_CONTENT_TYPE, "S3Uri": evaluation_report_uri(BASELINE_FILE)}}},
         "CustomerMetadataProperties": {
             "network": network.name,
             "quality_metric": gate.metric,

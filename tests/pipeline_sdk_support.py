@@ -12,6 +12,7 @@ from typing import Any
 from unittest import mock
 
 from sagemaker.core.config.config_manager import SageMakerConfig
+from sagemaker.core.drift_check_baselines import DriftCheckBaselines
 from sagemaker.core.model_metrics import MetricsSource, ModelMetrics
 from sagemaker.core.network import NetworkConfig
 from sagemaker.core.processing import Processor
@@ -130,7 +131,8 @@ def _build(config: StageConfig, network: Network, values: dict[str, str]) -> str
         entrypoint=["/bin/bash", "-c", evaluation_command(network)],
         volume_size_in_gb=config.training.volume_size_gb, volume_kms_key=values["KeyArn"],
         output_kms_key=values["KeyArn"], max_runtime_in_seconds=config.training.max_run_seconds,
-        sagemaker_session=session, env={"CHAMPION_TOLERANCE": Join(on="", values=[tolerance])},
+        sagemaker_session=session, env={"CHAMPION_TOLERANCE": Join(on="", values=[tolerance]),
+                                        "MODEL_DATA_URL": train.properties.ModelArtifacts.S3ModelArtifacts},
         network_config=NetworkConfig(enable_network_isolation=config.training.network_isolation,
                                      encrypt_inter_container_traffic=True, **vpc))
     report = PropertyFile(name="EvaluationReport", output_name="evaluation", path="evaluation.json")
@@ -139,6 +141,7 @@ def _build(config: StageConfig, network: Network, values: dict[str, str]) -> str
         step_args=processor.run(
             inputs=[_input("model", train.properties.ModelArtifacts.S3ModelArtifacts),
                     _input("test", Join(on="", values=[data_uri, "test/"])),
+                    _input("validation", Join(on="", values=[data_uri, "validation/"])),
                     _input("code", values["SourceBundleUri"]),
                     _input("champion", champion.properties.ProcessingOutputConfig.Outputs["champion"].S3Output.S3Uri)],
             outputs=[processing_output("evaluation")]))
@@ -162,6 +165,8 @@ def _build(config: StageConfig, network: Network, values: dict[str, str]) -> str
         model_metrics=ModelMetrics(
             model_statistics=MetricsSource(content_type="application/json", s3_uri=evaluation_file("evaluation.json")),
             explainability=MetricsSource(content_type="application/json", s3_uri=evaluation_file("explanations.json"))),
+        drift_check_baselines=DriftCheckBaselines(model_data_statistics=MetricsSource(
+            content_type="application/json", s3_uri=evaluation_file("baseline.json"))),
         customer_metadata_properties={"network": network.name, "quality_metric": gate.metric,
                                       "quality_value": Join(on="", values=[quality]),
                                       "quality_threshold": Join(on="", values=[threshold]),

@@ -229,7 +229,9 @@ def test_target_tracking_on_invocations_per_instance_of_the_variant(synths: dict
         "PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"}
     assert tracking["TargetValue"] == endpoint.target_invocations_per_instance
     assert tracking["ScaleInCooldown"] > tracking["ScaleOutCooldown"] > 0
-    assert not synth.resources("AWS::IAM::Role")
+    # The one role of the stack is its drift monitor schedule's (tests/test_drift_stacks.py).
+    assert [logical_id[:len("MonitorSchedule")] for logical_id in synth.resources("AWS::IAM::Role")] == [
+        "MonitorSchedule"]
 
 
 # --- serverless -------------------------------------------------------------------------------
@@ -328,7 +330,9 @@ def test_endpoint_stack_creates_in_moto(synths: dict[str, Synth]) -> None:
             _producer_of(imports, values)))
 
         name = naming.endpoint_stack_name(synth.prefix, NETWORK)
-        cloudformation.create_stack(StackName=name, TemplateBody=json.dumps(template))
+        cloudformation.create_stack(StackName=name, TemplateBody=json.dumps(template), Parameters=[
+            {"ParameterKey": "MonitoredModelDataUrl", "ParameterValue": "s3://artifacts/models/cnn/job/model.tar.gz"},
+            {"ParameterKey": "MonitoredBaselineUri", "ParameterValue": "s3://artifacts/pipelines/cnn/x/baseline.json"}])
         stack = cloudformation.describe_stacks(StackName=name)["Stacks"][0]
         assert stack["StackStatus"] == "CREATE_COMPLETE"
 
@@ -336,7 +340,8 @@ def test_endpoint_stack_creates_in_moto(synths: dict[str, Synth]) -> None:
         created = {r["ResourceType"] for r in
                    cloudformation.list_stack_resources(StackName=name)["StackResourceSummaries"]
                    if r["ResourceType"]}
-        assert created == {"AWS::SageMaker::Model", "AWS::SageMaker::EndpointConfig", "AWS::SageMaker::Endpoint"}
+        assert created == {"AWS::SageMaker::Model", "AWS::SageMaker::EndpointConfig", "AWS::SageMaker::Endpoint",
+                           "AWS::IAM::Role", "AWS::Events::Rule"}
         # What moto skips (alarms, autoscaling) is asserted on the template above.
         skipped = {r["Type"] for r in template["Resources"].values()} - created
         assert skipped == {"AWS::CloudWatch::Alarm", "AWS::ApplicationAutoScaling::ScalableTarget",

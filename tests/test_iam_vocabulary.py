@@ -116,8 +116,8 @@ def test_every_kind_of_policy_is_linted() -> None:
     synth = synthesized("prod")
     documents = policy_documents(synth.template_files, account=SOME_ACCOUNT, region=synth.config.region)
     where = [document.where for document in documents if document.kind != "trust"]
-    for expected in ("ExecutionRole", "PipelineRole", "RetrainingTriggerRole", "DataBucketPolicy",
-                     "ArtifactsBucketPolicy", "AccessLogsBucketPolicy", "KeyPolicy"):
+    for expected in ("ExecutionRole", "PipelineRole", "RetrainingTriggerRole", "MonitorPipelineRole",
+                     "DataBucketPolicy", "ArtifactsBucketPolicy", "AccessLogsBucketPolicy", "KeyPolicy"):
         assert any(expected in location for location in where), expected
 
 
@@ -133,9 +133,10 @@ def test_the_linter_finds_a_condition_key_the_action_never_carries() -> None:
                        "Unknown condition kms:GrantIsForAWSResource for action kms:DescribeKey")]
 
 
-def test_an_endpoint_stack_holds_no_policy_document(tmp_path: Any) -> None:
+def test_an_endpoint_stacks_one_policy_uses_iams_real_vocabulary(tmp_path: Any) -> None:
     """The endpoint stacks exist only with a model package in the context, so the stage syntheses
-    above do not include them; they hold no IAM of their own (the model runs as the execution role)."""
+    above do not include them. The model runs as the execution role; the one policy of their own
+    is their drift monitor schedule's (infra/constructs/drift_monitor.py)."""
     app = new_app("prod", tmp_path, **{"model_package.cnn": "arn:aws:sagemaker:us-east-1:123456789012:"
                                                             "model-package/mlops-prod-cnn/1"})
     from synth_support import app_module
@@ -144,5 +145,7 @@ def test_an_endpoint_stack_holds_no_policy_document(tmp_path: Any) -> None:
     app.synth()
     endpoint_templates = sorted(tmp_path.glob("*endpoint*.template.json"))
     assert endpoint_templates
-    assert [document.where for document in policy_documents(endpoint_templates, account=SOME_ACCOUNT,
-                                                             region="us-east-1")] == []
+    documents = [document for document in policy_documents(endpoint_templates, account=SOME_ACCOUNT,
+                                                           region="us-east-1") if document.kind != "trust"]
+    assert [document.where.rsplit("/", 1)[-1] for document in documents] == ["StartTheMonitorPipeline"]
+    assert [finding.issue for finding in analyze_policy_string(json.dumps(lintable(documents[0]))).findings] == []

@@ -366,7 +366,8 @@ def test_evaluation_command_runs_the_evaluation_script_on_the_unpacked_model() -
     assert "${" not in command
     assert command.endswith("python3 evaluate.py --network autoencoder --model-dir /opt/ml/processing/model "
                             "--test-dir /opt/ml/processing/test --output-dir /opt/ml/processing/evaluation "
-                            '--champion-dir /opt/ml/processing/champion --tolerance "$CHAMPION_TOLERANCE"')
+                            '--champion-dir /opt/ml/processing/champion --tolerance "$CHAMPION_TOLERANCE" '
+                            '--baseline-dir /opt/ml/processing/validation --model-uri "$MODEL_DATA_URL"')
     assert "tar -xzf /opt/ml/processing/model/model.tar.gz -C /opt/ml/processing/model" in command
     # The champion's model only where the Champion step found one.
     assert ("if [ -f /opt/ml/processing/champion/model.tar.gz ]; then mkdir -p /opt/ml/processing/champion/model; "

@@ -83,6 +83,9 @@ def test_one_pipeline_and_one_group_per_enabled_network(pipelines: Pipelines) ->
     groups = {r["Properties"]["ModelPackageGroupName"]: r
               for r in resources(pipelines.json, "AWS::SageMaker::ModelPackageGroup").values()}
     expected = {naming.pipeline_name(config.prefix(), network) for network in config.networks}
+    # and a drift monitor pipeline each, where the stage's endpoints capture traffic
+    expected |= {naming.monitor_pipeline_name(config.prefix(), network) for network in config.networks
+                 if config.captures_data}
     assert set(found) == expected
     assert set(groups) == {naming.model_package_group_name(config.prefix(), n) for n in config.networks}
     retained = "Retain" if config.removal_policy == "retain" else "Delete"

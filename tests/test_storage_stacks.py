@@ -308,7 +308,8 @@ def test_resource_star_only_where_no_resource_level_permission_exists(stage: str
     assert set(unscoped) == {"PutSageMakerMetrics", "GetRegistryToken"}
     assert unscoped["PutSageMakerMetrics"]["Action"] == "cloudwatch:PutMetricData"
     assert unscoped["PutSageMakerMetrics"]["Condition"] == {"StringEquals": {"cloudwatch:namespace": [
-        "/aws/sagemaker/TrainingJobs", "/aws/sagemaker/ProcessingJobs", "/aws/sagemaker/Endpoints"]}}
+        "/aws/sagemaker/TrainingJobs", "/aws/sagemaker/ProcessingJobs", "/aws/sagemaker/Endpoints",
+        f"mlops-{stage}/drift"]}}  # the drift monitor's DriftScore
     assert unscoped["GetRegistryToken"]["Action"] == "ecr:GetAuthorizationToken"
 
 
@@ -329,6 +330,9 @@ def test_role_s3_access_is_exactly_its_prefixes_and_the_code_bundle(local: Synth
         "ReadPipelineOutputs": (["s3:GetObject"], [f"{artifacts}/pipelines/*"]),
         "ListReadPipelineOutputs": (["s3:ListBucket"], [artifacts]),
         "WriteDataCapture": (["s3:PutObject"], [f"{artifacts}/data-capture/*"]),
+        # The drift monitor's jobs read the capture files of their window.
+        "ReadDataCapture": (["s3:GetObject"], [f"{artifacts}/data-capture/*"]),
+        "ListReadDataCapture": (["s3:ListBucket"], [artifacts]),
         # Granted by the pipelines stack (allow_read_source_bundle): the one training code object.
         "ReadSourceBundle": (["s3:GetObject"], [
             "arn:<AWS::Partition>:s3:::cdk-hnb659fds-assets-123456789012-us-east-1/"
@@ -349,7 +353,7 @@ def test_role_s3_access_is_exactly_its_prefixes_and_the_code_bundle(local: Synth
         "StringEquals": {"s3:prefix": local.stacks.pipelines.source_bundle.s3_object_key}}
     assert listed == {"ListReadTrainingData": [f"{net}/*" for net in local.config.networks],
                       "ListReadModelArtifacts": ["models/*"], "ListReadWriteCheckpoints": ["checkpoints/*"],
-                      "ListReadPipelineOutputs": ["pipelines/*"]}
+                      "ListReadPipelineOutputs": ["pipelines/*"], "ListReadDataCapture": ["data-capture/*"]}
 
 
 def test_role_s3_arns_are_built_from_names_not_imported(local: Synthesized) -> None:

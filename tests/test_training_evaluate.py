@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import records
+from drift import Baseline
 from inference.archives import extract_archive
 from infra.source_bundle import build_source_bundle
 from training.networks import NETWORKS, get_network
@@ -61,22 +62,43 @@ def _as_processing_input(model_dir: Path, destination: Path) -> Path:
     return destination
 
 
+MODEL_URI = "s3://artifacts/models/NETWORK/pipelines-x-Train-y/output/model.tar.gz"
+
+
 def run_evaluate(bundle: Path, network: str, model_dir: Path, test_dir: Path, output_dir: Path,
-                 ) -> subprocess.CompletedProcess:
+                 *extra: str) -> subprocess.CompletedProcess:
     # Only the bundle may supply the sibling modules, as in the processing container.
     environment = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
     return subprocess.run([sys.executable, "evaluate.py", "--network", network, "--model-dir", str(model_dir),
-                           "--test-dir", str(test_dir), "--output-dir", str(output_dir)],
+                           "--test-dir", str(test_dir), "--output-dir", str(output_dir), *extra],
                           cwd=bundle, capture_output=True, text=True, timeout=180, env=environment)
 
 
-@pytest.mark.parametrize("network", list(NETWORKS))
-def test_evaluate_reports_the_training_runs_test_metrics(bundle, processing_inputs, small_data, tmp_path, network):  # noqa: F811
-    model_dir, from_training = processing_inputs(network)
-    finished = run_evaluate(bundle, network, model_dir, small_data(network)["test"], tmp_path / "evaluation")
-    assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
+@pytest.fixture(scope="module")
+def evaluated(bundle, processing_inputs, small_data, tmp_path_factory):  # noqa: F811
+    """`evaluated(network)` -> the Evaluate step's output folder, run once as the pipeline runs it
+    (test channel, and the validation channel for the drift baseline)."""
+    made: dict[str, Path] = {}
 
-    report = json.loads((tmp_path / "evaluation" / "evaluation.json").read_text())
+    def evaluate(network: str) -> Path:
+        if network not in made:
+            output = tmp_path_factory.mktemp(f"evaluation-{network}")
+            channels = small_data(network)
+            finished = run_evaluate(bundle, network, processing_inputs(network)[0], channels["test"], output,
+                                    "--baseline-dir", str(channels["validation"]), "--model-uri", MODEL_URI)
+            assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
+            made[network] = output
+        return made[network]
+
+    return evaluate
+
+
+@pytest.mark.parametrize("network", list(NETWORKS))
+def test_evaluate_reports_the_training_runs_test_metrics(processing_inputs, evaluated, network):
+    model_dir, from_training = processing_inputs(network)
+    output = evaluated(network)
+
+    report = json.loads((output / "evaluation.json").read_text())
     assert report["network"] == network
     assert set(report["metrics"]) == set(from_training["metrics"])
     for name, metric in from_training["metrics"].items():
@@ -86,15 +108,39 @@ def test_evaluate_reports_the_training_runs_test_metrics(bundle, processing_inpu
     for key in details:
         expected = from_training[key]
         assert report[key] == (pytest.approx(expected, rel=1e-6) if isinstance(expected, float) else expected), key
-    assert (tmp_path / "evaluation" / f"{get_network(network).task.plot}.png").stat().st_size > 0
+    assert (output / f"{get_network(network).task.plot}.png").stat().st_size > 0
 
-    explained = json.loads((tmp_path / "evaluation" / "explanations.json").read_text())
+    explained = json.loads((output / "explanations.json").read_text())
     assert (explained["network"], explained["task"]) == (network, get_network(network).task.name)
     assert explained["summary"] and all(line["title"] and line["top"] for line in explained["summary"])
     # Integrated gradients add up to the change of the explained score from the baseline's.
     assert explained["methods"]["integrated_gradients"]["completeness_error"] <= 0.05, explained["methods"]
     for plot in explained["plots"]:
-        assert (tmp_path / "evaluation" / plot).stat().st_size > 0, plot
+        assert (output / plot).stat().st_size > 0, plot
+
+
+@pytest.mark.parametrize("network", list(NETWORKS))
+def test_evaluate_writes_the_drift_baseline_of_the_validation_channel(evaluated, small_data, network):  # noqa: F811
+    spec = get_network(network)
+    output = evaluated(network)
+    document = json.loads((output / "baseline.json").read_text())
+    validation = records.read_spec(small_data(network)["validation"], "validation")
+    assert (document["format"], document["network"], document["model_data_url"], document["channel"]) == (
+        "mlops-drift-baseline/1", network, MODEL_URI, "validation")
+    assert document["examples"] == validation.count
+    rows = min(validation.count, 500)
+    assert document["reference_examples"] == rows
+    reference = Baseline.read(output / "baseline.json").reference
+    features, embedding, predictions = reference.features, reference.embedding, reference.predictions
+    assert features.shape == (rows, len(document["features"]))
+    assert embedding.shape == (rows, document["embedding_size"]) and document["embedding_size"] > 0
+    assert np.isfinite(embedding).all() and np.ptp(embedding, axis=0).max() > 0  # the model's, not constant
+    assert predictions.shape == (rows,) and np.isfinite(predictions).all()
+    assert document["prediction_kind"] == spec.task.prediction_kind
+    if spec.task.prediction_kind == "classes":
+        assert len(document["class_counts"]) == len(validation.class_names)
+        assert sum(document["class_counts"]) == validation.count
+        assert set(predictions.astype(int)) <= set(range(len(validation.class_names)))
 
 
 def test_the_cnns_attributions_depend_on_its_trained_weights(processing_inputs, small_data):  # noqa: F811
@@ -184,4 +230,13 @@ def test_a_champion_that_cannot_be_scored_exits_2_naming_it(bundle, processing_i
     errors = [line for line in finished.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and fragment in errors[0], finished.stderr[-2000:]
     assert "Traceback" not in finished.stderr
+
+
+def test_a_baseline_channel_that_does_not_fit_the_model_exits_2(bundle, processing_inputs, small_data, tmp_path):  # noqa: F811
+    channels = small_data("cnn")
+    finished = run_evaluate(bundle, "cnn", processing_inputs("cnn")[0], channels["test"], tmp_path / "evaluation",
+                            "--baseline-dir", str(_wider_images(tmp_path, channels["test"])))
+    assert finished.returncode == 2, finished.stdout[-2000:] + finished.stderr[-2000:]
+    assert ("error: channel 'validation': 'image' has shape [10, 10, 1], but the model takes [28, 28, 1]"
+            in finished.stderr.splitlines())
     assert not (tmp_path / "evaluation" / "evaluation.json").exists()

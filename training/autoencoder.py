@@ -66,8 +66,10 @@ def train(job: contract.Job) -> None:
         return {"reconstruction_error": error, "embedding": embedding,
                 "threshold": keras.ops.full_like(error, model.threshold)}
 
+    # The bottleneck: the reduced dimension the decoder rebuilds the input from.
     job.save_model(serve, track=[model], serving={"n_features": n_features, "encoding_dim": knobs.encoding_dim,
-                                                 "threshold": threshold})
+                                                 "threshold": threshold},
+                   embedding=lambda features: encoder(standardize(features), training=False))
 
 
 if __name__ == "__main__":

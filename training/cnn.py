@@ -45,8 +45,10 @@ def train(job: contract.Job) -> None:
 
     job.report(evaluation.classifier(evaluation.inference(model), job.dataset("test"), job.class_names,
                                      job.plot_path("confusion_matrix")))
+    embedding = contract.layer_before_output(model)
     job.save_model(lambda image: {"probabilities": model(image, training=False)}, track=[model],
-                   serving={"class_names": list(job.class_names)})
+                   serving={"class_names": list(job.class_names)},
+                   embedding=lambda image: embedding(image, training=False))
 
 
 if __name__ == "__main__":

@@ -41,12 +41,12 @@ import networks
 import records
 from checkpoints import SpotCheckpoint
 from cluster import workers_and_index
-from export import MODEL_VERSION
+from export import MODEL_VERSION, layer_before_output
 from job import InputError, Job
 from precision import Hardware, Precision, choose_precision
 
 __all__ = ["EXIT_BAD_INPUT", "MODEL_VERSION", "Hardware", "InputError", "Job", "Precision", "SpotCheckpoint",
-           "choose_precision", "exits_on_bad_input", "run", "workers_and_index"]
+           "choose_precision", "exits_on_bad_input", "layer_before_output", "run", "workers_and_index"]
 
 EXIT_BAD_INPUT = 2
 

@@ -4,7 +4,8 @@ SageMaker Pipelines runs this in a processing job on the training image, from th
 bundle, so the sibling modules import as top-level modules exactly as in training:
 
     python3 evaluate.py --network cnn --model-dir /opt/ml/processing/model \
-        --test-dir /opt/ml/processing/test --output-dir /opt/ml/processing/evaluation
+        --test-dir /opt/ml/processing/test --output-dir /opt/ml/processing/evaluation \
+        [--baseline-dir /opt/ml/processing/validation --model-uri s3://.../model.tar.gz]
 
 `--model-dir` holds the unpacked model.tar.gz: the SavedModel `1/` and `code/serving.json`. What is
 judged is the exported `serving_default` signature, the very thing an endpoint serves (no Keras
@@ -17,7 +18,9 @@ With `--champion-dir` (what the Champion step wrote: champion.json, and the appr
 model.tar.gz unpacked into `model/`), the champion is scored on the same test channel and
 evaluation.json gets the `champion_challenger` block the gate compares with (champion_challenger.py,
 `--tolerance`). The task also explains the candidate (its `explain`, training/explanations.py):
-`explanations.json` and its PNGs, the model package's explainability report.
+`explanations.json` and its PNGs, the model package's explainability report. With `--baseline-dir`
+(the validation channel) it also writes the model's drift baseline (baseline.py) beside
+evaluation.json, naming `--model-uri` as the model it describes.
 
 Bad input (a missing folder, a model of another network, test records that do not fit the model
 or the champion) exits 2 with a one-line `error: ...`.
@@ -37,6 +40,7 @@ from typing import Any
 
 import tensorflow as tf
 
+import baseline
 import champion_challenger
 import contract
 import networks
@@ -55,7 +59,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     with contract.exits_on_bad_input():
         document = evaluate(arguments.network, arguments.model_dir, arguments.test_dir, arguments.output_dir,
                             batch_size=arguments.batch_size, champion_dir=arguments.champion_dir,
-                            tolerance=arguments.tolerance)
+                            tolerance=arguments.tolerance, baseline_dir=arguments.baseline_dir,
+                            model_uri=arguments.model_uri)
     log.info("evaluation of %s written to %s: %s", arguments.network, arguments.output_dir,
              {name: metric["value"] for name, metric in document["metrics"].items()})
 
@@ -70,13 +75,16 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--champion-dir", type=Path, help="what the Champion step wrote (champion.json, model/)")
     parser.add_argument("--tolerance", type=float, default=0.0,
                         help="how much worse than the champion the candidate may be on the gate's metric")
+    parser.add_argument("--baseline-dir", type=Path, help="a channel to draw the drift baseline from (validation)")
+    parser.add_argument("--model-uri", help="where the model evaluated is stored (named in the baseline)")
     return parser
 
 
 def evaluate(network_name: str, model_dir: Path, test_dir: Path, output_dir: Path, *, batch_size: int = 256,
-             champion_dir: Path | None = None, tolerance: float = 0.0) -> dict[str, Any]:
-    """Writes `evaluation.json`, the task's plot and the explanations into `output_dir`; returns
-    the evaluation document."""
+             champion_dir: Path | None = None, tolerance: float = 0.0, baseline_dir: Path | None = None,
+             model_uri: str | None = None) -> dict[str, Any]:
+    """Writes `evaluation.json`, the task's plot and the explanations into `output_dir` (and the
+    drift baseline, from `baseline_dir`); returns the evaluation document."""
     try:
         network = networks.get_network(network_name)
     except KeyError as error:
@@ -101,6 +109,10 @@ def evaluate(network_name: str, model_dir: Path, test_dir: Path, output_dir: Pat
         f"{ranking['title']}: {', '.join(entry['name'] for entry in ranking['top'])}" for ranking in explained["summary"]))
     (output_dir / EXPLANATIONS_FILE).write_text(json.dumps(
         {"network": network.name, "task": task.name, **explained, "seconds": seconds}, indent=2) + "\n")
+    if baseline_dir is not None:
+        baseline.write_baseline(network, candidate.description, candidate.saved_model.signatures, baseline_dir,
+                                output_dir, model_uri=model_uri, batch_size=batch_size)
+    # Last: the quality gate reads it, so it exists only once the step's outputs are complete.
     (output_dir / EVALUATION_FILE).write_text(json.dumps(document, indent=2) + "\n")
     return document
 

@@ -16,13 +16,20 @@ import tensorflow as tf
 log = logging.getLogger("training")
 
 MODEL_VERSION = "1"
+# A second signature of every exported model: the layer before its output, which a drift monitor
+# compares with a baseline. TF Serving answers `:predict` from serving_default unless a request
+# names another signature, so the serving contract is unchanged.
+EMBEDDING_SIGNATURE = "embedding"
+EMBEDDING_OUTPUT = "embedding"
 
 
 def write_model(model_dir: Path, endpoint: Callable[[tf.Tensor], dict[str, tf.Tensor]], input_spec: tf.TensorSpec,
-                expected: tuple[str, ...], *, track: Sequence[Any], description: dict[str, Any]) -> None:
-    """`endpoint` as the TF-Serving SavedModel `MODEL_VERSION/` with signature `serving_default`,
-    plus `code/` (serving handlers and serving.json `description`), built in a staging folder and
-    moved into `model_dir` only once complete and reloaded."""
+                expected: tuple[str, ...], *, track: Sequence[Any], description: dict[str, Any],
+                embedding: Callable[[tf.Tensor], tf.Tensor] | None = None) -> None:
+    """`endpoint` as the TF-Serving SavedModel `MODEL_VERSION/` with signature `serving_default`
+    (and `embedding` as signature EMBEDDING_SIGNATURE, if given), plus `code/` (serving handlers
+    and serving.json `description`), built in a staging folder and moved into `model_dir` only
+    once complete and reloaded."""
     model_dir.mkdir(parents=True, exist_ok=True)
     staging = staging_dir(model_dir)
     try:
@@ -30,8 +37,13 @@ def write_model(model_dir: Path, endpoint: Callable[[tf.Tensor], dict[str, tf.Te
         for resource in track:
             archive.track(resource)
         archive.add_endpoint("serving_default", endpoint, input_signature=[input_spec])
+        if embedding is not None:
+            archive.add_endpoint(EMBEDDING_SIGNATURE, lambda inputs: {
+                EMBEDDING_OUTPUT: tf.cast(embedding(inputs), tf.float32)}, input_signature=[input_spec])
         archive.write_out(str(staging / MODEL_VERSION), verbose=False)
         check_signature(staging / MODEL_VERSION, input_spec, expected)
+        if embedding is not None:
+            check_signature(staging / MODEL_VERSION, input_spec, (EMBEDDING_OUTPUT,), EMBEDDING_SIGNATURE)
         code_dir = staging / "code"
         code_dir.mkdir()
         copy_model_code(code_dir)
@@ -54,14 +66,21 @@ def staging_dir(model_dir: Path) -> Path:
         return Path(tempfile.mkdtemp(prefix="model-staging-"))
 
 
-def check_signature(path: Path, input_spec: tf.TensorSpec, expected: tuple[str, ...]) -> None:
-    """Reloads the SavedModel as TF Serving would and calls it once."""
-    signature = tf.saved_model.load(str(path)).signatures["serving_default"]
+def check_signature(path: Path, input_spec: tf.TensorSpec, expected: tuple[str, ...],
+                    name: str = "serving_default") -> None:
+    """Reloads the SavedModel as TF Serving would and calls signature `name` once."""
+    signature = tf.saved_model.load(str(path)).signatures[name]
     outputs = signature(**{input_spec.name: tf.zeros([2, *input_spec.shape[1:]], input_spec.dtype)})
     wrong = {name: (value.dtype.name, value.shape.as_list()) for name, value in outputs.items()
              if value.dtype != tf.float32 or value.shape[0] != 2}
     if sorted(outputs) != sorted(expected) or wrong:
-        raise RuntimeError(f"exported signature gives {sorted(outputs)} (wrong: {wrong}), expected {list(expected)}")
+        raise RuntimeError(f"exported signature {name} gives {sorted(outputs)} (wrong: {wrong}), "
+                           f"expected {list(expected)}")
+
+
+def layer_before_output(model: keras.Model) -> keras.Model:
+    """The model up to the input of its last layer: what a classifier's head sees, its embedding."""
+    return keras.Model(model.inputs[0], model.layers[-1].input)
 
 
 def copy_model_code(code_dir: Path) -> None:

@@ -255,11 +255,13 @@ class Job:
     # ------------------------------------------------------------------------------ model
 
     def save_model(self, serve: Callable[[tf.Tensor], dict[str, tf.Tensor]], *, track: Sequence[Any],
-                   serving: dict[str, Any]) -> Path:
+                   serving: dict[str, Any], embedding: Callable[[tf.Tensor], tf.Tensor] | None = None) -> Path:
         """Exports `serve` (the input, in the dtype the records give it -> the task's named outputs)
         as the TF-Serving SavedModel `1/` with signature `serving_default`, plus `code/` (serving
         handlers and serving.json: the task's serving description and the entry point's `serving`
-        fields). Built in a staging folder and moved into the model dir only once complete and reloaded."""
+        fields). `embedding` (the input -> the layer before the output) becomes the signature
+        `embedding`, which the drift baseline and monitor read. Built in a staging folder and moved
+        into the model dir only once complete and reloaded."""
         task = self.network.task
         expected = task.outputs
         missing = [name for name in task.serving_fields if name not in serving]
@@ -277,7 +279,8 @@ class Job:
         description = {"network": self.network.name, "input_name": self.network.input_name,
                        "input_shape": list(self.input_shape), "input_dtype": input_dtype,
                        "signature": "serving_default", **task.serving_description(), **serving}
-        export.write_model(self.model_dir, endpoint, input_spec, expected, track=track, description=description)
+        export.write_model(self.model_dir, endpoint, input_spec, expected, track=track, description=description,
+                           embedding=embedding)
         log.info("model written to %s", self.model_dir)
         return self.model_dir
 

@@ -43,6 +43,8 @@ def train(job: contract.Job) -> None:
         forecast = keras.layers.Add(name="forecast", dtype="float32")(
             [history[:, -1:, target_index], change_scale(change)])
         model = keras.Model(history, forecast)
+        # The LSTM's summary of the window: the layer before the forecast's head.
+        embedding = keras.Model(history, features)
         model.compile(keras.optimizers.Adam(knobs.learning_rate), loss="mse",
                       steps_per_execution=job.steps_per_execution)
 
@@ -55,7 +57,8 @@ def train(job: contract.Job) -> None:
     job.save_model(lambda history: {"forecast": model(history, training=False)}, track=[model],
                    serving={"window": window, "n_features": n_features, "horizon": horizon,
                             "target_index": target_index, "season": season,
-                            "feature_names": spec.metadata.get("feature_names", [])})
+                            "feature_names": spec.metadata.get("feature_names", [])},
+                   embedding=lambda history: embedding(history, training=False))
 
 
 if __name__ == "__main__":

@@ -51,9 +51,11 @@ def train(job: contract.Job) -> None:
 
     job.report(evaluation.classifier(evaluation.inference(model), job.dataset("test"), job.class_names,
                                      job.plot_path(job.network.task.plot)))
+    embedding = contract.layer_before_output(model)
     job.save_model(lambda sequence: {"probabilities": model(sequence, training=False)}, track=[model],
                    serving={"class_names": list(job.class_names), "max_length": max_length,
-                            "n_features": n_features})
+                            "n_features": n_features},
+                   embedding=lambda sequence: embedding(sequence, training=False))
 
 
 if __name__ == "__main__":

@@ -58,3 +58,8 @@ class ArtifactsBucket(ProjectBucket):
     def allow_write_data_capture(self, grantee: iam.IGrantable) -> None:
         self._allow(grantee, sid="WriteDataCapture", actions=("s3:PutObject",),
                     prefixes=[self.DATA_CAPTURE_PREFIX], list_objects=False)
+
+    def allow_read_data_capture(self, grantee: iam.IGrantable) -> None:
+        # The drift monitor lists a window's hour folders and reads their files.
+        self._allow(grantee, sid="ReadDataCapture", actions=READ_ACTIONS,
+                    prefixes=[self.DATA_CAPTURE_PREFIX], list_objects=True)

@@ -10,10 +10,7 @@ from __future__ import annotations
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
 
-# The one production variant every endpoint of this project has. The autoscaling target's
-# resource id and every metric's dimensions name it, and blue/green updates require the new
-# endpoint config to keep it: renaming it orphans the scaling policy and breaks the update.
-VARIANT_NAME = "AllTraffic"
+from infra.naming import VARIANT_NAME
 
 INVOCATION_NAMESPACE = "AWS/SageMaker"
 INSTANCE_NAMESPACE = "/aws/sagemaker/Endpoints"

@@ -12,6 +12,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
+from infra import naming
 from infra.config import StageConfig
 from infra.constructs.artifacts_bucket import ArtifactsBucket
 from infra.constructs.data_bucket import DataBucket
@@ -58,12 +59,13 @@ class SageMakerExecutionRole(Construct):
         artifacts.allow_write_pipeline_outputs(self.role)
         artifacts.allow_read_pipeline_outputs(self.role)
         artifacts.allow_write_data_capture(self.role)
+        artifacts.allow_read_data_capture(self.role)
         # Needed beyond S3 too: SageMaker encrypts job outputs and volumes with the key a job
         # names. The write grants above already include it; stated so that it outlives them.
         key.allow_use(self.role)
 
         self._allow_logs(stack)
-        self._allow_metrics()
+        self._allow_metrics(config)
         self._allow_framework_images(stack, framework_image_repositories(config))
 
     @property
@@ -102,12 +104,13 @@ class SageMakerExecutionRole(Construct):
             self.role, resources,
             "SageMaker names the log streams per job and instance, and one log group per endpoint")
 
-    def _allow_metrics(self) -> None:
+    def _allow_metrics(self, config: StageConfig) -> None:
         # cloudwatch:PutMetricData has no resource-level permissions: Resource must be "*".
-        # The namespace condition limits it to SageMaker's own namespaces.
+        # The namespace condition limits it to SageMaker's own namespaces and the drift monitor's.
         self.role.add_to_principal_policy(iam.PolicyStatement(
             sid="PutSageMakerMetrics", actions=["cloudwatch:PutMetricData"], resources=["*"],
-            conditions={"StringEquals": {"cloudwatch:namespace": list(METRIC_NAMESPACES)}}))
+            conditions={"StringEquals": {"cloudwatch:namespace": [
+                *METRIC_NAMESPACES, naming.drift_metric_namespace(config.prefix())]}}))
         acknowledge(self.role, "AwsSolutions-IAM5[Resource::*]",
                     "cloudwatch:PutMetricData and ecr:GetAuthorizationToken support no resource-level "
                     "permissions; PutMetricData is limited by a namespace condition")

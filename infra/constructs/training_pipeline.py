@@ -194,6 +194,7 @@ class TrainingPipeline(Construct):
                 actions=["sagemaker:StartPipelineExecution"], resources=[self.pipeline_arn])])},
         )
         target = _StartPipelineExecution(self.pipeline_arn, trigger_role)
+        self.retraining_target = target  # also the drift monitor's (infra/constructs/drift_monitor.py)
         self.new_data_rule = events.Rule(
             self, "RetrainOnNewTrainingData",
             description=f"Starts {self.pipeline_name} when data preparation writes "

@@ -20,6 +20,7 @@ from constructs import Construct
 from infra import naming
 from infra.config import ConfigError, StageConfig
 from infra.constructs.artifacts_bucket import ArtifactsBucket
+from infra.constructs.drift_monitor import MonitorSchedule
 from infra.constructs.model_endpoint import ModelEndpoint
 from infra.stacks.base import ProjectStack
 from infra.stacks.execution_role_stack import ExecutionRoleStack
@@ -50,6 +51,8 @@ class EndpointStack(ProjectStack):
         # The name as SageMaker reports it, not as configured: moto (the local stage) makes up its own.
         cdk.CfnOutput(self, "EndpointName", value=self.endpoint.endpoint.attr_endpoint_name)
         cdk.CfnOutput(self, "ModelPackageArn", value=model_package_arn)
+        if config.captures_data:
+            self.monitor_schedule = MonitorSchedule(self, "MonitorSchedule", config=config, network=network)
 
 
 def add_endpoint_stacks(app: cdk.App, config: StageConfig, *, storage: StorageStack,

@@ -1,4 +1,5 @@
-"""`<prefix>-pipelines`: a training pipeline, model registry group and retraining triggers per network.
+"""`<prefix>-pipelines`: a training pipeline, model registry group and retraining triggers per network,
+and its drift monitor (monitor pipeline, drift alarm, retraining on the alarm).
 
 The training code bundle is one CDK asset shared by every pipeline of the stage. Its hash is the
 hash of the bundle's contents (`source_bundle_hash`), so the template is the same on every
@@ -15,6 +16,7 @@ from constructs import Construct
 
 from infra import naming
 from infra.config import StageConfig
+from infra.constructs.drift_monitor import DriftMonitor
 from infra.constructs.training_pipeline import TrainingPipeline
 from infra.source_bundle import build_source_bundle, source_bundle_hash
 from infra.stacks.base import ProjectStack
@@ -26,7 +28,7 @@ class PipelinesStack(ProjectStack):
     def __init__(self, scope: Construct, config: StageConfig, *, storage: StorageStack,
                  execution_role: ExecutionRoleStack) -> None:
         super().__init__(scope, config, naming.PIPELINES_STACK_SUFFIX,
-                         description="SageMaker training pipelines, model registry groups and retraining triggers")
+                         description="SageMaker training pipelines, model registry groups, retraining triggers and drift monitors")
         # Inside the cloud assembly, so each synth writes its own copy and none shares a path.
         bundle_dir = Path(cdk.Stage.of(self).outdir) / ".bundles"
         self.source_bundle = s3_assets.Asset(
@@ -48,3 +50,11 @@ class PipelinesStack(ProjectStack):
         }
         for network, pipeline in self.pipelines.items():
             cdk.CfnOutput(self, f"PipelineName{network.capitalize()}", value=pipeline.pipeline_name)
+        # Only where endpoints record their traffic (not serverless, not at 0%).
+        self.drift_monitors = {
+            network: DriftMonitor(
+                self, f"DriftMonitor-{network}", config=config, network=network, source_bundle=self.source_bundle,
+                key=storage.key, artifacts=storage.artifacts, execution_role=execution_role.execution_role.role,
+                training=self.pipelines[network])
+            for network in config.networks if config.captures_data
+        }

@@ -3,6 +3,8 @@ which it is anomalous and its embedding out. Classes are (normal, anomaly): labe
 
 from __future__ import annotations
 
+import numpy as np
+
 from .base import Judgement, Task, evaluation_module, explanations_module, feature_names, plots_module
 
 IMPORTANCE_PLOT = "explanation_importance"
@@ -24,6 +26,7 @@ class AnomalyDetector(Task):
     content_types = ("application/json", "text/csv")
     serving_fields = ("n_features", "encoding_dim", "threshold")
     plot = "reconstruction_error"
+    prediction_kind = "scores"
 
     def train_shape_problem(self, input_shape, spec, knobs):
         if len(input_shape) != 1:
@@ -110,6 +113,24 @@ class AnomalyDetector(Task):
         flagged = class_names[1] if answer["is_anomaly"] else class_names[0]
         return Judgement(truth, f"{flagged} (error {answer['reconstruction_error']:.3g}, "
                                 f"threshold {answer['threshold']:.3g})", flagged == truth)
+
+    def drift_features(self, inputs, description):
+        names = description.get("feature_names") or [f"feature {index + 1}" for index in range(inputs.shape[1])]
+        return {name: inputs[:, index] for index, name in enumerate(names)}
+
+    def drift_predictions(self, inputs, outputs, description):
+        return np.asarray(outputs["reconstruction_error"])
+
+    def drift_shifts(self):
+        return {"rescaled": _every_third_feature_rescaled,
+                "offset": lambda rows, rng: rows + 0.5 * rows.std(axis=0, keepdims=True)}
+
+
+def _every_third_feature_rescaled(rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A third of the features in other units (times 1.5), the rest as before."""
+    shifted = rows.copy()
+    shifted[:, ::3] *= 1.5
+    return shifted
 
 
 def _threshold(outputs, description):

@@ -8,6 +8,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
+
 # The serving handler's vocabulary (inference/model_code/inference.py): how it reads a request
 # that is not TF Serving JSON, and how it writes its answer. A task picks one of each.
 REQUEST_FORMS = ("image", "window", "rows", "sequence")
@@ -17,6 +19,10 @@ COMMON_SERVING_FIELDS = ("network", "task", "input_name", "input_shape", "input_
                          "outputs", "request_form", "answer_form", "content_types")
 
 Outputs = Callable[[Any], dict[str, Any]]
+Shift = Callable[[np.ndarray, np.random.Generator], np.ndarray]
+"""A change of the inputs' distribution (a batch in, the shifted batch out), to show and measure drift."""
+# What a task's predictions are, for drift: a class index per example, or a number per example.
+PREDICTION_KINDS = ("classes", "scores")
 
 
 @dataclass(frozen=True)
@@ -52,9 +58,13 @@ class Task:
     """The evaluation plot's file name, without `.png`."""
     reads_class_names: bool = False
     """Whether the records' class names are the model's (and must agree across channels)."""
+    prediction_kind: str
+    """What `drift_predictions` gives, one of PREDICTION_KINDS."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        if getattr(cls, "prediction_kind", None) not in PREDICTION_KINDS:
+            raise TypeError(f"{cls.__name__}.prediction_kind must be one of {PREDICTION_KINDS}")
         if getattr(cls, "request_form", None) not in REQUEST_FORMS:
             raise TypeError(f"{cls.__name__}.request_form must be one of {REQUEST_FORMS}")
         if getattr(cls, "answer_form", None) not in ANSWER_FORMS:
@@ -105,6 +115,24 @@ class Task:
         `explain` shows, of the examples the task picks, or of `examples` (indices) if given."""
         raise NotImplementedError
 
+    # ------------------------------------------------------------------ drift
+
+    def drift_features(self, inputs: np.ndarray, description: dict[str, Any]) -> dict[str, np.ndarray]:
+        """How a batch of inputs is summarised feature by feature for per-feature drift tests: a
+        name -> one value per example. Empty where single input values say little (pixels), and
+        the model's embedding is what summarises the input."""
+        return {}
+
+    def drift_predictions(self, inputs: np.ndarray, outputs: dict[str, np.ndarray],
+                          description: dict[str, Any]) -> np.ndarray:
+        """One value per example of the signature's `outputs` for `inputs`: the predicted class
+        index (`prediction_kind` "classes") or a score ("scores")."""
+        raise NotImplementedError
+
+    def drift_shifts(self) -> dict[str, Shift]:
+        """Named changes of this task's inputs that a drift monitor must notice."""
+        raise NotImplementedError
+
     # ------------------------------------------------------------------ endpoint answers
 
     def judge(self, target: Any, answer: dict[str, Any], class_names: Sequence[str]) -> Judgement:
@@ -121,6 +149,7 @@ class ClassProbabilities:
     answer_form = "classes"
     plot = "confusion_matrix"
     reads_class_names = True
+    prediction_kind = "classes"
 
     @staticmethod
     def class_names_problem(spec: Any) -> str | None:
@@ -155,6 +184,10 @@ class ClassProbabilities:
         truth = class_names[int(target)]
         confidence = answer["probabilities"][answer["label"]]
         return Judgement(truth, f"{answer['label']} (p={confidence:.2f})", answer["label"] == truth)
+
+    def drift_predictions(self, inputs: np.ndarray, outputs: dict[str, np.ndarray],
+                          description: dict[str, Any]) -> np.ndarray:
+        return np.asarray(outputs["probabilities"]).argmax(axis=1)
 
 
 def values_text(values: Sequence[float]) -> str:

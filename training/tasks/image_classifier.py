@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from .base import ClassProbabilities, Task, explanations_module, plots_module
 
 ATTRIBUTIONS_PLOT = "explanation_attributions"
@@ -54,6 +56,11 @@ class ImageClassifier(ClassProbabilities, Task):
         """Of the predicted class, from a black image."""
         return self.predicted_class_attributions(outputs, sample, len(description["class_names"]),
                                                  lambda images: images[:1] * 0, examples)
+
+    def drift_shifts(self):
+        # Raw pixel values 0..255; square images turn a quarter (every MNIST image here is square).
+        return {"inverted": lambda images, rng: 255.0 - images,
+                "rotated": lambda images, rng: np.rot90(images, k=1, axes=(1, 2))}
 
 
 TASK = ImageClassifier()

@@ -7,6 +7,8 @@ request of 1 to `max_length` frames the same way.
 
 from __future__ import annotations
 
+import numpy as np
+
 from .base import ClassProbabilities, Task, explanations_module, feature_names, plots_module
 
 ATTRIBUTIONS_PLOT = "explanation_attributions"
@@ -74,6 +76,26 @@ class SequenceClassifier(ClassProbabilities, Task):
         """Of the predicted class, from the mean frame at each real frame."""
         return self.predicted_class_attributions(outputs, sample, len(description["class_names"]),
                                                  explanations_module().mean_frame_sequences, examples)
+
+    def drift_features(self, inputs, description):
+        """Per sequence: its length, and each feature's mean over its real (non-padding) frames;
+        one row per sequence, so that the rows of a window are independent."""
+        real = np.any(inputs != 0, axis=-1)
+        lengths = real.sum(axis=1)
+        means = (inputs * real[..., np.newaxis]).sum(axis=1) / np.maximum(lengths, 1)[:, np.newaxis]
+        return {"frames": lengths.astype(np.float64),
+                **{f"mean of feature {index + 1}": means[:, index] for index in range(inputs.shape[-1])}}
+
+    def drift_shifts(self):
+        return {"rescaled": lambda frames, rng: frames * 1.5,  # another gain of the recording chain
+                "truncated": _first_half_of_each_sequence}
+
+
+def _first_half_of_each_sequence(frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Each sequence cut to the first half of its real frames (a faster speaker), padded again."""
+    lengths = np.any(frames != 0, axis=-1).sum(axis=1)
+    keep = np.arange(frames.shape[1])[np.newaxis, :] < np.maximum(lengths // 2, 1)[:, np.newaxis]
+    return frames * keep[..., np.newaxis]
 
 
 TASK = SequenceClassifier()

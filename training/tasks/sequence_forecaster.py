@@ -3,6 +3,8 @@ the target feature out, judged against the seasonal-naive forecast."""
 
 from __future__ import annotations
 
+import numpy as np
+
 from .base import Judgement, Task, evaluation_module, explanations_module, feature_names, plots_module, values_text
 
 ATTRIBUTIONS_PLOT = "explanation_attributions"
@@ -18,6 +20,7 @@ class SequenceForecaster(Task):
     content_types = ("application/json", "text/csv")
     serving_fields = ("window", "n_features", "horizon", "target_index", "season")
     plot = "forecast_vs_actual"
+    prediction_kind = "scores"
 
     def train_shape_problem(self, input_shape, spec, knobs):
         target = spec.features[self.target].shape if self.target in spec.features else ()
@@ -96,6 +99,48 @@ class SequenceForecaster(Task):
         forecast = [float(value) for value in answer["forecast"]]
         error = sum(abs(f - t) for f, t in zip(forecast, target)) / len(forecast)
         return Judgement(values_text(target), values_text(forecast), None, error)
+
+    # A trending series leaves its training range while the model, which sees each window
+    # relative to its last value and predicts the change from it, does not: drift is measured
+    # on what the model sees, not on the level, so a new level alone is not drift.
+
+    def drift_features(self, inputs, description):
+        """Per window and feature: how far its values lie from its last value on average, and
+        the size of its last step. Both change from one window to the next (with the season's
+        phase), so that overlapping windows of one stretch of series still make a fair sample;
+        a summary of the whole window (its spread, say) is nearly the same for neighbouring
+        windows, and tests that count those as independent see drift that is not there. Sizes,
+        not signed values: a change of scale moves them, where signed values spread both ways."""
+        names = description.get("feature_names") or [f"feature {index + 1}" for index in range(inputs.shape[-1])]
+        features = {}
+        for index, name in enumerate(names):
+            series = inputs[:, :, index]
+            features[f"{name} mean distance from last"] = np.abs(series - series[:, -1:]).mean(axis=1)
+            features[f"{name} last step size"] = np.abs(series[:, -1] - series[:, -2])
+        return features
+
+    def drift_predictions(self, inputs, outputs, description):
+        """The forecast change: the first forecast step minus the last observed target value."""
+        target = int(description["target_index"])
+        return np.asarray(outputs["forecast"])[:, 0] - inputs[:, -1, target]
+
+    def drift_shifts(self):
+        return {"level step": _level_step, "amplified": _amplified}
+
+
+def _level_step(history: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The last quarter of each window raised by the window's own standard deviation (a sensor
+    recalibrated mid-window)."""
+    shifted = history.copy()
+    quarter = max(history.shape[1] // 4, 1)
+    shifted[:, -quarter:, :] += history.std(axis=1, keepdims=True)
+    return shifted
+
+
+def _amplified(history: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Each window's swings around its mean half as large again."""
+    mean = history.mean(axis=1, keepdims=True)
+    return mean + 1.5 * (history - mean)
 
 
 TASK = SequenceForecaster()

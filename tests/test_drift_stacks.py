@@ -1,0 +1,151 @@
+"""The drift monitor on the templates (moto skips pipelines and alarms, and evaluates neither alarms
+nor rules): per network a monitor pipeline, an alarm on its DriftScore, a rule that starts the
+network's training pipeline on that alarm, and, in the endpoint stack, the schedule that runs the
+monitor on the served version. Each wired to the right pipeline, each role scoped to it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from drift import threshold_score
+from infra import monitor_definition as definition
+from infra import naming
+from infra.nag import flatten_cfn_reference
+from infra.pipeline_definition import substitute_placeholders
+from synth_support import synthesized
+from test_endpoint_stack import Synth
+from test_pipeline_definition import SAGEMAKER, SAMPLE_VALUES, check_against_shape, expressions, stage
+from test_pipeline_stack import PARTITION_ACCOUNT, Pipelines, account, resources
+from training.networks import get_network
+
+NETWORK = "cnn"
+
+
+@pytest.fixture(scope="module", params=["local", "prod"])
+def pipelines(request: pytest.FixtureRequest) -> Pipelines:
+    return Pipelines(synthesized(request.param))
+
+
+def pipeline_arn(pipelines: Pipelines, name: str) -> str:
+    return PARTITION_ACCOUNT.format(account=account(pipelines.synth)) + f":pipeline/{name}"
+
+
+def test_every_network_has_a_monitor_pipeline_running_its_jobs_as_the_execution_role(pipelines: Pipelines) -> None:
+    config = pipelines.synth.config
+    for network in config.networks:
+        monitor = pipelines.stack.drift_monitors[network]
+        pipeline = pipelines.resource(monitor.pipeline)["Properties"]
+        assert pipeline["PipelineName"] == naming.monitor_pipeline_name(config.prefix(), network)
+        assert pipeline["RoleArn"] == {"Fn::GetAtt": [pipelines.logical_id(monitor.role), "Arn"]}
+        body, values = pipeline["PipelineDefinition"]["PipelineDefinitionBody"]["Fn::Sub"]
+        assert body == definition.monitor_definition_body(config, network)
+        (step,) = json.loads(body)["Steps"]
+        assert step["Arguments"]["RoleArn"] == "${ExecutionRoleArn}"
+        # The same deploy-time values as the network's training pipeline: the same role, bucket, image.
+        assert values == {name: value for name, value in pipelines.body_and_values(network)[1].items()
+                          if name in values}
+        assert step["Arguments"]["Environment"]["CAPTURE_URI"] == (
+            f"s3://${{ArtifactsBucket}}/data-capture/{network}/{naming.endpoint_name(config.prefix(), network)}"
+            "/AllTraffic/")
+
+
+def test_the_monitor_pipeline_role_may_only_run_its_jobs(pipelines: Pipelines) -> None:
+    monitor = pipelines.stack.drift_monitors[NETWORK]
+    statements = pipelines.role_statements(monitor.role)
+    assert set(statements) == {"RunMonitoringJobs", "PassExecutionRoleToSageMaker", "EncryptJobVolumesWithProjectKey"}
+    (jobs,) = statements["RunMonitoringJobs"]
+    assert flatten_cfn_reference(jobs["Resource"]) == (
+        f"arn:<AWS::Partition>:sagemaker:us-east-1:{account(pipelines.synth)}:processing-job/pipelines-*")
+    assert not any(action.startswith("sagemaker:CreateTraining") or action == "sagemaker:CreateModelPackage"
+                   for statement in statements.values() for item in statement for action in
+                   (item["Action"] if isinstance(item["Action"], list) else [item["Action"]]))
+    (passing,) = statements["PassExecutionRoleToSageMaker"]
+    assert passing["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
+
+
+def test_the_alarm_watches_the_networks_drift_score_at_the_monitors_threshold(pipelines: Pipelines) -> None:
+    config = pipelines.synth.config
+    for network in config.networks:
+        alarm = pipelines.resource(pipelines.stack.drift_monitors[network].alarm)["Properties"]
+        assert alarm["AlarmName"] == naming.drift_alarm_name(config.prefix(), network)
+        assert (alarm["Namespace"], alarm["MetricName"], alarm["Dimensions"]) == (
+            f"{config.prefix()}/drift", "DriftScore", [{"Name": "Network", "Value": network}])
+        assert (alarm["Statistic"], alarm["Period"]) == ("Maximum", config.monitor.window_minutes * 60)
+        # The job's own score of a p-value at alpha (training/drift.py), not a second formula's.
+        assert alarm["Threshold"] == pytest.approx(threshold_score(config.monitor.alpha))
+        assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+        assert (alarm["EvaluationPeriods"], alarm["DatapointsToAlarm"], alarm["TreatMissingData"]) == (
+            1, 1, "notBreaching")
+
+
+def test_the_alarm_starts_the_networks_training_pipeline_through_its_own_trigger_role(pipelines: Pipelines) -> None:
+    config = pipelines.synth.config
+    for network in config.networks:
+        monitor = pipelines.stack.drift_monitors[network]
+        rule = pipelines.resource(monitor.retrain_rule)["Properties"]
+        assert rule["EventPattern"] == {
+            "source": ["aws.cloudwatch"], "detail-type": ["CloudWatch Alarm State Change"],
+            "detail": {"alarmName": [naming.drift_alarm_name(config.prefix(), network)],
+                       "state": {"value": ["ALARM"]}}}
+        (target,) = rule["Targets"]
+        assert flatten_cfn_reference(target["Arn"]) == pipeline_arn(
+            pipelines, naming.pipeline_name(config.prefix(), network))
+        training = pipelines.stack.pipelines[network]
+        (new_data_target,) = pipelines.resource(training.new_data_rule)["Properties"]["Targets"]
+        assert target["RoleArn"] == new_data_target["RoleArn"]  # the role that may start only that pipeline
+
+
+@pytest.fixture(scope="module")
+def endpoints(tmp_path_factory: pytest.TempPathFactory) -> Synth:
+    return Synth("prod", tmp_path_factory.mktemp("drift-endpoints"), networks=("cnn", "rnn"))
+
+
+@pytest.mark.parametrize("network", ["cnn", "rnn"])
+def test_the_endpoint_stack_schedules_its_networks_monitor_with_the_served_version(endpoints: Synth,
+                                                                                   network: str) -> None:
+    synth = endpoints
+    template = synth.template(naming.endpoint_stack_name(synth.prefix, network))
+    assert set(template["Parameters"]) >= {"MonitoredModelDataUrl", "MonitoredBaselineUri"}
+    (rule,) = [resource["Properties"] for resource in resources(template, "AWS::Events::Rule").values()]
+    assert rule["ScheduleExpression"] == synth.config.monitor.schedule == "rate(1 hour)"
+    (target,) = rule["Targets"]
+    monitor = naming.monitor_pipeline_name(synth.prefix, network)
+    assert flatten_cfn_reference(target["Arn"]) == f"arn:<AWS::Partition>:sagemaker:us-east-1:<AWS::AccountId>" \
+                                                   f":pipeline/{monitor}"
+    assert target["SageMakerPipelineParameters"]["PipelineParameterList"] == [
+        {"Name": "ModelDataUrl", "Value": {"Ref": "MonitoredModelDataUrl"}},
+        {"Name": "BaselineUri", "Value": {"Ref": "MonitoredBaselineUri"}}]
+    role = template["Resources"][target["RoleArn"]["Fn::GetAtt"][0]]["Properties"]
+    assert role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {"Service": "events.amazonaws.com"}
+    (policy,) = role["Policies"]
+    assert policy["PolicyDocument"]["Statement"] == [
+        {"Action": "sagemaker:StartPipelineExecution", "Effect": "Allow", "Resource": target["Arn"]}]
+
+
+def test_a_stage_without_data_capture_has_no_monitor() -> None:
+    dev = synthesized("dev")
+    assert not dev.config.captures_data  # serverless endpoints cannot capture
+    template = dev.template_json(dev.stacks.pipelines)
+    assert not resources(template, "AWS::CloudWatch::Alarm")
+    assert all(not name.endswith("-monitor") for name in (
+        resource["Properties"]["PipelineName"] for resource in resources(template, "AWS::SageMaker::Pipeline").values()))
+
+
+@pytest.mark.parametrize("name", ["local", "prod"])
+def test_the_monitor_definition_is_a_valid_request_whose_references_resolve(name: str) -> None:
+    config = stage(name)
+    body = definition.monitor_definition_body(config, NETWORK)
+    assert body == definition.monitor_definition_body(config, NETWORK)  # deterministic
+    assert set(re.findall(r"\$\{([A-Za-z]+)\}", body)) <= set(SAMPLE_VALUES)
+    assert "${" not in definition.monitor_command(config, get_network(NETWORK))  # Fn::Sub would take it
+    document = json.loads(substitute_placeholders(body, SAMPLE_VALUES))
+    (step,) = document["Steps"]
+    check_against_shape(step["Arguments"], SAGEMAKER.shape_for("CreateProcessingJobRequest"), step["Name"])
+    parameters = {parameter["Name"] for parameter in document["Parameters"]}
+    used = {reference.split(".", 1)[1] for reference in expressions(document, "Get")
+            if reference.startswith("Parameters.")}
+    assert used == parameters
