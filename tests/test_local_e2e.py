@@ -1,6 +1,8 @@
 """`mlops local` end to end: the CNN on a small slice of data, through everything the command does
 (deploy to moto, prepare and upload data, the pipeline run here, registry, endpoint stack, local
-endpoint, invocation), and a run whose training step fails.
+endpoint, invocation, and with --drift the drift loop: captured traffic, the monitor pipeline on a
+held-out and an inverted window, the alarm, the retraining it starts), and a run whose training
+step fails.
 
 The command runs in this process, as the user's `mlops` would (the same `main()`): moto keeps its
 state per process, so once the command has stopped its server the registry and the stacks it
@@ -67,7 +69,7 @@ def test_the_cnn_goes_from_nothing_to_an_invoked_endpoint(tmp_path: Path, monkey
     before = set(psutil.Process().children(recursive=True))
     with watched_children() as started:
         code, out, err = run_mlops(monkeypatch, capsys, "local", "--network", "cnn", "--port", str(port),
-                                   "--report-dir", str(report), *QUICK_RUN)
+                                   "--report-dir", str(report), *QUICK_RUN, "--drift")
     assert code == 0, err[-3000:]
 
     # The model package, registered by the pipeline's Register step with the evaluation's metrics.
@@ -79,8 +81,10 @@ def test_the_cnn_goes_from_nothing_to_an_invoked_endpoint(tmp_path: Path, monkey
     accuracy = evaluation["metrics"]["test_accuracy"]["value"]
     assert 0.3 <= accuracy <= 1.0
     assert float(package.customer_metadata_properties["quality_value"]) == pytest.approx(accuracy)
-    (execution,) = sagemaker.pipelines["mlops-local-cnn"].pipeline_executions.values()
+    # The run of this command, then the retraining run the drift alarm's rule started (recorded, not run).
+    execution, retraining = sagemaker.pipelines["mlops-local-cnn"].pipeline_executions.values()
     assert execution.pipeline_execution_status == "Succeeded"
+    assert "started by the rule" in retraining.pipeline_execution_description
     (training_job,) = sagemaker.training_jobs.values()
     assert training_job.training_job_status == "Completed"
     assert {metric["MetricName"] for metric in training_job.final_metric_data_list} >= {"val_loss", "test_accuracy"}
@@ -120,9 +124,22 @@ def test_the_cnn_goes_from_nothing_to_an_invoked_endpoint(tmp_path: Path, monkey
     for plot in ("Train/training_curves.png", "Train/confusion_matrix.png", "Evaluate/confusion_matrix.png"):
         assert (report / "plots" / plot).read_bytes().startswith(b"\x89PNG")
     phases = json.loads((report / "phases.json").read_text())
-    assert phases["outcome"] == "succeeded" and len(phases["phases"]) == 9
+    assert phases["outcome"] == "succeeded" and len(phases["phases"]) == 12
     assert all(phase["status"] == "done" and phase["seconds"] > 0 for phase in phases["phases"])
     assert "test_accuracy = " in out and "Time per phase" in out
+
+    # The drift loop: captures in SageMaker's layout, a monitor run per window, the alarm's state.
+    captured = [key for key in get_backend("s3")[ACCOUNT]["global"].buckets[bucket].keys
+                if key.startswith("data-capture/cnn/mlops-local-cnn/AllTraffic/")]
+    assert captured and all(re.fullmatch(r".*/AllTraffic/\d{4}/\d{2}/\d{2}/\d{2}/[^/]+\.jsonl", key) for key in captured)
+    held_out, inverted = (json.loads((report / "drift" / name / "drift.json").read_text())
+                          for name in ("held-out", "inverted"))
+    assert (held_out["drifted"], inverted["drifted"]) == (False, True), (held_out["decision"], inverted["decision"])
+    assert held_out["captures"]["examples"] == inverted["captures"]["examples"] == 100
+    monitors = sagemaker.pipelines["mlops-local-cnn-monitor"].pipeline_executions.values()
+    assert [run.pipeline_execution_status for run in monitors] == ["Succeeded", "Succeeded"]
+    (alarm,) = get_backend("cloudwatch")[ACCOUNT][REGION].alarms.values()
+    assert (alarm.name, alarm.state_value) == ("mlops-local-cnn-drift", "ALARM")
 
     # Nothing it started is left: processes, the moto server, the endpoint.
     assert len(started - before) >= 3, "the CDK CLI and the jobs ran as child processes"
