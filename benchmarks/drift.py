@@ -42,6 +42,7 @@ sys.path.insert(0, str(REPO_ROOT))
 sys.path.insert(0, str(REPO_ROOT / "training"))
 
 from mlops.datasets import prepare  # noqa: E402
+from mlops.local.drift import held_out_pool  # noqa: E402
 from mlops.local.training_job import run_training_job  # noqa: E402
 from mlops.stages import LOCAL_STAGE, stage_config  # noqa: E402
 from training.networks import NETWORKS, get_network  # noqa: E402
@@ -67,27 +68,6 @@ def trained(network: str, work: Path) -> tuple[Path, dict[str, Path]]:
     return model_dir, channels
 
 
-def held_out_pool(network: str, channels: dict[str, Path]) -> np.ndarray:
-    import records
-
-    spec = get_network(network)
-    test, validation = (records.read_spec(channels[name], name) for name in ("test", "validation"))
-    target = spec.task.target if spec.task.target in test.features else None
-    batches = records.dataset(channels["test"], test, "test", inputs=spec.input_name, targets=target, batch_size=512)
-    inputs, labels = [], []
-    for batch in batches:
-        if target is None:
-            inputs.append(batch.numpy())
-        else:
-            inputs.append(batch[0].numpy())
-            labels.append(batch[1].numpy())
-    pool = np.concatenate(inputs)
-    if labels and validation.class_counts:
-        seen = [index for index, count in enumerate(validation.class_counts) if count > 0]
-        pool = pool[np.isin(np.concatenate(labels), seen)]
-    return pool
-
-
 def measure(network: str, work: Path, window_sizes: list[int], windows: int, seed: int) -> list[dict]:
     import tensorflow as tf
 
@@ -104,7 +84,7 @@ def measure(network: str, work: Path, window_sizes: list[int], windows: int, see
     reference = drift.Baseline.read(baseline_dir / baseline.BASELINE_FILE)
     summarise = baseline.Summariser(spec, description, signatures)
     decoder = RequestDecoder.load(model_dir, spec)
-    pool = held_out_pool(network, channels)
+    pool = held_out_pool(channels["test"], channels["validation"], spec)
     shifts = spec.task.drift_shifts()
     rng = np.random.default_rng(seed)
     rows = []

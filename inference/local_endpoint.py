@@ -150,8 +150,7 @@ class LocalEndpoint:
             spec = {"listen_fd": listener.fileno(), "status_fd": status_write, "model_fd": model_read,
                     "lifeline_fd": lifeline_read, "endpoint_name": self.endpoint_name,
                     "address": [self.host, self._bound_port], "workers": self.workers, "threads": self.threads,
-                    "tf_threads": tf_threads_per_worker(self.workers),
-                    "capture": self.capture.to_json() if self.capture else None}
+                    "tf_threads": tf_threads_per_worker(self.workers)}
             try:
                 # A session of its own: Ctrl-C in a terminal reaches this process, which stops the
                 # server gracefully, not the server directly.
@@ -167,7 +166,8 @@ class LocalEndpoint:
     def _load(self, artifact: ModelArtifact, stop_timeout: float) -> None:
         """Hands the prepared server its model, then waits until every worker has loaded it."""
         model = {"saved_model_dir": str(artifact.saved_model_dir.resolve()), "version": artifact.version,
-                 "handler_path": str(artifact.handler_path.resolve()), "graceful_timeout": stop_timeout}
+                 "handler_path": str(artifact.handler_path.resolve()), "graceful_timeout": stop_timeout,
+                 "capture": self.capture.to_json() if self.capture else None}
         try:
             os.write(self._model_pipe, (json.dumps(model) + "\n").encode())
         except BrokenPipeError:

@@ -44,6 +44,9 @@ BASELINE_URI = "BaselineUri"
 WINDOW_START = "WindowStart"
 WINDOW_END = "WindowEnd"
 WINDOW_MINUTES = "WindowMinutes"
+# The endpoint stack's parameters: the served version's model and baseline (`mlops deploy` sets them).
+MONITORED_MODEL_PARAMETER = "MonitoredModelDataUrl"
+MONITORED_BASELINE_PARAMETER = "MonitoredBaselineUri"
 # The monitor's reports: s3://<artifacts>/<REPORTS_PREFIX><network>/<execution id>/drift.json
 REPORTS_PREFIX = "pipelines/"
 REPORTS_FOLDER = "monitor"

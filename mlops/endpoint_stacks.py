@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 from infra import naming
@@ -13,8 +14,11 @@ from mlops.cdk import CdkCli
 from mlops.registry import ModelVersion
 
 
-def deploy_endpoint(cdk: CdkCli, config: StageConfig, network: str, model: ModelVersion) -> dict[str, str]:
-    """`cdk deploy` of the network's endpoint stack alone, serving `model`; returns its outputs."""
+def deploy_endpoint(cdk: CdkCli, config: StageConfig, network: str, model: ModelVersion,
+                    parameters: Mapping[str, str] | None = None) -> dict[str, str]:
+    """`cdk deploy` of the network's endpoint stack alone, serving `model`; returns its outputs.
+    `parameters`: the stack's CloudFormation parameters (the drift monitor's served version:
+    `mlops.monitoring.monitored_version_parameters`)."""
     stack = naming.endpoint_stack_name(config.prefix(), network)
     synthesized = cdk.template(stack) if cdk.assembly is not None else None
     if synthesized is None or synthesized.get("Outputs", {}).get("ModelPackageArn", {}).get("Value") != model.arn:
@@ -26,6 +30,7 @@ def deploy_endpoint(cdk: CdkCli, config: StageConfig, network: str, model: Model
         # --exclusively: the storage and role stacks it imports from are deployed already, and
         # a model release must not touch them. --method=direct: see CdkCli.deploy.
         cdk.run("deploy", stack, "--exclusively", "--require-approval", "never", "--method=direct",
-                "--progress", "events", "--outputs-file", str(outputs_file))
+                "--progress", "events", "--outputs-file", str(outputs_file),
+                *(f"--parameters={stack}:{name}={value}" for name, value in (parameters or {}).items()))
         outputs = json.loads(outputs_file.read_text()) if outputs_file.exists() else {}
     return outputs.get(stack, {})

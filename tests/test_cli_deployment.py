@@ -98,9 +98,13 @@ def test_deploy_runs_cdk_deploy_of_that_endpoint_stack_only(
     ((argv, env),) = calls
     outputs_file = argv[argv.index("--outputs-file") + 1]
     assembly = argv[argv.index("--output") + 1]
+    # The drift monitor's schedule watches the version deployed: its model (and its baseline,
+    # which these versions, registered without one, do not have).
     assert argv == [str(CDK_BIN), "deploy", "mlops-local-endpoint-cnn", "--exclusively",
                     "--require-approval", "never", "--method=direct", "--progress", "events",
                     "--outputs-file", outputs_file,
+                    "--parameters=mlops-local-endpoint-cnn:MonitoredModelDataUrl=s3://bucket/models/model.tar.gz",
+                    "--parameters=mlops-local-endpoint-cnn:MonitoredBaselineUri=",
                     "-c", "stage=local", "-c", f"model_package.cnn={version_arn(2)}",
                     "--output", assembly]
     assert env["AWS_ENDPOINT_URL"] == shell_on.endpoint_url

@@ -10,9 +10,10 @@ import pytest
 from cli_support import run_mlops
 from training.networks import NETWORKS
 
-COMMANDS = ["local", "serve", "invoke", "deploy", "cost", "train", "runs", "models", "approve", "reject", "data"]
+COMMANDS = ["local", "serve", "invoke", "deploy", "cost", "train", "runs", "models", "approve", "reject", "monitor",
+            "data"]
 TAKE_A_NETWORK = [("local",), ("serve",), ("invoke",), ("deploy",), ("train",), ("runs",), ("models",),
-                  ("approve",), ("reject",), ("data", "prepare")]
+                  ("approve",), ("reject",), ("monitor",), ("data", "prepare")]
 
 
 def test_every_command_is_listed_in_order(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:

@@ -1,7 +1,9 @@
 """`mlops local` end to end: the CNN on a small slice of data, through everything the command does
 (deploy to moto, prepare and upload data, the pipeline run here, registry, endpoint stack, local
-endpoint, invocation), right after a run that Ctrl-C stopped during training on the same port and
-report folder; and a run whose training step fails.
+endpoint, invocation, and with --drift the drift loop: captured traffic, the monitor pipeline on a
+held-out and an inverted window, the alarm, the retraining it starts), right after a run that
+Ctrl-C stopped during training on the same port and report folder; and a run whose training step
+fails.
 
 The command runs in this process, as the user's `mlops` would (the same `main()`): moto keeps its
 state per process, so once the command has stopped its server the registry and the stacks it
@@ -119,9 +121,9 @@ def test_after_a_ctrl_c_the_cnn_goes_from_nothing_to_an_invoked_endpoint(
     before = set(psutil.Process().children(recursive=True))
     with watched_children() as started:
         code, out, err = run_mlops(monkeypatch, capsys, "local", "--network", "cnn", "--port", str(port),
-                                   "--report-dir", str(report), *QUICK_RUN)
+                                   "--report-dir", str(report), *QUICK_RUN, "--drift")
     assert code == 0, err[-3000:]
-    assert "✓ [9/9] Invoke it with held-out test samples" in out
+    assert "✓ [9/12] Invoke it with held-out test samples" in out
     assert "mlops-local-data-123456789012-us-east-1" in out
     assert "ExecutionRoleArn" in out and "ExportsOutput" not in out.split("Stack outputs")[1]
 
@@ -139,8 +141,10 @@ def test_after_a_ctrl_c_the_cnn_goes_from_nothing_to_an_invoked_endpoint(
     assert package.customer_metadata_properties["champion"] == "no approved champion to compare with"
     explanations = s3_json(package.model_metrics["Explainability"]["Report"]["S3Uri"])
     assert explanations["network"] == "cnn" and explanations["summary"][0]["top"]
-    (execution,) = sagemaker.pipelines["mlops-local-cnn"].pipeline_executions.values()
+    # The run of this command, then the retraining run the drift alarm's rule started (recorded, not run).
+    execution, retraining = sagemaker.pipelines["mlops-local-cnn"].pipeline_executions.values()
     assert execution.pipeline_execution_status == "Succeeded"
+    assert "started by the rule" in retraining.pipeline_execution_description
     (training_job,) = sagemaker.training_jobs.values()
     assert training_job.training_job_status == "Completed"
     assert {metric["MetricName"] for metric in training_job.final_metric_data_list} >= {"val_loss", "test_accuracy"}
@@ -185,9 +189,22 @@ def test_after_a_ctrl_c_the_cnn_goes_from_nothing_to_an_invoked_endpoint(
                  "Evaluate/explanation_attributions.png"):
         assert (report / "plots" / plot).read_bytes().startswith(b"\x89PNG")
     phases = json.loads((report / "phases.json").read_text())
-    assert phases["outcome"] == "succeeded" and len(phases["phases"]) == 9
+    assert phases["outcome"] == "succeeded" and len(phases["phases"]) == 12
     assert all(phase["status"] == "done" and phase["seconds"] > 0 for phase in phases["phases"])
     assert "test_accuracy = " in out and "Time per phase" in out
+
+    # The drift loop: captures in SageMaker's layout, a monitor run per window, the alarm's state.
+    captured = [key for key in get_backend("s3")[ACCOUNT]["global"].buckets[bucket].keys
+                if key.startswith("data-capture/cnn/mlops-local-cnn/AllTraffic/")]
+    assert captured and all(re.fullmatch(r".*/AllTraffic/\d{4}/\d{2}/\d{2}/\d{2}/[^/]+\.jsonl", key) for key in captured)
+    held_out, inverted = (json.loads((report / "drift" / name / "drift.json").read_text())
+                          for name in ("held-out", "inverted"))
+    assert (held_out["drifted"], inverted["drifted"]) == (False, True), (held_out["decision"], inverted["decision"])
+    assert held_out["captures"]["examples"] == inverted["captures"]["examples"] == 100
+    monitors = sagemaker.pipelines["mlops-local-cnn-monitor"].pipeline_executions.values()
+    assert [run.pipeline_execution_status for run in monitors] == ["Succeeded", "Succeeded"]
+    (alarm,) = get_backend("cloudwatch")[ACCOUNT][REGION].alarms.values()
+    assert (alarm.name, alarm.state_value) == ("mlops-local-cnn-drift", "ALARM")
 
     # Nothing it started is left: processes, the moto server, the endpoint.
     assert len(started - before) >= 3, "the CDK CLI and the jobs ran as child processes"

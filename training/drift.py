@@ -105,7 +105,7 @@ def _decoded(encoded: dict[str, Any]) -> np.ndarray:
 
 
 def score_of(p_value: float) -> float:
-    return min(SCORE_CAP, -math.log10(max(p_value, 10.0 ** -SCORE_CAP)))
+    return min(SCORE_CAP, max(0.0, -math.log10(max(p_value, 10.0 ** -SCORE_CAP))))
 
 
 def threshold_score(alpha: float = ALPHA) -> float:

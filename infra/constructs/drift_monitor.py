@@ -44,9 +44,6 @@ from infra.nag import acknowledge_wildcard_resources
 DRIFT_METRIC = "DriftScore"
 NETWORK_DIMENSION = "Network"
 ALARM_STATE_CHANGE = "CloudWatch Alarm State Change"
-# The endpoint stack's parameters: the served version's model and baseline (`mlops deploy` sets them).
-MODEL_PARAMETER = "MonitoredModelDataUrl"
-BASELINE_PARAMETER = "MonitoredBaselineUri"
 
 
 def alarm_threshold(alpha: float) -> float:
@@ -124,13 +121,14 @@ class DriftMonitor(Construct):
         )
         self.retrain_rule: events.Rule | None = None
         if config.monitor.retrain_on_drift:
+            # The alarm by its name, not a reference: moto's CloudFormation skips alarms.
+            alarm_name = naming.drift_alarm_name(config.prefix(), network)
             self.retrain_rule = events.Rule(
                 self, "RetrainOnDrift",
-                description=f"Starts {training.pipeline_name} when {self.alarm.alarm_name} goes into ALARM",
+                description=f"Starts {training.pipeline_name} when {alarm_name} goes into ALARM",
                 event_pattern=events.EventPattern(
                     source=["aws.cloudwatch"], detail_type=[ALARM_STATE_CHANGE],
-                    detail={"alarmName": [naming.drift_alarm_name(config.prefix(), network)],
-                            "state": {"value": ["ALARM"]}}),
+                    detail={"alarmName": [alarm_name], "state": {"value": ["ALARM"]}}),
                 targets=[training.retraining_target],
             )
             self.retrain_rule.node.add_dependency(training.pipeline)
@@ -146,11 +144,11 @@ class MonitorSchedule(Construct):
         self.model_data_url = cdk.CfnParameter(
             self, "ModelDataUrl", type="String",
             description="model.tar.gz of the served version (its InferenceSpecification), set by mlops deploy")
-        self.model_data_url.override_logical_id(MODEL_PARAMETER)
+        self.model_data_url.override_logical_id(definition.MONITORED_MODEL_PARAMETER)
         self.baseline_uri = cdk.CfnParameter(
             self, "BaselineUri", type="String",
             description="baseline.json of the served version (its DriftCheckBaselines), set by mlops deploy")
-        self.baseline_uri.override_logical_id(BASELINE_PARAMETER)
+        self.baseline_uri.override_logical_id(definition.MONITORED_BASELINE_PARAMETER)
         pipeline_arn = monitor_pipeline_arn(stack, config, network)
         self.role = iam.Role(
             self, "MonitorScheduleRole",

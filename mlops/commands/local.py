@@ -41,6 +41,7 @@ from mlops.endpoint_stacks import deploy_endpoint
 from mlops.errors import RunFailed, UsageError
 from mlops.failures import keep_logs_in
 from mlops.local.deployed_pipelines import create_skipped_sagemaker_resources
+from mlops.local.drift import DriftLoop, capture_target
 from mlops.local.iam import RoleSessions, enforced_iam
 from mlops.local.moto import LocalAws, check_port, moto_server
 from mlops.local.permissions import write_permissions_report
@@ -50,6 +51,7 @@ from mlops.local.report import ReportFolder, RunReport
 from mlops.local.terminal import ConsoleReporter, console, echo, echoing_logs, outputs_table, summary_of
 from mlops.local.s3 import download_file, join_uri, read_json
 from mlops.local.samples import compare, held_out_samples, instances_request, summary
+from mlops.monitoring import monitored_version_parameters
 from mlops.phases import Phase, run_phases
 from mlops.pipeline_parameters import parse_parameters
 from mlops.registry import APPROVED, ModelVersion, model_versions, set_approval
@@ -70,7 +72,8 @@ class LocalRun:
     everything the phases started (endpoint, moto server, temporary folders) on exit."""
 
     def __init__(self, network: Network, config: StageConfig, *, port: int | None, overrides: dict[str, Any],
-                 limit: int | None, folder: ReportFolder, show_logs: bool, enforce_iam: bool = True) -> None:
+                 limit: int | None, folder: ReportFolder, show_logs: bool, enforce_iam: bool = True,
+                 drift_shift: str | None = None) -> None:
         self.network = network
         self.config = config
         self.port = port
@@ -87,6 +90,9 @@ class LocalRun:
         self._cdk: CdkCli | None = None
         self._assembly: Path | None = None
         self._test_channel: Path | None = None
+        self._channels: dict[str, Path] = {}
+        self._moto_endpoint: str | None = None
+        self._drift: DriftLoop | None = None
         self._pipeline_run: PipelineRun | None = None
         self._model: ModelVersion | None = None
         self._endpoint: LocalEndpoint | None = None
@@ -101,6 +107,14 @@ class LocalRun:
             Phase("Start the local endpoint on the registered model", self.start_endpoint),
             Phase("Invoke it with held-out test samples", self.invoke),
         ]
+        self.drift_shift = drift_shift
+        if drift_shift is not None:
+            self.phases += [
+                Phase("Send held-out traffic, monitor it for drift", lambda: self.monitor_window("held-out", None)),
+                Phase(f"Send {drift_shift} traffic, monitor it for drift",
+                      lambda: self.monitor_window(drift_shift, drift_shift)),
+                Phase("Deliver the drift alarm's state change to its retraining rule", self.retrain_on_drift),
+            ]
 
     def __enter__(self) -> LocalRun:
         return self
@@ -142,7 +156,7 @@ class LocalRun:
         with echoing_logs("mlops.datasets"):  # e.g. a base model pretrained for minutes, then cached
             channels = prepare(self.network.name, self._temporary_dir("mlops-data-") / self.network.name,
                                limit=self.limit)
-        self._test_channel = channels["test"]
+        self._test_channel, self._channels = channels["test"], dict(channels)
         bucket = self.outputs[naming.stack_name(self.config.prefix(), naming.STORAGE_STACK_SUFFIX)]["DataBucketName"]
         for channel, uri in upload_channels(channels, bucket=bucket, network=self.network.name,
                                             s3_client=self.aws.client("s3")).items():
@@ -194,7 +208,11 @@ class LocalRun:
         assert self._model is not None
         if self._model.arn != self.expected_model_arn:
             echo(f"the app was synthesized for {self.expected_model_arn}: synthesizing it again")
-        outputs = deploy_endpoint(self.cdk, self.config, self.network.name, self._model)
+        # The schedule of the endpoint stack's drift monitor watches the version it serves.
+        parameters = (monitored_version_parameters(self.aws.client("sagemaker"), self._model.arn)
+                      if self.config.captures_data else None)
+        outputs = deploy_endpoint(self.cdk, self.config, self.network.name, self._model, parameters)
+        self._moto_endpoint = outputs.get("EndpointName")
         self.report.endpoint_stack = naming.endpoint_stack_name(self.config.prefix(), self.network.name)
         # The name the stack gives the endpoint, as AWS would create it (and `mlops invoke` calls
         # it); moto ignores EndpointName and makes up its own, shown in the stack's output.
@@ -222,11 +240,15 @@ class LocalRun:
         execution_role = self.outputs[naming.stack_name(self.config.prefix(), "execution-role")]["ExecutionRoleArn"]
         assert self._roles is not None
         download_file(self._roles.client(execution_role, "s3", "endpoint"), model_data, self.folder.model_path)
+        capture = capture_target(self.aws, self._roles, self._moto_endpoint, execution_role)
         try:
+            self._endpoint.capture = capture  # known once the endpoint stack is deployed; sent with the model
             self._endpoint.start()
         except ArtifactError as error:
             raise RunFailed(f"the registered model {model_data} cannot be served: {error}") from None
-        echo(f"{model_data} served at {self._endpoint.url}")
+        echo(f"{model_data} served at {self._endpoint.url}" + (
+            f", {capture.config.sampling_percentage}% of its invocations captured into "
+            f"{capture.config.destination_uri}" if capture else ""))
 
     def invoke(self) -> None:
         assert self._test_channel is not None and self._endpoint is not None and self.report.endpoint_name
@@ -239,7 +261,27 @@ class LocalRun:
         self.report.sample_summary = summary(self.report.comparisons)
         echo(self.report.sample_summary)
 
+    def monitor_window(self, name: str, shift: str | None) -> None:
+        """A window of held-out traffic (changed by the task's `shift`), then the monitor on it."""
+        assert self._endpoint is not None and self.report.endpoint_name
+        self._drift_loop().window(name, shift, self._channels, self.report.endpoint_name, self._endpoint.url)
+
+    def retrain_on_drift(self) -> None:
+        loop = self._drift_loop()
+        if loop.retrain_if_alarmed() is None and loop.windows and loop.windows[-1].alarm_state != "ALARM":
+            raise RunFailed(f"the {self.drift_shift} traffic did not set off {loop.alarm_name}: "
+                            f"{loop.windows[-1].report['decision']}")
+
     # ------------------------------------------------------------------------------ helpers
+
+    def _drift_loop(self) -> DriftLoop:
+        if self._drift is None:
+            assert self._assembly is not None and self._roles is not None
+            executor = LocalPipelineExecutor(self.aws, self.folder.pipeline_dir, ConsoleReporter(self.show_logs),
+                                             roles=self._roles)
+            self._drift = DriftLoop(self.aws, self._roles, self._assembly, self.config, self.network, executor,
+                                    self.folder.path, echo)
+        return self._drift
 
     @property
     def aws(self) -> LocalAws:
@@ -307,6 +349,10 @@ def local(
                                                     show_default=False)] = None,
     logs: Annotated[bool, typer.Option(help="stream the training and evaluation jobs' logs")] = True,
     iam: Annotated[bool, typer.Option(help="enforce the deployed IAM policies on every call (--no-iam to debug)")] = True,
+    drift: Annotated[bool, typer.Option(help="then held-out and shifted traffic, the drift monitor on each, its "
+                                             "alarm and the retraining it starts")] = False,
+    drift_shift: Annotated[str | None, typer.Option(help="the change of the shifted traffic (default: the task's "
+                                                         "first; see Task.drift_shifts)", show_default=False)] = None,
 ) -> None:
     """The whole project on this machine, with no AWS account: deploy every stack to a local AWS,
     train through the pipeline, register, deploy and invoke the endpoint, and report."""
@@ -318,12 +364,17 @@ def local(
         raise UsageError(f"--limit must be at least 1, got {limit}")
     if port is not None:
         check_port(port)
+    shifts = list(spec.task.drift_shifts())
+    if drift_shift is not None and drift_shift not in shifts:
+        raise UsageError(f"--drift-shift {drift_shift!r}: the {spec.task.name} task's shifts are {', '.join(shifts)}")
+    if drift and not config.captures_data:
+        raise UsageError(f"--drift: stage {config.name} captures no endpoint traffic")
     folder = ReportFolder.claim(report_dir or DEFAULT_REPORT_ROOT / spec.name)
     keep_logs_in(ctx, folder.path)
     console.print(f"[bold]mlops local[/] — network [bold]{spec.name}[/]: {spec.summary}", highlight=False)
     timings: dict[str, float] = {}
     run = LocalRun(spec, config, port=port, overrides=overrides, limit=limit, folder=folder, show_logs=logs,
-                   enforce_iam=iam)
+                   enforce_iam=iam, drift_shift=(drift_shift or shifts[0]) if drift else None)
     try:
         with run:
             run_phases(console, run.phases, timings)

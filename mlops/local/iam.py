@@ -42,6 +42,9 @@ _ALLOW_EVERYTHING = json.dumps({"Version": "2012-10-17",
                                 "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]})
 _PARTITION = "aws"
 _SESSION_SECONDS = 12 * 3600
+# moto names an action after the service's signing name, where IAM's prefix differs for some:
+# CloudWatch signs as `monitoring`, its actions are `cloudwatch:PutMetricData`, ...
+_IAM_PREFIXES = {"monitoring": "cloudwatch"}
 
 
 @dataclass(frozen=True)
@@ -185,6 +188,8 @@ def _recording(sessions: EnforcedRoleSessions) -> Iterator[None]:
     original = IAMRequestBase.check_action_permitted
 
     def check_action_permitted(request: IAMRequestBase, resource: str) -> None:
+        service, _, name = request._action.partition(":")
+        request._action = f"{_IAM_PREFIXES.get(service, service)}:{name}"
         principal, action = request._access_key.arn, request._action
         resource = _registry_read_resource(request) or resource
         try:
