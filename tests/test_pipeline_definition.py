@@ -226,7 +226,8 @@ def test_quality_gate_reads_the_registry_metric_from_the_evaluation_report(confi
     tolerance = next(p for p in built["Parameters"] if p["Name"] == "ChampionTolerance")
     assert (tolerance["Type"], tolerance["DefaultValue"]) == ("Float", 0.0)
     assert evaluate["Arguments"]["Environment"] == {
-        "CHAMPION_TOLERANCE": {"Std:Join": {"On": "", "Values": [{"Get": "Parameters.ChampionTolerance"}]}}}
+        "CHAMPION_TOLERANCE": {"Std:Join": {"On": "", "Values": [{"Get": "Parameters.ChampionTolerance"}]}},
+        "MODEL_DATA_URL": {"Get": "Steps.Train.ModelArtifacts.S3ModelArtifacts"}}
     # The Fail step names the candidate's value, the threshold, and the champion's (its summary).
     message = json.dumps(gate["Arguments"]["ElseSteps"][0]["Arguments"]["ErrorMessage"])
     assert spec.quality_gate.metric in message and "Parameters.QualityThreshold" in message
