@@ -43,9 +43,11 @@ class SequenceClassifier(ClassProbabilities, Task):
         def probabilities(sequences):
             return outputs(sequences)["probabilities"]
 
-        sequences = explanations.SequenceFeatures(sample.inputs, keep_padding=True)
+        shuffled = explanations.per_class(sample.targets, len(description["class_names"]),
+                                          explanations.PERMUTED_PER_CLASS)
+        sequences = explanations.SequenceFeatures(sample.inputs[shuffled], keep_padding=True)
         importance = explanations.permutation_ranking(
-            explanations.SignatureRegressor(probabilities, sequences), sequences.identity(), sample.targets,
+            explanations.SignatureRegressor(probabilities, sequences), sequences.identity(), sample.targets[shuffled],
             explanations.true_class_log_likelihood, names)
         plots_module().sequence_attributions(mean_abs, frames, names, importance, "the predicted class",
                                              output_dir / f"{ATTRIBUTIONS_PLOT}.png")
@@ -65,7 +67,7 @@ class SequenceClassifier(ClassProbabilities, Task):
                                            "shuffled": "each feature's trajectory between sequences, each "
                                                        "keeping its own length",
                                            "repeats": explanations.PERMUTATION_REPEATS,
-                                           "examples": len(sample.inputs)}},
+                                           "examples": len(shuffled)}},
             "details": {"per_feature": per_feature,
                         "per_frame": explanations.ranking(mean_abs.sum(axis=1), frames),
                         "permutation_importance": importance},
