@@ -15,7 +15,8 @@ in a process of its own; the routes are a WSGI app (`inference.endpoint_app`):
     POST /v1/models/model[/versions/<v>]:predict TensorFlow Serving REST (context.rest_uri)
     GET  /v1/models/model[/versions/<v>]        TensorFlow Serving model status
 
-An unmodified boto3 client talks to it:
+With a `capture` target it records invocations of the SageMaker Runtime path as SageMaker's data
+capture does (`inference.capture`). An unmodified boto3 client talks to it:
     boto3.client("sagemaker-runtime", endpoint_url=endpoint.url).invoke_endpoint(...)
 
     with LocalEndpoint("model.tar.gz", "mlops-local-cnn") as endpoint:

@@ -196,7 +196,8 @@ def test_after_a_ctrl_c_the_cnn_goes_from_nothing_to_an_invoked_endpoint(
     # The drift loop: captures in SageMaker's layout, a monitor run per window, the alarm's state.
     captured = [key for key in get_backend("s3")[ACCOUNT]["global"].buckets[bucket].keys
                 if key.startswith("data-capture/cnn/mlops-local-cnn/AllTraffic/")]
-    assert captured and all(re.fullmatch(r".*/AllTraffic/\d{4}/\d{2}/\d{2}/\d{2}/[^/]+\.jsonl", key) for key in captured)
+    layout = re.compile(r".*/AllTraffic/\d{4}/\d{2}/\d{2}/\d{2}/[^/]+\.jsonl")
+    assert captured and all(layout.fullmatch(key) for key in captured)
     held_out, inverted = (json.loads((report / "drift" / name / "drift.json").read_text())
                           for name in ("held-out", "inverted"))
     assert (held_out["drifted"], inverted["drifted"]) == (False, True), (held_out["decision"], inverted["decision"])

@@ -122,8 +122,8 @@ def monitor(network_name: str, model_dir: Path, baseline_path: Path, capture_uri
     summarise = Summariser(network, decoder.description, _signatures(model_dir))
 
     reader = CaptureReader(capture_uri, s3=s3)
-    inputs = [batch for batch in decoder.inputs(reader.records(start, end))]
-    summaries = [summarise(chunk) for batch in inputs for chunk in _chunks(batch)]
+    summaries = [summarise(chunk) for batch in decoder.inputs(reader.records(start, end))
+                 for chunk in _chunks(batch)]
     examples = sum(len(part) for part in summaries)
     report: dict[str, Any] = {
         "network": network.name, "window": {"start": _iso(start), "end": _iso(end)},

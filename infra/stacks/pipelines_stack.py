@@ -28,7 +28,8 @@ class PipelinesStack(ProjectStack):
     def __init__(self, scope: Construct, config: StageConfig, *, storage: StorageStack,
                  execution_role: ExecutionRoleStack) -> None:
         super().__init__(scope, config, naming.PIPELINES_STACK_SUFFIX,
-                         description="SageMaker training pipelines, model registry groups, retraining triggers and drift monitors")
+                         description="SageMaker training pipelines, model registry groups, retraining triggers "
+                                     "and drift monitors")
         # Inside the cloud assembly, so each synth writes its own copy and none shares a path.
         bundle_dir = Path(cdk.Stage.of(self).outdir) / ".bundles"
         self.source_bundle = s3_assets.Asset(

@@ -133,7 +133,8 @@ class DriftLoop:
                   f"alarm {self.alarm_name}: {window.alarm_state} ({window.alarm_reason})")
         return window
 
-    def send(self, requests: list[bytes], invoke: Callable[[bytes], Any], flush_seconds: float) -> tuple[datetime, datetime]:
+    def send(self, requests: list[bytes], invoke: Callable[[bytes], Any],
+             flush_seconds: float) -> tuple[datetime, datetime]:
         """Sends each request; returns the window [start, end) that holds their capture records
         (inferenceTime has whole seconds), once the endpoint has written them."""
         start = datetime.now(timezone.utc).replace(microsecond=0)
