@@ -69,8 +69,9 @@ def deploy(aws: Any, small_data: Any, models: dict[str, Path], tmp_path: Path) -
     s3 = aws.client("s3")
     for bucket in (ARTIFACTS, DATA):
         s3.create_bucket(Bucket=bucket)
-    for path in sorted(small_data("cnn")["test"].iterdir()):
-        s3.upload_file(str(path), DATA, f"cnn/test/{path.name}")
+    for channel in ("test", "validation"):  # Evaluate judges on test and draws the drift baseline from validation
+        for path in sorted(small_data("cnn")[channel].iterdir()):
+            s3.upload_file(str(path), DATA, f"cnn/{channel}/{path.name}")
     s3.upload_file(str(definition_bundle(tmp_path)), ARTIFACTS, "assets/sourcedir.tar.gz")
     uris = {}
     for name, path in models.items():
