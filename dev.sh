@@ -76,7 +76,7 @@ install_training_python() {
   make_venv .venv-py312 "$python"
   install_into .venv-py312 requirements-training.txt
 }
-TRAINING_TESTS=(tests/test_training_{entry_points,contract,bad_input,records,resume,multi_worker,evaluate,precision}.py)
+TRAINING_TESTS=(tests/test_training_{entry_points,contract,bad_input,records,resume,multi_worker,evaluate,explanations,precision}.py)
 
 install_node() {
   local stamp="node_modules/.installed-$(sha256sum package-lock.json | cut -c1-16)"
