@@ -131,9 +131,9 @@ def test_a_bfloat16_cnn_exports_float32_in_and_out_and_predicts_as_it_did_in_tra
     trained = {}
     save_model = job.save_model
 
-    def keep_the_model(serve, *, track, serving):
+    def keep_the_model(serve, *, track, **given):
         trained["model"] = track[0]
-        return save_model(serve, track=track, serving=serving)
+        return save_model(serve, track=track, **given)
 
     monkeypatch.setattr(job, "save_model", keep_the_model)
     cnn.train(job)
@@ -163,3 +163,6 @@ def test_a_bfloat16_cnn_exports_float32_in_and_out_and_predicts_as_it_did_in_tra
     casts = {node.attr["DstT"].type for function in signature.graph.as_graph_def().library.function
              for node in function.node_def if node.op == "Cast"}
     assert tf.bfloat16.as_datatype_enum in casts
+    # The drift monitor's embedding signature answers float32 as well, whatever the model computes in.
+    embedding = tf.saved_model.load(str(tmp_path / "model" / contract.MODEL_VERSION)).signatures["embedding"]
+    assert embedding(image=tf.constant(images[:2], tf.float32))["embedding"].dtype == tf.float32
