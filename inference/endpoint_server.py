@@ -109,12 +109,11 @@ def _closing_when_asked(app: Callable) -> Callable:
 
 def build_app(spec: dict) -> EndpointApp:
     from inference.container import load_handler_module, make_handler
-    from inference.tf_serving import SavedModelServable, limit_threads
+    from inference.tf_serving import SavedModelServable
 
-    limit_threads(spec["tf_threads"])
     # The container puts code/ on the Python path, so a handler may import its siblings.
     sys.path.insert(0, os.path.dirname(spec["handler_path"]))
-    servable = SavedModelServable(spec["saved_model_dir"], spec["version"])
+    servable = SavedModelServable(spec["saved_model_dir"], spec["version"], intra_op_threads=spec["tf_threads"])
     handler = make_handler(load_handler_module(spec["handler_path"]), servable)
     return EndpointApp(spec["endpoint_name"], servable, handler, tuple(spec["address"]))
 
