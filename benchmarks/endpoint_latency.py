@@ -1,9 +1,9 @@
 """Local endpoint latency and throughput for one CNN image, beside the raw in-process signature call.
 
     .venv/bin/python benchmarks/endpoint_latency.py                  # trains a small CNN first (~5 s)
-    .venv/bin/python benchmarks/endpoint_latency.py --model runs/cnn/model.tar.gz --duration 30
-    git show OLD:inference/local_endpoint.py > /tmp/old_endpoint.py   # compare back to back with
-    .venv/bin/python benchmarks/endpoint_latency.py --compare /tmp/old_endpoint.py --rounds 3
+    .venv/bin/python benchmarks/endpoint_latency.py --model runs/cnn/model.tar.gz --duration 30 --rounds 3
+    git archive OLD inference | tar -x -C /tmp/old      # an older tree, measured in turn with this one
+    .venv/bin/python benchmarks/endpoint_latency.py --compare /tmp/old/inference/local_endpoint.py --rounds 3
 
 1. raw: the SavedModel's `serving_default` called in this process on the decoded image;
 2. the PNG of a digit POSTed through the real `code/inference.py` handlers, over HTTP keep-alive
@@ -336,7 +336,7 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=30.0, help="seconds of each 16-client run")
     parser.add_argument("--compare", metavar="FILE", help="another local_endpoint.py (e.g. an older "
                                                           "version), measured in turn with this tree's")
-    parser.add_argument("--rounds", type=int, default=1, help="with --compare: rounds of both, interleaved")
+    parser.add_argument("--rounds", type=int, default=1, help="measured rounds (with --compare: of both, interleaved)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="endpoint-latency-") as scratch:
@@ -348,14 +348,16 @@ def main() -> int:
               f"p50 {np.percentile(raw, 50):6.2f} ms   p99 {np.percentile(raw, 99):6.2f} ms")
         contenders = [None] + ([args.compare] if args.compare else [])
         results: dict[str | None, list[list[Run]]] = {contender: [] for contender in contenders}
-        for round_number in range(args.rounds if args.compare else 1):
+        for round_number in range(args.rounds):
             # Interleaved, and each round in the other order, so a busy spell hits both alike.
             order = contenders if round_number % 2 == 0 else contenders[::-1]
             for contender in order:
+                load_before = os.getloadavg()[0]
                 runs = serve_and_measure(contender, model_path, body, args.duration)
                 results[contender].append(runs)
+                # The 1-minute load average: before the round, and after it (the round's own load included).
                 print_runs(f"round {round_number + 1}, {contender or 'this tree'} "
-                           f"(load average {os.getloadavg()[0]:.1f})", runs)
+                           f"(load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after)", runs)
 
     met = all(requirements_met(runs) for runs in results[None])
     print("\nrequirements met" if met else "\nREQUIREMENTS NOT MET")

@@ -111,12 +111,11 @@ def build_app(spec: dict) -> EndpointApp:
     from inference.capture import CaptureTarget, writer_for
     from inference.container import load_handler_module, make_handler
     from inference.endpoint_app import PRODUCTION_VARIANT
-    from inference.tf_serving import SavedModelServable, limit_threads
+    from inference.tf_serving import SavedModelServable
 
-    limit_threads(spec["tf_threads"])
     # The container puts code/ on the Python path, so a handler may import its siblings.
     sys.path.insert(0, os.path.dirname(spec["handler_path"]))
-    servable = SavedModelServable(spec["saved_model_dir"], spec["version"])
+    servable = SavedModelServable(spec["saved_model_dir"], spec["version"], intra_op_threads=spec["tf_threads"])
     handler = make_handler(load_handler_module(spec["handler_path"]), servable)
     capture = None
     if spec.get("capture"):

@@ -6,14 +6,17 @@ module gives the same answers without that binary, so the handlers see what they
 - columnar format {"inputs": value | {name: value}} -> {"outputs": value | {name: value}}
 - one output: bare values; several outputs: an object per row (or per column set)
 - a bad request: HTTP 400 {"error": "..."}
-The model is loaded once; every request is one call of the signature (never `model.predict`),
-run by TensorFlow's single-threaded executor where the graph allows it (`SINGLE_THREADED`).
+The SavedModel is loaded as TF Serving loads it: into a session, whose `serving_default`
+signature names the tensors to feed and fetch; every request is one run of a callable made from
+them (never `model.predict`, and no Python function tracing per call).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -23,24 +26,22 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf  # noqa: E402
 
 SIGNATURE_NAME = "serving_default"
-# Runs a call's kernels in the calling thread. A serving call is a few small kernels, and handing
-# each to TensorFlow's inter-op pool and waiting for it cost more than the kernels themselves
-# (measured: benchmarks/endpoint_latency.py). Concurrent requests run in parallel anyway, one per
-# server thread. It refuses graphs with low-level control flow (an exported RNN's while loop).
-SINGLE_THREADED = "SINGLE_THREADED_EXECUTOR"
-DEFAULT_EXECUTOR = None  # TensorFlow's own choice
+SERVE_TAG = "serve"
 
 
-def limit_threads(threads: int) -> None:
-    """TensorFlow's inter- and intra-op thread pools sized `threads` (before anything runs).
+def session_config(intra_op_threads: int) -> tf.compat.v1.ConfigProto:
+    """What TF Serving's `--tensorflow_intra_op_parallelism` / `--tensorflow_inter_op_parallelism`
+    set (SageMaker's container: SAGEMAKER_TFS_INTRA_OP_PARALLELISM / _INTER_OP_PARALLELISM).
 
-    Each pool defaults to one thread per core, in every process: several server processes on a
-    small machine would each spin that many threads on the same cores (TF Serving's
-    `--tensorflow_inter_op_parallelism` / `--tensorflow_intra_op_parallelism`, which SageMaker's
-    container sets from SAGEMAKER_TFS_INTER_OP_PARALLELISM / SAGEMAKER_TFS_INTRA_OP_PARALLELISM).
+    Every operation runs in the calling thread (a negative inter-op count): a serving call is a few
+    small kernels, and handing each to a pool thread and waiting for it cost more than the kernels
+    (benchmarks/endpoint_latency.py); concurrent requests run in parallel anyway, one per server
+    thread. A kernel may still split its work over `intra_op_threads`, which do not spin while
+    idle: every worker process has its own, on the same few cores.
     """
-    tf.config.threading.set_inter_op_parallelism_threads(threads)
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    config = tf.compat.v1.ConfigProto(inter_op_parallelism_threads=-1, intra_op_parallelism_threads=intra_op_threads)
+    config.experimental.disable_thread_spinning = True
+    return config
 
 
 class BadTensorRequest(ValueError):
@@ -50,28 +51,29 @@ class BadTensorRequest(ValueError):
 class SavedModelServable:
     """One version of a SavedModel, answering TF Serving REST calls (thread-safe)."""
 
-    def __init__(self, saved_model_dir: str | Path, version: int) -> None:
+    def __init__(self, saved_model_dir: str | Path, version: int, intra_op_threads: int = 0) -> None:
+        """`intra_op_threads`: 0 lets TensorFlow choose (one per core)."""
         self.version = version
-        self._model = tf.saved_model.load(str(saved_model_dir))  # owns the signature's variables
-        if SIGNATURE_NAME not in self._model.signatures:
+        graph = tf.Graph()
+        self._session = tf.compat.v1.Session(graph=graph, config=session_config(intra_op_threads))
+        with graph.as_default(), _quiet_deprecation():
+            meta_graph = tf.compat.v1.saved_model.load(self._session, [SERVE_TAG], str(saved_model_dir))
+        if SIGNATURE_NAME not in meta_graph.signature_def:
             raise ValueError(f"{saved_model_dir} has no {SIGNATURE_NAME!r} signature "
-                             f"(found: {', '.join(self._model.signatures) or 'none'})")
-        self._signature = self._model.signatures[SIGNATURE_NAME]
-        _, self.input_specs = self._signature.structured_input_signature
-        self.output_names = sorted(self._signature.structured_outputs)
+                             f"(found: {', '.join(meta_graph.signature_def) or 'none'})")
+        signature = meta_graph.signature_def[SIGNATURE_NAME]
+        self.input_specs = {name: tf.TensorSpec(_shape(info), tf.as_dtype(info.dtype), name)
+                            for name, info in sorted(signature.inputs.items())}
+        self.output_names = sorted(signature.outputs)
         unsupported = [name for name, spec in self.input_specs.items()
                        if not (spec.dtype.is_floating or spec.dtype.is_integer or spec.dtype.is_bool)]
         if unsupported:
             raise ValueError(f"inputs {unsupported} are not numeric; this endpoint serves numeric tensors only")
-        # The first call builds the graph's kernels; doing it now keeps it out of the first request.
-        zeros = {name: np.zeros([1 if size is None else size for size in spec.shape], spec.dtype.as_numpy_dtype)
-                 for name, spec in self.input_specs.items()}
-        self.executor = SINGLE_THREADED
-        try:
-            self.run(zeros)
-        except tf.errors.FailedPreconditionError:  # low-level control flow: the default executor runs it
-            self.executor = DEFAULT_EXECUTOR
-            self.run(zeros)
+        self._run = self._session.make_callable([signature.outputs[name].name for name in self.output_names],
+                                                [signature.inputs[name].name for name in self.input_specs])
+        # The first run builds the graph's kernels; doing it now keeps it out of the first request.
+        self.run({name: np.zeros([1 if size is None else size for size in spec.shape], spec.dtype.as_numpy_dtype)
+                  for name, spec in self.input_specs.items()})
 
     def status(self) -> dict:
         """`GET /v1/models/<name>` as TF Serving answers it."""
@@ -94,10 +96,8 @@ class SavedModelServable:
         return 200, json.dumps(answer).encode()
 
     def run(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """One call of the signature: input name -> array in, output name -> array out."""
-        with tf.experimental.function_executor_type(self.executor):
-            outputs = self._signature(**{name: tf.convert_to_tensor(array) for name, array in arrays.items()})
-        return {name: outputs[name].numpy() for name in self.output_names}
+        """One run of the signature: input name -> array (of the input's dtype) in, output name -> array out."""
+        return dict(zip(self.output_names, self._run(*[arrays[name] for name in self.input_specs])))
 
     def _row_tensors(self, instances) -> dict[str, np.ndarray]:
         if not isinstance(instances, list) or not instances:
@@ -139,6 +139,25 @@ class SavedModelServable:
             raise BadTensorRequest(f"input {name!r}: expected shape {_shape_text(spec.shape)}, "
                                    f"got {list(array.shape)}")
         return array
+
+
+def _shape(info) -> list[int | None] | None:
+    if info.tensor_shape.unknown_rank:
+        return None
+    return [None if dim.size < 0 else dim.size for dim in info.tensor_shape.dim]
+
+
+@contextmanager
+def _quiet_deprecation():
+    """Loading a SavedModel as TF Serving does is TensorFlow's v1 API, which logs a deprecation
+    warning; the endpoint's log is for requests."""
+    logger = logging.getLogger("tensorflow")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _parse_request(body: bytes) -> dict:

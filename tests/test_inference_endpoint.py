@@ -13,6 +13,7 @@ from pathlib import Path
 
 import boto3
 import numpy as np
+import psutil
 import pytest
 import requests
 import tensorflow as tf
@@ -21,6 +22,7 @@ from inference.artifact import ArtifactError
 from inference.local_endpoint import LocalEndpoint
 from inference_support import (CNN_CLASSES, MAX_FRAMES, N_COEFFICIENTS, N_FEATURES, SPEAKERS, WINDOW, exported_models,
                                image_bytes, tarball_of)
+from process_support import left_running, listening
 from training.networks import NETWORKS
 
 SIX_MB = 6 * 1024 * 1024
@@ -367,6 +369,25 @@ def test_stop_finishes_in_flight_requests_closes_idle_connections_and_frees_the_
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         probe.bind((host, int(port)))
         probe.listen()
+
+
+def test_a_prepared_endpoint_serves_a_model_that_appears_later_and_stops_without_one(models, tmp_path, signatures):
+    model_dir = tmp_path / "model"  # not there yet, as in `mlops local` before its pipeline has run
+    endpoint = LocalEndpoint(model_dir, "prepared", workers=1).prepare()
+    try:
+        shutil.copytree(models["cnn"], model_dir)
+        endpoint.start()
+        answer = requests.post(endpoint.url + "/invocations", data=image_bytes(np.full((8, 8), 200, np.uint8)),
+                               headers={"Content-Type": "image/png"}).json()
+    finally:
+        endpoint.stop()
+    expected = _reference(signatures, "cnn", image=np.full((1, 8, 8, 1), 200.0, np.float32))["probabilities"][0]
+    assert [answer["predictions"][0]["probabilities"][name] for name in CNN_CLASSES] == expected.tolist()
+
+    unused = LocalEndpoint(model_dir, "unused", workers=1).prepare()
+    server, port = psutil.Process(unused._process.pid), int(unused.url.rsplit(":", 1)[1])
+    unused.stop()
+    assert left_running([server]) == [] and not listening(port)
 
 
 def test_a_model_tarball_is_served_and_its_extraction_removed(models, tmp_path, signatures):
