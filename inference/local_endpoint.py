@@ -158,6 +158,7 @@ class LocalEndpoint:
                 self._process = subprocess.Popen(
                     [sys.executable, "-m", "inference.endpoint_server", json.dumps(spec)],
                     pass_fds=(listener.fileno(), status_write, model_read, lifeline_read), start_new_session=True,
+                    cwd=REPO_ROOT,  # `-m` imports from the working directory first: this tree's server
                     env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [
                         str(REPO_ROOT), os.environ.get("PYTHONPATH")]))})
             finally:
