@@ -20,16 +20,14 @@ from infra.config import StageConfig
 from infra.pipeline_definition import (
     ARTIFACTS_BUCKET,
     EXECUTION_ID,
-    EXECUTION_ROLE_ARN,
     JOB_RETRY,
-    KEY_ARN,
     PROCESSING_ROOT,
     SCHEMA_VERSION,
     SERVICE_RETRY,
     SOURCE_BUNDLE_URI,
     TRAINING_IMAGE_URI,
 )
-from infra.pipeline_parts import get, join, network_config, parameter, placeholder, processing_input
+from infra.pipeline_parts import get, join, parameter, placeholder, processing_input, processing_job, processing_outputs
 from infra.pipeline_parts import s3 as s3_uri
 from infra.pipeline_parameters import PipelineParameter
 from training.networks import Network, get_network
@@ -110,24 +108,9 @@ def monitor_definition(config: StageConfig, network_name: str) -> dict[str, Any]
             processing_input("baseline", parameter(BASELINE_URI), f"{PROCESSING_ROOT}/baseline"),
             processing_input("code", placeholder(SOURCE_BUNDLE_URI), f"{PROCESSING_ROOT}/code"),
         ],
-        "ProcessingOutputConfig": {
-            "Outputs": [{
-                "OutputName": DRIFT_OUTPUT,
-                "AppManaged": False,
-                "S3Output": {"S3Uri": report_uri, "LocalPath": f"{PROCESSING_ROOT}/{DRIFT_OUTPUT}",
-                             "S3UploadMode": "EndOfJob"},
-            }],
-            "KmsKeyId": placeholder(KEY_ARN),
-        },
-        "ProcessingResources": {"ClusterConfig": {
-            "InstanceType": config.training_instance_type(network.name),
-            "InstanceCount": 1,
-            "VolumeSizeInGB": config.training.volume_size_gb,
-            "VolumeKmsKeyId": placeholder(KEY_ARN),
-        }},
-        "StoppingCondition": {"MaxRuntimeInSeconds": config.training.max_run_seconds},
-        "RoleArn": placeholder(EXECUTION_ROLE_ARN),
-        "NetworkConfig": network_config(config),
+        "ProcessingOutputConfig": processing_outputs(DRIFT_OUTPUT, report_uri, f"{PROCESSING_ROOT}/{DRIFT_OUTPUT}"),
+        **processing_job(config, config.training_instance_type(network.name),
+                         max_seconds=config.training.max_run_seconds),
     }
     return {
         "Version": SCHEMA_VERSION,

@@ -19,18 +19,17 @@ from infra.naming import model_package_group_name
 from infra.pipeline_parts import (
     ARTIFACTS_BUCKET,
     EXECUTION_ID,
-    EXECUTION_ROLE_ARN,
     JOB_RETRY,
-    KEY_ARN,
     PROCESSING_ROOT,
     SERVICE_RETRY,
     SOURCE_BUNDLE_URI,
     TRAINING_IMAGE_URI,
     get,
     join,
-    network_config,
     placeholder,
     processing_input,
+    processing_job,
+    processing_outputs,
     s3,
 )
 from training.networks import Network
@@ -58,26 +57,12 @@ def champion_step(config: StageConfig, network: Network) -> dict[str, Any]:
             "ContainerEntrypoint": ["/bin/bash", "-c", champion_command(config, network)],
         },
         "ProcessingInputs": [processing_input("code", placeholder(SOURCE_BUNDLE_URI), f"{PROCESSING_ROOT}/code")],
-        "ProcessingOutputConfig": {
-            "Outputs": [{
-                "OutputName": CHAMPION_OUTPUT,
-                "AppManaged": False,
-                "S3Output": {"S3Uri": join(s3(ARTIFACTS_BUCKET, f"pipelines/{network.name}/"), EXECUTION_ID,
-                                           f"/{CHAMPION_OUTPUT}"),
-                             "LocalPath": CHAMPION_DIR, "S3UploadMode": "EndOfJob"},
-            }],
-            "KmsKeyId": placeholder(KEY_ARN),
-        },
-        "ProcessingResources": {"ClusterConfig": {
-            # The instance type Evaluate uses: no other price to look up, and it is up in seconds.
-            "InstanceType": config.training_instance_type(network.name),
-            "InstanceCount": 1,
-            "VolumeSizeInGB": config.training.volume_size_gb,
-            "VolumeKmsKeyId": placeholder(KEY_ARN),
-        }},
-        "StoppingCondition": {"MaxRuntimeInSeconds": CHAMPION_MAX_SECONDS},
-        "RoleArn": placeholder(EXECUTION_ROLE_ARN),
-        "NetworkConfig": network_config(config, isolated=False),
+        "ProcessingOutputConfig": processing_outputs(
+            CHAMPION_OUTPUT, join(s3(ARTIFACTS_BUCKET, f"pipelines/{network.name}/"), EXECUTION_ID,
+                                  f"/{CHAMPION_OUTPUT}"), CHAMPION_DIR),
+        # The instance type Evaluate uses: no other price to look up, and it is up in seconds.
+        **processing_job(config, config.training_instance_type(network.name), max_seconds=CHAMPION_MAX_SECONDS,
+                         isolated=False),
     }
     return {"Name": CHAMPION_STEP, "Type": "Processing", "Arguments": arguments,
             "RetryPolicies": [SERVICE_RETRY, JOB_RETRY]}

@@ -60,6 +60,7 @@ from infra.pipeline_parts import network_config as _network_config
 from infra.pipeline_parts import parameter as _parameter
 from infra.pipeline_parts import placeholder as _placeholder
 from infra.pipeline_parts import processing_input as _processing_input
+from infra.pipeline_parts import processing_job, processing_outputs
 from infra.pipeline_parts import s3 as _s3
 from training import champion_challenger
 from training.networks import Network, get_network
@@ -271,27 +272,12 @@ def _evaluate_step(config: StageConfig, network: Network) -> dict[str, Any]:
         ],
         "Environment": {"CHAMPION_TOLERANCE": _join(_parameter(CHAMPION_TOLERANCE)),
                         MODEL_URI_VARIABLE: _model_artifacts()},
-        "ProcessingOutputConfig": {
-            "Outputs": [{
-                "OutputName": EVALUATION_OUTPUT,
-                "AppManaged": False,
-                "S3Output": {"S3Uri": evaluation_uri,
-                             "LocalPath": f"{PROCESSING_ROOT}/{EVALUATION_OUTPUT}",
-                             "S3UploadMode": "EndOfJob"},
-            }],
-            "KmsKeyId": _placeholder(KEY_ARN),
-        },
-        "ProcessingResources": {"ClusterConfig": {
-            # The stage's training instance type (not the parameter): evaluation needs the same
-            # kind of machine whatever the training run was given.
-            "InstanceType": config.training_instance_type(network.name),
-            "InstanceCount": 1,
-            "VolumeSizeInGB": config.training.volume_size_gb,
-            "VolumeKmsKeyId": _placeholder(KEY_ARN),
-        }},
-        "StoppingCondition": {"MaxRuntimeInSeconds": config.training.max_run_seconds},
-        "RoleArn": _placeholder(EXECUTION_ROLE_ARN),
-        "NetworkConfig": _network_config(config),
+        "ProcessingOutputConfig": processing_outputs(EVALUATION_OUTPUT, evaluation_uri,
+                                                     f"{PROCESSING_ROOT}/{EVALUATION_OUTPUT}"),
+        # The stage's training instance type (not the parameter): evaluation needs the same kind of
+        # machine whatever the training run was given.
+        **processing_job(config, config.training_instance_type(network.name),
+                         max_seconds=config.training.max_run_seconds),
     }
     return {
         "Name": EVALUATE_STEP,

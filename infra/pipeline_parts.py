@@ -1,7 +1,7 @@
 """What the steps of a pipeline definition are built from, shared by the modules that build them
-(`infra.pipeline_definition`, `infra.pipeline_champion`): the deploy-time placeholders, the
-definition language's expressions (Get, Std:Join), S3 URIs, a processing job's input, the jobs'
-network settings and retry policies. Plain data, no SDK: see `infra.pipeline_definition`.
+(`infra.pipeline_definition`, `infra.pipeline_champion`, `infra.monitor_definition`): the deploy-time placeholders, the
+definition language's expressions (Get, Std:Join), S3 URIs, a processing job's input, output and
+settings, the jobs' network settings and retry policies. Plain data, no SDK: see `infra.pipeline_definition`.
 """
 
 from __future__ import annotations
@@ -76,3 +76,34 @@ def network_config(config: StageConfig, *, isolated: bool | None = None) -> dict
         settings["VpcConfig"] = {"Subnets": list(config.vpc.subnet_ids),
                                  "SecurityGroupIds": list(config.vpc.security_group_ids)}
     return settings
+
+
+def processing_outputs(name: str, s3_uri: Any, local_path: str) -> dict[str, Any]:
+    """A processing job's ProcessingOutputConfig: one output, uploaded when the job ends, encrypted
+    with the project key."""
+    return {
+        "Outputs": [{
+            "OutputName": name,
+            "AppManaged": False,
+            "S3Output": {"S3Uri": s3_uri, "LocalPath": local_path, "S3UploadMode": "EndOfJob"},
+        }],
+        "KmsKeyId": placeholder(KEY_ARN),
+    }
+
+
+def processing_job(config: StageConfig, instance_type: str, *, max_seconds: int,
+                   isolated: bool | None = None) -> dict[str, Any]:
+    """What every processing job of the project runs with: one `instance_type` instance whose volume
+    the project key encrypts, a time limit, the execution role, and the stage's network settings
+    (its isolation unless `isolated` says otherwise)."""
+    return {
+        "ProcessingResources": {"ClusterConfig": {
+            "InstanceType": instance_type,
+            "InstanceCount": 1,
+            "VolumeSizeInGB": config.training.volume_size_gb,
+            "VolumeKmsKeyId": placeholder(KEY_ARN),
+        }},
+        "StoppingCondition": {"MaxRuntimeInSeconds": max_seconds},
+        "RoleArn": placeholder(EXECUTION_ROLE_ARN),
+        "NetworkConfig": network_config(config, isolated=isolated),
+    }
