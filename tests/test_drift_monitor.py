@@ -25,6 +25,7 @@ import monitor
 import records
 from inference.capture import CaptureConfig, capture_line, capture_record, hour_prefix
 from training.networks import get_network
+from training_support import entry_point_logging
 
 NETWORK = get_network("autoencoder")
 N_FEATURES, ENCODING = 6, 3
@@ -184,7 +185,7 @@ def test_bad_input_exits_2_with_one_line(served, tmp_path, capsys, arguments, me
     given = {"--network": "autoencoder", "--model-dir": str(model_dir), "--baseline": str(baseline_path),
              "--capture-uri": CAPTURE_URI, "--output-dir": str(tmp_path / "drift")}
     pairs = dict(zip(arguments[::2], arguments[1::2]))
-    with pytest.raises(SystemExit) as exited:
+    with pytest.raises(SystemExit) as exited, entry_point_logging():
         monitor.main([item for pair in {**given, **pairs}.items() for item in pair])
     assert exited.value.code == contract.EXIT_BAD_INPUT
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]

@@ -110,7 +110,8 @@ def test_step_properties_are_read_from_finished_steps() -> None:
     inputs = {item["InputName"]: item["S3Input"]["S3Uri"] for item in evaluate["ProcessingInputs"]}
     assert inputs["model"] == "s3://artifacts/models/cnn/job/output/model.tar.gz"
     assert inputs["champion"] == CHAMPION_URI
-    assert evaluate["Environment"] == {"CHAMPION_TOLERANCE": "0.0"}
+    assert evaluate["Environment"] == {"CHAMPION_TOLERANCE": "0.0",
+                                       "MODEL_DATA_URL": "s3://artifacts/models/cnn/job/output/model.tar.gz"}
     assert run.resolve({"Get": "Steps.Train.FinalMetricDataList['test_accuracy'].Value"}) == 0.97
     assert run.resolve({"Get": "Steps.Train.FinalMetricDataList[0].MetricName"}) == "val_loss"
     assert evaluate["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri"] == REPORT_URI.rsplit("/", 1)[0]

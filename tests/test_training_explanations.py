@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import records
+from training_support import entry_point_logging
 
 pytestmark = pytest.mark.integration
 
@@ -52,10 +53,11 @@ def test_the_one_feature_that_carries_the_signal_ranks_first(tmp_path: Path) -> 
 
     channels = synthetic_channels(tmp_path / "data")
     # float32 named: `auto` would set a mixed policy for the rest of this process.
-    contract.run("autoencoder", autoencoder.train, [
-        *(f"--{channel}={folder}" for channel, folder in channels.items()), f"--model_dir={tmp_path / 'model'}",
-        f"--output_dir={tmp_path / 'output'}", f"--checkpoint_dir={tmp_path / 'checkpoints'}", "--epochs=15",
-        "--batch_size=32", "--encoding_dim=2", "--hidden_units=16", "--precision=float32"])
+    with entry_point_logging():
+        contract.run("autoencoder", autoencoder.train, [
+            *(f"--{channel}={folder}" for channel, folder in channels.items()), f"--model_dir={tmp_path / 'model'}",
+            f"--output_dir={tmp_path / 'output'}", f"--checkpoint_dir={tmp_path / 'checkpoints'}", "--epochs=15",
+            "--batch_size=32", "--encoding_dim=2", "--hidden_units=16", "--precision=float32"])
     document = evaluate.evaluate("autoencoder", tmp_path / "model", channels["test"], tmp_path / "evaluation")
     assert document["metrics"]["test_roc_auc"]["value"] > 0.95, document["metrics"]
 

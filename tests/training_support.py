@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -130,6 +131,19 @@ def run_entry_point(network: str, channels: dict[str, Path], work: Path, *, env:
                    if not name.startswith(("SM_", "SAGEMAKER_")) and name != "TF_CONFIG"}
     environment.update(env or {})
     return subprocess.run([*command, *args], capture_output=True, text=True, timeout=timeout, env=environment)
+
+
+@contextmanager
+def entry_point_logging() -> Iterator[None]:
+    """Around an entry point called in-process: its `basicConfig(force=True)` replaces the root
+    logger's handlers with one on this test's captured stdout, which is closed when the test ends;
+    left in place, every later test's log records would print "--- Logging error ---" instead."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        yield
+    finally:
+        root.handlers, root.level = handlers, level
 
 
 def metrics_lines(log: str) -> list[dict[str, float]]:
