@@ -81,7 +81,7 @@ TRAINING_TESTS=(tests/test_training_{entry_points,contract,bad_input,records,res
 install_node() {
   local stamp="node_modules/.installed-$(sha256sum package-lock.json | cut -c1-16)"
   [ -f "$stamp" ] && return
-  echo "==> installing the AWS CDK CLI into node_modules"
+  echo "==> installing the AWS CDK CLI and the IAM policy simulator into node_modules"
   npm ci --no-audit --no-fund --loglevel=error
   touch "$stamp"
 }

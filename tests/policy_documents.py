@@ -8,7 +8,7 @@ exporting template's output, `Fn::Join` and `Fn::Sub`. A value this does not kno
 rather than turning into a wildcard.
 
     for document in policy_documents(synth.template_files, account="123456789012", region="us-east-1"):
-        document.where, document.kind, document.policy
+        document.where, document.kind, document.policy, document.attached_to
 """
 
 from __future__ import annotations
@@ -34,6 +34,9 @@ class PolicyDocument:
     kind: str
     """identity (a role's or a policy resource's), resource (bucket, key) or trust (who may assume a role)."""
     policy: dict[str, Any]
+    attached_to: tuple[str, ...]
+    """ARNs: the roles an identity document is attached to, the role a trust document guards, the
+    bucket or key a resource policy is written on (a policy evaluator needs to know whose it is)."""
 
 
 class _Template:
@@ -108,19 +111,27 @@ class _Template:
         for logical_id, resource in sorted(self.resources.items()):
             kind, properties = resource["Type"], resource.get("Properties", {})
             where = f"{self.name}/{logical_id}"
-            found: list[tuple[str, str, Any]] = []
+            found: list[tuple[str, str, Any, tuple[str, ...]]] = []
             if kind == "AWS::IAM::Role":
-                found.append((f"{where}/AssumeRolePolicyDocument", _TRUST, properties["AssumeRolePolicyDocument"]))
-                found += [(f"{where}/{policy['PolicyName']}", _IDENTITY, policy["PolicyDocument"])
+                role = (self._get_att(logical_id, "Arn"),)
+                found.append((f"{where}/AssumeRolePolicyDocument", _TRUST, properties["AssumeRolePolicyDocument"],
+                              role))
+                found += [(f"{where}/{policy['PolicyName']}", _IDENTITY, policy["PolicyDocument"], role)
                           for policy in properties.get("Policies", [])]
             elif kind in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
-                found.append((where, _IDENTITY, properties["PolicyDocument"]))
+                if properties.get("Users") or properties.get("Groups"):
+                    raise ValueError(f"{where}: attached to users or groups, which this does not fill in")
+                roles = tuple(f"arn:aws:iam::{self._assembly.account}:role/{self.resolve(role)}"
+                              for role in properties.get("Roles", []))
+                found.append((where, _IDENTITY, properties["PolicyDocument"], roles))
             elif kind == "AWS::S3::BucketPolicy":
-                found.append((where, _RESOURCE, properties["PolicyDocument"]))
+                bucket = (f"arn:aws:s3:::{self.resolve(properties['Bucket'])}",)
+                found.append((where, _RESOURCE, properties["PolicyDocument"], bucket))
             elif kind == "AWS::KMS::Key":
-                found.append((f"{where}/KeyPolicy", _RESOURCE, properties["KeyPolicy"]))
-            for location, document_kind, document in found:
-                yield PolicyDocument(location, document_kind, self.resolve(document))
+                found.append((f"{where}/KeyPolicy", _RESOURCE, properties["KeyPolicy"],
+                              (self._get_att(logical_id, "Arn"),)))
+            for location, document_kind, document, attached_to in found:
+                yield PolicyDocument(location, document_kind, self.resolve(document), attached_to)
 
 
 class _Assembly:

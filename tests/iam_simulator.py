@@ -1,0 +1,117 @@
+"""IAM's evaluation logic, offline: `@cloud-copilot/iam-simulate` (pinned in package.json) decides
+requests against identity and resource policies together, conditions included, which moto's
+evaluator does not (README, "What moto's evaluator checks").
+
+One node process (tests/iam_simulate.mjs) answers every batch of a test session:
+
+    with IamSimulator() as simulator:
+        (decision,) = simulator.decide([Request(principal=..., action="s3:GetObject", ...)])
+        decision.result  # "Allowed", "ExplicitlyDenied" or "ImplicitlyDenied"
+
+A request the simulator refuses as invalid (an action IAM does not know, a resource of a type the
+action does not take) raises `InvalidRequest`: it is a mistake in the test, not a denial.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from policy_documents import PolicyDocument
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = Path(__file__).with_name("iam_simulate.mjs")
+
+
+class InvalidRequest(ValueError):
+    pass
+
+
+def session_arn(role_arn: str, session: str = "simulated") -> str:
+    """The principal of a call made with the role's credentials, as STS names it."""
+    account, name = role_arn.removeprefix("arn:aws:iam::").split(":role/", 1)
+    return f"arn:aws:sts::{account}:assumed-role/{name.rsplit('/', 1)[-1]}/{session}"
+
+
+@dataclass(frozen=True)
+class Request:
+    principal: str
+    action: str
+    resource: str
+    resource_account: str
+    """The account that owns the resource (an S3 ARN does not say)."""
+    identity_policies: Sequence[PolicyDocument]
+    resource_policy: PolicyDocument | None = None
+    context: Mapping[str, str | list[str]] = field(default_factory=dict)
+    """The request's condition keys, e.g. {"aws:SecureTransport": "true"}."""
+
+    def as_json(self) -> dict[str, Any]:
+        return {"principal": self.principal, "action": self.action, "resource": self.resource,
+                "resourceAccount": self.resource_account,
+                "identityPolicies": [{"name": document.where, "policy": document.policy}
+                                     for document in self.identity_policies],
+                "resourcePolicy": self.resource_policy.policy if self.resource_policy else None,
+                "context": dict(self.context)}
+
+
+@dataclass(frozen=True)
+class Decision:
+    result: str
+    reasons: tuple[str, ...]
+    """The statements that allowed or explicitly denied it (`identity <policy> <Sid or #n>`,
+    `resource <Sid or #n>`), or the kinds of policy that allowed nothing."""
+    ignored_context_keys: tuple[str, ...]
+    """Keys of the request that requests of this action never carry (IAM ignores them)."""
+
+    def __str__(self) -> str:
+        return f"{self.result} ({'; '.join(self.reasons) or 'no statement'})"
+
+
+def _reason(entry: dict[str, Any]) -> str:
+    if entry.get("denialType") == "Implicit":
+        return f"no {entry['policyType']} statement allows it"
+    statement = entry.get("statementId") or f"#{entry['statementIndex']}"
+    return " ".join(part for part in (entry["policyType"], entry.get("policyIdentifier"), statement) if part)
+
+
+class IamSimulator:
+    def __init__(self) -> None:
+        self._process = subprocess.Popen(["node", str(SCRIPT)], cwd=REPO_ROOT, stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def decide(self, requests: Sequence[Request]) -> list[Decision]:
+        assert self._process.stdin and self._process.stdout
+        self._process.stdin.write(json.dumps([request.as_json() for request in requests]) + "\n")
+        self._process.stdin.flush()
+        line = self._process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"{SCRIPT.name} stopped: {self._stopped()} (the package comes from package.json: "
+                               "`npm ci`, which ./dev.sh test runs)")
+        decisions = []
+        for request, answer in zip(requests, json.loads(line), strict=True):
+            if "error" in answer:
+                raise InvalidRequest(f"{request.action} on {request.resource}: {answer['error']}")
+            decisions.append(Decision(answer["decision"],
+                                      tuple(_reason(entry) for entry in answer["grants"] + answer["denials"]),
+                                      tuple(answer["ignoredContextKeys"])))
+        return decisions
+
+    def _stopped(self) -> str:
+        assert self._process.stderr
+        self._process.wait(timeout=10)
+        return self._process.stderr.read().strip() or f"exit status {self._process.returncode}"
+
+    def close(self) -> None:
+        assert self._process.stdin
+        self._process.stdin.close()
+        self._process.wait(timeout=10)
+
+    def __enter__(self) -> IamSimulator:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
