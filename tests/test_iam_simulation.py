@@ -321,7 +321,6 @@ def test_each_role_is_assumed_by_its_own_service_acting_for_this_account_only(st
         cases += [(f"{service} assumes the {name}", stage.assume(role, service, stage.account), ALLOWED),
                   (f"{other_service} assumes the {name}", stage.assume(role, other_service, stage.account),
                    IMPLICITLY_DENIED)]
-        if service == SAGEMAKER_PRINCIPAL:
-            cases.append((f"{service} acting for another account assumes the {name}",
-                          stage.assume(role, service, ANOTHER_ACCOUNT), IMPLICITLY_DENIED))
+        cases.append((f"{service} acting for another account assumes the {name}",
+                      stage.assume(role, service, ANOTHER_ACCOUNT), IMPLICITLY_DENIED))
     expect(simulator, cases)

@@ -153,7 +153,9 @@ class MonitorSchedule(Construct):
         self.role = iam.Role(
             self, "MonitorScheduleRole",
             description=f"Assumed by EventBridge to start {pipeline_name}",
-            assumed_by=iam.ServicePrincipal(EVENTS_PRINCIPAL),
+            # aws:SourceAccount: EventBridge sets it to the rule's account (the confused deputy).
+            assumed_by=iam.ServicePrincipal(
+                EVENTS_PRINCIPAL, conditions={"StringEquals": {"aws:SourceAccount": stack.account}}),
             inline_policies={"StartTheMonitorPipeline": iam.PolicyDocument(statements=[iam.PolicyStatement(
                 actions=["sagemaker:StartPipelineExecution"], resources=[pipeline_arn])])},
         )

@@ -189,7 +189,9 @@ class TrainingPipeline(Construct):
         trigger_role = iam.Role(
             self, "RetrainingTriggerRole",
             description=f"Assumed by EventBridge to start {self.pipeline_name}",
-            assumed_by=iam.ServicePrincipal(EVENTS_PRINCIPAL),
+            # aws:SourceAccount: EventBridge sets it to the rule's account (the confused deputy).
+            assumed_by=iam.ServicePrincipal(
+                EVENTS_PRINCIPAL, conditions={"StringEquals": {"aws:SourceAccount": cdk.Stack.of(self).account}}),
             inline_policies={"StartThisPipeline": iam.PolicyDocument(statements=[iam.PolicyStatement(
                 actions=["sagemaker:StartPipelineExecution"], resources=[self.pipeline_arn])])},
         )
