@@ -42,8 +42,6 @@ QUICK_RUN = ("--limit", "300", "--param", "epochs=3", "--param", "QualityThresho
 MLOPS = Path(sys.executable).parent / "mlops"
 
 
-
-
 @contextmanager
 def watched_children() -> Iterator[set[psutil.Process]]:
     """Every process this one starts (at any depth) while the block runs."""
