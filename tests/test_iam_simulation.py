@@ -27,7 +27,7 @@ from infra import naming
 from infra.constructs.artifacts_bucket import ArtifactsBucket
 from infra.constructs.buckets import ProjectBucket
 from infra.constructs.data_bucket import channel_prefix
-from infra.constructs.training_pipeline import EVENTS_PRINCIPAL, SAGEMAKER_PRINCIPAL
+from infra.constructs.principals import EVENTS_PRINCIPAL, SAGEMAKER_PRINCIPAL
 from infra.pipeline_definition import EVALUATION_FILE, EVALUATION_OUTPUT
 from policy_documents import PolicyDocument, policy_documents
 from synth_support import Synthesized, synthesized

@@ -32,12 +32,8 @@ from infra import pipeline_definition as training_definition
 from infra.config import StageConfig
 from infra.constructs.artifacts_bucket import ArtifactsBucket
 from infra.constructs.key import ProjectKey
-from infra.constructs.training_pipeline import (
-    EVENTS_PRINCIPAL,
-    PIPELINE_JOB_NAMES,
-    SAGEMAKER_PRINCIPAL,
-    TrainingPipeline,
-)
+from infra.constructs.principals import EVENTS_PRINCIPAL, SAGEMAKER_PRINCIPAL, acting_for_this_account
+from infra.constructs.training_pipeline import PIPELINE_JOB_NAMES, TrainingPipeline
 from infra.images import training_image_uri
 from infra.nag import acknowledge_wildcard_resources
 
@@ -70,8 +66,7 @@ class DriftMonitor(Construct):
         self.role = iam.Role(
             self, "MonitorPipelineRole",
             description=f"Assumed by SageMaker Pipelines to run {self.pipeline_name}",
-            assumed_by=iam.ServicePrincipal(
-                SAGEMAKER_PRINCIPAL, conditions={"StringEquals": {"aws:SourceAccount": stack.account}}),
+            assumed_by=acting_for_this_account(SAGEMAKER_PRINCIPAL, self),
             inline_policies={
                 "RunMonitoringJobs": iam.PolicyDocument(statements=[
                     iam.PolicyStatement(actions=["sagemaker:CreateProcessingJob", "sagemaker:DescribeProcessingJob",
@@ -153,9 +148,7 @@ class MonitorSchedule(Construct):
         self.role = iam.Role(
             self, "MonitorScheduleRole",
             description=f"Assumed by EventBridge to start {pipeline_name}",
-            # aws:SourceAccount: EventBridge sets it to the rule's account (the confused deputy).
-            assumed_by=iam.ServicePrincipal(
-                EVENTS_PRINCIPAL, conditions={"StringEquals": {"aws:SourceAccount": stack.account}}),
+            assumed_by=acting_for_this_account(EVENTS_PRINCIPAL, self),
             inline_policies={"StartTheMonitorPipeline": iam.PolicyDocument(statements=[iam.PolicyStatement(
                 actions=["sagemaker:StartPipelineExecution"], resources=[pipeline_arn])])},
         )

@@ -17,10 +17,10 @@ from infra.config import StageConfig
 from infra.constructs.artifacts_bucket import ArtifactsBucket
 from infra.constructs.data_bucket import DataBucket
 from infra.constructs.key import ProjectKey
+from infra.constructs.principals import SAGEMAKER_PRINCIPAL, acting_for_this_account
 from infra.images import ImageRepository, image_repository, inference_image_uri, training_image_uri
 from infra.nag import acknowledge, acknowledge_wildcard_resources
 
-SAGEMAKER_PRINCIPAL = "sagemaker.amazonaws.com"
 JOB_LOG_GROUPS = ("/aws/sagemaker/TrainingJobs", "/aws/sagemaker/ProcessingJobs")
 ENDPOINT_LOG_GROUPS = "/aws/sagemaker/Endpoints/*"
 METRIC_NAMESPACES = ("/aws/sagemaker/TrainingJobs", "/aws/sagemaker/ProcessingJobs",
@@ -46,10 +46,7 @@ class SageMakerExecutionRole(Construct):
         self.role = iam.Role(
             self, "Role",
             description=f"Assumed by SageMaker for the jobs and endpoints of {config.prefix()}",
-            # aws:SourceAccount keeps SageMaker acting for another account from assuming it.
-            assumed_by=iam.ServicePrincipal(
-                SAGEMAKER_PRINCIPAL,
-                conditions={"StringEquals": {"aws:SourceAccount": stack.account}}),
+            assumed_by=acting_for_this_account(SAGEMAKER_PRINCIPAL, self),
         )
 
         data.allow_read_training_data(self.role, config.networks)

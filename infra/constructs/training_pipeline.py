@@ -23,12 +23,11 @@ from infra.constructs.artifacts_bucket import ArtifactsBucket
 from infra.constructs.buckets import removal_policy
 from infra.constructs.data_bucket import DataBucket, channel_prefix
 from infra.constructs.key import ProjectKey
+from infra.constructs.principals import EVENTS_PRINCIPAL, SAGEMAKER_PRINCIPAL, acting_for_this_account
 from infra.images import inference_image_uri, training_image_uri
 from infra.nag import acknowledge_wildcard_resources
 from training.networks import get_network
 
-SAGEMAKER_PRINCIPAL = "sagemaker.amazonaws.com"
-EVENTS_PRINCIPAL = "events.amazonaws.com"
 # SageMaker Pipelines names the jobs it starts `pipelines-<execution id>-<step>-<suffix>`.
 PIPELINE_JOB_NAMES = "pipelines-*"
 # Data preparation uploads a channel's spec.json after its shards, and the train channel's
@@ -77,8 +76,7 @@ class TrainingPipeline(Construct):
         self.role = iam.Role(
             self, "PipelineRole",
             description=f"Assumed by SageMaker Pipelines to run {self.pipeline_name}",
-            assumed_by=iam.ServicePrincipal(
-                SAGEMAKER_PRINCIPAL, conditions={"StringEquals": {"aws:SourceAccount": stack.account}}),
+            assumed_by=acting_for_this_account(SAGEMAKER_PRINCIPAL, self),
             inline_policies={
                 "RunTrainingAndEvaluationJobs": self._run_jobs_policy(stack),
                 "PassExecutionRoleToSageMaker": iam.PolicyDocument(statements=[iam.PolicyStatement(
@@ -189,9 +187,7 @@ class TrainingPipeline(Construct):
         trigger_role = iam.Role(
             self, "RetrainingTriggerRole",
             description=f"Assumed by EventBridge to start {self.pipeline_name}",
-            # aws:SourceAccount: EventBridge sets it to the rule's account (the confused deputy).
-            assumed_by=iam.ServicePrincipal(
-                EVENTS_PRINCIPAL, conditions={"StringEquals": {"aws:SourceAccount": cdk.Stack.of(self).account}}),
+            assumed_by=acting_for_this_account(EVENTS_PRINCIPAL, self),
             inline_policies={"StartThisPipeline": iam.PolicyDocument(statements=[iam.PolicyStatement(
                 actions=["sagemaker:StartPipelineExecution"], resources=[self.pipeline_arn])])},
         )
