@@ -38,3 +38,16 @@ def data_cache(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLOPS_CACHE_DIR", str(tmp_path_factory.mktemp("mlops-cache")))
         yield
+
+
+@pytest.fixture
+def s3(request):
+    """An S3 client on moto's in-process mock, with the requesting test module's `BUCKET` created
+    (the data capture tests write captures into it, the drift monitor's read them)."""
+    import boto3
+    from moto import mock_aws
+
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket=request.module.BUCKET)
+        yield client

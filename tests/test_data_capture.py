@@ -14,9 +14,7 @@ import random
 import re
 from datetime import datetime, timezone
 
-import boto3
 import pytest
-from moto import mock_aws
 from werkzeug.test import Client
 
 from inference.capture import CaptureConfig, CaptureWriter, capture_line, capture_record
@@ -92,14 +90,6 @@ def test_capture_options_name_what_is_written():
     assert (config.sampling_percentage, config.bucket_and_prefix) == (20, ("b", "p/"))
     assert CaptureConfig.from_api({"EnableCapture": False, "InitialSamplingPercentage": 100,
                                    "DestinationS3Uri": "s3://b/p", "CaptureOptions": []}) is None
-
-
-@pytest.fixture
-def s3():
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=BUCKET)
-        yield client
 
 
 def _captured_lines(s3) -> tuple[list[str], list[str]]:

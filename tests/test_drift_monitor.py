@@ -16,7 +16,6 @@ from datetime import datetime, timedelta, timezone
 import boto3
 import numpy as np
 import pytest
-from moto import mock_aws
 
 import baseline
 import contract
@@ -76,14 +75,6 @@ def served(tmp_path_factory):
     baseline.write_baseline(NETWORK, description, signatures, validation, root / "evaluation",
                             model_uri="s3://artifacts/models/autoencoder/job/output/model.tar.gz")
     return model_dir, root / "evaluation" / baseline.BASELINE_FILE
-
-
-@pytest.fixture
-def s3():
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=BUCKET)
-        yield client
 
 
 def put_captures(s3, rows: np.ndarray, *, csv: bool = False) -> None:
