@@ -5,20 +5,22 @@ from __future__ import annotations
 import dataclasses
 import json
 import tempfile
-from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from infra import naming
 from infra.config import StageConfig
 from mlops.cdk import CdkCli
+from mlops.monitoring import monitored_version_parameters
 from mlops.registry import ModelVersion
 
 
 def deploy_endpoint(cdk: CdkCli, config: StageConfig, network: str, model: ModelVersion,
-                    parameters: Mapping[str, str] | None = None) -> dict[str, str]:
+                    sagemaker: Any) -> dict[str, str]:
     """`cdk deploy` of the network's endpoint stack alone, serving `model`; returns its outputs.
-    `parameters`: the stack's CloudFormation parameters (the drift monitor's served version:
-    `mlops.monitoring.monitored_version_parameters`)."""
+    Where the stage captures traffic, the stack's drift monitor watches `model`: its parameters
+    name the version's model and baseline, read from the registry through `sagemaker`."""
+    parameters = monitored_version_parameters(sagemaker, model.arn) if config.captures_data else {}
     stack = naming.endpoint_stack_name(config.prefix(), network)
     synthesized = cdk.template(stack) if cdk.assembly is not None else None
     if synthesized is None or synthesized.get("Outputs", {}).get("ModelPackageArn", {}).get("Value") != model.arn:
@@ -31,6 +33,6 @@ def deploy_endpoint(cdk: CdkCli, config: StageConfig, network: str, model: Model
         # a model release must not touch them. --method=direct: see CdkCli.deploy.
         cdk.run("deploy", stack, "--exclusively", "--require-approval", "never", "--method=direct",
                 "--progress", "events", "--outputs-file", str(outputs_file),
-                *(f"--parameters={stack}:{name}={value}" for name, value in (parameters or {}).items()))
+                *(f"--parameters={stack}:{name}={value}" for name, value in parameters.items()))
         outputs = json.loads(outputs_file.read_text()) if outputs_file.exists() else {}
     return outputs.get(stack, {})

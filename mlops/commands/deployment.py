@@ -19,7 +19,6 @@ from mlops.aws import ShellAws
 from mlops.commands import NetworkArgument
 from mlops.costs import endpoint_cost_lines, load_prices
 from mlops.endpoint_stacks import deploy_endpoint
-from mlops.monitoring import monitored_version_parameters
 from mlops.cdk import CdkCli
 from mlops.registry import approved_version
 from mlops.stages import LOCAL_STAGE, cdk_context, enabled_network, stage_config
@@ -44,11 +43,9 @@ def deploy(
     sagemaker = aws.client("sagemaker")
     model = approved_version(sagemaker, group, version)
     console.print(f"deploying {group} version {model.version} ({model.arn})", highlight=False)
-    # The endpoint stack's drift monitor watches the version it serves.
-    parameters = monitored_version_parameters(sagemaker, model.arn) if config.captures_data else None
     with tempfile.TemporaryDirectory(prefix="mlops-cdk.out-") as assembly:
         cdk = CdkCli(target=aws, stage=config.name, output_dir=Path(assembly), echo=_echo)
-        outputs = deploy_endpoint(cdk, config, network, model, parameters)
+        outputs = deploy_endpoint(cdk, config, network, model, sagemaker)
     endpoint = outputs.get("EndpointName", naming.endpoint_name(config.prefix(), network))
     console.print(f"endpoint {endpoint} serves version {model.version} of {group}", highlight=False)
 

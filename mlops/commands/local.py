@@ -51,7 +51,6 @@ from mlops.local.report import ReportFolder, RunReport
 from mlops.local.terminal import ConsoleReporter, console, echo, echoing_logs, outputs_table, summary_of
 from mlops.local.s3 import download_file, join_uri, read_json
 from mlops.local.samples import compare, held_out_samples, instances_request, summary
-from mlops.monitoring import monitored_version_parameters
 from mlops.phases import Phase, run_phases
 from mlops.pipeline_parameters import parse_parameters
 from mlops.registry import APPROVED, ModelVersion, model_versions, set_approval
@@ -208,10 +207,8 @@ class LocalRun:
         assert self._model is not None
         if self._model.arn != self.expected_model_arn:
             echo(f"the app was synthesized for {self.expected_model_arn}: synthesizing it again")
-        # The schedule of the endpoint stack's drift monitor watches the version it serves.
-        parameters = (monitored_version_parameters(self.aws.client("sagemaker"), self._model.arn)
-                      if self.config.captures_data else None)
-        outputs = deploy_endpoint(self.cdk, self.config, self.network.name, self._model, parameters)
+        outputs = deploy_endpoint(self.cdk, self.config, self.network.name, self._model,
+                                  self.aws.client("sagemaker"))
         self._moto_endpoint = outputs.get("EndpointName")
         self.report.endpoint_stack = naming.endpoint_stack_name(self.config.prefix(), self.network.name)
         # The name the stack gives the endpoint, as AWS would create it (and `mlops invoke` calls
