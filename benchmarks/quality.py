@@ -14,7 +14,8 @@ default hyperparameters and only the seed changed; the data splits are fixed (se
   pretrained on MNIST images of digits 0-4: mean test accuracy over the seeds at least 0.03 above
   both the same model trained from scratch (base_weights=random, at the learning rates given by
   --scratch-learning-rates, the best one taken per seed) and the head alone (transfer.py's
-  dropout + dense softmax on the pixels, no base) trained from scratch; all three per seed.
+  dropout + dense softmax on the pixels, no base) trained from scratch (best of those rates and
+  1e-2); all three per seed.
 - speech on Japanese Vowels (UCI's 270 / 370 split, validation from train): mean test accuracy
   over the seeds >= 0.96, reported beside 1-NN with dynamic time warping (multivariate, squared
   Euclidean frame cost, no window), the usual baseline, computed here on the same channels.
@@ -39,15 +40,17 @@ Speech, measured 1 Dec 2026 on the same machine (Intel, AMX-BF16: policy mixed_b
 Measured on the 2-core build machine (Intel, avx512_bf16 and amx_bf16: policy mixed_bfloat16),
 1 Dec 2026, load average 13-35 (other engineers' jobs), `--networks cnn --work /tmp/q/work`:
     cnn          1-3   test_accuracy 0.9824 / 0.9845 / 0.9820                    (>= 0.98: met)
-`--networks transfer --labelled-per-class 10`, same day and load, only seed 1 finished before
-hand-over (the VGG16 pretraining on 3,000 images alone took ~25 minutes there):
-    transfer     1     test_accuracy 0.8770, from scratch 0.8737 (lr 1e-4; 0.3732 at lr 1e-3),
-                       head alone 0.8103                                          (margin 0.03: NOT met)
-A base pretrained on 3,000 images of 0-4 for 4 epochs beats the head alone by 0.067 but the
-network from scratch by only 0.003. Not yet tried: pretraining on all ~30,600 images of 0-4
-(`pretrain_examples`), or more epochs of it; seeds 2, 3 and 100 labels per class are unmeasured. Issue 3's figures on 8x8 sklearn digits, where transfer did not
-beat training from scratch (0.941 / 0.946 / 0.942 against 0.947 / 0.940 / 0.960), are why the
-source domain is now real MNIST.
+`--networks transfer --labelled-per-class 10 --work /tmp/q/w10`, 1 Dec 2026, same machine, load
+average about 1-2, the base pretrained on 10,000 images of 0-4 for 4 epochs (cached beforehand:
+~12 minutes idle), the head on block3_pool, head learning rate 1e-3; about 20 minutes:
+    transfer     1-3   test_accuracy 0.9099 / 0.8809 / 0.9231, mean 0.9046
+                       from scratch 0.8566 / 0.8994 / 0.8556, mean 0.8705 (best of lr 1e-3, 1e-4)
+                       head alone   0.8109 / 0.8062 / 0.8093, mean 0.8088 (best of 1e-2, 1e-3, 1e-4)
+                                                                           (margin 0.03: met, 0.034)
+Before (seed 1, base on 3,000 images, head on block4_pool at lr 1e-2): 0.8770 against 0.8737
+from scratch; with the 3,000-image base but block 3 and lr 1e-3: mean 0.8964 (margin 0.026).
+Issue 3's figures on 8x8 sklearn digits, where transfer did not beat training from scratch
+(0.941 / 0.946 / 0.942 against 0.947 / 0.940 / 0.960), are why the source domain is real MNIST.
 """
 
 from __future__ import annotations
@@ -77,10 +80,10 @@ def train(network: str, data: Path, work: Path, name: str, **hyperparameters) ->
     return result.final_metrics
 
 
-def head_alone(data: Path, seed: int) -> float:
+def head_alone(data: Path, seed: int, learning_rate: float) -> float:
     """Test accuracy of transfer.py's head with no base under it (flattened pixels / 255 -> dropout
-    -> dense softmax with L2), trained from scratch with the registry's defaults on the same
-    channels: what the pretrained base adds over no features at all."""
+    -> dense softmax with L2), trained from scratch with the registry's defaults but the given
+    learning rate on the same channels: what the pretrained base adds over no features at all."""
     import keras
 
     sys.path.insert(0, str(REPO_ROOT / "training"))
@@ -100,7 +103,7 @@ def head_alone(data: Path, seed: int) -> float:
         keras.layers.Dropout(knobs["dropout"]),
         keras.layers.Dense(len(spec.class_names), activation="softmax",
                            kernel_regularizer=keras.regularizers.L2(knobs["l2"]))])
-    model.compile(keras.optimizers.Adam(knobs["learning_rate"]), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile(keras.optimizers.Adam(learning_rate), "sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(train_set, validation_data=validation_set, epochs=knobs["epochs"], verbose=0,
               callbacks=[keras.callbacks.EarlyStopping(patience=knobs["patience"], restore_best_weights=True)])
     return float(model.evaluate(test_set, verbose=0)[1])
@@ -192,7 +195,9 @@ def main() -> None:
                 scratch = max(train(network, dataset, arguments.work, f"{dataset.name}-scratch-seed{seed}-lr{rate:g}", seed=seed,
                                     base_weights="random", learning_rate=rate)["test_accuracy"]
                               for rate in arguments.scratch_learning_rates)
-                transfer_rows.append((metrics["test_accuracy"], scratch, head_alone(dataset, seed)))
+                # A linear model on pixels may want a larger rate than the deep network: 1e-2 tried too.
+                head = max(head_alone(dataset, seed, rate) for rate in sorted({*arguments.scratch_learning_rates, 1e-2}))
+                transfer_rows.append((metrics["test_accuracy"], scratch, head))
                 line = (f"test_accuracy {transfer_rows[-1][0]:.4f}, from scratch {scratch:.4f}, "
                         f"head alone {transfer_rows[-1][2]:.4f}")
                 passed = True  # checked on the means below

@@ -247,7 +247,9 @@ NETWORKS: dict[str, Network] = {
             offline_dataset="mnist_transfer",
             online_dataset="cifar10",
             quality_gate=QualityGate("test_accuracy", 0.8),
-            hyperparameters=_common(epochs=60, batch_size=32, learning_rate=1e-2, dropout=0.3,
+            # The head's rate: 1e-3 gave 0.903 against 1e-2's 0.897 with 10 labels per class of
+            # MNIST 5-9 on block 3's features (seed 1).
+            hyperparameters=_common(epochs=60, batch_size=32, learning_rate=1e-3, dropout=0.3,
                                     patience=10, classifier=True) + (
                 Hyperparameter("base", "VGG16", "keras.applications model used as the frozen base"),
                 Hyperparameter("base_weights", "pretrained",
