@@ -15,22 +15,34 @@ Two arms, each its own process, from its start to its exit after exporting the m
   channel, writes its evaluation report and exports the SavedModel.
 The arms alternate, the first arm of each pair alternating too, so drift in the machine's load
 falls on both alike. Reported per run: wall seconds, user and system CPU seconds, peak resident
-memory (from wait4), test accuracy; then the medians and the ratio entry point / seed.
+memory (the child's VmHWM), test accuracy; then the medians and the ratio entry point / seed.
 Goal: wall ratio <= 1.0 on float32 only, <= 0.8 (>= 1.25x faster) where bf16 is available, mean
 test accuracy no more than 0.003 below the seed's. Exits 1 otherwise.
 
-Not yet measured as 3 pairs on an idle machine. What was measured, 1 Dec 2026, on this 2-core
-Intel machine (avx2, avx512_bf16, amx_bf16) at load average 13-21, 2 epochs, precision=float32
-(standing for an AVX2-only CPU), /usr/bin/time -v:
+Measured 1 Dec 2026 on the 2-core Intel build machine (avx512_bf16, amx_bf16: mixed_bfloat16),
+idle (load average 1.5 before and after; nothing else ran), `--pairs 3`, 5 epochs:
+    pair 1 seed        wall   99.7 s  user 113.3 s  system 3.8 s  test_accuracy 0.9832
+    pair 1 entry point wall   78.1 s  user  82.9 s  system 3.0 s  test_accuracy 0.9824
+    pair 2 entry point wall   83.0 s  user  85.5 s  system 4.3 s  test_accuracy 0.9845
+    pair 2 seed        wall   82.7 s  user 110.4 s  system 3.7 s  test_accuracy 0.9845
+    pair 3 seed        wall   79.4 s  user 105.4 s  system 3.3 s  test_accuracy 0.9840
+    pair 3 entry point wall   88.6 s  user  81.4 s  system 3.8 s  test_accuracy 0.9820
+    entry point / seed: wall x1.004 (goal <= 0.8: NOT met), cpu x0.761, test accuracy -0.0009
+(peak memory of that run is not given: it was read from wait4, which reports this process's own
+high-water mark for every child; `run` now reads the child's VmHWM.) The entry point spends a
+quarter less CPU (bfloat16 kernels) but keeps about one core busy (user / wall 1.0), where the
+seed's float32 kernels keep 1.3 busy; it is one core's worth of work done faster, not spread
+wider. Under load it loses more: one pair beside a one-core job gave 136.0 s against 109.1 s.
+The system time is the same in both arms (3-4 s), so the fivefold system time issue 11 saw on an
+AVX2-only AMD EPYC (18 s against 3.5 s) does not show on this Intel machine. Earlier, at load
+13-21, 2 epochs, precision=float32 (standing for an AVX2-only CPU), /usr/bin/time -v:
     entry point   user 31.0 s  system 1.13 s  149k minor faults  73k voluntary switches  test 0.9761
     seed's code   user 38.7 s  system 2.11 s  223k minor faults  73k voluntary switches  test 0.9802
-(the seed trains on 60,000 images, the entry point on 54,000). So here the entry point spends
-less CPU and half the system time; the fivefold system time issue 11 saw on an AVX2-only AMD EPYC
-(18 s against 3.5 s) did not show on this machine. `strace -c -f`: both make ~200k futex calls
-(about 200 per training step), the entry point starts 84 threads against 51; reading records
-without a parallel parse map and without tf.data autotuning cut that to 65 threads but not the
-futex calls, and TF_NUM_INTEROP_THREADS=1 did not reduce the context switches, so neither was
-kept. An idle AMD VM, where each futex wake of a sleeping vCPU costs a VM exit, is where to look next.
+`strace -c -f`: both make ~200k futex calls (about 200 per training step), the entry point starts
+84 threads against 51; reading records without a parallel parse map and without tf.data
+autotuning cut that to 65 threads but not the futex calls, and TF_NUM_INTEROP_THREADS=1 did not
+reduce the context switches, so neither was kept. An idle AMD VM, where each futex wake of a
+sleeping vCPU costs a VM exit, is where to look next.
 """
 
 from __future__ import annotations
@@ -43,6 +55,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -81,19 +94,43 @@ def seed_training(arrays: Path, export_dir: Path, epochs: int, seed: int) -> Non
 
 
 def run(command: list[str]) -> dict:
-    """Runs `command` as a child; wall, user, system seconds and peak RSS (MiB), from wait4."""
+    """Runs `command` as a child; wall, user, system seconds (from wait4) and peak RSS (MiB).
+
+    Not wait4's ru_maxrss for the peak: Linux carries the forking process's high-water mark into
+    the child across exec, so every arm would report this process's own ~1.3 GiB (MNIST and
+    TensorFlow loaded here). The child's own VmHWM is read instead, every 50 ms until it exits.
+    """
     start = time.monotonic()
     with tempfile.TemporaryFile("w+") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, text=True,
                                    env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+        peak_kib = [0]
+        watcher = threading.Thread(target=_watch_peak_rss, args=(process.pid, peak_kib), daemon=True)
+        watcher.start()
         _, status, usage = os.wait4(process.pid, 0)
         wall = time.monotonic() - start
+        watcher.join()
         log.seek(0)
         output = log.read()
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{shlex.join(command[:3])} failed:\n{output[-3000:]}")
-    return {"wall": wall, "user": usage.ru_utime, "system": usage.ru_stime, "peak_mib": usage.ru_maxrss / 1024,
+    return {"wall": wall, "user": usage.ru_utime, "system": usage.ru_stime, "peak_mib": peak_kib[0] / 1024,
             "output": output}
+
+
+def _watch_peak_rss(pid: int, peak_kib: list[int]) -> None:
+    """The last VmHWM of `pid` (its peak resident set, kB) read before it exits (the line goes once it does)."""
+    status = Path(f"/proc/{pid}/status")
+    while True:
+        try:
+            lines = status.read_text().splitlines()
+        except OSError:
+            return
+        hwm = [line for line in lines if line.startswith("VmHWM:")]
+        if not hwm:
+            return
+        peak_kib[0] = int(hwm[0].split()[1])
+        time.sleep(0.05)
 
 
 def write_data(root: Path) -> dict[str, Path]:
