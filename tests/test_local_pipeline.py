@@ -21,7 +21,7 @@ from mlops.local.pipeline_executor import (LocalPipelineExecutor, StepFailed, St
                                            execution_order)
 from mlops.local.pipeline_jobs import final_metric_data
 from mlops.local.pipeline_references import DefinitionError, ExecutionContext, parameter_values
-from mlops.local.samples import Sample, compare, held_out_samples, summary
+from mlops.local.samples import EarlySamples, Sample, compare, held_out_samples, summary
 from training.networks import get_network, metric_regex
 
 CDK_CONTEXT: dict[str, Any] = json.loads((Path(__file__).resolve().parent.parent / "cdk.json").read_text())["context"]
@@ -361,6 +361,24 @@ def test_held_out_samples_spread_over_the_test_channel(tmp_path: Path) -> None:
     assert {class_names[sample.target] for sample in samples} == {"normal", "anomaly"}
     assert all(len(sample.input) == 30 for sample in samples)
     assert len(held_out_samples(channels["test"], get_network("autoencoder"), 1000)[0]) == 301
+
+
+def test_early_samples_are_read_in_a_child_process_or_stopped_unread(tmp_path: Path) -> None:
+    from mlops.datasets import prepare
+
+    channels = prepare("autoencoder", tmp_path)
+    network = get_network("autoencoder")
+    early = EarlySamples(channels["test"], network, 10)
+    assert early.result() == held_out_samples(channels["test"], network, 10)
+    assert not early._process.is_alive()
+
+    unread = EarlySamples(channels["test"], network, 10)
+    unread.stop()
+    assert unread._process.exitcode is not None, "stop() waits for the child to end"
+
+    missing = EarlySamples(tmp_path / "no-such-channel", network, 10)
+    with pytest.raises(Exception, match="no-such-channel"):
+        missing.result()
 
 
 def test_answers_are_set_beside_the_truth_per_task() -> None:

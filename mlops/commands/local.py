@@ -13,7 +13,8 @@ Each step is a timed `Phase` of `LocalRun.phases()`:
        assembly: see `LocalRun.expected_model_arn`)
     8. serve the registered model.tar.gz with the local endpoint (whose server process started
        with phase 5, to import TensorFlow while the pipeline's jobs start), 9. invoke it with
-       held-out test samples through the SageMaker Runtime path
+       held-out test samples (read by a child process started with phase 4, for the same reason)
+       through the SageMaker Runtime path
 
 then a summary here and a report folder (`mlops.local.report`). Whatever happens (a failure,
 Ctrl-C) every process it started stops, the report folder keeps what was produced, and the next
@@ -50,7 +51,7 @@ from mlops.local.pipeline_references import DefinitionError
 from mlops.local.report import ReportFolder, RunReport
 from mlops.local.terminal import ConsoleReporter, console, echo, echoing_logs, outputs_table, summary_of
 from mlops.local.s3 import download_file, join_uri, read_json
-from mlops.local.samples import compare, held_out_samples, instances_request, summary
+from mlops.local.samples import EarlySamples, compare, instances_request, summary
 from mlops.phases import Phase, run_phases
 from mlops.pipeline_parameters import parse_parameters
 from mlops.registry import APPROVED, ModelVersion, model_versions, set_approval
@@ -88,7 +89,7 @@ class LocalRun:
         self._aws: LocalAws | None = None
         self._cdk: CdkCli | None = None
         self._assembly: Path | None = None
-        self._test_channel: Path | None = None
+        self._samples: EarlySamples | None = None
         self._channels: dict[str, Path] = {}
         self._moto_endpoint: str | None = None
         self._drift: DriftLoop | None = None
@@ -155,7 +156,9 @@ class LocalRun:
         with echoing_logs("mlops.datasets"):  # e.g. a base model pretrained for minutes, then cached
             channels = prepare(self.network.name, self._temporary_dir("mlops-data-") / self.network.name,
                                limit=self.limit)
-        self._test_channel, self._channels = channels["test"], dict(channels)
+        self._channels = dict(channels)
+        self._samples = EarlySamples(channels["test"], self.network, HELD_OUT_SAMPLES)
+        self._resources.callback(self._samples.stop)
         bucket = self.outputs[naming.stack_name(self.config.prefix(), naming.STORAGE_STACK_SUFFIX)]["DataBucketName"]
         for channel, uri in upload_channels(channels, bucket=bucket, network=self.network.name,
                                             s3_client=self.aws.client("s3")).items():
@@ -248,8 +251,8 @@ class LocalRun:
             f"{capture.config.destination_uri}" if capture else ""))
 
     def invoke(self) -> None:
-        assert self._test_channel is not None and self._endpoint is not None and self.report.endpoint_name
-        samples, class_names = held_out_samples(self._test_channel, self.network, HELD_OUT_SAMPLES)
+        assert self._samples is not None and self._endpoint is not None and self.report.endpoint_name
+        samples, class_names = self._samples.result()
         try:
             answer = invoke(self.report.endpoint_name, instances_request(samples), endpoint_url=self._endpoint.url)
         except (ModelError, EndpointRequestError) as error:

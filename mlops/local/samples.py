@@ -12,13 +12,15 @@ reconstruction error and anomaly flag).
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from inference.client import JSON, EncodedRequest
-from training.networks import Network
+from training.networks import Network, get_network
 
 TEST_CHANNEL = "test"
 STREAM_BATCH = 256
@@ -63,6 +65,47 @@ def held_out_samples(test_dir: Path, network: Network, count: int) -> tuple[list
                 samples.append(Sample(position, value.tolist(), truth.tolist()))
             position += 1
     return samples, spec.class_names
+
+
+class EarlySamples:
+    """`held_out_samples` in a child process started as soon as the test channel exists, at low
+    priority: reading the channel imports TensorFlow (8 s on 2 cores here), which the `mlops`
+    process would otherwise do only when it invokes the endpoint; the child gets the core the
+    pipeline's jobs leave idle instead. `stop()` kills it if its answer is never asked for."""
+
+    def __init__(self, test_dir: Path, network: Network, count: int) -> None:
+        spawn = multiprocessing.get_context("spawn")
+        self._answers, answer = spawn.Pipe(duplex=False)
+        self._process = spawn.Process(target=_samples_in_child, args=(answer, test_dir, network.name, count),
+                                      name="held-out samples", daemon=True)
+        self._process.start()
+        answer.close()
+
+    def result(self) -> tuple[list[Sample], tuple[str, ...]]:
+        try:
+            outcome = self._answers.recv()
+        except EOFError:
+            raise RuntimeError(f"reading the held-out samples stopped (exit code {self._process.exitcode})") from None
+        finally:
+            self.stop()
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    def stop(self) -> None:
+        if self._process.is_alive():
+            self._process.kill()
+        self._process.join()
+        self._answers.close()
+
+
+def _samples_in_child(answer, test_dir: Path, network_name: str, count: int) -> None:
+    os.nice(10)
+    try:
+        outcome = held_out_samples(test_dir, get_network(network_name), count)
+    except Exception as error:  # noqa: BLE001 - raised again in the parent, by result()
+        outcome = error
+    answer.send(outcome)
 
 
 def instances_request(samples: Sequence[Sample]) -> EncodedRequest:
