@@ -329,11 +329,9 @@ def _decode_image(body: bytes) -> np.ndarray:
             raise InvalidInput(f"the image is {image.width}x{image.height} pixels; at most "
                                f"{MAX_IMAGE_PIXELS} pixels are accepted (the model uses {width}x{height})")
         try:
-            # Via RGB, so every mode (CMYK, palette, alpha, 16-bit) has a conversion path; an image
-            # already in the model's mode is not copied (a fifth of an 8x8 PNG's decoding time).
+            # Via RGB, so every mode (CMYK, palette, alpha, 16-bit) converts; none if already right.
             converted = image if image.mode in ("L", "RGB") else image.convert("RGB")
-            model_mode = "L" if channels == 1 else "RGB"
-            if converted.mode != model_mode:
+            if converted.mode != (model_mode := "L" if channels == 1 else "RGB"):
                 converted = converted.convert(model_mode)
             if converted.size != (width, height):
                 converted = converted.resize((width, height), Image.Resampling.BILINEAR)
