@@ -370,11 +370,11 @@ def test_early_samples_are_read_in_a_child_process_or_stopped_unread(tmp_path: P
     network = get_network("autoencoder")
     early = EarlySamples(channels["test"], network, 10)
     assert early.result() == held_out_samples(channels["test"], network, 10)
-    assert not early._process.is_alive()
+    assert early._child.poll() is not None
 
     unread = EarlySamples(channels["test"], network, 10)
     unread.stop()
-    assert unread._process.exitcode is not None, "stop() waits for the child to end"
+    assert unread._child.poll() is not None, "stop() waits for the child to end"
 
     missing = EarlySamples(tmp_path / "no-such-channel", network, 10)
     with pytest.raises(Exception, match="no-such-channel"):

@@ -12,16 +12,18 @@ reconstruction error and anomaly flag).
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
+import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from inference.client import JSON, EncodedRequest
+from mlops import processes
 from training.networks import Network, get_network
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
 TEST_CHANNEL = "test"
 STREAM_BATCH = 256
 
@@ -74,38 +76,35 @@ class EarlySamples:
     pipeline's jobs leave idle instead. `stop()` kills it if its answer is never asked for."""
 
     def __init__(self, test_dir: Path, network: Network, count: int) -> None:
-        spawn = multiprocessing.get_context("spawn")
-        self._answers, answer = spawn.Pipe(duplex=False)
-        self._process = spawn.Process(target=_samples_in_child, args=(answer, test_dir, network.name, count),
-                                      name="held-out samples", daemon=True)
-        self._process.start()
-        answer.close()
+        self._answer: list[str] = []
+        self._errors: list[str] = []
+        search_path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+        self._child = processes.start(
+            [sys.executable, "-m", __name__, str(test_dir), network.name, str(count)],
+            env={**os.environ, "PYTHONPATH": search_path, "TF_CPP_MIN_LOG_LEVEL": "2"}, cwd=REPO_ROOT,
+            on_line=self._answer.append, on_stderr_line=self._errors.append)
 
-    def result(self) -> tuple[list[Sample], tuple[str, ...]]:
-        try:
-            outcome = self._answers.recv()
-        except EOFError:
-            raise RuntimeError(f"reading the held-out samples stopped (exit code {self._process.exitcode})") from None
-        finally:
-            self.stop()
-        if isinstance(outcome, Exception):
-            raise outcome
-        return outcome
+    def result(self) -> tuple[list[Sample], tuple[str, ...] | None]:
+        exit_code = self._child.wait()
+        if exit_code != 0 or not self._answer:
+            last = self._errors[-1].strip() if self._errors else "no output"
+            raise RuntimeError(f"reading the held-out samples failed (exit code {exit_code}): {last}")
+        answer = json.loads(self._answer[-1])
+        class_names = answer["class_names"]
+        return ([Sample(**sample) for sample in answer["samples"]],
+                None if class_names is None else tuple(class_names))
 
     def stop(self) -> None:
-        if self._process.is_alive():
-            self._process.kill()
-        self._process.join()
-        self._answers.close()
+        if self._child.poll() is None:
+            self._child.kill()
 
 
-def _samples_in_child(answer, test_dir: Path, network_name: str, count: int) -> None:
+def _print_samples(test_dir: str, network_name: str, count: str) -> None:
+    """The child's side of EarlySamples: one JSON line on stdout."""
     os.nice(10)
-    try:
-        outcome = held_out_samples(test_dir, get_network(network_name), count)
-    except Exception as error:  # noqa: BLE001 - raised again in the parent, by result()
-        outcome = error
-    answer.send(outcome)
+    samples, class_names = held_out_samples(Path(test_dir), get_network(network_name), int(count))
+    print(json.dumps({"samples": [asdict(sample) for sample in samples],
+                      "class_names": None if class_names is None else list(class_names)}))
 
 
 def instances_request(samples: Sequence[Sample]) -> EncodedRequest:
@@ -133,3 +132,6 @@ def summary(comparisons: Sequence[Comparison]) -> str:
     errors = [comparison.error for comparison in comparisons if comparison.error is not None]
     return f"mean absolute error {sum(errors) / len(errors):.4g} over {len(errors)} samples"
 
+
+if __name__ == "__main__":
+    _print_samples(*sys.argv[1:])
