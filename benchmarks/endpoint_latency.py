@@ -163,7 +163,7 @@ class Run:
 class _Client:
     """One client: a request in flight at a time, on its own connection (kept, or new per request)."""
 
-    def __init__(self, load: ClientLoad) -> None:
+    def __init__(self, load: _Load) -> None:
         self.load, self.sock, self.received, self.started = load, None, b"", 0.0
 
     def connect(self) -> None:
@@ -229,7 +229,7 @@ class _Client:
             self.sock = None
 
 
-class ClientLoad:
+class _Load:
     """`clients` clients in one thread (non-blocking sockets): none waits for the GIL of another."""
 
     def __init__(self, url: str, path: str, body: bytes, keep_alive: bool, expected_label: str | None,
@@ -278,18 +278,18 @@ class ClientLoad:
 def measure_endpoint(url: str, body: bytes, duration: float) -> tuple[list[Run], str]:
     """The four runs: keep-alive and new connections, 1 and 16 clients."""
     runtime_path = f"/endpoints/{ENDPOINT_NAME}/invocations"
-    warm_up = ClientLoad(url, "/invocations", body, True, None, Run("warm-up", 1), 60.0, WARM_UP_REQUESTS).measure()
+    warm_up = _Load(url, "/invocations", body, True, None, Run("warm-up", 1), 60.0, WARM_UP_REQUESTS).measure()
     assert not warm_up.errors, warm_up.errors[:3]
-    probe = ClientLoad(url, "/invocations", body, True, None, Run("probe", 1), 60.0, 1)
+    probe = _Load(url, "/invocations", body, True, None, Run("probe", 1), 60.0, 1)
     probe.record = lambda _seconds, _status, answer: setattr(probe, "answer", answer)
     probe.measure()
     label = json.loads(probe.answer)["predictions"][0]["label"]
     runs = []
     for keep_alive, path, name in ((True, "/invocations", "keep-alive"),
                                    (False, runtime_path, "new connection per request")):
-        runs.append(ClientLoad(url, path, body, keep_alive, label, Run(f"{name}, 1 client", 1),
+        runs.append(_Load(url, path, body, keep_alive, label, Run(f"{name}, 1 client", 1),
                           3600.0, SINGLE_CLIENT_REQUESTS).measure())
-        runs.append(ClientLoad(url, path, body, keep_alive, label, Run(f"{name}, {CLIENTS} clients", CLIENTS),
+        runs.append(_Load(url, path, body, keep_alive, label, Run(f"{name}, {CLIENTS} clients", CLIENTS),
                           duration, 10 ** 9).measure())
     return runs, label
 

@@ -4,8 +4,8 @@
 
 gunicorn with the local endpoint's settings (`inference.endpoint_server`: threaded workers,
 `inference.local_endpoint.WORKERS` x `THREADS`, keep-alive) serves a WSGI app that reads the
-body and answers a constant JSON; the same four runs as endpoint_latency.py (keep-alive and a
-new connection per request, 1 and 16 clients, the same PNG body). Whatever these runs miss of
+body and answers a constant JSON; endpoint_latency.py's own warm-up and four runs (keep-alive and
+a new connection per request, 1 and 16 clients, the same PNG body). Whatever these runs miss of
 endpoint_latency.py's requirements, no handler or model can meet on this machine with this
 server: the floor under its figures. Figures: docs/serving.md ("What the server alone costs here").
 """
@@ -23,7 +23,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from endpoint_latency import CLIENTS, SINGLE_CLIENT_REQUESTS, ClientLoad, Run, digit_png, print_runs  # noqa: E402
+from endpoint_latency import digit_png, measure_endpoint, print_runs  # noqa: E402
 from inference.endpoint_server import KEEP_ALIVE_SECONDS  # noqa: E402
 from inference.local_endpoint import LISTEN_BACKLOG, THREADS, WORKERS  # noqa: E402
 
@@ -63,16 +63,9 @@ def main() -> None:
     url = f"http://127.0.0.1:{listener.getsockname()[1]}"
     body, _ = digit_png()
     try:
-        warm_up = ClientLoad(url, "/invocations", body, True, None, Run("warm-up", 1), 60.0, 100).measure()
-        assert not warm_up.errors, warm_up.errors[:3]
         for round_number in range(args.rounds):
             load_before = os.getloadavg()[0]
-            runs = []
-            for keep_alive, name in ((True, "keep-alive"), (False, "new connection per request")):
-                runs.append(ClientLoad(url, "/invocations", body, keep_alive, None, Run(f"{name}, 1 client", 1),
-                                       3600.0, SINGLE_CLIENT_REQUESTS).measure())
-                runs.append(ClientLoad(url, "/invocations", body, keep_alive, None,
-                                       Run(f"{name}, {CLIENTS} clients", CLIENTS), args.duration, 10 ** 9).measure())
+            runs, _ = measure_endpoint(url, body, args.duration)  # the app answers every path alike
             print_runs(f"round {round_number + 1}: gunicorn gthread {WORKERS} x {THREADS}, no-work app "
                        f"(load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after)", runs)
     finally:

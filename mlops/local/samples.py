@@ -21,9 +21,9 @@ from typing import Any
 
 from inference.client import JSON, EncodedRequest
 from mlops import processes
+from mlops.cdk import REPO_ROOT
 from training.networks import Network, get_network
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 TEST_CHANNEL = "test"
 STREAM_BATCH = 256
 
@@ -78,10 +78,10 @@ class EarlySamples:
     def __init__(self, test_dir: Path, network: Network, count: int) -> None:
         self._answer: list[str] = []
         self._errors: list[str] = []
-        search_path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
         self._child = processes.start(
             [sys.executable, "-m", __name__, str(test_dir), network.name, str(count)],
-            env={**os.environ, "PYTHONPATH": search_path, "TF_CPP_MIN_LOG_LEVEL": "2"}, cwd=REPO_ROOT,
+            # `-m` imports from the working directory first: this tree's modules.
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, cwd=REPO_ROOT,
             on_line=self._answer.append, on_stderr_line=self._errors.append)
 
     def result(self) -> tuple[list[Sample], tuple[str, ...] | None]:
