@@ -31,7 +31,8 @@ QUICK = {"epochs": 2, "batch_size": 32}
 # transfer: 2 epochs of the head, then 2 fine-tuning the last base layers, so that what is judged
 # and served is the fine-tuned model.
 # transfer in float32: with the head on block 3, its bfloat16 gradients on this slice miss
-# integrated gradients' completeness (5%) by far (0.18 at 64 nodes, 0.11 at 256); in float32, 64 do.
+# integrated gradients' completeness (5%) by far (0.18 at 64 nodes, 0.11 at 256); in float32, 64 do
+# on the Intel build machine, 128 on an AMD EPYC (explanations.IG_MAX_STEPS).
 TRAINED_PHASES = {"transfer": {"fine_tune_epochs": 2, "precision": "float32"}}
 
 
