@@ -124,7 +124,7 @@ class DriftLoop:
         if shift is not None:
             batch = self.network.task.drift_shifts()[shift](batch, rng).astype(np.float32)
         client = runtime_client(endpoint_url)
-        start, end = self.send(requests_of(batch), lambda body: invoke(endpoint_name, EncodedRequest(body, JSON),
+        start, end = send(requests_of(batch), lambda body: invoke(endpoint_name, EncodedRequest(body, JSON),
                                                                        client=client), CAPTURE_FLUSH_SECONDS)
         self.echo(f"{len(batch)} requests of {name} traffic to {endpoint_name}, "
                   f"{start:%H:%M:%S}..{end:%H:%M:%S} UTC")
@@ -132,20 +132,6 @@ class DriftLoop:
         self.echo(f"{window.report['decision']}; {window.report['captures']['examples']} captured examples; "
                   f"alarm {self.alarm_name}: {window.alarm_state} ({window.alarm_reason})")
         return window
-
-    def send(self, requests: list[bytes], invoke: Callable[[bytes], Any],
-             flush_seconds: float) -> tuple[datetime, datetime]:
-        """Sends each request; returns the window [start, end) that holds their capture records
-        (inferenceTime has whole seconds), once the endpoint has written them."""
-        start = datetime.now(timezone.utc).replace(microsecond=0)
-        for body in requests:
-            invoke(body)
-        end = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=1)
-        # The endpoint's workers write what they buffered every flush_seconds.
-        time.sleep(2 * flush_seconds + 0.5)
-        # The next window starts in a later second than this one ends.
-        time.sleep(max(0.0, (end - datetime.now(timezone.utc)).total_seconds()))
-        return start, end
 
     # ------------------------------------------------------------------ the schedule
 
@@ -308,3 +294,19 @@ def _alarm_state_change(alarm: dict[str, Any], previous: str, aws: LocalAws) -> 
 
 def _iso(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def send(requests: list[bytes], invoke: Callable[[bytes], Any],
+         flush_seconds: float) -> tuple[datetime, datetime]:
+    """Sends each request; returns the window [start, end) that holds their capture records
+    (inferenceTime has whole seconds), once the endpoint has written them."""
+    # The window starts at the next whole second, after every record of earlier traffic (the
+    # invoke phase's samples, an earlier window), which may share the current second.
+    start = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=1)
+    time.sleep(max(0.0, (start - datetime.now(timezone.utc)).total_seconds()))
+    for body in requests:
+        invoke(body)
+    end = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=1)
+    # The endpoint's workers write what they buffered every flush_seconds.
+    time.sleep(2 * flush_seconds + 0.5)
+    return start, end
