@@ -28,15 +28,6 @@ idle (load average 1.5 before and after; nothing else ran), `--pairs 3`, 5 epoch
     pair 3 seed        wall   79.4 s  user 105.4 s  system 3.3 s  test_accuracy 0.9840
     pair 3 entry point wall   88.6 s  user  81.4 s  system 3.8 s  test_accuracy 0.9820
     entry point / seed: wall x1.004 (goal <= 0.8: NOT met), cpu x0.761, test accuracy -0.0009
-Measured 2 Dec 2026 on another 2-core VM, an AMD EPYC with avx512_bf16 but no AMX (load average
-0.1 before, 2.0 after), `--pairs 3`:
-    mixed_bfloat16: entry point wall 36.0 / 30.0 / 27.4 s, seed 41.7 / 42.8 / 38.5 s: wall x0.719
-        (goal <= 0.8: met), cpu x0.645, test accuracy 0.9831 against 0.9839, peak 794 against 1,292 MiB
-    --precision float32 (standing for a CPU without bf16): entry point 41.5 / 38.3 / 50.0 s, seed
-        33.4 / 44.9 / 38.0 s: wall x1.091 (goal <= 1.0: NOT met), cpu x0.958, accuracy -0.0012
-In float32 the entry point spends a little less CPU than the seed's code but keeps fewer cores busy
-(user / wall 1.17 against 1.29). This VM's speed moves by up to 2x from one epoch to the next
-(the same epoch took 3.1 s or 5.1 s), so single runs decide nothing.
 (peak memory of that run is not given: it was read from wait4, which reports this process's own
 high-water mark for every child; `run` now reads the child's VmHWM.) The entry point spends a
 quarter less CPU (bfloat16 kernels) but keeps about one core busy (user / wall 1.0), where the
@@ -52,6 +43,16 @@ AVX2-only AMD EPYC (18 s against 3.5 s) does not show on this Intel machine. Ear
 autotuning cut that to 65 threads but not the futex calls, and TF_NUM_INTEROP_THREADS=1 did not
 reduce the context switches, so neither was kept. An idle AMD VM, where each futex wake of a
 sleeping vCPU costs a VM exit, is where to look next.
+
+Measured 2 Dec 2026 on another 2-core VM, an AMD EPYC with avx512_bf16 but no AMX (load average
+0.1 before, 2.0 after), `--pairs 3`:
+    mixed_bfloat16: entry point wall 36.0 / 30.0 / 27.4 s, seed 41.7 / 42.8 / 38.5 s: wall x0.719
+        (goal <= 0.8: met), cpu x0.645, test accuracy 0.9831 against 0.9839, peak 794 against 1,292 MiB
+    --precision float32 (standing for a CPU without bf16): entry point 41.5 / 38.3 / 50.0 s, seed
+        33.4 / 44.9 / 38.0 s: wall x1.091 (goal <= 1.0: NOT met), cpu x0.958, accuracy -0.0012
+In float32 the entry point spends a little less CPU than the seed's code but keeps fewer cores busy
+(user / wall 1.17 against 1.29). This VM's speed moves by up to 2x from one epoch to the next
+(the same epoch took 3.1 s or 5.1 s), so single runs decide nothing.
 """
 
 from __future__ import annotations

@@ -125,7 +125,7 @@ class DriftLoop:
             batch = self.network.task.drift_shifts()[shift](batch, rng).astype(np.float32)
         client = runtime_client(endpoint_url)
         start, end = send(requests_of(batch), lambda body: invoke(endpoint_name, EncodedRequest(body, JSON),
-                                                                       client=client), CAPTURE_FLUSH_SECONDS)
+                                                                  client=client), CAPTURE_FLUSH_SECONDS)
         self.echo(f"{len(batch)} requests of {name} traffic to {endpoint_name}, "
                   f"{start:%H:%M:%S}..{end:%H:%M:%S} UTC")
         window = self.monitor(name, len(batch), start, end)
