@@ -11,6 +11,7 @@ import re
 import botocore.session
 
 from infra import pipeline_definition as definition
+from infra.images import training_image_uri
 from infra.config import StageConfig
 from mlops.errors import UsageError
 from training.networks import HyperparameterValue
@@ -61,9 +62,11 @@ def _check_value(config: StageConfig, network: str, name: str, value: Hyperparam
         model = botocore.session.get_session().get_service_model("sagemaker")
         if value not in model.shape_for("TrainingInstanceType").enum:
             raise UsageError(f"--param {name}: {value!r} is not a SageMaker training instance type")
-        from infra.images import training_image_uri  # the SageMaker SDK import takes ~2 s: only when needed
-
         baked = training_image_uri(config.region, config.training_instance_type(network))
-        if training_image_uri(config.region, str(value)) != baked:
+        try:
+            wanted = training_image_uri(config.region, str(value))
+        except ValueError as error:
+            raise UsageError(f"--param {name}: {error}") from None
+        if wanted != baked:
             raise UsageError(f"--param {name}: {value} needs a different training image than the pipeline's "
                              f"({baked}); set training.instance_type for stage {config.name} in cdk.json instead")

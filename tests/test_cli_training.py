@@ -149,6 +149,7 @@ def test_a_failed_run_exits_1_with_its_reason(aws: Local, capsys: pytest.Capture
     (("train", "cnn", "--param", "TrainingInstanceCount=0"), "must be at least 1"),
     (("train", "cnn", "--param", "TrainingInstanceType=ml.m7i.huge"), "not a SageMaker training instance type"),
     (("train", "cnn", "--param", "TrainingInstanceType=ml.g5.xlarge"), "needs a different training image"),
+    (("train", "cnn", "--param", "TrainingInstanceType=ml.p2.xlarge"), "no tensorflow 2.19 training image for 'ml.p2.xlarge'"),
     (("train", "cnn", "--param", "InputDataUri=/data/cnn"), "must be an S3 prefix ending in '/'"),
     (("train", "rnn"), f"pipeline {LOCAL.prefix()}-rnn does not exist"),
     (("train", "cnn", "--stage", "qa"), "unknown stage 'qa'"),

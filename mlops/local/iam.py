@@ -25,7 +25,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
 from botocore.exceptions import ClientError
 from moto import settings as moto_settings
 from moto.core.authorization import ActionAuthenticatorMixin
@@ -87,13 +86,7 @@ class RoleSessions:
         return dict(CREDENTIALS)
 
     def client(self, role_arn: str, service: str, session: str = "SageMaker") -> Any:
-        credentials = self.credentials(role_arn, session)
-        return boto3.session.Session(
-            aws_access_key_id=credentials["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=credentials["AWS_SECRET_ACCESS_KEY"],
-            aws_session_token=credentials.get("AWS_SESSION_TOKEN"),
-            region_name=self.aws.region,
-        ).client(service, endpoint_url=self.aws.endpoint_url)
+        return self.aws.client(service, credentials=self.credentials(role_arn, session))
 
     def authorize(self, role_arn: str, action: str, resource: str) -> None:
         """Nothing to check with IAM off."""
