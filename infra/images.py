@@ -63,6 +63,14 @@ def _table() -> dict[str, Any]:
     return json.loads(TABLE_PATH.read_text())
 
 
+def sdk_retrieve(region: str, instance_type: str, scope: str) -> str:
+    """The SDK's own answer for one image (ValueError where it has none)."""
+    from sagemaker.core import image_uris
+
+    return image_uris.retrieve(FRAMEWORK, region=region, version=FRAMEWORK_VERSION, py_version=PYTHON_VERSION,
+                               instance_type=instance_type, image_scope=scope)
+
+
 def sdk_table() -> dict[str, Any]:
     """The table as the SageMaker SDK gives it: the image of each scope and processor in every
     region it lists, and the processor of every instance type SageMaker names that it gives one
@@ -70,14 +78,10 @@ def sdk_table() -> dict[str, Any]:
     import botocore.session
     from sagemaker.core import image_uris
 
-    def retrieve(region: str, instance_type: str, scope: str) -> str:
-        return image_uris.retrieve(FRAMEWORK, region=region, version=FRAMEWORK_VERSION, py_version=PYTHON_VERSION,
-                                   instance_type=instance_type, image_scope=scope)
-
     config = image_uris.config_for_framework(FRAMEWORK)["training"]
     release = config.get("version_aliases", {}).get(FRAMEWORK_VERSION, FRAMEWORK_VERSION)
     regions = sorted(config["versions"][release]["registries"])
-    uris = {region: {scope: {name: retrieve(region, instance_type, scope)
+    uris = {region: {scope: {name: sdk_retrieve(region, instance_type, scope)
                              for name, instance_type in PROCESSOR_EXAMPLES.items()} for scope in SCOPES}
             for region in regions}
     model = botocore.session.get_session().get_service_model("sagemaker")
@@ -87,7 +91,7 @@ def sdk_table() -> dict[str, Any]:
         processors[scope] = {}
         for instance_type in ["local", "local_gpu", *model.shape_for(shape).enum]:
             try:
-                processors[scope][instance_type] = by_uri[retrieve(REFERENCE_REGION, instance_type, scope)]
+                processors[scope][instance_type] = by_uri[sdk_retrieve(REFERENCE_REGION, instance_type, scope)]
             except ValueError:
                 continue  # the SDK refuses it: so does the lookup
     return {"framework": FRAMEWORK, "version": FRAMEWORK_VERSION, "py_version": PYTHON_VERSION,

@@ -11,8 +11,8 @@ import re
 import botocore.session
 
 from infra import pipeline_definition as definition
-from infra.images import training_image_uri
 from infra.config import StageConfig
+from infra.images import training_image_uri
 from mlops.errors import UsageError
 from training.networks import HyperparameterValue
 

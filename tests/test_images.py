@@ -7,11 +7,10 @@ import functools
 import json
 
 import pytest
-from sagemaker.core import common_utils, image_uris
+from sagemaker.core import common_utils
 
 from infra import images
 from infra.images import ImageRepository, image_repository, inference_image_uri, training_image_uri
-
 
 
 @pytest.fixture(autouse=True)
@@ -31,16 +30,13 @@ def test_the_copied_table_is_the_sdks() -> None:
     ("cn-northwest-1", "local_gpu", "inference"), ("us-gov-west-1", "ml.m7i.xlarge", "training")])
 def test_a_lookup_is_the_sdks_retrieve(region: str, instance_type: str, scope: str) -> None:
     lookup = training_image_uri if scope == "training" else inference_image_uri
-    assert lookup(region, instance_type) == image_uris.retrieve(
-        images.FRAMEWORK, region=region, version=images.FRAMEWORK_VERSION, py_version=images.PYTHON_VERSION,
-        instance_type=instance_type, image_scope=scope)
+    assert lookup(region, instance_type) == images.sdk_retrieve(region, instance_type, scope)
 
 
 @pytest.mark.parametrize("instance_type", ["ml.p2.xlarge", "ml.inf1.xlarge", "ml.trn1.2xlarge", "m5.xlarge"])
 def test_an_instance_type_the_sdk_refuses_is_refused(instance_type: str) -> None:
     with pytest.raises(ValueError):
-        image_uris.retrieve(images.FRAMEWORK, region="us-east-1", version=images.FRAMEWORK_VERSION,
-                            py_version=images.PYTHON_VERSION, instance_type=instance_type, image_scope="training")
+        images.sdk_retrieve("us-east-1", instance_type, "training")
     with pytest.raises(ValueError, match=f"no tensorflow 2.19 training image for '{instance_type}'"):
         training_image_uri("us-east-1", instance_type)
 

@@ -74,9 +74,17 @@ class LocalAws:
         return f"aws://{self.account}/{self.region}"
 
     def client(self, service: str, config: Config | None = None, credentials: dict[str, str] = CREDENTIALS) -> Any:
-        """A client of `service` on this server, signing with `credentials` (default: the harness's)."""
-        return _shared_session_client(service, region=self.region, endpoint_url=self.endpoint_url,
-                                     credentials=credentials, config=config)
+        """A client of `service` on this server, signing with `credentials` (default: the harness's).
+
+        Made from one session for the whole process, so that botocore parses each service model
+        and the endpoint rules once (a new session per client re-read them: about 0.2 s per
+        client, several seconds of every local run). The credentials are the client's own, never
+        the session's; boto3 sessions are not thread-safe, hence the lock."""
+        with _SESSION_LOCK:
+            return _shared_session().client(service, region_name=self.region, endpoint_url=self.endpoint_url,
+                                            config=config, aws_access_key_id=credentials["AWS_ACCESS_KEY_ID"],
+                                            aws_secret_access_key=credentials["AWS_SECRET_ACCESS_KEY"],
+                                            aws_session_token=credentials.get("AWS_SESSION_TOKEN"))
 
     def warm_up(self) -> None:
         """One read-only call per service a local run uses (see _WARM_UP_CALLS); changes nothing."""
@@ -94,19 +102,6 @@ _SESSION_LOCK = threading.Lock()
 @functools.cache
 def _shared_session() -> boto3.session.Session:
     return boto3.session.Session()
-
-
-def _shared_session_client(service: str, *, region: str, endpoint_url: str, credentials: dict[str, str],
-                          config: Config | None = None) -> Any:
-    """A boto3 client made from one session for the whole process, so that botocore parses each
-    service model and the endpoint rules once (a new session per client re-read them: about 0.2 s
-    per client, several seconds of every local run). The credentials are the client's own, never
-    the session's; boto3 sessions are not thread-safe, hence the lock."""
-    with _SESSION_LOCK:
-        return _shared_session().client(service, region_name=region, endpoint_url=endpoint_url, config=config,
-                                        aws_access_key_id=credentials["AWS_ACCESS_KEY_ID"],
-                                        aws_secret_access_key=credentials["AWS_SECRET_ACCESS_KEY"],
-                                        aws_session_token=credentials.get("AWS_SESSION_TOKEN"))
 
 
 def apply_moto_fixes() -> None:
