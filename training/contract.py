@@ -31,9 +31,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from typing import NoReturn
 
 import tensorflow as tf
 
@@ -46,13 +48,16 @@ from job import InputError, Job
 from precision import Hardware, Precision, choose_precision
 
 __all__ = ["EXIT_BAD_INPUT", "MODEL_VERSION", "Hardware", "InputError", "Job", "Precision", "SpotCheckpoint",
-           "choose_precision", "exits_on_bad_input", "layer_before_output", "run", "workers_and_index"]
+           "choose_precision", "exit_at_once", "exits_on_bad_input", "layer_before_output", "run", "workers_and_index"]
 
 EXIT_BAD_INPUT = 2
 
 
 def run(network_name: str, train: Callable[[Job], None], argv: Sequence[str] | None = None) -> None:
-    """Runs `train` under the contract; bad input exits 2 with a one-line message on stderr."""
+    """Runs `train` under the contract; bad input exits 2 with a one-line message on stderr.
+
+    With `argv` None, `run` is the process's main program (the script SageMaker launched), and a
+    finished job ends the process at once (`exit_at_once`)."""
     logging.basicConfig(level=logging.INFO, stream=sys.stdout, force=True,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Datasets arrive shuffled and of unknown length by design; Keras warns about both.
@@ -68,6 +73,18 @@ def run(network_name: str, train: Callable[[Job], None], argv: Sequence[str] | N
     finally:
         if job is not None:
             job.discard_scratch()
+    if argv is None:
+        exit_at_once()
+
+
+def exit_at_once(status: int = 0) -> NoReturn:
+    """Ends a process whose work is written, without Python's teardown: unloading TensorFlow's
+    modules and stopping its threads takes 1.4-1.6 s on 2 cores, and nothing is left to save
+    (every file is closed; what Python buffers, the streams and logging, is flushed here)."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 @contextlib.contextmanager

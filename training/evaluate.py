@@ -222,3 +222,4 @@ def _check_test_channel(spec: records.ChannelSpec, network: networks.Network, de
 
 if __name__ == "__main__":
     main()
+    contract.exit_at_once()

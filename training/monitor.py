@@ -184,3 +184,4 @@ def _iso(moment: datetime) -> str:
 
 if __name__ == "__main__":
     main()
+    contract.exit_at_once()

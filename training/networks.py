@@ -186,7 +186,7 @@ NETWORKS: dict[str, Network] = {
             online_dataset="mnist",
             quality_gate=QualityGate("test_accuracy", 0.95),
             # The seed's example: batch 128, 5 epochs, Adam at its default rate (the local stage
-            # trains 2 epochs: 0.978 test accuracy on real MNIST).
+            # trains 1 epoch at 3e-3: 0.974-0.977 test accuracy on real MNIST, seeds 1, 2, 42).
             hyperparameters=_common(epochs=5, batch_size=128, learning_rate=1e-3, dropout=0.25,
                                     classifier=True) + (
                 Hyperparameter("filters", 32, "Conv2D filters", minimum=1),
