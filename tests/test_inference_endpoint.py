@@ -10,6 +10,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 
 import boto3
 import numpy as np
@@ -155,6 +156,33 @@ def test_many_clients_connecting_at_once_are_all_answered(endpoints):
 
     with ThreadPoolExecutor(max_workers=clients) as pool:
         assert list(pool.map(ping, range(clients))) == [200] * clients
+
+
+def test_each_worker_keeps_to_its_own_share_of_the_cores(endpoints):
+    cores = sorted(psutil.Process().cpu_affinity())
+    workers = psutil.Process(endpoints["cnn"]._process.pid).children()
+    assert len(workers) == 2
+    shares = [sorted(worker.cpu_affinity()) for worker in workers]
+    if len(cores) < len(workers):
+        assert shares == [cores] * len(workers)
+    else:
+        assert sorted(core for share in shares for core in share) == cores[:len(shares[0]) * len(workers)]
+        assert len({len(share) for share in shares}) == 1
+
+
+def test_a_replaced_worker_takes_the_share_of_the_one_it_replaces(monkeypatch):
+    from inference import endpoint_server
+
+    monkeypatch.setattr(endpoint_server.os, "sched_getaffinity", lambda _pid: {0, 1, 2, 3})
+    server = SimpleNamespace(num_workers=2, WORKERS={})
+    first, second, replacement = SimpleNamespace(), SimpleNamespace(), SimpleNamespace()
+    for pid, worker in ((101, first), (102, second)):
+        endpoint_server._share_out_cores(server, worker)
+        server.WORKERS[pid] = worker
+    assert (first.cores, second.cores) == ({0, 1}, {2, 3})
+    del server.WORKERS[101]
+    endpoint_server._share_out_cores(server, replacement)
+    assert replacement.cores == {0, 1}
 
 
 # ------------------------------------------------------------------------ container routes
