@@ -78,9 +78,9 @@ class _Server(BaseApplication):
             "bind": [f"fd://{spec['listen_fd']}"], "worker_class": DrainingWorker,
             "workers": spec["workers"], "threads": spec["threads"], "keepalive": KEEP_ALIVE_SECONDS,
             "graceful_timeout": math.ceil(spec["graceful_timeout"]),
+            "pre_fork": _share_out_cores, "post_fork": _keep_to_its_cores,
             # Loading TensorFlow and the model takes longer than gunicorn's 30 s heartbeat on a busy
             # machine; a worker's main loop beats every second once it serves.
-            "pre_fork": _share_out_cores, "post_fork": _keep_to_its_cores,
             "timeout": 0, "loglevel": "warning", "accesslog": None, "proc_name": spec["endpoint_name"],
         }.items():
             self.cfg.set(name, value)
@@ -104,13 +104,14 @@ def _share_out_cores(server, worker) -> None:
         return  # fewer cores than workers: nothing to share out
     taken = {getattr(other, "cores", None) for other in server.WORKERS.values()}
     shares = (frozenset(cores[index * share:(index + 1) * share]) for index in range(server.num_workers))
-    worker.cores = next(cores for cores in shares if cores not in taken)
+    worker.cores = next(free for free in shares if free not in taken)
 
 
 def _keep_to_its_cores(server, worker) -> None:
     """Each worker (and its TensorFlow threads, sized to its share) stays on its own cores: left
-    to the scheduler, workers moving between the cores served 16 clients 25-35% fewer requests
-    per second, at a 1.5x higher median latency (benchmarks/endpoint_latency.py, 2 cores)."""
+    to the scheduler, workers moving between the cores served 16 clients about a fifth fewer
+    requests per second, at about 1.4 times the median latency (benchmarks/endpoint_latency.py,
+    2 cores)."""
     if hasattr(worker, "cores"):
         os.sched_setaffinity(0, worker.cores)
 
