@@ -5,7 +5,8 @@ Each step is a timed `Phase` of `LocalRun.phases()`:
     1. start an embedded moto server on 127.0.0.1 (the local AWS)
     2. `cdk synth` of the app, once, while `cdk bootstrap` runs; 3. `cdk deploy` of every stack
        of the `local` stage from that assembly, with the real CDK CLI
-    4. prepare the network's offline dataset and upload it to the data bucket
+    4. upload the network's offline dataset to the data bucket (prepared by a child process
+       started with phase 2: mlops.local.early_data)
     5. run the network's training pipeline: its definition, from the template that deploy used, is
        created in moto (whose CloudFormation skips pipelines) and executed step by step here
        (`mlops.local.pipeline_executor`)
@@ -43,13 +44,14 @@ from mlops.errors import RunFailed, UsageError
 from mlops.failures import keep_logs_in
 from mlops.local.deployed_pipelines import create_skipped_sagemaker_resources
 from mlops.local.drift import DriftLoop, capture_target
+from mlops.local.early_data import EarlyPreparation
 from mlops.local.iam import RoleSessions, enforced_iam
 from mlops.local.moto import LocalAws, check_port, moto_server
 from mlops.local.permissions import write_permissions_report
 from mlops.local.pipeline_executor import LocalPipelineExecutor, PipelineRun, StepFailed
 from mlops.local.pipeline_references import DefinitionError
 from mlops.local.report import ReportFolder, RunReport
-from mlops.local.terminal import ConsoleReporter, console, echo, echoing_logs, outputs_table, summary_of
+from mlops.local.terminal import ConsoleReporter, console, echo, outputs_table, summary_of
 from mlops.local.s3 import download_file, join_uri, read_json
 from mlops.local.samples import EarlySamples, compare, instances_request, summary
 from mlops.phases import Phase, run_phases
@@ -90,6 +92,7 @@ class LocalRun:
         self._cdk: CdkCli | None = None
         self._assembly: Path | None = None
         self._samples: EarlySamples | None = None
+        self._preparation: EarlyPreparation | None = None
         self._channels: dict[str, Path] = {}
         self._moto_endpoint: str | None = None
         self._drift: DriftLoop | None = None
@@ -140,6 +143,9 @@ class LocalRun:
         echo(f"local AWS at {self._aws.endpoint_url}")
 
     def synth_and_bootstrap(self) -> None:
+        self._preparation = EarlyPreparation(self.network.name, self._temporary_dir("mlops-data-") / self.network.name,
+                                             limit=self.limit, echo=echo)
+        self._resources.callback(self._preparation.stop)
         self._cdk = self.cdk.synth_and_bootstrap()  # from here on, the CLI deploys that assembly
 
     def deploy(self) -> None:
@@ -148,15 +154,12 @@ class LocalRun:
         console.print(outputs_table(self.outputs))
 
     def prepare_data(self) -> None:
-        # TensorFlow loads with the data preparers: only once the stacks are up.
-        from mlops.datasets import prepare, preparer_for, upload_channels
+        from mlops.datasets import preparer_for, upload_channels
 
         preparer = preparer_for(self.network.name)
         echo(f"{preparer.name}: {preparer.summary}" + (f", at most {self.limit} per channel" if self.limit else ""))
-        with echoing_logs("mlops.datasets"):  # e.g. a base model pretrained for minutes, then cached
-            channels = prepare(self.network.name, self._temporary_dir("mlops-data-") / self.network.name,
-                               limit=self.limit)
-        self._channels = dict(channels)
+        assert self._preparation is not None
+        channels = self._channels = self._preparation.channels()
         self._samples = EarlySamples(channels["test"], self.network, HELD_OUT_SAMPLES)
         self._resources.callback(self._samples.stop)
         bucket = self.outputs[naming.stack_name(self.config.prefix(), naming.STORAGE_STACK_SUFFIX)]["DataBucketName"]

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from rich.console import Console
@@ -42,24 +39,6 @@ class ConsoleReporter:
 
 def echo(line: str) -> None:
     console.print(f"  {line}", style="dim", markup=False, highlight=False, soft_wrap=True)
-
-
-@contextmanager
-def echoing_logs(logger_name: str) -> Iterator[None]:
-    """INFO records of `logger_name` (and its children) echoed on the terminal while the block runs."""
-    class Echo(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            echo(self.format(record))
-
-    logger, handler = logging.getLogger(logger_name), Echo()
-    previous = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(previous)
 
 
 def outputs_table(outputs: dict[str, dict[str, str]]) -> Table:

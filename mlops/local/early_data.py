@@ -1,0 +1,85 @@
+"""A network's dataset prepared in a child process that starts with the run's CDK phases.
+
+    preparation = EarlyPreparation("cnn", Path("/tmp/data/cnn"), limit=None, echo=print)
+    ...                                    # synth, bootstrap, deploy meanwhile
+    channels = preparation.channels()      # {"train": Path, "validation": Path, "test": Path}
+    preparation.stop()                     # on any exit: ends the child if it still runs
+
+Converting and writing a dataset's channels the first time, with TensorFlow's import that
+writing records needs, takes 8-10 s on 2 cores; the CDK CLI's synth keeps about one core busy
+for as long. The child runs at low priority, so the CDK phases keep the cores they use, and
+whatever it logs (e.g. "pretraining ... (cached afterwards)") is echoed as it comes. Its channels
+are cached (mlops/datasets/cache.py): a later run only copies them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from mlops import processes
+from mlops.cdk import REPO_ROOT
+
+LOG_PREFIX = "data │ "
+ANSWER_PREFIX = "channels: "
+EXIT_ON_SIGTERM = 128 + signal.SIGTERM
+
+
+class EarlyPreparation:
+    """`mlops.datasets.prepare(network, folder, limit=limit)` in a child process; `stop()` ends it
+    if its channels are never asked for (a failure or Ctrl-C before the data phase)."""
+
+    def __init__(self, network: str, folder: Path, *, limit: int | None, echo: Callable[[str], None]) -> None:
+        self.network = network
+        self._answer: list[str] = []
+        self._errors: list[str] = []
+
+        def take(line: str) -> None:
+            if line.startswith(ANSWER_PREFIX):
+                self._answer.append(line.removeprefix(ANSWER_PREFIX))
+            else:
+                echo(LOG_PREFIX + line.rstrip())
+
+        self._child = processes.start(
+            [sys.executable, "-m", __name__, network, str(folder), str(limit or 0)],
+            # `-m` imports from the working directory first: this tree's modules.
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, cwd=REPO_ROOT,
+            on_line=take, on_stderr_line=self._errors.append)
+
+    def channels(self) -> dict[str, Path]:
+        """The prepared channel folders, once the child is done. A failure is a bug (the data is
+        offline): raised with the child's last line, its whole stderr in a note for the log file."""
+        exit_code = self._child.wait()
+        if exit_code != 0 or not self._answer:
+            last = self._errors[-1].strip() if self._errors else "no output"
+            error = RuntimeError(f"preparing the {self.network} dataset failed (exit code {exit_code}): {last}")
+            error.add_note("the preparing process's stderr:\n" + "".join(self._errors))
+            raise error
+        return {name: Path(folder) for name, folder in json.loads(self._answer[-1]).items()}
+
+    def stop(self) -> None:
+        if self._child.poll() is None:
+            self._child.stop()
+
+
+def _prepare(network: str, folder: str, limit: str) -> None:
+    """The child's side: the preparers' log on stdout, then the channel folders as one JSON line."""
+    from mlops.datasets import prepare
+
+    os.nice(10)
+    # Stopped by SIGTERM, it unwinds (SystemExit) so that the cache removes its scratch folder.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(EXIT_ON_SIGTERM))
+    log = logging.getLogger("mlops.datasets")
+    log.addHandler(logging.StreamHandler(sys.stdout))
+    log.setLevel(logging.INFO)
+    channels = prepare(network, Path(folder), limit=int(limit) or None)
+    print(ANSWER_PREFIX + json.dumps({name: str(path) for name, path in channels.items()}), flush=True)
+
+
+if __name__ == "__main__":
+    _prepare(*sys.argv[1:])
