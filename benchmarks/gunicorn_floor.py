@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/gunicorn_floor.py [--duration 5] [--rounds 2]
 
 gunicorn with the local endpoint's settings (`inference.endpoint_server`: threaded workers,
-`inference.local_endpoint.WORKERS` x `THREADS`, keep-alive) serves a WSGI app that reads the
+`inference.local_endpoint.WORKERS` x `THREADS`, keep-alive, each worker on its own cores) serves a WSGI app that reads the
 body and answers a constant JSON; endpoint_latency.py's own warm-up and four runs (keep-alive and
 a new connection per request, 1 and 16 clients, the same PNG body). Whatever these runs miss of
 endpoint_latency.py's requirements, no handler or model can meet on this machine with this
@@ -24,7 +24,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 from endpoint_latency import digit_png, measure_endpoint, print_runs  # noqa: E402
-from inference.endpoint_server import KEEP_ALIVE_SECONDS  # noqa: E402
+from inference.endpoint_server import KEEP_ALIVE_SECONDS, keep_to_its_cores, share_out_cores  # noqa: E402
 from inference.local_endpoint import LISTEN_BACKLOG, THREADS, WORKERS  # noqa: E402
 
 ANSWER = json.dumps({"predictions": [{"label": "8"}]}).encode()
@@ -42,7 +42,8 @@ def serve(listen_fd: int) -> None:
     class NoWorkServer(BaseApplication):
         def load_config(self) -> None:
             for name, value in {"bind": [f"fd://{listen_fd}"], "worker_class": "gthread", "workers": WORKERS,
-                                "threads": THREADS, "keepalive": KEEP_ALIVE_SECONDS, "loglevel": "warning"}.items():
+                                "threads": THREADS, "keepalive": KEEP_ALIVE_SECONDS, "loglevel": "warning",
+                                "pre_fork": share_out_cores, "post_fork": keep_to_its_cores}.items():
                 self.cfg.set(name, value)
 
         def load(self):

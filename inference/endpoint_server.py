@@ -78,7 +78,7 @@ class _Server(BaseApplication):
             "bind": [f"fd://{spec['listen_fd']}"], "worker_class": DrainingWorker,
             "workers": spec["workers"], "threads": spec["threads"], "keepalive": KEEP_ALIVE_SECONDS,
             "graceful_timeout": math.ceil(spec["graceful_timeout"]),
-            "pre_fork": _share_out_cores, "post_fork": _keep_to_its_cores,
+            "pre_fork": share_out_cores, "post_fork": keep_to_its_cores,
             # Loading TensorFlow and the model takes longer than gunicorn's 30 s heartbeat on a busy
             # machine; a worker's main loop beats every second once it serves.
             "timeout": 0, "loglevel": "warning", "accesslog": None, "proc_name": spec["endpoint_name"],
@@ -96,7 +96,7 @@ class _Server(BaseApplication):
         return _closing_when_asked(self.endpoint_app)
 
 
-def _share_out_cores(server, worker) -> None:
+def share_out_cores(server, worker) -> None:
     """In the master, before a worker forks: the cores no live worker has (a replaced worker's)."""
     cores = sorted(os.sched_getaffinity(0))
     share = len(cores) // server.num_workers
@@ -107,7 +107,7 @@ def _share_out_cores(server, worker) -> None:
     worker.cores = next(free for free in shares if free not in taken)
 
 
-def _keep_to_its_cores(server, worker) -> None:
+def keep_to_its_cores(server, worker) -> None:
     """Each worker (and its TensorFlow threads, sized to its share) stays on its own cores: left
     to the scheduler, workers moving between the cores served 16 clients about a fifth fewer
     requests per second, at about 1.4 times the median latency (benchmarks/endpoint_latency.py,

@@ -177,11 +177,11 @@ def test_a_replaced_worker_takes_the_share_of_the_one_it_replaces(monkeypatch):
     server = SimpleNamespace(num_workers=2, WORKERS={})
     first, second, replacement = SimpleNamespace(), SimpleNamespace(), SimpleNamespace()
     for pid, worker in ((101, first), (102, second)):
-        endpoint_server._share_out_cores(server, worker)
+        endpoint_server.share_out_cores(server, worker)
         server.WORKERS[pid] = worker
     assert (first.cores, second.cores) == ({0, 1}, {2, 3})
     del server.WORKERS[101]
-    endpoint_server._share_out_cores(server, replacement)
+    endpoint_server.share_out_cores(server, replacement)
     assert replacement.cores == {0, 1}
 
 
