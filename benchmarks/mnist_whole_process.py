@@ -61,8 +61,12 @@ teardown of TensorFlow took 1.4-1.6 s), `--pairs 3`, load average 2.0 before, 2.
         (goal <= 1.0: met), cpu x0.875, test accuracy 0.9827 against 0.9839, peak 847 against 1,343 MiB
     mixed_bfloat16 (auto): entry point 30.6 / 29.3 / 34.2 s, seed 49.6 / 52.4 / 42.0 s: wall x0.616
         (goal <= 0.8: met), cpu x0.588, test accuracy 0.9831 against 0.9839, peak 853 against 1,351 MiB
-float32 here still runs AVX-512 kernels; an AVX2-only CPU (where issue 11 measured x1.155) was not
-available to measure again.
+Two more float32 runs the same hour: x1.064 (entry point 61.1 / 45.0 / 50.4 s, seed 43.8 / 47.4 /
+61.6 s; during its first pair another job of mine ran) and x0.988 (entry point 65.1 / 47.6 / 46.8 s,
+seed 47.9 / 56.3 / 48.2 s; nothing else ran), cpu x0.824 and x0.874. In both, the entry point of
+pair 1 took 61-65 s of wall time for 50-53 s of CPU, where every other run kept more than one core
+busy: a stall this VM gives some first runs, not explained yet. float32 here still runs AVX-512
+kernels; an AVX2-only CPU (where issue 11 measured x1.155) was not available to measure again.
 """
 
 from __future__ import annotations
