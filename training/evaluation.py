@@ -22,6 +22,7 @@ matplotlib.use("Agg")
 
 import keras  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
@@ -196,6 +197,8 @@ def plot_training_curves(history: Sequence[dict[str, float]], path: Path) -> Non
             if points:
                 axis.plot(*zip(*points), marker=".", label=label)
         axis.set(xlabel="epoch", ylabel=name)
+        # Whole epochs only: matplotlib would tick a one-epoch run at 0.96, 0.98, ...
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         axis.legend()
     save_figure(figure, path)
 
