@@ -11,16 +11,19 @@ terminal's Ctrl-C reaches only this process, which then stops the group itself.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
+import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 STOP_GRACE_SECONDS = 10
+ANSWER_PREFIX = "answer: "
 LineSink = Callable[[str], None]
 
 
@@ -103,3 +106,49 @@ def _pump(stream: IO[str] | None, sink: LineSink) -> None:
     assert stream is not None
     for line in stream:
         sink(line)
+
+
+def print_answer(value: Any) -> None:
+    """A `ModuleChild`'s side: its answer, one JSON line on stdout (its other lines are its log)."""
+    print(ANSWER_PREFIX + json.dumps(value), flush=True)
+
+
+class ModuleChild:
+    """`python -m MODULE ARGS` started now, for work the CLI wants done beside its own, ending with
+    `print_answer`. `answer()` waits for that value; any other line of its stdout goes to `on_log`
+    as it comes, and its stderr is kept for the error raised if it fails (a bug: the children
+    read local data). `stop()` ends it if its answer is never asked for."""
+
+    def __init__(self, module: str, args: Sequence[str], *, doing: str, cwd: Path,
+                 on_log: LineSink | None = None) -> None:
+        self.doing = doing
+        self._answer: list[str] = []
+        self._errors: list[str] = []
+
+        def take(line: str) -> None:
+            if line.startswith(ANSWER_PREFIX):
+                self._answer.append(line.removeprefix(ANSWER_PREFIX))
+            elif on_log is not None:
+                on_log(line.rstrip())
+
+        # `-m` imports from the working directory first: `cwd` is the tree whose modules run.
+        # Both children import TensorFlow, whose C++ start-up notices would read as their log.
+        self._child = start([sys.executable, "-m", module, *args], env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+                            cwd=cwd, on_line=take, on_stderr_line=self._errors.append)
+
+    def answer(self) -> Any:
+        """Its answer, once it ended; RuntimeError with its last line, its whole stderr in a note."""
+        exit_code = self._child.wait()
+        if exit_code != 0 or not self._answer:
+            last = self._errors[-1].strip() if self._errors else "no output"
+            error = RuntimeError(f"{self.doing} failed (exit code {exit_code}): {last}")
+            error.add_note("the child's stderr:\n" + "".join(self._errors))
+            raise error
+        return json.loads(self._answer[-1])
+
+    def poll(self) -> int | None:
+        return self._child.poll()
+
+    def stop(self) -> None:
+        if self._child.poll() is None:
+            self._child.stop()

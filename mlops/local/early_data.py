@@ -14,7 +14,6 @@ are cached (mlops/datasets/cache.py): a later run only copies them.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -26,7 +25,6 @@ from mlops import processes
 from mlops.cdk import REPO_ROOT
 
 LOG_PREFIX = "data │ "
-ANSWER_PREFIX = "channels: "
 EXIT_ON_SIGTERM = 128 + signal.SIGTERM
 
 
@@ -35,40 +33,20 @@ class EarlyPreparation:
     if its channels are never asked for (a failure or Ctrl-C before the data phase)."""
 
     def __init__(self, network: str, folder: Path, *, limit: int | None, echo: Callable[[str], None]) -> None:
-        self.network = network
-        self._answer: list[str] = []
-        self._errors: list[str] = []
-
-        def take(line: str) -> None:
-            if line.startswith(ANSWER_PREFIX):
-                self._answer.append(line.removeprefix(ANSWER_PREFIX))
-            else:
-                echo(LOG_PREFIX + line.rstrip())
-
-        self._child = processes.start(
-            [sys.executable, "-m", __name__, network, str(folder), str(limit or 0)],
-            # `-m` imports from the working directory first: this tree's modules.
-            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, cwd=REPO_ROOT,
-            on_line=take, on_stderr_line=self._errors.append)
+        self._child = processes.ModuleChild(__name__, [network, str(folder), str(limit or 0)],
+                                            doing=f"preparing the {network} dataset", cwd=REPO_ROOT,
+                                            on_log=lambda line: echo(LOG_PREFIX + line))
 
     def channels(self) -> dict[str, Path]:
-        """The prepared channel folders, once the child is done. A failure is a bug (the data is
-        offline): raised with the child's last line, its whole stderr in a note for the log file."""
-        exit_code = self._child.wait()
-        if exit_code != 0 or not self._answer:
-            last = self._errors[-1].strip() if self._errors else "no output"
-            error = RuntimeError(f"preparing the {self.network} dataset failed (exit code {exit_code}): {last}")
-            error.add_note("the preparing process's stderr:\n" + "".join(self._errors))
-            raise error
-        return {name: Path(folder) for name, folder in json.loads(self._answer[-1]).items()}
+        """The prepared channel folders, once the child is done."""
+        return {name: Path(folder) for name, folder in self._child.answer().items()}
 
     def stop(self) -> None:
-        if self._child.poll() is None:
-            self._child.stop()
+        self._child.stop()
 
 
 def _prepare(network: str, folder: str, limit: str) -> None:
-    """The child's side: the preparers' log on stdout, then the channel folders as one JSON line."""
+    """The child's side: the preparers' log on stdout, then the channel folders as its answer."""
     from mlops.datasets import prepare
 
     os.nice(10)
@@ -78,7 +56,7 @@ def _prepare(network: str, folder: str, limit: str) -> None:
     log.addHandler(logging.StreamHandler(sys.stdout))
     log.setLevel(logging.INFO)
     channels = prepare(network, Path(folder), limit=int(limit) or None)
-    print(ANSWER_PREFIX + json.dumps({name: str(path) for name, path in channels.items()}), flush=True)
+    processes.print_answer({name: str(path) for name, path in channels.items()})
 
 
 if __name__ == "__main__":

@@ -73,38 +73,28 @@ class EarlySamples:
     """`held_out_samples` in a child process started as soon as the test channel exists, at low
     priority: reading the channel imports TensorFlow (8 s on 2 cores here), which the `mlops`
     process would otherwise do only when it invokes the endpoint; the child gets the core the
-    pipeline's jobs leave idle instead. `stop()` kills it if its answer is never asked for."""
+    pipeline's jobs leave idle instead. `stop()` ends it if its answer is never asked for."""
 
     def __init__(self, test_dir: Path, network: Network, count: int) -> None:
-        self._answer: list[str] = []
-        self._errors: list[str] = []
-        self._child = processes.start(
-            [sys.executable, "-m", __name__, str(test_dir), network.name, str(count)],
-            # `-m` imports from the working directory first: this tree's modules.
-            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, cwd=REPO_ROOT,
-            on_line=self._answer.append, on_stderr_line=self._errors.append)
+        self._child = processes.ModuleChild(__name__, [str(test_dir), network.name, str(count)],
+                                            doing="reading the held-out samples", cwd=REPO_ROOT)
 
     def result(self) -> tuple[list[Sample], tuple[str, ...] | None]:
-        exit_code = self._child.wait()
-        if exit_code != 0 or not self._answer:
-            last = self._errors[-1].strip() if self._errors else "no output"
-            raise RuntimeError(f"reading the held-out samples failed (exit code {exit_code}): {last}")
-        answer = json.loads(self._answer[-1])
+        answer = self._child.answer()
         class_names = answer["class_names"]
         return ([Sample(**sample) for sample in answer["samples"]],
                 None if class_names is None else tuple(class_names))
 
     def stop(self) -> None:
-        if self._child.poll() is None:
-            self._child.kill()
+        self._child.stop()
 
 
 def _print_samples(test_dir: str, network_name: str, count: str) -> None:
     """The child's side of EarlySamples: one JSON line on stdout."""
     os.nice(10)
     samples, class_names = held_out_samples(Path(test_dir), get_network(network_name), int(count))
-    print(json.dumps({"samples": [asdict(sample) for sample in samples],
-                      "class_names": None if class_names is None else list(class_names)}))
+    processes.print_answer({"samples": [asdict(sample) for sample in samples],
+                            "class_names": None if class_names is None else list(class_names)})
 
 
 def instances_request(samples: Sequence[Sample]) -> EncodedRequest:
