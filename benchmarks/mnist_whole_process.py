@@ -67,6 +67,25 @@ seed 47.9 / 56.3 / 48.2 s; nothing else ran), cpu x0.824 and x0.874. In both, th
 pair 1 took 61-65 s of wall time for 50-53 s of CPU, where every other run kept more than one core
 busy: a stall this VM gives some first runs, not explained yet. float32 here still runs AVX-512
 kernels; an AVX2-only CPU (where issue 11 measured x1.155) was not available to measure again.
+
+Measured 3 Dec 2026 on a 2-core Intel Xeon VM (family 6 model 167; avx512_bf16, amx_bf16), idle
+(load average 1.1-2.3 around each run), `--pairs 3`. Before, the entry point's epochs took 2.7 s or
+5.1 s: in one to five epochs of five the machine sat idle for about 2.4 s (vmstat: 0% user and
+system), py-spy showing the main thread in Keras' `EpochIterator.reset` at the start of
+validation, dropping the exhausted validation iterator of `records.dataset`. With tf.data's
+autotuning off (`options.autotune.enabled = False`) the idle spells are gone and every epoch takes
+2.6 s; the earlier runs whose wall time was well above their CPU time were likely the same wait:
+    before, float32: entry point 25.4 / 27.3 / 32.7 s, seed 28.6 / 26.8 / 29.4 s: wall x0.952, cpu x0.944
+    before, mixed_bfloat16: entry point 23.9 / 21.8 / 22.2 s, seed 27.2 / 26.8 / 26.1 s: wall x0.830
+        (goal <= 0.8: NOT met), cpu x0.771
+    after, mixed_bfloat16 (auto): entry point 17.7 / 17.3 / 17.3 s, seed 22.4 / 25.2 / 27.2 s: wall
+        x0.687 (goal <= 0.8: met), cpu x0.730, test accuracy 0.9830 against 0.9839, peak 772
+        against 1,252 MiB
+    after, --precision float32: entry point 21.3 / 20.8 / 20.3 s, seed 25.7 / 28.1 / 27.3 s: wall
+        x0.764 (goal <= 1.0: met), cpu x0.947, test accuracy 0.9827 against 0.9839, peak 767
+        against 1,282 MiB
+Tried the same day and not kept: XLA (`jit_compile=True` on the CNN, which Keras leaves off on a
+CPU): wall x5.94 under mixed_bfloat16 (161 s against 27 s), two pairs.
 """
 
 from __future__ import annotations

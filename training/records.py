@@ -155,6 +155,10 @@ def dataset(directory: Path, spec: ChannelSpec, channel: str, *, inputs: str, ta
     # Every worker reads every shard and keeps its share of the batches: correct for any
     # number of shards (FILE sharding needs at least as many shards as workers).
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    # Without tf.data's autotuning, AUTOTUNE above keeps the untuned values TensorFlow starts from.
+    # With it, Keras dropping an exhausted validation iterator waited about 2.4 s with the CPU idle,
+    # in one to five of five CNN epochs (benchmarks/mnist_whole_process.py); the epochs are as fast.
+    options.autotune.enabled = False
     return batches.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
