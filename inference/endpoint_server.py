@@ -2,10 +2,11 @@
 
     python -m inference.endpoint_server SPEC_JSON      (started by `LocalEndpoint.start()`)
 
-The caller binds the listening socket and passes it in (`fd://N`), so a busy port is the
-caller's error and port 0 is resolved before this process starts. The process imports TensorFlow
-first, then waits for the model (one JSON line on the model pipe, which the caller may send
-seconds later), then gunicorn forks its workers. TensorFlow's modules survive a fork; its runtime
+The caller binds the two listening sockets, the endpoint's and TF Serving's own (`context.rest_uri`,
+port 8501 in the container), and passes them in (`fd://N`), so a busy port is the caller's error
+and port 0 is resolved before this process starts. The process imports TensorFlow first, then
+waits for the model (one JSON line on the model pipe, which the caller may send seconds later),
+then gunicorn forks its workers. TensorFlow's modules survive a fork; its runtime
 (thread pools, created on first use) would not, so the master never runs anything: each worker
 sizes its thread pools, loads the SavedModel and the handlers itself, then writes "ready" (or
 "error <message>") to the status pipe. SIGTERM, or the caller going away (its end of the
@@ -21,6 +22,7 @@ import os
 import signal
 import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 from gunicorn.app.base import BaseApplication
@@ -41,7 +43,36 @@ class DrainingWorker(ThreadWorker):
     finish while still accepting, answering new invocations 503 (and serving `:predict`, which an
     in-flight lone `handler` may still call through a new connection), then stops as gunicorn does
     and closes idle keep-alive connections instead of waiting for their timeout.
+
+    TF Serving's socket has a thread pool of its own: a lone `handler` waits for its `:predict`
+    call, which must not queue behind the invocations holding every thread of the endpoint's pool.
     """
+
+    def init_process(self) -> None:
+        self.tfs_pool = ThreadPoolExecutor(max_workers=self.cfg.threads, thread_name_prefix="tfs")
+        self.tfs_port = self.app.spec["tfs_address"][1]
+        super().init_process()
+
+    def enqueue_req(self, conn) -> None:
+        if conn.server[1] != self.tfs_port:
+            return super().enqueue_req(conn)
+        done = self.tfs_pool.submit(self.handle, conn)
+        done.add_done_callback(lambda future: self.method_queue.defer(self.finish_request, conn, future))
+
+    def handle(self, conn):
+        keep_alive = super().handle(conn)
+        if not keep_alive:
+            # gunicorn would close it on the worker's main thread, lingering there until the client
+            # has closed its end too, while no other connection is accepted or read.
+            conn.close(graceful=True)
+            conn.closed_in_its_thread = True
+        return keep_alive
+
+    def finish_request(self, conn, future) -> None:
+        if getattr(conn, "closed_in_its_thread", False):
+            self.nr_conns -= 1  # all that is left of gunicorn's own closing
+        else:
+            super().finish_request(conn, future)
 
     def handle_exit(self, sig, frame) -> None:
         if self.alive and not self.app.endpoint_app.draining:
@@ -54,6 +85,7 @@ class DrainingWorker(ThreadWorker):
 
     def run(self) -> None:
         super().run()
+        self.tfs_pool.shutdown(wait=False)
         # Every connection is closed: nothing is left to save, and tearing TensorFlow down takes
         # seconds on a busy machine, which the caller of stop() would wait for.
         os._exit(0)
@@ -75,7 +107,7 @@ class _Server(BaseApplication):
     def load_config(self) -> None:
         spec = self.spec
         for name, value in {
-            "bind": [f"fd://{spec['listen_fd']}"], "worker_class": DrainingWorker,
+            "bind": [f"fd://{spec['listen_fd']}", f"fd://{spec['tfs_listen_fd']}"], "worker_class": DrainingWorker,
             "workers": spec["workers"], "threads": spec["threads"], "keepalive": KEEP_ALIVE_SECONDS,
             "graceful_timeout": math.ceil(spec["graceful_timeout"]),
             "pre_fork": share_out_cores, "post_fork": keep_to_its_cores,
@@ -141,7 +173,7 @@ def build_app(spec: dict) -> EndpointApp:
     capture = None
     if spec.get("capture"):
         capture = writer_for(CaptureTarget.from_json(spec["capture"]), spec["endpoint_name"], PRODUCTION_VARIANT)
-    return EndpointApp(spec["endpoint_name"], servable, handler, tuple(spec["address"]), capture=capture)
+    return EndpointApp(spec["endpoint_name"], servable, handler, tuple(spec["tfs_address"]), capture=capture)
 
 
 def _report(spec: dict, line: str) -> None:

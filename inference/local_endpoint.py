@@ -12,8 +12,11 @@ in a process of its own; the routes are a WSGI app (`inference.endpoint_app`):
                                                 (200; 400/413/415 for bad input; 500 otherwise)
     POST /endpoints/<name>/invocations          SageMaker Runtime InvokeEndpoint: a non-2xx from
                                                 the handler becomes 424 ModelError, as in AWS
-    POST /v1/models/model[/versions/<v>]:predict TensorFlow Serving REST (context.rest_uri)
+    POST /v1/models/model[/versions/<v>]:predict TensorFlow Serving REST
     GET  /v1/models/model[/versions/<v>]        TensorFlow Serving model status
+
+TF Serving's routes are also served on a port of their own (`tfs_url`; the container's 8501),
+which `context.rest_uri` names: there a lone `handler`'s `:predict` call has threads of its own.
 
 With a `capture` target it records invocations of the SageMaker Runtime path as SageMaker's data
 capture does (`inference.capture`). An unmodified boto3 client talks to it:
@@ -79,12 +82,20 @@ class LocalEndpoint:
         self._model_pipe: int | None = None  # the model, once known
         self._lifeline: int | None = None  # closes when this process exits: the server then stops
         self._bound_port: int | None = None
+        self._tfs_port: int | None = None
 
     @property
     def url(self) -> str:
         if self._process is None:
             raise RuntimeError("the endpoint is not started")
         return f"http://{self.host}:{self._bound_port}"
+
+    @property
+    def tfs_url(self) -> str:
+        """TF Serving's own REST address, which handlers reach as `context.rest_uri`."""
+        if self._process is None:
+            raise RuntimeError("the endpoint is not started")
+        return f"http://{self.host}:{self._tfs_port}"
 
     def prepare(self) -> LocalEndpoint:
         """Binds the port and starts the server process, which imports TensorFlow (seconds) and then
@@ -143,21 +154,25 @@ class LocalEndpoint:
         self.stop()
 
     def _spawn(self) -> None:
-        with socket.create_server((self.host, self.port), backlog=LISTEN_BACKLOG) as listener:
-            self._bound_port = listener.getsockname()[1]
+        with socket.create_server((self.host, self.port), backlog=LISTEN_BACKLOG) as listener, \
+                socket.create_server((self.host, 0), backlog=LISTEN_BACKLOG) as tfs_listener:
+            self._bound_port, self._tfs_port = listener.getsockname()[1], tfs_listener.getsockname()[1]
             self._status, status_write = os.pipe()
             model_read, self._model_pipe = os.pipe()
             lifeline_read, self._lifeline = os.pipe()
-            spec = {"listen_fd": listener.fileno(), "status_fd": status_write, "model_fd": model_read,
+            spec = {"listen_fd": listener.fileno(), "tfs_listen_fd": tfs_listener.fileno(),
+                    "status_fd": status_write, "model_fd": model_read,
                     "lifeline_fd": lifeline_read, "endpoint_name": self.endpoint_name,
-                    "address": [self.host, self._bound_port], "workers": self.workers, "threads": self.threads,
+                    "tfs_address": [self.host, self._tfs_port],
+                    "workers": self.workers, "threads": self.threads,
                     "tf_threads": tf_threads_per_worker(self.workers)}
             try:
                 # A session of its own: Ctrl-C in a terminal reaches this process, which stops the
                 # server gracefully, not the server directly.
                 self._process = subprocess.Popen(
                     [sys.executable, "-m", "inference.endpoint_server", json.dumps(spec)],
-                    pass_fds=(listener.fileno(), status_write, model_read, lifeline_read), start_new_session=True,
+                    pass_fds=(listener.fileno(), tfs_listener.fileno(), status_write, model_read, lifeline_read),
+                    start_new_session=True,
                     cwd=REPO_ROOT,  # `-m` imports from the working directory first: this tree's server
                     env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [
                         str(REPO_ROOT), os.environ.get("PYTHONPATH")]))})

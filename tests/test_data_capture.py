@@ -106,7 +106,7 @@ def test_the_endpoint_captures_runtime_invocations_into_the_key_layout(s3):
         return json.dumps({"predictions": [{"label": "7"}]}), "application/json"
 
     writer = CaptureWriter(CONFIG, "mlops-local-cnn", "AllTraffic", s3, flush_seconds=60)
-    app = EndpointApp("mlops-local-cnn", servable=None, invoke_handler=handler, server_address=("127.0.0.1", 0),
+    app = EndpointApp("mlops-local-cnn", servable=None, invoke_handler=handler, tfs_address=("127.0.0.1", 0),
                       capture=writer)
     client = Client(app)
     png = b"\x89PNG\r\n\x1a\nimage"

@@ -277,6 +277,19 @@ def test_keep_alive_and_new_connection_clients_are_served_side_by_side(endpoints
     kept.close()
 
 
+def test_a_client_leaving_its_closed_connection_open_holds_up_no_one(models):
+    with LocalEndpoint(models["cnn"], "mlops-local-cnn", workers=1) as endpoint:
+        host, port = endpoint.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port))) as lingering:
+            lingering.sendall(b"GET /ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert lingering.recv(4096).startswith(b"HTTP/1.1 200 ")  # and it does not close its end
+            started = time.perf_counter()
+            assert requests.get(endpoint.url + "/ping", timeout=10).status_code == 200
+            waited = time.perf_counter() - started
+    # Closed on the worker's main thread, as gunicorn does, the first would hold it for 2 s.
+    assert waited < 1.0
+
+
 # ------------------------------------------------------------------------ TensorFlow Serving REST
 
 def test_tf_serving_rest_formats_with_one_output(endpoints, signatures):
@@ -356,14 +369,25 @@ def test_a_lone_handler_calls_the_real_rest_uri_with_the_containers_context(echo
     with LocalEndpoint(echo_model, "echo") as endpoint:
         answer = requests.post(endpoint.url + "/invocations", data=body, headers={
             "X-Amzn-SageMaker-Custom-Attributes": "tfs-model-version=1,trace=abc"}).json()
-        port = endpoint.url.rsplit(":", 1)[1]
+        tfs_url = endpoint.tfs_url
     assert answer["context"] == {
         "model_name": None, "model_version": "1", "method": None,
-        "rest_uri": f"http://127.0.0.1:{port}/v1/models/model/versions/1:predict", "grpc_port": None,
+        "rest_uri": f"{tfs_url}/v1/models/model/versions/1:predict", "grpc_port": None,
         "custom_attributes": "tfs-model-version=1,trace=abc", "request_content_type": "application/json",
         "accept_header": "*/*", "content_length": len(body)}  # requests' default Accept, passed on as is
     assert answer["status"] == 200
     assert answer["tfs"] == {"predictions": _reference(signatures, "cnn", image=batch)["probabilities"].tolist()}
+
+
+def test_lone_handlers_filling_every_thread_still_get_their_own_predict_answered(echo_model):
+    workers, threads = 2, 2
+    body = json.dumps({"instances": np.zeros((1, 8, 8, 1)).tolist()})
+    with LocalEndpoint(echo_model, "echo", workers=workers, threads=threads) as endpoint:
+        with ThreadPoolExecutor(3 * workers * threads) as clients:
+            answers = list(clients.map(lambda _: requests.post(endpoint.url + "/invocations", data=body, timeout=20),
+                                       range(3 * workers * threads)))
+    assert [answer.status_code for answer in answers] == [200] * len(answers)
+    assert {answer.json()["status"] for answer in answers} == {200}
 
 
 def test_stop_finishes_in_flight_requests_closes_idle_connections_and_frees_the_port(echo_model):
