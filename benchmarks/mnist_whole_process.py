@@ -68,8 +68,9 @@ pair 1 took 61-65 s of wall time for 50-53 s of CPU, where every other run kept 
 busy: a stall this VM gives some first runs, not explained yet. float32 here still runs AVX-512
 kernels; an AVX2-only CPU (where issue 11 measured x1.155) was not available to measure again.
 
-Measured 3 Dec 2026 on a 2-core Intel Xeon VM (family 6 model 167; avx512_bf16, amx_bf16), idle
-(load average 1.1-2.3 around each run), `--pairs 3`. Before, the entry point's epochs took 2.7 s or
+Measured 3 Dec 2026 on a 2-core Intel Xeon VM (family 6 model 167; avx512_bf16, amx_bf16), with
+nothing else running (load average 1.1-2.3 around each run; 6.7 before the first, trailing an
+install that had just ended), `--pairs 3`. Before, the entry point's epochs took 2.7 s or
 5.1 s: in one to five epochs of five the machine sat idle for about 2.4 s (vmstat: 0% user and
 system), py-spy showing the main thread in Keras' `EpochIterator.reset` at the start of
 validation, dropping the exhausted validation iterator of `records.dataset`. With tf.data's
