@@ -181,8 +181,8 @@ class EndpointApp:
         body = _read_body(request, runtime_api)
         if isinstance(body, Response):
             return body
-        context = self._context(request, len(body))
         try:
+            context = self._context(request, len(body))  # built before the turn: it needs none
             with self._handler_turns:
                 answer, content_type = self.invoke_handler(io.BytesIO(body), context)
             status = 200

@@ -86,16 +86,17 @@ class LocalEndpoint:
 
     @property
     def url(self) -> str:
-        if self._process is None:
-            raise RuntimeError("the endpoint is not started")
-        return f"http://{self.host}:{self._bound_port}"
+        return self._url(self._bound_port)
 
     @property
     def tfs_url(self) -> str:
         """TF Serving's own REST address, which handlers reach as `context.rest_uri`."""
+        return self._url(self._tfs_port)
+
+    def _url(self, port: int | None) -> str:
         if self._process is None:
             raise RuntimeError("the endpoint is not started")
-        return f"http://{self.host}:{self._tfs_port}"
+        return f"http://{self.host}:{port}"
 
     def prepare(self) -> LocalEndpoint:
         """Binds the port and starts the server process, which imports TensorFlow (seconds) and then
