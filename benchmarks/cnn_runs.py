@@ -45,7 +45,7 @@ def digits_split(examples: int) -> Split:
         picks = rng.choice(pool, counts[name])
         images = np.zeros((counts[name], 28, 28), dtype=np.float32)
         for index, (row, column) in enumerate(rng.integers(0, 5, size=(counts[name], 2))):
-            images[index, row:row + 24, column:column + 24] = upsampled[picks[index]]
+            images[index, row : row + 24, column : column + 24] = upsampled[picks[index]]
         images += rng.uniform(0, 40, size=images.shape)
         split[name] = (np.clip(images, 0, 255).astype(np.uint8)[..., np.newaxis], digits.target[picks].astype(np.int64))
     return split
@@ -58,16 +58,23 @@ def write_channels(root: Path, split: Split, repeat: int = 1) -> dict[str, Path]
     channels = {}
     for name, (images, labels) in split.items():
         chunks = ({"image": images, "label": labels} for _ in range(repeat))
-        records.write_channel(root / name, chunks, dtypes={"image": "uint8", "label": "int64"},
-                              class_names=CLASS_NAMES)
+        records.write_channel(root / name, chunks, dtypes={"image": "uint8", "label": "int64"}, class_names=CLASS_NAMES)
         channels[name] = root / name
     return channels
 
 
 def entry_point_command(channels: dict[str, Path], work: Path, values: dict) -> list[str]:
     """`training/cnn.py` on `channels`, writing under `work`, with the hyperparameters `values`."""
-    command = [sys.executable, str(TRAINING_DIR / "cnn.py"), "--model_dir", str(work / "model"),
-               "--output_dir", str(work / "output"), "--checkpoint_dir", str(work / "checkpoints")]
+    command = [
+        sys.executable,
+        str(TRAINING_DIR / "cnn.py"),
+        "--model_dir",
+        str(work / "model"),
+        "--output_dir",
+        str(work / "output"),
+        "--checkpoint_dir",
+        str(work / "checkpoints"),
+    ]
     for channel, folder in channels.items():
         command += [f"--{channel}", str(folder)]
     for name, value in values.items():
@@ -95,8 +102,13 @@ class EpochEnds:
 
 def epoch_ends(command: list[str], marker: str) -> EpochEnds:
     """Runs `command`, noting when each line containing `marker` arrived."""
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"})
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"},
+    )
     ends, log = EpochEnds(), []
     assert process.stdout is not None
     for line in process.stdout:

@@ -54,8 +54,11 @@ DETECTION_GOAL = 0.95
 def trained(network: str, work: Path) -> tuple[Path, dict[str, Path]]:
     """(model dir, channels), trained once per --work folder."""
     data = work / network / "data"
-    channels = ({channel: data / channel for channel in get_network(network).channels if (data / channel).exists()}
-                if data.exists() else prepare(network, data))
+    channels = (
+        {channel: data / channel for channel in get_network(network).channels if (data / channel).exists()}
+        if data.exists()
+        else prepare(network, data)
+    )
     job_dir = work / network / "job"
     model_dir = job_dir / "model"
     if not (model_dir / "1" / "saved_model.pb").exists():
@@ -89,24 +92,35 @@ def measure(network: str, work: Path, window_sizes: list[int], windows: int, see
     rng = np.random.default_rng(seed)
     rows = []
     for size in window_sizes:
-        alarms = {name: 0 for name in ["none", *shifts]}
+        alarms = dict.fromkeys(["none", *shifts], 0)
         seconds: list[float] = []
         for index in range(windows):
             chosen = pool[rng.choice(len(pool), size, replace=len(pool) < size)]
             for name in alarms:
                 batch = chosen if name == "none" else shifts[name](chosen, rng).astype(np.float32)
                 started = time.perf_counter()
-                requests = [CapturedRequest(f"request {row}", json.dumps({"instances": [example.tolist()]}).encode(),
-                                            "application/json") for row, example in enumerate(batch)]
+                requests = [
+                    CapturedRequest(
+                        f"request {row}", json.dumps({"instances": [example.tolist()]}).encode(), "application/json"
+                    )
+                    for row, example in enumerate(batch)
+                ]
                 inputs = np.concatenate(list(decoder.inputs(iter(requests))))
                 comparison = drift.compare(reference, summarise(inputs), seed=index)
                 seconds.append(time.perf_counter() - started)
                 alarms[name] += comparison.drifted
-        rows.append({"network": network, "window": size, "windows": windows, "pool": len(pool),
-                     "reference": reference.document["reference_examples"],
-                     "false_alarms": alarms.pop("none") / windows,
-                     "detection": {name: count / windows for name, count in alarms.items()},
-                     "seconds_per_window": statistics.median(seconds)})
+        rows.append(
+            {
+                "network": network,
+                "window": size,
+                "windows": windows,
+                "pool": len(pool),
+                "reference": reference.document["reference_examples"],
+                "false_alarms": alarms.pop("none") / windows,
+                "detection": {name: count / windows for name, count in alarms.items()},
+                "seconds_per_window": statistics.median(seconds),
+            }
+        )
     return rows
 
 
@@ -119,23 +133,34 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/mlops-drift-benchmark"))
     arguments = parser.parse_args()
     started = time.perf_counter()
-    rows = [row for network in arguments.networks
-            for row in measure(network, arguments.work, arguments.window_sizes, arguments.windows, arguments.seed)]
-    print(f"\n{'network':<12} {'window':>6} {'windows':>7} {'pool':>6} {'ref':>5} {'false alarms':>12}  "
-          f"{'detection per shift':<44} {'s/window':>8}")
+    rows = [
+        row
+        for network in arguments.networks
+        for row in measure(network, arguments.work, arguments.window_sizes, arguments.windows, arguments.seed)
+    ]
+    print(
+        f"\n{'network':<12} {'window':>6} {'windows':>7} {'pool':>6} {'ref':>5} {'false alarms':>12}  "
+        f"{'detection per shift':<44} {'s/window':>8}"
+    )
     missed = []
     for row in rows:
         detection = ", ".join(f"{name} {rate:.0%}" for name, rate in row["detection"].items())
-        print(f"{row['network']:<12} {row['window']:>6} {row['windows']:>7} {row['pool']:>6} {row['reference']:>5} "
-              f"{row['false_alarms']:>12.1%}  {detection:<44} {row['seconds_per_window']:>8.3f}")
+        print(
+            f"{row['network']:<12} {row['window']:>6} {row['windows']:>7} {row['pool']:>6} {row['reference']:>5} "
+            f"{row['false_alarms']:>12.1%}  {detection:<44} {row['seconds_per_window']:>8.3f}"
+        )
         if row["false_alarms"] > FALSE_ALARM_GOAL or min(row["detection"].values()) < DETECTION_GOAL:
             missed.append(f"{row['network']} at {row['window']}")
     cpu = [line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith(("model name", "flags"))]
-    print(f"\n{cpu[0] if cpu else ''}; bf16: {'avx512_bf16' in ' '.join(cpu)}; cores: {os.cpu_count()}; "
-          f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; {time.perf_counter() - started:.0f} s")
+    print(
+        f"\n{cpu[0] if cpu else ''}; bf16: {'avx512_bf16' in ' '.join(cpu)}; cores: {os.cpu_count()}; "
+        f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; {time.perf_counter() - started:.0f} s"
+    )
     if missed:
-        raise SystemExit(f"goals (false alarms <= {FALSE_ALARM_GOAL:.0%}, detection >= {DETECTION_GOAL:.0%}) "
-                         f"missed: {', '.join(missed)}")
+        raise SystemExit(
+            f"goals (false alarms <= {FALSE_ALARM_GOAL:.0%}, detection >= {DETECTION_GOAL:.0%}) "
+            f"missed: {', '.join(missed)}"
+        )
 
 
 if __name__ == "__main__":

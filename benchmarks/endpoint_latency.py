@@ -70,16 +70,18 @@ def train_cnn(model_dir: Path) -> Path:
     x = keras.layers.Dense(64, activation="relu")(x)
     outputs = keras.layers.Dense(10, activation="softmax")(x)
     model = keras.Model(inputs, outputs)
-    model.compile(optimizer=keras.optimizers.Adam(2e-3), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
+    model.compile(optimizer=keras.optimizers.Adam(2e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(images[:1500], digits.target[:1500], epochs=8, batch_size=32, verbose=0)
     _, accuracy = model.evaluate(images[1500:], digits.target[1500:], verbose=0)
     print(f"trained the CNN on sklearn digits: held-out accuracy {accuracy:.3f}")
 
     archive = keras.export.ExportArchive()
     archive.track(model)
-    archive.add_endpoint(name="serving_default", fn=lambda image: {"probabilities": model(image)},
-                         input_signature=[tf.TensorSpec([None, 8, 8, 1], tf.float32, name="image")])
+    archive.add_endpoint(
+        name="serving_default",
+        fn=lambda image: {"probabilities": model(image)},
+        input_signature=[tf.TensorSpec([None, 8, 8, 1], tf.float32, name="image")],
+    )
     archive.write_out(str(model_dir / "1"), verbose=False)
     code_dir = model_dir / "code"
     code_dir.mkdir()
@@ -88,10 +90,19 @@ def train_cnn(model_dir: Path) -> Path:
     from training.tasks import get_task
 
     # serving.json as training writes it: the task registry's description of an image classifier.
-    (code_dir / "serving.json").write_text(json.dumps({
-        **get_task("image_classifier").serving_description(), "network": "cnn", "input_name": "image",
-        "input_shape": [8, 8, 1], "input_dtype": "float32", "signature": "serving_default",
-        "class_names": [str(digit) for digit in range(10)]}))
+    (code_dir / "serving.json").write_text(
+        json.dumps(
+            {
+                **get_task("image_classifier").serving_description(),
+                "network": "cnn",
+                "input_name": "image",
+                "input_shape": [8, 8, 1],
+                "input_dtype": "float32",
+                "signature": "serving_default",
+                "class_names": [str(digit) for digit in range(10)],
+            }
+        )
+    )
     return model_dir
 
 
@@ -114,7 +125,7 @@ def run_endpoint(endpoint_file: str | None, model_path: str, urls, stop) -> None
         spec = importlib.util.spec_from_file_location("compared_endpoint", endpoint_file)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
-        LocalEndpoint = module.LocalEndpoint  # noqa: N806 - a class
+        LocalEndpoint = module.LocalEndpoint
 
     with LocalEndpoint(model_path, ENDPOINT_NAME) as endpoint:
         urls.put(endpoint.url)
@@ -139,7 +150,6 @@ def raw_signature_ms(model_path: Path, image: np.ndarray) -> np.ndarray:
     finally:
         artifact.cleanup()
     return np.array(times) * 1000
-
 
 
 @dataclass
@@ -204,7 +214,7 @@ class _Client:
         if len(self.received) < head_end + 4 + length:
             return
         now = time.perf_counter()
-        self.load.record(now - self.started, head[9:12], self.received[head_end + 4:head_end + 4 + length])
+        self.load.record(now - self.started, head[9:12], self.received[head_end + 4 : head_end + 4 + length])
         if self.load.keep_alive and "connection: close" not in head:
             if self.load.another():
                 self.started = now
@@ -232,14 +242,26 @@ class _Client:
 class _Load:
     """`clients` clients in one thread (non-blocking sockets): none waits for the GIL of another."""
 
-    def __init__(self, url: str, path: str, body: bytes, keep_alive: bool, expected_label: str | None,
-                 run: Run, duration: float, max_requests: int) -> None:
+    def __init__(
+        self,
+        url: str,
+        path: str,
+        body: bytes,
+        keep_alive: bool,
+        expected_label: str | None,
+        run: Run,
+        duration: float,
+        max_requests: int,
+    ) -> None:
         parts = urlsplit(url)
         self.address = (parts.hostname, parts.port)
         self.keep_alive, self.expected_label, self.run = keep_alive, expected_label, run
-        self.request = (f"POST {path} HTTP/1.1\r\nHost: {parts.netloc}\r\nContent-Type: image/png\r\n"
-                        f"Accept: application/json\r\nContent-Length: {len(body)}\r\n"
-                        + ("" if keep_alive else "Connection: close\r\n") + "\r\n").encode() + body
+        self.request = (
+            f"POST {path} HTTP/1.1\r\nHost: {parts.netloc}\r\nContent-Type: image/png\r\n"
+            f"Accept: application/json\r\nContent-Length: {len(body)}\r\n"
+            + ("" if keep_alive else "Connection: close\r\n")
+            + "\r\n"
+        ).encode() + body
         self.selector = selectors.DefaultSelector()
         self.duration, self.max_requests, self.issued = duration, max_requests, 0
         self.deadline = 0.0
@@ -285,12 +307,20 @@ def measure_endpoint(url: str, body: bytes, duration: float) -> tuple[list[Run],
     probe.measure()
     label = json.loads(probe.answer)["predictions"][0]["label"]
     runs = []
-    for keep_alive, path, name in ((True, "/invocations", "keep-alive"),
-                                   (False, runtime_path, "new connection per request")):
-        runs.append(_Load(url, path, body, keep_alive, label, Run(f"{name}, 1 client", 1),
-                          3600.0, SINGLE_CLIENT_REQUESTS).measure())
-        runs.append(_Load(url, path, body, keep_alive, label, Run(f"{name}, {CLIENTS} clients", CLIENTS),
-                          duration, 10 ** 9).measure())
+    for keep_alive, path, name in (
+        (True, "/invocations", "keep-alive"),
+        (False, runtime_path, "new connection per request"),
+    ):
+        runs.append(
+            _Load(
+                url, path, body, keep_alive, label, Run(f"{name}, 1 client", 1), 3600.0, SINGLE_CLIENT_REQUESTS
+            ).measure()
+        )
+        runs.append(
+            _Load(
+                url, path, body, keep_alive, label, Run(f"{name}, {CLIENTS} clients", CLIENTS), duration, 10**9
+            ).measure()
+        )
     return runs, label
 
 
@@ -302,8 +332,11 @@ def serve_and_measure(endpoint_file: str | None, model_path: Path, body: bytes, 
     server.start()
     try:
         url = urls.get(timeout=300)
-        print(f"  {endpoint_file or 'this tree'}: started in {time.perf_counter() - started:.1f} s "
-              f"(process start, TensorFlow, model)", flush=True)
+        print(
+            f"  {endpoint_file or 'this tree'}: started in {time.perf_counter() - started:.1f} s "
+            f"(process start, TensorFlow, model)",
+            flush=True,
+        )
         runs, _ = measure_endpoint(url, body, duration)
     finally:
         stop.set()
@@ -313,29 +346,39 @@ def serve_and_measure(endpoint_file: str | None, model_path: Path, body: bytes, 
 
 def requirements_met(runs: list[Run]) -> bool:
     keep_1, keep_many, new_1, new_many = runs
-    return (keep_1.percentile(50) <= KEEP_ALIVE_P50_LIMIT_MS
-            and keep_many.throughput >= KEEP_ALIVE_MIN_THROUGHPUT
-            and new_many.throughput >= NEW_CONNECTION_MIN_THROUGHPUT
-            and all(run.percentile(99) <= P99_LIMIT_MS and not run.errors for run in runs))
+    return (
+        keep_1.percentile(50) <= KEEP_ALIVE_P50_LIMIT_MS
+        and keep_many.throughput >= KEEP_ALIVE_MIN_THROUGHPUT
+        and new_many.throughput >= NEW_CONNECTION_MIN_THROUGHPUT
+        and all(run.percentile(99) <= P99_LIMIT_MS and not run.errors for run in runs)
+    )
 
 
 def print_runs(title: str, runs: list[Run]) -> None:
     print(f"\n{title}")
     for run in runs:
-        print(f"  {run.name:<38} {len(run.latencies):6d} requests in {run.seconds:5.1f} s  "
-              f"{run.throughput:6.0f} requests/s  p50 {run.percentile(50):6.2f} ms  "
-              f"p99 {run.percentile(99):6.2f} ms  {len(run.errors)} errors")
+        print(
+            f"  {run.name:<38} {len(run.latencies):6d} requests in {run.seconds:5.1f} s  "
+            f"{run.throughput:6.0f} requests/s  p50 {run.percentile(50):6.2f} ms  "
+            f"p99 {run.percentile(99):6.2f} ms  {len(run.errors)} errors"
+        )
         for error in run.errors[:3]:
             print(f"    error: {error}")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", type=Path, help="a trained CNN artifact (folder or model.tar.gz); "
-                                                    "default: train one on sklearn digits")
+    parser.add_argument(
+        "--model",
+        type=Path,
+        help="a trained CNN artifact (folder or model.tar.gz); default: train one on sklearn digits",
+    )
     parser.add_argument("--duration", type=float, default=30.0, help="seconds of each 16-client run")
-    parser.add_argument("--compare", metavar="FILE", help="another local_endpoint.py (e.g. an older "
-                                                          "version), measured in turn with this tree's")
+    parser.add_argument(
+        "--compare",
+        metavar="FILE",
+        help="another local_endpoint.py (e.g. an older version), measured in turn with this tree's",
+    )
     parser.add_argument("--rounds", type=int, default=1, help="measured rounds (with --compare: of both, interleaved)")
     args = parser.parse_args()
 
@@ -344,8 +387,10 @@ def main() -> int:
         body, image = digit_png()
         raw = raw_signature_ms(model_path, image)
         print(f"\nCNN, one 8x8 digit PNG ({len(body)} bytes); load average {os.getloadavg()[0]:.1f}")
-        print(f"raw signature call (in-process, {RAW_CALLS} calls): "
-              f"p50 {np.percentile(raw, 50):6.2f} ms   p99 {np.percentile(raw, 99):6.2f} ms")
+        print(
+            f"raw signature call (in-process, {RAW_CALLS} calls): "
+            f"p50 {np.percentile(raw, 50):6.2f} ms   p99 {np.percentile(raw, 99):6.2f} ms"
+        )
         contenders = [None] + ([args.compare] if args.compare else [])
         results: dict[str | None, list[list[Run]]] = {contender: [] for contender in contenders}
         for round_number in range(args.rounds):
@@ -356,8 +401,11 @@ def main() -> int:
                 runs = serve_and_measure(contender, model_path, body, args.duration)
                 results[contender].append(runs)
                 # The 1-minute load average: before the round, and after it (the round's own load included).
-                print_runs(f"round {round_number + 1}, {contender or 'this tree'} "
-                           f"(load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after)", runs)
+                print_runs(
+                    f"round {round_number + 1}, {contender or 'this tree'} "
+                    f"(load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after)",
+                    runs,
+                )
 
     met = all(requirements_met(runs) for runs in results[None])
     print("\nrequirements met" if met else "\nREQUIREMENTS NOT MET")

@@ -2,7 +2,7 @@
 
 For each network: its offline dataset (the full test channel), a model trained briefly by its entry
 point (the figures are about time, not quality), then the Evaluate step exactly as its processing
-job runs it (evaluate.py from the unpacked source bundle, on model.tar.gz unpacked, in its own
+job runs it (processing/evaluate.py from the unpacked source bundle, on model.tar.gz unpacked, in its own
 process), twice: as a first run (no approved champion) and with the same model as an approved
 champion (which scores the test channel a second time). Printed per network: the step's wall
 time, the seconds its explanations took (explanations.json `seconds`, measured around the task's
@@ -42,14 +42,23 @@ sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "training"), str(REPO_ROOT / "te
 from benchmarks.local_phases import cpu_description, load_average  # noqa: E402
 
 # Epochs that give each network a model of its real size in seconds to minutes on 2 cores.
-BRIEF_TRAINING = {"cnn": {"epochs": 1}, "rnn": {"epochs": 10}, "autoencoder": {"epochs": 30},
-                  "speech": {"epochs": 15}, "transfer": {"epochs": 2, "fine_tune_epochs": 1}}
+BRIEF_TRAINING = {
+    "cnn": {"epochs": 1},
+    "rnn": {"epochs": 10},
+    "autoencoder": {"epochs": 30},
+    "speech": {"epochs": 15},
+    "transfer": {"epochs": 2, "fine_tune_epochs": 1},
+}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--networks", nargs="+", default=[name for name in BRIEF_TRAINING if name != "transfer"],
-                        choices=list(BRIEF_TRAINING))
+    parser.add_argument(
+        "--networks",
+        nargs="+",
+        default=[name for name in BRIEF_TRAINING if name != "transfer"],
+        choices=list(BRIEF_TRAINING),
+    )
     parser.add_argument("--work-dir", type=Path, help="default: a temporary folder, kept")
     options = parser.parse_args()
     work = options.work_dir or Path(tempfile.mkdtemp(prefix="explanations-"))
@@ -69,8 +78,10 @@ def main() -> int:
     print("| network | test examples | Evaluate step, s | explanations, s | share | with a champion, s |")
     print("|---|---|---|---|---|---|")
     for network, first, second in rows:
-        print(f"| {network} | {first['examples']} | {first['wall']:.1f} | {first['explain']:.1f} | "
-              f"{first['explain'] / first['wall']:.0%} | {second['wall']:.1f} |")
+        print(
+            f"| {network} | {first['examples']} | {first['wall']:.1f} | {first['explain']:.1f} | "
+            f"{first['explain'] / first['wall']:.0%} | {second['wall']:.1f} |"
+        )
     print("\n| network | Spearman of |IG|, layers randomized from the top (cumulative) | signed, all random |")
     print("|---|---|---|")
     for network, (cascade, signed) in correlations:
@@ -88,13 +99,20 @@ def unpacked_bundle(work: Path) -> Path:
 
 def trained(network: str, folder: Path) -> tuple[dict[str, Path], Path]:
     """The network's offline channels and a model trained briefly, unpacked as the Evaluate step unpacks it."""
-    from inference.archives import extract_archive
-    from mlops.datasets import prepare
     from training_support import run_entry_point
 
+    from inference.archives import extract_archive
+    from mlops.datasets import prepare
+
     channels = prepare(network, folder / "data")
-    finished = run_entry_point(network, channels, folder / "run", timeout=3600, batch_size=128 if network == "cnn"
-                               else 32, **BRIEF_TRAINING[network])
+    finished = run_entry_point(
+        network,
+        channels,
+        folder / "run",
+        timeout=3600,
+        batch_size=128 if network == "cnn" else 32,
+        **BRIEF_TRAINING[network],
+    )
     if finished.returncode != 0:
         raise SystemExit(f"{network}: training failed\n{finished.stderr[-3000:]}")
     tarball = pack(folder / "run" / "model", folder / "model.tar.gz")
@@ -113,38 +131,51 @@ def write_champion(folder: Path, model_dir: Path) -> None:
     """What the Champion step leaves for Evaluate, with `model_dir` as the approved version."""
     import shutil
 
-    from champion_challenger import Champion, write_champion as write
+    from champion_comparison import Champion
+    from champion_comparison import write_champion as write
 
     shutil.copytree(model_dir, folder / "model")
     write(folder, "benchmark", Champion("benchmark", "arn:aws:sagemaker:::model-package/benchmark/1", 1, "s3://x"))
 
 
-def timed_evaluate(bundle: Path, network: str, model_dir: Path, test_dir: Path, output: Path,
-                   champion: Path | None) -> dict[str, float]:
+def timed_evaluate(
+    bundle: Path, network: str, model_dir: Path, test_dir: Path, output: Path, champion: Path | None
+) -> dict[str, float]:
     environment = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
-    command = [sys.executable, "evaluate.py", "--network", network, "--model-dir", str(model_dir),
-               "--test-dir", str(test_dir), "--output-dir", str(output)]
+    command = [
+        sys.executable,
+        "-m",
+        "processing.evaluate",
+        "--network",
+        network,
+        "--model-dir",
+        str(model_dir),
+        "--test-dir",
+        str(test_dir),
+        "--output-dir",
+        str(output),
+    ]
     if champion:
         command += ["--champion-dir", str(champion)]
     started = time.perf_counter()
     finished = subprocess.run(command, cwd=bundle, capture_output=True, text=True, env=environment, timeout=3600)
     wall = time.perf_counter() - started
     if finished.returncode != 0:
-        raise SystemExit(f"{network}: evaluate.py failed\n{finished.stderr[-3000:]}")
+        raise SystemExit(f"{network}: processing/evaluate.py failed\n{finished.stderr[-3000:]}")
     explained = json.loads((output / "explanations.json").read_text())
     examples = json.loads((test_dir / "spec.json").read_text())["count"]
     return {"wall": wall, "explain": explained["seconds"], "examples": examples}
 
 
 def randomization(network_name: str, model_dir: Path, test_dir: Path) -> tuple[list[tuple[str, float]], float]:
-    import evaluate
-    import explanations
     import numpy as np
-    import records
     from scipy.stats import spearmanr
-
-    from training.networks import get_network
     from training_support import attribution_rank_correlation, randomize_layer_by_layer
+
+    import explanations
+    import records
+    from processing import evaluate
+    from training.networks import get_network
 
     network = get_network(network_name)
     spec = records.read_spec(test_dir, "test")
@@ -155,8 +186,9 @@ def randomization(network_name: str, model_dir: Path, test_dir: Path) -> tuple[l
     for layer in randomize_layer_by_layer(model.saved_model):
         _, randomized = network.task.integrated_gradients(model.outputs, sample, model.description, examples=picks)
         cascade.append((layer, attribution_rank_correlation(original, randomized)))
-    signed = float(np.mean([spearmanr(a.ravel(), b.ravel()).statistic
-                            for a, b in zip(original.values, randomized.values)]))
+    signed = float(
+        np.mean([spearmanr(a.ravel(), b.ravel()).statistic for a, b in zip(original.values, randomized.values)])
+    )
     return cascade, signed
 
 

@@ -24,6 +24,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 from endpoint_latency import digit_png, measure_endpoint, print_runs  # noqa: E402
+
 from inference.endpoint_server import KEEP_ALIVE_SECONDS, keep_to_its_cores, share_out_cores  # noqa: E402
 from inference.local_endpoint import LISTEN_BACKLOG, THREADS, WORKERS  # noqa: E402
 
@@ -41,9 +42,16 @@ def serve(listen_fd: int) -> None:
 
     class NoWorkServer(BaseApplication):
         def load_config(self) -> None:
-            for name, value in {"bind": [f"fd://{listen_fd}"], "worker_class": "gthread", "workers": WORKERS,
-                                "threads": THREADS, "keepalive": KEEP_ALIVE_SECONDS, "loglevel": "warning",
-                                "pre_fork": share_out_cores, "post_fork": keep_to_its_cores}.items():
+            for name, value in {
+                "bind": [f"fd://{listen_fd}"],
+                "worker_class": "gthread",
+                "workers": WORKERS,
+                "threads": THREADS,
+                "keepalive": KEEP_ALIVE_SECONDS,
+                "loglevel": "warning",
+                "pre_fork": share_out_cores,
+                "post_fork": keep_to_its_cores,
+            }.items():
                 self.cfg.set(name, value)
 
         def load(self):
@@ -67,8 +75,11 @@ def main() -> None:
         for round_number in range(args.rounds):
             load_before = os.getloadavg()[0]
             runs, _ = measure_endpoint(url, body, args.duration)  # the app answers every path alike
-            print_runs(f"round {round_number + 1}: gunicorn gthread {WORKERS} x {THREADS}, no-work app "
-                       f"(load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after)", runs)
+            print_runs(
+                f"round {round_number + 1}: gunicorn gthread {WORKERS} x {THREADS}, no-work app "
+                f"(load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after)",
+                runs,
+            )
     finally:
         server.terminate()
         server.join(30)

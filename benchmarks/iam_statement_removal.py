@@ -34,7 +34,7 @@ from mlops.local.pipeline_executor import LocalPipelineExecutor, StepFailed
 from mlops.local.report import ReportFolder
 from mlops.local.s3 import download_file
 from mlops.local.terminal import ConsoleReporter
-from mlops.pipeline_parameters import parse_parameters
+from mlops.param_option import parse_parameters
 from mlops.stages import LOCAL_STAGE, stage_config
 from training.networks import get_network
 
@@ -57,8 +57,9 @@ class Bench:
         self.pipeline = naming.pipeline_name(prefix, run.network.name)
         self.execution_role = run.outputs[naming.stack_name(prefix, "execution-role")]["ExecutionRoleArn"]
         self.pipeline_role = run.aws.client("sagemaker").describe_pipeline(PipelineName=self.pipeline)["RoleArn"]
-        self.executor = LocalPipelineExecutor(run.aws, run.folder.pipeline_dir, ConsoleReporter(False),
-                                              roles=run._roles)
+        self.executor = LocalPipelineExecutor(
+            run.aws, run.folder.pipeline_dir, ConsoleReporter(False), roles=run._roles
+        )
 
     @property
     def roles(self) -> EnforcedRoleSessions:
@@ -74,12 +75,16 @@ class Bench:
         except StepFailed as failure:
             return Attempt(False, failure.step, failure.reason, time.perf_counter() - started)
         package = self.run.aws.client("sagemaker").describe_model_package(
-            ModelPackageName=execution.registered_model_arn)
+            ModelPackageName=execution.registered_model_arn
+        )
         model_data = package["InferenceSpecification"]["Containers"][0]["ModelDataUrl"]
         try:
-            download_file(self.roles.client(self.execution_role, "s3", "endpoint"), model_data,
-                          Path(tempfile.mkdtemp()) / "model.tar.gz")
-        except Exception as error:  # noqa: BLE001 - an AccessDenied is the finding; anything else is reported
+            download_file(
+                self.roles.client(self.execution_role, "s3", "endpoint"),
+                model_data,
+                Path(tempfile.mkdtemp()) / "model.tar.gz",
+            )
+        except Exception as error:
             if not is_access_denied(error):
                 raise
             return Attempt(False, ENDPOINT_STEP, str(error), time.perf_counter() - started)
@@ -119,23 +124,33 @@ def main() -> int:
     parser.add_argument("--network", default="cnn")
     parser.add_argument("--limit", type=int, default=200, help="examples per channel (default 200)")
     parser.add_argument("--epochs", default="1")
-    parser.add_argument("--roles", choices=("execution", "pipeline", "both"), default="both",
-                        help="whose statements to remove (default both)")
+    parser.add_argument(
+        "--roles",
+        choices=("execution", "pipeline", "both"),
+        default="both",
+        help="whose statements to remove (default both)",
+    )
     options = parser.parse_args()
     network = get_network(options.network)
     config = stage_config(LOCAL_STAGE)
     folder = ReportFolder.claim(Path(tempfile.mkdtemp(prefix="iam-removal-")) / network.name)
-    overrides = {name: str(value) for name, value in
-                 parse_parameters(config, network.name, [f"epochs={options.epochs}", "QualityThreshold=0"]).items()}
+    overrides = {
+        name: str(value)
+        for name, value in parse_parameters(
+            config, network.name, [f"epochs={options.epochs}", "QualityThreshold=0"]
+        ).items()
+    }
     started = time.perf_counter()
-    with LocalRun(network, config, port=None, overrides=overrides, limit=options.limit, folder=folder,
-                  show_logs=False) as run:
+    with LocalRun(
+        network, config, port=None, overrides=overrides, limit=options.limit, folder=folder, show_logs=False
+    ) as run:
         for phase in run.phases[:4]:  # moto (IAM enforced), synth + bootstrap, deploy, data
             print(f"{phase.name}...", flush=True)
             phase.run()
         assert run._assembly is not None
-        create_skipped_sagemaker_resources(run.aws, run._assembly,
-                                           naming.stack_name(config.prefix(), naming.PIPELINES_STACK_SUFFIX))
+        create_skipped_sagemaker_resources(
+            run.aws, run._assembly, naming.stack_name(config.prefix(), naming.PIPELINES_STACK_SUFFIX)
+        )
         bench = Bench(run)
         account = run.aws.account
         before = len(bench.roles.decisions)
@@ -143,16 +158,21 @@ def main() -> int:
         if not baseline.succeeded:
             print(f"the run with every statement failed at {baseline.step}: {baseline.reason}")
             return 1
-        report = permissions_report(account, bench.roles.decisions[before:], network=network.name,
-                                    networks=list(config.networks))
+        report = permissions_report(
+            account, bench.roles.decisions[before:], network=network.name, networks=list(config.networks)
+        )
         print(f"set-up {time.perf_counter() - started:.0f} s; one run with every statement {baseline.seconds:.0f} s\n")
         rows = []
-        chosen = {"execution": [bench.execution_role], "pipeline": [bench.pipeline_role],
-                  "both": [bench.execution_role, bench.pipeline_role]}[options.roles]
+        chosen = {
+            "execution": [bench.execution_role],
+            "pipeline": [bench.pipeline_role],
+            "both": [bench.execution_role, bench.pipeline_role],
+        }[options.roles]
         for role_arn in chosen:
             section = next(role for role in report["roles"] if role["arn"] == role_arn)
-            for (policy, index, statement), described in zip(inline_statements(account, role_arn),
-                                                              section["statements"], strict=False):
+            for (policy, index, statement), described in zip(
+                inline_statements(account, role_arn), section["statements"], strict=False
+            ):
                 name = statement.get("Sid") or ", ".join(described["actions"])[:50]
                 if not described["calls_matched"]:
                     rows.append((section["role"], name, "not removed", described.get("why_unmatched", "")))
@@ -163,8 +183,12 @@ def main() -> int:
                 finally:
                     iam_backends[account]["aws"].put_role_policy(section["role"], policy, original)
                 verdict = SUCCEEDED if outcome.succeeded else f"failed at {outcome.step}"
-                message = (f"the calls it matched ({', '.join(described['actions_used'])}) are allowed by another "
-                           "statement too" if outcome.succeeded else outcome.reason.splitlines()[0][:200])
+                message = (
+                    f"the calls it matched ({', '.join(described['actions_used'])}) are allowed by another "
+                    "statement too"
+                    if outcome.succeeded
+                    else outcome.reason.splitlines()[0][:200]
+                )
                 rows.append((section["role"], name, verdict, message))
                 print(f"{section['role'][:40]:<40} {name:<32} {verdict} ({outcome.seconds:.0f} s)", flush=True)
     print("\n| role | statement | removed: the run | message |\n|---|---|---|---|")

@@ -39,8 +39,10 @@ def cpu_description() -> str:
         pass
     model = fields.get("model name") or platform.processor() or "unknown CPU"
     present = [flag for flag in INTERESTING_FLAGS if flag in fields.get("flags", "").split()]
-    return (f"{model} (family {fields.get('cpu family', '?')} model {fields.get('model', '?')}); "
-            f"{os.cpu_count()} logical CPUs; flags: {' '.join(present) or 'none of ' + ' '.join(INTERESTING_FLAGS)}")
+    return (
+        f"{model} (family {fields.get('cpu family', '?')} model {fields.get('model', '?')}); "
+        f"{os.cpu_count()} logical CPUs; flags: {' '.join(present) or 'none of ' + ' '.join(INTERESTING_FLAGS)}"
+    )
 
 
 def load_average() -> str:
@@ -56,8 +58,7 @@ def main() -> int:
     report_dir = options.report_dir or Path(tempfile.mkdtemp(prefix="local-phases-")) / options.network
     report_dir.parent.mkdir(parents=True, exist_ok=True)
     log_path = report_dir.parent / f"{report_dir.name}.log"
-    command = [str(MLOPS), "local", "--network", options.network, "--report-dir", str(report_dir),
-               *options.mlops_args]
+    command = [str(MLOPS), "local", "--network", options.network, "--report-dir", str(report_dir), *options.mlops_args]
 
     print(f"cpu: {cpu_description()}")
     print(f"load average before (1, 5, 15 min): {load_average()}")
@@ -80,11 +81,15 @@ def main() -> int:
         print(f"{phase['phase']:<{width}}  {phase['seconds']:7.1f}  {phase['status']}")
     print(f"{'sum of the phases':<{width}}  {sum(phase['seconds'] for phase in document['phases']):7.1f}")
     print(f"{'wall time of the command':<{width}}  {wall:7.1f}  exit code {exit_code}, {document['outcome']}")
-    print(f"{'CPU time of the command and its children':<{width}}  {usage.ru_utime + usage.ru_stime:7.1f}  "
-          "(user + system: less sensitive to the load than wall time)")
+    print(
+        f"{'CPU time of the command and its children':<{width}}  {usage.ru_utime + usage.ru_stime:7.1f}  "
+        "(user + system: less sensitive to the load than wall time)"
+    )
     cdk = [phase for phase in document["phases"] if _is_cdk_phase(phase["phase"])]
-    print(f"{'of which the CDK CLI phases':<{width}}  {sum(phase['seconds'] for phase in cdk):7.1f}  "
-          f"({', '.join(phase['phase'] for phase in cdk)})")
+    print(
+        f"{'of which the CDK CLI phases':<{width}}  {sum(phase['seconds'] for phase in cdk):7.1f}  "
+        f"({', '.join(phase['phase'] for phase in cdk)})"
+    )
     steps = document.get("steps") or []
     if steps:
         print("\npipeline step  seconds  status")

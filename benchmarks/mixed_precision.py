@@ -49,8 +49,14 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from cnn_runs import (CLASS_NAMES, ENTRY_POINT_EPOCH_MARKER, digits_split, entry_point_command, epoch_ends,
-                      write_channels)
+from cnn_runs import (
+    CLASS_NAMES,
+    ENTRY_POINT_EPOCH_MARKER,
+    digits_split,
+    entry_point_command,
+    epoch_ends,
+    write_channels,
+)
 
 EPOCH_MARKER = "epoch-end"
 REQUIRED_RATIO = 1.25
@@ -62,8 +68,14 @@ def write_data(root: Path, examples: int) -> dict[str, Path]:
     """The records channels for the entry point, and the same images as `arrays.npz` for the reference."""
     split = digits_split(examples)
     channels = write_channels(root, split)
-    np.savez(root / "arrays.npz", **{f"{name}_{part}": array for name, pair in split.items()
-                                    for part, array in zip(("x", "y"), pair, strict=True)})
+    np.savez(
+        root / "arrays.npz",
+        **{
+            f"{name}_{part}": array
+            for name, pair in split.items()
+            for part, array in zip(("x", "y"), pair, strict=True)
+        },
+    )
     return channels
 
 
@@ -77,14 +89,16 @@ def reference(arrays: Path, epochs: int, seed: int) -> None:
         validation = (data["validation_x"].astype("float32") / 255, data["validation_y"])
         test = (data["test_x"].astype("float32") / 255, data["test_y"])
     keras.utils.set_random_seed(seed)
-    model = keras.Sequential([
-        keras.Input(x.shape[1:]),
-        keras.layers.Conv2D(32, 3, activation="relu"),
-        keras.layers.MaxPooling2D(),
-        keras.layers.Flatten(),
-        keras.layers.Dense(64, activation="relu"),
-        keras.layers.Dense(len(CLASS_NAMES), activation="softmax"),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input(x.shape[1:]),
+            keras.layers.Conv2D(32, 3, activation="relu"),
+            keras.layers.MaxPooling2D(),
+            keras.layers.Flatten(),
+            keras.layers.Dense(64, activation="relu"),
+            keras.layers.Dense(len(CLASS_NAMES), activation="softmax"),
+        ]
+    )
     model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
     marker = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: print(EPOCH_MARKER, flush=True))
     model.fit(x, y, batch_size=128, epochs=epochs, validation_data=validation, verbose=0, callbacks=[marker])
@@ -94,36 +108,59 @@ def reference(arrays: Path, epochs: int, seed: int) -> None:
 
 def run_arm(arm: str, data: Path, channels: dict[str, Path], work: Path, arguments, seed: int) -> dict[str, float]:
     if arm == "reference":
-        command = [sys.executable, __file__, "--reference", str(data / "arrays.npz"),
-                   "--epochs", str(arguments.epochs), "--seed", str(seed)]
+        command = [
+            sys.executable,
+            __file__,
+            "--reference",
+            str(data / "arrays.npz"),
+            "--epochs",
+            str(arguments.epochs),
+            "--seed",
+            str(seed),
+        ]
         ends = epoch_ends(command, EPOCH_MARKER)
         accuracy = float(ends.log.rsplit("test_accuracy=", 1)[1].split()[0])
     else:
         # The registry's defaults except these; a patience longer than the run, so every arm
         # trains the same number of epochs.
-        values = {"epochs": arguments.epochs, "batch_size": 128, "patience": arguments.epochs + 1, "seed": seed,
-                  "precision": arm.rsplit(" ", 1)[1]}
+        values = {
+            "epochs": arguments.epochs,
+            "batch_size": 128,
+            "patience": arguments.epochs + 1,
+            "seed": seed,
+            "precision": arm.rsplit(" ", 1)[1],
+        }
         ends = epoch_ends(entry_point_command(channels, work, values), ENTRY_POINT_EPOCH_MARKER)
         evaluation = json.loads((work / "output" / "evaluation.json").read_text())
         accuracy = evaluation["metrics"]["test_accuracy"]["value"]
     if len(ends.wall) != arguments.epochs:
         raise SystemExit(f"{arm}: {len(ends.wall)} epoch ends seen, expected {arguments.epochs}")
-    return {"samples_per_s": ends.samples_per_second(arguments.examples),
-            "samples_per_cpu_s": 1e6 / ends.cpu_microseconds_per_sample(arguments.examples),
-            "test_accuracy": accuracy}
+    return {
+        "samples_per_s": ends.samples_per_second(arguments.examples),
+        "samples_per_cpu_s": 1e6 / ends.cpu_microseconds_per_sample(arguments.examples),
+        "test_accuracy": accuracy,
+    }
 
 
 def cpu_description() -> str:
     import contract
 
     hardware = contract.Hardware.detect()
-    model = next((line.partition(":")[2].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), "unknown CPU")
+    model = next(
+        (
+            line.partition(":")[2].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        "unknown CPU",
+    )
     shown = ("avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
     flags = " ".join(f"{flag}={'yes' if flag in hardware.cpu_flags else 'no'}" for flag in shown)
     gpus = ", ".join(f"{major}.{minor}" for major, minor in hardware.gpu_capabilities) or "none"
-    return (f"{model}, {os.cpu_count()} cores; {flags}; GPU compute capabilities: {gpus}; "
-            f"precision=auto -> {contract.choose_precision('auto', hardware).policy}")
+    return (
+        f"{model}, {os.cpu_count()} cores; {flags}; GPU compute capabilities: {gpus}; "
+        f"precision=auto -> {contract.choose_precision('auto', hardware).policy}"
+    )
 
 
 def main() -> None:
@@ -147,30 +184,41 @@ def main() -> None:
         channels = write_data(work / "data", arguments.examples)
         for repeat in range(arguments.repeats):
             seed = repeat + 1
-            for arm in ARMS[repeat % len(ARMS):] + ARMS[:repeat % len(ARMS)]:
-                result = run_arm(arm, work / "data", channels, work / f"run-{repeat}-{arm.replace(' ', '-')}",
-                                 arguments, seed)
+            for arm in ARMS[repeat % len(ARMS) :] + ARMS[: repeat % len(ARMS)]:
+                result = run_arm(
+                    arm, work / "data", channels, work / f"run-{repeat}-{arm.replace(' ', '-')}", arguments, seed
+                )
                 results[arm].append(result)
-                print(f"repeat {repeat + 1} {arm:21} {result['samples_per_s']:8,.0f} samples/s  "
-                      f"{result['samples_per_cpu_s']:8,.0f} samples/cpu-s  test_accuracy {result['test_accuracy']:.4f}",
-                      flush=True)
+                print(
+                    f"repeat {repeat + 1} {arm:21} {result['samples_per_s']:8,.0f} samples/s  "
+                    f"{result['samples_per_cpu_s']:8,.0f} samples/cpu-s  test_accuracy {result['test_accuracy']:.4f}",
+                    flush=True,
+                )
     print(f"load average after: {' '.join(f'{load:.2f}' for load in os.getloadavg())}")
 
-    summary = {arm: {"samples_per_s": statistics.median(row["samples_per_s"] for row in rows),
-                     "samples_per_cpu_s": statistics.median(row["samples_per_cpu_s"] for row in rows),
-                     "test_accuracy": statistics.fmean(row["test_accuracy"] for row in rows)}
-               for arm, rows in results.items()}
+    summary = {
+        arm: {
+            "samples_per_s": statistics.median(row["samples_per_s"] for row in rows),
+            "samples_per_cpu_s": statistics.median(row["samples_per_cpu_s"] for row in rows),
+            "test_accuracy": statistics.fmean(row["test_accuracy"] for row in rows),
+        }
+        for arm, rows in results.items()
+    }
     baseline = summary["reference"]
     for arm, figures in summary.items():
-        print(f"{arm:21} median {figures['samples_per_s']:8,.0f} samples/s "
-              f"(x{figures['samples_per_s'] / baseline['samples_per_s']:.2f}), "
-              f"{figures['samples_per_cpu_s']:8,.0f} samples/cpu-s "
-              f"(x{figures['samples_per_cpu_s'] / baseline['samples_per_cpu_s']:.2f}), "
-              f"mean test_accuracy {figures['test_accuracy']:.4f}")
+        print(
+            f"{arm:21} median {figures['samples_per_s']:8,.0f} samples/s "
+            f"(x{figures['samples_per_s'] / baseline['samples_per_s']:.2f}), "
+            f"{figures['samples_per_cpu_s']:8,.0f} samples/cpu-s "
+            f"(x{figures['samples_per_cpu_s'] / baseline['samples_per_cpu_s']:.2f}), "
+            f"mean test_accuracy {figures['test_accuracy']:.4f}"
+        )
     ratio = summary["entry point auto"]["samples_per_s"] / baseline["samples_per_s"]
     accuracy_gap = summary["entry point auto"]["test_accuracy"] - baseline["test_accuracy"]
-    print(f"entry point (auto) / reference: throughput x{ratio:.3f} (required >= {REQUIRED_RATIO}), "
-          f"test accuracy {accuracy_gap:+.4f} (required >= -{ACCURACY_TOLERANCE})")
+    print(
+        f"entry point (auto) / reference: throughput x{ratio:.3f} (required >= {REQUIRED_RATIO}), "
+        f"test accuracy {accuracy_gap:+.4f} (required >= -{ACCURACY_TOLERANCE})"
+    )
     if ratio < REQUIRED_RATIO or accuracy_gap < -ACCURACY_TOLERANCE:
         raise SystemExit("below the required figures")
 

@@ -122,14 +122,16 @@ def seed_training(arrays: Path, export_dir: Path, epochs: int, seed: int) -> Non
         x_train, y_train = data["train_x"].astype("float32") / 255, data["train_y"]
         x_test, y_test = data["test_x"].astype("float32") / 255, data["test_y"]
     keras.utils.set_random_seed(seed)
-    model = keras.Sequential([
-        keras.Input((28, 28, 1)),
-        keras.layers.Conv2D(32, 3, activation="relu"),
-        keras.layers.MaxPooling2D(),
-        keras.layers.Flatten(),
-        keras.layers.Dense(64, activation="relu"),
-        keras.layers.Dense(10, activation="softmax"),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((28, 28, 1)),
+            keras.layers.Conv2D(32, 3, activation="relu"),
+            keras.layers.MaxPooling2D(),
+            keras.layers.Flatten(),
+            keras.layers.Dense(64, activation="relu"),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
     model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(x_train, y_train, batch_size=128, epochs=epochs, validation_data=(x_test, y_test), verbose=0)
     _, accuracy = model.evaluate(x_test, y_test, batch_size=1024, verbose=0)
@@ -146,8 +148,9 @@ def run(command: list[str]) -> dict:
     """
     start = time.monotonic()
     with tempfile.TemporaryFile("w+") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, text=True,
-                                   env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+        process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+        )
         peak_kib = [0]
         watcher = threading.Thread(target=_watch_peak_rss, args=(process.pid, peak_kib), daemon=True)
         watcher.start()
@@ -158,8 +161,13 @@ def run(command: list[str]) -> dict:
         output = log.read()
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{shlex.join(command[:3])} failed:\n{output[-3000:]}")
-    return {"wall": wall, "user": usage.ru_utime, "system": usage.ru_stime, "peak_mib": peak_kib[0] / 1024,
-            "output": output}
+    return {
+        "wall": wall,
+        "user": usage.ru_utime,
+        "system": usage.ru_stime,
+        "peak_mib": peak_kib[0] / 1024,
+        "output": output,
+    }
 
 
 def _watch_peak_rss(pid: int, peak_kib: list[int]) -> None:
@@ -214,39 +222,63 @@ def main() -> None:
         channels = write_data(work)
         for pair in range(arguments.pairs):
             seed = pair + 1
-            for arm in (("seed", "entry point") if pair % 2 == 0 else ("entry point", "seed")):
+            for arm in ("seed", "entry point") if pair % 2 == 0 else ("entry point", "seed"):
                 out = work / f"pair-{pair}-{arm.replace(' ', '-')}"
                 if arm == "seed":
-                    command = [sys.executable, __file__, "--epochs", str(arguments.epochs),
-                               "--seed-arm", str(work / "arrays.npz"), str(out / "model"), str(seed)]
+                    command = [
+                        sys.executable,
+                        __file__,
+                        "--epochs",
+                        str(arguments.epochs),
+                        "--seed-arm",
+                        str(work / "arrays.npz"),
+                        str(out / "model"),
+                        str(seed),
+                    ]
                     result = run(command)
                     result["test_accuracy"] = float(result["output"].rsplit("test_accuracy=", 1)[1].split()[0])
                 else:
-                    values = {"epochs": arguments.epochs, "patience": arguments.epochs + 1, "seed": seed,
-                              "precision": arguments.precision}
+                    values = {
+                        "epochs": arguments.epochs,
+                        "patience": arguments.epochs + 1,
+                        "seed": seed,
+                        "precision": arguments.precision,
+                    }
                     result = run(entry_point_command(channels, out, values))
                     evaluation = json.loads((out / "output" / "evaluation.json").read_text())
                     result["test_accuracy"] = evaluation["metrics"]["test_accuracy"]["value"]
                 results[arm].append(result)
-                print(f"pair {pair + 1} {arm:11} wall {result['wall']:6.1f} s  user {result['user']:6.1f} s  "
-                      f"system {result['system']:5.1f} s  peak {result['peak_mib']:6.0f} MiB  "
-                      f"test_accuracy {result['test_accuracy']:.4f}", flush=True)
+                print(
+                    f"pair {pair + 1} {arm:11} wall {result['wall']:6.1f} s  user {result['user']:6.1f} s  "
+                    f"system {result['system']:5.1f} s  peak {result['peak_mib']:6.0f} MiB  "
+                    f"test_accuracy {result['test_accuracy']:.4f}",
+                    flush=True,
+                )
     print(f"load average after: {' '.join(f'{load:.2f}' for load in os.getloadavg())}")
 
-    summary = {arm: {figure: (statistics.fmean if figure == "test_accuracy" else statistics.median)(
-        row[figure] for row in rows) for figure in ("wall", "user", "system", "peak_mib", "test_accuracy")}
-        for arm, rows in results.items()}
+    summary = {
+        arm: {
+            figure: (statistics.fmean if figure == "test_accuracy" else statistics.median)(row[figure] for row in rows)
+            for figure in ("wall", "user", "system", "peak_mib", "test_accuracy")
+        }
+        for arm, rows in results.items()
+    }
     for arm, figures in summary.items():
-        print(f"{arm:11} median wall {figures['wall']:6.1f} s, user {figures['user']:6.1f} s, "
-              f"system {figures['system']:5.1f} s, peak {figures['peak_mib']:6.0f} MiB; "
-              f"mean test_accuracy {figures['test_accuracy']:.4f}")
+        print(
+            f"{arm:11} median wall {figures['wall']:6.1f} s, user {figures['user']:6.1f} s, "
+            f"system {figures['system']:5.1f} s, peak {figures['peak_mib']:6.0f} MiB; "
+            f"mean test_accuracy {figures['test_accuracy']:.4f}"
+        )
     ratio = summary["entry point"]["wall"] / summary["seed"]["wall"]
-    cpu_ratio = ((summary["entry point"]["user"] + summary["entry point"]["system"])
-                 / (summary["seed"]["user"] + summary["seed"]["system"]))
+    cpu_ratio = (summary["entry point"]["user"] + summary["entry point"]["system"]) / (
+        summary["seed"]["user"] + summary["seed"]["system"]
+    )
     accuracy_gap = summary["entry point"]["test_accuracy"] - summary["seed"]["test_accuracy"]
     required = REQUIRED_WALL_RATIO["float32" if policy == "float32" else "bfloat16"]
-    print(f"entry point / seed: wall x{ratio:.3f} (required <= {required}), cpu x{cpu_ratio:.3f}, "
-          f"test accuracy {accuracy_gap:+.4f} (required within {ACCURACY_TOLERANCE})")
+    print(
+        f"entry point / seed: wall x{ratio:.3f} (required <= {required}), cpu x{cpu_ratio:.3f}, "
+        f"test accuracy {accuracy_gap:+.4f} (required within {ACCURACY_TOLERANCE})"
+    )
     if ratio > required or accuracy_gap < -ACCURACY_TOLERANCE:
         raise SystemExit("below the required figures")
 

@@ -76,8 +76,9 @@ TRANSFER_MARGIN = 0.03
 
 
 def train(network: str, data: Path, work: Path, name: str, **hyperparameters) -> dict[str, float]:
-    result: TrainingJobResult = run_training_job(network, channels(data), work / "jobs" / name,
-                                                 hyperparameters=hyperparameters)
+    result: TrainingJobResult = run_training_job(
+        network, channels(data), work / "jobs" / name, hyperparameters=hyperparameters
+    )
     if not result.succeeded:
         print(result.log[-3000:])
         raise SystemExit(f"{name} failed with exit code {result.exit_code}")
@@ -97,19 +98,38 @@ def head_alone(data: Path, seed: int, learning_rate: float) -> float:
 
     def read(channel: str):
         spec = records.read_spec(data / channel, channel)
-        return records.dataset(data / channel, spec, channel, inputs="image", targets="label",
-                               batch_size=knobs["batch_size"], shuffle=channel == "train", seed=seed), spec
+        return records.dataset(
+            data / channel,
+            spec,
+            channel,
+            inputs="image",
+            targets="label",
+            batch_size=knobs["batch_size"],
+            shuffle=channel == "train",
+            seed=seed,
+        ), spec
 
     (train_set, spec), (validation_set, _), (test_set, _) = read("train"), read("validation"), read("test")
     keras.utils.set_random_seed(seed)
-    model = keras.Sequential([
-        keras.Input(spec.features["image"].shape), keras.layers.Rescaling(1 / 255), keras.layers.Flatten(),
-        keras.layers.Dropout(knobs["dropout"]),
-        keras.layers.Dense(len(spec.class_names), activation="softmax",
-                           kernel_regularizer=keras.regularizers.L2(knobs["l2"]))])
+    model = keras.Sequential(
+        [
+            keras.Input(spec.features["image"].shape),
+            keras.layers.Rescaling(1 / 255),
+            keras.layers.Flatten(),
+            keras.layers.Dropout(knobs["dropout"]),
+            keras.layers.Dense(
+                len(spec.class_names), activation="softmax", kernel_regularizer=keras.regularizers.L2(knobs["l2"])
+            ),
+        ]
+    )
     model.compile(keras.optimizers.Adam(learning_rate), "sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.fit(train_set, validation_data=validation_set, epochs=knobs["epochs"], verbose=0,
-              callbacks=[keras.callbacks.EarlyStopping(patience=knobs["patience"], restore_best_weights=True)])
+    model.fit(
+        train_set,
+        validation_data=validation_set,
+        epochs=knobs["epochs"],
+        verbose=0,
+        callbacks=[keras.callbacks.EarlyStopping(patience=knobs["patience"], restore_best_weights=True)],
+    )
     return float(model.evaluate(test_set, verbose=0)[1])
 
 
@@ -120,8 +140,9 @@ def read_sequences(channel_dir: Path) -> tuple[list, list]:
 
     spec = records.read_spec(channel_dir, channel_dir.name)
     sequences, labels = [], []
-    for frames, label in records.dataset(channel_dir, spec, channel_dir.name, inputs="frames", targets="label",
-                                         batch_size=512):
+    for frames, label in records.dataset(
+        channel_dir, spec, channel_dir.name, inputs="frames", targets="label", batch_size=512
+    ):
         for sequence, truth in zip(frames.numpy(), label.numpy()):
             sequences.append(sequence[sequence.any(axis=1)])
             labels.append(int(truth))
@@ -142,7 +163,7 @@ def dtw_1nn_accuracy(data: Path) -> float:
     lengths = np.array([len(sequence) for sequence in references])
     padded = np.zeros((len(references), lengths.max(), references[0].shape[1]))
     for index, sequence in enumerate(references):
-        padded[index, :len(sequence)] = sequence
+        padded[index, : len(sequence)] = sequence
     tests, test_labels = read_sequences(data / "test")
     right = 0
     for sequence, truth in zip(tests, test_labels):
@@ -153,7 +174,8 @@ def dtw_1nn_accuracy(data: Path) -> float:
         for i in range(1, len(sequence) + 1):
             for j in range(1, padded.shape[1] + 1):
                 total[:, i, j] = cost[:, i - 1, j - 1] + np.minimum(
-                    np.minimum(total[:, i - 1, j], total[:, i, j - 1]), total[:, i - 1, j - 1])
+                    np.minimum(total[:, i - 1, j], total[:, i, j - 1]), total[:, i - 1, j - 1]
+                )
         distances = total[np.arange(len(references)), len(sequence), lengths]
         right += reference_labels[int(np.argmin(distances))] == truth
     return right / len(tests)
@@ -168,8 +190,12 @@ def main() -> None:
     parser.add_argument("--networks", nargs="+", default=["cnn", "autoencoder", "rnn", "transfer", "speech"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
     parser.add_argument("--scratch-learning-rates", nargs="+", type=float, default=[1e-3, 1e-4])
-    parser.add_argument("--labelled-per-class", type=int, default=10,
-                        help="transfer: labelled training (and validation) images per class of digits 5-9")
+    parser.add_argument(
+        "--labelled-per-class",
+        type=int,
+        default=10,
+        help="transfer: labelled training (and validation) images per class of digits 5-9",
+    )
     parser.add_argument("--work", type=Path, default=REPO_ROOT / ".mlops" / "quality")
     arguments = parser.parse_args()
     data = arguments.work / "data"
@@ -186,7 +212,10 @@ def main() -> None:
         for seed in arguments.seeds:
             metrics = train(network, dataset, arguments.work, f"{dataset.name}-seed{seed}", seed=seed)
             if network == "cnn":
-                line, passed = f"test_accuracy {metrics['test_accuracy']:.4f} (>= 0.98)", metrics["test_accuracy"] >= 0.98
+                line, passed = (
+                    f"test_accuracy {metrics['test_accuracy']:.4f} (>= 0.98)",
+                    metrics["test_accuracy"] >= 0.98,
+                )
             elif network == "autoencoder":
                 line, passed = f"test_roc_auc {metrics['test_roc_auc']:.4f} (>= 0.90)", metrics["test_roc_auc"] >= 0.90
             elif network == "rnn":
@@ -196,14 +225,27 @@ def main() -> None:
                 speech_accuracies.append(metrics["test_accuracy"])
                 line, passed = f"test_accuracy {metrics['test_accuracy']:.4f} (mean over seeds >= 0.96)", True
             else:
-                scratch = max(train(network, dataset, arguments.work, f"{dataset.name}-scratch-seed{seed}-lr{rate:g}", seed=seed,
-                                    base_weights="random", learning_rate=rate)["test_accuracy"]
-                              for rate in arguments.scratch_learning_rates)
+                scratch = max(
+                    train(
+                        network,
+                        dataset,
+                        arguments.work,
+                        f"{dataset.name}-scratch-seed{seed}-lr{rate:g}",
+                        seed=seed,
+                        base_weights="random",
+                        learning_rate=rate,
+                    )["test_accuracy"]
+                    for rate in arguments.scratch_learning_rates
+                )
                 # A linear model on pixels may want a larger rate than the deep network: 1e-2 tried too.
-                head = max(head_alone(dataset, seed, rate) for rate in sorted({*arguments.scratch_learning_rates, 1e-2}))
+                head = max(
+                    head_alone(dataset, seed, rate) for rate in sorted({*arguments.scratch_learning_rates, 1e-2})
+                )
                 transfer_rows.append((metrics["test_accuracy"], scratch, head))
-                line = (f"test_accuracy {transfer_rows[-1][0]:.4f}, from scratch {scratch:.4f}, "
-                        f"head alone {transfer_rows[-1][2]:.4f}")
+                line = (
+                    f"test_accuracy {transfer_rows[-1][0]:.4f}, from scratch {scratch:.4f}, "
+                    f"head alone {transfer_rows[-1][2]:.4f}"
+                )
                 passed = True  # checked on the means below
             print(f"{network:12} seed {seed}  {line}  {'ok' if passed else 'FAILED'}", flush=True)
             if not passed:
@@ -211,15 +253,21 @@ def main() -> None:
         if transfer_rows:
             transfer, scratch, head = (statistics.fmean(column) for column in zip(*transfer_rows))
             passed = transfer >= max(scratch, head) + TRANSFER_MARGIN
-            print(f"{network:12} mean    test_accuracy {transfer:.4f}, from scratch {scratch:.4f}, head alone {head:.4f} "
-                  f"(>= both + {TRANSFER_MARGIN}: {'ok' if passed else 'FAILED'})", flush=True)
+            print(
+                f"{network:12} mean    test_accuracy {transfer:.4f}, from scratch {scratch:.4f}, head alone {head:.4f} "
+                f"(>= both + {TRANSFER_MARGIN}: {'ok' if passed else 'FAILED'})",
+                flush=True,
+            )
             if not passed:
                 failures.append(f"{network} mean over seeds")
     if speech_accuracies:
         mean = sum(speech_accuracies) / len(speech_accuracies)
         passed = mean >= 0.96
-        print(f"{'speech':12} mean   test_accuracy {mean:.4f} (>= 0.96), 1-NN DTW {dtw_1nn_accuracy(data / 'speech'):.4f}"
-              f"  {'ok' if passed else 'FAILED'}", flush=True)
+        print(
+            f"{'speech':12} mean   test_accuracy {mean:.4f} (>= 0.96), 1-NN DTW {dtw_1nn_accuracy(data / 'speech'):.4f}"
+            f"  {'ok' if passed else 'FAILED'}",
+            flush=True,
+        )
         if not passed:
             failures.append("speech mean")
     if failures:

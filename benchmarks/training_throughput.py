@@ -41,8 +41,15 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
-from cnn_runs import (CLASS_NAMES, ENTRY_POINT_EPOCH_MARKER, EpochEnds, digits_split, entry_point_command,
-                      epoch_ends, write_channels)
+from cnn_runs import (
+    CLASS_NAMES,
+    ENTRY_POINT_EPOCH_MARKER,
+    EpochEnds,
+    digits_split,
+    entry_point_command,
+    epoch_ends,
+    write_channels,
+)
 
 
 def knobs(arguments) -> dict[str, float | int]:
@@ -74,14 +81,27 @@ def plain_fit(data: Path, values: dict) -> None:
     keras.mixed_precision.set_global_policy(precision.policy)
     model = cnn.build_model(x.shape[1:], len(CLASS_NAMES), SimpleNamespace(**values))
     report = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: print(f"epoch-end {epoch}", flush=True))
-    model.fit(x, y, validation_data=validation, epochs=values["epochs"], batch_size=values["batch_size"],
-              shuffle=True, verbose=0, callbacks=[report])
+    model.fit(
+        x,
+        y,
+        validation_data=validation,
+        epochs=values["epochs"],
+        batch_size=values["batch_size"],
+        shuffle=True,
+        verbose=0,
+        callbacks=[report],
+    )
 
 
 def peak_rss(command: list[str]) -> int:
     """The process's peak resident set (VmHWM, bytes), sampled until it exits."""
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
     peak = 0
     errors: list[str] = []
     reader = threading.Thread(target=lambda: errors.extend(process.stderr), daemon=True)
@@ -118,38 +138,62 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="throughput-") as scratch:
         work = Path(scratch)
         channels = write_channels(work / "data", digits_split(arguments.examples))
-        plain_command = [sys.executable, __file__, "--plain-fit", str(work / "data"), "--epochs", str(arguments.epochs),
-                         "--batch-size", str(arguments.batch_size)]
+        plain_command = [
+            sys.executable,
+            __file__,
+            "--plain-fit",
+            str(work / "data"),
+            "--epochs",
+            str(arguments.epochs),
+            "--batch-size",
+            str(arguments.batch_size),
+        ]
         measured: dict[str, list[EpochEnds]] = {"plain model.fit": [], "entry point": []}
         for repeat in range(arguments.repeats):
-            arms = {"plain model.fit": (plain_command, "epoch-end"),
-                    "entry point": (entry_point_command(channels, work / f"run{repeat}", values),
-                                    ENTRY_POINT_EPOCH_MARKER)}
+            arms = {
+                "plain model.fit": (plain_command, "epoch-end"),
+                "entry point": (entry_point_command(channels, work / f"run{repeat}", values), ENTRY_POINT_EPOCH_MARKER),
+            }
             # Alternate which arm goes first, so that a drift of the machine's load falls on both alike.
             for name in sorted(arms, reverse=repeat % 2 == 1):
                 measured[name].append(epoch_ends(*arms[name]))
-            print(f"repeat {repeat + 1}: " + ", ".join(
-                f"{name} {runs[-1].samples_per_second(arguments.examples):,.0f} samples/s "
-                f"({runs[-1].cpu_microseconds_per_sample(arguments.examples):.1f} CPU us/sample)"
-                for name, runs in measured.items()), flush=True)
-        plain, entry_point = ([run.samples_per_second(arguments.examples) for run in measured[name]]
-                              for name in ("plain model.fit", "entry point"))
+            print(
+                f"repeat {repeat + 1}: "
+                + ", ".join(
+                    f"{name} {runs[-1].samples_per_second(arguments.examples):,.0f} samples/s "
+                    f"({runs[-1].cpu_microseconds_per_sample(arguments.examples):.1f} CPU us/sample)"
+                    for name, runs in measured.items()
+                ),
+                flush=True,
+            )
+        plain, entry_point = (
+            [run.samples_per_second(arguments.examples) for run in measured[name]]
+            for name in ("plain model.fit", "entry point")
+        )
         ratio = statistics.median(entry_point) / statistics.median(plain)
-        print(f"throughput (medians): plain model.fit {statistics.median(plain):,.0f} samples/s, entry point "
-              f"{statistics.median(entry_point):,.0f} samples/s, ratio {ratio:.3f} (required >= 0.95)")
-        plain_cpu, entry_point_cpu = (statistics.median(run.cpu_microseconds_per_sample(arguments.examples)
-                                                        for run in measured[name])
-                                      for name in ("plain model.fit", "entry point"))
-        print(f"CPU time per sample (medians): plain model.fit {plain_cpu:.1f} us, entry point {entry_point_cpu:.1f} us, "
-              f"as a throughput ratio {plain_cpu / entry_point_cpu:.3f}")
+        print(
+            f"throughput (medians): plain model.fit {statistics.median(plain):,.0f} samples/s, entry point "
+            f"{statistics.median(entry_point):,.0f} samples/s, ratio {ratio:.3f} (required >= 0.95)"
+        )
+        plain_cpu, entry_point_cpu = (
+            statistics.median(run.cpu_microseconds_per_sample(arguments.examples) for run in measured[name])
+            for name in ("plain model.fit", "entry point")
+        )
+        print(
+            f"CPU time per sample (medians): plain model.fit {plain_cpu:.1f} us, entry point {entry_point_cpu:.1f} us, "
+            f"as a throughput ratio {plain_cpu / entry_point_cpu:.3f}"
+        )
 
         memory_values = {**values, "epochs": 1}
         peaks = {}
         for repeat in (1, 8):
             data = write_channels(work / f"memory-{repeat}x", digits_split(arguments.memory_examples), repeat)
             peaks[repeat] = peak_rss(entry_point_command(data, work / f"memory-run-{repeat}x", memory_values))
-            print(f"peak RSS with {arguments.memory_examples * repeat:,} training examples: "
-                  f"{peaks[repeat] / 2**20:,.0f} MB", flush=True)
+            print(
+                f"peak RSS with {arguments.memory_examples * repeat:,} training examples: "
+                f"{peaks[repeat] / 2**20:,.0f} MB",
+                flush=True,
+            )
             for folder in data.values():
                 for shard in folder.glob("*.tfrecord"):
                     shard.unlink()

@@ -64,13 +64,19 @@ def _checked(members: list[tarfile.TarInfo]) -> list[tuple[tarfile.TarInfo, str]
         through = next(("/".join(parts[:end]) for end in range(1, len(parts)) if "/".join(parts[:end]) in links), None)
         if through is not None:
             raise _refused(member, f"would be written through the symlink {through!r}")
-        if member.issym() and (member.linkname.startswith("/") or
-                               not _stays_inside(posixpath.join(posixpath.dirname(name), member.linkname), links)):
-            raise _refused(member, f"is a symlink to {member.linkname!r}, which does not resolve inside the target folder")
+        if member.issym() and (
+            member.linkname.startswith("/")
+            or not _stays_inside(posixpath.join(posixpath.dirname(name), member.linkname), links)
+        ):
+            raise _refused(
+                member, f"is a symlink to {member.linkname!r}, which does not resolve inside the target folder"
+            )
         if member.islnk():
             source = seen.get(_relative(member.linkname) or "")
             if source is None or not source.isreg():
-                raise _refused(member, f"is a hard link to {member.linkname!r}, which is no file earlier in the archive")
+                raise _refused(
+                    member, f"is a hard link to {member.linkname!r}, which is no file earlier in the archive"
+                )
         seen[name] = member
     return named
 

@@ -1,8 +1,8 @@
 """The model artifact a SageMaker endpoint serves: a folder, or the same layout as model.tar.gz.
 
-    <root>/1/saved_model.pb ...   TF-Serving SavedModel (the highest numeric folder is served)
-    <root>/code/inference.py      handlers, imported by path
-    <root>/code/serving.json      network, task, input shape, ... (written by training)
+<root>/1/saved_model.pb ...   TF-Serving SavedModel (the highest numeric folder is served)
+<root>/code/inference.py      handlers, imported by path
+<root>/code/serving.json      network, task, input shape, ... (written by training)
 """
 
 from __future__ import annotations
@@ -89,8 +89,9 @@ class ModelArtifact:
 
 def _served_version(root: Path) -> int:
     """TF Serving's default policy: the highest numeric version folder holding a SavedModel."""
-    versions = [int(child.name) for child in root.iterdir()
-                if child.name.isdigit() and (child / "saved_model.pb").is_file()]
+    versions = [
+        int(child.name) for child in root.iterdir() if child.name.isdigit() and (child / "saved_model.pb").is_file()
+    ]
     if not versions:
         raise ArtifactError(f"{root} has no <version>/saved_model.pb (e.g. 1/saved_model.pb)")
     if not (root / "code" / "inference.py").is_file():

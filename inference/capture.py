@@ -35,7 +35,7 @@ import threading
 import uuid
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -65,13 +65,15 @@ class CaptureConfig:
             return None
         modes = {option["CaptureMode"] for option in data_capture_config.get("CaptureOptions", [])}
         headers = data_capture_config.get("CaptureContentTypeHeader") or {}
-        return cls(destination_uri=data_capture_config["DestinationS3Uri"],
-                   sampling_percentage=int(data_capture_config["InitialSamplingPercentage"]),
-                   capture_input=bool(modes & {"Input", "InputAndOutput"}),
-                   capture_output=bool(modes & {"Output", "InputAndOutput"}),
-                   json_content_types=tuple(headers.get("JsonContentTypes", ())),
-                   csv_content_types=tuple(headers.get("CsvContentTypes", ())),
-                   kms_key_id=data_capture_config.get("KmsKeyId"))
+        return cls(
+            destination_uri=data_capture_config["DestinationS3Uri"],
+            sampling_percentage=int(data_capture_config["InitialSamplingPercentage"]),
+            capture_input=bool(modes & {"Input", "InputAndOutput"}),
+            capture_output=bool(modes & {"Output", "InputAndOutput"}),
+            json_content_types=tuple(headers.get("JsonContentTypes", ())),
+            csv_content_types=tuple(headers.get("CsvContentTypes", ())),
+            kms_key_id=data_capture_config.get("KmsKeyId"),
+        )
 
     def encoding(self, content_type: str | None) -> str:
         media_type = (content_type or "").split(";", 1)[0].strip().lower()
@@ -85,7 +87,7 @@ class CaptureConfig:
     def bucket_and_prefix(self) -> tuple[str, str]:
         if not self.destination_uri.startswith("s3://"):
             raise ValueError(f"DestinationS3Uri must be an s3:// URI, got {self.destination_uri!r}")
-        bucket, _, prefix = self.destination_uri[len("s3://"):].partition("/")
+        bucket, _, prefix = self.destination_uri[len("s3://") :].partition("/")
         return bucket, (prefix.rstrip("/") + "/") if prefix else ""
 
 
@@ -108,21 +110,29 @@ class CaptureTarget:
         config = dict(document["config"])
         for name in ("json_content_types", "csv_content_types"):
             config[name] = tuple(config[name])
-        return cls(config=CaptureConfig(**config), aws=dict(document["aws"]),
-                   flush_seconds=float(document["flush_seconds"]))
+        return cls(
+            config=CaptureConfig(**config), aws=dict(document["aws"]), flush_seconds=float(document["flush_seconds"])
+        )
 
 
-def capture_record(config: CaptureConfig, *, request: bytes, request_content_type: str | None,
-                   response: bytes, response_content_type: str | None, event_id: str,
-                   inference_time: datetime, inference_id: str | None = None) -> dict[str, Any]:
+def capture_record(
+    config: CaptureConfig,
+    *,
+    request: bytes,
+    request_content_type: str | None,
+    response: bytes,
+    response_content_type: str | None,
+    event_id: str,
+    inference_time: datetime,
+    inference_id: str | None = None,
+) -> dict[str, Any]:
     """One capture line as a dict, its keys in SageMaker's order."""
     capture: dict[str, Any] = {}
     if config.capture_input:
         capture["endpointInput"] = _payload(config, INPUT_MODE, request, request_content_type)
     if config.capture_output:
         capture["endpointOutput"] = _payload(config, OUTPUT_MODE, response, response_content_type)
-    metadata = {"eventId": event_id, "inferenceTime": inference_time.astimezone(timezone.utc).strftime(
-        "%Y-%m-%dT%H:%M:%SZ")}
+    metadata = {"eventId": event_id, "inferenceTime": inference_time.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
     if inference_id:
         metadata["inferenceId"] = inference_id
     return {"captureData": capture, "eventMetadata": metadata, "eventVersion": EVENT_VERSION}
@@ -147,19 +157,27 @@ def _payload(config: CaptureConfig, mode: str, body: bytes, content_type: str | 
 
 def hour_prefix(key_prefix: str, endpoint_name: str, variant: str, when: datetime) -> str:
     """`<prefix><endpoint>/<variant>/yyyy/mm/dd/hh/`: the folder of the captures of `when`'s hour (UTC)."""
-    return f"{key_prefix}{endpoint_name}/{variant}/{when.astimezone(timezone.utc):%Y/%m/%d/%H}/"
+    return f"{key_prefix}{endpoint_name}/{variant}/{when.astimezone(UTC):%Y/%m/%d/%H}/"
 
 
 def capture_file_name(created: datetime) -> str:
-    created = created.astimezone(timezone.utc)
+    created = created.astimezone(UTC)
     return f"{created:%M-%S}-{created.microsecond // 1000:03d}-{uuid.uuid4()}.jsonl"
 
 
 class CaptureWriter:
     """Samples invocations and writes them, buffered, as capture files (thread-safe)."""
 
-    def __init__(self, config: CaptureConfig, endpoint_name: str, variant: str, s3: Any, *,
-                 flush_seconds: float = FLUSH_SECONDS, chance: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        config: CaptureConfig,
+        endpoint_name: str,
+        variant: str,
+        s3: Any,
+        *,
+        flush_seconds: float = FLUSH_SECONDS,
+        chance: random.Random | None = None,
+    ) -> None:
         self.config = config
         self.endpoint_name = endpoint_name
         self.variant = variant
@@ -171,20 +189,36 @@ class CaptureWriter:
         self._flushing = threading.Lock()
         self._stop = threading.Event()
         self.dropped = 0
-        self._thread = threading.Thread(target=self._flush_every, args=(flush_seconds,), name="data-capture",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._flush_every, args=(flush_seconds,), name="data-capture", daemon=True
+        )
         self._thread.start()
 
-    def record(self, *, request: bytes, request_content_type: str | None, response: bytes,
-               response_content_type: str | None, inference_id: str | None = None) -> bool:
+    def record(
+        self,
+        *,
+        request: bytes,
+        request_content_type: str | None,
+        response: bytes,
+        response_content_type: str | None,
+        inference_id: str | None = None,
+    ) -> bool:
         """Captures one invocation with the config's sampling chance; True if it was sampled."""
         if self._chance.random() * 100 >= self.config.sampling_percentage:
             return False
-        now = datetime.now(timezone.utc)
-        line = capture_line(capture_record(
-            self.config, request=request, request_content_type=request_content_type, response=response,
-            response_content_type=response_content_type, event_id=str(uuid.uuid4()), inference_time=now,
-            inference_id=inference_id))
+        now = datetime.now(UTC)
+        line = capture_line(
+            capture_record(
+                self.config,
+                request=request,
+                request_content_type=request_content_type,
+                response=response,
+                response_content_type=response_content_type,
+                event_id=str(uuid.uuid4()),
+                inference_time=now,
+                inference_id=inference_id,
+            )
+        )
         folder = hour_prefix(self._key_prefix, self.endpoint_name, self.variant, now)
         with self._lock:
             self._buffer.setdefault(folder, []).append(line)
@@ -197,16 +231,29 @@ class CaptureWriter:
             with self._lock:
                 pending, self._buffer = self._buffer, {}
             for folder, lines in pending.items():
-                key = folder + capture_file_name(datetime.now(timezone.utc))
-                encryption = ({"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": self.config.kms_key_id}
-                              if self.config.kms_key_id else {})
+                key = folder + capture_file_name(datetime.now(UTC))
+                encryption = (
+                    {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": self.config.kms_key_id}
+                    if self.config.kms_key_id
+                    else {}
+                )
                 try:
-                    self._s3.put_object(Bucket=self._bucket, Key=key, Body="".join(lines).encode(),
-                                        ContentType="application/jsonl", **encryption)
-                except Exception as error:  # noqa: BLE001 - any failure to store drops, never raises
+                    self._s3.put_object(
+                        Bucket=self._bucket,
+                        Key=key,
+                        Body="".join(lines).encode(),
+                        ContentType="application/jsonl",
+                        **encryption,
+                    )
+                except Exception as error:
                     self.dropped += len(lines)
-                    log.warning("data capture: %d captures dropped, s3://%s/%s not written: %s",
-                                len(lines), self._bucket, key, error)
+                    log.warning(
+                        "data capture: %d captures dropped, s3://%s/%s not written: %s",
+                        len(lines),
+                        self._bucket,
+                        key,
+                        error,
+                    )
 
     def close(self) -> None:
         """Stops the timer and writes what is left."""
@@ -227,4 +274,3 @@ def writer_for(target: CaptureTarget, endpoint_name: str, variant: str) -> Captu
     endpoint_url = aws.pop("endpoint_url", None)
     s3 = boto3.session.Session(**aws).client("s3", endpoint_url=endpoint_url)
     return CaptureWriter(target.config, endpoint_name, variant, s3, flush_seconds=target.flush_seconds)
-

@@ -22,8 +22,13 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # SageMaker's real-time InvokeEndpoint limit
 JSON = "application/json"
-CONTENT_TYPES_BY_SUFFIX = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
-                           ".csv": "text/csv", ".json": JSON}
+CONTENT_TYPES_BY_SUFFIX = {
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".csv": "text/csv",
+    ".json": JSON,
+}
 # The local endpoint does not check signatures; placeholder keys keep real ones out of the request.
 _LOCAL_CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
 
@@ -57,8 +62,9 @@ class EncodedRequest:
     content_type: str
 
 
-def encode_input(source: str | Path, accepted_content_types: tuple[str, ...],
-                 stdin: BinaryIO | None = None) -> EncodedRequest:
+def encode_input(
+    source: str | Path, accepted_content_types: tuple[str, ...], stdin: BinaryIO | None = None
+) -> EncodedRequest:
     """A file (or "-" for stdin) as a request body, its content type from the suffix or the bytes."""
     if str(source) == "-":
         body = (stdin or sys.stdin.buffer).read(MAX_PAYLOAD_BYTES + 1)
@@ -76,8 +82,7 @@ def encode_input(source: str | Path, accepted_content_types: tuple[str, ...],
     if not body:
         raise InputFileError(f"{origin} is empty")
     if len(body) > MAX_PAYLOAD_BYTES:
-        raise InputFileError(f"{origin} is larger than {MAX_PAYLOAD_BYTES} bytes, "
-                             f"SageMaker's real-time payload limit")
+        raise InputFileError(f"{origin} is larger than {MAX_PAYLOAD_BYTES} bytes, SageMaker's real-time payload limit")
     if content_type is None:
         raise InputFileError(f"cannot tell what {origin} holds: send a PNG, JPEG, CSV or JSON file")
     if content_type not in accepted_content_types:
@@ -105,23 +110,37 @@ def runtime_client(endpoint_url: str | None = None, region: str | None = None):
     try:
         if endpoint_url is None:
             return boto3.client("sagemaker-runtime", region_name=region)
-        return boto3.client("sagemaker-runtime", endpoint_url=endpoint_url, region_name=region or "us-east-1",
-                            config=Config(retries={"total_max_attempts": 1}, connect_timeout=5),
-                            **_LOCAL_CREDENTIALS)
+        return boto3.client(
+            "sagemaker-runtime",
+            endpoint_url=endpoint_url,
+            region_name=region or "us-east-1",
+            config=Config(retries={"total_max_attempts": 1}, connect_timeout=5),
+            **_LOCAL_CREDENTIALS,
+        )
     except BotoCoreError as error:  # e.g. NoRegionError
         raise EndpointRequestError(str(error)) from None
 
 
-def invoke(endpoint_name: str, request: EncodedRequest, *, endpoint_url: str | None = None,
-           region: str | None = None, client=None):
+def invoke(
+    endpoint_name: str,
+    request: EncodedRequest,
+    *,
+    endpoint_url: str | None = None,
+    region: str | None = None,
+    client=None,
+):
     """InvokeEndpoint; the answer decoded (JSON -> Python objects, other types -> text)."""
     client = client or runtime_client(endpoint_url, region)
     try:
-        response = client.invoke_endpoint(EndpointName=endpoint_name, Body=request.body,
-                                          ContentType=request.content_type, Accept=JSON)
+        response = client.invoke_endpoint(
+            EndpointName=endpoint_name, Body=request.body, ContentType=request.content_type, Accept=JSON
+        )
     except client.exceptions.ModelError as error:
-        raise ModelError(error.response.get("OriginalStatusCode"), error.response.get("OriginalMessage", ""),
-                         error.response.get("LogStreamArn")) from None
+        raise ModelError(
+            error.response.get("OriginalStatusCode"),
+            error.response.get("OriginalMessage", ""),
+            error.response.get("LogStreamArn"),
+        ) from None
     except ClientError as error:
         details = error.response.get("Error", {})
         raise EndpointRequestError(f"{details.get('Code')}: {details.get('Message')}") from None

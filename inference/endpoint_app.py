@@ -17,8 +17,9 @@ import threading
 import time
 import uuid
 from collections import deque, namedtuple
+from collections.abc import Callable
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from werkzeug.wrappers import Request, Response
 
@@ -29,8 +30,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # The container's request context, field for field (tfs_utils.Context in the container's source).
-Context = namedtuple("Context", "model_name, model_version, method, rest_uri, grpc_port, channel, "
-                                "custom_attributes, request_content_type, accept_header, content_length")
+Context = namedtuple(
+    "Context",
+    "model_name, model_version, method, rest_uri, grpc_port, channel, "
+    "custom_attributes, request_content_type, accept_header, content_length",
+)
 
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # SageMaker Runtime's real-time InvokeEndpoint limit
 TFS_MODEL_NAME = "model"  # the container serves /opt/ml/model under this name
@@ -94,8 +98,14 @@ class EndpointApp:
     `rest_uri` names TF Serving's own address (`tfs_address`), as in the container (port 8501).
     """
 
-    def __init__(self, endpoint_name: str, servable: SavedModelServable, invoke_handler: Handler,
-                 tfs_address: tuple[str, int], capture: CaptureWriter | None = None) -> None:
+    def __init__(
+        self,
+        endpoint_name: str,
+        servable: SavedModelServable,
+        invoke_handler: Handler,
+        tfs_address: tuple[str, int],
+        capture: CaptureWriter | None = None,
+    ) -> None:
         self.endpoint_name = endpoint_name
         self.servable = servable
         self.invoke_handler = invoke_handler
@@ -154,8 +164,11 @@ class EndpointApp:
         if runtime:
             name = runtime[1]  # PATH_INFO is percent-decoded already
             if name != self.endpoint_name:
-                return _runtime_error(400, "ValidationError", f"Endpoint {name} not found. This local "
-                                                              f"endpoint serves {self.endpoint_name}.")
+                return _runtime_error(
+                    400,
+                    "ValidationError",
+                    f"Endpoint {name} not found. This local endpoint serves {self.endpoint_name}.",
+                )
             return self._invoke(request, runtime_api=True)
         if predict and predict[3] == ":predict":
             missing = self._servable_missing(predict)
@@ -186,7 +199,7 @@ class EndpointApp:
             with self._handler_turns:
                 answer, content_type = self.invoke_handler(io.BytesIO(body), context)
             status = 200
-        except Exception as error:  # noqa: BLE001 - as the container: any handler failure is an answer
+        except Exception as error:
             status = http_status_of(error)
             if status == 500:
                 log.exception("handler failed")
@@ -195,9 +208,13 @@ class EndpointApp:
         if runtime_api and status < 300:
             response.headers["x-Amzn-Invoked-Production-Variant"] = PRODUCTION_VARIANT
             if self.capture is not None:
-                self.capture.record(request=body, request_content_type=request.headers.get("Content-Type"),
-                                    response=response.get_data(), response_content_type=response.content_type,
-                                    inference_id=request.headers.get(INFERENCE_ID_HEADER))
+                self.capture.record(
+                    request=body,
+                    request_content_type=request.headers.get("Content-Type"),
+                    response=response.get_data(),
+                    response_content_type=response.content_type,
+                    inference_id=request.headers.get(INFERENCE_ID_HEADER),
+                )
         elif runtime_api:
             response = _model_error(status, response.get_data())
         return response
@@ -205,16 +222,18 @@ class EndpointApp:
     def _context(self, request: Request, content_length: int) -> Context:
         custom_attributes = request.headers.get(CUSTOM_ATTRIBUTES_HEADER)
         attributes = dict(match.split("=", 1) for match in _TFS_ATTRIBUTE.findall(custom_attributes or ""))
-        return Context(model_name=attributes.get("tfs-model-name"),
-                       model_version=attributes.get("tfs-model-version"),
-                       method=attributes.get("tfs-method"),
-                       rest_uri=self.rest_uri(attributes),
-                       grpc_port=None,  # no gRPC here: handlers must use rest_uri
-                       channel=None,
-                       custom_attributes=custom_attributes,
-                       request_content_type=request.headers.get("Content-Type") or JSON,
-                       accept_header=request.headers.get("Accept") or JSON,
-                       content_length=content_length)
+        return Context(
+            model_name=attributes.get("tfs-model-name"),
+            model_version=attributes.get("tfs-model-version"),
+            method=attributes.get("tfs-method"),
+            rest_uri=self.rest_uri(attributes),
+            grpc_port=None,  # no gRPC here: handlers must use rest_uri
+            channel=None,
+            custom_attributes=custom_attributes,
+            request_content_type=request.headers.get("Content-Type") or JSON,
+            accept_header=request.headers.get("Accept") or JSON,
+            content_length=content_length,
+        )
 
     def rest_uri(self, attributes: dict[str, str]) -> str:
         """TF Serving's predict URL as the container builds it, from `tfs-*` custom attributes."""
@@ -235,6 +254,7 @@ class EndpointApp:
 
 # ------------------------------------------------------------------------------ bodies
 
+
 def _read_body(request: Request, runtime_api: bool) -> bytes | Response:
     """The body, or the 411/400/413 answer (a too large body is answered before it is read)."""
     raw_length = request.headers.get("Content-Length")
@@ -250,8 +270,13 @@ def _read_body(request: Request, runtime_api: bool) -> bytes | Response:
         if runtime_api:
             answer = _json(413, {"message": f"HTTP content length exceeded {MAX_PAYLOAD_BYTES} bytes."})
         else:
-            answer = _json(413, {"error": f"the request body is {length} bytes; SageMaker accepts at most "
-                                          f"{MAX_PAYLOAD_BYTES} bytes per real-time request"})
+            answer = _json(
+                413,
+                {
+                    "error": f"the request body is {length} bytes; SageMaker accepts at most "
+                    f"{MAX_PAYLOAD_BYTES} bytes per real-time request"
+                },
+            )
         answer.call_on_close(lambda: _discard_after_answer(request.environ, length))
         return _closing(answer)
     return request.stream.read(length) if length else b""
@@ -283,14 +308,21 @@ def _discard_after_answer(environ: dict, length: int) -> None:
 
 # ------------------------------------------------------------------------------ answers
 
+
 def _model_error(status: int, container_body: bytes) -> Response:
     """SageMaker Runtime's answer when the container answered non-2xx (botocore's ModelError)."""
     original = container_body.decode("utf-8", errors="replace")
     side = "client" if status < 500 else "server"
-    return _runtime_error(424, "ModelError", (
-        f"Received {side} error ({status}) from primary with message \"{original}\". "
-        f"See the local endpoint's log for more information."),
-        OriginalStatusCode=status, OriginalMessage=original)
+    return _runtime_error(
+        424,
+        "ModelError",
+        (
+            f'Received {side} error ({status}) from primary with message "{original}". '
+            f"See the local endpoint's log for more information."
+        ),
+        OriginalStatusCode=status,
+        OriginalMessage=original,
+    )
 
 
 def _runtime_error(status: int, error_type: str, message: str, **fields) -> Response:

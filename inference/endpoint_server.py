@@ -22,8 +22,8 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
 
 from gunicorn.app.base import BaseApplication
 from gunicorn.workers.gthread import ThreadWorker
@@ -107,13 +107,20 @@ class _Server(BaseApplication):
     def load_config(self) -> None:
         spec = self.spec
         for name, value in {
-            "bind": [f"fd://{spec['listen_fd']}", f"fd://{spec['tfs_listen_fd']}"], "worker_class": DrainingWorker,
-            "workers": spec["workers"], "threads": spec["threads"], "keepalive": KEEP_ALIVE_SECONDS,
+            "bind": [f"fd://{spec['listen_fd']}", f"fd://{spec['tfs_listen_fd']}"],
+            "worker_class": DrainingWorker,
+            "workers": spec["workers"],
+            "threads": spec["threads"],
+            "keepalive": KEEP_ALIVE_SECONDS,
             "graceful_timeout": math.ceil(spec["graceful_timeout"]),
-            "pre_fork": share_out_cores, "post_fork": keep_to_its_cores,
+            "pre_fork": share_out_cores,
+            "post_fork": keep_to_its_cores,
             # Loading TensorFlow and the model takes longer than gunicorn's 30 s heartbeat on a busy
             # machine; a worker's main loop beats every second once it serves.
-            "timeout": 0, "loglevel": "warning", "accesslog": None, "proc_name": spec["endpoint_name"],
+            "timeout": 0,
+            "loglevel": "warning",
+            "accesslog": None,
+            "proc_name": spec["endpoint_name"],
         }.items():
             self.cfg.set(name, value)
 
@@ -121,7 +128,7 @@ class _Server(BaseApplication):
         """Runs in each worker after the fork: TensorFlow, the SavedModel, the handlers."""
         try:
             self.endpoint_app = build_app(self.spec)
-        except Exception as error:  # noqa: BLE001 - reported to the caller, which raises it
+        except Exception as error:
             _report(self.spec, f"error {type(error).__name__}: {error}")
             raise
         _report(self.spec, "ready")
@@ -135,7 +142,7 @@ def share_out_cores(server, worker) -> None:
     if share == 0:
         return  # fewer cores than workers: nothing to share out
     taken = {getattr(other, "cores", None) for other in server.WORKERS.values()}
-    shares = (frozenset(cores[index * share:(index + 1) * share]) for index in range(server.num_workers))
+    shares = (frozenset(cores[index * share : (index + 1) * share]) for index in range(server.num_workers))
     worker.cores = next(free for free in shares if free not in taken)
 
 
@@ -151,12 +158,15 @@ def keep_to_its_cores(server, worker) -> None:
 def _closing_when_asked(app: Callable) -> Callable:
     """The app's `Connection: close` made gunicorn's own: WSGI leaves that header to the server,
     and gunicorn drops it from an app's answer (`start_response` is its Response's method)."""
+
     def closing_app(environ: dict, start_response: Callable):
         def start(status: str, headers: list, exc_info=None):
             if ("Connection", "close") in headers:
                 start_response.__self__.force_close()
             return start_response(status, headers, exc_info)
+
         return app(environ, start)
+
     return closing_app
 
 
@@ -201,6 +211,7 @@ def main() -> None:
     # Most of a worker's start-up: imported once here, before the model is known, instead of
     # after it in every worker.
     import inference.tf_serving  # noqa: F401
+
     model, status = _model_sent(spec["model_fd"]), 0
     if model is not None:
         try:

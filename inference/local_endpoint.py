@@ -46,7 +46,7 @@ from inference.container import load_handler_module, make_handler
 from inference.endpoint_app import Context
 
 # The handler contract, where callers of the endpoint have always found it.
-__all__ = ["LocalEndpoint", "Context", "load_handler_module", "make_handler"]
+__all__ = ["Context", "LocalEndpoint", "load_handler_module", "make_handler"]
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +66,16 @@ def tf_threads_per_worker(workers: int) -> int:
 class LocalEndpoint:
     """Serves one model folder or model.tar.gz; `start()` returns once every worker has loaded it."""
 
-    def __init__(self, model_path: str | Path, endpoint_name: str, host: str = "127.0.0.1",
-                 port: int = 0, workers: int = WORKERS, threads: int = THREADS,
-                 capture: CaptureTarget | None = None) -> None:
+    def __init__(
+        self,
+        model_path: str | Path,
+        endpoint_name: str,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        workers: int = WORKERS,
+        threads: int = THREADS,
+        capture: CaptureTarget | None = None,
+    ) -> None:
         self.model_path = Path(model_path)
         self.endpoint_name = endpoint_name
         self.host = host
@@ -136,8 +143,9 @@ class LocalEndpoint:
     def serve_until_signal(self) -> None:
         """Runs in the foreground until SIGTERM or SIGINT, then stops cleanly (main thread only)."""
         stop_requested = threading.Event()
-        previous = {number: signal.signal(number, lambda *_: stop_requested.set())
-                    for number in (signal.SIGTERM, signal.SIGINT)}
+        previous = {
+            number: signal.signal(number, lambda *_: stop_requested.set()) for number in (signal.SIGTERM, signal.SIGINT)
+        }
         try:
             while not stop_requested.wait(1.0):
                 if self._process.poll() is not None:
@@ -155,18 +163,26 @@ class LocalEndpoint:
         self.stop()
 
     def _spawn(self) -> None:
-        with socket.create_server((self.host, self.port), backlog=LISTEN_BACKLOG) as listener, \
-                socket.create_server((self.host, 0), backlog=LISTEN_BACKLOG) as tfs_listener:
+        with (
+            socket.create_server((self.host, self.port), backlog=LISTEN_BACKLOG) as listener,
+            socket.create_server((self.host, 0), backlog=LISTEN_BACKLOG) as tfs_listener,
+        ):
             self._bound_port, self._tfs_port = listener.getsockname()[1], tfs_listener.getsockname()[1]
             self._status, status_write = os.pipe()
             model_read, self._model_pipe = os.pipe()
             lifeline_read, self._lifeline = os.pipe()
-            spec = {"listen_fd": listener.fileno(), "tfs_listen_fd": tfs_listener.fileno(),
-                    "status_fd": status_write, "model_fd": model_read,
-                    "lifeline_fd": lifeline_read, "endpoint_name": self.endpoint_name,
-                    "tfs_address": [self.host, self._tfs_port],
-                    "workers": self.workers, "threads": self.threads,
-                    "tf_threads": tf_threads_per_worker(self.workers)}
+            spec = {
+                "listen_fd": listener.fileno(),
+                "tfs_listen_fd": tfs_listener.fileno(),
+                "status_fd": status_write,
+                "model_fd": model_read,
+                "lifeline_fd": lifeline_read,
+                "endpoint_name": self.endpoint_name,
+                "tfs_address": [self.host, self._tfs_port],
+                "workers": self.workers,
+                "threads": self.threads,
+                "tf_threads": tf_threads_per_worker(self.workers),
+            }
             try:
                 # A session of its own: Ctrl-C in a terminal reaches this process, which stops the
                 # server gracefully, not the server directly.
@@ -175,17 +191,24 @@ class LocalEndpoint:
                     pass_fds=(listener.fileno(), tfs_listener.fileno(), status_write, model_read, lifeline_read),
                     start_new_session=True,
                     cwd=REPO_ROOT,  # `-m` imports from the working directory first: this tree's server
-                    env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [
-                        str(REPO_ROOT), os.environ.get("PYTHONPATH")]))})
+                    env={
+                        **os.environ,
+                        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+                    },
+                )
             finally:
                 for end in (status_write, model_read, lifeline_read):
                     os.close(end)
 
     def _load(self, artifact: ModelArtifact, stop_timeout: float) -> None:
         """Hands the prepared server its model, then waits until every worker has loaded it."""
-        model = {"saved_model_dir": str(artifact.saved_model_dir.resolve()), "version": artifact.version,
-                 "handler_path": str(artifact.handler_path.resolve()), "graceful_timeout": stop_timeout,
-                 "capture": self.capture.to_json() if self.capture else None}
+        model = {
+            "saved_model_dir": str(artifact.saved_model_dir.resolve()),
+            "version": artifact.version,
+            "handler_path": str(artifact.handler_path.resolve()),
+            "graceful_timeout": stop_timeout,
+            "capture": self.capture.to_json() if self.capture else None,
+        }
         try:
             os.write(self._model_pipe, (json.dumps(model) + "\n").encode())
         except BrokenPipeError:
@@ -204,8 +227,10 @@ class LocalEndpoint:
                 raise TimeoutError(f"the endpoint did not load {self.model_path} within {START_SECONDS:.0f} s")
             chunk = os.read(status, 4096)
             if not chunk:
-                raise RuntimeError(f"the endpoint's server exited while loading {self.model_path} "
-                                   f"(status {self._process.wait()}); its log is above")
+                raise RuntimeError(
+                    f"the endpoint's server exited while loading {self.model_path} "
+                    f"(status {self._process.wait()}); its log is above"
+                )
             *lines, received = (received + chunk).split(b"\n")
             for line in (line.decode() for line in lines):
                 if line.startswith("error "):

@@ -23,8 +23,8 @@ import numpy as np
 
 # Keep the endpoint's log readable: TensorFlow's C++ start-up chatter is not about requests.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-import tensorflow as tf  # noqa: E402
-from tensorflow.core.protobuf import config_pb2  # noqa: E402
+import tensorflow as tf
+from tensorflow.core.protobuf import config_pb2
 
 SIGNATURE_NAME = "serving_default"
 SERVE_TAG = "serve"
@@ -60,38 +60,60 @@ class SavedModelServable:
         with graph.as_default(), _quiet_deprecation():
             meta_graph = tf.compat.v1.saved_model.load(self._session, [SERVE_TAG], str(saved_model_dir))
         if SIGNATURE_NAME not in meta_graph.signature_def:
-            raise ValueError(f"{saved_model_dir} has no {SIGNATURE_NAME!r} signature "
-                             f"(found: {', '.join(meta_graph.signature_def) or 'none'})")
+            raise ValueError(
+                f"{saved_model_dir} has no {SIGNATURE_NAME!r} signature "
+                f"(found: {', '.join(meta_graph.signature_def) or 'none'})"
+            )
         signature = meta_graph.signature_def[SIGNATURE_NAME]
-        self.input_specs = {name: tf.TensorSpec(_shape(info), tf.as_dtype(info.dtype), name)
-                            for name, info in sorted(signature.inputs.items())}
+        self.input_specs = {
+            name: tf.TensorSpec(_shape(info), tf.as_dtype(info.dtype), name)
+            for name, info in sorted(signature.inputs.items())
+        }
         self.output_names = sorted(signature.outputs)
-        unsupported = [name for name, spec in self.input_specs.items()
-                       if not (spec.dtype.is_floating or spec.dtype.is_integer or spec.dtype.is_bool)]
+        unsupported = [
+            name
+            for name, spec in self.input_specs.items()
+            if not (spec.dtype.is_floating or spec.dtype.is_integer or spec.dtype.is_bool)
+        ]
         if unsupported:
             raise ValueError(f"inputs {unsupported} are not numeric; this endpoint serves numeric tensors only")
         # A callable of the session's own C API (what TF Serving's C++ calls), not `make_callable`:
         # with a feed list that one goes through `Session.run`'s Python feed and fetch handling on
         # every call, half of a small model's serving time (benchmarks/endpoint_latency.py).
-        self._run = self._session._make_callable_from_options(config_pb2.CallableOptions(
-            feed=[signature.inputs[name].name for name in self.input_specs],
-            fetch=[signature.outputs[name].name for name in self.output_names]))
+        self._run = self._session._make_callable_from_options(
+            config_pb2.CallableOptions(
+                feed=[signature.inputs[name].name for name in self.input_specs],
+                fetch=[signature.outputs[name].name for name in self.output_names],
+            )
+        )
         # The first run builds the graph's kernels; doing it now keeps it out of the first request.
-        self.run({name: np.zeros([1 if size is None else size for size in spec.shape], spec.dtype.as_numpy_dtype)
-                  for name, spec in self.input_specs.items()})
+        self.run(
+            {
+                name: np.zeros([1 if size is None else size for size in spec.shape], spec.dtype.as_numpy_dtype)
+                for name, spec in self.input_specs.items()
+            }
+        )
 
     def status(self) -> dict:
         """`GET /v1/models/<name>` as TF Serving answers it."""
-        return {"model_version_status": [{"version": str(self.version), "state": "AVAILABLE",
-                                          "status": {"error_code": "OK", "error_message": ""}}]}
+        return {
+            "model_version_status": [
+                {
+                    "version": str(self.version),
+                    "state": "AVAILABLE",
+                    "status": {"error_code": "OK", "error_message": ""},
+                }
+            ]
+        }
 
     def predict(self, body: bytes) -> tuple[int, bytes]:
         """`POST /v1/models/<name>:predict`: (HTTP status, JSON body)."""
         try:
             document = _parse_request(body)
             row_format = "instances" in document
-            tensors = self._row_tensors(document["instances"]) if row_format \
-                else self._columnar_tensors(document["inputs"])
+            tensors = (
+                self._row_tensors(document["instances"]) if row_format else self._columnar_tensors(document["inputs"])
+            )
             outputs = self.run(tensors)
         except BadTensorRequest as error:
             return 400, json.dumps({"error": str(error)}).encode()
@@ -111,8 +133,7 @@ class SavedModelServable:
             (name,) = self.input_specs
             return {name: self._tensor(name, instances)}
         if not all(isinstance(row, dict) and set(row) == set(self.input_specs) for row in instances):
-            raise BadTensorRequest(f"every instance must be an object with the inputs "
-                                   f"{sorted(self.input_specs)}")
+            raise BadTensorRequest(f"every instance must be an object with the inputs {sorted(self.input_specs)}")
         return {name: self._tensor(name, [row[name] for row in instances]) for name in self.input_specs}
 
     def _columnar_tensors(self, inputs) -> dict[str, np.ndarray]:
@@ -133,16 +154,14 @@ class SavedModelServable:
             raise BadTensorRequest(f"input {name!r}: the values do not form a rectangular tensor") from None
         kinds = "b" if spec.dtype.is_bool else "iu" if spec.dtype.is_integer else "iuf"
         if array.dtype.kind not in kinds and not _all_python_ints(array, spec):
-            raise BadTensorRequest(f"input {name!r}: expected {spec.dtype.name} values, "
-                                   f"got {_describe_kind(array)}")
+            raise BadTensorRequest(f"input {name!r}: expected {spec.dtype.name} values, got {_describe_kind(array)}")
         try:
             with np.errstate(over="ignore", invalid="ignore"):
                 array = array.astype(spec.dtype.as_numpy_dtype)
         except OverflowError:
             raise BadTensorRequest(f"input {name!r}: a value is out of range for {spec.dtype.name}") from None
         if not spec.shape.is_compatible_with(array.shape):
-            raise BadTensorRequest(f"input {name!r}: expected shape {_shape_text(spec.shape)}, "
-                                   f"got {list(array.shape)}")
+            raise BadTensorRequest(f"input {name!r}: expected shape {_shape_text(spec.shape)}, got {list(array.shape)}")
         return array
 
 
@@ -186,13 +205,17 @@ def _parse_request(body: bytes) -> dict:
 
 def _all_python_ints(array: np.ndarray, spec: tf.TensorSpec) -> bool:
     # Integers beyond int64 make numpy fall back to objects; they are still numbers for a float input.
-    return (array.dtype.kind == "O" and spec.dtype.is_floating
-            and all(isinstance(item, int) and not isinstance(item, bool) for item in array.flat))
+    return (
+        array.dtype.kind == "O"
+        and spec.dtype.is_floating
+        and all(isinstance(item, int) and not isinstance(item, bool) for item in array.flat)
+    )
 
 
 def _describe_kind(array: np.ndarray) -> str:
     return {"b": "true/false", "U": "strings", "S": "strings", "O": "nulls or objects"}.get(
-        array.dtype.kind, array.dtype.name)
+        array.dtype.kind, array.dtype.name
+    )
 
 
 def _shape_text(shape: tf.TensorShape) -> str:
@@ -205,8 +228,7 @@ def _rows_answer(outputs: dict[str, np.ndarray]) -> dict:
         return {"predictions": values.tolist()}
     columns = {name: values.tolist() for name, values in outputs.items()}
     batch = len(next(iter(columns.values())))
-    return {"predictions": [{name: column[index] for name, column in columns.items()}
-                            for index in range(batch)]}
+    return {"predictions": [{name: column[index] for name, column in columns.items()} for index in range(batch)]}
 
 
 def _columns_answer(outputs: dict[str, np.ndarray]) -> dict:

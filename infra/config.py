@@ -25,8 +25,7 @@ class _Strict(BaseModel):
 
 
 class TrainingConfig(_Strict):
-    instance_type: str | None = Field(
-        default=None, description="None uses each network's registry default")
+    instance_type: str | None = Field(default=None, description="None uses each network's registry default")
     instance_count: int = Field(default=1, ge=1, le=16)
     use_spot: bool = True
     max_run_seconds: int = Field(default=3600, ge=60, le=432000)
@@ -52,8 +51,7 @@ class ServerlessConfig(_Strict):
 
 
 class EndpointConfig(_Strict):
-    instance_type: str | None = Field(
-        default=None, description="None uses each network's registry default")
+    instance_type: str | None = Field(default=None, description="None uses each network's registry default")
     initial_instance_count: int = Field(default=1, ge=1)
     min_instances: int = Field(default=1, ge=1)
     max_instances: int = Field(default=2, ge=1)
@@ -72,12 +70,17 @@ class EndpointConfig(_Strict):
 class MonitorConfig(_Strict):
     """The drift monitor of every network of the stage (infra/constructs/drift_monitor.py)."""
 
-    schedule: str = Field(default="rate(1 hour)", pattern=r"^(rate|cron)\(.+\)$",
-                          description="EventBridge schedule expression of the monitor pipeline")
-    window_minutes: int = Field(default=60, ge=5, le=1440,
-                                description="the captured traffic each run looks at, ending when it starts")
-    alpha: float = Field(default=0.01, gt=0, lt=0.5,
-                         description="chance that a window of unchanged traffic is called drift")
+    schedule: str = Field(
+        default="rate(1 hour)",
+        pattern=r"^(rate|cron)\(.+\)$",
+        description="EventBridge schedule expression of the monitor pipeline",
+    )
+    window_minutes: int = Field(
+        default=60, ge=5, le=1440, description="the captured traffic each run looks at, ending when it starts"
+    )
+    alpha: float = Field(
+        default=0.01, gt=0, lt=0.5, description="chance that a window of unchanged traffic is called drift"
+    )
     retrain_on_drift: bool = True
 
 
@@ -87,17 +90,23 @@ class StageConfig(_Strict):
     name: str
     project: str = DEFAULT_PROJECT
     account: str | None = Field(
-        default=None, pattern=r"^\d{12}$",
-        description="None keeps the templates account-agnostic (resolved at deploy time)")
+        default=None,
+        pattern=r"^\d{12}$",
+        description="None keeps the templates account-agnostic (resolved at deploy time)",
+    )
     region: str = Field(pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
     removal_policy: Literal["retain", "destroy"] = "retain"
     networks: tuple[str, ...] = Field(
-        default_factory=lambda: tuple(NETWORKS), min_length=1,
-        description="the networks this stage trains and serves: every registered one unless listed")
+        default_factory=lambda: tuple(NETWORKS),
+        min_length=1,
+        description="the networks this stage trains and serves: every registered one unless listed",
+    )
     model_approval_status: Literal["Approved", "PendingManualApproval"] = "PendingManualApproval"
     retrain_schedule: str | None = Field(
-        default=None, pattern=r"^(rate|cron)\(.+\)$",
-        description="EventBridge schedule expression; None disables scheduled retraining")
+        default=None,
+        pattern=r"^(rate|cron)\(.+\)$",
+        description="EventBridge schedule expression; None disables scheduled retraining",
+    )
     checkpoint_expiry_days: int = Field(default=14, ge=1)
     noncurrent_version_expiry_days: int = Field(default=30, ge=1)
     log_retention_days: int = Field(default=365, ge=1)
@@ -106,7 +115,8 @@ class StageConfig(_Strict):
     endpoint: EndpointConfig = EndpointConfig()
     monitor: MonitorConfig = MonitorConfig()
     hyperparameters: dict[str, dict[str, HyperparameterValue]] = Field(
-        default_factory=dict, description="per-network overrides of registry defaults")
+        default_factory=dict, description="per-network overrides of registry defaults"
+    )
 
     @field_validator("networks")
     @classmethod
@@ -120,8 +130,9 @@ class StageConfig(_Strict):
 
     @field_validator("hyperparameters")
     @classmethod
-    def _known_hyperparameters(cls, overrides: dict[str, dict[str, HyperparameterValue]]
-                               ) -> dict[str, dict[str, HyperparameterValue]]:
+    def _known_hyperparameters(
+        cls, overrides: dict[str, dict[str, HyperparameterValue]]
+    ) -> dict[str, dict[str, HyperparameterValue]]:
         checked: dict[str, dict[str, HyperparameterValue]] = {}
         for network_name, values in overrides.items():
             if network_name not in NETWORKS:
@@ -146,8 +157,7 @@ class StageConfig(_Strict):
 
     def hyperparameters_for(self, network_name: str) -> dict[str, HyperparameterValue]:
         """Registry defaults with this stage's overrides applied."""
-        return {**NETWORKS[network_name].default_hyperparameters,
-                **self.hyperparameters.get(network_name, {})}
+        return {**NETWORKS[network_name].default_hyperparameters, **self.hyperparameters.get(network_name, {})}
 
     def training_instance_type(self, network_name: str) -> str:
         return self.training.instance_type or NETWORKS[network_name].training_instance_type
@@ -176,8 +186,9 @@ def parse_stage_config(stages: Any, stage: str, project: str = DEFAULT_PROJECT) 
     if not isinstance(stages, dict) or not stages:
         raise ConfigError("cdk.json context key 'stages' must be a non-empty object of stage configs")
     if stage not in stages:
-        raise ConfigError(f"unknown stage {stage!r} (context key 'stage'); "
-                          f"defined in cdk.json 'stages': {', '.join(sorted(stages))}")
+        raise ConfigError(
+            f"unknown stage {stage!r} (context key 'stage'); defined in cdk.json 'stages': {', '.join(sorted(stages))}"
+        )
     raw = stages[stage]
     if not isinstance(raw, dict):
         raise ConfigError(f"stages.{stage} must be an object, got {type(raw).__name__}")

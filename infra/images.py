@@ -50,8 +50,10 @@ def inference_image_uri(region: str, instance_type: str) -> str:
 def _lookup(region: str, instance_type: str, scope: str) -> str:
     table = _table()
     if region not in table["uris"]:
-        raise ValueError(f"SageMaker has no {FRAMEWORK} {FRAMEWORK_VERSION} images in region {region!r} "
-                         f"(it has them in {', '.join(sorted(table['uris']))})")
+        raise ValueError(
+            f"SageMaker has no {FRAMEWORK} {FRAMEWORK_VERSION} images in region {region!r} "
+            f"(it has them in {', '.join(sorted(table['uris']))})"
+        )
     processor = table["processors"][scope].get(instance_type)
     if processor is None:
         raise ValueError(f"SageMaker has no {FRAMEWORK} {FRAMEWORK_VERSION} {scope} image for {instance_type!r}")
@@ -67,8 +69,14 @@ def sdk_retrieve(region: str, instance_type: str, scope: str) -> str:
     """The SDK's own answer for one image (ValueError where it has none)."""
     from sagemaker.core import image_uris
 
-    return image_uris.retrieve(FRAMEWORK, region=region, version=FRAMEWORK_VERSION, py_version=PYTHON_VERSION,
-                               instance_type=instance_type, image_scope=scope)
+    return image_uris.retrieve(
+        FRAMEWORK,
+        region=region,
+        version=FRAMEWORK_VERSION,
+        py_version=PYTHON_VERSION,
+        instance_type=instance_type,
+        image_scope=scope,
+    )
 
 
 def sdk_table() -> dict[str, Any]:
@@ -81,9 +89,15 @@ def sdk_table() -> dict[str, Any]:
     config = image_uris.config_for_framework(FRAMEWORK)["training"]
     release = config.get("version_aliases", {}).get(FRAMEWORK_VERSION, FRAMEWORK_VERSION)
     regions = sorted(config["versions"][release]["registries"])
-    uris = {region: {scope: {name: sdk_retrieve(region, instance_type, scope)
-                             for name, instance_type in PROCESSOR_EXAMPLES.items()} for scope in SCOPES}
-            for region in regions}
+    uris = {
+        region: {
+            scope: {
+                name: sdk_retrieve(region, instance_type, scope) for name, instance_type in PROCESSOR_EXAMPLES.items()
+            }
+            for scope in SCOPES
+        }
+        for region in regions
+    }
     model = botocore.session.get_session().get_service_model("sagemaker")
     processors: dict[str, dict[str, str]] = {}
     for scope, shape in INSTANCE_TYPE_SHAPES.items():
@@ -94,8 +108,13 @@ def sdk_table() -> dict[str, Any]:
                 processors[scope][instance_type] = by_uri[sdk_retrieve(REFERENCE_REGION, instance_type, scope)]
             except ValueError:
                 continue  # the SDK refuses it: so does the lookup
-    return {"framework": FRAMEWORK, "version": FRAMEWORK_VERSION, "py_version": PYTHON_VERSION,
-            "uris": uris, "processors": processors}
+    return {
+        "framework": FRAMEWORK,
+        "version": FRAMEWORK_VERSION,
+        "py_version": PYTHON_VERSION,
+        "uris": uris,
+        "processors": processors,
+    }
 
 
 def image_repository(image_uri: str) -> ImageRepository:

@@ -31,8 +31,7 @@ def acknowledge(scope: IConstruct, finding: str, reason: str) -> None:
         raise ValueError(f"expected an {NAG_PACK} rule id such as {NAG_PACK}-S1, got {finding!r}")
     if not reason.strip():
         raise ValueError(f"acknowledging {finding} needs a reason")
-    cdk.Validations.of(scope).acknowledge(
-        cdk.Acknowledgment(id=f"{NAG_PACK}::{finding}", reason=reason))
+    cdk.Validations.of(scope).acknowledge(cdk.Acknowledgment(id=f"{NAG_PACK}::{finding}", reason=reason))
 
 
 def acknowledge_wildcard_resources(scope: IConstruct, resources: Iterable[str], reason: str) -> None:

@@ -26,11 +26,17 @@ BUNDLE_NAME = "sourcedir.tar.gz"
 def bundle_members() -> list[tuple[str, Path]]:
     """(name in the archive, source file), sorted by name."""
     members = [(path.name, path) for path in TRAINING_DIR.glob("*.py") if path.name != "__init__.py"]
-    members += [(path.relative_to(TRAINING_DIR).as_posix(), path) for path in TRAINING_DIR.glob("*/*.py")
-                if (path.parent / "__init__.py").is_file()]
+    members += [
+        (path.relative_to(TRAINING_DIR).as_posix(), path)
+        for path in TRAINING_DIR.glob("*/*.py")
+        if (path.parent / "__init__.py").is_file()
+    ]
     if MODEL_CODE_DIR.is_dir():
-        members += [(f"model_code/{path.name}", path) for path in MODEL_CODE_DIR.iterdir()
-                    if path.is_file() and path.suffix in {".py", ".txt", ".json"}]
+        members += [
+            (f"model_code/{path.name}", path)
+            for path in MODEL_CODE_DIR.iterdir()
+            if path.is_file() and path.suffix in {".py", ".txt", ".json"}
+        ]
     return sorted(members)
 
 

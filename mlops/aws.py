@@ -36,8 +36,11 @@ class ShellAws:
 
     @property
     def env(self) -> dict[str, str]:
-        return {**{key: value for key, value in os.environ.items() if key.startswith("AWS_")},
-                "AWS_REGION": self.region, "AWS_DEFAULT_REGION": self.region}
+        return {
+            **{key: value for key, value in os.environ.items() if key.startswith("AWS_")},
+            "AWS_REGION": self.region,
+            "AWS_DEFAULT_REGION": self.region,
+        }
 
     @property
     def environment(self) -> str:

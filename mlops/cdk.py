@@ -104,9 +104,19 @@ class CdkCli:
         # report outputs there. It is a plain CreateStack/UpdateStack in a real account.
         with tempfile.TemporaryDirectory(prefix="cdk-outputs-") as scratch:
             outputs_file = Path(scratch) / "outputs.json"
-            self.run("deploy", *(stacks or ["--all"]), "--require-approval", "never", "--method=direct",
-                     "--concurrency", str(DEPLOY_CONCURRENCY), "--progress", "events",
-                     "--outputs-file", str(outputs_file))
+            self.run(
+                "deploy",
+                *(stacks or ["--all"]),
+                "--require-approval",
+                "never",
+                "--method=direct",
+                "--concurrency",
+                str(DEPLOY_CONCURRENCY),
+                "--progress",
+                "events",
+                "--outputs-file",
+                str(outputs_file),
+            )
             return json.loads(outputs_file.read_text()) if outputs_file.exists() else {}
 
     def destroy(self, stacks: Sequence[str] = ()) -> CdkRun:
@@ -136,9 +146,11 @@ class CdkCli:
         if not (self._assembly_dir / "manifest.json").exists():
             self.run("synth", "--quiet")
         manifest = json.loads((self._assembly_dir / "manifest.json").read_text())
-        return {artifact["properties"].get("stackName", artifact_id): artifact
-                for artifact_id, artifact in manifest["artifacts"].items()
-                if artifact["type"] == "aws:cloudformation:stack"}
+        return {
+            artifact["properties"].get("stackName", artifact_id): artifact
+            for artifact_id, artifact in manifest["artifacts"].items()
+            if artifact["type"] == "aws:cloudformation:stack"
+        }
 
     def run(self, command: str, *args: str) -> CdkRun:
         return _run(*self._call(command, *args, *self._app_options()))
@@ -153,8 +165,7 @@ class CdkCli:
     def _call(self, command: str, *args: str) -> tuple[list[str], dict[str, str], Callable[[str], None] | None, str]:
         """argv, environment, echo and name of one CLI command."""
         if not CDK_BIN.exists():
-            raise UsageError(f"the CDK CLI is not installed ({CDK_BIN} is missing): run ./dev.sh, "
-                             "which runs `npm ci`")
+            raise UsageError(f"the CDK CLI is not installed ({CDK_BIN} is missing): run ./dev.sh, which runs `npm ci`")
         return [str(CDK_BIN), command, *args], self._env(), self.echo, f"cdk {command}"
 
     def _bootstrap_call(self) -> tuple[list[str], dict[str, str], Callable[[str], None] | None, str]:
@@ -182,11 +193,17 @@ class CdkCli:
             except ClientError:
                 continue  # not deployed: nothing to empty
             resources = (json.loads(body) if isinstance(body, str) else body).get("Resources", {})
-            deletable = {logical_id for logical_id, resource in resources.items()
-                         if resource["Type"] == "AWS::S3::Bucket" and resource.get("DeletionPolicy") == "Delete"}
-            found += sorted((stack, summary["PhysicalResourceId"])
-                            for page in pages for summary in page["StackResourceSummaries"]
-                            if summary["LogicalResourceId"] in deletable and summary.get("PhysicalResourceId"))
+            deletable = {
+                logical_id
+                for logical_id, resource in resources.items()
+                if resource["Type"] == "AWS::S3::Bucket" and resource.get("DeletionPolicy") == "Delete"
+            }
+            found += sorted(
+                (stack, summary["PhysicalResourceId"])
+                for page in pages
+                for summary in page["StackResourceSummaries"]
+                if summary["LogicalResourceId"] in deletable and summary.get("PhysicalResourceId")
+            )
         return found
 
     def _say(self, line: str) -> None:
@@ -198,13 +215,15 @@ class _RunningCli:
     """One CLI process: its output captured (and echoed as it comes); a failure is a RunFailed
     ending with the tail of its stderr."""
 
-    def __init__(self, argv: list[str], env: dict[str, str], echo: Callable[[str], None] | None, what: str,
-                 cwd: Path = REPO_ROOT) -> None:
+    def __init__(
+        self, argv: list[str], env: dict[str, str], echo: Callable[[str], None] | None, what: str, cwd: Path = REPO_ROOT
+    ) -> None:
         self.what = what
         self.stdout: list[str] = []
         self.stderr: list[str] = []
-        self.child = processes.start(argv, env=env, cwd=cwd, on_line=_capture(self.stdout, echo),
-                                     on_stderr_line=_capture(self.stderr, echo))
+        self.child = processes.start(
+            argv, env=env, cwd=cwd, on_line=_capture(self.stdout, echo), on_stderr_line=_capture(self.stderr, echo)
+        )
 
     def wait(self) -> CdkRun:
         returncode = self.child.wait()
@@ -222,11 +241,13 @@ def _capture(lines: list[str], echo: Callable[[str], None] | None) -> Callable[[
         lines.append(line)
         if echo:
             echo(line.rstrip("\n"))
+
     return take
 
 
-def _run(argv: list[str], env: dict[str, str], echo: Callable[[str], None] | None, what: str,
-         cwd: Path = REPO_ROOT) -> CdkRun:
+def _run(
+    argv: list[str], env: dict[str, str], echo: Callable[[str], None] | None, what: str, cwd: Path = REPO_ROOT
+) -> CdkRun:
     running: _RunningCli | None = None
     try:  # also a Ctrl-C that lands after the CLI started and before its wait began
         running = _RunningCli(argv, env, echo, what, cwd)

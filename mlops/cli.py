@@ -52,9 +52,14 @@ app = typer.Typer(
 @app.callback()
 def _global_options(
     ctx: typer.Context,
-    debug: Annotated[bool, typer.Option(
-        "--debug", envvar=DEBUG_ENV,
-        help="show the traceback of an unexpected error here instead of writing it to a log file")] = False,
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug",
+            envvar=DEBUG_ENV,
+            help="show the traceback of an unexpected error here instead of writing it to a log file",
+        ),
+    ] = False,
 ) -> None:
     ctx.meta[_DEBUG] = debug
 

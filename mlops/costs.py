@@ -31,11 +31,9 @@ def endpoint_cost_lines(config: StageConfig, prices: dict[str, Any], *, billed: 
     if not billed:
         header += ": deploys to the local moto server, nothing is billed; the same endpoints in AWS would cost"
     if config.region != prices["region"]:
-        return [header, f"  no prices for {config.region} in {PRICES_FILE.name} "
-                        f"(it holds {prices['region']} only)"]
+        return [header, f"  no prices for {config.region} in {PRICES_FILE.name} (it holds {prices['region']} only)"]
     if config.endpoint.serverless is not None:
-        return [header, *_serverless_lines(config.networks, config.endpoint.serverless,
-                                           prices["serverless_inference"])]
+        return [header, *_serverless_lines(config.networks, config.endpoint.serverless, prices["serverless_inference"])]
     return [header, *_instance_lines(config, prices)]
 
 
@@ -54,28 +52,31 @@ def _instance_lines(config: StageConfig, prices: dict[str, Any]) -> list[str]:
             continue
         monthly_low, monthly_high = low * hourly * hours, high * hourly * hours
         total_low, total_high = total_low + monthly_low, total_high + monthly_high
-        lines.append(f"  {network:<12} {instance_type:<14} {instances} x ${hourly:.3f}/h x {hours} h"
-                     f" = {_range(monthly_low, monthly_high)} / month")
+        lines.append(
+            f"  {network:<12} {instance_type:<14} {instances} x ${hourly:.3f}/h x {hours} h"
+            f" = {_range(monthly_low, monthly_high)} / month"
+        )
     total = f"  {'total':<27} {_range(total_low, total_high)} / month"
     if missing:
         total += f" (incomplete: no price for {', '.join(sorted(set(missing)))})"
     lines.append(total)
-    lines.append(f"  on-demand prices retrieved {table['retrieved']}; "
-                 f"sources and caveats: mlops/{PRICES_FILE.name}")
+    lines.append(f"  on-demand prices retrieved {table['retrieved']}; sources and caveats: mlops/{PRICES_FILE.name}")
     return lines
 
 
-def _serverless_lines(networks: tuple[str, ...], serverless: ServerlessConfig,
-                      table: dict[str, Any]) -> list[str]:
+def _serverless_lines(networks: tuple[str, ...], serverless: ServerlessConfig, table: dict[str, Any]) -> list[str]:
     memory_gb = serverless.memory_size_mb / 1024
     per_second = memory_gb * table["per_gb_second"]
     assumed_seconds = ASSUMED_REQUESTS_PER_MONTH * ASSUMED_SECONDS_PER_REQUEST
     per_endpoint = per_second * assumed_seconds
-    lines = [f"  serverless, {serverless.memory_size_mb} MB, up to {serverless.max_concurrency} concurrent "
-             f"requests: usage-based, ${per_second:.6f} per second of processing "
-             f"({memory_gb:g} GB x ${table['per_gb_second']:.5f}/GB-s); nothing while idle"]
-    assumption = (f"assuming {ASSUMED_REQUESTS_PER_MONTH:,} requests/month of "
-                  f"{ASSUMED_SECONDS_PER_REQUEST * 1000:.0f} ms each")
+    lines = [
+        f"  serverless, {serverless.memory_size_mb} MB, up to {serverless.max_concurrency} concurrent "
+        f"requests: usage-based, ${per_second:.6f} per second of processing "
+        f"({memory_gb:g} GB x ${table['per_gb_second']:.5f}/GB-s); nothing while idle"
+    ]
+    assumption = (
+        f"assuming {ASSUMED_REQUESTS_PER_MONTH:,} requests/month of {ASSUMED_SECONDS_PER_REQUEST * 1000:.0f} ms each"
+    )
     lines += [f"  {network:<12} ${per_endpoint:.2f} / month {assumption}" for network in networks]
     lines.append(f"  {'total':<12} ${per_endpoint * len(networks):.2f} / month {assumption}")
     lines.append(f"  not included: {table['not_included']}")

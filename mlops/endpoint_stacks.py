@@ -15,8 +15,9 @@ from mlops.monitoring import monitored_version_parameters
 from mlops.registry import ModelVersion
 
 
-def deploy_endpoint(cdk: CdkCli, config: StageConfig, network: str, model: ModelVersion,
-                    sagemaker: Any) -> dict[str, str]:
+def deploy_endpoint(
+    cdk: CdkCli, config: StageConfig, network: str, model: ModelVersion, sagemaker: Any
+) -> dict[str, str]:
     """`cdk deploy` of the network's endpoint stack alone, serving `model`; returns its outputs.
     Where the stage captures traffic, the stack's drift monitor watches `model`: its parameters
     name the version's model and baseline, read from the registry through `sagemaker`."""
@@ -25,14 +26,25 @@ def deploy_endpoint(cdk: CdkCli, config: StageConfig, network: str, model: Model
     synthesized = cdk.template(stack) if cdk.assembly is not None else None
     if synthesized is None or synthesized.get("Outputs", {}).get("ModelPackageArn", {}).get("Value") != model.arn:
         # Not in the assembly at hand, or serving another version: synthesize the app for `model`.
-        cdk = dataclasses.replace(cdk, assembly=None,
-                                  context={**cdk.context, naming.model_package_context_key(network): model.arn})
+        cdk = dataclasses.replace(
+            cdk, assembly=None, context={**cdk.context, naming.model_package_context_key(network): model.arn}
+        )
     with tempfile.TemporaryDirectory(prefix="cdk-outputs-") as scratch:
         outputs_file = Path(scratch) / "outputs.json"
         # --exclusively: the storage and role stacks it imports from are deployed already, and
         # a model release must not touch them. --method=direct: see CdkCli.deploy.
-        cdk.run("deploy", stack, "--exclusively", "--require-approval", "never", "--method=direct",
-                "--progress", "events", "--outputs-file", str(outputs_file),
-                *(f"--parameters={stack}:{name}={value}" for name, value in parameters.items()))
+        cdk.run(
+            "deploy",
+            stack,
+            "--exclusively",
+            "--require-approval",
+            "never",
+            "--method=direct",
+            "--progress",
+            "events",
+            "--outputs-file",
+            str(outputs_file),
+            *(f"--parameters={stack}:{name}={value}" for name, value in parameters.items()),
+        )
         outputs = json.loads(outputs_file.read_text()) if outputs_file.exists() else {}
     return outputs.get(stack, {})

@@ -39,16 +39,42 @@ from mlops.errors import PhaseCrashed, describe
 DEBUG_ENV = "MLOPS_DEBUG"
 _LOG_DIR = "mlops.failure_log_dir"  # key in the click context's `meta`, shared by nested commands
 
-_CREDENTIAL_ERRORS = (NoCredentialsError, PartialCredentialsError, CredentialRetrievalError, TokenRetrievalError,
-                      SSOError, NoAuthTokenError, ProfileNotFound, ConfigNotFound, ConfigParseError,
-                      InvalidConfigError, NoRegionError)
+_CREDENTIAL_ERRORS = (
+    NoCredentialsError,
+    PartialCredentialsError,
+    CredentialRetrievalError,
+    TokenRetrievalError,
+    SSOError,
+    NoAuthTokenError,
+    ProfileNotFound,
+    ConfigNotFound,
+    ConfigParseError,
+    InvalidConfigError,
+    NoRegionError,
+)
 _NETWORK_ERRORS = (ConnectionError, HTTPClientError)
 # Error codes by which AWS refuses the caller rather than the request.
-_CREDENTIAL_CODES = {"ExpiredToken", "ExpiredTokenException", "InvalidClientTokenId", "UnrecognizedClientException",
-                     "InvalidAccessKeyId", "SignatureDoesNotMatch", "RequestExpired", "InvalidToken",
-                     "MissingAuthenticationToken", "AuthFailure"}
-_REFUSAL_CODES = {"AccessDenied", "AccessDeniedException", "ThrottlingException", "Throttling",
-                  "RequestLimitExceeded", "TooManyRequestsException", "ServiceUnavailable"}
+_CREDENTIAL_CODES = {
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "InvalidClientTokenId",
+    "UnrecognizedClientException",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "RequestExpired",
+    "InvalidToken",
+    "MissingAuthenticationToken",
+    "AuthFailure",
+}
+_REFUSAL_CODES = {
+    "AccessDenied",
+    "AccessDeniedException",
+    "ThrottlingException",
+    "Throttling",
+    "RequestLimitExceeded",
+    "TooManyRequestsException",
+    "ServiceUnavailable",
+}
 _CREDENTIAL_HINT = "check this shell's AWS profile, credentials and region (aws sts get-caller-identity)"
 
 
@@ -84,12 +110,14 @@ def write_log(error: BaseException, command: str, folders: list[Path]) -> Path |
     """The traceback, with what was run, in a new file of the first folder that can be written
     (None if none can)."""
     now = datetime.now()
-    text = "".join([
-        f"{command} failed at {now.isoformat(timespec='seconds')}\n",
-        f"command line: {' '.join(sys.argv)}\n",
-        f"python {platform.python_version()} ({sys.executable}) on {platform.platform()}\n\n",
-        *traceback.format_exception(error),
-    ])
+    text = "".join(
+        [
+            f"{command} failed at {now.isoformat(timespec='seconds')}\n",
+            f"command line: {' '.join(sys.argv)}\n",
+            f"python {platform.python_version()} ({sys.executable}) on {platform.platform()}\n\n",
+            *traceback.format_exception(error),
+        ]
+    )
     for folder in folders:
         try:
             folder.mkdir(parents=True, exist_ok=True)

@@ -55,11 +55,15 @@ def training_job_cost(step: str, job: dict[str, Any], table: dict[str, Any]) -> 
     """`job` is a DescribeTrainingJob answer."""
     resources = job["ResourceConfig"]
     billable = job.get("BillableTimeInSeconds") or 0
-    return JobCost(step=step, instance_type=resources["InstanceType"],
-                   instance_count=resources["InstanceCount"], billable_seconds=billable,
-                   run_seconds=job.get("TrainingTimeInSeconds") or billable,
-                   hourly_price=table["per_instance_hour"].get(resources["InstanceType"]),
-                   spot=bool(job.get("EnableManagedSpotTraining")))
+    return JobCost(
+        step=step,
+        instance_type=resources["InstanceType"],
+        instance_count=resources["InstanceCount"],
+        billable_seconds=billable,
+        run_seconds=job.get("TrainingTimeInSeconds") or billable,
+        hourly_price=table["per_instance_hour"].get(resources["InstanceType"]),
+        spot=bool(job.get("EnableManagedSpotTraining")),
+    )
 
 
 def processing_job_cost(step: str, job: dict[str, Any], table: dict[str, Any]) -> JobCost:
@@ -67,6 +71,11 @@ def processing_job_cost(step: str, job: dict[str, Any], table: dict[str, Any]) -
     cluster = job["ProcessingResources"]["ClusterConfig"]
     started, ended = job.get("ProcessingStartTime"), job.get("ProcessingEndTime")
     seconds = (ended - started).total_seconds() if started and ended else 0.0
-    return JobCost(step=step, instance_type=cluster["InstanceType"], instance_count=cluster["InstanceCount"],
-                   billable_seconds=seconds, run_seconds=seconds,
-                   hourly_price=table["per_instance_hour"].get(cluster["InstanceType"]))
+    return JobCost(
+        step=step,
+        instance_type=cluster["InstanceType"],
+        instance_count=cluster["InstanceCount"],
+        billable_seconds=seconds,
+        run_seconds=seconds,
+        hourly_price=table["per_instance_hour"].get(cluster["InstanceType"]),
+    )

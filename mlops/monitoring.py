@@ -18,13 +18,14 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from infra import monitor_definition, naming
+from infra import naming
 from infra.config import StageConfig
+from infra.definitions import monitor_pipeline
 from mlops.errors import RunFailed, UsageError
 
 ARTIFACTS_OUTPUT = "ArtifactsBucketName"
-MODEL_PARAMETER = monitor_definition.MONITORED_MODEL_PARAMETER
-BASELINE_PARAMETER = monitor_definition.MONITORED_BASELINE_PARAMETER
+MODEL_PARAMETER = monitor_pipeline.MONITORED_MODEL_PARAMETER
+BASELINE_PARAMETER = monitor_pipeline.MONITORED_BASELINE_PARAMETER
 
 
 @dataclass(frozen=True)
@@ -42,8 +43,10 @@ def monitored_version_parameters(sagemaker: Any, model_arn: str) -> dict[str, st
     except (BotoCoreError, ClientError) as error:
         raise RunFailed(f"cannot read {model_arn}: {error}") from None
     baselines = package.get("DriftCheckBaselines", {}).get("ModelDataQuality", {}).get("Statistics", {})
-    return {MODEL_PARAMETER: package["InferenceSpecification"]["Containers"][0]["ModelDataUrl"],
-            BASELINE_PARAMETER: baselines.get("S3Uri", "")}
+    return {
+        MODEL_PARAMETER: package["InferenceSpecification"]["Containers"][0]["ModelDataUrl"],
+        BASELINE_PARAMETER: baselines.get("S3Uri", ""),
+    }
 
 
 def stack_values(cloudformation: Any, stack: str) -> tuple[dict[str, str], dict[str, str]]:
@@ -51,12 +54,15 @@ def stack_values(cloudformation: Any, stack: str) -> tuple[dict[str, str], dict[
     try:
         (described,) = cloudformation.describe_stacks(StackName=stack)["Stacks"]
     except ClientError as error:
-        raise UsageError(f"stack {stack} is not deployed in this account and region "
-                         f"({error.response['Error'].get('Message', '')})") from None
+        raise UsageError(
+            f"stack {stack} is not deployed in this account and region ({error.response['Error'].get('Message', '')})"
+        ) from None
     except BotoCoreError as error:
         raise RunFailed(f"cannot reach CloudFormation: {error}") from None
-    return ({item["ParameterKey"]: item.get("ParameterValue", "") for item in described.get("Parameters", [])},
-            {item["OutputKey"]: item["OutputValue"] for item in described.get("Outputs", [])})
+    return (
+        {item["ParameterKey"]: item.get("ParameterValue", "") for item in described.get("Parameters", [])},
+        {item["OutputKey"]: item["OutputValue"] for item in described.get("Outputs", [])},
+    )
 
 
 def monitored_version(cloudformation: Any, config: StageConfig, network: str) -> tuple[str, str]:
@@ -65,11 +71,15 @@ def monitored_version(cloudformation: Any, config: StageConfig, network: str) ->
     parameters, _ = stack_values(cloudformation, stack)
     model, baseline = parameters.get(MODEL_PARAMETER, ""), parameters.get(BASELINE_PARAMETER, "")
     if not model:
-        raise UsageError(f"stack {stack} has no drift monitor (stage {config.name} captures no traffic) "
-                         "or was deployed without mlops deploy")
+        raise UsageError(
+            f"stack {stack} has no drift monitor (stage {config.name} captures no traffic) "
+            "or was deployed without mlops deploy"
+        )
     if not baseline:
-        raise UsageError(f"the version {stack} serves has no drift baseline (registered before the Evaluate "
-                         "step wrote one): train and deploy a new version")
+        raise UsageError(
+            f"the version {stack} serves has no drift baseline (registered before the Evaluate "
+            "step wrote one): train and deploy a new version"
+        )
     return model, baseline
 
 
@@ -78,26 +88,43 @@ def artifacts_bucket(cloudformation: Any, config: StageConfig) -> str:
     return outputs[ARTIFACTS_OUTPUT]
 
 
-def monitor_parameters(model: str, baseline: str, window_start: str = "", window_end: str = "",
-                       window_minutes: int | None = None) -> dict[str, str]:
+def monitor_parameters(
+    model: str, baseline: str, window_start: str = "", window_end: str = "", window_minutes: int | None = None
+) -> dict[str, str]:
     """StartPipelineExecution's parameters of a monitor run (empty window values: the pipeline's defaults)."""
-    values = {monitor_definition.MODEL_DATA_URL: model, monitor_definition.BASELINE_URI: baseline,
-              monitor_definition.WINDOW_START: window_start, monitor_definition.WINDOW_END: window_end}
+    values = {
+        monitor_pipeline.MODEL_DATA_URL: model,
+        monitor_pipeline.BASELINE_URI: baseline,
+        monitor_pipeline.WINDOW_START: window_start,
+        monitor_pipeline.WINDOW_END: window_end,
+    }
     if window_minutes is not None:
-        values[monitor_definition.WINDOW_MINUTES] = str(window_minutes)
-    return {name: value for name, value in values.items() if value or name in (
-        monitor_definition.MODEL_DATA_URL, monitor_definition.BASELINE_URI)}
+        values[monitor_pipeline.WINDOW_MINUTES] = str(window_minutes)
+    return {
+        name: value
+        for name, value in values.items()
+        if value or name in (monitor_pipeline.MODEL_DATA_URL, monitor_pipeline.BASELINE_URI)
+    }
 
 
 def drift_reports(s3: Any, bucket: str, network: str, limit: int = 10) -> list[DriftReport]:
     """The newest `limit` drift.json reports of the network's monitor runs, newest first."""
-    prefix = monitor_definition.reports_key_prefix(network)
+    prefix = monitor_pipeline.reports_key_prefix(network)
     try:
-        found = [item for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-                 for item in page.get("Contents", []) if item["Key"].endswith("/" + monitor_definition.DRIFT_FILE)]
+        found = [
+            item
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+            for item in page.get("Contents", [])
+            if item["Key"].endswith("/" + monitor_pipeline.DRIFT_FILE)
+        ]
         found = sorted(found, key=lambda item: item["LastModified"], reverse=True)[:limit]
-        return [DriftReport(f"s3://{bucket}/{item['Key']}", item["LastModified"],
-                            json.loads(s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()))
-                for item in found]
+        return [
+            DriftReport(
+                f"s3://{bucket}/{item['Key']}",
+                item["LastModified"],
+                json.loads(s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()),
+            )
+            for item in found
+        ]
     except (BotoCoreError, ClientError) as error:
         raise RunFailed(f"cannot read the drift reports under s3://{bucket}/{prefix}: {error}") from None

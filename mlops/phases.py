@@ -1,6 +1,6 @@
 """A long command as a sequence of named phases, each shown with a spinner, its outcome and its time.
 
-    run_phases(console, [Phase("Deploy all stacks", deploy), Phase("Train cnn", train)])
+run_phases(console, [Phase("Deploy all stacks", deploy), Phase("Train cnn", train)])
 """
 
 from __future__ import annotations
@@ -20,8 +20,7 @@ class Phase:
     run: Callable[[], None]
 
 
-def run_phases(console: Console, phases: Sequence[Phase], timings: dict[str, float] | None = None
-               ) -> dict[str, float]:
+def run_phases(console: Console, phases: Sequence[Phase], timings: dict[str, float] | None = None) -> dict[str, float]:
     """Runs the phases in order; returns seconds per phase. The first failure (or Ctrl-C) is
     marked on its phase and re-raised, and the later phases do not run. An unexpected exception
     (not one of `errors.EXPECTED`) is re-raised as a PhaseCrashed naming the phase.

@@ -3,7 +3,7 @@ jobs cost (`mlops train --wait`, `mlops runs`)."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -43,7 +43,8 @@ class ExecutionWatch:
             return
         try:
             pages = self._poller.get_paginator("list_pipeline_execution_steps").paginate(
-                PipelineExecutionArn=self.arn, SortOrder="Ascending")
+                PipelineExecutionArn=self.arn, SortOrder="Ascending"
+            )
             self.steps = [step for page in pages for step in page["PipelineExecutionSteps"]]
         except ClientError as error:
             # A real SageMaker error has a name (InternalFailure, ThrottlingException); moto answers
@@ -62,21 +63,30 @@ class ExecutionWatch:
         for column in ("step", "type", "status", "started", "took", "reason"):
             table.add_column(column, overflow="fold")
         for step in self.steps:
-            table.add_row(escape(step["StepName"]), step.get("StepType", ""), step.get("StepStatus", ""),
-                          clock(step.get("StartTime")), duration(step.get("StartTime"), step.get("EndTime")),
-                          escape(step.get("FailureReason", "")))
+            table.add_row(
+                escape(step["StepName"]),
+                step.get("StepType", ""),
+                step.get("StepStatus", ""),
+                clock(step.get("StartTime")),
+                duration(step.get("StartTime"), step.get("EndTime")),
+                escape(step.get("FailureReason", "")),
+            )
         return Group(header, table)
 
     def changes(self) -> list[str]:
         """Lines for what changed since the last call: the execution's status, then each step's."""
-        states = [(self.status,)] + [(step["StepName"], step.get("StepStatus", ""), step.get("FailureReason", ""))
-                                     for step in self.steps]
+        states = [(self.status,)] + [
+            (step["StepName"], step.get("StepStatus", ""), step.get("FailureReason", "")) for step in self.steps
+        ]
         lines = []
         for state in states:
             if state not in self._shown:
                 self._shown.add(state)
-                lines.append(f"  execution {state[0]}" if len(state) == 1
-                             else f"  step {state[0]}: {state[1]}" + (f" ({state[2]})" if state[2] else ""))
+                lines.append(
+                    f"  execution {state[0]}"
+                    if len(state) == 1
+                    else f"  step {state[0]}: {state[1]}" + (f" ({state[2]})" if state[2] else "")
+                )
         return lines
 
     def failure_reason(self, sagemaker: Any) -> str:
@@ -112,12 +122,16 @@ def cost_lines(sagemaker: Any, steps: list[dict[str, Any]], region: str) -> list
         try:
             if "TrainingJob" in metadata:
                 name = metadata["TrainingJob"]["Arn"].rsplit("/", 1)[-1]
-                costs.append(training_job_cost(step["StepName"], sagemaker.describe_training_job(
-                    TrainingJobName=name), table))
+                costs.append(
+                    training_job_cost(step["StepName"], sagemaker.describe_training_job(TrainingJobName=name), table)
+                )
             elif "ProcessingJob" in metadata:
                 name = metadata["ProcessingJob"]["Arn"].rsplit("/", 1)[-1]
-                costs.append(processing_job_cost(step["StepName"], sagemaker.describe_processing_job(
-                    ProcessingJobName=name), table))
+                costs.append(
+                    processing_job_cost(
+                        step["StepName"], sagemaker.describe_processing_job(ProcessingJobName=name), table
+                    )
+                )
         except (BotoCoreError, ClientError) as error:
             lines.append(f"{step['StepName']:<10} cost unknown: cannot read its job ({error})")
     if not costs:
@@ -128,8 +142,10 @@ def cost_lines(sagemaker: Any, steps: list[dict[str, Any]], region: str) -> list
     if len(known) < len(costs):
         total += " (incomplete: some instance types have no price)"
     lines.append(total)
-    lines.append(f"on-demand {prices['region']} prices retrieved {table['retrieved']}; sources and caveats: "
-                 f"mlops/{PRICES_FILE.name}")
+    lines.append(
+        f"on-demand {prices['region']} prices retrieved {table['retrieved']}; sources and caveats: "
+        f"mlops/{PRICES_FILE.name}"
+    )
     if region != prices["region"]:
         lines.append(f"these jobs ran in {region}, whose prices differ: the estimate is only indicative")
     return lines
@@ -148,7 +164,7 @@ def error_code(error: ClientError) -> str:
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def clock(moment: datetime | None) -> str:

@@ -82,13 +82,21 @@ class ChildProcess:
             reader.join()
 
 
-def start(argv: Sequence[str], *, env: Mapping[str, str], cwd: Path, on_line: LineSink,
-          on_stderr_line: LineSink | None = None) -> ChildProcess:
+def start(
+    argv: Sequence[str], *, env: Mapping[str, str], cwd: Path, on_line: LineSink, on_stderr_line: LineSink | None = None
+) -> ChildProcess:
     """Starts `argv` in a session of its own; each line of its output (with its newline) goes to
     `on_line` as it arrives, or, with `on_stderr_line`, each line of stderr goes there instead."""
-    process = subprocess.Popen(list(argv), cwd=cwd, env=dict(env), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE if on_stderr_line else subprocess.STDOUT,
-                               text=True, bufsize=1, start_new_session=True)
+    process = subprocess.Popen(
+        list(argv),
+        cwd=cwd,
+        env=dict(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE if on_stderr_line else subprocess.STDOUT,
+        text=True,
+        bufsize=1,
+        start_new_session=True,
+    )
     child = ChildProcess(process, [])
     try:  # a Ctrl-C while the readers start must not leave the child behind
         streams = [(process.stdout, on_line)] + ([(process.stderr, on_stderr_line)] if on_stderr_line else [])
@@ -119,8 +127,9 @@ class ModuleChild:
     as it comes, and its stderr is kept for the error raised if it fails (a bug: the children
     read local data). `stop()` ends it if its answer is never asked for."""
 
-    def __init__(self, module: str, args: Sequence[str], *, doing: str, cwd: Path,
-                 on_log: LineSink | None = None) -> None:
+    def __init__(
+        self, module: str, args: Sequence[str], *, doing: str, cwd: Path, on_log: LineSink | None = None
+    ) -> None:
         self.doing = doing
         self._answer: list[str] = []
         self._errors: list[str] = []
@@ -133,8 +142,13 @@ class ModuleChild:
 
         # `-m` imports from the working directory first: `cwd` is the tree whose modules run.
         # Both children import TensorFlow, whose C++ start-up notices would read as their log.
-        self._child = start([sys.executable, "-m", module, *args], env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
-                            cwd=cwd, on_line=take, on_stderr_line=self._errors.append)
+        self._child = start(
+            [sys.executable, "-m", module, *args],
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+            cwd=cwd,
+            on_line=take,
+            on_stderr_line=self._errors.append,
+        )
 
     def answer(self) -> Any:
         """Its answer, once it ended; RuntimeError with its last line, its whole stderr in a note."""

@@ -29,8 +29,9 @@ def model_versions(sagemaker: Any, group: str, status: str | None = None) -> lis
         summaries = [summary for page in pages for summary in page["ModelPackageSummaryList"]]
     except (BotoCoreError, ClientError) as error:
         raise RunFailed(f"cannot read the model registry group {group}: {error}") from None
-    versions = [ModelVersion(s["ModelPackageArn"], s["ModelPackageVersion"], s["ModelApprovalStatus"])
-                for s in summaries]
+    versions = [
+        ModelVersion(s["ModelPackageArn"], s["ModelPackageVersion"], s["ModelApprovalStatus"]) for s in summaries
+    ]
     # Version numbers only grow, while creation times can tie.
     return sorted(versions, key=lambda v: v.version, reverse=True)
 
@@ -40,8 +41,7 @@ def approved_version(sagemaker: Any, group: str, version: int | None = None) -> 
     if version is None:
         approved = model_versions(sagemaker, group, APPROVED)
         if not approved:
-            raise UsageError(f"no approved version in model package group {group}: approve one first "
-                             "(mlops approve)")
+            raise UsageError(f"no approved version in model package group {group}: approve one first (mlops approve)")
         return approved[0]
     matching = [found for found in model_versions(sagemaker, group) if found.version == version]
     if not matching:
@@ -54,8 +54,9 @@ def approved_version(sagemaker: Any, group: str, version: int | None = None) -> 
 def set_approval(sagemaker: Any, version: ModelVersion, status: str) -> ModelVersion:
     """Sets the version's approval status (what `mlops approve` / `reject` do); returns it updated."""
     try:
-        sagemaker.update_model_package(ModelPackageArn=version.arn, ModelApprovalStatus=status,
-                                       ApprovalDescription=f"set {status} with mlops")
+        sagemaker.update_model_package(
+            ModelPackageArn=version.arn, ModelApprovalStatus=status, ApprovalDescription=f"set {status} with mlops"
+        )
     except (BotoCoreError, ClientError) as error:
         raise RunFailed(f"cannot update {version.arn}: {error}") from None
     return ModelVersion(version.arn, version.version, status)

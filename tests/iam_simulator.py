@@ -50,12 +50,17 @@ class Request:
     """The request's condition keys, e.g. {"aws:SecureTransport": "true"}."""
 
     def as_json(self) -> dict[str, Any]:
-        return {"principal": self.principal, "action": self.action, "resource": self.resource,
-                "resourceAccount": self.resource_account,
-                "identityPolicies": [{"name": document.where, "policy": document.policy}
-                                     for document in self.identity_policies],
-                "resourcePolicy": self.resource_policy.policy if self.resource_policy else None,
-                "context": dict(self.context)}
+        return {
+            "principal": self.principal,
+            "action": self.action,
+            "resource": self.resource,
+            "resourceAccount": self.resource_account,
+            "identityPolicies": [
+                {"name": document.where, "policy": document.policy} for document in self.identity_policies
+            ],
+            "resourcePolicy": self.resource_policy.policy if self.resource_policy else None,
+            "context": dict(self.context),
+        }
 
 
 @dataclass(frozen=True)
@@ -80,8 +85,14 @@ def _reason(entry: dict[str, Any]) -> str:
 
 class IamSimulator:
     def __init__(self) -> None:
-        self._process = subprocess.Popen(["node", str(SCRIPT)], cwd=REPO_ROOT, stdin=subprocess.PIPE,
-                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self._process = subprocess.Popen(
+            ["node", str(SCRIPT)],
+            cwd=REPO_ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
 
     def decide(self, requests: Sequence[Request]) -> list[Decision]:
         assert self._process.stdin and self._process.stdout
@@ -89,15 +100,21 @@ class IamSimulator:
         self._process.stdin.flush()
         line = self._process.stdout.readline()
         if not line:
-            raise RuntimeError(f"{SCRIPT.name} stopped: {self._stopped()} (the package comes from package.json: "
-                               "`npm ci`, which ./dev.sh test runs)")
+            raise RuntimeError(
+                f"{SCRIPT.name} stopped: {self._stopped()} (the package comes from package.json: "
+                "`npm ci`, which ./dev.sh test runs)"
+            )
         decisions = []
         for request, answer in zip(requests, json.loads(line), strict=True):
             if "error" in answer:
                 raise InvalidRequest(f"{request.action} on {request.resource}: {answer['error']}")
-            decisions.append(Decision(answer["decision"],
-                                      tuple(_reason(entry) for entry in answer["grants"] + answer["denials"]),
-                                      tuple(answer["ignoredContextKeys"])))
+            decisions.append(
+                Decision(
+                    answer["decision"],
+                    tuple(_reason(entry) for entry in answer["grants"] + answer["denials"]),
+                    tuple(answer["ignoredContextKeys"]),
+                )
+            )
         return decisions
 
     def _stopped(self) -> str:

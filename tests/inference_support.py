@@ -63,18 +63,32 @@ def image_bytes(array: np.ndarray, image_format: str = "PNG", mode: str | None =
 
 def context(content_type: str | None = "application/json", content_length: int | None = None):
     """The container's Context for a request to the default model."""
-    return Context(model_name=None, model_version=None, method=None,
-                   rest_uri="http://127.0.0.1:8501/v1/models/model:predict", grpc_port=None, channel=None,
-                   custom_attributes=None, request_content_type=content_type, accept_header="application/json",
-                   content_length=content_length)
+    return Context(
+        model_name=None,
+        model_version=None,
+        method=None,
+        rest_uri="http://127.0.0.1:8501/v1/models/model:predict",
+        grpc_port=None,
+        channel=None,
+        custom_attributes=None,
+        request_content_type=content_type,
+        accept_header="application/json",
+        content_length=content_length,
+    )
 
 
 def serving_description(network_name: str, input_shape: list[int], **fields) -> dict:
     """serving.json as training writes it: the common fields, the task's description, the network's own."""
     network = get_network(network_name)
-    return {"network": network.name, "input_name": network.input_name, "input_shape": input_shape,
-            "input_dtype": "float32", "signature": "serving_default", **network.task.serving_description(),
-            **fields}
+    return {
+        "network": network.name,
+        "input_name": network.input_name,
+        "input_shape": input_shape,
+        "input_dtype": "float32",
+        "signature": "serving_default",
+        **network.task.serving_description(),
+        **fields,
+    }
 
 
 def _write_artifact(model_dir: Path, archive, serving: dict) -> Path:
@@ -95,8 +109,9 @@ def _archive(model, input_name: str, shape: list[int], fn):
 
     archive = keras.export.ExportArchive()
     archive.track(model)
-    archive.add_endpoint(name="serving_default", fn=fn,
-                         input_signature=[tf.TensorSpec([None, *shape], tf.float32, name=input_name)])
+    archive.add_endpoint(
+        name="serving_default", fn=fn, input_signature=[tf.TensorSpec([None, *shape], tf.float32, name=input_name)]
+    )
     return archive
 
 
@@ -134,8 +149,13 @@ def _export_rnn(model_dir: Path) -> Path:
     outputs = keras.layers.Dense(HORIZON)(x)
     model = keras.Model(inputs, outputs)
     archive = _archive(model, "history", [WINDOW, 1], lambda history: {"forecast": model(history)})
-    return _write_artifact(model_dir, archive, serving_description(
-        "rnn", [WINDOW, 1], window=WINDOW, n_features=1, horizon=HORIZON, target_index=0, season=12))
+    return _write_artifact(
+        model_dir,
+        archive,
+        serving_description(
+            "rnn", [WINDOW, 1], window=WINDOW, n_features=1, horizon=HORIZON, target_index=0, season=12
+        ),
+    )
 
 
 def _export_autoencoder(model_dir: Path) -> Path:
@@ -151,13 +171,18 @@ def _export_autoencoder(model_dir: Path) -> Path:
     def serve(features):
         reconstructed, code = model(features)
         error = tf.reduce_mean(tf.square(features - reconstructed), axis=-1)
-        return {"reconstruction_error": error,
-                "threshold": tf.fill(tf.shape(error), tf.constant(THRESHOLD, tf.float32)),
-                "embedding": code}
+        return {
+            "reconstruction_error": error,
+            "threshold": tf.fill(tf.shape(error), tf.constant(THRESHOLD, tf.float32)),
+            "embedding": code,
+        }
 
     archive = _archive(model, "features", [N_FEATURES], serve)
-    return _write_artifact(model_dir, archive, serving_description(
-        "autoencoder", [N_FEATURES], n_features=N_FEATURES, encoding_dim=4, threshold=THRESHOLD))
+    return _write_artifact(
+        model_dir,
+        archive,
+        serving_description("autoencoder", [N_FEATURES], n_features=N_FEATURES, encoding_dim=4, threshold=THRESHOLD),
+    )
 
 
 def _export_speech(model_dir: Path) -> Path:
@@ -171,14 +196,27 @@ def _export_speech(model_dir: Path) -> Path:
     outputs = keras.layers.Dense(len(SPEAKERS), activation="softmax")(x)
     model = keras.Model(inputs, outputs)
     archive = _archive(model, "frames", [MAX_FRAMES, N_COEFFICIENTS], lambda frames: {"probabilities": model(frames)})
-    return _write_artifact(model_dir, archive, serving_description(
-        "speech", [MAX_FRAMES, N_COEFFICIENTS], class_names=SPEAKERS, max_length=MAX_FRAMES,
-        n_features=N_COEFFICIENTS))
+    return _write_artifact(
+        model_dir,
+        archive,
+        serving_description(
+            "speech",
+            [MAX_FRAMES, N_COEFFICIENTS],
+            class_names=SPEAKERS,
+            max_length=MAX_FRAMES,
+            n_features=N_COEFFICIENTS,
+        ),
+    )
 
 
 # One tiny model per network of the registry (test_inference_handler.py checks that none is missing).
-EXPORTERS = {"cnn": _export_cnn, "transfer": _export_transfer, "rnn": _export_rnn,
-             "autoencoder": _export_autoencoder, "speech": _export_speech}
+EXPORTERS = {
+    "cnn": _export_cnn,
+    "transfer": _export_transfer,
+    "rnn": _export_rnn,
+    "autoencoder": _export_autoencoder,
+    "speech": _export_speech,
+}
 
 
 class Served:

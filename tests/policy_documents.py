@@ -53,7 +53,7 @@ class _Template:
             return value
         if len(value) != 1 or not next(iter(value)).startswith(("Fn::", "Ref")):
             return {key: self.resolve(item) for key, item in value.items()}
-        (function, argument), = value.items()
+        ((function, argument),) = value.items()
         if function == "Ref":
             return self._ref(argument)
         if function == "Fn::GetAtt":
@@ -67,9 +67,17 @@ class _Template:
         if function == "Fn::Sub":
             text, variables = (argument, {}) if isinstance(argument, str) else argument
             variables = {name: self.resolve(item) for name, item in variables.items()}
-            return re.sub(r"\$\{([^}]+)\}", lambda match: str(
-                variables[match[1]] if match[1] in variables else
-                self._get_att(*match[1].split(".", 1)) if "." in match[1] else self._ref(match[1])), text)
+            return re.sub(
+                r"\$\{([^}]+)\}",
+                lambda match: str(
+                    variables[match[1]]
+                    if match[1] in variables
+                    else self._get_att(*match[1].split(".", 1))
+                    if "." in match[1]
+                    else self._ref(match[1])
+                ),
+                text,
+            )
         raise ValueError(f"{self.name}: cannot fill in {function} ({json.dumps(argument)[:200]})")
 
     def _ref(self, name: str) -> str:
@@ -114,22 +122,28 @@ class _Template:
             found: list[tuple[str, str, Any, tuple[str, ...]]] = []
             if kind == "AWS::IAM::Role":
                 role = (self._get_att(logical_id, "Arn"),)
-                found.append((f"{where}/AssumeRolePolicyDocument", _TRUST, properties["AssumeRolePolicyDocument"],
-                              role))
-                found += [(f"{where}/{policy['PolicyName']}", _IDENTITY, policy["PolicyDocument"], role)
-                          for policy in properties.get("Policies", [])]
+                found.append(
+                    (f"{where}/AssumeRolePolicyDocument", _TRUST, properties["AssumeRolePolicyDocument"], role)
+                )
+                found += [
+                    (f"{where}/{policy['PolicyName']}", _IDENTITY, policy["PolicyDocument"], role)
+                    for policy in properties.get("Policies", [])
+                ]
             elif kind in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
                 if properties.get("Users") or properties.get("Groups"):
                     raise ValueError(f"{where}: attached to users or groups, which this does not fill in")
-                roles = tuple(f"arn:aws:iam::{self._assembly.account}:role/{self.resolve(role)}"
-                              for role in properties.get("Roles", []))
+                roles = tuple(
+                    f"arn:aws:iam::{self._assembly.account}:role/{self.resolve(role)}"
+                    for role in properties.get("Roles", [])
+                )
                 found.append((where, _IDENTITY, properties["PolicyDocument"], roles))
             elif kind == "AWS::S3::BucketPolicy":
                 bucket = (f"arn:aws:s3:::{self.resolve(properties['Bucket'])}",)
                 found.append((where, _RESOURCE, properties["PolicyDocument"], bucket))
             elif kind == "AWS::KMS::Key":
-                found.append((f"{where}/KeyPolicy", _RESOURCE, properties["KeyPolicy"],
-                              (self._get_att(logical_id, "Arn"),)))
+                found.append(
+                    (f"{where}/KeyPolicy", _RESOURCE, properties["KeyPolicy"], (self._get_att(logical_id, "Arn"),))
+                )
             for location, document_kind, document, attached_to in found:
                 yield PolicyDocument(location, document_kind, self.resolve(document), attached_to)
 
@@ -140,8 +154,13 @@ class _Assembly:
         self.templates = [_Template(path, self) for path in template_files]
 
     def pseudo_parameters(self, stack: str) -> dict[str, str]:
-        return {"AWS::AccountId": self.account, "AWS::Region": self.region, "AWS::Partition": "aws",
-                "AWS::URLSuffix": "amazonaws.com", "AWS::StackName": stack}
+        return {
+            "AWS::AccountId": self.account,
+            "AWS::Region": self.region,
+            "AWS::Partition": "aws",
+            "AWS::URLSuffix": "amazonaws.com",
+            "AWS::StackName": stack,
+        }
 
     def export(self, name: str) -> Any:
         for template in self.templates:

@@ -54,39 +54,64 @@ def places(tmp_path):
 
 
 def _everything_under(folder: Path) -> dict[str, str]:
-    return {str(path.relative_to(folder)): (path.read_text() if path.is_file() and not path.is_symlink() else "")
-            for path in sorted(folder.rglob("*"))}
+    return {
+        str(path.relative_to(folder)): (path.read_text() if path.is_file() and not path.is_symlink() else "")
+        for path in sorted(folder.rglob("*"))
+    }
 
 
 # case: (members, given the folder beside the target; the reason the error must give)
 HOSTILE = {
     "absolute path": (lambda outside: [_file(f"{outside}/pwned")], "has an absolute path or '..' in it"),
     "dot-dot escape": (lambda outside: [_file("code/../../outside/pwned")], "has an absolute path or '..' in it"),
-    "symlink out, absolute": (lambda outside: [_link("code/out", str(outside))],
-                              "does not resolve inside the target folder"),
-    "symlink out, relative": (lambda outside: [_link("code/out", "../../outside")],
-                              "is a symlink to '../../outside', which does not resolve inside the target folder"),
+    "symlink out, absolute": (
+        lambda outside: [_link("code/out", str(outside))],
+        "does not resolve inside the target folder",
+    ),
+    "symlink out, relative": (
+        lambda outside: [_link("code/out", "../../outside")],
+        "is a symlink to '../../outside', which does not resolve inside the target folder",
+    ),
     # Lexically "a/.." is the target itself; through the link a -> . it is the target's parent.
-    "symlink chain escape": (lambda outside: [_link("b", "a/.."), _link("a", ".")],
-                             "member 'b' is a symlink to 'a/..', which does not resolve inside"),
+    "symlink chain escape": (
+        lambda outside: [_link("b", "a/.."), _link("a", ".")],
+        "member 'b' is a symlink to 'a/..', which does not resolve inside",
+    ),
     "symlink loop": (lambda outside: [_link("a", "b"), _link("b", "a")], "does not resolve inside the target folder"),
-    "hard link out": (lambda outside: [_link("code/copy", "../outside/secret", tarfile.LNKTYPE)],
-                      "member 'code/copy' is a hard link to '../outside/secret', which is no file earlier"),
-    "hard link absolute": (lambda outside: [_link("code/copy", f"{outside}/secret", tarfile.LNKTYPE)],
-                           "is a hard link to '/.*/secret', which is no file earlier in the archive"),
-    "hard link to no member": (lambda outside: [_link("code/copy", "etc/passwd", tarfile.LNKTYPE)],
-                               "is a hard link to 'etc/passwd', which is no file earlier in the archive"),
-    "character device": (lambda outside: [_special("dev/null", tarfile.CHRTYPE)], "member 'dev/null' is a character device"),
+    "hard link out": (
+        lambda outside: [_link("code/copy", "../outside/secret", tarfile.LNKTYPE)],
+        "member 'code/copy' is a hard link to '../outside/secret', which is no file earlier",
+    ),
+    "hard link absolute": (
+        lambda outside: [_link("code/copy", f"{outside}/secret", tarfile.LNKTYPE)],
+        "is a hard link to '/.*/secret', which is no file earlier in the archive",
+    ),
+    "hard link to no member": (
+        lambda outside: [_link("code/copy", "etc/passwd", tarfile.LNKTYPE)],
+        "is a hard link to 'etc/passwd', which is no file earlier in the archive",
+    ),
+    "character device": (
+        lambda outside: [_special("dev/null", tarfile.CHRTYPE)],
+        "member 'dev/null' is a character device",
+    ),
     "block device": (lambda outside: [_special("dev/sda", tarfile.BLKTYPE)], "is a block device"),
     "fifo": (lambda outside: [_special("code/pipe", tarfile.FIFOTYPE)], "member 'code/pipe' is a fifo"),
-    "write through an escaping symlink": (lambda outside: [_link("escape", str(outside)), _file("escape/pwned")],
-                                          "member 'escape' is a symlink to"),
-    "write through an internal symlink": (lambda outside: [_folder("sub"), _link("link", "sub"), _file("link/pwned")],
-                                          "member 'link/pwned' would be written through the symlink 'link'"),
-    "file replaced by a symlink": (lambda outside: [_file("code/inference.py"),
-                                                    _link("code/inference.py", f"{outside}/secret")],
-                                   "member 'code/inference.py' appears twice in the archive"),
-    "target replaced": (lambda outside: [_link(".", str(outside))], "member '.' would replace the target folder itself"),
+    "write through an escaping symlink": (
+        lambda outside: [_link("escape", str(outside)), _file("escape/pwned")],
+        "member 'escape' is a symlink to",
+    ),
+    "write through an internal symlink": (
+        lambda outside: [_folder("sub"), _link("link", "sub"), _file("link/pwned")],
+        "member 'link/pwned' would be written through the symlink 'link'",
+    ),
+    "file replaced by a symlink": (
+        lambda outside: [_file("code/inference.py"), _link("code/inference.py", f"{outside}/secret")],
+        "member 'code/inference.py' appears twice in the archive",
+    ),
+    "target replaced": (
+        lambda outside: [_link(".", str(outside))],
+        "member '.' would replace the target folder itself",
+    ),
 }
 
 
@@ -123,10 +148,17 @@ def test_a_hard_link_already_in_the_target_is_replaced_not_written_into(places):
 
 
 def test_benign_archive_with_internal_links_extracts(tmp_path):
-    archive_path = _archive(tmp_path / "model.tar.gz", _folder("."), _folder("./1"), _folder("1"),
-                            _file("./1/saved_model.pb", b"model"), _file("code/inference.py", b"handlers", 0o4777),
-                            _link("latest", "1"), _link("code/model", "../latest/saved_model.pb"),
-                            _link("code/copy.py", "code/inference.py", tarfile.LNKTYPE))
+    archive_path = _archive(
+        tmp_path / "model.tar.gz",
+        _folder("."),
+        _folder("./1"),
+        _folder("1"),
+        _file("./1/saved_model.pb", b"model"),
+        _file("code/inference.py", b"handlers", 0o4777),
+        _link("latest", "1"),
+        _link("code/model", "../latest/saved_model.pb"),
+        _link("code/copy.py", "code/inference.py", tarfile.LNKTYPE),
+    )
     target = tmp_path / "target"
     extract_archive(archive_path, target)
     assert (target / "1" / "saved_model.pb").read_bytes() == b"model"
@@ -138,8 +170,15 @@ def test_benign_archive_with_internal_links_extracts(tmp_path):
 
 
 def test_the_endpoint_refuses_a_hostile_model_tarball_with_one_clear_error(tmp_path):
-    archive_path = _archive(tmp_path / "model.tar.gz", _file("1/saved_model.pb"), _file("code/inference.py"),
-                            _link("code/passwd", "/etc/passwd"))
-    with pytest.raises(ArtifactError, match=r"cannot extract .*model\.tar\.gz: member 'code/passwd' is a symlink "
-                                            r"to '/etc/passwd', which does not resolve inside the target folder"):
+    archive_path = _archive(
+        tmp_path / "model.tar.gz",
+        _file("1/saved_model.pb"),
+        _file("code/inference.py"),
+        _link("code/passwd", "/etc/passwd"),
+    )
+    with pytest.raises(
+        ArtifactError,
+        match=r"cannot extract .*model\.tar\.gz: member 'code/passwd' is a symlink "
+        r"to '/etc/passwd', which does not resolve inside the target folder",
+    ):
         ModelArtifact.open(archive_path)

@@ -15,10 +15,10 @@ from synth_support import CDK_CONTEXT
 
 from infra import naming
 from infra.config import parse_stage_config
-from mlops import costs
-from mlops.errors import UsageError
 from mlops import cdk as cdk_runner
+from mlops import costs
 from mlops.cdk import CDK_BIN, CdkCli, CdkRun
+from mlops.errors import UsageError
 from mlops.local.moto import LocalAws, moto_server
 from mlops.registry import approved_version
 from mlops.stages import enabled_network
@@ -30,9 +30,16 @@ STAGES = CDK_CONTEXT["stages"]
 
 
 def _inference_specification() -> dict:
-    return {"Containers": [{"Image": "763104351884.dkr.ecr.us-east-1.amazonaws.com/tensorflow-inference:2.19-cpu",
-                            "ModelDataUrl": "s3://bucket/models/model.tar.gz"}],
-            "SupportedContentTypes": ["application/json"], "SupportedResponseMIMETypes": ["application/json"]}
+    return {
+        "Containers": [
+            {
+                "Image": "763104351884.dkr.ecr.us-east-1.amazonaws.com/tensorflow-inference:2.19-cpu",
+                "ModelDataUrl": "s3://bucket/models/model.tar.gz",
+            }
+        ],
+        "SupportedContentTypes": ["application/json"],
+        "SupportedResponseMIMETypes": ["application/json"],
+    }
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +48,11 @@ def aws() -> Iterator[LocalAws]:
         sagemaker = server.client("sagemaker")
         sagemaker.create_model_package_group(ModelPackageGroupName=GROUP)
         for status in STATUSES:
-            sagemaker.create_model_package(ModelPackageGroupName=GROUP, ModelApprovalStatus=status,
-                                           InferenceSpecification=_inference_specification())
+            sagemaker.create_model_package(
+                ModelPackageGroupName=GROUP,
+                ModelApprovalStatus=status,
+                InferenceSpecification=_inference_specification(),
+            )
         yield server
 
 
@@ -58,8 +68,8 @@ def version_arn(version: int, group: str = GROUP) -> str:
     return f"arn:aws:sagemaker:us-east-1:123456789012:model-package/{group}/{version}"
 
 
-
 # --- choosing the version -------------------------------------------------------------------
+
 
 def test_newest_approved_version_wins_over_a_newer_pending_one(aws: LocalAws) -> None:
     chosen = approved_version(aws.client("sagemaker"), GROUP)
@@ -82,8 +92,10 @@ def test_a_group_without_approved_versions_is_a_usage_error(aws: LocalAws) -> No
 
 # --- the cdk command --------------------------------------------------------------------------
 
+
 def test_deploy_runs_cdk_deploy_of_that_endpoint_stack_only(
-        shell_on: LocalAws, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    shell_on: LocalAws, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     calls: list[tuple[list[str], dict[str, str]]] = []
 
     def record(argv: list[str], env: dict[str, str], echo: object, what: str) -> CdkRun:
@@ -100,19 +112,34 @@ def test_deploy_runs_cdk_deploy_of_that_endpoint_stack_only(
     assembly = argv[argv.index("--output") + 1]
     # The drift monitor's schedule watches the version deployed: its model (and its baseline,
     # which these versions, registered without one, do not have).
-    assert argv == [str(CDK_BIN), "deploy", "mlops-local-endpoint-cnn", "--exclusively",
-                    "--require-approval", "never", "--method=direct", "--progress", "events",
-                    "--outputs-file", outputs_file,
-                    "--parameters=mlops-local-endpoint-cnn:MonitoredModelDataUrl=s3://bucket/models/model.tar.gz",
-                    "--parameters=mlops-local-endpoint-cnn:MonitoredBaselineUri=",
-                    "-c", "stage=local", "-c", f"model_package.cnn={version_arn(2)}",
-                    "--output", assembly]
+    assert argv == [
+        str(CDK_BIN),
+        "deploy",
+        "mlops-local-endpoint-cnn",
+        "--exclusively",
+        "--require-approval",
+        "never",
+        "--method=direct",
+        "--progress",
+        "events",
+        "--outputs-file",
+        outputs_file,
+        "--parameters=mlops-local-endpoint-cnn:MonitoredModelDataUrl=s3://bucket/models/model.tar.gz",
+        "--parameters=mlops-local-endpoint-cnn:MonitoredBaselineUri=",
+        "-c",
+        "stage=local",
+        "-c",
+        f"model_package.cnn={version_arn(2)}",
+        "--output",
+        assembly,
+    ]
     assert env["AWS_ENDPOINT_URL"] == shell_on.endpoint_url
     assert env["AWS_REGION"] == "us-east-1"
 
 
-def test_deploy_of_a_chosen_version(shell_on: LocalAws, monkeypatch: pytest.MonkeyPatch,
-                                    capsys: pytest.CaptureFixture) -> None:
+def test_deploy_of_a_chosen_version(
+    shell_on: LocalAws, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     calls: list[list[str]] = []
     monkeypatch.setattr(cdk_runner, "_run", lambda argv, *_: calls.append(argv) or CdkRun("", ""))
     code, _, _ = run_mlops(monkeypatch, capsys, "deploy", "cnn", "--version", "1")
@@ -120,16 +147,23 @@ def test_deploy_of_a_chosen_version(shell_on: LocalAws, monkeypatch: pytest.Monk
     assert f"model_package.cnn={version_arn(1)}" in calls[0]
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (("deploy", "rnn"), "no approved version in model package group mlops-local-rnn"),
-    (("deploy", "cnn", "--version", "3"), "version 3 of mlops-local-cnn is PendingManualApproval"),
-    (("deploy", "lstm"), "network 'lstm' is not enabled in stage local"),
-    (("deploy", "cnn", "--stage", "qa"), "unknown stage 'qa'"),
-    (("cost", "--stage", "qa"), "unknown stage 'qa'"),
-])
-def test_bad_input_is_one_line_and_exit_2(shell_on: LocalAws, monkeypatch: pytest.MonkeyPatch,
-                                          capsys: pytest.CaptureFixture, args: tuple[str, ...],
-                                          message: str) -> None:
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("deploy", "rnn"), "no approved version in model package group mlops-local-rnn"),
+        (("deploy", "cnn", "--version", "3"), "version 3 of mlops-local-cnn is PendingManualApproval"),
+        (("deploy", "lstm"), "network 'lstm' is not enabled in stage local"),
+        (("deploy", "cnn", "--stage", "qa"), "unknown stage 'qa'"),
+        (("cost", "--stage", "qa"), "unknown stage 'qa'"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(
+    shell_on: LocalAws,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+    args: tuple[str, ...],
+    message: str,
+) -> None:
     monkeypatch.setattr(cdk_runner, "_run", lambda *_: pytest.fail("cdk must not run on bad input"))
     code, _, err = run_mlops(monkeypatch, capsys, *args)
     assert code == 2
@@ -146,21 +180,25 @@ def test_a_network_left_out_of_a_stage_cannot_be_deployed_there() -> None:
 
 # --- a real `cdk deploy` against the moto server ----------------------------------------------
 
+
 @pytest.mark.integration
-def test_deploy_creates_the_endpoint_in_moto(shell_on: LocalAws, tmp_path: Path,
-                                             monkeypatch: pytest.MonkeyPatch,
-                                             capsys: pytest.CaptureFixture) -> None:
+def test_deploy_creates_the_endpoint_in_moto(
+    shell_on: LocalAws, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     base = CdkCli(target=shell_on, stage="local", output_dir=tmp_path).synth_and_bootstrap()
     # Only what the endpoint stack imports from.
-    storage = base.deploy([naming.stack_name("mlops-local", suffix)
-                           for suffix in ("storage", "execution-role")])["mlops-local-storage"]
+    storage = base.deploy([naming.stack_name("mlops-local", suffix) for suffix in ("storage", "execution-role")])[
+        "mlops-local-storage"
+    ]
 
     code, out, err = run_mlops(monkeypatch, capsys, "deploy", "cnn")
     assert code == 0, err
 
     stack = naming.endpoint_stack_name("mlops-local", "cnn")
-    outputs = {o["OutputKey"]: o["OutputValue"] for o in
-               shell_on.client("cloudformation").describe_stacks(StackName=stack)["Stacks"][0]["Outputs"]}
+    outputs = {
+        o["OutputKey"]: o["OutputValue"]
+        for o in shell_on.client("cloudformation").describe_stacks(StackName=stack)["Stacks"][0]["Outputs"]
+    }
     assert outputs["ModelPackageArn"] == version_arn(2)
     assert f"endpoint {outputs['EndpointName']} serves version 2" in " ".join(out.split())
 
@@ -178,6 +216,7 @@ def test_deploy_creates_the_endpoint_in_moto(shell_on: LocalAws, tmp_path: Path,
 
 
 # --- cost -------------------------------------------------------------------------------------
+
 
 def test_cost_of_every_stage(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
     monkeypatch.setenv("COLUMNS", "250")
@@ -212,8 +251,10 @@ def test_cost_of_one_stage(monkeypatch: pytest.MonkeyPatch, capsys: pytest.Captu
 
 
 def test_an_instance_type_without_a_price_is_named_and_the_total_marked_incomplete() -> None:
-    config = parse_stage_config({"big": {"region": "us-east-1", "networks": ["cnn", "rnn"],
-                                         "endpoint": {"instance_type": "ml.g5.xlarge"}}}, "big")
+    config = parse_stage_config(
+        {"big": {"region": "us-east-1", "networks": ["cnn", "rnn"], "endpoint": {"instance_type": "ml.g5.xlarge"}}},
+        "big",
+    )
     lines = costs.endpoint_cost_lines(config, costs.load_prices())
     assert "  cnn          ml.g5.xlarge   no price in prices.json" in lines
     assert any("incomplete: no price for ml.g5.xlarge" in line for line in lines)

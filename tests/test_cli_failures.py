@@ -23,17 +23,17 @@ import boto3
 import psutil
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
+from cli_support import run_mlops
+from process_support import free_port, left_running, listening
 from rich.console import Console
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from cli_support import run_mlops
-from mlops.commands.local import LocalRun
 from mlops.cdk import CDK_BIN
+from mlops.commands.local import LocalRun
 from mlops.errors import PhaseCrashed, RunFailed
 from mlops.failures import environment_failure
 from mlops.phases import Phase, run_phases
-from process_support import free_port, left_running, listening
 from training.networks import NETWORKS
 
 BOOTSTRAP = "Synthesize the app and bootstrap CDK in the local account"
@@ -56,8 +56,10 @@ def _children() -> set[psutil.Process]:
 
 # --- in this process ----------------------------------------------------------------------------
 
+
 def test_an_unexpected_error_in_a_phase_is_one_line_and_a_log_in_the_report_folder(
-        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path: Path
+) -> None:
     def broken_bootstrap(self: LocalRun) -> None:
         raise TypeError("injected fault\nwith a second line")
 
@@ -83,21 +85,24 @@ def test_an_unexpected_error_in_a_phase_is_one_line_and_a_log_in_the_report_fold
     assert left_running(_children() - before) == []
 
 
-def test_an_unexpected_error_outside_phases_names_the_command(monkeypatch: pytest.MonkeyPatch,
-                                                               capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+def test_an_unexpected_error_outside_phases_names_the_command(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path: Path
+) -> None:
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     monkeypatch.setattr("mlops.datasets.PREPARERS", None)  # what `mlops data list` lists
     code, _, err = run_mlops(monkeypatch, capsys, "data", "list")
     assert code == 1
-    line = _unexpected_line("mlops data list", None, "AttributeError: 'NoneType' object has no attribute 'values'"
-                            ).fullmatch(_one_line(err))
+    line = _unexpected_line(
+        "mlops data list", None, "AttributeError: 'NoneType' object has no attribute 'values'"
+    ).fullmatch(_one_line(err))
     assert line, err
     assert Path(line["log"]).parent == tmp_path / "state" / "mlops" / "logs"
 
 
 @pytest.mark.parametrize("state", ["XDG_STATE_HOME", "HOME"])
 def test_the_log_goes_to_the_state_folder_or_else_the_temporary_folder(
-        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path: Path, state: str) -> None:
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path: Path, state: str
+) -> None:
     monkeypatch.setattr("mlops.commands.deployment.load_prices", _raise_type_error)
     if state == "HOME":
         monkeypatch.delenv("XDG_STATE_HOME", raising=False)
@@ -107,8 +112,10 @@ def test_the_log_goes_to_the_state_folder_or_else_the_temporary_folder(
         monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
         expected = tmp_path / "state" / "mlops" / "logs"
     _, _, err = run_mlops(monkeypatch, capsys, "cost")
-    assert Path(_unexpected_line("mlops cost", None, "TypeError: injected").fullmatch(_one_line(err))["log"]
-                ).parent == expected
+    assert (
+        Path(_unexpected_line("mlops cost", None, "TypeError: injected").fullmatch(_one_line(err))["log"]).parent
+        == expected
+    )
 
     # A state folder that cannot be made (a file is in the way): the system's temporary folder.
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "a-file"))
@@ -121,12 +128,17 @@ def test_the_log_goes_to_the_state_folder_or_else_the_temporary_folder(
     assert log.parent == tmp_path / "tmp" and "TypeError: injected" in log.read_text()
 
 
-def test_two_failures_in_one_second_get_two_logs(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture,
-                                                 tmp_path: Path) -> None:
+def test_two_failures_in_one_second_get_two_logs(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path: Path
+) -> None:
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
     monkeypatch.setattr("mlops.commands.deployment.load_prices", _raise_type_error)
-    logs = {_unexpected_line("mlops cost", None, "TypeError: injected").fullmatch(
-        _one_line(run_mlops(monkeypatch, capsys, "cost")[2]))["log"] for _ in range(3)}
+    logs = {
+        _unexpected_line("mlops cost", None, "TypeError: injected").fullmatch(
+            _one_line(run_mlops(monkeypatch, capsys, "cost")[2])
+        )["log"]
+        for _ in range(3)
+    }
     assert len(logs) == 3
 
 
@@ -134,11 +146,15 @@ def _raise_type_error() -> None:
     raise TypeError("injected")
 
 
-def test_expected_failures_keep_their_message_and_write_no_log(monkeypatch: pytest.MonkeyPatch,
-                                                               capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+def test_expected_failures_keep_their_message_and_write_no_log(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path: Path
+) -> None:
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
     assert run_mlops(monkeypatch, capsys, "train", "gan") == (
-        2, "", f"error: unknown network 'gan' (known: {', '.join(NETWORKS)})\n")
+        2,
+        "",
+        f"error: unknown network 'gan' (known: {', '.join(NETWORKS)})\n",
+    )
     assert not (tmp_path / "mlops").exists()
 
 
@@ -154,6 +170,7 @@ def test_phases_name_the_phase_of_an_unexpected_error_and_pass_expected_ones_unc
     assert crashed.value.phase == "second" and crashed.value.__cause__ is original
     assert str(crashed.value) == 'unexpected error in phase "second": ValueError: bug'
     for expected in (RunFailed("deploy broke"), KeyboardInterrupt()):
+
         def fail_as_expected(error: BaseException = expected) -> None:
             raise error
 
@@ -164,15 +181,25 @@ def test_phases_name_the_phase_of_an_unexpected_error_and_pass_expected_ones_unc
 
 # --- the AWS environment ------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("error", "words"), [
-    (NoCredentialsError(), "AWS credentials or configuration: Unable to locate credentials; check this shell's"),
-    (EndpointConnectionError(endpoint_url="https://api.sagemaker.us-east-1.amazonaws.com/"),
-     'cannot reach AWS: Could not connect to the endpoint URL: "https://api.sagemaker'),
-    (ClientError({"Error": {"Code": "ExpiredTokenException", "Message": "expired"}}, "DescribePipeline"),
-     "AWS refused this shell's credentials: An error occurred (ExpiredTokenException)"),
-    (ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "DescribePipeline"),
-     "AWS refused the request: An error occurred (AccessDeniedException)"),
-])
+
+@pytest.mark.parametrize(
+    ("error", "words"),
+    [
+        (NoCredentialsError(), "AWS credentials or configuration: Unable to locate credentials; check this shell's"),
+        (
+            EndpointConnectionError(endpoint_url="https://api.sagemaker.us-east-1.amazonaws.com/"),
+            'cannot reach AWS: Could not connect to the endpoint URL: "https://api.sagemaker',
+        ),
+        (
+            ClientError({"Error": {"Code": "ExpiredTokenException", "Message": "expired"}}, "DescribePipeline"),
+            "AWS refused this shell's credentials: An error occurred (ExpiredTokenException)",
+        ),
+        (
+            ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "DescribePipeline"),
+            "AWS refused the request: An error occurred (AccessDeniedException)",
+        ),
+    ],
+)
 def test_failures_of_the_aws_environment_are_recognized(error: Exception, words: str) -> None:
     assert (environment_failure(error) or "").startswith(words)
 
@@ -188,22 +215,39 @@ def expiring_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
     AWS answers an expired session token (HTTP 400, ExpiredTokenException)."""
     answers = {
         "DescribePipeline": (200, {"PipelineName": "mlops-local-cnn"}),
-        "ListPipelineExecutions": (200, {"PipelineExecutionSummaries": [{
-            "PipelineExecutionArn": "arn:aws:sagemaker:us-east-1:123456789012:pipeline/mlops-local-cnn/execution/x",
-            "StartTime": time.time()}]}),
+        "ListPipelineExecutions": (
+            200,
+            {
+                "PipelineExecutionSummaries": [
+                    {
+                        "PipelineExecutionArn": "arn:aws:sagemaker:us-east-1:123456789012:pipeline/mlops-local-cnn/execution/x",
+                        "StartTime": time.time(),
+                    }
+                ]
+            },
+        ),
     }
 
     @Request.application
     def sagemaker(request: Request) -> Response:
         operation = request.headers["X-Amz-Target"].rsplit(".", 1)[-1]
-        status, body = answers.get(operation, (400, {
-            "__type": "ExpiredTokenException", "message": "The security token included in the request is expired"}))
+        status, body = answers.get(
+            operation,
+            (
+                400,
+                {"__type": "ExpiredTokenException", "message": "The security token included in the request is expired"},
+            ),
+        )
         return Response(json.dumps(body), status=status, content_type="application/x-amz-json-1.1")
 
     server = make_server("127.0.0.1", 0, sagemaker)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    for name, value in {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{server.port}", "AWS_ACCESS_KEY_ID": "ASIAEXAMPLE",
-                        "AWS_SECRET_ACCESS_KEY": "secret", "AWS_SESSION_TOKEN": "expired"}.items():
+    for name, value in {
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{server.port}",
+        "AWS_ACCESS_KEY_ID": "ASIAEXAMPLE",
+        "AWS_SECRET_ACCESS_KEY": "secret",
+        "AWS_SESSION_TOKEN": "expired",
+    }.items():
         monkeypatch.setenv(name, value)
     try:
         yield server.port
@@ -211,38 +255,56 @@ def expiring_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
         server.shutdown()
 
 
-def test_an_expired_token_is_one_line_without_a_log(expiring_aws: int, monkeypatch: pytest.MonkeyPatch,
-                                                    capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+def test_an_expired_token_is_one_line_without_a_log(
+    expiring_aws: int, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path: Path
+) -> None:
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
     code, _, err = run_mlops(monkeypatch, capsys, "runs", "cnn")
     assert code == 1
     assert _one_line(err) == (
         "failed: mlops runs: AWS refused this shell's credentials: An error occurred (ExpiredTokenException) when "
         "calling the DescribePipelineExecution operation: The security token included in the request is expired; "
-        "check this shell's AWS profile, credentials and region (aws sts get-caller-identity)")
+        "check this shell's AWS profile, credentials and region (aws sts get-caller-identity)"
+    )
     assert not (tmp_path / "mlops").exists()
 
 
-def test_no_credentials_is_one_line(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture,
-                                    tmp_path: Path) -> None:
+def test_no_credentials_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path: Path
+) -> None:
     for name in [name for name in os.environ if name.startswith("AWS_")]:
         monkeypatch.delenv(name)
-    for name, value in {"AWS_CONFIG_FILE": tmp_path / "none", "AWS_SHARED_CREDENTIALS_FILE": tmp_path / "none",
-                        "AWS_EC2_METADATA_DISABLED": "true"}.items():
+    for name, value in {
+        "AWS_CONFIG_FILE": tmp_path / "none",
+        "AWS_SHARED_CREDENTIALS_FILE": tmp_path / "none",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }.items():
         monkeypatch.setenv(name, str(value))
     monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)  # it keeps the credentials it found first
     for command in ("train", "runs", "models", "approve"):
         code, _, err = run_mlops(monkeypatch, capsys, command, "cnn")
-        assert (code, _one_line(err)) == (1, "failed: cannot reach SageMaker in us-east-1: Unable to locate credentials")
+        assert (code, _one_line(err)) == (
+            1,
+            "failed: cannot reach SageMaker in us-east-1: Unable to locate credentials",
+        )
 
 
 # --- in a subprocess ----------------------------------------------------------------------------
 
+
 def _mlops_with_fault(fault: str, *args: str, env: dict[str, str]) -> subprocess.Popen[str]:
     """`mlops ARGS...` in a new interpreter that first runs `fault` (the test's own patch)."""
-    script = textwrap.dedent(fault) + "\nimport sys\nfrom mlops.cli import main\nsys.argv = ['mlops', *sys.argv[1:]]\nmain()\n"
-    return subprocess.Popen([sys.executable, "-c", script, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env={**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200", **env})
+    script = (
+        textwrap.dedent(fault)
+        + "\nimport sys\nfrom mlops.cli import main\nsys.argv = ['mlops', *sys.argv[1:]]\nmain()\n"
+    )
+    return subprocess.Popen(
+        [sys.executable, "-c", script, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200", **env},
+    )
 
 
 _BROKEN_PRICES = """
@@ -294,7 +356,9 @@ def test_an_unexpected_error_while_the_cdk_cli_runs_stops_everything(tmp_path: P
 
     assert process.returncode == 1, err
     assert {(str(CDK_BIN), "synth"), (str(CDK_BIN), "bootstrap")} <= {tuple(argv[1:3]) for argv in seen.values()}, seen
-    line = _unexpected_line("mlops local", BOOTSTRAP, "TypeError: injected while cdk synthesizes").fullmatch(err.strip())
+    line = _unexpected_line("mlops local", BOOTSTRAP, "TypeError: injected while cdk synthesizes").fullmatch(
+        err.strip()
+    )
     assert line, err
     log = Path(line["log"])
     assert log.parent == report and "in broken_wait" in log.read_text()
@@ -313,13 +377,23 @@ def _cmdline(process: psutil.Process) -> list[str]:
 @pytest.mark.integration
 def test_ctrl_c_is_exit_130_without_a_traceback_or_a_log(tmp_path: Path) -> None:
     port, report = free_port(), tmp_path / "report"
-    process = subprocess.Popen([str(Path(sys.executable).parent / "mlops"), "local", "--port", str(port),
-                                "--report-dir", str(report)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, env={**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")})
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "mlops"), "local", "--port", str(port), "--report-dir", str(report)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")},
+    )
     deadline, cdk = time.monotonic() + 120, None
     while cdk is None and time.monotonic() < deadline and process.poll() is None:
-        cdk = next((child for child in psutil.Process(process.pid).children(recursive=True)
-                    if _cmdline(child)[1:3] == [str(CDK_BIN), "bootstrap"]), None)
+        cdk = next(
+            (
+                child
+                for child in psutil.Process(process.pid).children(recursive=True)
+                if _cmdline(child)[1:3] == [str(CDK_BIN), "bootstrap"]
+            ),
+            None,
+        )
         time.sleep(0.2)
     assert cdk is not None, "cdk bootstrap never ran"
     tree = psutil.Process(process.pid).children(recursive=True)

@@ -6,14 +6,37 @@ from __future__ import annotations
 import re
 
 import pytest
-
 from cli_support import run_mlops
+
 from training.networks import NETWORKS
 
-COMMANDS = ["local", "serve", "invoke", "deploy", "cost", "train", "runs", "models", "approve", "reject", "monitor",
-            "data"]
-TAKE_A_NETWORK = [("local",), ("serve",), ("invoke",), ("deploy",), ("train",), ("runs",), ("models",),
-                  ("approve",), ("reject",), ("monitor",), ("data", "prepare")]
+COMMANDS = [
+    "local",
+    "serve",
+    "invoke",
+    "deploy",
+    "cost",
+    "train",
+    "runs",
+    "models",
+    "approve",
+    "reject",
+    "monitor",
+    "data",
+]
+TAKE_A_NETWORK = [
+    ("local",),
+    ("serve",),
+    ("invoke",),
+    ("deploy",),
+    ("train",),
+    ("runs",),
+    ("models",),
+    ("approve",),
+    ("reject",),
+    ("monitor",),
+    ("data", "prepare"),
+]
 
 
 def test_every_command_is_listed_in_order(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
@@ -26,8 +49,9 @@ def test_every_command_is_listed_in_order(monkeypatch: pytest.MonkeyPatch, capsy
 
 
 @pytest.mark.parametrize("command", TAKE_A_NETWORK, ids=" ".join)
-def test_each_network_of_the_registry_is_offered(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture,
-                                                 command: tuple[str, ...]) -> None:
+def test_each_network_of_the_registry_is_offered(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, command: tuple[str, ...]
+) -> None:
     monkeypatch.setenv("COLUMNS", "200")
     code, out, _ = run_mlops(monkeypatch, capsys, *command, "--help")
     assert code == 0

@@ -12,21 +12,21 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import requests
 from moto.backends import get_backend
+from test_pipeline_definition import CDK_CONTEXT, SAMPLE_VALUES
 
 from infra import naming
-from infra import pipeline_definition as definition
 from infra.config import parse_stage_config
+from infra.definitions import training_pipeline as definition
 from mlops import cli
 from mlops.costs import PRICES_FILE
 from mlops.job_costs import processing_job_cost, training_job_cost
 from mlops.local.moto import ACCOUNT, REGION, LocalAws, moto_server
-from test_pipeline_definition import CDK_CONTEXT, SAMPLE_VALUES
 
 LOCAL = parse_stage_config(CDK_CONTEXT["stages"], "local")
 PIPELINE = naming.pipeline_name(LOCAL.prefix(), "cnn")
@@ -58,9 +58,10 @@ def aws(local: Local, monkeypatch: pytest.MonkeyPatch) -> Local:
     # Tables as wide as a terminal would show them, not folded at 80 columns.
     monkeypatch.setenv("COLUMNS", "200")
     local.sagemaker.create_pipeline(
-        PipelineName=PIPELINE, RoleArn=SAMPLE_VALUES[definition.EXECUTION_ROLE_ARN],
-        PipelineDefinition=definition.substitute_placeholders(definition.definition_body(LOCAL, "cnn"),
-                                                              SAMPLE_VALUES))
+        PipelineName=PIPELINE,
+        RoleArn=SAMPLE_VALUES[definition.EXECUTION_ROLE_ARN],
+        PipelineDefinition=definition.substitute_placeholders(definition.definition_body(LOCAL, "cnn"), SAMPLE_VALUES),
+    )
     local.sagemaker.create_model_package_group(ModelPackageGroupName=GROUP)
     return local
 
@@ -86,38 +87,51 @@ def executions(aws: Local, pipeline: str = PIPELINE) -> list[dict[str, Any]]:
 
 def recorded_parameters(aws: Local) -> list[dict[str, str]]:
     (execution,) = executions(aws)
-    return aws.sagemaker.list_pipeline_parameters_for_execution(
-        PipelineExecutionArn=execution["PipelineExecutionArn"])["PipelineParameters"]
+    return aws.sagemaker.list_pipeline_parameters_for_execution(PipelineExecutionArn=execution["PipelineExecutionArn"])[
+        "PipelineParameters"
+    ]
 
 
-def test_train_starts_the_stage_pipeline_with_typed_parameters(aws: Local,
-                                                              capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run("train", "cnn", "--param", "epochs=3", "--param", "LearningRate=1e-2",
-                         "--param", "TrainingInstanceCount=2.0", "--param", "precision=float32", capsys=capsys)
+def test_train_starts_the_stage_pipeline_with_typed_parameters(aws: Local, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(
+        "train",
+        "cnn",
+        "--param",
+        "epochs=3",
+        "--param",
+        "LearningRate=1e-2",
+        "--param",
+        "TrainingInstanceCount=2.0",
+        "--param",
+        "precision=float32",
+        capsys=capsys,
+    )
     assert (code, err) == (0, "")
-    assert recorded_parameters(aws) == [{"Name": "Epochs", "Value": "3"}, {"Name": "LearningRate", "Value": "0.01"},
-                                        {"Name": "TrainingInstanceCount", "Value": "2"},
-                                        {"Name": "Precision", "Value": "float32"}]
+    assert recorded_parameters(aws) == [
+        {"Name": "Epochs", "Value": "3"},
+        {"Name": "LearningRate", "Value": "0.01"},
+        {"Name": "TrainingInstanceCount", "Value": "2"},
+        {"Name": "Precision", "Value": "float32"},
+    ]
     assert PIPELINE in out and executions(aws)[0]["PipelineExecutionArn"] in out
 
 
-def test_train_without_parameters_uses_the_pipeline_defaults(aws: Local,
-                                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_train_without_parameters_uses_the_pipeline_defaults(aws: Local, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run("train", "cnn", "--stage", "local", capsys=capsys)
     assert code == 0 and "stage defaults" in out
     assert recorded_parameters(aws) == []
 
 
-def test_wait_reports_success_and_says_moto_cannot_list_steps(aws: Local,
-                                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_wait_reports_success_and_says_moto_cannot_list_steps(aws: Local, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run("train", "cnn", "--wait", "--poll-seconds", "0", capsys=capsys)
     assert code == 0
     assert "execution Succeeded" in out
     assert "does not implement ListPipelineExecutionSteps" in out
 
 
-def test_a_failed_run_exits_1_with_its_reason(aws: Local, capsys: pytest.CaptureFixture[str],
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_run_exits_1_with_its_reason(
+    aws: Local, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     backend = get_backend("sagemaker")[ACCOUNT][REGION]
     start = backend.start_pipeline_execution
 
@@ -136,26 +150,33 @@ def test_a_failed_run_exits_1_with_its_reason(aws: Local, capsys: pytest.Capture
     assert err == f"failed: execution {execution} ended Failed: Step failure: One or multiple steps failed.\n"
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (("train", "cnnn"), "unknown network 'cnnn'"),
-    (("train", "cnn", "--param", "epoch=3"), "--param epoch: cnn has no such parameter"),
-    (("train", "cnn", "--param", "epochs=three"), "epochs must be an integer, got 'three'"),
-    (("train", "cnn", "--param", "epochs=2.5"), "epochs must be an integer, got '2.5'"),
-    (("train", "cnn", "--param", "dropout=lots"), "dropout must be a number"),
-    (("train", "cnn", "--param", "precision=float64"), "precision must be one of auto, float32"),
-    (("train", "cnn", "--param", "ModelApprovalStatus=Rejected"), "ModelApprovalStatus must be one of"),
-    (("train", "cnn", "--param", "epochs"), "expected NAME=VALUE"),
-    (("train", "cnn", "--param", "epochs=3", "--param", "Epochs=4"), "--param Epochs: given twice"),
-    (("train", "cnn", "--param", "TrainingInstanceCount=0"), "must be at least 1"),
-    (("train", "cnn", "--param", "TrainingInstanceType=ml.m7i.huge"), "not a SageMaker training instance type"),
-    (("train", "cnn", "--param", "TrainingInstanceType=ml.g5.xlarge"), "needs a different training image"),
-    (("train", "cnn", "--param", "TrainingInstanceType=ml.p2.xlarge"), "no tensorflow 2.19 training image for 'ml.p2.xlarge'"),
-    (("train", "cnn", "--param", "InputDataUri=/data/cnn"), "must be an S3 prefix ending in '/'"),
-    (("train", "rnn"), f"pipeline {LOCAL.prefix()}-rnn does not exist"),
-    (("train", "cnn", "--stage", "qa"), "unknown stage 'qa'"),
-])
-def test_bad_input_exits_2_with_one_line_and_starts_nothing(aws: Local, capsys: pytest.CaptureFixture[str],
-                                                            args: tuple[str, ...], message: str) -> None:
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("train", "cnnn"), "unknown network 'cnnn'"),
+        (("train", "cnn", "--param", "epoch=3"), "--param epoch: cnn has no such parameter"),
+        (("train", "cnn", "--param", "epochs=three"), "epochs must be an integer, got 'three'"),
+        (("train", "cnn", "--param", "epochs=2.5"), "epochs must be an integer, got '2.5'"),
+        (("train", "cnn", "--param", "dropout=lots"), "dropout must be a number"),
+        (("train", "cnn", "--param", "precision=float64"), "precision must be one of auto, float32"),
+        (("train", "cnn", "--param", "ModelApprovalStatus=Rejected"), "ModelApprovalStatus must be one of"),
+        (("train", "cnn", "--param", "epochs"), "expected NAME=VALUE"),
+        (("train", "cnn", "--param", "epochs=3", "--param", "Epochs=4"), "--param Epochs: given twice"),
+        (("train", "cnn", "--param", "TrainingInstanceCount=0"), "must be at least 1"),
+        (("train", "cnn", "--param", "TrainingInstanceType=ml.m7i.huge"), "not a SageMaker training instance type"),
+        (("train", "cnn", "--param", "TrainingInstanceType=ml.g5.xlarge"), "needs a different training image"),
+        (
+            ("train", "cnn", "--param", "TrainingInstanceType=ml.p2.xlarge"),
+            "no tensorflow 2.19 training image for 'ml.p2.xlarge'",
+        ),
+        (("train", "cnn", "--param", "InputDataUri=/data/cnn"), "must be an S3 prefix ending in '/'"),
+        (("train", "rnn"), f"pipeline {LOCAL.prefix()}-rnn does not exist"),
+        (("train", "cnn", "--stage", "qa"), "unknown stage 'qa'"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line_and_starts_nothing(
+    aws: Local, capsys: pytest.CaptureFixture[str], args: tuple[str, ...], message: str
+) -> None:
     code, out, err = run(*args, capsys=capsys)
     assert code == 2
     assert message in err and err.startswith("error: ") and err.count("\n") == 1
@@ -182,23 +203,49 @@ def register_version(aws: Local, accuracy: float, champion: dict | None = None) 
     s3 = aws.s3
     s3.create_bucket(Bucket=REPORTS_BUCKET)
     key = f"pipelines/cnn/{accuracy}/evaluation/evaluation.json"
-    report = {"network": "cnn", "metrics": {"test_accuracy": {"value": accuracy}, "test_loss": {"value": 0.125}},
-              "champion_challenger": {"champion": champion}}
+    report = {
+        "network": "cnn",
+        "metrics": {"test_accuracy": {"value": accuracy}, "test_loss": {"value": 0.125}},
+        "champion_challenger": {"champion": champion},
+    }
     s3.put_object(Bucket=REPORTS_BUCKET, Key=key, Body=json.dumps(report).encode())
-    explanations = {"summary": [{"title": "classes by mean |integrated gradients|",
-                                 "top": [{"name": "seven", "value": 0.25}, {"name": "one", "value": 0.125}]}]}
-    s3.put_object(Bucket=REPORTS_BUCKET, Key=key.replace("evaluation.json", "explanations.json"),
-                  Body=json.dumps(explanations).encode())
+    explanations = {
+        "summary": [
+            {
+                "title": "classes by mean |integrated gradients|",
+                "top": [{"name": "seven", "value": 0.25}, {"name": "one", "value": 0.125}],
+            }
+        ]
+    }
+    s3.put_object(
+        Bucket=REPORTS_BUCKET,
+        Key=key.replace("evaluation.json", "explanations.json"),
+        Body=json.dumps(explanations).encode(),
+    )
     return aws.sagemaker.create_model_package(
-        ModelPackageGroupName=GROUP, ModelApprovalStatus="PendingManualApproval",
-        InferenceSpecification={"Containers": [{"Image": SAMPLE_VALUES[definition.INFERENCE_IMAGE_URI],
-                                                "ModelDataUrl": "s3://artifacts/models/cnn/model.tar.gz"}],
-                                "SupportedContentTypes": ["application/json"],
-                                "SupportedResponseMIMETypes": ["application/json"]},
-        ModelMetrics={"ModelQuality": {"Statistics": {"ContentType": "application/json",
-                                                      "S3Uri": f"s3://{REPORTS_BUCKET}/{key}"}},
-                      "Explainability": {"Report": {"ContentType": "application/json", "S3Uri": f"s3://{REPORTS_BUCKET}/"
-                                                    f"{key.replace('evaluation.json', 'explanations.json')}"}}},
+        ModelPackageGroupName=GROUP,
+        ModelApprovalStatus="PendingManualApproval",
+        InferenceSpecification={
+            "Containers": [
+                {
+                    "Image": SAMPLE_VALUES[definition.INFERENCE_IMAGE_URI],
+                    "ModelDataUrl": "s3://artifacts/models/cnn/model.tar.gz",
+                }
+            ],
+            "SupportedContentTypes": ["application/json"],
+            "SupportedResponseMIMETypes": ["application/json"],
+        },
+        ModelMetrics={
+            "ModelQuality": {
+                "Statistics": {"ContentType": "application/json", "S3Uri": f"s3://{REPORTS_BUCKET}/{key}"}
+            },
+            "Explainability": {
+                "Report": {
+                    "ContentType": "application/json",
+                    "S3Uri": f"s3://{REPORTS_BUCKET}/{key.replace('evaluation.json', 'explanations.json')}",
+                }
+            },
+        },
         CustomerMetadataProperties={"network": "cnn", "quality_metric": "test_accuracy"},
     )["ModelPackageArn"]
 
@@ -207,8 +254,9 @@ def approval(aws: Local, arn: str) -> str:
     return aws.sagemaker.describe_model_package(ModelPackageName=arn)["ModelApprovalStatus"]
 
 
-def test_models_shows_versions_with_metrics_from_the_evaluation_report(aws: Local,
-                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_models_shows_versions_with_metrics_from_the_evaluation_report(
+    aws: Local, capsys: pytest.CaptureFixture[str]
+) -> None:
     register_version(aws, 0.9612)
     register_version(aws, 0.9734, champion={"version": 1, "value": 0.9612})
     code, out, _ = run("models", "cnn", capsys=capsys)
@@ -228,19 +276,22 @@ def test_approve_and_reject_update_the_registry(aws: Local, capsys: pytest.Captu
     assert (approval(aws, first), approval(aws, second)) == ("PendingManualApproval", "Approved")
     assert run("reject", "cnn", "--version", "1", capsys=capsys)[0] == 0
     assert (approval(aws, first), approval(aws, second)) == ("Rejected", "Approved")
-    approved = aws.sagemaker.list_model_packages(ModelPackageGroupName=GROUP,
-                                                           ModelApprovalStatus="Approved")
+    approved = aws.sagemaker.list_model_packages(ModelPackageGroupName=GROUP, ModelApprovalStatus="Approved")
     assert [p["ModelPackageVersion"] for p in approved["ModelPackageSummaryList"]] == [2]
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (("approve", "cnn", "--version", "7"), f"{GROUP} has no version 7"),
-    (("reject", "cnn"), f"{GROUP} holds no model version"),
-    (("approve", "rnn"), f"model package group {LOCAL.prefix()}-rnn does not exist"),
-    (("models", "transfers"), "unknown network 'transfers'"),
-])
-def test_registry_commands_refuse_bad_input_with_exit_2(aws: Local, capsys: pytest.CaptureFixture[str],
-                                                        args: tuple[str, ...], message: str) -> None:
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("approve", "cnn", "--version", "7"), f"{GROUP} has no version 7"),
+        (("reject", "cnn"), f"{GROUP} holds no model version"),
+        (("approve", "rnn"), f"model package group {LOCAL.prefix()}-rnn does not exist"),
+        (("models", "transfers"), "unknown network 'transfers'"),
+    ],
+)
+def test_registry_commands_refuse_bad_input_with_exit_2(
+    aws: Local, capsys: pytest.CaptureFixture[str], args: tuple[str, ...], message: str
+) -> None:
     if "--version" in args:
         register_version(aws, 0.96)
     code, _, err = run(*args, capsys=capsys)
@@ -249,24 +300,38 @@ def test_registry_commands_refuse_bad_input_with_exit_2(aws: Local, capsys: pyte
 
 def test_training_cost_counts_billable_seconds_per_instance_and_the_spot_saving() -> None:
     table = {"per_instance_hour": {"ml.m7i.xlarge": 0.242}}
-    job = {"ResourceConfig": {"InstanceType": "ml.m7i.xlarge", "InstanceCount": 2, "VolumeSizeInGB": 30},
-           "TrainingTimeInSeconds": 1000, "BillableTimeInSeconds": 400, "EnableManagedSpotTraining": True}
+    job = {
+        "ResourceConfig": {"InstanceType": "ml.m7i.xlarge", "InstanceCount": 2, "VolumeSizeInGB": 30},
+        "TrainingTimeInSeconds": 1000,
+        "BillableTimeInSeconds": 400,
+        "EnableManagedSpotTraining": True,
+    }
     cost = training_job_cost("Train", job, table)
     assert cost.cost == pytest.approx(400 * 2 * 0.242 / 3600)
     assert cost.spot_saving == pytest.approx(0.6)
     assert "spot saved 60%" in cost.line()
-    on_demand = training_job_cost("Train", {**job, "EnableManagedSpotTraining": False,
-                                            "ResourceConfig": {"InstanceType": "ml.p5.48xlarge", "InstanceCount": 1}},
-                                  table)
+    on_demand = training_job_cost(
+        "Train",
+        {
+            **job,
+            "EnableManagedSpotTraining": False,
+            "ResourceConfig": {"InstanceType": "ml.p5.48xlarge", "InstanceCount": 1},
+        },
+        table,
+    )
     assert on_demand.spot_saving is None and on_demand.cost is None
     assert "no price for ml.p5.48xlarge" in on_demand.line()
 
 
 def test_processing_cost_bills_the_run_time() -> None:
-    started = datetime(2026, 11, 1, tzinfo=timezone.utc)
-    job = {"ProcessingResources": {"ClusterConfig": {"InstanceType": "ml.m7i.xlarge", "InstanceCount": 1,
-                                                     "VolumeSizeInGB": 30}},
-           "ProcessingStartTime": started, "ProcessingEndTime": started + timedelta(minutes=3)}
+    started = datetime(2026, 11, 1, tzinfo=UTC)
+    job = {
+        "ProcessingResources": {
+            "ClusterConfig": {"InstanceType": "ml.m7i.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 30}
+        },
+        "ProcessingStartTime": started,
+        "ProcessingEndTime": started + timedelta(minutes=3),
+    }
     cost = processing_job_cost("Evaluate", job, {"per_instance_hour": {"ml.m7i.xlarge": 0.242}})
     assert cost.billable_seconds == 180 and cost.cost == pytest.approx(180 * 0.242 / 3600)
 

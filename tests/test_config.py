@@ -7,10 +7,10 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from synth_support import CDK_CONTEXT, app_module, new_app
 
 from infra.config import ConfigError, load_stage_config, parse_stage_config
 from training.networks import NETWORKS
-from synth_support import CDK_CONTEXT, app_module, new_app
 
 STAGES: dict[str, Any] = CDK_CONTEXT["stages"]
 MINIMAL = {"region": "us-east-1", "networks": ["cnn"]}
@@ -41,25 +41,39 @@ def test_unknown_stage_lists_the_defined_ones() -> None:
         parse_stage_config(STAGES, "qa")
 
 
-@pytest.mark.parametrize(("overrides", "message"), [
-    ({"regoin": "us-east-1"}, r"stages\.dev\.regoin: Extra inputs are not permitted"),
-    ({"region": "Frankfurt"}, r"stages\.dev\.region: String should match pattern"),
-    ({"networks": ["cnn", "gan"]}, r"stages\.dev\.networks: .*unknown network\(s\) gan"),
-    ({"networks": []}, r"stages\.dev\.networks: Tuple should have at least 1 item"),
-    ({"removal_policy": "delete"}, r"stages\.dev\.removal_policy: Input should be 'retain' or 'destroy'"),
-    ({"account": "12345"}, r"stages\.dev\.account: String should match pattern"),
-    ({"checkpoint_expiry_days": 0},
-     r"stages\.dev\.checkpoint_expiry_days: Input should be greater than or equal to 1"),
-    ({"noncurrent_version_expiry_days": "soon"},
-     r"stages\.dev\.noncurrent_version_expiry_days: Input should be a valid integer"),
-    ({"endpoint": {"max_instances": 0}},
-     r"stages\.dev\.endpoint\.max_instances: Input should be greater than or equal to 1"),
-    ({"training": {"max_run_seconds": 7200, "max_wait_seconds": 3600}},
-     r"stages\.dev\.training: .*max_wait_seconds must be >= max_run_seconds"),
-    ({"hyperparameters": {"cnn": {"epochs": "many"}}}, r"stages\.dev\.hyperparameters: .*epochs must be an integer"),
-    ({"hyperparameters": {"cnn": {"epochz": 3}}}, r"stages\.dev\.hyperparameters: .*no hyperparameter 'epochz'"),
-    ({"retrain_schedule": "weekly"}, r"stages\.dev\.retrain_schedule: String should match pattern"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"regoin": "us-east-1"}, r"stages\.dev\.regoin: Extra inputs are not permitted"),
+        ({"region": "Frankfurt"}, r"stages\.dev\.region: String should match pattern"),
+        ({"networks": ["cnn", "gan"]}, r"stages\.dev\.networks: .*unknown network\(s\) gan"),
+        ({"networks": []}, r"stages\.dev\.networks: Tuple should have at least 1 item"),
+        ({"removal_policy": "delete"}, r"stages\.dev\.removal_policy: Input should be 'retain' or 'destroy'"),
+        ({"account": "12345"}, r"stages\.dev\.account: String should match pattern"),
+        (
+            {"checkpoint_expiry_days": 0},
+            r"stages\.dev\.checkpoint_expiry_days: Input should be greater than or equal to 1",
+        ),
+        (
+            {"noncurrent_version_expiry_days": "soon"},
+            r"stages\.dev\.noncurrent_version_expiry_days: Input should be a valid integer",
+        ),
+        (
+            {"endpoint": {"max_instances": 0}},
+            r"stages\.dev\.endpoint\.max_instances: Input should be greater than or equal to 1",
+        ),
+        (
+            {"training": {"max_run_seconds": 7200, "max_wait_seconds": 3600}},
+            r"stages\.dev\.training: .*max_wait_seconds must be >= max_run_seconds",
+        ),
+        (
+            {"hyperparameters": {"cnn": {"epochs": "many"}}},
+            r"stages\.dev\.hyperparameters: .*epochs must be an integer",
+        ),
+        ({"hyperparameters": {"cnn": {"epochz": 3}}}, r"stages\.dev\.hyperparameters: .*no hyperparameter 'epochz'"),
+        ({"retrain_schedule": "weekly"}, r"stages\.dev\.retrain_schedule: String should match pattern"),
+    ],
+)
 def test_a_malformed_stage_names_the_bad_key(overrides: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_stage_config(_stages_with(**overrides), "dev")
@@ -81,11 +95,14 @@ def test_the_stage_name_comes_from_its_key_only() -> None:
         parse_stage_config(_stages_with(name="prod"), "dev")
 
 
-@pytest.mark.parametrize(("stages", "message"), [
-    (None, "'stages' must be a non-empty object"),
-    ({}, "'stages' must be a non-empty object"),
-    ({"dev": ["us-east-1"]}, r"stages\.dev must be an object, got list"),
-])
+@pytest.mark.parametrize(
+    ("stages", "message"),
+    [
+        (None, "'stages' must be a non-empty object"),
+        ({}, "'stages' must be a non-empty object"),
+        ({"dev": ["us-east-1"]}, r"stages\.dev must be an object, got list"),
+    ],
+)
 def test_stages_of_the_wrong_shape(stages: Any, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_stage_config(stages, "dev")

@@ -55,8 +55,11 @@ def test_a_slice_splits_the_training_images_as_the_online_source_and_keeps_every
     channels = prepare("cnn", tmp_path, limit=LIMIT)
     train, validation = stratified_split(train_labels, [0.9, 0.1], seed=0)
     assert (len(train), len(validation)) == (54_000, 6_000)
-    expected = {"train": (train_images, train_labels, train), "validation": (train_images, train_labels, validation),
-                "test": (test_images, test_labels, np.arange(10_000))}
+    expected = {
+        "train": (train_images, train_labels, train),
+        "validation": (train_images, train_labels, validation),
+        "test": (test_images, test_labels, np.arange(10_000)),
+    }
     for channel, (images, labels, index) in expected.items():
         spec, read_images, read_labels = _read(channels[channel], channel)
         kept = limited(index, LIMIT, 0)
@@ -70,8 +73,14 @@ def test_the_offline_and_the_online_source_give_the_same_channels(tmp_path, monk
 
     (train_images, train_labels), (test_images, test_labels) = loaded
     # keras.datasets.mnist.load_data's own layout: no channel axis, uint8 labels.
-    monkeypatch.setattr(keras.datasets.mnist, "load_data", lambda: (
-        (train_images[..., 0], train_labels.astype(np.uint8)), (test_images[..., 0], test_labels.astype(np.uint8))))
+    monkeypatch.setattr(
+        keras.datasets.mnist,
+        "load_data",
+        lambda: (
+            (train_images[..., 0], train_labels.astype(np.uint8)),
+            (test_images[..., 0], test_labels.astype(np.uint8)),
+        ),
+    )
     offline = prepare("cnn", tmp_path / "offline", limit=LIMIT)
     online = prepare("cnn", tmp_path / "online", source="online", limit=LIMIT)
     for channel in ("train", "validation", "test"):
@@ -88,7 +97,9 @@ def test_channels_are_made_once_then_copied_from_the_cache(tmp_path, monkeypatch
     second = prepare("cnn", tmp_path / "second", limit=LIMIT)
     assert len(calls) == 1, "the second preparation read nothing but the cache"
     assert second["train"] == tmp_path / "second" / "train"
-    assert (first["train"] / "part-00000.tfrecord").read_bytes() == (second["train"] / "part-00000.tfrecord").read_bytes()
+    assert (first["train"] / "part-00000.tfrecord").read_bytes() == (
+        second["train"] / "part-00000.tfrecord"
+    ).read_bytes()
     prepare("cnn", tmp_path / "other-limit", limit=LIMIT + 1)
     assert len(calls) == 2, "another limit is another entry"
 

@@ -10,16 +10,16 @@ import json
 import re
 
 import pytest
-
-from drift import threshold_score
-from infra import monitor_definition as definition
-from infra import naming
-from infra.nag import flatten_cfn_reference
-from infra.pipeline_definition import substitute_placeholders
 from synth_support import synthesized
 from test_endpoint_stack import Synth
 from test_pipeline_definition import SAGEMAKER, SAMPLE_VALUES, check_against_shape, expressions, stage
 from test_pipeline_stack import PARTITION_ACCOUNT, Pipelines, account, resources
+
+from drift import threshold_score
+from infra import naming
+from infra.definitions import monitor_pipeline as definition
+from infra.definitions.training_pipeline import substitute_placeholders
+from infra.nag import flatten_cfn_reference
 from training.networks import get_network
 
 NETWORK = "cnn"
@@ -46,11 +46,13 @@ def test_every_network_has_a_monitor_pipeline_running_its_jobs_as_the_execution_
         (step,) = json.loads(body)["Steps"]
         assert step["Arguments"]["RoleArn"] == "${ExecutionRoleArn}"
         # The same deploy-time values as the network's training pipeline: the same role, bucket, image.
-        assert values == {name: value for name, value in pipelines.body_and_values(network)[1].items()
-                          if name in values}
+        assert values == {
+            name: value for name, value in pipelines.body_and_values(network)[1].items() if name in values
+        }
         assert step["Arguments"]["Environment"]["CAPTURE_URI"] == (
             f"s3://${{ArtifactsBucket}}/data-capture/{network}/{naming.endpoint_name(config.prefix(), network)}"
-            "/AllTraffic/")
+            "/AllTraffic/"
+        )
 
 
 def test_the_monitor_pipeline_role_may_only_run_its_jobs(pipelines: Pipelines) -> None:
@@ -59,10 +61,14 @@ def test_the_monitor_pipeline_role_may_only_run_its_jobs(pipelines: Pipelines) -
     assert set(statements) == {"RunMonitoringJobs", "PassExecutionRoleToSageMaker", "EncryptJobVolumesWithProjectKey"}
     (jobs,) = statements["RunMonitoringJobs"]
     assert flatten_cfn_reference(jobs["Resource"]) == (
-        f"arn:<AWS::Partition>:sagemaker:us-east-1:{account(pipelines.synth)}:processing-job/pipelines-*")
-    assert not any(action.startswith("sagemaker:CreateTraining") or action == "sagemaker:CreateModelPackage"
-                   for statement in statements.values() for item in statement for action in
-                   (item["Action"] if isinstance(item["Action"], list) else [item["Action"]]))
+        f"arn:<AWS::Partition>:sagemaker:us-east-1:{account(pipelines.synth)}:processing-job/pipelines-*"
+    )
+    assert not any(
+        action.startswith("sagemaker:CreateTraining") or action == "sagemaker:CreateModelPackage"
+        for statement in statements.values()
+        for item in statement
+        for action in (item["Action"] if isinstance(item["Action"], list) else [item["Action"]])
+    )
     (passing,) = statements["PassExecutionRoleToSageMaker"]
     assert passing["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
 
@@ -73,13 +79,19 @@ def test_the_alarm_watches_the_networks_drift_score_at_the_monitors_threshold(pi
         alarm = pipelines.resource(pipelines.stack.drift_monitors[network].alarm)["Properties"]
         assert alarm["AlarmName"] == naming.drift_alarm_name(config.prefix(), network)
         assert (alarm["Namespace"], alarm["MetricName"], alarm["Dimensions"]) == (
-            f"{config.prefix()}/drift", "DriftScore", [{"Name": "Network", "Value": network}])
+            f"{config.prefix()}/drift",
+            "DriftScore",
+            [{"Name": "Network", "Value": network}],
+        )
         assert (alarm["Statistic"], alarm["Period"]) == ("Maximum", config.monitor.window_minutes * 60)
         # The job's own score of a p-value at alpha (training/drift.py), not a second formula's.
         assert alarm["Threshold"] == pytest.approx(threshold_score(config.monitor.alpha))
         assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
         assert (alarm["EvaluationPeriods"], alarm["DatapointsToAlarm"], alarm["TreatMissingData"]) == (
-            1, 1, "notBreaching")
+            1,
+            1,
+            "notBreaching",
+        )
 
 
 def test_the_alarm_starts_the_networks_training_pipeline_through_its_own_trigger_role(pipelines: Pipelines) -> None:
@@ -88,12 +100,14 @@ def test_the_alarm_starts_the_networks_training_pipeline_through_its_own_trigger
         monitor = pipelines.stack.drift_monitors[network]
         rule = pipelines.resource(monitor.retrain_rule)["Properties"]
         assert rule["EventPattern"] == {
-            "source": ["aws.cloudwatch"], "detail-type": ["CloudWatch Alarm State Change"],
-            "detail": {"alarmName": [naming.drift_alarm_name(config.prefix(), network)],
-                       "state": {"value": ["ALARM"]}}}
+            "source": ["aws.cloudwatch"],
+            "detail-type": ["CloudWatch Alarm State Change"],
+            "detail": {"alarmName": [naming.drift_alarm_name(config.prefix(), network)], "state": {"value": ["ALARM"]}},
+        }
         (target,) = rule["Targets"]
         assert flatten_cfn_reference(target["Arn"]) == pipeline_arn(
-            pipelines, naming.pipeline_name(config.prefix(), network))
+            pipelines, naming.pipeline_name(config.prefix(), network)
+        )
         training = pipelines.stack.pipelines[network]
         (new_data_target,) = pipelines.resource(training.new_data_rule)["Properties"]["Targets"]
         assert target["RoleArn"] == new_data_target["RoleArn"]  # the role that may start only that pipeline
@@ -105,8 +119,9 @@ def endpoints(tmp_path_factory: pytest.TempPathFactory) -> Synth:
 
 
 @pytest.mark.parametrize("network", ["cnn", "rnn"])
-def test_the_endpoint_stack_schedules_its_networks_monitor_with_the_served_version(endpoints: Synth,
-                                                                                   network: str) -> None:
+def test_the_endpoint_stack_schedules_its_networks_monitor_with_the_served_version(
+    endpoints: Synth, network: str
+) -> None:
     synth = endpoints
     template = synth.template(naming.endpoint_stack_name(synth.prefix, network))
     assert set(template["Parameters"]) >= {"MonitoredModelDataUrl", "MonitoredBaselineUri"}
@@ -114,16 +129,20 @@ def test_the_endpoint_stack_schedules_its_networks_monitor_with_the_served_versi
     assert rule["ScheduleExpression"] == synth.config.monitor.schedule == "rate(1 hour)"
     (target,) = rule["Targets"]
     monitor = naming.monitor_pipeline_name(synth.prefix, network)
-    assert flatten_cfn_reference(target["Arn"]) == f"arn:<AWS::Partition>:sagemaker:us-east-1:<AWS::AccountId>" \
-                                                   f":pipeline/{monitor}"
+    assert (
+        flatten_cfn_reference(target["Arn"]) == f"arn:<AWS::Partition>:sagemaker:us-east-1:<AWS::AccountId>"
+        f":pipeline/{monitor}"
+    )
     assert target["SageMakerPipelineParameters"]["PipelineParameterList"] == [
         {"Name": "ModelDataUrl", "Value": {"Ref": "MonitoredModelDataUrl"}},
-        {"Name": "BaselineUri", "Value": {"Ref": "MonitoredBaselineUri"}}]
+        {"Name": "BaselineUri", "Value": {"Ref": "MonitoredBaselineUri"}},
+    ]
     role = template["Resources"][target["RoleArn"]["Fn::GetAtt"][0]]["Properties"]
     assert role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {"Service": "events.amazonaws.com"}
     (policy,) = role["Policies"]
     assert policy["PolicyDocument"]["Statement"] == [
-        {"Action": "sagemaker:StartPipelineExecution", "Effect": "Allow", "Resource": target["Arn"]}]
+        {"Action": "sagemaker:StartPipelineExecution", "Effect": "Allow", "Resource": target["Arn"]}
+    ]
 
 
 def test_a_stage_without_data_capture_has_no_monitor() -> None:
@@ -131,8 +150,9 @@ def test_a_stage_without_data_capture_has_no_monitor() -> None:
     assert not dev.config.captures_data  # serverless endpoints cannot capture
     template = dev.template_json(dev.stacks.pipelines)
     assert not resources(template, "AWS::CloudWatch::Alarm")
-    names = [resource["Properties"]["PipelineName"]
-             for resource in resources(template, "AWS::SageMaker::Pipeline").values()]
+    names = [
+        resource["Properties"]["PipelineName"] for resource in resources(template, "AWS::SageMaker::Pipeline").values()
+    ]
     assert names and not [name for name in names if name.endswith("-monitor")]
 
 
@@ -147,6 +167,7 @@ def test_the_monitor_definition_is_a_valid_request_whose_references_resolve(name
     (step,) = document["Steps"]
     check_against_shape(step["Arguments"], SAGEMAKER.shape_for("CreateProcessingJobRequest"), step["Name"])
     parameters = {parameter["Name"] for parameter in document["Parameters"]}
-    used = {reference.split(".", 1)[1] for reference in expressions(document, "Get")
-            if reference.startswith("Parameters.")}
+    used = {
+        reference.split(".", 1)[1] for reference in expressions(document, "Get") if reference.startswith("Parameters.")
+    }
     assert used == parameters

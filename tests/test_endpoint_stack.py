@@ -41,8 +41,11 @@ class Synth:
     """A stage synthesized (with the cdk-nag checks, which raise on any finding) with an endpoint."""
 
     def __init__(self, stage: str, outdir: Path, networks: tuple[str, ...] = (NETWORK,)) -> None:
-        app, self.config = compose(stage, outdir, **{naming.model_package_context_key(network):
-                                                     package_arn(stage, network=network) for network in networks})
+        app, self.config = compose(
+            stage,
+            outdir,
+            **{naming.model_package_context_key(network): package_arn(stage, network=network) for network in networks},
+        )
         self.assembly = app.synth()
         self.outdir = outdir
         self.prefix = self.config.prefix()
@@ -55,8 +58,11 @@ class Synth:
         return self.template(naming.endpoint_stack_name(self.prefix, NETWORK))
 
     def resources(self, resource_type: str) -> dict[str, dict]:
-        return {logical_id: resource for logical_id, resource in self.endpoint_template["Resources"].items()
-                if resource["Type"] == resource_type}
+        return {
+            logical_id: resource
+            for logical_id, resource in self.endpoint_template["Resources"].items()
+            if resource["Type"] == resource_type
+        }
 
     def only(self, resource_type: str) -> tuple[str, dict]:
         (found,) = self.resources(resource_type).items()
@@ -65,8 +71,10 @@ class Synth:
 
 @pytest.fixture(scope="module")
 def synths(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Synth]:
-    return {"prod": Synth("prod", tmp_path_factory.mktemp("synth-prod"), networks=(NETWORK, "rnn")),
-            **{stage: Synth(stage, tmp_path_factory.mktemp(f"synth-{stage}")) for stage in ("local", "dev")}}
+    return {
+        "prod": Synth("prod", tmp_path_factory.mktemp("synth-prod"), networks=(NETWORK, "rnn")),
+        **{stage: Synth(stage, tmp_path_factory.mktemp(f"synth-{stage}")) for stage in ("local", "dev")},
+    }
 
 
 def render(value: Any) -> Any:
@@ -82,13 +90,15 @@ def render(value: Any) -> Any:
 def imported_export(synth: Synth, value: dict, producer_suffix: str, output_of: str) -> None:
     """`value` imports the export that the producer stack defines for `output_of` (a GetAtt target)."""
     producer = synth.template(naming.stack_name(synth.prefix, producer_suffix))
-    exports = {output["Export"]["Name"]: output["Value"] for output in producer["Outputs"].values()
-               if "Export" in output}
+    exports = {
+        output["Export"]["Name"]: output["Value"] for output in producer["Outputs"].values() if "Export" in output
+    }
     assert value["Fn::ImportValue"] in exports
     assert exports[value["Fn::ImportValue"]]["Fn::GetAtt"][0].startswith(output_of)
 
 
 # --- the model and the endpoint config -------------------------------------------------------
+
 
 @pytest.mark.parametrize("stage", ["prod", "local", "dev"])
 def test_model_serves_the_approved_package_as_the_execution_role(synths: dict[str, Synth], stage: str) -> None:
@@ -106,9 +116,13 @@ def test_instance_variant_and_data_capture_from_stage_config(synths: dict[str, S
     _, config = synth.only("AWS::SageMaker::EndpointConfig")
 
     (variant,) = config["ProductionVariants"]
-    assert variant == {"VariantName": "AllTraffic", "ModelName": {"Fn::GetAtt": [model_id, "ModelName"]},
-                       "InstanceType": synth.config.endpoint_instance_type(NETWORK),
-                       "InitialInstanceCount": endpoint.initial_instance_count, "InitialVariantWeight": 1}
+    assert variant == {
+        "VariantName": "AllTraffic",
+        "ModelName": {"Fn::GetAtt": [model_id, "ModelName"]},
+        "InstanceType": synth.config.endpoint_instance_type(NETWORK),
+        "InitialInstanceCount": endpoint.initial_instance_count,
+        "InitialVariantWeight": 1,
+    }
 
     imported_export(synth, config["KmsKeyId"], "storage", "ProjectKey")
     capture = config["DataCaptureConfig"]
@@ -116,7 +130,8 @@ def test_instance_variant_and_data_capture_from_stage_config(synths: dict[str, S
     assert capture["EnableCapture"] is True
     assert capture["InitialSamplingPercentage"] == endpoint.data_capture_percent
     assert render(capture["DestinationS3Uri"]) == (
-        f"s3://{synth.prefix}-artifacts-{synth.config.account or '${AWS::AccountId}'}-us-east-1/data-capture/cnn/")
+        f"s3://{synth.prefix}-artifacts-{synth.config.account or '${AWS::AccountId}'}-us-east-1/data-capture/cnn/"
+    )
     assert capture["CaptureOptions"] == [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}]
     assert capture["CaptureContentTypeHeader"] == {"JsonContentTypes": ["application/json"]}
 
@@ -124,10 +139,13 @@ def test_instance_variant_and_data_capture_from_stage_config(synths: dict[str, S
 def test_csv_requests_are_captured_as_text_too(synths: dict[str, Synth]) -> None:
     # rnn accepts text/csv; cnn's PNG/JPEG requests are stored base64-encoded instead.
     template = synths["prod"].template(naming.endpoint_stack_name("mlops-prod", "rnn"))
-    (config,) = [r["Properties"] for r in template["Resources"].values()
-                 if r["Type"] == "AWS::SageMaker::EndpointConfig"]
+    (config,) = [
+        r["Properties"] for r in template["Resources"].values() if r["Type"] == "AWS::SageMaker::EndpointConfig"
+    ]
     assert config["DataCaptureConfig"]["CaptureContentTypeHeader"] == {
-        "JsonContentTypes": ["application/json"], "CsvContentTypes": ["text/csv"]}
+        "JsonContentTypes": ["application/json"],
+        "CsvContentTypes": ["text/csv"],
+    }
     assert render(config["DataCaptureConfig"]["DestinationS3Uri"]).endswith("/data-capture/rnn/")
 
 
@@ -139,10 +157,13 @@ def test_prod_and_local_instance_types_differ_only_where_configured(synths: dict
 
 # --- blue/green with rollback alarms ---------------------------------------------------------
 
+
 def _alarms(synth: Synth) -> dict[str, dict]:
     """Alarm properties (plus the logical `id`) by metric name."""
-    return {alarm["Properties"]["MetricName"]: {"id": logical_id, **alarm["Properties"]}
-            for logical_id, alarm in synth.resources("AWS::CloudWatch::Alarm").items()}
+    return {
+        alarm["Properties"]["MetricName"]: {"id": logical_id, **alarm["Properties"]}
+        for logical_id, alarm in synth.resources("AWS::CloudWatch::Alarm").items()
+    }
 
 
 @pytest.mark.parametrize("stage", ["prod", "local"])
@@ -153,14 +174,19 @@ def test_rollback_alarms_watch_5xx_errors_and_model_latency(synths: dict[str, Sy
     assert set(alarms) == {"Invocation5XXErrors", "ModelLatency"}
     for alarm in alarms.values():
         assert alarm["Namespace"] == "AWS/SageMaker"
-        assert alarm["Dimensions"] == [{"Name": "EndpointName", "Value": name},
-                                       {"Name": "VariantName", "Value": "AllTraffic"}]
+        assert alarm["Dimensions"] == [
+            {"Name": "EndpointName", "Value": name},
+            {"Name": "VariantName", "Value": "AllTraffic"},
+        ]
         assert alarm["Period"] == 60
         assert alarm["TreatMissingData"] == "notBreaching"
 
     errors, latency = alarms["Invocation5XXErrors"], alarms["ModelLatency"]
     assert (errors["Statistic"], errors["Threshold"], errors["ComparisonOperator"]) == (
-        "Sum", 1, "GreaterThanOrEqualToThreshold")
+        "Sum",
+        1,
+        "GreaterThanOrEqualToThreshold",
+    )
     # ModelLatency is in microseconds; the stage configures milliseconds.
     assert latency["Threshold"] == synth.config.endpoint.latency_alarm_ms * 1000
     assert (latency["ExtendedStatistic"], latency["ComparisonOperator"]) == ("p90", "GreaterThanThreshold")
@@ -174,7 +200,10 @@ def test_prod_shifts_a_one_instance_canary_and_bakes(synths: dict[str, Synth]) -
     _, endpoint = synths["prod"].only("AWS::SageMaker::Endpoint")
     policy = endpoint["DeploymentConfig"]["BlueGreenUpdatePolicy"]
     assert policy["TrafficRoutingConfiguration"] == {
-        "Type": "CANARY", "CanarySize": {"Type": "INSTANCE_COUNT", "Value": 1}, "WaitIntervalInSeconds": 600}
+        "Type": "CANARY",
+        "CanarySize": {"Type": "INSTANCE_COUNT", "Value": 1},
+        "WaitIntervalInSeconds": 600,
+    }
     assert policy["TerminationWaitInSeconds"] > 0
     # SageMaker requires the timeout to exceed the waits it contains.
     assert policy["MaximumExecutionTimeoutInSeconds"] > 2 * 600 + policy["TerminationWaitInSeconds"]
@@ -200,10 +229,13 @@ def test_an_update_keeps_the_scaled_instance_count_only(synths: dict[str, Synth]
     _, endpoint = synths[stage].only("AWS::SageMaker::Endpoint")
     assert endpoint["RetainAllVariantProperties"] is True
     assert endpoint["ExcludeRetainedVariantProperties"] == [
-        {"VariantPropertyType": "DesiredWeight"}, {"VariantPropertyType": "DataCaptureConfig"}]
+        {"VariantPropertyType": "DesiredWeight"},
+        {"VariantPropertyType": "DataCaptureConfig"},
+    ]
 
 
 # --- autoscaling ------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("stage", ["prod", "local"])
 def test_target_tracking_on_invocations_per_instance_of_the_variant(synths: dict[str, Synth], stage: str) -> None:
@@ -212,11 +244,14 @@ def test_target_tracking_on_invocations_per_instance_of_the_variant(synths: dict
     target_id, target = synth.only("AWS::ApplicationAutoScaling::ScalableTarget")
     assert target["ResourceId"] == f"endpoint/{synth.prefix}-cnn/variant/AllTraffic"
     assert (target["ServiceNamespace"], target["ScalableDimension"]) == (
-        "sagemaker", "sagemaker:variant:DesiredInstanceCount")
+        "sagemaker",
+        "sagemaker:variant:DesiredInstanceCount",
+    )
     assert (target["MinCapacity"], target["MaxCapacity"]) == (endpoint.min_instances, endpoint.max_instances)
     assert render(target["RoleARN"]).endswith(
         ":role/aws-service-role/sagemaker.application-autoscaling.amazonaws.com/"
-        "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint")
+        "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint"
+    )
     # The variant has to exist before it can be registered.
     endpoint_id, _ = synth.only("AWS::SageMaker::Endpoint")
     assert endpoint_id in synth.endpoint_template["Resources"][target_id]["DependsOn"]
@@ -226,15 +261,18 @@ def test_target_tracking_on_invocations_per_instance_of_the_variant(synths: dict
     assert policy["PolicyType"] == "TargetTrackingScaling"
     tracking = policy["TargetTrackingScalingPolicyConfiguration"]
     assert tracking["PredefinedMetricSpecification"] == {
-        "PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"}
+        "PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"
+    }
     assert tracking["TargetValue"] == endpoint.target_invocations_per_instance
     assert tracking["ScaleInCooldown"] > tracking["ScaleOutCooldown"] > 0
     # The one role of the stack is its drift monitor schedule's (tests/test_drift_stacks.py).
-    assert [logical_id[:len("MonitorSchedule")] for logical_id in synth.resources("AWS::IAM::Role")] == [
-        "MonitorSchedule"]
+    assert [logical_id[: len("MonitorSchedule")] for logical_id in synth.resources("AWS::IAM::Role")] == [
+        "MonitorSchedule"
+    ]
 
 
 # --- serverless -------------------------------------------------------------------------------
+
 
 def test_serverless_stage_has_none_of_the_instance_only_features(synths: dict[str, Synth]) -> None:
     synth = synths["dev"]
@@ -242,8 +280,10 @@ def test_serverless_stage_has_none_of_the_instance_only_features(synths: dict[st
     assert serverless is not None
     _, config = synth.only("AWS::SageMaker::EndpointConfig")
     (variant,) = config["ProductionVariants"]
-    assert variant["ServerlessConfig"] == {"MemorySizeInMB": serverless.memory_size_mb,
-                                           "MaxConcurrency": serverless.max_concurrency}
+    assert variant["ServerlessConfig"] == {
+        "MemorySizeInMB": serverless.memory_size_mb,
+        "MaxConcurrency": serverless.max_concurrency,
+    }
     assert "InstanceType" not in variant and "InitialInstanceCount" not in variant
     assert "DataCaptureConfig" not in config
     imported_export(synth, config["KmsKeyId"], "storage", "ProjectKey")
@@ -251,10 +291,14 @@ def test_serverless_stage_has_none_of_the_instance_only_features(synths: dict[st
     _, endpoint = synth.only("AWS::SageMaker::Endpoint")
     assert set(endpoint) == {"EndpointName", "EndpointConfigName", "Tags"}
     assert {resource["Type"] for resource in synth.endpoint_template["Resources"].values()} == {
-        "AWS::SageMaker::Model", "AWS::SageMaker::EndpointConfig", "AWS::SageMaker::Endpoint"}
+        "AWS::SageMaker::Model",
+        "AWS::SageMaker::EndpointConfig",
+        "AWS::SageMaker::Endpoint",
+    }
 
 
 # --- when the app has an endpoint stack -------------------------------------------------------
+
 
 def test_no_endpoint_stack_without_an_approved_package(tmp_path: Path) -> None:
     app, config = compose("local", tmp_path)
@@ -263,8 +307,7 @@ def test_no_endpoint_stack_without_an_approved_package(tmp_path: Path) -> None:
     assert not [name for name in stack_names if "-endpoint-" in name]
 
 
-def test_storage_and_role_templates_do_not_depend_on_endpoint_stacks(synths: dict[str, Synth],
-                                                                     tmp_path: Path) -> None:
+def test_storage_and_role_templates_do_not_depend_on_endpoint_stacks(synths: dict[str, Synth], tmp_path: Path) -> None:
     # `mlops deploy` deploys the endpoint stack alone: its imports must already be exported.
     app, config = compose("prod", tmp_path)
     assembly = app.synth()
@@ -273,17 +316,21 @@ def test_storage_and_role_templates_do_not_depend_on_endpoint_stacks(synths: dic
         assert assembly.get_stack_by_name(name).template == synths["prod"].template(name)
 
 
-@pytest.mark.parametrize(("context", "message"), [
-    ({"model_package.lstm": package_arn("local")}, "model_package.lstm: not a network of stage local"),
-    ({"model_package.cnn": "mlops-local-cnn/3"}, "model_package.cnn: expected a model package version ARN"),
-    ({"model_package.cnn": package_arn("local", network="rnn")}, "is a version of mlops-local-rnn"),
-])
+@pytest.mark.parametrize(
+    ("context", "message"),
+    [
+        ({"model_package.lstm": package_arn("local")}, "model_package.lstm: not a network of stage local"),
+        ({"model_package.cnn": "mlops-local-cnn/3"}, "model_package.cnn: expected a model package version ARN"),
+        ({"model_package.cnn": package_arn("local", network="rnn")}, "is a version of mlops-local-rnn"),
+    ],
+)
 def test_bad_model_package_context_names_the_key(context: dict[str, str], message: str, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=message):
         compose("local", tmp_path, **context)
 
 
 # --- cdk-nag, cfn-lint, moto ------------------------------------------------------------------
+
 
 def test_cdk_nag_clean_with_no_acknowledgement_for_these_stacks(synths: dict[str, Synth]) -> None:
     # Synth already raised on any unacknowledged finding; the report also lists acknowledged ones.
@@ -292,15 +339,22 @@ def test_cdk_nag_clean_with_no_acknowledgement_for_these_stacks(synths: dict[str
         (nag,) = report["pluginReports"]
         assert nag["conclusion"] == "success"
         ours = (naming.endpoint_stack_name(synth.prefix, NETWORK), naming.monitoring_stack_name(synth.prefix))
-        acknowledged_here = [violation["ruleName"] for violation in nag["suppressedViolations"]
-                             for construct in violation["violatingConstructs"]
-                             if construct["constructPath"].startswith(ours)]
+        acknowledged_here = [
+            violation["ruleName"]
+            for violation in nag["suppressedViolations"]
+            for construct in violation["violatingConstructs"]
+            if construct["constructPath"].startswith(ours)
+        ]
         assert not acknowledged_here
 
 
 def test_cfn_lint_clean(synths: dict[str, Synth]) -> None:
-    templates = [template for synth in synths.values() for pattern in ("*-endpoint-*", "*-monitoring")
-                 for template in synth.outdir.glob(f"{pattern}.template.json")]
+    templates = [
+        template
+        for synth in synths.values()
+        for pattern in ("*-endpoint-*", "*-monitoring")
+        for template in synth.outdir.glob(f"{pattern}.template.json")
+    ]
     assert len(templates) == 7
     findings = [f"{template.name}: {match}" for template in templates for match in lint_file(template)]
     assert not findings
@@ -317,35 +371,56 @@ def test_endpoint_stack_creates_in_moto(synths: dict[str, Synth]) -> None:
         sagemaker.create_model_package_group(ModelPackageGroupName=group)
         for _ in range(3):
             registered = sagemaker.create_model_package(
-                ModelPackageGroupName=group, ModelApprovalStatus="Approved",
-                InferenceSpecification=_inference_specification())["ModelPackageArn"]
+                ModelPackageGroupName=group,
+                ModelApprovalStatus="Approved",
+                InferenceSpecification=_inference_specification(),
+            )["ModelPackageArn"]
         assert registered == package_arn("local")
 
-        role_arn = boto3.client("iam").create_role(
-            RoleName="execution", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+        role_arn = boto3.client("iam").create_role(RoleName="execution", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
         key_arn = boto3.client("kms", region_name="us-east-1").create_key()["KeyMetadata"]["Arn"]
         values = {"SageMakerExecutionRole": role_arn, "ProjectKey": key_arn}
         cloudformation = boto3.client("cloudformation", region_name="us-east-1")
-        cloudformation.create_stack(StackName="producer", TemplateBody=json.dumps(
-            _producer_of(imports, values)))
+        cloudformation.create_stack(StackName="producer", TemplateBody=json.dumps(_producer_of(imports, values)))
 
         name = naming.endpoint_stack_name(synth.prefix, NETWORK)
-        cloudformation.create_stack(StackName=name, TemplateBody=json.dumps(template), Parameters=[
-            {"ParameterKey": "MonitoredModelDataUrl", "ParameterValue": "s3://artifacts/models/cnn/job/model.tar.gz"},
-            {"ParameterKey": "MonitoredBaselineUri", "ParameterValue": "s3://artifacts/pipelines/cnn/x/baseline.json"}])
+        cloudformation.create_stack(
+            StackName=name,
+            TemplateBody=json.dumps(template),
+            Parameters=[
+                {
+                    "ParameterKey": "MonitoredModelDataUrl",
+                    "ParameterValue": "s3://artifacts/models/cnn/job/model.tar.gz",
+                },
+                {
+                    "ParameterKey": "MonitoredBaselineUri",
+                    "ParameterValue": "s3://artifacts/pipelines/cnn/x/baseline.json",
+                },
+            ],
+        )
         stack = cloudformation.describe_stacks(StackName=name)["Stacks"][0]
         assert stack["StackStatus"] == "CREATE_COMPLETE"
 
         # moto lists the resources it skipped too, with an empty type.
-        created = {r["ResourceType"] for r in
-                   cloudformation.list_stack_resources(StackName=name)["StackResourceSummaries"]
-                   if r["ResourceType"]}
-        assert created == {"AWS::SageMaker::Model", "AWS::SageMaker::EndpointConfig", "AWS::SageMaker::Endpoint",
-                           "AWS::IAM::Role", "AWS::Events::Rule"}
+        created = {
+            r["ResourceType"]
+            for r in cloudformation.list_stack_resources(StackName=name)["StackResourceSummaries"]
+            if r["ResourceType"]
+        }
+        assert created == {
+            "AWS::SageMaker::Model",
+            "AWS::SageMaker::EndpointConfig",
+            "AWS::SageMaker::Endpoint",
+            "AWS::IAM::Role",
+            "AWS::Events::Rule",
+        }
         # What moto skips (alarms, autoscaling) is asserted on the template above.
         skipped = {r["Type"] for r in template["Resources"].values()} - created
-        assert skipped == {"AWS::CloudWatch::Alarm", "AWS::ApplicationAutoScaling::ScalableTarget",
-                           "AWS::ApplicationAutoScaling::ScalingPolicy"}
+        assert skipped == {
+            "AWS::CloudWatch::Alarm",
+            "AWS::ApplicationAutoScaling::ScalableTarget",
+            "AWS::ApplicationAutoScaling::ScalingPolicy",
+        }
 
         outputs = {output["OutputKey"]: output["OutputValue"] for output in stack["Outputs"]}
         assert outputs["ModelPackageArn"] == registered
@@ -354,7 +429,8 @@ def test_endpoint_stack_creates_in_moto(synths: dict[str, Synth]) -> None:
         config = sagemaker.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
         assert config["KmsKeyId"] == key_arn == config["DataCaptureConfig"]["KmsKeyId"]
         assert config["DataCaptureConfig"]["DestinationS3Uri"] == (
-            f"s3://mlops-local-artifacts-{ACCOUNT}-us-east-1/data-capture/cnn/")
+            f"s3://mlops-local-artifacts-{ACCOUNT}-us-east-1/data-capture/cnn/"
+        )
         (variant,) = config["ProductionVariants"]
         model = sagemaker.describe_model(ModelName=variant["ModelName"])
         assert model["PrimaryContainer"]["ModelPackageName"] == registered
@@ -362,9 +438,16 @@ def test_endpoint_stack_creates_in_moto(synths: dict[str, Synth]) -> None:
 
 
 def _inference_specification() -> dict:
-    return {"Containers": [{"Image": "763104351884.dkr.ecr.us-east-1.amazonaws.com/tensorflow-inference:2.19-cpu",
-                            "ModelDataUrl": "s3://bucket/models/model.tar.gz"}],
-            "SupportedContentTypes": ["application/json"], "SupportedResponseMIMETypes": ["application/json"]}
+    return {
+        "Containers": [
+            {
+                "Image": "763104351884.dkr.ecr.us-east-1.amazonaws.com/tensorflow-inference:2.19-cpu",
+                "ModelDataUrl": "s3://bucket/models/model.tar.gz",
+            }
+        ],
+        "SupportedContentTypes": ["application/json"],
+        "SupportedResponseMIMETypes": ["application/json"],
+    }
 
 
 def _find_imports(value: Any) -> list[dict]:

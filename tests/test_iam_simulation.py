@@ -21,16 +21,16 @@ import aws_cdk as cdk
 import pytest
 from aws_cdk import aws_iam as iam
 from constructs import Construct
-
 from iam_simulator import IamSimulator, Request, session_arn
+from policy_documents import PolicyDocument, policy_documents
+from synth_support import Synthesized, synthesized
+
 from infra import naming
 from infra.constructs.artifacts_bucket import ArtifactsBucket
 from infra.constructs.buckets import ProjectBucket
 from infra.constructs.data_bucket import channel_prefix
 from infra.constructs.principals import EVENTS_PRINCIPAL, SAGEMAKER_PRINCIPAL
-from infra.pipeline_definition import EVALUATION_FILE, EVALUATION_OUTPUT
-from policy_documents import PolicyDocument, policy_documents
-from synth_support import Synthesized, synthesized
+from infra.definitions.training_pipeline import EVALUATION_FILE, EVALUATION_OUTPUT
 from training.networks import NETWORKS
 
 STAGES = ("local", "prod")
@@ -70,8 +70,9 @@ class Stage:
     def role(self, role: iam.IRole) -> Role:
         trust = self._document(role, "/AssumeRolePolicyDocument")
         (arn,) = trust.attached_to
-        policies = tuple(document for document in self.documents
-                         if document.kind == "identity" and arn in document.attached_to)
+        policies = tuple(
+            document for document in self.documents if document.kind == "identity" and arn in document.attached_to
+        )
         assert policies, f"{arn} has no identity policy"
         return Role(arn, policies, trust)
 
@@ -105,8 +106,15 @@ class Stage:
 
     def assume(self, role: Role, service: str, source_account: str) -> Request:
         """`service` assumes the role for a resource of `source_account`, as AWS services do."""
-        return Request(principal=service, action="sts:AssumeRole", resource=role.arn, resource_account=self.account,
-                       identity_policies=(), resource_policy=role.trust, context={"aws:SourceAccount": source_account})
+        return Request(
+            principal=service,
+            action="sts:AssumeRole",
+            resource=role.arn,
+            resource_account=self.account,
+            identity_policies=(),
+            resource_policy=role.trust,
+            context={"aws:SourceAccount": source_account},
+        )
 
     def bucket_policy(self, bucket: ProjectBucket) -> PolicyDocument:
         assert bucket.bucket.policy is not None
@@ -121,27 +129,42 @@ class Stage:
         (arn,) = self.key_policy.attached_to
         return arn
 
-    def s3(self, role: Role, action: str, bucket: ProjectBucket, key: str | None = None,
-           **context: str) -> Request:
+    def s3(self, role: Role, action: str, bucket: ProjectBucket, key: str | None = None, **context: str) -> Request:
         (bucket_arn,) = self.bucket_policy(bucket).attached_to
-        return Request(principal=session_arn(role.arn), action=action,
-                       resource=f"{bucket_arn}/{key}" if key is not None else bucket_arn,
-                       resource_account=self.account, identity_policies=role.policies,
-                       resource_policy=self.bucket_policy(bucket), context=context)
+        return Request(
+            principal=session_arn(role.arn),
+            action=action,
+            resource=f"{bucket_arn}/{key}" if key is not None else bucket_arn,
+            resource_account=self.account,
+            identity_policies=role.policies,
+            resource_policy=self.bucket_policy(bucket),
+            context=context,
+        )
 
     def kms(self, role: Role, action: str, *, via: str | None, **context: str) -> Request:
         """A request on the project key; `via` the service that makes it for the role
         (`s3` for an object it reads or writes), or None for a call of the role's own."""
         via_service = {"kms:ViaService": f"{via}.{self.synth.config.region}.amazonaws.com"} if via else {}
-        return Request(principal=session_arn(role.arn), action=action, resource=self.key_arn,
-                       resource_account=self.account, identity_policies=role.policies,
-                       resource_policy=self.key_policy,
-                       context={"kms:CallerAccount": self.account, **via_service, **context})
+        return Request(
+            principal=session_arn(role.arn),
+            action=action,
+            resource=self.key_arn,
+            resource_account=self.account,
+            identity_policies=role.policies,
+            resource_policy=self.key_policy,
+            context={"kms:CallerAccount": self.account, **via_service, **context},
+        )
 
     def call(self, role: Role, action: str, resource: str, **context: str | list[str]) -> Request:
         """A request on a resource without a resource policy of the project's (a role, a pipeline)."""
-        return Request(principal=session_arn(role.arn), action=action, resource=resource,
-                       resource_account=self.account, identity_policies=role.policies, context=context)
+        return Request(
+            principal=session_arn(role.arn),
+            action=action,
+            resource=resource,
+            resource_account=self.account,
+            identity_policies=role.policies,
+            context=context,
+        )
 
     def arn(self, service: str, resource: str) -> str:
         return f"arn:aws:{service}:{self.synth.config.region}:{self.account}:{resource}"
@@ -157,8 +180,7 @@ def simulator() -> Iterator[IamSimulator]:
 def stage(request: pytest.FixtureRequest) -> Stage:
     synth = synthesized(request.param)
     account = synth.config.account or SOME_ACCOUNT
-    return Stage(synth, account, policy_documents(synth.template_files, account=account,
-                                                  region=synth.config.region))
+    return Stage(synth, account, policy_documents(synth.template_files, account=account, region=synth.config.region))
 
 
 def expect(simulator: IamSimulator, cases: Sequence[tuple[str, Request, str]]) -> None:
@@ -166,161 +188,294 @@ def expect(simulator: IamSimulator, cases: Sequence[tuple[str, Request, str]]) -
     with the statements that decided them. A condition key that requests of the action never carry
     would make a case prove nothing: it fails too."""
     decisions = simulator.decide([request for _, request, _ in cases])
-    wrong = [f"{what}: expected {expected}, got {decision}"
-             for (what, _, expected), decision in zip(cases, decisions, strict=True) if decision.result != expected]
-    wrong += [f"{what}: {request.action} requests never carry {', '.join(decision.ignored_context_keys)}"
-              for (what, request, _), decision in zip(cases, decisions, strict=True) if decision.ignored_context_keys]
+    wrong = [
+        f"{what}: expected {expected}, got {decision}"
+        for (what, _, expected), decision in zip(cases, decisions, strict=True)
+        if decision.result != expected
+    ]
+    wrong += [
+        f"{what}: {request.action} requests never carry {', '.join(decision.ignored_context_keys)}"
+        for (what, request, _), decision in zip(cases, decisions, strict=True)
+        if decision.ignored_context_keys
+    ]
     assert not wrong, "\n".join(wrong)
 
 
 @pytest.mark.parametrize("network", sorted(NETWORKS))
-def test_the_execution_role_reads_a_networks_training_data_over_tls_only(stage: Stage, simulator: IamSimulator,
-                                                                         network: str) -> None:
+def test_the_execution_role_reads_a_networks_training_data_over_tls_only(
+    stage: Stage, simulator: IamSimulator, network: str
+) -> None:
     role, data = stage.execution_role, stage.synth.stacks.storage.data
     train = channel_prefix(network, "train")
-    expect(simulator, [
-        ("GetObject over TLS", stage.s3(role, "s3:GetObject", data, f"{train}part-0.npz", **OVER_TLS), ALLOWED),
-        ("its key, through S3", stage.kms(role, "kms:Decrypt", via="s3"), ALLOWED),
-        ("GetObject without TLS", stage.s3(role, "s3:GetObject", data, f"{train}part-0.npz", **OVER_HTTP),
-         EXPLICITLY_DENIED),
-        ("GetObject over TLS 1.1", stage.s3(role, "s3:GetObject", data, f"{train}part-0.npz", **OVER_TLS_1_1),
-         EXPLICITLY_DENIED),
-        ("ListBucket of the channel", stage.s3(role, "s3:ListBucket", data, **OVER_TLS, **{"s3:prefix": train}),
-         ALLOWED),
-        ("ListBucket of the channel without TLS",
-         stage.s3(role, "s3:ListBucket", data, **OVER_HTTP, **{"s3:prefix": train}), EXPLICITLY_DENIED),
-    ])
+    expect(
+        simulator,
+        [
+            ("GetObject over TLS", stage.s3(role, "s3:GetObject", data, f"{train}part-0.npz", **OVER_TLS), ALLOWED),
+            ("its key, through S3", stage.kms(role, "kms:Decrypt", via="s3"), ALLOWED),
+            (
+                "GetObject without TLS",
+                stage.s3(role, "s3:GetObject", data, f"{train}part-0.npz", **OVER_HTTP),
+                EXPLICITLY_DENIED,
+            ),
+            (
+                "GetObject over TLS 1.1",
+                stage.s3(role, "s3:GetObject", data, f"{train}part-0.npz", **OVER_TLS_1_1),
+                EXPLICITLY_DENIED,
+            ),
+            (
+                "ListBucket of the channel",
+                stage.s3(role, "s3:ListBucket", data, **OVER_TLS, **{"s3:prefix": train}),
+                ALLOWED,
+            ),
+            (
+                "ListBucket of the channel without TLS",
+                stage.s3(role, "s3:ListBucket", data, **OVER_HTTP, **{"s3:prefix": train}),
+                EXPLICITLY_DENIED,
+            ),
+        ],
+    )
 
 
-def test_the_execution_role_lists_reads_and_writes_nothing_outside_its_prefixes(stage: Stage,
-                                                                                 simulator: IamSimulator) -> None:
+def test_the_execution_role_lists_reads_and_writes_nothing_outside_its_prefixes(
+    stage: Stage, simulator: IamSimulator
+) -> None:
     role, storage = stage.execution_role, stage.synth.stacks.storage
     data, artifacts = storage.data, storage.artifacts
     models = ArtifactsBucket.MODELS_PREFIX
-    expect(simulator, [
-        # s3:prefix is what moto treats as met: any of the role's ListBucket statements lists anything.
-        ("ListBucket of a data prefix no network owns",
-         stage.s3(role, "s3:ListBucket", data, **OVER_TLS, **{"s3:prefix": "shared/"}), IMPLICITLY_DENIED),
-        ("ListBucket of the whole data bucket", stage.s3(role, "s3:ListBucket", data, **OVER_TLS), IMPLICITLY_DENIED),
-        ("ListBucket of the models", stage.s3(role, "s3:ListBucket", artifacts, **OVER_TLS, **{"s3:prefix": models}),
-         ALLOWED),
-        ("ListBucket of an artifacts prefix it has no statement for",
-         stage.s3(role, "s3:ListBucket", artifacts, **OVER_TLS, **{"s3:prefix": "secrets/"}), IMPLICITLY_DENIED),
-        ("GetObject of a data key no network owns",
-         stage.s3(role, "s3:GetObject", data, "shared/notes.txt", **OVER_TLS), IMPLICITLY_DENIED),
-        ("PutObject into the data bucket",
-         stage.s3(role, "s3:PutObject", data, f"{channel_prefix(SOME_NETWORK, 'train')}new.npz", **OVER_TLS),
-         IMPLICITLY_DENIED),
-        ("DeleteObject of a model",
-         stage.s3(role, "s3:DeleteObject", artifacts, f"{models}{SOME_NETWORK}/job/output/model.tar.gz", **OVER_TLS),
-         IMPLICITLY_DENIED),
-    ])
+    expect(
+        simulator,
+        [
+            # s3:prefix is what moto treats as met: any of the role's ListBucket statements lists anything.
+            (
+                "ListBucket of a data prefix no network owns",
+                stage.s3(role, "s3:ListBucket", data, **OVER_TLS, **{"s3:prefix": "shared/"}),
+                IMPLICITLY_DENIED,
+            ),
+            (
+                "ListBucket of the whole data bucket",
+                stage.s3(role, "s3:ListBucket", data, **OVER_TLS),
+                IMPLICITLY_DENIED,
+            ),
+            (
+                "ListBucket of the models",
+                stage.s3(role, "s3:ListBucket", artifacts, **OVER_TLS, **{"s3:prefix": models}),
+                ALLOWED,
+            ),
+            (
+                "ListBucket of an artifacts prefix it has no statement for",
+                stage.s3(role, "s3:ListBucket", artifacts, **OVER_TLS, **{"s3:prefix": "secrets/"}),
+                IMPLICITLY_DENIED,
+            ),
+            (
+                "GetObject of a data key no network owns",
+                stage.s3(role, "s3:GetObject", data, "shared/notes.txt", **OVER_TLS),
+                IMPLICITLY_DENIED,
+            ),
+            (
+                "PutObject into the data bucket",
+                stage.s3(role, "s3:PutObject", data, f"{channel_prefix(SOME_NETWORK, 'train')}new.npz", **OVER_TLS),
+                IMPLICITLY_DENIED,
+            ),
+            (
+                "DeleteObject of a model",
+                stage.s3(
+                    role, "s3:DeleteObject", artifacts, f"{models}{SOME_NETWORK}/job/output/model.tar.gz", **OVER_TLS
+                ),
+                IMPLICITLY_DENIED,
+            ),
+        ],
+    )
 
 
 def test_the_execution_role_writes_model_artifacts_encrypted_with_the_project_key_over_tls_only(
-        stage: Stage, simulator: IamSimulator) -> None:
+    stage: Stage, simulator: IamSimulator
+) -> None:
     role, artifacts = stage.execution_role, stage.synth.stacks.storage.artifacts
     model = f"{ArtifactsBucket.MODELS_PREFIX}{SOME_NETWORK}/job/output/model.tar.gz"
-    expect(simulator, [
-        ("PutObject over TLS", stage.s3(role, "s3:PutObject", artifacts, model, **OVER_TLS), ALLOWED),
-        ("a data key for it, through S3", stage.kms(role, "kms:GenerateDataKey", via="s3"), ALLOWED),
-        ("PutObject without TLS", stage.s3(role, "s3:PutObject", artifacts, model, **OVER_HTTP), EXPLICITLY_DENIED),
-    ])
+    expect(
+        simulator,
+        [
+            ("PutObject over TLS", stage.s3(role, "s3:PutObject", artifacts, model, **OVER_TLS), ALLOWED),
+            ("a data key for it, through S3", stage.kms(role, "kms:GenerateDataKey", via="s3"), ALLOWED),
+            ("PutObject without TLS", stage.s3(role, "s3:PutObject", artifacts, model, **OVER_HTTP), EXPLICITLY_DENIED),
+        ],
+    )
 
 
 def test_the_key_policy_leaves_the_key_to_iam_policies(stage: Stage, simulator: IamSimulator) -> None:
     """The key policy names the account, which delegates the key to the account's IAM policies: a
     role of the project without a key statement gets nothing of it."""
-    expect(simulator, [
-        (f"{network} retraining trigger role decrypts through S3",
-         stage.kms(stage.trigger_role(network), "kms:Decrypt", via="s3"), IMPLICITLY_DENIED)
-        for network in stage.synth.config.networks])
+    expect(
+        simulator,
+        [
+            (
+                f"{network} retraining trigger role decrypts through S3",
+                stage.kms(stage.trigger_role(network), "kms:Decrypt", via="s3"),
+                IMPLICITLY_DENIED,
+            )
+            for network in stage.synth.config.networks
+        ],
+    )
 
 
 @pytest.mark.parametrize("network", sorted(NETWORKS))
-def test_a_pipeline_role_reads_its_own_networks_evaluation_reports_only(stage: Stage, simulator: IamSimulator,
-                                                                        network: str) -> None:
+def test_a_pipeline_role_reads_its_own_networks_evaluation_reports_only(
+    stage: Stage, simulator: IamSimulator, network: str
+) -> None:
     """SageMaker Pipelines reads evaluation.json for the quality gate, as the pipeline role."""
     role, artifacts = stage.pipeline_role(network), stage.synth.stacks.storage.artifacts
 
     def report(of: str) -> str:
         return f"{ArtifactsBucket.PIPELINES_PREFIX}{of}/execution-1/{EVALUATION_OUTPUT}/{EVALUATION_FILE}"
 
-    expect(simulator, [
-        ("its report over TLS", stage.s3(role, "s3:GetObject", artifacts, report(network), **OVER_TLS), ALLOWED),
-        ("its key, through S3", stage.kms(role, "kms:Decrypt", via="s3"), ALLOWED),
-        ("its report without TLS", stage.s3(role, "s3:GetObject", artifacts, report(network), **OVER_HTTP),
-         EXPLICITLY_DENIED),
-        *((f"the {other} report", stage.s3(role, "s3:GetObject", artifacts, report(other), **OVER_TLS),
-           IMPLICITLY_DENIED) for other in sorted(NETWORKS) if other != network),
-    ])
+    expect(
+        simulator,
+        [
+            ("its report over TLS", stage.s3(role, "s3:GetObject", artifacts, report(network), **OVER_TLS), ALLOWED),
+            ("its key, through S3", stage.kms(role, "kms:Decrypt", via="s3"), ALLOWED),
+            (
+                "its report without TLS",
+                stage.s3(role, "s3:GetObject", artifacts, report(network), **OVER_HTTP),
+                EXPLICITLY_DENIED,
+            ),
+            *(
+                (
+                    f"the {other} report",
+                    stage.s3(role, "s3:GetObject", artifacts, report(other), **OVER_TLS),
+                    IMPLICITLY_DENIED,
+                )
+                for other in sorted(NETWORKS)
+                if other != network
+            ),
+        ],
+    )
 
 
 @pytest.mark.parametrize("network", sorted(NETWORKS))
-def test_job_creating_roles_pass_the_execution_role_to_sagemaker_only(stage: Stage, simulator: IamSimulator,
-                                                                      network: str) -> None:
+def test_job_creating_roles_pass_the_execution_role_to_sagemaker_only(
+    stage: Stage, simulator: IamSimulator, network: str
+) -> None:
     execution_role = stage.execution_role.arn
-    expect(simulator, [case for name, role in stage.job_creating_roles(network) for case in [
-        (f"{name} passes the execution role to SageMaker",
-         stage.call(role, "iam:PassRole", execution_role, **{"iam:PassedToService": SAGEMAKER_PRINCIPAL}), ALLOWED),
-        # iam:PassedToService is what moto treats as met.
-        (f"{name} passes the execution role to EC2",
-         stage.call(role, "iam:PassRole", execution_role, **{"iam:PassedToService": "ec2.amazonaws.com"}),
-         IMPLICITLY_DENIED),
-        (f"{name} passes itself to SageMaker",
-         stage.call(role, "iam:PassRole", role.arn, **{"iam:PassedToService": SAGEMAKER_PRINCIPAL}),
-         IMPLICITLY_DENIED),
-    ]])
+    expect(
+        simulator,
+        [
+            case
+            for name, role in stage.job_creating_roles(network)
+            for case in [
+                (
+                    f"{name} passes the execution role to SageMaker",
+                    stage.call(role, "iam:PassRole", execution_role, **{"iam:PassedToService": SAGEMAKER_PRINCIPAL}),
+                    ALLOWED,
+                ),
+                # iam:PassedToService is what moto treats as met.
+                (
+                    f"{name} passes the execution role to EC2",
+                    stage.call(role, "iam:PassRole", execution_role, **{"iam:PassedToService": "ec2.amazonaws.com"}),
+                    IMPLICITLY_DENIED,
+                ),
+                (
+                    f"{name} passes itself to SageMaker",
+                    stage.call(role, "iam:PassRole", role.arn, **{"iam:PassedToService": SAGEMAKER_PRINCIPAL}),
+                    IMPLICITLY_DENIED,
+                ),
+            ]
+        ],
+    )
 
 
 @pytest.mark.parametrize("network", sorted(NETWORKS))
 def test_job_creating_roles_encrypt_job_volumes_with_the_project_key_through_sagemaker_only(
-        stage: Stage, simulator: IamSimulator, network: str) -> None:
+    stage: Stage, simulator: IamSimulator, network: str
+) -> None:
     """SageMaker creates a grant on the key for each job's volume and looks the key up, in the name
     of the role that creates the job (EncryptJobVolumesWithProjectKey)."""
-    expect(simulator, [case for name, role in stage.job_creating_roles(network) for case in [
-        (f"{name}: SageMaker's grant for the job's volume",
-         stage.kms(role, "kms:CreateGrant", via="sagemaker", **{"kms:GrantIsForAWSResource": "true"}), ALLOWED),
-        (f"{name}: SageMaker's DescribeKey", stage.kms(role, "kms:DescribeKey", via="sagemaker"), ALLOWED),
-        # kms:GrantIsForAWSResource and kms:ViaService are what moto treats as met.
-        (f"{name}: a grant of its own", stage.kms(role, "kms:CreateGrant", via=None,
-                                                  **{"kms:GrantIsForAWSResource": "false"}), IMPLICITLY_DENIED),
-        (f"{name}: DescribeKey of its own", stage.kms(role, "kms:DescribeKey", via=None), IMPLICITLY_DENIED),
-    ]])
+    expect(
+        simulator,
+        [
+            case
+            for name, role in stage.job_creating_roles(network)
+            for case in [
+                (
+                    f"{name}: SageMaker's grant for the job's volume",
+                    stage.kms(role, "kms:CreateGrant", via="sagemaker", **{"kms:GrantIsForAWSResource": "true"}),
+                    ALLOWED,
+                ),
+                (f"{name}: SageMaker's DescribeKey", stage.kms(role, "kms:DescribeKey", via="sagemaker"), ALLOWED),
+                # kms:GrantIsForAWSResource and kms:ViaService are what moto treats as met.
+                (
+                    f"{name}: a grant of its own",
+                    stage.kms(role, "kms:CreateGrant", via=None, **{"kms:GrantIsForAWSResource": "false"}),
+                    IMPLICITLY_DENIED,
+                ),
+                (f"{name}: DescribeKey of its own", stage.kms(role, "kms:DescribeKey", via=None), IMPLICITLY_DENIED),
+            ]
+        ],
+    )
 
 
 @pytest.mark.parametrize("network", sorted(NETWORKS))
 def test_a_retraining_rule_starts_its_own_pipeline_only(stage: Stage, simulator: IamSimulator, network: str) -> None:
     """moto authorizes SageMaker calls against `Resource: *`; here against the pipelines' ARNs."""
     role, prefix = stage.trigger_role(network), stage.synth.config.prefix()
-    expect(simulator, [
-        (f"start {other}", stage.call(role, "sagemaker:StartPipelineExecution",
-                                      stage.arn("sagemaker", f"pipeline/{naming.pipeline_name(prefix, other)}")),
-         ALLOWED if other == network else IMPLICITLY_DENIED)
-        for other in sorted(NETWORKS)])
+    expect(
+        simulator,
+        [
+            (
+                f"start {other}",
+                stage.call(
+                    role,
+                    "sagemaker:StartPipelineExecution",
+                    stage.arn("sagemaker", f"pipeline/{naming.pipeline_name(prefix, other)}"),
+                ),
+                ALLOWED if other == network else IMPLICITLY_DENIED,
+            )
+            for other in sorted(NETWORKS)
+        ],
+    )
 
 
 def test_the_execution_role_publishes_metrics_to_its_namespaces_only(stage: Stage, simulator: IamSimulator) -> None:
     role = stage.execution_role
     drift = naming.drift_metric_namespace(stage.synth.config.prefix())
-    expect(simulator, [
-        (f"PutMetricData to {namespace}",
-         stage.call(role, "cloudwatch:PutMetricData", "*", **{"cloudwatch:namespace": namespace}), expected)
-        for namespace, expected in [("/aws/sagemaker/TrainingJobs", ALLOWED), (drift, ALLOWED),
-                                    ("AWS/Billing", IMPLICITLY_DENIED), ("mlops-other/drift", IMPLICITLY_DENIED)]
-    ])
+    expect(
+        simulator,
+        [
+            (
+                f"PutMetricData to {namespace}",
+                stage.call(role, "cloudwatch:PutMetricData", "*", **{"cloudwatch:namespace": namespace}),
+                expected,
+            )
+            for namespace, expected in [
+                ("/aws/sagemaker/TrainingJobs", ALLOWED),
+                (drift, ALLOWED),
+                ("AWS/Billing", IMPLICITLY_DENIED),
+                ("mlops-other/drift", IMPLICITLY_DENIED),
+            ]
+        ],
+    )
 
 
-def test_each_role_is_assumed_by_its_own_service_acting_for_this_account_only(stage: Stage,
-                                                                              simulator: IamSimulator) -> None:
+def test_each_role_is_assumed_by_its_own_service_acting_for_this_account_only(
+    stage: Stage, simulator: IamSimulator
+) -> None:
     """moto compares trust policies' AWS principals as text and understands no Service principal;
     here each trust policy decides, its aws:SourceAccount condition included (the confused deputy)."""
     cases = []
     for name, role, service in stage.roles_by_service():
         other_service = EVENTS_PRINCIPAL if service == SAGEMAKER_PRINCIPAL else SAGEMAKER_PRINCIPAL
-        cases += [(f"{service} assumes the {name}", stage.assume(role, service, stage.account), ALLOWED),
-                  (f"{other_service} assumes the {name}", stage.assume(role, other_service, stage.account),
-                   IMPLICITLY_DENIED)]
-        cases.append((f"{service} acting for another account assumes the {name}",
-                      stage.assume(role, service, ANOTHER_ACCOUNT), IMPLICITLY_DENIED))
+        cases += [
+            (f"{service} assumes the {name}", stage.assume(role, service, stage.account), ALLOWED),
+            (
+                f"{other_service} assumes the {name}",
+                stage.assume(role, other_service, stage.account),
+                IMPLICITLY_DENIED,
+            ),
+        ]
+        cases.append(
+            (
+                f"{service} acting for another account assumes the {name}",
+                stage.assume(role, service, ANOTHER_ACCOUNT),
+                IMPLICITLY_DENIED,
+            )
+        )
     expect(simulator, cases)

@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 from parliament import analyze_policy_string
-
-from infra.config import load_stage_config
 from policy_documents import PolicyDocument, policy_documents
 from synth_support import CDK_CONTEXT, new_app, synthesized
+
+from infra.config import load_stage_config
 
 STAGES = sorted(CDK_CONTEXT["stages"])
 # What the stages that name no account deploy into is the deploying credentials' account:
@@ -40,27 +40,34 @@ class AcceptedFinding:
 
 ACCEPTED_FINDINGS = (
     AcceptedFinding(
-        "MISMATCHED_TYPE", r"Type mismatch: s3:TlsVersion requires a value of type Numeric but given \['1\.2'\]",
+        "MISMATCHED_TYPE",
+        r"Type mismatch: s3:TlsVersion requires a value of type Numeric but given \['1\.2'\]",
         r".*BucketPolicy.*",
         "parliament's Numeric pattern is ^\\d+$, integers only; TLS versions are decimals, and AWS's own "
-        "example of this statement (S3 user guide, 'Enforce a minimum TLS version') is NumericLessThan 1.2"),
+        "example of this statement (S3 user guide, 'Enforce a minimum TLS version') is NumericLessThan 1.2",
+    ),
     AcceptedFinding(
         "UNKNOWN_CONDITION_FOR_ACTION",
         r"Unknown condition s3:TlsVersion for action s3:(InitiateReplication|PutAccessPointPublicAccessBlock)",
         r".*BucketPolicy.*",
         "the TLS statement denies s3:* below TLS 1.2; the two actions of s3:* whose requests carry no "
         "s3:TlsVersion are not denied by it (a missing key fails NumericLessThan), and the statement beside "
-        "it denies them without TLS (aws:SecureTransport false), which every request carries"),
+        "it denies them without TLS (aws:SecureTransport false), which every request carries",
+    ),
     AcceptedFinding(
-        "RESOURCE_STAR", r".*", r".*/KeyPolicy",
+        "RESOURCE_STAR",
+        r".*",
+        r".*/KeyPolicy",
         "in a key policy Resource '*' means this key and no other (a key policy cannot name another "
-        "resource); CDK's default key policy delegates the key to the account's IAM policies, which name it"),
+        "resource); CDK's default key policy delegates the key to the account's IAM policies, which name it",
+    ),
 )
 
 
 def lintable(document: PolicyDocument) -> dict[str, Any]:
     """The document as IAM stores it: condition values are strings ("1.2", "true"). CloudFormation
     takes JSON numbers and booleans there, and parliament stops with a TypeError on them."""
+
     def as_text(value: Any) -> Any:
         if isinstance(value, bool):
             return str(value).lower()
@@ -74,15 +81,20 @@ def lintable(document: PolicyDocument) -> dict[str, Any]:
 
     statements = document.policy["Statement"]
     statements = statements if isinstance(statements, list) else [statements]
-    return {**document.policy, "Statement": [
-        {**statement, **({"Condition": as_text(statement["Condition"])} if "Condition" in statement else {})}
-        for statement in statements]}
+    return {
+        **document.policy,
+        "Statement": [
+            {**statement, **({"Condition": as_text(statement["Condition"])} if "Condition" in statement else {})}
+            for statement in statements
+        ],
+    }
 
 
 def findings(stage: str) -> list[tuple[PolicyDocument, str, str]]:
     synth = synthesized(stage)
-    documents = policy_documents(synth.template_files, account=synth.config.account or SOME_ACCOUNT,
-                                 region=synth.config.region)
+    documents = policy_documents(
+        synth.template_files, account=synth.config.account or SOME_ACCOUNT, region=synth.config.region
+    )
     found = []
     # Trust policies are not linted: parliament reads every document as an identity policy, and a
     # trust policy has no Resource. Who may assume each role is asserted in the stack tests.
@@ -101,8 +113,11 @@ def accepted(document: PolicyDocument, issue: str, detail: str) -> AcceptedFindi
 
 @pytest.mark.parametrize("stage", STAGES)
 def test_every_policy_of_the_stage_uses_iams_real_vocabulary(stage: str) -> None:
-    unexpected = [f"{document.where}: {issue} {detail}" for document, issue, detail in findings(stage)
-                  if accepted(document, issue, detail) is None]
+    unexpected = [
+        f"{document.where}: {issue} {detail}"
+        for document, issue, detail in findings(stage)
+        if accepted(document, issue, detail) is None
+    ]
     assert unexpected == []
 
 
@@ -116,36 +131,58 @@ def test_every_kind_of_policy_is_linted() -> None:
     synth = synthesized("prod")
     documents = policy_documents(synth.template_files, account=SOME_ACCOUNT, region=synth.config.region)
     where = [document.where for document in documents if document.kind != "trust"]
-    for expected in ("ExecutionRole", "PipelineRole", "RetrainingTriggerRole", "MonitorPipelineRole",
-                     "DataBucketPolicy", "ArtifactsBucketPolicy", "AccessLogsBucketPolicy", "KeyPolicy"):
+    for expected in (
+        "ExecutionRole",
+        "PipelineRole",
+        "RetrainingTriggerRole",
+        "MonitorPipelineRole",
+        "DataBucketPolicy",
+        "ArtifactsBucketPolicy",
+        "AccessLogsBucketPolicy",
+        "KeyPolicy",
+    ):
         assert any(expected in location for location in where), expected
 
 
 def test_the_linter_finds_a_condition_key_the_action_never_carries() -> None:
     """The defect it found: kms:GrantIsForAWSResource is a key of CreateGrant requests only, so a
     DescribeKey under that condition is never allowed."""
-    broken = {"Version": "2012-10-17", "Statement": [{
-        "Effect": "Allow", "Action": ["kms:CreateGrant", "kms:DescribeKey"],
-        "Resource": "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
-        "Condition": {"Bool": {"kms:GrantIsForAWSResource": "true"}}}]}
+    broken = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": ["kms:CreateGrant", "kms:DescribeKey"],
+                "Resource": "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+                "Condition": {"Bool": {"kms:GrantIsForAWSResource": "true"}},
+            }
+        ],
+    }
     issues = [(finding.issue, finding.detail) for finding in analyze_policy_string(json.dumps(broken)).findings]
-    assert issues == [("UNKNOWN_CONDITION_FOR_ACTION",
-                       "Unknown condition kms:GrantIsForAWSResource for action kms:DescribeKey")]
+    assert issues == [
+        ("UNKNOWN_CONDITION_FOR_ACTION", "Unknown condition kms:GrantIsForAWSResource for action kms:DescribeKey")
+    ]
 
 
 def test_an_endpoint_stacks_one_policy_uses_iams_real_vocabulary(tmp_path: Any) -> None:
     """The endpoint stacks exist only with a model package in the context, so the stage syntheses
     above do not include them. The model runs as the execution role; the one policy of their own
     is their drift monitor schedule's (infra/constructs/drift_monitor.py)."""
-    app = new_app("prod", tmp_path, **{"model_package.cnn": "arn:aws:sagemaker:us-east-1:123456789012:"
-                                                            "model-package/mlops-prod-cnn/1"})
+    app = new_app(
+        "prod",
+        tmp_path,
+        **{"model_package.cnn": "arn:aws:sagemaker:us-east-1:123456789012:model-package/mlops-prod-cnn/1"},
+    )
     from synth_support import app_module
 
     app_module().compose(app, load_stage_config(app.node))
     app.synth()
     endpoint_templates = sorted(tmp_path.glob("*endpoint*.template.json"))
     assert endpoint_templates
-    documents = [document for document in policy_documents(endpoint_templates, account=SOME_ACCOUNT,
-                                                           region="us-east-1") if document.kind != "trust"]
+    documents = [
+        document
+        for document in policy_documents(endpoint_templates, account=SOME_ACCOUNT, region="us-east-1")
+        if document.kind != "trust"
+    ]
     assert [document.where.rsplit("/", 1)[-1] for document in documents] == ["StartTheMonitorPipeline"]
     assert [finding.issue for finding in analyze_policy_string(json.dumps(lintable(documents[0]))).findings] == []

@@ -22,12 +22,19 @@ def one_endpoint_resolver(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_the_copied_table_is_the_sdks() -> None:
     """Every region's images, and the image of every instance type SageMaker lists."""
     assert json.loads(images.TABLE_PATH.read_text()) == images.sdk_table(), (
-        "infra/image_uris.json differs from the pinned SageMaker SDK: run .venv/bin/python -m infra.images")
+        "infra/image_uris.json differs from the pinned SageMaker SDK: run .venv/bin/python -m infra.images"
+    )
 
 
-@pytest.mark.parametrize(("region", "instance_type", "scope"), [
-    ("eu-west-1", "ml.p4d.24xlarge", "training"), ("ap-southeast-2", "ml.c6i.large", "inference"),
-    ("cn-northwest-1", "local_gpu", "inference"), ("us-gov-west-1", "ml.m7i.xlarge", "training")])
+@pytest.mark.parametrize(
+    ("region", "instance_type", "scope"),
+    [
+        ("eu-west-1", "ml.p4d.24xlarge", "training"),
+        ("ap-southeast-2", "ml.c6i.large", "inference"),
+        ("cn-northwest-1", "local_gpu", "inference"),
+        ("us-gov-west-1", "ml.m7i.xlarge", "training"),
+    ],
+)
 def test_a_lookup_is_the_sdks_retrieve(region: str, instance_type: str, scope: str) -> None:
     lookup = training_image_uri if scope == "training" else inference_image_uri
     assert lookup(region, instance_type) == images.sdk_retrieve(region, instance_type, scope)
@@ -50,7 +57,8 @@ def test_training_and_serving_images_for_cpu_and_gpu() -> None:
 
 def test_the_registry_account_depends_on_the_region() -> None:
     assert image_repository(training_image_uri("cn-north-1", "ml.m5.xlarge")) == ImageRepository(
-        account="727897471807", region="cn-north-1", name="tensorflow-training")
+        account="727897471807", region="cn-north-1", name="tensorflow-training"
+    )
 
 
 def test_a_region_without_images_is_named() -> None:
@@ -58,8 +66,9 @@ def test_a_region_without_images_is_named() -> None:
         training_image_uri("mars-east-1", "ml.m5.xlarge")
 
 
-@pytest.mark.parametrize("uri", ["tensorflow-training:2.19", "public.ecr.aws/x/y:1",
-                                 "1.dkr.ecr.us-east-1.amazonaws.com"])
+@pytest.mark.parametrize(
+    "uri", ["tensorflow-training:2.19", "public.ecr.aws/x/y:1", "1.dkr.ecr.us-east-1.amazonaws.com"]
+)
 def test_anything_but_an_ecr_image_uri_is_rejected(uri: str) -> None:
     with pytest.raises(ValueError, match="not an ECR image URI"):
         image_repository(uri)

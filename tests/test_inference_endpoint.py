@@ -18,12 +18,21 @@ import psutil
 import pytest
 import requests
 import tensorflow as tf
+from inference_support import (
+    CNN_CLASSES,
+    MAX_FRAMES,
+    N_COEFFICIENTS,
+    N_FEATURES,
+    SPEAKERS,
+    WINDOW,
+    exported_models,
+    image_bytes,
+    tarball_of,
+)
+from process_support import left_running, listening
 
 from inference.artifact import ArtifactError
 from inference.local_endpoint import LocalEndpoint
-from inference_support import (CNN_CLASSES, MAX_FRAMES, N_COEFFICIENTS, N_FEATURES, SPEAKERS, WINDOW, exported_models,
-                               image_bytes, tarball_of)
-from process_support import left_running, listening
 from training.networks import NETWORKS
 
 SIX_MB = 6 * 1024 * 1024
@@ -45,8 +54,9 @@ def endpoints(models):
 @pytest.fixture(scope="module")
 def signatures(models):
     """Each model's `serving_default`, loaded on its own: the reference every answer is checked against."""
-    return {network: tf.saved_model.load(str(path / "1")).signatures["serving_default"]
-            for network, path in models.items()}
+    return {
+        network: tf.saved_model.load(str(path / "1")).signatures["serving_default"] for network, path in models.items()
+    }
 
 
 def runtime_client(endpoint: LocalEndpoint):
@@ -67,47 +77,69 @@ def _requests(rng: np.random.Generator, signatures) -> dict[str, tuple[bytes, st
     rows = rng.uniform(0, 2, (2, N_FEATURES)).astype(np.float32)
     utterance = rng.normal(0.1, 0.5, (11, N_COEFFICIENTS)).astype(np.float32)
     padded = np.zeros((1, MAX_FRAMES, N_COEFFICIENTS), np.float32)
-    padded[0, :len(utterance)] = utterance
+    padded[0, : len(utterance)] = utterance
 
     def classified(network, **inputs):
         probabilities = _reference(signatures, network, **inputs)["probabilities"][0]
         names = {"cnn": CNN_CLASSES, "transfer": ["airplane", "cat", "ship"], "speech": SPEAKERS}[network]
-        return [{"label": names[int(np.argmax(probabilities))],
-                 "probabilities": {name: float(p) for name, p in zip(names, probabilities)}}]
+        return [
+            {
+                "label": names[int(np.argmax(probabilities))],
+                "probabilities": {name: float(p) for name, p in zip(names, probabilities)},
+            }
+        ]
 
     forecast = _reference(signatures, "rnn", history=series[-WINDOW:].reshape(1, WINDOW, 1))["forecast"]
     scores = _reference(signatures, "autoencoder", features=rows)
     return {
         "cnn": (image_bytes(digit), "image/png", classified("cnn", image=digit.reshape(1, 8, 8, 1))),
         "transfer": (image_bytes(photo), "image/png", classified("transfer", image=photo[np.newaxis])),
-        "speech": ("\n".join(",".join(map(repr, frame)) for frame in utterance.tolist()).encode(), "text/csv",
-                   classified("speech", frames=padded)),
+        "speech": (
+            "\n".join(",".join(map(repr, frame)) for frame in utterance.tolist()).encode(),
+            "text/csv",
+            classified("speech", frames=padded),
+        ),
         "rnn": ("\n".join(map(str, series.tolist())).encode(), "text/csv", [{"forecast": forecast[0].tolist()}]),
-        "autoencoder": (json.dumps({"rows": rows.tolist()}).encode(), "application/json", [
-            {"reconstruction_error": float(error), "threshold": float(threshold),
-             "is_anomaly": bool(error > threshold), "embedding": embedding.tolist()}
-            for error, threshold, embedding in zip(scores["reconstruction_error"], scores["threshold"],
-                                                    scores["embedding"])]),
+        "autoencoder": (
+            json.dumps({"rows": rows.tolist()}).encode(),
+            "application/json",
+            [
+                {
+                    "reconstruction_error": float(error),
+                    "threshold": float(threshold),
+                    "is_anomaly": bool(error > threshold),
+                    "embedding": embedding.tolist(),
+                }
+                for error, threshold, embedding in zip(
+                    scores["reconstruction_error"], scores["threshold"], scores["embedding"]
+                )
+            ],
+        ),
     }
 
 
 # ------------------------------------------------------------------------ SageMaker Runtime (boto3)
 
+
 @pytest.mark.parametrize("network", list(NETWORKS))
 def test_boto3_invoke_endpoint_gets_the_signatures_predictions(endpoints, signatures, network):
     body, content_type, expected = _requests(np.random.default_rng(11), signatures)[network]
     response = runtime_client(endpoints[network]).invoke_endpoint(
-        EndpointName=f"mlops-local-{network}", Body=body, ContentType=content_type, Accept="application/json")
+        EndpointName=f"mlops-local-{network}", Body=body, ContentType=content_type, Accept="application/json"
+    )
     assert response["ContentType"] == "application/json"
     assert response["InvokedProductionVariant"] == "AllTraffic"
     assert json.loads(response["Body"].read())["predictions"] == expected
 
 
-@pytest.mark.parametrize("body, content_type, status, words", [
-    (b"\x89PNG\r\n\x1a\n broken", "image/png", 400, "not a PNG or JPEG image"),
-    (b'{"instances": [[1, 2, 3]]}', "application/json", 400, "has shape [1, 3]"),
-    (b"1,2,3", "text/csv", 415, "image/png"),
-])
+@pytest.mark.parametrize(
+    "body, content_type, status, words",
+    [
+        (b"\x89PNG\r\n\x1a\n broken", "image/png", 400, "not a PNG or JPEG image"),
+        (b'{"instances": [[1, 2, 3]]}', "application/json", 400, "has shape [1, 3]"),
+        (b"1,2,3", "text/csv", 415, "image/png"),
+    ],
+)
 def test_bad_input_is_a_model_error_carrying_the_handlers_status(endpoints, body, content_type, status, words):
     client = runtime_client(endpoints["cnn"])
     with pytest.raises(client.exceptions.ModelError) as caught:
@@ -132,8 +164,11 @@ def test_concurrent_requests_each_get_their_own_answer(endpoints, signatures):
     client = runtime_client(endpoints["cnn"])
 
     def invoke(index: int) -> list[float]:
-        response = client.invoke_endpoint(EndpointName="mlops-local-cnn", ContentType="application/json",
-                                          Body=json.dumps({"instances": batches[index].tolist()}))
+        response = client.invoke_endpoint(
+            EndpointName="mlops-local-cnn",
+            ContentType="application/json",
+            Body=json.dumps({"instances": batches[index].tolist()}),
+        )
         return list(json.loads(response["Body"].read())["predictions"][0]["probabilities"].values())
 
     with ThreadPoolExecutor(max_workers=16) as pool:
@@ -166,7 +201,7 @@ def test_each_worker_keeps_to_its_own_share_of_the_cores(endpoints):
     if len(cores) < len(workers):
         assert shares == [cores] * len(workers)
     else:
-        assert sorted(core for share in shares for core in share) == cores[:len(shares[0]) * len(workers)]
+        assert sorted(core for share in shares for core in share) == cores[: len(shares[0]) * len(workers)]
         assert len({len(share) for share in shares}) == 1
 
 
@@ -186,6 +221,7 @@ def test_a_replaced_worker_takes_the_share_of_the_one_it_replaces(monkeypatch):
 
 
 # ------------------------------------------------------------------------ container routes
+
 
 def test_ping_and_invocations_answer_with_the_handlers_own_status(endpoints):
     url = endpoints["rnn"].url
@@ -209,35 +245,48 @@ def _raw_request(url: str, head: str, body: bytes = b"", timeout: float = 5.0) -
     return answer
 
 
-@pytest.mark.parametrize("path, words", [
-    ("/invocations", b"SageMaker accepts at most 6291456 bytes"),
-    ("/endpoints/mlops-local-cnn/invocations", b"HTTP content length exceeded 6291456 bytes."),
-])
+@pytest.mark.parametrize(
+    "path, words",
+    [
+        ("/invocations", b"SageMaker accepts at most 6291456 bytes"),
+        ("/endpoints/mlops-local-cnn/invocations", b"HTTP content length exceeded 6291456 bytes."),
+    ],
+)
 def test_an_oversized_body_gets_413_without_being_read(endpoints, path, words):
     # Only the head is sent: a server waiting for the 7 MB body would never answer.
-    answer = _raw_request(endpoints["cnn"].url, f"POST {path} HTTP/1.1\r\nHost: x\r\n"
-                                                f"Content-Type: image/png\r\nContent-Length: {SIX_MB + 1}\r\n\r\n")
+    answer = _raw_request(
+        endpoints["cnn"].url,
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: {SIX_MB + 1}\r\n\r\n",
+    )
     assert answer.startswith(b"HTTP/1.1 413 ")
     assert b"Connection: close" in answer and words in answer
 
 
-@pytest.mark.parametrize("path, words", [
-    ("/invocations", "SageMaker accepts at most 6291456 bytes"),
-    ("/endpoints/mlops-local-cnn/invocations", "HTTP content length exceeded 6291456 bytes."),
-])
+@pytest.mark.parametrize(
+    "path, words",
+    [
+        ("/invocations", "SageMaker accepts at most 6291456 bytes"),
+        ("/endpoints/mlops-local-cnn/invocations", "HTTP content length exceeded 6291456 bytes."),
+    ],
+)
 def test_a_client_sending_an_oversized_body_reads_the_413_answer(endpoints, path, words):
     # The client sends all 7 MB before it reads: a server closing on the unread body resets the
     # connection, and the client sees a broken pipe instead of the answer.
-    response = requests.post(endpoints["cnn"].url + path, data=b"\0" * (SIX_MB + 1024 * 1024),
-                             headers={"Content-Type": "image/png"}, timeout=60)
+    response = requests.post(
+        endpoints["cnn"].url + path,
+        data=b"\0" * (SIX_MB + 1024 * 1024),
+        headers={"Content-Type": "image/png"},
+        timeout=60,
+    )
     assert response.status_code == 413 and response.headers["Connection"] == "close"
     assert words in response.text
     assert requests.get(endpoints["cnn"].url + "/ping", timeout=10).status_code == 200
 
 
 def test_a_chunked_body_is_refused_with_411(endpoints):
-    answer = _raw_request(endpoints["cnn"].url, "POST /invocations HTTP/1.1\r\nHost: x\r\n"
-                                                "Transfer-Encoding: chunked\r\n\r\n")
+    answer = _raw_request(
+        endpoints["cnn"].url, "POST /invocations HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
     assert answer.startswith(b"HTTP/1.1 411 ")
 
 
@@ -246,8 +295,9 @@ def test_one_keep_alive_connection_serves_many_requests(endpoints):
     connection = http.client.HTTPConnection(host, int(port), timeout=10)
     sockets = set()
     for _ in range(5):
-        connection.request("POST", "/invocations", body=image_bytes(np.zeros((8, 8), np.uint8)),
-                           headers={"Content-Type": "image/png"})
+        connection.request(
+            "POST", "/invocations", body=image_bytes(np.zeros((8, 8), np.uint8)), headers={"Content-Type": "image/png"}
+        )
         response = connection.getresponse()
         assert response.status == 200 and json.loads(response.read())["predictions"]
         sockets.add(connection.sock)
@@ -267,9 +317,13 @@ def test_keep_alive_and_new_connection_clients_are_served_side_by_side(endpoints
         assert kept_answer.status == 200 and kept_answer.getheader("Connection") == "keep-alive"
         assert json.loads(kept_answer.read())["predictions"]
         # One new connection per request, as a client without a connection pool makes them.
-        answer = _raw_request(endpoints["cnn"].url, f"POST /endpoints/mlops-local-cnn/invocations HTTP/1.1\r\n"
-                                                    f"Host: x\r\nContent-Type: image/png\r\nConnection: close\r\n"
-                                                    f"Content-Length: {len(body)}\r\n\r\n", body)
+        answer = _raw_request(
+            endpoints["cnn"].url,
+            f"POST /endpoints/mlops-local-cnn/invocations HTTP/1.1\r\n"
+            f"Host: x\r\nContent-Type: image/png\r\nConnection: close\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n",
+            body,
+        )
         head, _, payload = answer.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 200 ") and b"Connection: close" in head  # and then it closed
         assert json.loads(payload)["predictions"]
@@ -292,13 +346,15 @@ def test_a_client_leaving_its_closed_connection_open_holds_up_no_one(models):
 
 # ------------------------------------------------------------------------ TensorFlow Serving REST
 
+
 def test_tf_serving_rest_formats_with_one_output(endpoints, signatures):
     url = endpoints["cnn"].url + "/v1/models/model:predict"
     batch = np.random.default_rng(3).uniform(0, 255, (2, 8, 8, 1)).astype(np.float32)
     expected = _reference(signatures, "cnn", image=batch)["probabilities"].tolist()
     assert requests.post(url, json={"instances": batch.tolist()}).json() == {"predictions": expected}
-    assert requests.post(url, json={"instances": [{"image": row} for row in batch.tolist()]}).json() == \
-        {"predictions": expected}
+    assert requests.post(url, json={"instances": [{"image": row} for row in batch.tolist()]}).json() == {
+        "predictions": expected
+    }
     assert requests.post(url, json={"inputs": batch.tolist()}).json() == {"outputs": expected}
     assert requests.post(url, json={"inputs": {"image": batch.tolist()}}).json() == {"outputs": expected}
 
@@ -308,18 +364,22 @@ def test_tf_serving_rest_formats_with_several_outputs(endpoints, signatures):
     rows = np.random.default_rng(4).uniform(0, 1, (2, N_FEATURES)).astype(np.float32)
     reference = _reference(signatures, "autoencoder", features=rows)
     expected = {name: value.tolist() for name, value in reference.items()}
-    assert requests.post(url, json={"instances": rows.tolist()}).json() == {"predictions": [
-        {name: expected[name][index] for name in sorted(expected)} for index in range(2)]}
+    assert requests.post(url, json={"instances": rows.tolist()}).json() == {
+        "predictions": [{name: expected[name][index] for name in sorted(expected)} for index in range(2)]
+    }
     assert requests.post(url, json={"inputs": rows.tolist()}).json() == {"outputs": expected}
 
 
-@pytest.mark.parametrize("body, words", [
-    (b"not json", "JSON Parse error"),
-    (b'{"instances": [[1, 2]]}', "expected shape [-1, 30]"),
-    (b'{"instances": [["a"]]}', "expected float32 values, got strings"),
-    (b'{"foo": 1}', "Missing 'inputs' or 'instances' key"),
-    (b'{"instances": [], "inputs": []}', "Not both 'inputs' and 'instances' can be set"),
-])
+@pytest.mark.parametrize(
+    "body, words",
+    [
+        (b"not json", "JSON Parse error"),
+        (b'{"instances": [[1, 2]]}', "expected shape [-1, 30]"),
+        (b'{"instances": [["a"]]}', "expected float32 values, got strings"),
+        (b'{"foo": 1}', "Missing 'inputs' or 'instances' key"),
+        (b'{"instances": [], "inputs": []}', "Not both 'inputs' and 'instances' can be set"),
+    ],
+)
 def test_tf_serving_rest_answers_400_with_an_error_for_a_bad_tensor(endpoints, body, words):
     response = requests.post(endpoints["autoencoder"].url + "/v1/models/model:predict", data=body)
     assert response.status_code == 400 and words in response.json()["error"]
@@ -367,14 +427,23 @@ def test_a_lone_handler_calls_the_real_rest_uri_with_the_containers_context(echo
     batch = np.full((1, 8, 8, 1), 200.0, np.float32)
     body = json.dumps({"instances": batch.tolist()})
     with LocalEndpoint(echo_model, "echo") as endpoint:
-        answer = requests.post(endpoint.url + "/invocations", data=body, headers={
-            "X-Amzn-SageMaker-Custom-Attributes": "tfs-model-version=1,trace=abc"}).json()
+        answer = requests.post(
+            endpoint.url + "/invocations",
+            data=body,
+            headers={"X-Amzn-SageMaker-Custom-Attributes": "tfs-model-version=1,trace=abc"},
+        ).json()
         tfs_url = endpoint.tfs_url
     assert answer["context"] == {
-        "model_name": None, "model_version": "1", "method": None,
-        "rest_uri": f"{tfs_url}/v1/models/model/versions/1:predict", "grpc_port": None,
-        "custom_attributes": "tfs-model-version=1,trace=abc", "request_content_type": "application/json",
-        "accept_header": "*/*", "content_length": len(body)}  # requests' default Accept, passed on as is
+        "model_name": None,
+        "model_version": "1",
+        "method": None,
+        "rest_uri": f"{tfs_url}/v1/models/model/versions/1:predict",
+        "grpc_port": None,
+        "custom_attributes": "tfs-model-version=1,trace=abc",
+        "request_content_type": "application/json",
+        "accept_header": "*/*",
+        "content_length": len(body),
+    }  # requests' default Accept, passed on as is
     assert answer["status"] == 200
     assert answer["tfs"] == {"predictions": _reference(signatures, "cnn", image=batch)["probabilities"].tolist()}
 
@@ -384,8 +453,12 @@ def test_lone_handlers_filling_every_thread_still_get_their_own_predict_answered
     body = json.dumps({"instances": np.zeros((1, 8, 8, 1)).tolist()})
     with LocalEndpoint(echo_model, "echo", workers=workers, threads=threads) as endpoint:
         with ThreadPoolExecutor(3 * workers * threads) as clients:
-            answers = list(clients.map(lambda _: requests.post(endpoint.url + "/invocations", data=body, timeout=20),
-                                       range(3 * workers * threads)))
+            answers = list(
+                clients.map(
+                    lambda _: requests.post(endpoint.url + "/invocations", data=body, timeout=20),
+                    range(3 * workers * threads),
+                )
+            )
     assert [answer.status_code for answer in answers] == [200] * len(answers)
     assert {answer.json()["status"] for answer in answers} == {200}
 
@@ -398,13 +471,21 @@ def test_stop_finishes_in_flight_requests_closes_idle_connections_and_frees_the_
     assert idle.recv(4096).startswith(b"HTTP/1.1 200 ")
 
     answers = {}
-    in_flight = threading.Thread(target=lambda: answers.setdefault("in flight", requests.post(
-        endpoint.url + "/invocations", json={"instances": [[[[0.0]] * 8] * 8]},
-        headers={"X-Amzn-SageMaker-Custom-Attributes": "slow"})))
+    in_flight = threading.Thread(
+        target=lambda: answers.setdefault(
+            "in flight",
+            requests.post(
+                endpoint.url + "/invocations",
+                json={"instances": [[[[0.0]] * 8] * 8]},
+                headers={"X-Amzn-SageMaker-Custom-Attributes": "slow"},
+            ),
+        )
+    )
     in_flight.start()
     time.sleep(0.2)  # the request is inside the slow handler now
-    late = threading.Timer(0.1, lambda: answers.setdefault("late", requests.post(endpoint.url + "/invocations",
-                                                                                data=b"{}")))
+    late = threading.Timer(
+        0.1, lambda: answers.setdefault("late", requests.post(endpoint.url + "/invocations", data=b"{}"))
+    )
     late.start()
     started = time.perf_counter()
     endpoint.stop()
@@ -429,8 +510,11 @@ def test_a_prepared_endpoint_serves_a_model_that_appears_later_and_stops_without
     try:
         shutil.copytree(models["cnn"], model_dir)
         endpoint.start()
-        answer = requests.post(endpoint.url + "/invocations", data=image_bytes(np.full((8, 8), 200, np.uint8)),
-                               headers={"Content-Type": "image/png"}).json()
+        answer = requests.post(
+            endpoint.url + "/invocations",
+            data=image_bytes(np.full((8, 8), 200, np.uint8)),
+            headers={"Content-Type": "image/png"},
+        ).json()
     finally:
         endpoint.stop()
     expected = _reference(signatures, "cnn", image=np.full((1, 8, 8, 1), 200.0, np.float32))["probabilities"][0]
@@ -448,8 +532,9 @@ def test_a_model_tarball_is_served_and_its_extraction_removed(models, tmp_path, 
     with LocalEndpoint(tarball, "from-tar", workers=1) as endpoint:
         extracted = endpoint._artifact.root
         assert extracted.is_dir()
-        answer = requests.post(endpoint.url + "/invocations", data=",".join(["1"] * N_FEATURES),
-                               headers={"Content-Type": "text/csv"}).json()
+        answer = requests.post(
+            endpoint.url + "/invocations", data=",".join(["1"] * N_FEATURES), headers={"Content-Type": "text/csv"}
+        ).json()
     assert not extracted.exists()
     expected = _reference(signatures, "autoencoder", features=rows)
     assert answer["predictions"][0]["reconstruction_error"] == float(expected["reconstruction_error"][0])

@@ -19,57 +19,86 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+from inference_support import EXPORTERS, Served, context, exported_models
 from PIL import Image
 
 from inference.local_endpoint import LocalEndpoint
-from inference_support import EXPORTERS, Served, context, exported_models
 from training.networks import NETWORKS
 
 # Examples per network and path. The generator must reach
 # the model (at least ANSWERED of them answered), not only the validation (at least REJECTED refused).
 EXAMPLES = 400
 ANSWERED, REJECTED = EXAMPLES // 80, EXAMPLES // 2
-FUZZ_SETTINGS = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
-                         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                                HealthCheck.large_base_example])
+FUZZ_SETTINGS = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
+)
 
 # The test models' input rows (inference_support.EXPORTERS holds one per network).
 ROW_SHAPES = {"cnn": (8, 8, 1), "transfer": (32, 32, 3), "rnn": (24, 1), "autoencoder": (30,), "speech": (29, 12)}
-OTHER_TYPES = ["text/plain", "application/octet-stream", "image/gif", "", "application/json; charset=utf-8",
-               "TEXT/CSV", "image/png; q=1", "multipart/form-data", "application/x-image", "*/*"]
+OTHER_TYPES = [
+    "text/plain",
+    "application/octet-stream",
+    "image/gif",
+    "",
+    "application/json; charset=utf-8",
+    "TEXT/CSV",
+    "image/png; q=1",
+    "multipart/form-data",
+    "application/x-image",
+    "*/*",
+]
 
-numbers = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.floats(0, 255),
-                    st.integers(-(10 ** 40), 10 ** 40), st.integers(0, 255), st.just(10 ** 400))
+numbers = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.floats(0, 255),
+    st.integers(-(10**40), 10**40),
+    st.integers(0, 255),
+    st.just(10**400),
+)
 json_scalars = st.one_of(st.none(), st.booleans(), numbers, st.text(max_size=8))
-json_keys = st.one_of(st.sampled_from(["instances", "inputs", "rows", "image", "history", "features",
-                                       "signature_name", "b64"]), st.text(max_size=6))
-json_values = st.recursive(json_scalars, lambda children: st.one_of(
-    st.lists(children, max_size=6), st.dictionaries(json_keys, children, max_size=4)), max_leaves=50)
+json_keys = st.one_of(
+    st.sampled_from(["instances", "inputs", "rows", "image", "history", "features", "signature_name", "b64"]),
+    st.text(max_size=6),
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda children: st.one_of(st.lists(children, max_size=6), st.dictionaries(json_keys, children, max_size=4)),
+    max_leaves=50,
+)
 
 
 @st.composite
 def near_tensors(draw, row_shape: tuple[int, ...]) -> bytes:
     """JSON tensors of the model's shape or close to it, in every form the handlers read."""
-    shape = [draw(st.integers(0, 3))] + [max(1, size + draw(st.sampled_from([0, 0, 0, -1, 1])))
-                                         for size in row_shape]
+    shape = [draw(st.integers(0, 3))] + [max(1, size + draw(st.sampled_from([0, 0, 0, -1, 1]))) for size in row_shape]
     if draw(st.booleans()) and len(shape) > 1:
         shape = shape[1:] if draw(st.booleans()) else shape + [draw(st.integers(1, 2))]
-    values = draw(arrays(np.float64, shape, elements=st.floats(allow_nan=True, allow_infinity=True),
-                         fill=st.floats(0, 255)))
+    values = draw(
+        arrays(np.float64, shape, elements=st.floats(allow_nan=True, allow_infinity=True), fill=st.floats(0, 255))
+    )
     data = values.tolist()
     form = draw(st.sampled_from(["instances", "inputs", "named-rows", "named-inputs", "rows", "bare", "both"]))
     name = draw(st.sampled_from(["image", "history", "features", "other"]))
-    document = {"instances": {"instances": data}, "inputs": {"inputs": data},
-                "named-rows": {"instances": [{name: row} for row in data] if isinstance(data, list) else data},
-                "named-inputs": {"inputs": {name: data}}, "rows": {"rows": data}, "bare": data,
-                "both": {"instances": data, "inputs": data}}[form]
+    document = {
+        "instances": {"instances": data},
+        "inputs": {"inputs": data},
+        "named-rows": {"instances": [{name: row} for row in data] if isinstance(data, list) else data},
+        "named-inputs": {"inputs": {name: data}},
+        "rows": {"rows": data},
+        "bare": data,
+        "both": {"instances": data, "inputs": data},
+    }[form]
     return json.dumps(document).encode()
 
 
 @st.composite
 def images(draw) -> bytes:
     width, height = draw(st.integers(1, 48)), draw(st.integers(1, 48))
-    seed = draw(st.integers(0, 2 ** 32 - 1))
+    seed = draw(st.integers(0, 2**32 - 1))
     pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
     image_format = draw(st.sampled_from(["PNG", "JPEG"]))
     modes = ["L", "RGB", "CMYK"] if image_format == "JPEG" else ["L", "RGB", "RGBA", "P", "1", "LA", "I;16"]
@@ -78,18 +107,19 @@ def images(draw) -> bytes:
     data = buffer.getvalue()
     damage = draw(st.sampled_from(["none", "none", "truncate", "flip"]))
     if damage == "truncate":
-        return data[:draw(st.integers(0, len(data) - 1))]
+        return data[: draw(st.integers(0, len(data) - 1))]
     if damage == "flip":
         position = draw(st.integers(0, len(data) - 1))
-        return data[:position] + bytes([data[position] ^ 0xFF]) + data[position + 1:]
+        return data[:position] + bytes([data[position] ^ 0xFF]) + data[position + 1 :]
     return data
 
 
 @st.composite
 def csv_bodies(draw, width: int) -> bytes:
     cells = st.one_of(numbers.map(str), st.text(string.printable, max_size=6), st.just(""))
-    well_formed = st.lists(st.lists(st.floats(-1e3, 1e3).map(str), min_size=width, max_size=width),
-                           min_size=0, max_size=30)
+    well_formed = st.lists(
+        st.lists(st.floats(-1e3, 1e3).map(str), min_size=width, max_size=width), min_size=0, max_size=30
+    )
     rows = draw(st.one_of(well_formed, st.lists(st.lists(cells, min_size=1, max_size=width + 2), max_size=30)))
     header = [",".join(f"c{index}" for index in range(width))] if draw(st.booleans()) else []
     return "\n".join(header + [",".join(row) for row in rows]).encode()
@@ -106,8 +136,13 @@ def plain_json(draw, network: str) -> bytes:
         return json.dumps(series if draw(st.booleans()) else [[value] for value in series]).encode()
     if form in ("rows", "sequence"):
         width = row_shape[-1]
-        rows = draw(st.lists(st.lists(values, min_size=width - 1, max_size=width + 1), min_size=1,
-                             max_size=row_shape[0] + 2 if form == "sequence" else 4))
+        rows = draw(
+            st.lists(
+                st.lists(values, min_size=width - 1, max_size=width + 1),
+                min_size=1,
+                max_size=row_shape[0] + 2 if form == "sequence" else 4,
+            )
+        )
         return json.dumps({"rows": rows} if form == "rows" and draw(st.booleans()) else rows).encode()
     return json.dumps(draw(st.lists(values, max_size=70))).encode()
 
@@ -116,18 +151,22 @@ def plain_json(draw, network: str) -> bytes:
 def requests_for(draw, network: str) -> tuple[bytes, str | None]:
     """(body, content type): usually the type the body is, sometimes any other."""
     row_shape = ROW_SHAPES[network]
-    kind, body = draw(st.one_of(
-        st.tuples(st.just("application/octet-stream"), st.binary(max_size=3000)),
-        st.tuples(st.just("application/json"), json_values.map(lambda value: json.dumps(value).encode())),
-        st.tuples(st.just("application/json"), near_tensors(row_shape)),
-        st.tuples(st.just("application/json"), plain_json(network)),
-        st.tuples(st.just("image"), images()),
-        st.tuples(st.just("text/csv"), csv_bodies(1 if NETWORKS[network].task.request_form == "window"
-                                                  else row_shape[-1])),
-    ))
+    kind, body = draw(
+        st.one_of(
+            st.tuples(st.just("application/octet-stream"), st.binary(max_size=3000)),
+            st.tuples(st.just("application/json"), json_values.map(lambda value: json.dumps(value).encode())),
+            st.tuples(st.just("application/json"), near_tensors(row_shape)),
+            st.tuples(st.just("application/json"), plain_json(network)),
+            st.tuples(st.just("image"), images()),
+            st.tuples(
+                st.just("text/csv"), csv_bodies(1 if NETWORKS[network].task.request_form == "window" else row_shape[-1])
+            ),
+        )
+    )
     natural = {"image": "image/jpeg" if body[:3] == b"\xff\xd8\xff" else "image/png"}.get(kind, kind)
-    content_type = draw(st.sampled_from([natural] * 4 + list(NETWORKS[network].request_content_types)
-                                        + OTHER_TYPES + [None]))
+    content_type = draw(
+        st.sampled_from([natural] * 4 + list(NETWORKS[network].request_content_types) + OTHER_TYPES + [None])
+    )
     return body, content_type
 
 
@@ -142,7 +181,7 @@ def test_every_network_is_fuzzed():
 
 def test_the_row_shapes_are_the_test_models_own(models):
     for network, shape in ROW_SHAPES.items():
-        assert Served(models[network]).module.ROW_SHAPE == shape, network
+        assert shape == Served(models[network]).module.ROW_SHAPE, network
 
 
 @pytest.mark.parametrize("network", list(NETWORKS))
@@ -173,10 +212,12 @@ def test_the_endpoint_never_answers_5xx_and_keeps_serving(models, network):
     statuses: dict[int, int] = {}
     # One worker: answers, not throughput, are checked here, and each worker loads TensorFlow.
     with LocalEndpoint(models[network], name, workers=1) as endpoint, requests.Session() as session:
+
         @FUZZ_SETTINGS
-        @given(request=requests_for(network),
-               route=st.sampled_from(["/invocations", f"/endpoints/{name}/invocations",
-                                      "/v1/models/model:predict"]))
+        @given(
+            request=requests_for(network),
+            route=st.sampled_from(["/invocations", f"/endpoints/{name}/invocations", "/v1/models/model:predict"]),
+        )
         def check(request, route):
             body, content_type = request
             headers = {} if content_type is None else {"Content-Type": content_type}

@@ -16,12 +16,27 @@ import sys
 import numpy as np
 import pytest
 import requests
+from inference_support import (
+    CNN_CLASSES,
+    EXPORTERS,
+    HORIZON,
+    MAX_FRAMES,
+    MODEL_CODE_DIR,
+    N_COEFFICIENTS,
+    N_FEATURES,
+    REPO_ROOT,
+    SPEAKERS,
+    THRESHOLD,
+    TRANSFER_CLASSES,
+    WINDOW,
+    Served,
+    context,
+    exported_models,
+    image_bytes,
+)
 from PIL import Image
 
 from inference.local_endpoint import load_handler_module
-from inference_support import (CNN_CLASSES, EXPORTERS, HORIZON, MAX_FRAMES, MODEL_CODE_DIR, N_COEFFICIENTS,
-                               N_FEATURES, REPO_ROOT, SPEAKERS, THRESHOLD, TRANSFER_CLASSES, WINDOW, Served,
-                               context, exported_models, image_bytes)
 from training.networks import NETWORKS
 from training.tasks import TASKS
 
@@ -44,6 +59,7 @@ def _assert_classified(predictions: list[dict], probabilities: np.ndarray, class
 
 
 # ------------------------------------------------------------------------------ image classifiers
+
 
 def test_cnn_png_digit_matches_the_signature(served):
     pixels = _rng().integers(0, 256, (8, 8), dtype=np.uint8)
@@ -71,8 +87,7 @@ def test_cnn_accepts_jpeg_with_content_type_parameters(served):
 
 def test_transfer_turns_a_grayscale_image_into_its_32x32_rgb_input(served):
     pixels = _rng().integers(0, 256, (10, 10), dtype=np.uint8)
-    rgb = np.asarray(Image.fromarray(pixels).convert("RGB").resize((32, 32), Image.Resampling.BILINEAR),
-                     np.float32)
+    rgb = np.asarray(Image.fromarray(pixels).convert("RGB").resize((32, 32), Image.Resampling.BILINEAR), np.float32)
     expected = served["transfer"].signature(rgb[np.newaxis])["probabilities"]
     _assert_classified(served["transfer"].answer(image_bytes(pixels), "image/png"), expected, TRANSFER_CLASSES)
 
@@ -81,8 +96,13 @@ def test_image_classifier_takes_every_tf_serving_json_form(served):
     batch = _rng().uniform(0, 255, (3, 8, 8, 1)).astype(np.float32)
     expected = served["cnn"].signature(batch)["probabilities"]
     rows = batch.tolist()
-    for document in ({"instances": rows}, {"inputs": rows}, {"instances": [{"image": row} for row in rows]},
-                     {"inputs": {"image": rows}}, {"signature_name": "serving_default", "instances": rows}):
+    for document in (
+        {"instances": rows},
+        {"inputs": rows},
+        {"instances": [{"image": row} for row in rows]},
+        {"inputs": {"image": rows}},
+        {"signature_name": "serving_default", "instances": rows},
+    ):
         _assert_classified(served["cnn"].answer(json.dumps(document), "application/json"), expected, CNN_CLASSES)
 
 
@@ -95,6 +115,7 @@ def test_a_missing_content_type_means_json_as_in_the_container(served):
 
 # ------------------------------------------------------------------------------ forecaster
 
+
 def test_forecaster_takes_the_last_window_of_a_longer_json_series(served):
     series = 315 + _rng().normal(0, 3, 40)
     expected = served["rnn"].signature(series[-WINDOW:].reshape(1, WINDOW, 1))["forecast"]
@@ -103,12 +124,16 @@ def test_forecaster_takes_the_last_window_of_a_longer_json_series(served):
     assert len(prediction["forecast"]) == HORIZON
 
 
-@pytest.mark.parametrize("encode", [
-    lambda s: json.dumps([[value] for value in s]),
-    lambda s: "ppm\n" + "\n".join(str(value) for value in s) + "\n",
-    lambda s: ",".join(str(value) for value in s),
-    lambda s: json.dumps({"instances": [[[value] for value in s]]}),
-], ids=["json-rows", "csv-with-header", "csv-one-line", "tf-serving"])
+@pytest.mark.parametrize(
+    "encode",
+    [
+        lambda s: json.dumps([[value] for value in s]),
+        lambda s: "ppm\n" + "\n".join(str(value) for value in s) + "\n",
+        lambda s: ",".join(str(value) for value in s),
+        lambda s: json.dumps({"instances": [[[value] for value in s]]}),
+    ],
+    ids=["json-rows", "csv-with-header", "csv-one-line", "tf-serving"],
+)
 def test_forecaster_input_forms_agree(served, encode):
     series = (330 + _rng().normal(0, 2, WINDOW)).astype(np.float32).tolist()
     expected = served["rnn"].signature(np.reshape(series, (1, WINDOW, 1)))["forecast"]
@@ -125,6 +150,7 @@ def test_forecaster_rejects_a_short_series_saying_how_many_it_needs(served):
 
 # ------------------------------------------------------------------------------ anomaly detector
 
+
 def _anomaly_rows(count: int) -> np.ndarray:
     return _rng().uniform(0, 3, (count, N_FEATURES)).astype(np.float32)
 
@@ -133,19 +159,30 @@ def _assert_scored(predictions: list[dict], expected: dict[str, np.ndarray]) -> 
     assert len(predictions) == len(expected["reconstruction_error"])
     for index, prediction in enumerate(predictions):
         error = float(expected["reconstruction_error"][index])
-        assert prediction == {"reconstruction_error": error, "threshold": THRESHOLD,
-                              "is_anomaly": error > THRESHOLD,
-                              "embedding": expected["embedding"][index].tolist()}
+        assert prediction == {
+            "reconstruction_error": error,
+            "threshold": THRESHOLD,
+            "is_anomaly": error > THRESHOLD,
+            "embedding": expected["embedding"][index].tolist(),
+        }
 
 
-@pytest.mark.parametrize("encode, content_type", [
-    (lambda rows: ",".join(f"f{i}" for i in range(N_FEATURES)) + "\n"
-     + "\n".join(",".join(map(str, row)) for row in rows), "text/csv"),
-    (lambda rows: json.dumps({"rows": rows}), "application/json"),
-    (lambda rows: json.dumps(rows), "application/json"),
-    (lambda rows: json.dumps({"instances": rows}), "application/json"),
-    (lambda rows: json.dumps({"inputs": {"features": rows}}), "application/json"),
-], ids=["csv", "rows", "bare-rows", "instances", "named-inputs"])
+@pytest.mark.parametrize(
+    "encode, content_type",
+    [
+        (
+            lambda rows: (
+                ",".join(f"f{i}" for i in range(N_FEATURES)) + "\n" + "\n".join(",".join(map(str, row)) for row in rows)
+            ),
+            "text/csv",
+        ),
+        (lambda rows: json.dumps({"rows": rows}), "application/json"),
+        (lambda rows: json.dumps(rows), "application/json"),
+        (lambda rows: json.dumps({"instances": rows}), "application/json"),
+        (lambda rows: json.dumps({"inputs": {"features": rows}}), "application/json"),
+    ],
+    ids=["csv", "rows", "bare-rows", "instances", "named-inputs"],
+)
 def test_anomaly_detector_scores_every_row(served, encode, content_type):
     rows = _anomaly_rows(3)
     rows[2] *= 40  # far outside what the model reconstructs: an anomaly
@@ -163,14 +200,18 @@ def test_anomaly_detector_takes_one_bare_row(served):
 
 # ------------------------------------------------------------------------------ sequence classifiers
 
+
 @pytest.mark.parametrize("frames", [1, 7, 18, MAX_FRAMES])
 @pytest.mark.parametrize("content_type", ["application/json", "text/csv"])
 def test_a_sequence_of_any_length_is_padded_and_classified_as_the_signature_does(served, frames, content_type):
     sequence = _rng().normal(0.0, 0.6, (frames, N_COEFFICIENTS)).astype(np.float32) + 0.05
     padded = np.zeros((1, MAX_FRAMES, N_COEFFICIENTS), np.float32)
     padded[0, :frames] = sequence
-    body = (json.dumps(sequence.tolist()) if content_type == "application/json"
-            else "\n".join(",".join(repr(float(value)) for value in frame) for frame in sequence))
+    body = (
+        json.dumps(sequence.tolist())
+        if content_type == "application/json"
+        else "\n".join(",".join(repr(float(value)) for value in frame) for frame in sequence)
+    )
     for network in _SEQUENCE_NETWORKS:
         expected = served[network].signature(padded)["probabilities"]
         _assert_classified(served[network].answer(body, content_type), expected, SPEAKERS)
@@ -197,17 +238,17 @@ def _truncated_png() -> bytes:
 BAD_REQUESTS = [
     # (networks, body, content type, status, words the message must hold)
     (_ALL, b"", "application/json", 400, "empty"),
-    (_ALL, b"{\"instances\": [1, 2", "application/json", 400, "not valid JSON"),
+    (_ALL, b'{"instances": [1, 2', "application/json", 400, "not valid JSON"),
     (_ALL, b"\xff\xfe\x00garbage", "application/json", 400, "not valid JSON"),
     (_ALL, b"[" * 100_000, "application/json", 400, "nested too deeply"),
-    (_ALL, b"{\"instances\": [[1, 2], [3]]}", "application/json", 400, "rectangular"),
-    (_ALL, b"{\"instances\": [[[[\"a\"]]]]}", "application/json", 400, "numbers"),
-    (_ALL, b"{\"instances\": [null]}", "application/json", 400, "numbers"),
-    (_ALL, b"{\"instances\": [1], \"inputs\": [1]}", "application/json", 400, "not both"),
-    (_ALL, b"{\"instances\": [1], \"extra\": 1}", "application/json", 400, "'extra'"),
-    (_ALL, b"{\"signature_name\": \"other\", \"instances\": [1]}", "application/json", 400, "'other'"),
-    (_ALL, b"{\"instances\": []}", "application/json", 400, "N >= 1"),
-    (_ALL, b"\"just text\"", "application/json", 400, '{"instances": [...]} of shape'),
+    (_ALL, b'{"instances": [[1, 2], [3]]}', "application/json", 400, "rectangular"),
+    (_ALL, b'{"instances": [[[["a"]]]]}', "application/json", 400, "numbers"),
+    (_ALL, b'{"instances": [null]}', "application/json", 400, "numbers"),
+    (_ALL, b'{"instances": [1], "inputs": [1]}', "application/json", 400, "not both"),
+    (_ALL, b'{"instances": [1], "extra": 1}', "application/json", 400, "'extra'"),
+    (_ALL, b'{"signature_name": "other", "instances": [1]}', "application/json", 400, "'other'"),
+    (_ALL, b'{"instances": []}', "application/json", 400, "N >= 1"),
+    (_ALL, b'"just text"', "application/json", 400, '{"instances": [...]} of shape'),
     (_ALL, b"[1, 2]", "text/plain", 415, "text/plain"),
     (_ALL, b"[1, 2]", "application/x-npy", 415, "application/json"),
     (_IMAGE_NETWORKS, b"not an image at all", "image/png", 400, "not a PNG or JPEG"),
@@ -223,24 +264,54 @@ BAD_REQUESTS = [
     (_TABULAR_NETWORKS, b"1,2\x00,3\n", "text/csv", 400, "CSV"),
     (_TABULAR_NETWORKS, b"\xff\xfe1,2", "text/csv", 400, "UTF-8"),
     (_TABULAR_NETWORKS, b"[[1, 2, 3]]", "application/json", 400, "shape"),
-    (_TABULAR_NETWORKS, b"{\"rows\": true}", "application/json", 400, '{"instances": [...]} of shape'),
+    (_TABULAR_NETWORKS, b'{"rows": true}', "application/json", 400, '{"instances": [...]} of shape'),
     (["rnn"], json.dumps([1e39] * WINDOW).encode(), "application/json", 400, "float32"),
-    (["rnn"], json.dumps([10 ** 400] * WINDOW).encode(), "application/json", 400, "float32"),
+    (["rnn"], json.dumps([10**400] * WINDOW).encode(), "application/json", 400, "float32"),
     (["rnn"], b"[" + b", ".join([b"NaN"] * WINDOW) + b"]", "application/json", 400, "NaN"),
     (["rnn"], json.dumps([True] * WINDOW).encode(), "application/json", 400, "true/false"),
-    (["autoencoder"], json.dumps([[1.0] * N_FEATURES, [float("inf")] * N_FEATURES]).encode(),
-     "application/json", 400, "infinity"),
-    (_SEQUENCE_NETWORKS, json.dumps([[0.5] * N_COEFFICIENTS] * (MAX_FRAMES + 1)).encode(), "application/json", 400,
-     f"got {MAX_FRAMES + 1} frames; the model takes 1 to {MAX_FRAMES}"),
+    (
+        ["autoencoder"],
+        json.dumps([[1.0] * N_FEATURES, [float("inf")] * N_FEATURES]).encode(),
+        "application/json",
+        400,
+        "infinity",
+    ),
+    (
+        _SEQUENCE_NETWORKS,
+        json.dumps([[0.5] * N_COEFFICIENTS] * (MAX_FRAMES + 1)).encode(),
+        "application/json",
+        400,
+        f"got {MAX_FRAMES + 1} frames; the model takes 1 to {MAX_FRAMES}",
+    ),
     (_SEQUENCE_NETWORKS, b"", "text/csv", 400, "empty"),
-    (_SEQUENCE_NETWORKS, json.dumps([[0.5] * (N_COEFFICIENTS - 1)] * 5).encode(), "application/json", 400,
-     f"shape [5, {N_COEFFICIENTS - 1}]"),
-    (_SEQUENCE_NETWORKS, "\n".join([",".join(["0.5"] * (N_COEFFICIENTS + 1))] * 3).encode(), "text/csv", 400,
-     f"shape [3, {N_COEFFICIENTS + 1}]"),
-    (_SEQUENCE_NETWORKS, json.dumps([[0.5] * N_COEFFICIENTS, [0.0] * N_COEFFICIENTS]).encode(), "application/json",
-     400, "frame 2 is all zeros"),
-    (_SEQUENCE_NETWORKS, json.dumps({"instances": [[[0.5] * N_COEFFICIENTS] * 7]}).encode(), "application/json",
-     400, f"this model takes [N, {MAX_FRAMES}, {N_COEFFICIENTS}]"),
+    (
+        _SEQUENCE_NETWORKS,
+        json.dumps([[0.5] * (N_COEFFICIENTS - 1)] * 5).encode(),
+        "application/json",
+        400,
+        f"shape [5, {N_COEFFICIENTS - 1}]",
+    ),
+    (
+        _SEQUENCE_NETWORKS,
+        "\n".join([",".join(["0.5"] * (N_COEFFICIENTS + 1))] * 3).encode(),
+        "text/csv",
+        400,
+        f"shape [3, {N_COEFFICIENTS + 1}]",
+    ),
+    (
+        _SEQUENCE_NETWORKS,
+        json.dumps([[0.5] * N_COEFFICIENTS, [0.0] * N_COEFFICIENTS]).encode(),
+        "application/json",
+        400,
+        "frame 2 is all zeros",
+    ),
+    (
+        _SEQUENCE_NETWORKS,
+        json.dumps({"instances": [[[0.5] * N_COEFFICIENTS] * 7]}).encode(),
+        "application/json",
+        400,
+        f"this model takes [N, {MAX_FRAMES}, {N_COEFFICIENTS}]",
+    ),
 ]
 
 
@@ -275,6 +346,7 @@ def test_a_body_over_six_megabytes_is_refused_before_it_is_read(served, network)
 
 # ------------------------------------------------------------------------------ output handler
 
+
 def _tfs_response(status: int, body: bytes) -> requests.Response:
     response = requests.Response()
     response.status_code, response._content = status, body
@@ -297,20 +369,27 @@ def test_a_tf_serving_failure_is_not_blamed_on_the_input(served):
 
 def test_output_handler_reads_tf_serving_columnar_answers(served):
     module = served["autoencoder"].module
-    body = json.dumps({"outputs": {"reconstruction_error": [0.5, 2.0], "threshold": [0.75, 0.75],
-                                   "embedding": [[1, 2], [3, 4]]}}).encode()
+    body = json.dumps(
+        {"outputs": {"reconstruction_error": [0.5, 2.0], "threshold": [0.75, 0.75], "embedding": [[1, 2], [3, 4]]}}
+    ).encode()
     text, content_type = module.output_handler(_tfs_response(200, body), context())
     assert json.loads(text)["predictions"] == [
         {"reconstruction_error": 0.5, "threshold": 0.75, "is_anomaly": False, "embedding": [1, 2]},
-        {"reconstruction_error": 2.0, "threshold": 0.75, "is_anomaly": True, "embedding": [3, 4]}]
+        {"reconstruction_error": 2.0, "threshold": 0.75, "is_anomaly": True, "embedding": [3, 4]},
+    ]
 
 
 # ------------------------------------------------------------------------------ the module itself
 
+
 def test_a_broken_serving_json_fails_at_import_naming_the_key(tmp_path):
     shutil.copy(MODEL_CODE_DIR / "inference.py", tmp_path / "inference.py")
-    description = {**NETWORKS["rnn"].task.serving_description(), "input_name": "history", "input_shape": [24, 1],
-                   "window": 24}
+    description = {
+        **NETWORKS["rnn"].task.serving_description(),
+        "input_name": "history",
+        "input_shape": [24, 1],
+        "window": 24,
+    }
     (tmp_path / "serving.json").write_text(json.dumps(description))
     with pytest.raises(RuntimeError, match="n_features"):
         load_handler_module(tmp_path / "inference.py")
@@ -325,9 +404,12 @@ def test_every_task_is_served_and_its_description_round_trips(served):
     tasks_served = set()
     for name, network in NETWORKS.items():
         module, task = served[name].module, network.task
-        assert (module.TASK, module.REQUEST_FORM, module.ANSWER_FORM) == (task.name, task.request_form,
-                                                                          task.answer_form)
-        assert module.ACCEPTED_CONTENT_TYPES == task.content_types and module.OUTPUT_NAMES == task.outputs
+        assert (task.name, task.request_form, task.answer_form) == (
+            module.TASK,
+            module.REQUEST_FORM,
+            module.ANSWER_FORM,
+        )
+        assert task.content_types == module.ACCEPTED_CONTENT_TYPES and task.outputs == module.OUTPUT_NAMES
         handler_needs = set(module.REQUEST_FIELDS[task.request_form]) | set(module.ANSWER_FIELDS[task.answer_form])
         assert handler_needs <= set(task.serving_fields), (task.name, handler_needs - set(task.serving_fields))
         tasks_served.add(task.name)
@@ -336,15 +418,20 @@ def test_every_task_is_served_and_its_description_round_trips(served):
 
 def test_handler_imports_only_the_standard_library_and_its_pinned_requirements():
     tree = ast.parse((MODEL_CODE_DIR / "inference.py").read_text())
-    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
-                for alias in node.names}
-    imported |= {node.module.split(".")[0] for node in ast.walk(tree)
-                 if isinstance(node, ast.ImportFrom) and node.level == 0}
+    imported = {
+        alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
+    }
+    imported |= {
+        node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level == 0
+    }
     third_party = {name for name in imported if name not in sys.stdlib_module_names and name != "__future__"}
     assert third_party == {"numpy", "PIL"}
 
-    pins = [line for line in (MODEL_CODE_DIR / "requirements.txt").read_text().splitlines()
-            if line and not line.startswith("#")]
+    pins = [
+        line
+        for line in (MODEL_CODE_DIR / "requirements.txt").read_text().splitlines()
+        if line and not line.startswith("#")
+    ]
     project_pins = (REPO_ROOT / "requirements.txt").read_text().splitlines()
     assert sorted(pins) == ["numpy==2.1.3", "pillow==13.0.0"]
     assert all(pin in project_pins for pin in pins)

@@ -40,11 +40,10 @@ def test_waiting_threads_get_their_turn_in_the_order_they_came():
 def test_a_failing_holder_passes_the_turn_on():
     turns, served = TakingTurns(), []
     waiter = threading.Thread(target=lambda: turns.__enter__() or served.append("next"))
-    with pytest.raises(RuntimeError):
-        with turns:
-            waiter.start()
-            _queued(turns, 1)
-            raise RuntimeError("the handler failed")
+    with pytest.raises(RuntimeError), turns:
+        waiter.start()
+        _queued(turns, 1)
+        raise RuntimeError("the handler failed")
     waiter.join(10)
     assert served == ["next"]
     turns.__exit__(None, None, None)

@@ -29,10 +29,10 @@ import psutil
 import pytest
 from cli_support import run_mlops
 from moto.backends import get_backend
+from process_support import free_port, left_running, listening
 
 from inference.archives import extract_archive
 from mlops.local.moto import ACCOUNT, REGION
-from process_support import free_port, left_running, listening
 
 pytestmark = pytest.mark.integration
 
@@ -62,14 +62,16 @@ def watched_children() -> Iterator[set[psutil.Process]]:
         watcher.join()
 
 
-
 def interrupt_during_training(port: int, report: Path) -> None:
     """`mlops local` as a user starts it, stopped with Ctrl-C (SIGINT) once its training job runs:
     exit 130, no traceback, nothing left running, the report says where it stopped."""
-    interrupted = subprocess.Popen([str(MLOPS), "local", "--network", "cnn", "--port", str(port),
-                                    "--report-dir", str(report), *QUICK_RUN],
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                   env={**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"})
+    interrupted = subprocess.Popen(
+        [str(MLOPS), "local", "--network", "cnn", "--port", str(port), "--report-dir", str(report), *QUICK_RUN],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"},
+    )
     assert interrupted.stdout is not None
     for line in interrupted.stdout:
         if "▶ Train (Training)" in line:
@@ -85,8 +87,11 @@ def interrupt_during_training(port: int, report: Path) -> None:
     assert not listening(port), "the moto server is still listening"
     phases = json.loads((report / "phases.json").read_text())
     assert phases["outcome"] == "interrupted"
-    assert phases["phases"][-1] == {**phases["phases"][-1], "phase": "Run the cnn training pipeline",
-                                    "status": "interrupted"}
+    assert phases["phases"][-1] == {
+        **phases["phases"][-1],
+        "phase": "Run the cnn training pipeline",
+        "status": "interrupted",
+    }
     assert phases["steps"][-1] == {**phases["steps"][-1], "step": "Train", "status": "Stopped"}
 
 
@@ -111,15 +116,27 @@ def s3_json(uri: str) -> dict:
 
 
 def test_after_a_ctrl_c_the_cnn_goes_from_nothing_to_an_invoked_endpoint(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     port, report = free_port(), tmp_path / "report"
     interrupt_during_training(port, report)
 
     # Same port, same report folder, no clean-up in between.
     before = set(psutil.Process().children(recursive=True))
     with watched_children() as started:
-        code, out, err = run_mlops(monkeypatch, capsys, "local", "--network", "cnn", "--port", str(port),
-                                   "--report-dir", str(report), *QUICK_RUN, "--drift")
+        code, out, err = run_mlops(
+            monkeypatch,
+            capsys,
+            "local",
+            "--network",
+            "cnn",
+            "--port",
+            str(port),
+            "--report-dir",
+            str(report),
+            *QUICK_RUN,
+            "--drift",
+        )
     assert code == 0, err[-3000:]
     assert "✓ [9/12] Invoke it with held-out test samples" in out
     assert "mlops-local-data-123456789012-us-east-1" in out
@@ -127,8 +144,9 @@ def test_after_a_ctrl_c_the_cnn_goes_from_nothing_to_an_invoked_endpoint(
 
     # The model package, registered by the pipeline's Register step with the evaluation's metrics.
     sagemaker = get_backend("sagemaker")[ACCOUNT][REGION]
-    (package,) = [found for found in sagemaker.model_packages.values()
-                  if found.model_package_group_name == "mlops-local-cnn"]
+    (package,) = [
+        found for found in sagemaker.model_packages.values() if found.model_package_group_name == "mlops-local-cnn"
+    ]
     assert package.model_approval_status == "Approved"
     evaluation = s3_json(package.model_metrics["ModelQuality"]["Statistics"]["S3Uri"])
     accuracy = evaluation["metrics"]["test_accuracy"]["value"]
@@ -147,8 +165,10 @@ def test_after_a_ctrl_c_the_cnn_goes_from_nothing_to_an_invoked_endpoint(
     assert training_job.training_job_status == "Completed"
     assert {metric["MetricName"] for metric in training_job.final_metric_data_list} >= {"val_loss", "test_accuracy"}
     model_data = package.inference_specification["Containers"][0]["ModelDataUrl"]
-    assert model_data == f"{training_job.output_data_config['S3OutputPath']}{training_job.training_job_name}" \
-                         "/output/model.tar.gz"
+    assert (
+        model_data == f"{training_job.output_data_config['S3OutputPath']}{training_job.training_job_name}"
+        "/output/model.tar.gz"
+    )
 
     # The endpoint stack, deployed with that version, and its endpoint.
     cloudformation = get_backend("cloudformation")[ACCOUNT][REGION]
@@ -174,17 +194,28 @@ def test_after_a_ctrl_c_the_cnn_goes_from_nothing_to_an_invoked_endpoint(
 
     # The report: the held-out metric, predictions beside the truth, plots, the time of each phase.
     metrics = json.loads((report / "metrics.json").read_text())
-    assert metrics["quality"] == {"metric": "test_accuracy", "value": accuracy, "comparison": ">=",
-                                  "threshold": 0.3, "champion": evaluation["champion_challenger"], "passed": True}
+    assert metrics["quality"] == {
+        "metric": "test_accuracy",
+        "value": accuracy,
+        "comparison": ">=",
+        "threshold": 0.3,
+        "champion": evaluation["champion_challenger"],
+        "passed": True,
+    }
     assert metrics["explanations"] == explanations
     markdown = (report / "report.md").read_text()
     assert f"`test_accuracy` = **{accuracy:.4f}**" in markdown
     assert "## Why the model decides as it does" in markdown and explanations["summary"][0]["title"] in markdown
     assert markdown.index("(plots/Evaluate/explanation_attributions.png)") < markdown.index(
-        "(plots/Train/training_curves.png)"), "the explanations' plots come first"
+        "(plots/Train/training_curves.png)"
+    ), "the explanations' plots come first"
     assert f"| {samples[1]['index']} | {samples[1]['truth']} | {samples[1]['prediction']} |" in markdown
-    for plot in ("Train/training_curves.png", "Train/confusion_matrix.png", "Evaluate/confusion_matrix.png",
-                 "Evaluate/explanation_attributions.png"):
+    for plot in (
+        "Train/training_curves.png",
+        "Train/confusion_matrix.png",
+        "Evaluate/confusion_matrix.png",
+        "Evaluate/explanation_attributions.png",
+    ):
         assert (report / "plots" / plot).read_bytes().startswith(b"\x89PNG")
     phases = json.loads((report / "phases.json").read_text())
     assert phases["outcome"] == "succeeded" and len(phases["phases"]) == 12
@@ -192,12 +223,16 @@ def test_after_a_ctrl_c_the_cnn_goes_from_nothing_to_an_invoked_endpoint(
     assert "test_accuracy = " in out and "Time per phase" in out
 
     # The drift loop: captures in SageMaker's layout, a monitor run per window, the alarm's state.
-    captured = [key for key in get_backend("s3")[ACCOUNT]["global"].buckets[bucket].keys
-                if key.startswith("data-capture/cnn/mlops-local-cnn/AllTraffic/")]
+    captured = [
+        key
+        for key in get_backend("s3")[ACCOUNT]["global"].buckets[bucket].keys
+        if key.startswith("data-capture/cnn/mlops-local-cnn/AllTraffic/")
+    ]
     layout = re.compile(r".*/AllTraffic/\d{4}/\d{2}/\d{2}/\d{2}/[^/]+\.jsonl")
     assert captured and all(layout.fullmatch(key) for key in captured)
-    held_out, inverted = (json.loads((report / "drift" / name / "drift.json").read_text())
-                          for name in ("held-out", "inverted"))
+    held_out, inverted = (
+        json.loads((report / "drift" / name / "drift.json").read_text()) for name in ("held-out", "inverted")
+    )
     assert (held_out["drifted"], inverted["drifted"]) == (False, True), (held_out["decision"], inverted["decision"])
     assert held_out["captures"]["examples"] == inverted["captures"]["examples"] == 100
     monitors = sagemaker.pipelines["mlops-local-cnn-monitor"].pipeline_executions.values()
@@ -223,18 +258,33 @@ def model_probabilities(model_tarball: Path, folder: Path, images: np.ndarray) -
 
 
 def test_a_failing_training_step_is_named_and_leaves_nothing_running(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     # A value the registry accepts (window >= 2) but the prepared data contradicts (24-month windows).
     port, report = free_port(), tmp_path / "report"
     before = set(psutil.Process().children(recursive=True))
     with watched_children() as started:
-        code, out, err = run_mlops(monkeypatch, capsys, "local", "--network", "rnn", "--port", str(port),
-                                   "--report-dir", str(report), "--limit", "100", "--param", "window=12",
-                                   "--no-logs")
+        code, out, err = run_mlops(
+            monkeypatch,
+            capsys,
+            "local",
+            "--network",
+            "rnn",
+            "--port",
+            str(port),
+            "--report-dir",
+            str(report),
+            "--limit",
+            "100",
+            "--param",
+            "window=12",
+            "--no-logs",
+        )
 
     assert code == 1
-    assert err.startswith("failed: the mlops-local-rnn pipeline failed at step Train (Training): "
-                          "ExecuteUserScriptError:")
+    assert err.startswith(
+        "failed: the mlops-local-rnn pipeline failed at step Train (Training): ExecuteUserScriptError:"
+    )
     assert "error: channel 'train': history holds windows of 24 steps but hyperparameter window is 12" in err
     assert "✗ [5/9] Run the rnn training pipeline" in out and "[6/9]" not in out
 
@@ -244,8 +294,9 @@ def test_a_failing_training_step_is_named_and_leaves_nothing_running(
     assert "step Train (Training) failed" in execution.pipeline_execution_failure_reason
     (training_job,) = sagemaker.training_jobs.values()
     assert training_job.training_job_status == "Failed"
-    assert not [found for found in sagemaker.model_packages.values()
-                if found.model_package_group_name == "mlops-local-rnn"]
+    assert not [
+        found for found in sagemaker.model_packages.values() if found.model_package_group_name == "mlops-local-rnn"
+    ]
 
     # What it produced is kept: the job's log and the report of the run so far.
     (log,) = report.glob("pipeline/*/Train/log.txt")

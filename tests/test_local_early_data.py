@@ -12,8 +12,11 @@ from mlops.local.early_data import EarlyPreparation
 
 def test_a_failing_preparation_raises_its_last_line_and_keeps_its_stderr_in_a_note(tmp_path):
     preparation = EarlyPreparation("no-such-network", tmp_path / "data", limit=None, echo=print)
-    with pytest.raises(RuntimeError, match=r"preparing the no-such-network dataset failed \(exit code 1\): "
-                                           r"\S+Error: .*no-such-network") as raised:
+    with pytest.raises(
+        RuntimeError,
+        match=r"preparing the no-such-network dataset failed \(exit code 1\): "
+        r"\S+Error: .*no-such-network",
+    ) as raised:
         preparation.channels()
     assert "Traceback" in "".join(raised.value.__notes__)
 

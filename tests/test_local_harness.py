@@ -14,18 +14,18 @@ import boto3
 import psutil
 import pytest
 from moto import mock_aws
+from process_support import free_port, left_running, listening
 from rich.console import Console
 
 from mlops import buckets, processes
-from mlops.errors import RunFailed, UsageError
 from mlops import cdk as cdk_runner
 from mlops.cdk import CdkCli
+from mlops.errors import RunFailed, UsageError
 from mlops.local.moto import LocalAws, moto_server
 from mlops.phases import Phase, run_phases
-from process_support import free_port, left_running, listening
-
 
 # --- moto server --------------------------------------------------------------------------------
+
 
 def test_server_serves_aws_apis_and_gives_subprocesses_what_they_need() -> None:
     with moto_server() as aws:
@@ -33,11 +33,14 @@ def test_server_serves_aws_apis_and_gives_subprocesses_what_they_need() -> None:
         aws.client("s3").create_bucket(Bucket="probe")
         assert [b["Name"] for b in aws.client("s3").list_buckets()["Buckets"]] == ["probe"]
         assert aws.env == {
-            "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_REGION": "us-east-1",
             "AWS_ENDPOINT_URL": f"http://127.0.0.1:{aws.port}",
             "AWS_ENDPOINT_URL_S3_FOR_CLOUDFORMATION": f"http://localhost:{aws.port}",
-            "AWS_EC2_METADATA_DISABLED": "true"}
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }
         assert aws.environment == "aws://123456789012/us-east-1"
     assert not listening(aws.port)
 
@@ -51,9 +54,8 @@ def test_every_server_starts_empty() -> None:
 
 def test_server_stops_when_the_body_fails_or_is_interrupted() -> None:
     for failure in (RuntimeError("boom"), KeyboardInterrupt()):
-        with pytest.raises(type(failure)):
-            with moto_server() as aws:
-                raise failure
+        with pytest.raises(type(failure)), moto_server() as aws:
+            raise failure
         assert not listening(aws.port)
 
 
@@ -70,19 +72,18 @@ def test_a_busy_port_is_a_usage_error_naming_it() -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        with pytest.raises(UsageError, match=f"port {port} on 127.0.0.1 is already in use"):
-            with moto_server(port):
-                pytest.fail("must not start")
+        with pytest.raises(UsageError, match=f"port {port} on 127.0.0.1 is already in use"), moto_server(port):
+            pytest.fail("must not start")
 
 
 @pytest.mark.parametrize("port", [-1, 65536])
 def test_a_port_out_of_range_is_a_usage_error(port: int) -> None:
-    with pytest.raises(UsageError, match=f"port {port} is not a TCP port"):
-        with moto_server(port):
-            pytest.fail("must not start")
+    with pytest.raises(UsageError, match=f"port {port} is not a TCP port"), moto_server(port):
+        pytest.fail("must not start")
 
 
 # --- CDK CLI runner -----------------------------------------------------------------------------
+
 
 def _cli(tmp_path: Path, echo=None) -> CdkCli:
     return CdkCli(target=LocalAws(port=1), stage="local", output_dir=tmp_path / "cdk.out", echo=echo)
@@ -138,17 +139,25 @@ def test_interrupting_a_run_stops_the_whole_process_tree(monkeypatch: pytest.Mon
     monkeypatch.setattr(processes.subprocess, "Popen", recording_popen)
     with pytest.raises(KeyboardInterrupt):
         # A shell that starts a grandchild and says so; Ctrl-C arrives while both run.
-        cdk_runner._run(["sh", "-c", "sleep 60 & echo started; wait"], {"PATH": "/usr/bin:/bin"},
-                        lambda line: started.set(), "probe")
+        cdk_runner._run(
+            ["sh", "-c", "sleep 60 & echo started; wait"],
+            {"PATH": "/usr/bin:/bin"},
+            lambda line: started.set(),
+            "probe",
+        )
     (group,) = groups
     assert left_running(_group_members(group)) == [], "part of the process tree was left running"
 
 
-def test_destroy_empties_only_the_buckets_cloudformation_will_delete(tmp_path: Path,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    template = {"Resources": {
-        "Scratch": {"Type": "AWS::S3::Bucket", "Properties": {"BucketName": "scratch"}, "DeletionPolicy": "Delete"},
-        "Kept": {"Type": "AWS::S3::Bucket", "Properties": {"BucketName": "kept"}, "DeletionPolicy": "Retain"}}}
+def test_destroy_empties_only_the_buckets_cloudformation_will_delete(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    template = {
+        "Resources": {
+            "Scratch": {"Type": "AWS::S3::Bucket", "Properties": {"BucketName": "scratch"}, "DeletionPolicy": "Delete"},
+            "Kept": {"Type": "AWS::S3::Bucket", "Properties": {"BucketName": "kept"}, "DeletionPolicy": "Retain"},
+        }
+    }
     calls: list[list[str]] = []
     monkeypatch.setattr(cdk_runner, "_run", lambda argv, *_: calls.append(argv) or cdk_runner.CdkRun("", ""))
     with moto_server() as aws:
@@ -166,6 +175,7 @@ def test_destroy_empties_only_the_buckets_cloudformation_will_delete(tmp_path: P
 
 
 # --- emptying buckets ---------------------------------------------------------------------------
+
 
 def test_empty_bucket_removes_every_version_and_delete_marker(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(buckets, "_DELETE_BATCH", 2)
@@ -186,11 +196,13 @@ def test_empty_bucket_removes_every_version_and_delete_marker(monkeypatch: pytes
 
 # --- phases -------------------------------------------------------------------------------------
 
+
 def test_phases_run_in_order_and_report_their_time() -> None:
     console = Console(file=io.StringIO(), width=100)
     ran: list[str] = []
-    seconds = run_phases(console, [Phase("first", lambda: ran.append("first")),
-                                   Phase("second", lambda: ran.append("second"))])
+    seconds = run_phases(
+        console, [Phase("first", lambda: ran.append("first")), Phase("second", lambda: ran.append("second"))]
+    )
     assert ran == ["first", "second"]
     assert list(seconds) == ["first", "second"]
     output = console.file.getvalue()

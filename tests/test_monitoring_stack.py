@@ -12,6 +12,7 @@ from synth_support import CDK_CONTEXT
 from infra import naming
 from infra.config import StageConfig, parse_stage_config
 from infra.stacks.monitoring_stack import MonitoringStack
+
 STAGES = CDK_CONTEXT["stages"]
 
 
@@ -45,8 +46,13 @@ def test_every_enabled_network_endpoint_has_its_graphs(stage: str) -> None:
     expected = {naming.endpoint_name(config.prefix(), network) for network in config.networks}
     assert set(graphed) == expected
     for metrics in graphed.values():
-        assert {"Invocations", "ModelLatency", "OverheadLatency",
-                "Invocation4XXErrors", "Invocation5XXErrors"} <= metrics
+        assert {
+            "Invocations",
+            "ModelLatency",
+            "OverheadLatency",
+            "Invocation4XXErrors",
+            "Invocation5XXErrors",
+        } <= metrics
 
 
 def test_instance_graphs_only_for_instance_backed_stages() -> None:

@@ -16,10 +16,10 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
+from synth_support import synthesized
 
 from mlops.cdk import CdkCli
 from mlops.local.moto import apply_moto_fixes, moto_server
-from synth_support import synthesized
 
 STAGE = "local"
 pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse .* not supported by moto:UserWarning")
@@ -43,8 +43,10 @@ def _check_foundation(clients: Any, outputs: dict[str, dict[str, str]], prefix: 
     assert {"TagKey": "stage", "TagValue": STAGE} in kms.list_resource_tags(KeyId=key["KeyId"])["Tags"]
 
     for output in ("DataBucketName", "ArtifactsBucketName"):
-        assert _bucket_encryption(s3, storage[output]) == {"SSEAlgorithm": "aws:kms",
-                                                           "KMSMasterKeyID": storage["KeyArn"]}
+        assert _bucket_encryption(s3, storage[output]) == {
+            "SSEAlgorithm": "aws:kms",
+            "KMSMasterKeyID": storage["KeyArn"],
+        }
     assert _bucket_encryption(s3, storage["AccessLogBucketName"]) == {"SSEAlgorithm": "AES256"}
 
     role_name = role_outputs["ExecutionRoleArn"].rsplit("/", 1)[1]
@@ -62,6 +64,7 @@ def _check_foundation(clients: Any, outputs: dict[str, dict[str, str]], prefix: 
 
 # --- in-process: the synthesized templates through moto's CloudFormation ------------------------
 
+
 @pytest.fixture(scope="module")
 def in_process_stacks() -> Iterator[tuple[Any, dict[str, dict[str, str]]]]:
     apply_moto_fixes()
@@ -70,8 +73,7 @@ def in_process_stacks() -> Iterator[tuple[Any, dict[str, dict[str, str]]]]:
         cloudformation = boto3.client("cloudformation", region_name="us-east-1")
         outputs = {}
         for stack in (synth.stacks.storage, synth.stacks.execution_role):
-            cloudformation.create_stack(StackName=stack.stack_name,
-                                        TemplateBody=json.dumps(synth.template_json(stack)))
+            cloudformation.create_stack(StackName=stack.stack_name, TemplateBody=json.dumps(synth.template_json(stack)))
             (described,) = cloudformation.describe_stacks(StackName=stack.stack_name)["Stacks"]
             assert described["StackStatus"] == "CREATE_COMPLETE"
             outputs[stack.stack_name] = {o["OutputKey"]: o["OutputValue"] for o in described["Outputs"]}
@@ -91,6 +93,7 @@ def test_bucket_names_in_moto_are_the_ones_other_stacks_build(in_process_stacks:
 
 
 # --- the real CLI: bootstrap, deploy --all, destroy --all against a moto server ------------------
+
 
 @pytest.mark.integration
 def test_cdk_bootstrap_deploy_and_destroy_against_moto(tmp_path: Path) -> None:

@@ -10,9 +10,9 @@ import aws_cdk as cdk
 import pytest
 from aws_cdk import aws_s3 as s3
 from constructs import IConstruct
+from synth_support import synthesized
 
 from infra.nag import acknowledge, add_nag_checks, flatten_cfn_reference
-from synth_support import synthesized
 
 STAGES = ("local", "dev", "prod")
 
@@ -49,9 +49,11 @@ def test_every_acknowledgement_of_the_foundation_stacks_matches_a_finding(stage:
     """An acknowledgement whose id no longer matches (say, a renamed bucket) would let a new,
     different finding through unnoticed elsewhere; none may be stale."""
     synth = synthesized(stage)
-    suppressed = {(violation["acknowledgedAt"], violation["acknowledgedId"])
-                  for plugin in synth.validation_report["pluginReports"]
-                  for violation in plugin.get("suppressedViolations", [])}
+    suppressed = {
+        (violation["acknowledgedAt"], violation["acknowledgedId"])
+        for plugin in synth.validation_report["pluginReports"]
+        for violation in plugin.get("suppressedViolations", [])
+    }
     ours = (synth.stacks.storage.stack_name, synth.stacks.execution_role.stack_name)
     for path, rules in _acknowledgements(synth.stacks.storage.node.root).items():
         if path.split("/")[0] in ours:
@@ -93,24 +95,32 @@ def test_an_acknowledged_finding_passes(tmp_path: Path) -> None:
     app.synth()
 
 
-@pytest.mark.parametrize(("finding", "reason", "message"), [
-    ("AwsSolutions-S1", "  ", "needs a reason"),
-    ("S1", "a perfectly good reason", "expected an AwsSolutions rule id"),
-])
+@pytest.mark.parametrize(
+    ("finding", "reason", "message"),
+    [
+        ("AwsSolutions-S1", "  ", "needs a reason"),
+        ("S1", "a perfectly good reason", "expected an AwsSolutions rule id"),
+    ],
+)
 def test_acknowledge_insists_on_a_rule_id_and_a_reason(finding: str, reason: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         acknowledge(cdk.Stack(cdk.App(), "S"), finding, reason)
 
 
-@pytest.mark.parametrize(("value", "flat"), [
-    ("plain", "plain"),
-    ({"Ref": "AWS::AccountId"}, "<AWS::AccountId>"),
-    ({"Fn::GetAtt": ["Bucket12", "Arn"]}, "<Bucket12.Arn>"),
-    ({"Fn::ImportValue": "stack:Export"}, "stack:Export"),
-    ({"Fn::Sub": "arn:${AWS::Partition}:s3:::b"}, "arn:<AWS::Partition>:s3:::b"),
-    ({"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":s3:::b/", {"Fn::GetAtt": ["K", "Arn"]}]]},
-     "arn:<AWS::Partition>:s3:::b/<K.Arn>"),
-    (None, ""),
-])
+@pytest.mark.parametrize(
+    ("value", "flat"),
+    [
+        ("plain", "plain"),
+        ({"Ref": "AWS::AccountId"}, "<AWS::AccountId>"),
+        ({"Fn::GetAtt": ["Bucket12", "Arn"]}, "<Bucket12.Arn>"),
+        ({"Fn::ImportValue": "stack:Export"}, "stack:Export"),
+        ({"Fn::Sub": "arn:${AWS::Partition}:s3:::b"}, "arn:<AWS::Partition>:s3:::b"),
+        (
+            {"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":s3:::b/", {"Fn::GetAtt": ["K", "Arn"]}]]},
+            "arn:<AWS::Partition>:s3:::b/<K.Arn>",
+        ),
+        (None, ""),
+    ],
+)
 def test_flatten_matches_cdk_nag(value: Any, flat: str) -> None:
     assert flatten_cfn_reference(value) == flat

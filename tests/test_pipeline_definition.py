@@ -17,8 +17,8 @@ from typing import Any
 import botocore.session
 import pytest
 
-from infra import pipeline_definition as definition
 from infra.config import StageConfig, parse_stage_config
+from infra.definitions import training_pipeline as definition
 from training.networks import NETWORKS, get_network
 
 STAGES = ("local", "dev", "prod")
@@ -34,8 +34,15 @@ STEP_SHAPES = {
 }
 # Required by the API but filled in by the pipeline service for every run.
 FILLED_BY_PIPELINES = {"TrainingJobName", "ProcessingJobName"}
-EXECUTION_VARIABLES = {"PipelineExecutionId", "PipelineExecutionArn", "PipelineName", "PipelineArn",
-                       "StartDateTime", "CurrentDateTime", "PipelineExecutionDisplayName"}
+EXECUTION_VARIABLES = {
+    "PipelineExecutionId",
+    "PipelineExecutionArn",
+    "PipelineName",
+    "PipelineArn",
+    "StartDateTime",
+    "CurrentDateTime",
+    "PipelineExecutionDisplayName",
+}
 EXPRESSIONS = ("Get", "Std:Join", "Std:JsonGet")
 SAMPLE_VALUES = {
     definition.ARTIFACTS_BUCKET: "mlops-test-artifacts-123456789012-us-east-1",
@@ -54,9 +61,11 @@ def stage(name: str) -> StageConfig:
 
 def isolated_stage() -> StageConfig:
     """A stage with every optional setting on: VPC, network isolation, several instances."""
-    raw = {**CDK_CONTEXT["stages"]["prod"],
-           "training": {"use_spot": True, "instance_count": 2, "network_isolation": True},
-           "vpc": {"subnet_ids": ["subnet-1", "subnet-2"], "security_group_ids": ["sg-1"]}}
+    raw = {
+        **CDK_CONTEXT["stages"]["prod"],
+        "training": {"use_spot": True, "instance_count": 2, "network_isolation": True},
+        "vpc": {"subnet_ids": ["subnet-1", "subnet-2"], "security_group_ids": ["sg-1"]},
+    }
     return parse_stage_config({"isolated": raw}, "isolated")
 
 
@@ -98,8 +107,9 @@ def resolve_property(shape: Any, path: str) -> Any:
     for segment in path.split("."):
         match = _SEGMENT.match(segment)
         assert match, f"unparsable property path segment {segment!r}"
-        assert shape.type_name == "structure" and match["name"] in shape.members, \
+        assert shape.type_name == "structure" and match["name"] in shape.members, (
             f"{shape.name} has no member {match['name']}"
+        )
         shape = shape.members[match["name"]]
         if match["key"] is not None or match["index"] is not None:
             assert shape.type_name == "list", f"{match['name']} is not a list"
@@ -111,8 +121,9 @@ def check_against_shape(value: Any, shape: Any, where: str) -> None:
     """`value` fits the botocore `shape`: known members only, required ones present, scalar types and
     enums right. A pipeline expression stands for any scalar value."""
     if isinstance(value, dict) and len(value) == 1 and next(iter(value)) in EXPRESSIONS:
-        assert shape.type_name in ("string", "integer", "long", "float", "double", "boolean"), \
+        assert shape.type_name in ("string", "integer", "long", "float", "double", "boolean"), (
             f"{where}: an expression where a {shape.type_name} is expected"
+        )
         return
     if shape.type_name == "structure":
         assert isinstance(value, dict), f"{where}: expected an object"
@@ -156,8 +167,13 @@ def test_definition_has_the_schema_shape(config: StageConfig, network: str) -> N
     for step in steps_of(built["Steps"]):
         assert set(step) <= {"Name", "Type", "Arguments", "PropertyFiles", "RetryPolicies"}, step["Name"]
     assert [(step["Name"], step["Type"]) for step in steps_of(built["Steps"])] == [
-        ("Train", "Training"), ("Champion", "Processing"), ("Evaluate", "Processing"),
-        ("QualityGate", "Condition"), ("Register", "RegisterModel"), ("Fail", "Fail")]
+        ("Train", "Training"),
+        ("Champion", "Processing"),
+        ("Evaluate", "Processing"),
+        ("QualityGate", "Condition"),
+        ("Register", "RegisterModel"),
+        ("Fail", "Fail"),
+    ]
 
 
 @pytest.mark.parametrize(("config", "network"), CASES)
@@ -203,31 +219,33 @@ def test_every_reference_resolves_and_every_parameter_is_used(config: StageConfi
 
 
 @pytest.mark.parametrize(("config", "network"), CASES)
-def test_quality_gate_reads_the_registry_metric_from_the_evaluation_report(config: StageConfig,
-                                                                           network: str) -> None:
+def test_quality_gate_reads_the_registry_metric_from_the_evaluation_report(config: StageConfig, network: str) -> None:
     spec = get_network(network)
     built = definition.pipeline_definition(config, network)
     evaluate = next(step for step in built["Steps"] if step["Name"] == "Evaluate")
     (report,) = evaluate["PropertyFiles"]
-    assert report == {"PropertyFileName": "EvaluationReport", "OutputName": "evaluation",
-                      "FilePath": "evaluation.json"}
+    assert report == {"PropertyFileName": "EvaluationReport", "OutputName": "evaluation", "FilePath": "evaluation.json"}
     gate = next(step for step in built["Steps"] if step["Name"] == "QualityGate")
     threshold_condition, champion_condition = gate["Arguments"]["Conditions"]
     for condition in (threshold_condition, champion_condition):
-        assert condition["Type"] == ("GreaterThanOrEqualTo" if spec.quality_gate.higher_is_better
-                                     else "LessThanOrEqualTo")
+        assert condition["Type"] == (
+            "GreaterThanOrEqualTo" if spec.quality_gate.higher_is_better else "LessThanOrEqualTo"
+        )
         assert condition["LeftValue"]["Std:JsonGet"]["Path"] == f"metrics.{spec.quality_gate.metric}.value"
     assert spec.quality_gate.metric in spec.metrics
     assert threshold_condition["RightValue"] == {"Get": "Parameters.QualityThreshold"}
     assert champion_condition["RightValue"]["Std:JsonGet"] == {
-        "PropertyFile": {"Get": "Steps.Evaluate.PropertyFiles.EvaluationReport"}, "Path": "champion_challenger.bound"}
+        "PropertyFile": {"Get": "Steps.Evaluate.PropertyFiles.EvaluationReport"},
+        "Path": "champion_challenger.bound",
+    }
     threshold = next(p for p in built["Parameters"] if p["Name"] == "QualityThreshold")
     assert threshold["DefaultValue"] == spec.quality_gate.threshold
     tolerance = next(p for p in built["Parameters"] if p["Name"] == "ChampionTolerance")
     assert (tolerance["Type"], tolerance["DefaultValue"]) == ("Float", 0.0)
     assert evaluate["Arguments"]["Environment"] == {
         "CHAMPION_TOLERANCE": {"Std:Join": {"On": "", "Values": [{"Get": "Parameters.ChampionTolerance"}]}},
-        "MODEL_DATA_URL": {"Get": "Steps.Train.ModelArtifacts.S3ModelArtifacts"}}
+        "MODEL_DATA_URL": {"Get": "Steps.Train.ModelArtifacts.S3ModelArtifacts"},
+    }
     # The Fail step names the candidate's value, the threshold, and the champion's (its summary).
     message = json.dumps(gate["Arguments"]["ElseSteps"][0]["Arguments"]["ErrorMessage"])
     assert spec.quality_gate.metric in message and "Parameters.QualityThreshold" in message
@@ -236,7 +254,8 @@ def test_quality_gate_reads_the_registry_metric_from_the_evaluation_report(confi
 
 @pytest.mark.parametrize(("config", "network"), CASES)
 def test_the_champion_step_reads_the_registry_beside_train_and_evaluate_scores_what_it_found(
-        config: StageConfig, network: str) -> None:
+    config: StageConfig, network: str
+) -> None:
     steps = {step["Name"]: step for step in definition.pipeline_definition(config, network)["Steps"]}
     champion = steps["Champion"]["Arguments"]
     # Reads no other step: SageMaker runs it while Train runs.
@@ -244,32 +263,54 @@ def test_the_champion_step_reads_the_registry_beside_train_and_evaluate_scores_w
     # The only job that calls AWS itself: never isolated, whatever the stage.
     assert champion["NetworkConfig"]["EnableNetworkIsolation"] is False
     command = champion["AppSpecification"]["ContainerEntrypoint"][-1]
-    assert command.endswith(f"python3 champion.py --group {config.prefix()}-{network} --region {config.region} "
-                            "--output-dir /opt/ml/processing/champion")
+    assert command.endswith(
+        f"python3 -m processing.find_champion --group {config.prefix()}-{network} --region {config.region} "
+        "--output-dir /opt/ml/processing/champion"
+    )
     (output,) = champion["ProcessingOutputConfig"]["Outputs"]
-    champion_input = next(item for item in steps["Evaluate"]["Arguments"]["ProcessingInputs"]
-                          if item["InputName"] == "champion")
+    champion_input = next(
+        item for item in steps["Evaluate"]["Arguments"]["ProcessingInputs"] if item["InputName"] == "champion"
+    )
     assert champion_input["S3Input"]["S3Uri"] == {
-        "Get": "Steps.Champion.ProcessingOutputConfig.Outputs['champion'].S3Output.S3Uri"}
+        "Get": "Steps.Champion.ProcessingOutputConfig.Outputs['champion'].S3Output.S3Uri"
+    }
     assert champion_input["S3Input"]["LocalPath"] == output["S3Output"]["LocalPath"] == "/opt/ml/processing/champion"
 
 
 @pytest.mark.parametrize(("config", "network"), CASES)
-def test_the_model_package_carries_the_explanations_and_the_champion_comparison(config: StageConfig,
-                                                                                network: str) -> None:
+def test_the_model_package_carries_the_explanations_and_the_champion_comparison(
+    config: StageConfig, network: str
+) -> None:
     steps = {step["Name"]: step for step in steps_of(definition.pipeline_definition(config, network)["Steps"])}
     register = steps["Register"]["Arguments"]
     report = register["ModelMetrics"]["Explainability"]["Report"]
     assert report["ContentType"] == "application/json"
-    assert report["S3Uri"] == {"Std:Join": {"On": "/", "Values": [
-        {"Get": "Steps.Evaluate.ProcessingOutputConfig.Outputs['evaluation'].S3Output.S3Uri"}, "explanations.json"]}}
-    assert register["CustomerMetadataProperties"]["champion"] == {"Std:Join": {"On": "", "Values": [{"Std:JsonGet": {
-        "PropertyFile": {"Get": "Steps.Evaluate.PropertyFiles.EvaluationReport"}, "Path": "champion_challenger.summary"}}]}}
+    assert report["S3Uri"] == {
+        "Std:Join": {
+            "On": "/",
+            "Values": [
+                {"Get": "Steps.Evaluate.ProcessingOutputConfig.Outputs['evaluation'].S3Output.S3Uri"},
+                "explanations.json",
+            ],
+        }
+    }
+    assert register["CustomerMetadataProperties"]["champion"] == {
+        "Std:Join": {
+            "On": "",
+            "Values": [
+                {
+                    "Std:JsonGet": {
+                        "PropertyFile": {"Get": "Steps.Evaluate.PropertyFiles.EvaluationReport"},
+                        "Path": "champion_challenger.summary",
+                    }
+                }
+            ],
+        }
+    }
 
 
 @pytest.mark.parametrize(("config", "network"), CASES)
-def test_every_hyperparameter_is_a_typed_parameter_with_the_stage_default(config: StageConfig,
-                                                                         network: str) -> None:
+def test_every_hyperparameter_is_a_typed_parameter_with_the_stage_default(config: StageConfig, network: str) -> None:
     spec = get_network(network)
     built = definition.pipeline_definition(config, network)
     parameters = {p["Name"]: p for p in built["Parameters"]}
@@ -293,8 +334,9 @@ def test_stage_overrides_become_parameter_defaults() -> None:
     defaults = {p["Name"]: p["DefaultValue"] for p in definition.pipeline_definition(config, "cnn")["Parameters"]}
     assert defaults["Epochs"] == 3 and defaults["Precision"] == "float32"
     assert defaults["ModelApprovalStatus"] == "Approved"
-    assert {p["Name"]: p["DefaultValue"] for p in definition.pipeline_definition(
-        stage("prod"), "cnn")["Parameters"]}["ModelApprovalStatus"] == "PendingManualApproval"
+    assert {p["Name"]: p["DefaultValue"] for p in definition.pipeline_definition(stage("prod"), "cnn")["Parameters"]}[
+        "ModelApprovalStatus"
+    ] == "PendingManualApproval"
 
 
 @pytest.mark.parametrize("name", STAGES)
@@ -311,17 +353,26 @@ def test_spot_is_baked_in_from_the_stage(name: str) -> None:
 def test_train_step_encrypts_checkpoints_per_execution_and_retries() -> None:
     train = definition.pipeline_definition(stage("prod"), "rnn")["Steps"][0]
     arguments = train["Arguments"]
-    assert arguments["OutputDataConfig"] == {"S3OutputPath": "s3://${ArtifactsBucket}/models/rnn/",
-                                             "KmsKeyId": "${KeyArn}"}
+    assert arguments["OutputDataConfig"] == {
+        "S3OutputPath": "s3://${ArtifactsBucket}/models/rnn/",
+        "KmsKeyId": "${KeyArn}",
+    }
     assert arguments["ResourceConfig"]["VolumeKmsKeyId"] == "${KeyArn}"
     assert arguments["CheckpointConfig"] == {
-        "S3Uri": {"Std:Join": {"On": "", "Values": ["s3://${ArtifactsBucket}/checkpoints/rnn/",
-                                                    {"Get": "Execution.PipelineExecutionId"}]}},
-        "LocalPath": "/opt/ml/checkpoints"}
+        "S3Uri": {
+            "Std:Join": {
+                "On": "",
+                "Values": ["s3://${ArtifactsBucket}/checkpoints/rnn/", {"Get": "Execution.PipelineExecutionId"}],
+            }
+        },
+        "LocalPath": "/opt/ml/checkpoints",
+    }
     assert arguments["HyperParameters"]["checkpoint_dir"] == "/opt/ml/checkpoints"
     assert arguments["EnableInterContainerTrafficEncryption"] is True
     assert [policy["ExceptionType"] for policy in train["RetryPolicies"]] == [
-        ["Step.SERVICE_FAULT", "Step.THROTTLING"], ["SageMaker.CAPACITY_ERROR", "SageMaker.JOB_INTERNAL_ERROR"]]
+        ["Step.SERVICE_FAULT", "Step.THROTTLING"],
+        ["SageMaker.CAPACITY_ERROR", "SageMaker.JOB_INTERNAL_ERROR"],
+    ]
 
 
 def test_isolation_and_vpc_come_from_the_stage_and_bring_the_optional_channel() -> None:
@@ -365,26 +416,37 @@ def test_substitution_works_like_fn_sub() -> None:
 def test_evaluation_command_runs_the_evaluation_script_on_the_unpacked_model() -> None:
     command = definition.evaluation_command(NETWORKS["autoencoder"])
     assert "${" not in command
-    assert command.endswith("python3 evaluate.py --network autoencoder --model-dir /opt/ml/processing/model "
-                            "--test-dir /opt/ml/processing/test --output-dir /opt/ml/processing/evaluation "
-                            '--champion-dir /opt/ml/processing/champion --tolerance "$CHAMPION_TOLERANCE" '
-                            '--baseline-dir /opt/ml/processing/validation --model-uri "$MODEL_DATA_URL"')
+    assert command.endswith(
+        "python3 -m processing.evaluate --network autoencoder --model-dir /opt/ml/processing/model "
+        "--test-dir /opt/ml/processing/test --output-dir /opt/ml/processing/evaluation "
+        '--champion-dir /opt/ml/processing/champion --tolerance "$CHAMPION_TOLERANCE" '
+        '--baseline-dir /opt/ml/processing/validation --model-uri "$MODEL_DATA_URL"'
+    )
     assert "tar -xzf /opt/ml/processing/model/model.tar.gz -C /opt/ml/processing/model" in command
     # The champion's model only where the Champion step found one.
-    assert ("if [ -f /opt/ml/processing/champion/model.tar.gz ]; then mkdir -p /opt/ml/processing/champion/model; "
-            "tar -xzf /opt/ml/processing/champion/model.tar.gz -C /opt/ml/processing/champion/model; fi" in command)
+    assert (
+        "if [ -f /opt/ml/processing/champion/model.tar.gz ]; then mkdir -p /opt/ml/processing/champion/model; "
+        "tar -xzf /opt/ml/processing/champion/model.tar.gz -C /opt/ml/processing/champion/model; fi" in command
+    )
 
 
 @pytest.mark.parametrize(("raw", "expected"), [("3", 3), ("3.0", 3), (" 7 ", 7)])
 def test_integer_parameters_parse_integers(raw: str, expected: int) -> None:
-    (count,) = [p for p in definition.pipeline_parameters(stage("local"), "cnn")
-                if p.name == "TrainingInstanceCount"]
+    (count,) = [p for p in definition.pipeline_parameters(stage("local"), "cnn") if p.name == "TrainingInstanceCount"]
     assert count.parse(raw) == expected
 
 
-@pytest.mark.parametrize(("name", "raw"), [("TrainingInstanceCount", "2.5"), ("TrainingInstanceCount", "two"),
-                                           ("QualityThreshold", "nan"), ("ModelApprovalStatus", "Rejected"),
-                                           ("Precision", "float64"), ("Epochs", "x")])
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [
+        ("TrainingInstanceCount", "2.5"),
+        ("TrainingInstanceCount", "two"),
+        ("QualityThreshold", "nan"),
+        ("ModelApprovalStatus", "Rejected"),
+        ("Precision", "float64"),
+        ("Epochs", "x"),
+    ],
+)
 def test_bad_parameter_values_are_refused(name: str, raw: str) -> None:
     (parameter,) = [p for p in definition.pipeline_parameters(stage("local"), "cnn") if p.name == name]
     with pytest.raises(ValueError, match=name if parameter.hyperparameter is None else parameter.hyperparameter.name):

@@ -1,7 +1,7 @@
 """The hand-written definition against the same pipeline built with SageMaker SDK v3.
 
 The SDK side is built from the registry and the stage configuration only (step by step, the way
-the SDK's documentation builds a pipeline), never from `infra.pipeline_definition`'s steps, so a
+the SDK's documentation builds a pipeline), never from `infra.definitions.training_pipeline`'s steps, so a
 field the dict misnames, misses or invents shows up as a difference. Both sides get the same
 deploy-time values. The SDK adds a few defaults of its own; those, and only those, may differ.
 Offline workarounds (PLATFORM.md): region set, role as an ARN string, telemetry opted out in the
@@ -15,10 +15,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-
-from infra import pipeline_definition as definition
-from infra.config import StageConfig
 from test_pipeline_definition import SAMPLE_VALUES, isolated_stage, stage
+
+from infra.config import StageConfig
+from infra.definitions import training_pipeline as definition
 from training.networks import get_network
 
 # Present only in the SDK's output: defaults it always writes, none of which the pipeline needs.
@@ -59,8 +59,11 @@ def flatten(value: Any, path: tuple[Any, ...] = ()) -> dict[tuple[Any, ...], Any
         for key, item in value.items():
             flat.update(flatten(item, path + (key,)))
         return flat
-    if isinstance(value, list) and value and all(isinstance(item, dict) and "Type" in item and "Name" in item
-                                                 for item in value):
+    if (
+        isinstance(value, list)
+        and value
+        and all(isinstance(item, dict) and "Type" in item and "Name" in item for item in value)
+    ):
         flat = {}
         for step in value:
             flat.update(flatten(step, ("Steps", step["Name"])))
@@ -76,11 +79,10 @@ def flatten(value: Any, path: tuple[Any, ...] = ()) -> dict[tuple[Any, ...], Any
 @pytest.mark.parametrize(("stage_name", "network"), CASES)
 def test_sdk_builds_the_same_definition(sdk: Any, stage_name: str, network: str) -> None:
     config = config_named(stage_name)
-    ours = json.loads(definition.substitute_placeholders(definition.definition_body(config, network),
-                                                         SAMPLE_VALUES))
+    ours = json.loads(definition.substitute_placeholders(definition.definition_body(config, network), SAMPLE_VALUES))
     theirs = json.loads(sdk.build(config, get_network(network), SAMPLE_VALUES))
     mine, sdks = flatten(ours), flatten(theirs)
-    only_sdk = {path for path in set(sdks) - set(mine) if not any(path[:len(a)] == a for a in SDK_ONLY)}
+    only_sdk = {path for path in set(sdks) - set(mine) if not any(path[: len(a)] == a for a in SDK_ONLY)}
     assert not only_sdk, f"fields only the SDK writes: {sorted(map(str, only_sdk))}"
     only_ours = set(mine) - set(sdks)
     assert not only_ours, f"fields the SDK does not know: {sorted(map(str, only_ours))}"
@@ -92,4 +94,4 @@ def test_the_sdk_only_list_is_still_needed(sdk: Any) -> None:
     """Each listed SDK default still appears, so the list cannot quietly hide a real difference."""
     theirs = flatten(json.loads(sdk.build(stage("prod"), get_network("cnn"), SAMPLE_VALUES)))
     for allowed in SDK_ONLY:
-        assert any(path[:len(allowed)] == allowed for path in theirs), allowed
+        assert any(path[: len(allowed)] == allowed for path in theirs), allowed

@@ -14,22 +14,25 @@ from typing import Any
 
 import aws_cdk as cdk
 import pytest
+from synth_support import Synthesized, app_module, new_app, synthesized
 
 from infra import naming
-from infra import pipeline_definition as definition
 from infra.constructs.training_pipeline import trigger_object_key
+from infra.definitions import training_pipeline as definition
 from infra.images import inference_image_uri, training_image_uri
 from infra.nag import flatten_cfn_reference
 from infra.source_bundle import source_bundle_hash
-from synth_support import Synthesized, app_module, new_app, synthesized
 
 STAGES = ("local", "dev", "prod")
 PARTITION_ACCOUNT = "arn:<AWS::Partition>:sagemaker:us-east-1:{account}"
 
 
 def resources(template: dict[str, Any], resource_type: str) -> dict[str, dict[str, Any]]:
-    return {logical_id: resource for logical_id, resource in template["Resources"].items()
-            if resource["Type"] == resource_type}
+    return {
+        logical_id: resource
+        for logical_id, resource in template["Resources"].items()
+        if resource["Type"] == resource_type
+    }
 
 
 def as_list(value: Any) -> list[Any]:
@@ -68,8 +71,10 @@ class Pipelines:
         return json.loads(body), values
 
     def role_statements(self, role: Any) -> dict[str, list[dict[str, Any]]]:
-        return {policy["PolicyName"]: policy["PolicyDocument"]["Statement"]
-                for policy in self.resource(role)["Properties"]["Policies"]}
+        return {
+            policy["PolicyName"]: policy["PolicyDocument"]["Statement"]
+            for policy in self.resource(role)["Properties"]["Policies"]
+        }
 
 
 @pytest.fixture(scope="module", params=STAGES)
@@ -80,12 +85,15 @@ def pipelines(request: pytest.FixtureRequest) -> Pipelines:
 def test_one_pipeline_and_one_group_per_enabled_network(pipelines: Pipelines) -> None:
     config = pipelines.synth.config
     found = {r["Properties"]["PipelineName"]: r for r in resources(pipelines.json, "AWS::SageMaker::Pipeline").values()}
-    groups = {r["Properties"]["ModelPackageGroupName"]: r
-              for r in resources(pipelines.json, "AWS::SageMaker::ModelPackageGroup").values()}
+    groups = {
+        r["Properties"]["ModelPackageGroupName"]: r
+        for r in resources(pipelines.json, "AWS::SageMaker::ModelPackageGroup").values()
+    }
     expected = {naming.pipeline_name(config.prefix(), network) for network in config.networks}
     # and a drift monitor pipeline each, where the stage's endpoints capture traffic
-    expected |= {naming.monitor_pipeline_name(config.prefix(), network) for network in config.networks
-                 if config.captures_data}
+    expected |= {
+        naming.monitor_pipeline_name(config.prefix(), network) for network in config.networks if config.captures_data
+    }
     assert set(found) == expected
     assert set(groups) == {naming.model_package_group_name(config.prefix(), n) for n in config.networks}
     retained = "Retain" if config.removal_policy == "retain" else "Delete"
@@ -100,17 +108,21 @@ def test_one_pipeline_and_one_group_per_enabled_network(pipelines: Pipelines) ->
 def test_definition_is_the_built_body_with_every_placeholder_filled(pipelines: Pipelines) -> None:
     config = pipelines.synth.config
     for network in config.networks:
-        body, values = pipelines.pipeline(network)["Properties"]["PipelineDefinition"][
-            "PipelineDefinitionBody"]["Fn::Sub"]
+        body, values = pipelines.pipeline(network)["Properties"]["PipelineDefinition"]["PipelineDefinitionBody"][
+            "Fn::Sub"
+        ]
         assert body == definition.definition_body(config, network)
         assert set(values) == set(definition.PLACEHOLDERS)
         flat = {name: flatten_cfn_reference(value) for name, value in values.items()}
         assert flat[definition.TRAINING_IMAGE_URI] == training_image_uri(
-            config.region, config.training_instance_type(network))
+            config.region, config.training_instance_type(network)
+        )
         assert flat[definition.INFERENCE_IMAGE_URI] == inference_image_uri(
-            config.region, config.endpoint_instance_type(network))
+            config.region, config.endpoint_instance_type(network)
+        )
         assert flat[definition.SOURCE_BUNDLE_URI] == (
-            f"s3://cdk-hnb659fds-assets-{account(pipelines.synth)}-us-east-1/{bundle_asset_hash()}.gz")
+            f"s3://cdk-hnb659fds-assets-{account(pipelines.synth)}-us-east-1/{bundle_asset_hash()}.gz"
+        )
         assert flat[definition.DATA_BUCKET] == f"{config.prefix()}-data-{account(pipelines.synth)}-us-east-1"
         assert flat[definition.ARTIFACTS_BUCKET] == f"{config.prefix()}-artifacts-{account(pipelines.synth)}-us-east-1"
         assert "Fn::ImportValue" in values[definition.KEY_ARN]
@@ -127,11 +139,11 @@ def test_train_step_uses_the_stage_spot_setting_checkpoints_kms_and_the_tf_image
     assert train["CheckpointConfig"]["S3Uri"]["Std:Join"]["Values"][0] == "s3://${ArtifactsBucket}/checkpoints/cnn/"
     assert train["OutputDataConfig"]["KmsKeyId"] == train["ResourceConfig"]["VolumeKmsKeyId"] == "${KeyArn}"
     assert training_image_uri(config.region, config.training_instance_type("cnn")).endswith(
-        "tensorflow-training:2.19-cpu-py312")
+        "tensorflow-training:2.19-cpu-py312"
+    )
 
 
-def test_retraining_rule_starts_its_own_pipeline_on_the_train_spec_through_a_scoped_role(
-        pipelines: Pipelines) -> None:
+def test_retraining_rule_starts_its_own_pipeline_on_the_train_spec_through_a_scoped_role(pipelines: Pipelines) -> None:
     synth = pipelines.synth
     for network in synth.config.networks:
         construct = pipelines.stack.pipelines[network]
@@ -140,19 +152,22 @@ def test_retraining_rule_starts_its_own_pipeline_on_the_train_spec_through_a_sco
         assert rule["EventPattern"]["detail-type"] == ["Object Created"]
         detail = rule["EventPattern"]["detail"]
         assert [flatten_cfn_reference(name) for name in detail["bucket"]["name"]] == [
-            f"{synth.config.prefix()}-data-{account(synth)}-us-east-1"]
+            f"{synth.config.prefix()}-data-{account(synth)}-us-east-1"
+        ]
         assert detail["object"]["key"] == [trigger_object_key(network)] == [f"{network}/train/spec.json"]
-        pipeline_arn = (PARTITION_ACCOUNT.format(account=account(synth))
-                        + f":pipeline/{naming.pipeline_name(synth.config.prefix(), network)}")
+        pipeline_arn = (
+            PARTITION_ACCOUNT.format(account=account(synth))
+            + f":pipeline/{naming.pipeline_name(synth.config.prefix(), network)}"
+        )
         (target,) = rule["Targets"]
         assert flatten_cfn_reference(target["Arn"]) == pipeline_arn
         trigger_role = pipelines.json["Resources"][target["RoleArn"]["Fn::GetAtt"][0]]
         (trust,) = trigger_role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
         assert trust["Principal"] == {"Service": "events.amazonaws.com"}
         (policy,) = trigger_role["Properties"]["Policies"]
-        assert policy["PolicyDocument"]["Statement"] == [{
-            "Action": "sagemaker:StartPipelineExecution", "Effect": "Allow",
-            "Resource": target["Arn"]}]
+        assert policy["PolicyDocument"]["Statement"] == [
+            {"Action": "sagemaker:StartPipelineExecution", "Effect": "Allow", "Resource": target["Arn"]}
+        ]
         schedule = construct.schedule_rule
         if synth.config.retrain_schedule:
             properties = pipelines.resource(schedule)["Properties"]
@@ -166,7 +181,8 @@ def test_nothing_reads_an_attribute_of_a_resource_moto_skips(pipelines: Pipeline
     """moto's CloudFormation skips pipelines and model package groups; a Fn::GetAtt (or Ref) on
     one fails the whole stack there."""
     skipped = set(resources(pipelines.json, "AWS::SageMaker::Pipeline")) | set(
-        resources(pipelines.json, "AWS::SageMaker::ModelPackageGroup"))
+        resources(pipelines.json, "AWS::SageMaker::ModelPackageGroup")
+    )
     text = json.dumps({"Resources": pipelines.json["Resources"], "Outputs": pipelines.json.get("Outputs", {})})
     for logical_id in skipped:
         assert f'"Fn::GetAtt": ["{logical_id}"' not in text and f'"Ref": "{logical_id}"' not in text
@@ -177,7 +193,8 @@ def test_data_bucket_sends_object_events_to_eventbridge_without_a_custom_resourc
     data = pipelines.synth.stacks.storage.data.bucket.node.default_child
     bucket = storage["Resources"][pipelines.synth.stacks.storage.get_logical_id(data)]
     assert bucket["Properties"]["NotificationConfiguration"] == {
-        "EventBridgeConfiguration": {"EventBridgeEnabled": True}}
+        "EventBridgeConfiguration": {"EventBridgeEnabled": True}
+    }
     for template in (storage, pipelines.json):
         assert not resources(template, "Custom::S3BucketNotifications")
         assert not resources(template, "AWS::Lambda::Function")
@@ -194,13 +211,21 @@ def test_pipeline_role_is_scoped_to_named_resources(pipelines: Pipelines) -> Non
         assert trust["Principal"] == {"Service": "sagemaker.amazonaws.com"}
         assert "aws:SourceAccount" in trust["Condition"]["StringEquals"]
         policies = pipelines.role_statements(construct.role)
-        assert set(policies) == {"RunTrainingAndEvaluationJobs", "PassExecutionRoleToSageMaker",
-                                 "RegisterModelVersions", "ReadEvaluationReports",
-                                 "EncryptJobVolumesWithProjectKey"}
+        assert set(policies) == {
+            "RunTrainingAndEvaluationJobs",
+            "PassExecutionRoleToSageMaker",
+            "RegisterModelVersions",
+            "ReadEvaluationReports",
+            "EncryptJobVolumesWithProjectKey",
+        }
         group = naming.model_package_group_name(prefix, network)
-        allowed = {f"{arn}:training-job/pipelines-*", f"{arn}:processing-job/pipelines-*",
-                   f"{arn}:model-package/{group}/*", f"{arn}:model-package-group/{group}",
-                   f"arn:<AWS::Partition>:s3:::{prefix}-artifacts-{account(synth)}-us-east-1/pipelines/{network}/*"}
+        allowed = {
+            f"{arn}:training-job/pipelines-*",
+            f"{arn}:processing-job/pipelines-*",
+            f"{arn}:model-package/{group}/*",
+            f"{arn}:model-package-group/{group}",
+            f"arn:<AWS::Partition>:s3:::{prefix}-artifacts-{account(synth)}-us-east-1/pipelines/{network}/*",
+        }
         for name, statements in policies.items():
             for statement in statements:
                 for resource in as_list(statement["Resource"]):
@@ -214,14 +239,17 @@ def test_pipeline_role_is_scoped_to_named_resources(pipelines: Pipelines) -> Non
         assert "execution-role" in json.dumps(pass_role["Resource"])
 
 
-def test_pipeline_role_grants_job_volumes_the_key_and_describes_it_only_through_sagemaker(
-        pipelines: Pipelines) -> None:
+def test_pipeline_role_grants_job_volumes_the_key_and_describes_it_only_through_sagemaker(pipelines: Pipelines) -> None:
     """kms:GrantIsForAWSResource is a key of CreateGrant requests only: DescribeKey needs its own
     condition (tests/test_iam_vocabulary.py found it under the grant's, where it never held)."""
     region = pipelines.synth.config.region
     for network in pipelines.synth.config.networks:
-        statements = pipelines.role_statements(pipelines.stack.pipelines[network].role)["EncryptJobVolumesWithProjectKey"]
-        assert {(statement["Action"], json.dumps(statement["Condition"], sort_keys=True)) for statement in statements} == {
+        statements = pipelines.role_statements(pipelines.stack.pipelines[network].role)[
+            "EncryptJobVolumesWithProjectKey"
+        ]
+        assert {
+            (statement["Action"], json.dumps(statement["Condition"], sort_keys=True)) for statement in statements
+        } == {
             ("kms:CreateGrant", json.dumps({"Bool": {"kms:GrantIsForAWSResource": "true"}})),
             ("kms:DescribeKey", json.dumps({"StringEquals": {"kms:ViaService": f"sagemaker.{region}.amazonaws.com"}})),
         }
@@ -230,12 +258,17 @@ def test_pipeline_role_grants_job_volumes_the_key_and_describes_it_only_through_
 def test_execution_role_reads_exactly_the_source_bundle_the_pipelines_use(pipelines: Pipelines) -> None:
     synth = pipelines.synth
     role = synth.template_json(synth.stacks.execution_role)
-    statements = [s for policy in resources(role, "AWS::IAM::Policy").values()
-                  for s in policy["Properties"]["PolicyDocument"]["Statement"] if s.get("Sid") == "ReadSourceBundle"]
+    statements = [
+        s
+        for policy in resources(role, "AWS::IAM::Policy").values()
+        for s in policy["Properties"]["PolicyDocument"]["Statement"]
+        if s.get("Sid") == "ReadSourceBundle"
+    ]
     (statement,) = statements
     assert statement["Action"] == "s3:GetObject"
     assert flatten_cfn_reference(statement["Resource"]) == (
-        f"arn:<AWS::Partition>:s3:::cdk-hnb659fds-assets-{account(synth)}-us-east-1/{bundle_asset_hash()}.gz")
+        f"arn:<AWS::Partition>:s3:::cdk-hnb659fds-assets-{account(synth)}-us-east-1/{bundle_asset_hash()}.gz"
+    )
 
 
 def test_execution_role_reads_only_its_networks_model_versions_for_the_champion_step(pipelines: Pipelines) -> None:
@@ -244,9 +277,12 @@ def test_execution_role_reads_only_its_networks_model_versions_for_the_champion_
     synth = pipelines.synth
     arn = PARTITION_ACCOUNT.format(account=account(synth))
     role = synth.template_json(synth.stacks.execution_role)
-    statements = [statement for policy in resources(role, "AWS::IAM::Policy").values()
-                  for statement in policy["Properties"]["PolicyDocument"]["Statement"]
-                  if any(action.startswith("sagemaker:") for action in as_list(statement["Action"]))]
+    statements = [
+        statement
+        for policy in resources(role, "AWS::IAM::Policy").values()
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+        if any(action.startswith("sagemaker:") for action in as_list(statement["Action"]))
+    ]
     expected = {}
     for network in synth.config.networks:
         group = naming.model_package_group_name(synth.config.prefix(), network)
@@ -272,8 +308,11 @@ def test_nag_findings_of_the_pipelines_are_all_acknowledged_with_reasons(pipelin
     report = pipelines.synth.validation_report
     (nag,) = [plugin for plugin in report["pluginReports"] if plugin["pluginName"] == "AwsSolutions"]
     assert nag["violations"] == []
-    ours = [violation for violation in nag["suppressedViolations"]
-            if violation["acknowledgedAt"].startswith(pipelines.stack.stack_name + "/")]
+    ours = [
+        violation
+        for violation in nag["suppressedViolations"]
+        if violation["acknowledgedAt"].startswith(pipelines.stack.stack_name + "/")
+    ]
     assert ours, "the pipeline roles' prefix wildcards must show up as acknowledged findings"
     for violation in ours:
         assert violation["ruleName"].startswith("AwsSolutions-IAM5[Resource::")
@@ -281,10 +320,13 @@ def test_nag_findings_of_the_pipelines_are_all_acknowledged_with_reasons(pipelin
 
 
 def test_cfn_lint_is_clean() -> None:
-    templates = [str(synthesized(stage).outdir / f"{synthesized(stage).stacks.pipelines.artifact_id}.template.json")
-                 for stage in STAGES]
-    result = subprocess.run([str(Path(sys.executable).with_name("cfn-lint")), *templates],
-                            capture_output=True, text=True, timeout=120)
+    templates = [
+        str(synthesized(stage).outdir / f"{synthesized(stage).stacks.pipelines.artifact_id}.template.json")
+        for stage in STAGES
+    ]
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("cfn-lint")), *templates], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 

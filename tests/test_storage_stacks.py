@@ -15,6 +15,7 @@ import pytest
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk.assertions import Template
+from synth_support import CDK_CONTEXT, Synthesized, new_app, synthesized
 
 from infra.config import parse_stage_config
 from infra.constructs.artifacts_bucket import ArtifactsBucket
@@ -24,14 +25,16 @@ from infra.nag import flatten_cfn_reference
 from infra.source_bundle import build_source_bundle
 from infra.stacks.execution_role_stack import ExecutionRoleStack
 from infra.stacks.storage_stack import StorageStack
-from synth_support import CDK_CONTEXT, Synthesized, new_app, synthesized
 
 STAGES = ("local", "dev", "prod")
 
 
 def _resources(template: dict[str, Any], resource_type: str) -> dict[str, dict[str, Any]]:
-    return {logical_id: resource for logical_id, resource in template["Resources"].items()
-            if resource["Type"] == resource_type}
+    return {
+        logical_id: resource
+        for logical_id, resource in template["Resources"].items()
+        if resource["Type"] == resource_type
+    }
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -62,16 +65,24 @@ class Storage:
         stack: StorageStack = synth.stacks.storage
         self.json = synth.template_json(stack)
         self.key_id = stack.get_logical_id(stack.key.key.node.default_child)
-        self.buckets = {purpose: stack.get_logical_id(construct.bucket.node.default_child)
-                        for purpose, construct in (("data", stack.data), ("artifacts", stack.artifacts),
-                                                   ("access-logs", stack.access_logs))}
+        self.buckets = {
+            purpose: stack.get_logical_id(construct.bucket.node.default_child)
+            for purpose, construct in (
+                ("data", stack.data),
+                ("artifacts", stack.artifacts),
+                ("access-logs", stack.access_logs),
+            )
+        }
 
     def bucket(self, purpose: str) -> dict[str, Any]:
         return self.json["Resources"][self.buckets[purpose]]
 
     def bucket_policy(self, purpose: str) -> list[dict[str, Any]]:
-        (policy,) = [resource for resource in _resources(self.json, "AWS::S3::BucketPolicy").values()
-                     if resource["Properties"]["Bucket"] == {"Ref": self.buckets[purpose]}]
+        (policy,) = [
+            resource
+            for resource in _resources(self.json, "AWS::S3::BucketPolicy").values()
+            if resource["Properties"]["Bucket"] == {"Ref": self.buckets[purpose]}
+        ]
         return policy["Properties"]["PolicyDocument"]["Statement"]
 
 
@@ -94,20 +105,28 @@ def _role_statements(synth: Synthesized) -> dict[str, dict[str, Any]]:
 
 # --- key ---------------------------------------------------------------------------------------
 
+
 def test_key_rotates_and_has_the_stage_alias(storage: Storage) -> None:
     assert storage.json["Resources"][storage.key_id]["Properties"]["EnableKeyRotation"] is True
     (alias,) = _resources(storage.json, "AWS::KMS::Alias").values()
-    assert alias["Properties"] == {"AliasName": f"alias/{storage.synth.config.prefix()}",
-                                   "TargetKeyId": {"Fn::GetAtt": [storage.key_id, "Arn"]}}
+    assert alias["Properties"] == {
+        "AliasName": f"alias/{storage.synth.config.prefix()}",
+        "TargetKeyId": {"Fn::GetAtt": [storage.key_id, "Arn"]},
+    }
 
 
 # --- buckets -----------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("purpose", ["data", "artifacts", "access-logs"])
 def test_bucket_is_private_versioned_and_owner_enforced(storage: Storage, purpose: str) -> None:
     properties = storage.bucket(purpose)["Properties"]
     assert properties["PublicAccessBlockConfiguration"] == {
-        "BlockPublicAcls": True, "BlockPublicPolicy": True, "IgnorePublicAcls": True, "RestrictPublicBuckets": True}
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
+    }
     assert properties["VersioningConfiguration"] == {"Status": "Enabled"}
     assert properties["OwnershipControls"] == {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]}
 
@@ -117,33 +136,57 @@ def test_bucket_denies_plain_http_and_old_tls(storage: Storage, purpose: str) ->
     bucket_arn = {"Fn::GetAtt": [storage.buckets[purpose], "Arn"]}
     everything = [bucket_arn, {"Fn::Join": ["", [bucket_arn, "/*"]]}]
     denials = [statement for statement in storage.bucket_policy(purpose) if statement["Effect"] == "Deny"]
-    assert {"Action": "s3:*", "Effect": "Deny", "Principal": {"AWS": "*"}, "Resource": everything,
-            "Condition": {"Bool": {"aws:SecureTransport": "false"}}} in denials
-    assert {"Action": "s3:*", "Effect": "Deny", "Principal": {"AWS": "*"}, "Resource": everything,
-            "Condition": {"NumericLessThan": {"s3:TlsVersion": 1.2}}} in denials
+    assert {
+        "Action": "s3:*",
+        "Effect": "Deny",
+        "Principal": {"AWS": "*"},
+        "Resource": everything,
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+    } in denials
+    assert {
+        "Action": "s3:*",
+        "Effect": "Deny",
+        "Principal": {"AWS": "*"},
+        "Resource": everything,
+        "Condition": {"NumericLessThan": {"s3:TlsVersion": 1.2}},
+    } in denials
 
 
 @pytest.mark.parametrize("purpose", ["data", "artifacts"])
 def test_project_buckets_use_the_project_key(storage: Storage, purpose: str) -> None:
-    assert storage.bucket(purpose)["Properties"]["BucketEncryption"] == {"ServerSideEncryptionConfiguration": [{
-        "BucketKeyEnabled": True,
-        "ServerSideEncryptionByDefault": {"KMSMasterKeyID": {"Fn::GetAtt": [storage.key_id, "Arn"]},
-                                          "SSEAlgorithm": "aws:kms"}}]}
+    assert storage.bucket(purpose)["Properties"]["BucketEncryption"] == {
+        "ServerSideEncryptionConfiguration": [
+            {
+                "BucketKeyEnabled": True,
+                "ServerSideEncryptionByDefault": {
+                    "KMSMasterKeyID": {"Fn::GetAtt": [storage.key_id, "Arn"]},
+                    "SSEAlgorithm": "aws:kms",
+                },
+            }
+        ]
+    }
 
 
 def test_access_log_bucket_uses_sse_s3_because_log_delivery_cannot_use_kms(storage: Storage) -> None:
     assert storage.bucket("access-logs")["Properties"]["BucketEncryption"] == {
-        "ServerSideEncryptionConfiguration": [{"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]}
+        "ServerSideEncryptionConfiguration": [{"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+    }
 
 
 @pytest.mark.parametrize("purpose", ["data", "artifacts"])
 def test_project_buckets_log_into_the_access_log_bucket(storage: Storage, purpose: str) -> None:
     assert storage.bucket(purpose)["Properties"]["LoggingConfiguration"] == {
-        "DestinationBucketName": {"Ref": storage.buckets["access-logs"]}, "LogFilePrefix": f"{purpose}/"}
-    delivery = [statement for statement in storage.bucket_policy("access-logs")
-                if statement.get("Principal") == {"Service": "logging.s3.amazonaws.com"}]
+        "DestinationBucketName": {"Ref": storage.buckets["access-logs"]},
+        "LogFilePrefix": f"{purpose}/",
+    }
+    delivery = [
+        statement
+        for statement in storage.bucket_policy("access-logs")
+        if statement.get("Principal") == {"Service": "logging.s3.amazonaws.com"}
+    ]
     assert {"Fn::GetAtt": [storage.buckets[purpose], "Arn"]} in [
-        statement["Condition"]["ArnLike"]["aws:SourceArn"] for statement in delivery]
+        statement["Condition"]["ArnLike"]["aws:SourceArn"] for statement in delivery
+    ]
     assert all(statement["Action"] == "s3:PutObject" and statement["Effect"] == "Allow" for statement in delivery)
 
 
@@ -153,19 +196,30 @@ def test_access_log_bucket_does_not_log_into_itself(storage: Storage) -> None:
 
 def test_lifecycle_rules_follow_the_stage_config(storage: Storage) -> None:
     config = storage.synth.config
-    housekeeping = {"Id": "AbortIncompleteUploadsAndExpireOldVersions", "Status": "Enabled",
-                    "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
-                    "NoncurrentVersionExpiration": {"NoncurrentDays": config.noncurrent_version_expiry_days}}
+    housekeeping = {
+        "Id": "AbortIncompleteUploadsAndExpireOldVersions",
+        "Status": "Enabled",
+        "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
+        "NoncurrentVersionExpiration": {"NoncurrentDays": config.noncurrent_version_expiry_days},
+    }
 
     def rules(purpose: str) -> list[dict[str, Any]]:
         return storage.bucket(purpose)["Properties"]["LifecycleConfiguration"]["Rules"]
 
     assert rules("data") == [housekeeping]
-    assert rules("artifacts") == [housekeeping, {
-        "Id": "ExpireCheckpoints", "Status": "Enabled", "Prefix": "checkpoints/",
-        "ExpirationInDays": config.checkpoint_expiry_days}]
-    assert rules("access-logs") == [housekeeping, {
-        "Id": "ExpireAccessLogs", "Status": "Enabled", "ExpirationInDays": config.log_retention_days}]
+    assert rules("artifacts") == [
+        housekeeping,
+        {
+            "Id": "ExpireCheckpoints",
+            "Status": "Enabled",
+            "Prefix": "checkpoints/",
+            "ExpirationInDays": config.checkpoint_expiry_days,
+        },
+    ]
+    assert rules("access-logs") == [
+        housekeeping,
+        {"Id": "ExpireAccessLogs", "Status": "Enabled", "ExpirationInDays": config.log_retention_days},
+    ]
 
 
 def test_removal_policy_follows_the_stage(storage: Storage) -> None:
@@ -210,12 +264,21 @@ def test_resources_are_tagged_with_project_and_stage(storage: Storage) -> None:
 
 # --- prefixes -----------------------------------------------------------------------------------
 
+
 def test_prefixes_are_constants_and_helpers() -> None:
-    assert (ArtifactsBucket.MODELS_PREFIX, ArtifactsBucket.CHECKPOINTS_PREFIX, ArtifactsBucket.PIPELINES_PREFIX,
-            ArtifactsBucket.DATA_CAPTURE_PREFIX) == ("models/", "checkpoints/", "pipelines/", "data-capture/")
+    assert (
+        ArtifactsBucket.MODELS_PREFIX,
+        ArtifactsBucket.CHECKPOINTS_PREFIX,
+        ArtifactsBucket.PIPELINES_PREFIX,
+        ArtifactsBucket.DATA_CAPTURE_PREFIX,
+    ) == ("models/", "checkpoints/", "pipelines/", "data-capture/")
     assert network_prefix("cnn") == "cnn/"
     assert [channel_prefix("transfer", channel) for channel in ("train", "validation", "test", "pretrained")] == [
-        "transfer/train/", "transfer/validation/", "transfer/test/", "transfer/pretrained/"]
+        "transfer/train/",
+        "transfer/validation/",
+        "transfer/test/",
+        "transfer/pretrained/",
+    ]
     with pytest.raises(KeyError, match="unknown network 'gan'"):
         network_prefix("gan")
     with pytest.raises(ValueError, match="unknown channel 'holdout'"):
@@ -226,11 +289,14 @@ def test_uris_point_into_the_named_buckets(local: Synthesized) -> None:
     storage: StorageStack = local.stacks.storage
     data: DataBucket = storage.data
     assert data.channel_uri("rnn", "validation") == "s3://mlops-local-data-123456789012-us-east-1/rnn/validation/"
-    assert (storage.artifacts.s3_uri(ArtifactsBucket.MODELS_PREFIX)
-            == "s3://mlops-local-artifacts-123456789012-us-east-1/models/")
+    assert (
+        storage.artifacts.s3_uri(ArtifactsBucket.MODELS_PREFIX)
+        == "s3://mlops-local-artifacts-123456789012-us-east-1/models/"
+    )
 
 
 # --- outputs ------------------------------------------------------------------------------------
+
 
 def test_outputs_name_buckets_key_and_role(local: Synthesized) -> None:
     storage_outputs = local.template_json(local.stacks.storage)["Outputs"]
@@ -239,8 +305,13 @@ def test_outputs_name_buckets_key_and_role(local: Synthesized) -> None:
     assert "ExecutionRoleArn" in role_outputs
 
 
-MOTO_SKIPPED_TYPES = {"AWS::S3::BucketPolicy", "AWS::SageMaker::Pipeline", "AWS::SageMaker::ModelPackageGroup",
-                      "AWS::CloudWatch::Alarm", "AWS::CDK::Metadata"}
+MOTO_SKIPPED_TYPES = {
+    "AWS::S3::BucketPolicy",
+    "AWS::SageMaker::Pipeline",
+    "AWS::SageMaker::ModelPackageGroup",
+    "AWS::CloudWatch::Alarm",
+    "AWS::CDK::Metadata",
+}
 
 
 def test_nothing_reads_an_attribute_of_a_resource_moto_skips(local: Synthesized) -> None:
@@ -252,8 +323,9 @@ def test_nothing_reads_an_attribute_of_a_resource_moto_skips(local: Synthesized)
             for name, body in template.get(section, {}).items():
                 for logical_id in _get_att_targets(body):
                     resource_type = template["Resources"][logical_id]["Type"]
-                    skipped = (resource_type in MOTO_SKIPPED_TYPES
-                               or resource_type.startswith("AWS::ApplicationAutoScaling::"))
+                    skipped = resource_type in MOTO_SKIPPED_TYPES or resource_type.startswith(
+                        "AWS::ApplicationAutoScaling::"
+                    )
                     assert not skipped, f"{path.name}: {name} reads {logical_id} ({resource_type})"
 
 
@@ -268,14 +340,23 @@ def _get_att_targets(value: Any) -> list[str]:
 
 # --- execution role -----------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("stage", STAGES)
 def test_role_is_trusted_by_sagemaker_in_this_account_only(stage: str) -> None:
     synth = synthesized(stage)
     (role,) = _resources(synth.template_json(synth.stacks.execution_role), "AWS::IAM::Role").values()
     account = synth.config.account or {"Ref": "AWS::AccountId"}
-    assert role["Properties"]["AssumeRolePolicyDocument"] == {"Version": "2012-10-17", "Statement": [{
-        "Action": "sts:AssumeRole", "Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"},
-        "Condition": {"StringEquals": {"aws:SourceAccount": account}}}]}
+    assert role["Properties"]["AssumeRolePolicyDocument"] == {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Action": "sts:AssumeRole",
+                "Effect": "Allow",
+                "Principal": {"Service": "sagemaker.amazonaws.com"},
+                "Condition": {"StringEquals": {"aws:SourceAccount": account}},
+            }
+        ],
+    }
 
 
 @pytest.mark.parametrize("stage", STAGES)
@@ -284,8 +365,9 @@ def test_no_managed_policies(stage: str) -> None:
     for stack in (synth.stacks.storage, synth.stacks.execution_role):
         template = synth.template_json(stack)
         assert not _resources(template, "AWS::IAM::ManagedPolicy")
-        assert all("ManagedPolicyArns" not in role["Properties"]
-                   for role in _resources(template, "AWS::IAM::Role").values())
+        assert all(
+            "ManagedPolicyArns" not in role["Properties"] for role in _resources(template, "AWS::IAM::Role").values()
+        )
 
 
 @pytest.mark.parametrize("stage", STAGES)
@@ -301,15 +383,24 @@ def test_no_wildcard_actions_and_no_delete(stage: str) -> None:
 @pytest.mark.parametrize("stage", STAGES)
 def test_resource_star_only_where_no_resource_level_permission_exists(stage: str) -> None:
     synth = synthesized(stage)
-    unscoped = {statement["Sid"]: statement
-                for stack in (synth.stacks.storage, synth.stacks.execution_role)
-                for statement in _identity_statements(synth.template_json(stack))
-                if "*" in _as_list(statement["Resource"])}
+    unscoped = {
+        statement["Sid"]: statement
+        for stack in (synth.stacks.storage, synth.stacks.execution_role)
+        for statement in _identity_statements(synth.template_json(stack))
+        if "*" in _as_list(statement["Resource"])
+    }
     assert set(unscoped) == {"PutSageMakerMetrics", "GetRegistryToken"}
     assert unscoped["PutSageMakerMetrics"]["Action"] == "cloudwatch:PutMetricData"
-    assert unscoped["PutSageMakerMetrics"]["Condition"] == {"StringEquals": {"cloudwatch:namespace": [
-        "/aws/sagemaker/TrainingJobs", "/aws/sagemaker/ProcessingJobs", "/aws/sagemaker/Endpoints",
-        f"mlops-{stage}/drift"]}}  # the drift monitor's DriftScore
+    assert unscoped["PutSageMakerMetrics"]["Condition"] == {
+        "StringEquals": {
+            "cloudwatch:namespace": [
+                "/aws/sagemaker/TrainingJobs",
+                "/aws/sagemaker/ProcessingJobs",
+                "/aws/sagemaker/Endpoints",
+                f"mlops-{stage}/drift",
+            ]
+        }
+    }  # the drift monitor's DriftScore
     assert unscoped["GetRegistryToken"]["Action"] == "ecr:GetAuthorizationToken"
 
 
@@ -323,8 +414,10 @@ def test_role_s3_access_is_exactly_its_prefixes_and_the_code_bundle(local: Synth
         "WriteModelArtifacts": (["s3:PutObject", "s3:AbortMultipartUpload"], [f"{artifacts}/models/*"]),
         "ReadModelArtifacts": (["s3:GetObject"], [f"{artifacts}/models/*"]),
         "ListReadModelArtifacts": (["s3:ListBucket"], [artifacts]),
-        "ReadWriteCheckpoints": (["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"],
-                                 [f"{artifacts}/checkpoints/*"]),
+        "ReadWriteCheckpoints": (
+            ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"],
+            [f"{artifacts}/checkpoints/*"],
+        ),
         "ListReadWriteCheckpoints": (["s3:ListBucket"], [artifacts]),
         "WritePipelineOutputs": (["s3:PutObject", "s3:AbortMultipartUpload"], [f"{artifacts}/pipelines/*"]),
         "ReadPipelineOutputs": (["s3:GetObject"], [f"{artifacts}/pipelines/*"]),
@@ -334,69 +427,102 @@ def test_role_s3_access_is_exactly_its_prefixes_and_the_code_bundle(local: Synth
         "ReadDataCapture": (["s3:GetObject"], [f"{artifacts}/data-capture/*"]),
         "ListReadDataCapture": (["s3:ListBucket"], [artifacts]),
         # Granted by the pipelines stack (allow_read_source_bundle): the one training code object.
-        "ReadSourceBundle": (["s3:GetObject"], [
-            "arn:<AWS::Partition>:s3:::cdk-hnb659fds-assets-123456789012-us-east-1/"
-            f"{local.stacks.pipelines.source_bundle.s3_object_key}"]),
+        "ReadSourceBundle": (
+            ["s3:GetObject"],
+            [
+                "arn:<AWS::Partition>:s3:::cdk-hnb659fds-assets-123456789012-us-east-1/"
+                f"{local.stacks.pipelines.source_bundle.s3_object_key}"
+            ],
+        ),
         # The Evaluate step's S3Prefix input of the bundle is listed first: only its own key.
-        "ListSourceBundle": (["s3:ListBucket"], ["arn:<AWS::Partition>:s3:::cdk-hnb659fds-assets-123456789012-us-east-1"]),
+        "ListSourceBundle": (
+            ["s3:ListBucket"],
+            ["arn:<AWS::Partition>:s3:::cdk-hnb659fds-assets-123456789012-us-east-1"],
+        ),
     }
-    s3_statements = {sid: statement for sid, statement in statements.items()
-                     if any(action.startswith("s3:") for action in _as_list(statement["Action"]))}
+    s3_statements = {
+        sid: statement
+        for sid, statement in statements.items()
+        if any(action.startswith("s3:") for action in _as_list(statement["Action"]))
+    }
     assert set(s3_statements) == set(expected)
     for sid, (actions, resources) in expected.items():
         statement = s3_statements[sid]
         assert _as_list(statement["Action"]) == actions, sid
         assert [_flat(resource) for resource in _as_list(statement["Resource"])] == resources, sid
-    listed = {sid: statement["Condition"]["StringLike"]["s3:prefix"]
-              for sid, statement in s3_statements.items() if sid.startswith("List") and sid != "ListSourceBundle"}
+    listed = {
+        sid: statement["Condition"]["StringLike"]["s3:prefix"]
+        for sid, statement in s3_statements.items()
+        if sid.startswith("List") and sid != "ListSourceBundle"
+    }
     assert s3_statements["ListSourceBundle"]["Condition"] == {
-        "StringEquals": {"s3:prefix": local.stacks.pipelines.source_bundle.s3_object_key}}
-    assert listed == {"ListReadTrainingData": [f"{net}/*" for net in local.config.networks],
-                      "ListReadModelArtifacts": ["models/*"], "ListReadWriteCheckpoints": ["checkpoints/*"],
-                      "ListReadPipelineOutputs": ["pipelines/*"], "ListReadDataCapture": ["data-capture/*"]}
+        "StringEquals": {"s3:prefix": local.stacks.pipelines.source_bundle.s3_object_key}
+    }
+    assert listed == {
+        "ListReadTrainingData": [f"{net}/*" for net in local.config.networks],
+        "ListReadModelArtifacts": ["models/*"],
+        "ListReadWriteCheckpoints": ["checkpoints/*"],
+        "ListReadPipelineOutputs": ["pipelines/*"],
+        "ListReadDataCapture": ["data-capture/*"],
+    }
 
 
 def test_role_s3_arns_are_built_from_names_not_imported(local: Synthesized) -> None:
     """Exports pin the producer; only the key ARN (random id) may cross stacks as an import."""
     for sid, statement in _role_statements(local).items():
-        imports = [resource for resource in _as_list(statement["Resource"])
-                   if isinstance(resource, dict) and "Fn::ImportValue" in resource]
+        imports = [
+            resource
+            for resource in _as_list(statement["Resource"])
+            if isinstance(resource, dict) and "Fn::ImportValue" in resource
+        ]
         assert not imports or sid == "UseProjectKey", sid
 
 
 def test_role_uses_the_key_through_one_statement(local: Synthesized) -> None:
-    kms = {sid: statement for sid, statement in _role_statements(local).items()
-           if any(action.startswith("kms:") for action in _as_list(statement["Action"]))}
+    kms = {
+        sid: statement
+        for sid, statement in _role_statements(local).items()
+        if any(action.startswith("kms:") for action in _as_list(statement["Action"]))
+    }
     assert set(kms) == {"UseProjectKey"}
     statement = kms["UseProjectKey"]
     assert statement["Action"] == ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey"]
     key_export = local.stacks.storage.resolve(local.stacks.storage.key.key_arn)
     assert statement["Resource"]["Fn::ImportValue"].startswith("mlops-local-storage:")
-    assert key_export == {"Fn::GetAtt": [local.stacks.storage.get_logical_id(
-        local.stacks.storage.key.key.node.default_child), "Arn"]}
+    assert key_export == {
+        "Fn::GetAtt": [local.stacks.storage.get_logical_id(local.stacks.storage.key.key.node.default_child), "Arn"]
+    }
 
 
 def test_role_writes_only_sagemaker_log_groups_of_its_account(local: Synthesized) -> None:
     statement = _role_statements(local)["WriteSageMakerLogs"]
     prefix = "arn:<AWS::Partition>:logs:us-east-1:123456789012:log-group:"
     assert [_flat(resource) for resource in statement["Resource"]] == [
-        f"{prefix}/aws/sagemaker/TrainingJobs", f"{prefix}/aws/sagemaker/ProcessingJobs",
-        f"{prefix}/aws/sagemaker/TrainingJobs:log-stream:*", f"{prefix}/aws/sagemaker/ProcessingJobs:log-stream:*",
-        f"{prefix}/aws/sagemaker/Endpoints/*"]
-    assert statement["Action"] == ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:DescribeLogStreams",
-                                   "logs:PutLogEvents"]
+        f"{prefix}/aws/sagemaker/TrainingJobs",
+        f"{prefix}/aws/sagemaker/ProcessingJobs",
+        f"{prefix}/aws/sagemaker/TrainingJobs:log-stream:*",
+        f"{prefix}/aws/sagemaker/ProcessingJobs:log-stream:*",
+        f"{prefix}/aws/sagemaker/Endpoints/*",
+    ]
+    assert statement["Action"] == [
+        "logs:CreateLogGroup",
+        "logs:CreateLogStream",
+        "logs:DescribeLogStreams",
+        "logs:PutLogEvents",
+    ]
 
 
 def test_role_pulls_only_the_tensorflow_framework_images(local: Synthesized) -> None:
     statement = _role_statements(local)["PullFrameworkImages"]
-    assert statement["Action"] == ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage",
-                                   "ecr:GetDownloadUrlForLayer"]
+    assert statement["Action"] == ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]
     assert [_flat(resource) for resource in statement["Resource"]] == [
         "arn:<AWS::Partition>:ecr:us-east-1:763104351884:repository/tensorflow-inference",
-        "arn:<AWS::Partition>:ecr:us-east-1:763104351884:repository/tensorflow-training"]
+        "arn:<AWS::Partition>:ecr:us-east-1:763104351884:repository/tensorflow-training",
+    ]
 
 
 # --- grants on fresh apps (they add statements, so never on the shared synthesized app) -----------
+
 
 def _fresh_storage(tmp_path: Path) -> tuple[cdk.App, StorageStack]:
     app = new_app("local", tmp_path)
@@ -422,8 +548,12 @@ def test_key_actions_follow_the_grants_and_collect_in_one_statement(tmp_path: Pa
         key_actions[role_ref["Ref"]] = kms["Action"]
     assert key_actions == {
         consumer.get_logical_id(reader.node.default_child): ["kms:Decrypt", "kms:DescribeKey"],
-        consumer.get_logical_id(writer.node.default_child): ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt",
-                                                             "kms:GenerateDataKey"],
+        consumer.get_logical_id(writer.node.default_child): [
+            "kms:Decrypt",
+            "kms:DescribeKey",
+            "kms:Encrypt",
+            "kms:GenerateDataKey",
+        ],
     }
 
 
@@ -439,5 +569,6 @@ def test_source_bundle_read_is_one_object_and_adds_no_cross_stack_reference(tmp_
     (statement,) = [s for s in statements if s["Sid"] == "ReadSourceBundle"]
     assert statement["Action"] == "s3:GetObject"
     assert _flat(statement["Resource"]) == (
-        f"arn:<AWS::Partition>:s3:::cdk-hnb659fds-assets-123456789012-us-east-1/{bundle.s3_object_key}")
+        f"arn:<AWS::Partition>:s3:::cdk-hnb659fds-assets-123456789012-us-east-1/{bundle.s3_object_key}"
+    )
     assert owner not in role_stack.dependencies

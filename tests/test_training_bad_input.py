@@ -7,9 +7,9 @@ import shutil
 
 import numpy as np
 import pytest
+from training_support import run_entry_point, small_data  # noqa: F401 - fixture
 
 import records
-from training_support import run_entry_point, small_data  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.integration
 
@@ -33,8 +33,12 @@ def _empty_validation(channels, tmp_path):
 
 def _smaller_validation_images(channels, tmp_path):
     images = np.zeros((5, 6, 6, 1))
-    records.write_channel(tmp_path / "small", {"image": images, "label": np.arange(5)},
-                          dtypes={"image": "uint8", "label": "int64"}, class_names=[str(d) for d in range(10)])
+    records.write_channel(
+        tmp_path / "small",
+        {"image": images, "label": np.arange(5)},
+        dtypes={"image": "uint8", "label": "int64"},
+        class_names=[str(d) for d in range(10)],
+    )
     return {**channels, "validation": tmp_path / "small"}
 
 
@@ -48,14 +52,27 @@ def _records_unlike_their_spec(channels, tmp_path):
 
 
 CNN_CASES = {
-    "missing channel": (_without_test, (), ["error: channel 'test' is missing: set SM_CHANNEL_TEST or pass --test DIR"]),
+    "missing channel": (
+        _without_test,
+        (),
+        ["error: channel 'test' is missing: set SM_CHANNEL_TEST or pass --test DIR"],
+    ),
     "empty channel": (_empty_validation, (), ["error: channel 'validation' (", "no spec.json (the channel is empty)"]),
-    "wrong shape": (_smaller_validation_images, (), ["error: channel 'validation': 'image' has shape [6, 6, 1], "
-                                                     "but the train channel has [28, 28, 1]"]),
-    "records unlike their spec": (_records_unlike_their_spec, (), [
-        "error: channel 'train': feature 'image' records do not hold shape [7, 7, 1]"]),
-    "bad hyperparameter": (lambda channels, tmp_path: channels, ("--epochs", "ten"),
-                           ["error: bad hyperparameter: epochs must be an integer, got 'ten'"]),
+    "wrong shape": (
+        _smaller_validation_images,
+        (),
+        ["error: channel 'validation': 'image' has shape [6, 6, 1], but the train channel has [28, 28, 1]"],
+    ),
+    "records unlike their spec": (
+        _records_unlike_their_spec,
+        (),
+        ["error: channel 'train': feature 'image' records do not hold shape [7, 7, 1]"],
+    ),
+    "bad hyperparameter": (
+        lambda channels, tmp_path: channels,
+        ("--epochs", "ten"),
+        ["error: bad hyperparameter: epochs must be an integer, got 'ten'"],
+    ),
 }
 
 
@@ -73,11 +90,21 @@ def test_bad_cnn_input_is_named_and_leaves_no_model(tmp_path, small_data, case):
 def test_nan_deep_in_a_channel_stops_the_run_naming_it(tmp_path, small_data):  # noqa: F811
     channels = dict(small_data("autoencoder"))
     spec = records.read_spec(channels["train"], "train")
-    features = np.concatenate([np.asarray(batch) for batch in records.dataset(
-        channels["train"], spec, "train", inputs="features", targets=None, batch_size=64)])
+    features = np.concatenate(
+        [
+            np.asarray(batch)
+            for batch in records.dataset(
+                channels["train"], spec, "train", inputs="features", targets=None, batch_size=64
+            )
+        ]
+    )
     features[-1, 3] = np.nan  # past the first batch: found by the per-batch check in the stream
-    records.write_channel(tmp_path / "train", {"features": features, "label": np.zeros(len(features))},
-                          dtypes={"features": "float32", "label": "int64"}, class_names=spec.class_names)
+    records.write_channel(
+        tmp_path / "train",
+        {"features": features, "label": np.zeros(len(features))},
+        dtypes={"features": "float32", "label": "int64"},
+        class_names=spec.class_names,
+    )
     finished = run_entry_point("autoencoder", {**channels, "train": tmp_path / "train"}, tmp_path, batch_size=16)
     assert finished.returncode == 2, finished.stdout[-2000:] + finished.stderr[-2000:]
     assert "error: channel 'train': feature 'features' holds NaN or Inf" in finished.stderr
@@ -87,11 +114,18 @@ def test_nan_deep_in_a_channel_stops_the_run_naming_it(tmp_path, small_data):  #
 def test_transfer_never_trains_on_random_base_weights_silently(tmp_path, small_data):  # noqa: F811
     """No `pretrained` channel, and ImageNet weights cannot be downloaded here: a clear error."""
     channels = {name: folder for name, folder in small_data("transfer").items() if name != "pretrained"}
-    finished = run_entry_point("transfer", channels, tmp_path, image_size=32,
-                               env={"KERAS_HOME": str(tmp_path / "keras"), "HTTPS_PROXY": "http://127.0.0.1:9"})
+    finished = run_entry_point(
+        "transfer",
+        channels,
+        tmp_path,
+        image_size=32,
+        env={"KERAS_HOME": str(tmp_path / "keras"), "HTTPS_PROXY": "http://127.0.0.1:9"},
+    )
     assert finished.returncode == 2, finished.stdout[-2000:] + finished.stderr[-2000:]
-    assert "error: no base weights: no 'pretrained' channel, and the ImageNet weights of VGG16 could not be loaded" \
+    assert (
+        "error: no base weights: no 'pretrained' channel, and the ImageNet weights of VGG16 could not be loaded"
         in finished.stderr
+    )
     assert not (tmp_path / "model").exists() or not any((tmp_path / "model").iterdir())
 
 

@@ -20,8 +20,12 @@ def image_channels(tmp_path):
     folders = {}
     for channel in CNN.required_channels:
         labels = np.array([0, 0, 0, 1, 1, 2])
-        records.write_channel(tmp_path / channel, {"image": rng.integers(0, 256, size=(6, 8, 8, 1)), "label": labels},
-                              dtypes={"image": "uint8", "label": "int64"}, class_names=("a", "b", "c"))
+        records.write_channel(
+            tmp_path / channel,
+            {"image": rng.integers(0, 256, size=(6, 8, 8, 1)), "label": labels},
+            dtypes={"image": "uint8", "label": "int64"},
+            class_names=("a", "b", "c"),
+        )
         folders[channel] = tmp_path / channel
     return folders
 
@@ -37,8 +41,9 @@ def _toolkit_arguments(tmp_path, monkeypatch, stored: dict[str, str]) -> list[st
 
     (tmp_path / "hyperparameters.json").write_text(json.dumps(stored))
     monkeypatch.setattr(environment, "hyperparameters_file_dir", str(tmp_path / "hyperparameters.json"))
-    user = mapping.split_by_criteria(environment.read_hyperparameters(), keys=params.SAGEMAKER_HYPERPARAMETERS,
-                                     prefix=params.SAGEMAKER_PREFIX).excluded
+    user = mapping.split_by_criteria(
+        environment.read_hyperparameters(), keys=params.SAGEMAKER_HYPERPARAMETERS, prefix=params.SAGEMAKER_PREFIX
+    ).excluded
     return mapping.to_cmd_args(user)
 
 
@@ -48,26 +53,35 @@ def test_hyperparameters_arrive_the_same_in_both_toolkit_encodings(tmp_path, mon
     values = {"epochs": 3, "learning_rate": 0.0005, "class_weight": "balanced", "l2": 1e-3, "dropout": 0.5}
     encode = json.dumps if encoding == "json" else str
     stored = {name: encode(value) for name, value in values.items()}
-    stored.update(sagemaker_program=encode("cnn.py"), sagemaker_submit_directory=encode("s3://b/sourcedir.tar.gz"),
-                  sagemaker_multi_worker_mirrored_strategy_enabled=encode("true"),
-                  checkpoint_dir=encode(str(tmp_path / "ckpt")))
+    stored.update(
+        sagemaker_program=encode("cnn.py"),
+        sagemaker_submit_directory=encode("s3://b/sourcedir.tar.gz"),
+        sagemaker_multi_worker_mirrored_strategy_enabled=encode("true"),
+        checkpoint_dir=encode(str(tmp_path / "ckpt")),
+    )
     argv = _toolkit_arguments(tmp_path, monkeypatch, stored)
     assert not any(argument.startswith("--sagemaker_") for argument in argv)
-    job = contract.Job.from_arguments(CNN, argv + _channel_arguments(image_channels)
-                                      + ["--model_dir", str(tmp_path / "m"), "--output_dir", str(tmp_path / "o")])
+    job = contract.Job.from_arguments(
+        CNN,
+        argv
+        + _channel_arguments(image_channels)
+        + ["--model_dir", str(tmp_path / "m"), "--output_dir", str(tmp_path / "o")],
+    )
     assert {name: getattr(job.hyperparameters, name) for name in values} == values
     assert job.hyperparameters.batch_size == CNN.hyperparameter("batch_size").default
     assert job.checkpoint_dir == tmp_path / "ckpt"
 
 
 def test_sagemaker_extras_are_ignored_and_an_s3_model_dir_does_not_replace_sm_model_dir(
-        tmp_path, monkeypatch, image_channels):
+    tmp_path, monkeypatch, image_channels
+):
     for channel, folder in image_channels.items():
         monkeypatch.setenv(f"SM_CHANNEL_{channel.upper()}", str(folder))
     monkeypatch.setenv("SM_MODEL_DIR", str(tmp_path / "model"))
     monkeypatch.setenv("SM_OUTPUT_DATA_DIR", str(tmp_path / "output"))
-    job = contract.Job.from_arguments(CNN, ["--model_dir", "s3://bucket/job/model", "--epochs", "2",
-                                            "--some_framework_flag", "1", "--model", "x"])
+    job = contract.Job.from_arguments(
+        CNN, ["--model_dir", "s3://bucket/job/model", "--epochs", "2", "--some_framework_flag", "1", "--model", "x"]
+    )
     assert job.model_dir == tmp_path / "model" and job.output_dir == tmp_path / "output"
     assert job.hyperparameters.epochs == 2
     assert job.channels == image_channels
@@ -81,14 +95,17 @@ def test_outside_sagemaker_checkpoints_default_beside_the_outputs(tmp_path, imag
     assert job.checkpoint_dir == tmp_path / "o" / "checkpoints"
 
 
-@pytest.mark.parametrize("arguments, message", [
-    (["--epochs", "abc"], "bad hyperparameter: epochs must be an integer, got 'abc'"),
-    (["--epochs", "2.5"], "epochs must be an integer"),
-    (["--dropout", "1.5"], "dropout must be at most 0.95"),
-    (["--learning_rate", "nan"], "learning_rate must be a finite number"),
-    (["--class_weight", "inverse"], "class_weight must be one of none, balanced"),
-    (["--precision", "bfloat8"], "precision must be one of auto, float32, bfloat16, float16"),
-])
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["--epochs", "abc"], "bad hyperparameter: epochs must be an integer, got 'abc'"),
+        (["--epochs", "2.5"], "epochs must be an integer"),
+        (["--dropout", "1.5"], "dropout must be at most 0.95"),
+        (["--learning_rate", "nan"], "learning_rate must be a finite number"),
+        (["--class_weight", "inverse"], "class_weight must be one of none, balanced"),
+        (["--precision", "bfloat8"], "precision must be one of auto, float32, bfloat16, float16"),
+    ],
+)
 def test_a_bad_hyperparameter_is_named(image_channels, arguments, message):
     with pytest.raises(contract.InputError, match=message):
         contract.Job.from_arguments(CNN, _channel_arguments(image_channels) + arguments)
@@ -106,13 +123,22 @@ def test_balanced_class_weights_come_from_the_spec_counts(image_channels):
     assert contract.Job.from_arguments(CNN, _channel_arguments(image_channels)).class_weight() is None
 
 
-@pytest.mark.parametrize("tf_config, expected", [
-    (None, (["local"], 0)),
-    ({"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 0}}, (["a:1"], 0)),
-    ({"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 1}}, (["a:1", "b:1"], 1)),
-    ({"cluster": {"chief": ["c:1"], "worker": ["a:1"]}, "task": {"type": "worker", "index": 0}}, (["c:1", "a:1"], 1)),
-    ({"cluster": {"chief": ["c:1"], "worker": ["a:1"]}, "task": {"type": "chief", "index": 0}}, (["c:1", "a:1"], 0)),
-])
+@pytest.mark.parametrize(
+    "tf_config, expected",
+    [
+        (None, (["local"], 0)),
+        ({"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 0}}, (["a:1"], 0)),
+        ({"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 1}}, (["a:1", "b:1"], 1)),
+        (
+            {"cluster": {"chief": ["c:1"], "worker": ["a:1"]}, "task": {"type": "worker", "index": 0}},
+            (["c:1", "a:1"], 1),
+        ),
+        (
+            {"cluster": {"chief": ["c:1"], "worker": ["a:1"]}, "task": {"type": "chief", "index": 0}},
+            (["c:1", "a:1"], 0),
+        ),
+    ],
+)
 def test_the_cluster_and_the_chief_come_from_tf_config(monkeypatch, tf_config, expected):
     if tf_config is None:
         monkeypatch.delenv("TF_CONFIG", raising=False)

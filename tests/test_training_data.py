@@ -8,13 +8,13 @@ import boto3
 import numpy as np
 import pytest
 from moto import mock_aws
+from training_support import SMALL_DATA, small_data  # noqa: F401 - fixture
 from typer.testing import CliRunner
 
 import records
 from mlops.datasets import PREPARERS, prepare, preparer_for, upload_channels
 from mlops.datasets.series import monthly_co2
 from training.networks import NETWORKS
-from training_support import SMALL_DATA, small_data  # noqa: F401 - fixture
 
 
 def _read(folder, channel, inputs, targets):
@@ -50,7 +50,7 @@ def test_co2_windows_split_by_time_with_the_last_fifth_as_test(tmp_path):
     assert spec.shape("history") == (24, 1) and spec.metadata["season"] == 12
     assert spec.count == len(series) - test_start
     np.testing.assert_allclose(target[:, 0], series[test_start:], rtol=1e-6)
-    np.testing.assert_allclose(history[0, :, 0], series[test_start - 24:test_start], rtol=1e-6)
+    np.testing.assert_allclose(history[0, :, 0], series[test_start - 24 : test_start], rtol=1e-6)
     _, _, train_target = _read(channels["train"], "train", "history", "target")
     _, _, validation_target = _read(channels["validation"], "validation", "history", "target")
     assert train_target[-1, 0] == pytest.approx(series[24 + len(train_target) - 1])
@@ -61,14 +61,19 @@ def test_breast_cancer_trains_on_benign_only_and_tests_on_both(tmp_path):
     channels = prepare("autoencoder", tmp_path)
     labels = {channel: _read(folder, channel, "features", "label")[2] for channel, folder in channels.items()}
     assert not labels["train"].any() and not labels["validation"].any()
-    assert labels["test"].sum() == 212 and (labels["test"] == 0).sum() == 357 - len(labels["train"]) - len(labels["validation"])
+    assert labels["test"].sum() == 212 and (labels["test"] == 0).sum() == 357 - len(labels["train"]) - len(
+        labels["validation"]
+    )
 
 
 def test_japanese_vowels_are_zero_padded_sequences_with_validation_from_train(tmp_path):
     channels = prepare("speech", tmp_path)
     read = {channel: _read(folder, channel, "frames", "label") for channel, folder in channels.items()}
-    assert {channel: spec.count for channel, (spec, _, _) in read.items()} == {"train": 216, "validation": 54,
-                                                                               "test": 370}
+    assert {channel: spec.count for channel, (spec, _, _) in read.items()} == {
+        "train": 216,
+        "validation": 54,
+        "test": 370,
+    }
     spec, frames, labels = read["train"]
     assert spec.class_names == tuple(f"speaker {index}" for index in range(1, 10))
     assert frames.shape[1:] == (29, 12) and spec.metadata["min_length"] == 7
@@ -78,8 +83,9 @@ def test_japanese_vowels_are_zero_padded_sequences_with_validation_from_train(tm
         real = sequences.any(axis=2)
         lengths = real.sum(axis=1)
         assert lengths.min() >= 7 and lengths.max() <= 29
-        assert all(real[index, :length].all() and not real[index, length:].any()
-                   for index, length in enumerate(lengths)), "padding must come after the real frames, only"
+        assert all(
+            real[index, :length].all() and not real[index, length:].any() for index, length in enumerate(lengths)
+        ), "padding must come after the real frames, only"
 
 
 def test_transfer_task_has_few_labels_and_base_weights_from_the_source_task(small_data):  # noqa: F811
@@ -96,7 +102,10 @@ def test_transfer_task_has_few_labels_and_base_weights_from_the_source_task(smal
 def test_a_limit_caps_every_channel(tmp_path):
     channels = prepare("cnn", tmp_path, limit=25)
     assert {channel: records.read_spec(folder, channel).count for channel, folder in channels.items()} == {
-        "train": 25, "validation": 25, "test": 25}
+        "train": 25,
+        "validation": 25,
+        "test": 25,
+    }
     with pytest.raises(FileExistsError, match="already holds train"):
         prepare("cnn", tmp_path, limit=25)
 
@@ -109,7 +118,11 @@ def test_upload_puts_each_channel_under_network_and_channel(tmp_path):
     uris = upload_channels(channels, bucket="data", network="autoencoder", s3_client=s3)
     assert uris == {channel: f"s3://data/autoencoder/{channel}/" for channel in ("train", "validation", "test")}
     keys = {item["Key"] for item in s3.list_objects_v2(Bucket="data")["Contents"]}
-    assert {"autoencoder/train/spec.json", "autoencoder/train/part-00000.tfrecord", "autoencoder/test/spec.json"} <= keys
+    assert {
+        "autoencoder/train/spec.json",
+        "autoencoder/train/part-00000.tfrecord",
+        "autoencoder/test/spec.json",
+    } <= keys
 
 
 @mock_aws
@@ -119,8 +132,9 @@ def test_cli_prepares_and_uploads(tmp_path):
 
     boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="data")
     runner = CliRunner()
-    result = runner.invoke(app, ["data", "prepare", "rnn", "--out", str(tmp_path / "rnn"), "--limit", "30",
-                                 "--upload-bucket", "data"])
+    result = runner.invoke(
+        app, ["data", "prepare", "rnn", "--out", str(tmp_path / "rnn"), "--limit", "30", "--upload-bucket", "data"]
+    )
     assert result.exit_code == 0, result.output
     assert "uploaded to s3://data/rnn/test/" in result.output
     assert records.read_spec(tmp_path / "rnn" / "train", "train").count == 30

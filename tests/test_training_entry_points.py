@@ -9,14 +9,12 @@ import tarfile
 import numpy as np
 import pytest
 import tensorflow as tf
+from training_support import QUICK, TRAINED_PHASES, metrics_lines, serving_config, small_data, trained  # noqa: F401
 
 import networks
 import tasks
-from training_support import (QUICK, TRAINED_PHASES, metrics_lines, serving_config, small_data,  # noqa: F401
-                              trained)
 
 pytestmark = pytest.mark.integration
-
 
 
 def _images(serving: dict, rng: np.random.Generator, rows: int) -> np.ndarray:
@@ -64,15 +62,27 @@ def _check_sequence_classes(answer, serving, evaluation, signature) -> None:
     frames = np.random.default_rng(1).normal(0, 0.5, (5, serving["n_features"])).astype(np.float32) + 0.1
     padding = np.zeros((serving["max_length"] - len(frames), serving["n_features"]), np.float32)
     after, before = (np.concatenate(parts)[np.newaxis] for parts in ((frames, padding), (padding, frames)))
-    np.testing.assert_allclose(signature(frames=tf.constant(after))["probabilities"].numpy(),
-                               signature(frames=tf.constant(before))["probabilities"].numpy(), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+        signature(frames=tf.constant(after))["probabilities"].numpy(),
+        signature(frames=tf.constant(before))["probabilities"].numpy(),
+        rtol=1e-4,
+        atol=1e-6,
+    )
 
 
 # Per task: a batch the exported signature must take, and what its answer must look like.
-SAMPLE_INPUTS = {"image_classifier": _images, "sequence_forecaster": _histories,
-                 "anomaly_detector": _feature_rows, "sequence_classifier": _padded_sequences}
-ANSWER_CHECKS = {"image_classifier": _check_classes, "sequence_forecaster": _check_forecast,
-                 "anomaly_detector": _check_anomaly_scores, "sequence_classifier": _check_sequence_classes}
+SAMPLE_INPUTS = {
+    "image_classifier": _images,
+    "sequence_forecaster": _histories,
+    "anomaly_detector": _feature_rows,
+    "sequence_classifier": _padded_sequences,
+}
+ANSWER_CHECKS = {
+    "image_classifier": _check_classes,
+    "sequence_forecaster": _check_forecast,
+    "anomaly_detector": _check_anomaly_scores,
+    "sequence_classifier": _check_sequence_classes,
+}
 
 
 def test_every_task_and_network_has_its_fixtures():
@@ -100,12 +110,18 @@ def test_entry_point_trains_and_exports_a_servable_model(trained, name):
 
     evaluation = json.loads((finished.output_dir / "evaluation.json").read_text())
     assert evaluation["network"] == name
-    assert evaluation["metrics"] == {metric: {"value": pytest.approx(value, rel=1e-5)} for metric, value in final.items()}
-    assert {"training_curves.png", f"{network.task.plot}.png"} <= {path.name for path in finished.output_dir.glob("*.png")}
+    assert evaluation["metrics"] == {
+        metric: {"value": pytest.approx(value, rel=1e-5)} for metric, value in final.items()
+    }
+    assert {"training_curves.png", f"{network.task.plot}.png"} <= {
+        path.name for path in finished.output_dir.glob("*.png")
+    }
 
     model_dir = finished.model_dir
     assert sorted(path.name for path in model_dir.iterdir()) == ["1", "code"]
-    assert {"inference.py", "requirements.txt", "serving.json"} <= {path.name for path in (model_dir / "code").iterdir()}
+    assert {"inference.py", "requirements.txt", "serving.json"} <= {
+        path.name for path in (model_dir / "code").iterdir()
+    }
     serving = serving_config(model_dir)
     assert (serving["network"], serving["input_name"], serving["input_dtype"]) == (name, network.input_name, "float32")
     assert network.task.serving_description().items() <= serving.items()
@@ -125,8 +141,13 @@ def test_cnn_through_sagemakers_own_launcher(tmp_path, small_data):  # noqa: F81
     """The toolkit's `train` script, SDK v2-style JSON-quoted hyperparameters, SM_* variables."""
     from mlops.local.training_job import run_training_job
 
-    result = run_training_job("cnn", small_data("cnn"), tmp_path / "job", hyperparameter_encoding="json",
-                              hyperparameters={"epochs": 2, "class_weight": "balanced", "learning_rate": 0.003})
+    result = run_training_job(
+        "cnn",
+        small_data("cnn"),
+        tmp_path / "job",
+        hyperparameter_encoding="json",
+        hyperparameters={"epochs": 2, "class_weight": "balanced", "learning_rate": 0.003},
+    )
     assert result.succeeded, result.log[-3000:]
     assert "Invoking script with the following command" in result.log
     assert "--class_weight balanced" in result.log and "'class_weight': 'balanced'" in result.log

@@ -1,4 +1,4 @@
-"""The pipeline's Evaluate step (training/evaluate.py), run as its processing job runs it: from the
+"""The pipeline's Evaluate step (training/processing/evaluate.py), run as its processing job runs it: from the
 unpacked source bundle, on an unpacked model.tar.gz, judging the exported signature alone."""
 
 from __future__ import annotations
@@ -12,12 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-import records
-from drift import Baseline
-from inference.archives import extract_archive
-from infra.source_bundle import build_source_bundle
-from training.networks import NETWORKS, get_network
 from training_support import (  # noqa: F401 - fixtures
     attribution_rank_correlation,
     randomize_layer_by_layer,
@@ -25,7 +19,14 @@ from training_support import (  # noqa: F401 - fixtures
     trained,
 )
 
+import records
+from drift import Baseline
+from inference.archives import extract_archive
+from infra.source_bundle import build_source_bundle
+from training.networks import NETWORKS, get_network
+
 pytestmark = pytest.mark.integration
+
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory) -> Path:
@@ -45,8 +46,10 @@ def processing_inputs(tmp_path_factory, trained):  # noqa: F811
         if network not in made:
             run = trained(network)
             assert run.returncode == 0, run.log
-            made[network] = (_as_processing_input(run.model_dir, tmp_path_factory.mktemp(network) / "model"),
-                             json.loads((run.output_dir / "evaluation.json").read_text()))
+            made[network] = (
+                _as_processing_input(run.model_dir, tmp_path_factory.mktemp(network) / "model"),
+                json.loads((run.output_dir / "evaluation.json").read_text()),
+            )
         return made[network]
 
     return of
@@ -65,13 +68,32 @@ def _as_processing_input(model_dir: Path, destination: Path) -> Path:
 MODEL_URI = "s3://artifacts/models/NETWORK/pipelines-x-Train-y/output/model.tar.gz"
 
 
-def run_evaluate(bundle: Path, network: str, model_dir: Path, test_dir: Path, output_dir: Path,
-                 *extra: str) -> subprocess.CompletedProcess:
+def run_evaluate(
+    bundle: Path, network: str, model_dir: Path, test_dir: Path, output_dir: Path, *extra: str
+) -> subprocess.CompletedProcess:
     # Only the bundle may supply the sibling modules, as in the processing container.
     environment = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
-    return subprocess.run([sys.executable, "evaluate.py", "--network", network, "--model-dir", str(model_dir),
-                           "--test-dir", str(test_dir), "--output-dir", str(output_dir), *extra],
-                          cwd=bundle, capture_output=True, text=True, timeout=180, env=environment)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "processing.evaluate",
+            "--network",
+            network,
+            "--model-dir",
+            str(model_dir),
+            "--test-dir",
+            str(test_dir),
+            "--output-dir",
+            str(output_dir),
+            *extra,
+        ],
+        cwd=bundle,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=environment,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -84,8 +106,17 @@ def evaluated(bundle, processing_inputs, small_data, tmp_path_factory):  # noqa:
         if network not in made:
             output = tmp_path_factory.mktemp(f"evaluation-{network}")
             channels = small_data(network)
-            finished = run_evaluate(bundle, network, processing_inputs(network)[0], channels["test"], output,
-                                    "--baseline-dir", str(channels["validation"]), "--model-uri", MODEL_URI)
+            finished = run_evaluate(
+                bundle,
+                network,
+                processing_inputs(network)[0],
+                channels["test"],
+                output,
+                "--baseline-dir",
+                str(channels["validation"]),
+                "--model-uri",
+                MODEL_URI,
+            )
             assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
             made[network] = output
         return made[network]
@@ -126,7 +157,11 @@ def test_evaluate_writes_the_drift_baseline_of_the_validation_channel(evaluated,
     document = json.loads((output / "baseline.json").read_text())
     validation = records.read_spec(small_data(network)["validation"], "validation")
     assert (document["format"], document["network"], document["model_data_url"], document["channel"]) == (
-        "mlops-drift-baseline/1", network, MODEL_URI, "validation")
+        "mlops-drift-baseline/1",
+        network,
+        MODEL_URI,
+        "validation",
+    )
     assert document["examples"] == validation.count
     rows = min(validation.count, 500)
     assert document["reference_examples"] == rows
@@ -147,8 +182,8 @@ def test_the_cnns_attributions_depend_on_its_trained_weights(processing_inputs, 
     """Cascading randomization (Adebayo et al., 2018) on the same test images: once the CNN's
     layers are random from the output down, its integrated gradients rank the pixels differently
     from the trained CNN's (Spearman below 0.5)."""
-    import evaluate
     import explanations
+    from processing import evaluate
 
     network = get_network("cnn")
     test_dir = small_data("cnn")["test"]
@@ -165,21 +200,38 @@ def test_the_cnns_attributions_depend_on_its_trained_weights(processing_inputs, 
 
 def _wider_images(tmp_path: Path, test_dir: Path) -> Path:
     spec = records.read_spec(test_dir, "test")
-    records.write_channel(tmp_path / "wide", {"image": np.zeros((4, 10, 10, 1)), "label": np.arange(4)},
-                          dtypes={"image": "uint8", "label": "int64"}, class_names=spec.class_names)
+    records.write_channel(
+        tmp_path / "wide",
+        {"image": np.zeros((4, 10, 10, 1)), "label": np.arange(4)},
+        dtypes={"image": "uint8", "label": "int64"},
+        class_names=spec.class_names,
+    )
     return tmp_path / "wide"
 
 
 BAD_INPUT = {
-    "model of another network": ("autoencoder", lambda model, test, tmp: (model, test),
-                                 "holds a 'cnn' model, not 'autoencoder'"),
+    "model of another network": (
+        "autoencoder",
+        lambda model, test, tmp: (model, test),
+        "holds a 'cnn' model, not 'autoencoder'",
+    ),
     "unknown network": ("resnet", lambda model, test, tmp: (model, test), "unknown network 'resnet'"),
-    "missing model dir": ("cnn", lambda model, test, tmp: (tmp / "absent", test),
-                          "cannot read code/serving.json of an unpacked model.tar.gz"),
-    "missing test dir": ("cnn", lambda model, test, tmp: (model, tmp / "absent"),
-                         "channel 'test' (", "the folder does not exist"),
-    "test images of another shape": ("cnn", lambda model, test, tmp: (model, _wider_images(tmp, test)),
-                                     "channel 'test': 'image' has shape [10, 10, 1], but the model takes [28, 28, 1]"),
+    "missing model dir": (
+        "cnn",
+        lambda model, test, tmp: (tmp / "absent", test),
+        "cannot read code/serving.json of an unpacked model.tar.gz",
+    ),
+    "missing test dir": (
+        "cnn",
+        lambda model, test, tmp: (model, tmp / "absent"),
+        "channel 'test' (",
+        "the folder does not exist",
+    ),
+    "test images of another shape": (
+        "cnn",
+        lambda model, test, tmp: (model, _wider_images(tmp, test)),
+        "channel 'test': 'image' has shape [10, 10, 1], but the model takes [28, 28, 1]",
+    ),
 }
 
 
@@ -207,25 +259,63 @@ def _champion(tmp_path: Path, model_dir: Path | None, document: str) -> Path:
     return folder
 
 
-CHAMPION = json.dumps({"group": "mlops-local-cnn", "model_package_arn": "arn:aws:sagemaker:us-east-1:123456789012:"
-                       "model-package/mlops-local-cnn/3", "version": 3, "model_data_url": "s3://a/m.tar.gz"})
+CHAMPION = json.dumps(
+    {
+        "group": "mlops-local-cnn",
+        "model_package_arn": "arn:aws:sagemaker:us-east-1:123456789012:model-package/mlops-local-cnn/3",
+        "version": 3,
+        "model_data_url": "s3://a/m.tar.gz",
+    }
+)
 
 
-@pytest.mark.parametrize(("case", "fragment"), [
-    ("champion.json unreadable", "no champion.json as the Champion step writes it"),
-    ("a champion of another kind", "the approved champion, version 3 of mlops-local-cnn, cannot be scored on this "
-                                   "test channel (model dir"),
-])
-def test_a_champion_that_cannot_be_scored_exits_2_naming_it(bundle, processing_inputs, small_data, tmp_path, case,  # noqa: F811
-                                                            fragment):
+@pytest.mark.parametrize(
+    ("case", "fragment"),
+    [
+        ("champion.json unreadable", "no champion.json as the Champion step writes it"),
+        (
+            "a champion of another kind",
+            "the approved champion, version 3 of mlops-local-cnn, cannot be scored on this test channel (model dir",
+        ),
+    ],
+)
+def test_a_champion_that_cannot_be_scored_exits_2_naming_it(
+    bundle,
+    processing_inputs,
+    small_data,
+    tmp_path,
+    case,  # noqa: F811
+    fragment,
+):
     """Failing, not passing the candidate unchecked: a human rejects that version (or fixes the data)."""
-    champion = (_champion(tmp_path, None, "{not json") if case == "champion.json unreadable"
-                else _champion(tmp_path, processing_inputs("autoencoder")[0], CHAMPION))
+    champion = (
+        _champion(tmp_path, None, "{not json")
+        if case == "champion.json unreadable"
+        else _champion(tmp_path, processing_inputs("autoencoder")[0], CHAMPION)
+    )
     environment = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
-    finished = subprocess.run([sys.executable, "evaluate.py", "--network", "cnn", "--model-dir",
-                               str(processing_inputs("cnn")[0]), "--test-dir", str(small_data("cnn")["test"]), "--output-dir",
-                               str(tmp_path / "evaluation"), "--champion-dir", str(champion)],
-                              cwd=bundle, capture_output=True, text=True, timeout=180, env=environment)
+    finished = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "processing.evaluate",
+            "--network",
+            "cnn",
+            "--model-dir",
+            str(processing_inputs("cnn")[0]),
+            "--test-dir",
+            str(small_data("cnn")["test"]),
+            "--output-dir",
+            str(tmp_path / "evaluation"),
+            "--champion-dir",
+            str(champion),
+        ],
+        cwd=bundle,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=environment,
+    )
     assert finished.returncode == 2, finished.stdout[-2000:] + finished.stderr[-2000:]
     errors = [line for line in finished.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and fragment in errors[0], finished.stderr[-2000:]
@@ -234,9 +324,18 @@ def test_a_champion_that_cannot_be_scored_exits_2_naming_it(bundle, processing_i
 
 def test_a_baseline_channel_that_does_not_fit_the_model_exits_2(bundle, processing_inputs, small_data, tmp_path):  # noqa: F811
     channels = small_data("cnn")
-    finished = run_evaluate(bundle, "cnn", processing_inputs("cnn")[0], channels["test"], tmp_path / "evaluation",
-                            "--baseline-dir", str(_wider_images(tmp_path, channels["test"])))
+    finished = run_evaluate(
+        bundle,
+        "cnn",
+        processing_inputs("cnn")[0],
+        channels["test"],
+        tmp_path / "evaluation",
+        "--baseline-dir",
+        str(_wider_images(tmp_path, channels["test"])),
+    )
     assert finished.returncode == 2, finished.stdout[-2000:] + finished.stderr[-2000:]
-    assert ("error: channel 'validation': 'image' has shape [10, 10, 1], but the model takes [28, 28, 1]"
-            in finished.stderr.splitlines())
+    assert (
+        "error: channel 'validation': 'image' has shape [10, 10, 1], but the model takes [28, 28, 1]"
+        in finished.stderr.splitlines()
+    )
     assert not (tmp_path / "evaluation" / "evaluation.json").exists()

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from training_support import entry_point_logging
 
 import records
-from training_support import entry_point_logging
 
 pytestmark = pytest.mark.integration
 
@@ -35,29 +35,47 @@ def synthetic_channels(root: Path, seed: int = 0) -> dict[str, Path]:
 
     anomalies = normal(40)
     anomalies[:, SIGNAL] += 6 * np.linalg.norm(mixing[:, SIGNAL])
-    splits = {"train": (normal(400), np.zeros(400)), "validation": (normal(100), np.zeros(100)),
-              "test": (np.concatenate([normal(120), anomalies]), np.repeat([0, 1], [120, 40]))}
+    splits = {
+        "train": (normal(400), np.zeros(400)),
+        "validation": (normal(100), np.zeros(100)),
+        "test": (np.concatenate([normal(120), anomalies]), np.repeat([0, 1], [120, 40])),
+    }
     channels = {}
     for name, (features, labels) in splits.items():
         channels[name] = root / name
-        records.write_channel(channels[name], {"features": features, "label": labels.astype(np.int64)},
-                              dtypes={"features": "float32", "label": "int64"}, class_names=("normal", "anomaly"),
-                              metadata={"feature_names": NAMES})
+        records.write_channel(
+            channels[name],
+            {"features": features, "label": labels.astype(np.int64)},
+            dtypes={"features": "float32", "label": "int64"},
+            class_names=("normal", "anomaly"),
+            metadata={"feature_names": NAMES},
+        )
     return channels
 
 
 def test_the_one_feature_that_carries_the_signal_ranks_first(tmp_path: Path) -> None:
     import autoencoder
     import contract
-    import evaluate
+    from processing import evaluate
 
     channels = synthetic_channels(tmp_path / "data")
     # float32 named: `auto` would set a mixed policy for the rest of this process.
     with entry_point_logging():
-        contract.run("autoencoder", autoencoder.train, [
-            *(f"--{channel}={folder}" for channel, folder in channels.items()), f"--model_dir={tmp_path / 'model'}",
-            f"--output_dir={tmp_path / 'output'}", f"--checkpoint_dir={tmp_path / 'checkpoints'}", "--epochs=15",
-            "--batch_size=32", "--encoding_dim=2", "--hidden_units=16", "--precision=float32"])
+        contract.run(
+            "autoencoder",
+            autoencoder.train,
+            [
+                *(f"--{channel}={folder}" for channel, folder in channels.items()),
+                f"--model_dir={tmp_path / 'model'}",
+                f"--output_dir={tmp_path / 'output'}",
+                f"--checkpoint_dir={tmp_path / 'checkpoints'}",
+                "--epochs=15",
+                "--batch_size=32",
+                "--encoding_dim=2",
+                "--hidden_units=16",
+                "--precision=float32",
+            ],
+        )
     document = evaluate.evaluate("autoencoder", tmp_path / "model", channels["test"], tmp_path / "evaluation")
     assert document["metrics"]["test_roc_auc"]["value"] > 0.95, document["metrics"]
 

@@ -6,7 +6,6 @@ import json
 
 import pytest
 import tensorflow as tf
-
 from training_support import small_data  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.integration
@@ -15,8 +14,9 @@ pytestmark = pytest.mark.integration
 def test_two_workers_train_one_cnn_and_only_the_chief_exports(tmp_path, small_data):  # noqa: F811
     from mlops.local.training_job import run_multi_worker_training_job
 
-    chief, worker = run_multi_worker_training_job("cnn", small_data("cnn"), tmp_path, workers=2, timeout=300,
-                                                  hyperparameters={"epochs": 2})
+    chief, worker = run_multi_worker_training_job(
+        "cnn", small_data("cnn"), tmp_path, workers=2, timeout=300, hyperparameters={"epochs": 2}
+    )
     assert chief.succeeded, chief.log[-3000:]
     assert worker.succeeded, worker.log[-3000:]
     for result, index in ((chief, 0), (worker, 1)):

@@ -20,19 +20,22 @@ ICE_LAKE = frozenset({"avx512f", "avx512_vnni"})
 HASWELL = frozenset({"avx2", "fma"})
 
 
-@pytest.mark.parametrize("cpu, gpus, expected", [
-    (SAPPHIRE_RAPIDS, (), "mixed_bfloat16"),
-    (GENOA, (), "mixed_bfloat16"),
-    (frozenset({"amx_tile", "amx_bf16"}), (), "mixed_bfloat16"),
-    (ICE_LAKE, (), "float32"),
-    (HASWELL, (), "float32"),
-    (HASWELL, ((8, 0),), "mixed_bfloat16"),      # A100
-    (HASWELL, ((9, 0),), "mixed_bfloat16"),      # H100
-    (SAPPHIRE_RAPIDS, ((7, 5),), "mixed_float16"),  # T4: the GPU runs the model, not the CPU
-    (HASWELL, ((7, 0),), "mixed_float16"),       # V100
-    (SAPPHIRE_RAPIDS, ((6, 0),), "float32"),     # P100: no tensor cores
-    (HASWELL, ((8, 6), (7, 5)), "mixed_float16"),  # the least capable GPU decides
-])
+@pytest.mark.parametrize(
+    "cpu, gpus, expected",
+    [
+        (SAPPHIRE_RAPIDS, (), "mixed_bfloat16"),
+        (GENOA, (), "mixed_bfloat16"),
+        (frozenset({"amx_tile", "amx_bf16"}), (), "mixed_bfloat16"),
+        (ICE_LAKE, (), "float32"),
+        (HASWELL, (), "float32"),
+        (HASWELL, ((8, 0),), "mixed_bfloat16"),  # A100
+        (HASWELL, ((9, 0),), "mixed_bfloat16"),  # H100
+        (SAPPHIRE_RAPIDS, ((7, 5),), "mixed_float16"),  # T4: the GPU runs the model, not the CPU
+        (HASWELL, ((7, 0),), "mixed_float16"),  # V100
+        (SAPPHIRE_RAPIDS, ((6, 0),), "float32"),  # P100: no tensor cores
+        (HASWELL, ((8, 6), (7, 5)), "mixed_float16"),  # the least capable GPU decides
+    ],
+)
 def test_auto_picks_the_policy_from_cpu_flags_and_gpu_capabilities(cpu, gpus, expected):
     chosen = contract.choose_precision("auto", contract.Hardware(cpu, gpus))
     assert chosen.policy == expected
@@ -48,11 +51,14 @@ def test_the_reason_names_what_decided():
     assert on_ice_lake.reason == "auto: no GPU, and the CPU has none of avx512_bf16, amx_bf16"
 
 
-@pytest.mark.parametrize("requested, cpu, expected", [
-    ("float32", SAPPHIRE_RAPIDS, "float32"),
-    ("bfloat16", HASWELL, "mixed_bfloat16"),
-    ("float16", SAPPHIRE_RAPIDS, "mixed_float16"),
-])
+@pytest.mark.parametrize(
+    "requested, cpu, expected",
+    [
+        ("float32", SAPPHIRE_RAPIDS, "float32"),
+        ("bfloat16", HASWELL, "mixed_bfloat16"),
+        ("float16", SAPPHIRE_RAPIDS, "mixed_float16"),
+    ],
+)
 def test_the_precision_hyperparameter_overrides_the_hardware(requested, cpu, expected):
     chosen = contract.choose_precision(requested, contract.Hardware(cpu))
     assert chosen.policy == expected
@@ -62,14 +68,17 @@ def test_the_precision_hyperparameter_overrides_the_hardware(requested, cpu, exp
 
 def test_hardware_is_read_from_cpuinfo_and_the_gpus(tmp_path, monkeypatch):
     cpuinfo = tmp_path / "cpuinfo"
-    cpuinfo.write_text("processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu avx512f avx512_bf16\n\n"
-                       "processor\t: 1\nflags\t\t: fpu avx512f avx512_bf16\n")
+    cpuinfo.write_text(
+        "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu avx512f avx512_bf16\n\n"
+        "processor\t: 1\nflags\t\t: fpu avx512f avx512_bf16\n"
+    )
     gpus = ["GPU:0", "GPU:1"]
     details = {"GPU:0": {"compute_capability": (8, 6)}, "GPU:1": {"compute_capability": (7, 5)}}
     monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind: gpus if kind == "GPU" else [])
     monkeypatch.setattr(tf.config.experimental, "get_device_details", details.__getitem__)
-    assert contract.Hardware.detect(cpuinfo) == contract.Hardware(frozenset({"fpu", "avx512f", "avx512_bf16"}),
-                                                                  ((8, 6), (7, 5)))
+    assert contract.Hardware.detect(cpuinfo) == contract.Hardware(
+        frozenset({"fpu", "avx512f", "avx512_bf16"}), ((8, 6), (7, 5))
+    )
     gpus.clear()
     assert contract.Hardware.detect(tmp_path / "missing") == contract.Hardware(frozenset())
 
@@ -84,8 +93,16 @@ def digits(tmp_path_factory):
 
 def _arguments(channels, work, *extra):
     folders = [part for channel, folder in channels.items() for part in (f"--{channel}", str(folder))]
-    return [*folders, "--model_dir", str(work / "model"), "--output_dir", str(work / "output"),
-            "--checkpoint_dir", str(work / "checkpoints"), *extra]
+    return [
+        *folders,
+        "--model_dir",
+        str(work / "model"),
+        "--output_dir",
+        str(work / "output"),
+        "--checkpoint_dir",
+        str(work / "checkpoints"),
+        *extra,
+    ]
 
 
 @pytest.fixture
@@ -125,7 +142,8 @@ def test_checkpoints_of_another_resolved_policy_are_not_resumed(tmp_path, digits
 
 
 def test_a_bfloat16_cnn_exports_float32_in_and_out_and_predicts_as_it_did_in_training(
-        tmp_path, digits, global_policy, monkeypatch):
+    tmp_path, digits, global_policy, monkeypatch
+):
     job = contract.Job.from_arguments(CNN, _arguments(digits, tmp_path, "--precision", "bfloat16", "--epochs", "8"))
     job.use_precision()
     trained = {}
@@ -160,8 +178,12 @@ def test_a_bfloat16_cnn_exports_float32_in_and_out_and_predicts_as_it_did_in_tra
     assert np.mean(exported == in_training) >= 0.99
     assert np.mean(exported == in_float32) >= 0.99
     # The export computes in bfloat16 too (it is the trained model, not a float32 copy of it).
-    casts = {node.attr["DstT"].type for function in signature.graph.as_graph_def().library.function
-             for node in function.node_def if node.op == "Cast"}
+    casts = {
+        node.attr["DstT"].type
+        for function in signature.graph.as_graph_def().library.function
+        for node in function.node_def
+        if node.op == "Cast"
+    }
     assert tf.bfloat16.as_datatype_enum in casts
     # The drift monitor's embedding signature answers float32 as well, whatever the model computes in.
     embedding = tf.saved_model.load(str(tmp_path / "model" / contract.MODEL_VERSION)).signatures["embedding"]

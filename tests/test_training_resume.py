@@ -8,9 +8,9 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from training_support import small_data  # noqa: F401 - fixture
 
 from contract import SpotCheckpoint
-from training_support import small_data  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.integration
 
@@ -47,13 +47,22 @@ def _fit(folder: Path, recorder: _Recorder, *, fingerprint="same", epochs=6):
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
     model.compile(keras.optimizers.Adam(0.05), "mse")
     stopping = keras.callbacks.EarlyStopping(monitor="val_loss", patience=2, restore_best_weights=True)
-    checkpoint = SpotCheckpoint(read_dir=folder, write_dir=folder, fingerprint=fingerprint,
-                                early_stopping=stopping, epochs=epochs)
+    checkpoint = SpotCheckpoint(
+        read_dir=folder, write_dir=folder, fingerprint=fingerprint, early_stopping=stopping, epochs=epochs
+    )
     x = np.random.default_rng(0).normal(size=(64, 3)).astype("float32")
     initial_epoch = checkpoint.restore(model)
     try:
-        model.fit(x, x.sum(axis=1), validation_data=(x, x.sum(axis=1)), epochs=epochs, initial_epoch=initial_epoch,
-                  batch_size=16, verbose=0, callbacks=[_ScriptedValLoss(), stopping, checkpoint, recorder])
+        model.fit(
+            x,
+            x.sum(axis=1),
+            validation_data=(x, x.sum(axis=1)),
+            epochs=epochs,
+            initial_epoch=initial_epoch,
+            batch_size=16,
+            verbose=0,
+            callbacks=[_ScriptedValLoss(), stopping, checkpoint, recorder],
+        )
     except _Interrupted:
         pass
     return model, stopping, checkpoint, initial_epoch

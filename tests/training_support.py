@@ -111,27 +111,48 @@ def trained(tmp_path_factory, small_data):
         with _exclusive(root / f"{network}.lock"):
             if not result.exists():
                 finished = run_entry_point(network, small_data(network), work, **TRAINED_PHASES.get(network, {}))
-                result.write_text(json.dumps({"returncode": finished.returncode, "stdout": finished.stdout,
-                                              "stderr": finished.stderr}))
+                result.write_text(
+                    json.dumps(
+                        {"returncode": finished.returncode, "stdout": finished.stdout, "stderr": finished.stderr}
+                    )
+                )
         return TrainedRun(work, **json.loads(result.read_text()))
 
     return run
 
 
-def run_entry_point(network: str, channels: dict[str, Path], work: Path, *, env: dict[str, str] | None = None,
-                    args: tuple[str, ...] = (), timeout: float = 240, **hyperparameters) -> subprocess.CompletedProcess:
+def run_entry_point(
+    network: str,
+    channels: dict[str, Path],
+    work: Path,
+    *,
+    env: dict[str, str] | None = None,
+    args: tuple[str, ...] = (),
+    timeout: float = 240,
+    **hyperparameters,
+) -> subprocess.CompletedProcess:
     """`python training/<entry point> --<channel> DIR ... --model_dir ... --output_dir ...`."""
     from training.networks import get_network
 
-    command = [sys.executable, str(TRAINING_DIR / get_network(network).entry_point),
-               "--model_dir", str(work / "model"), "--output_dir", str(work / "output"),
-               "--checkpoint_dir", str(work / "checkpoints")]
+    command = [
+        sys.executable,
+        str(TRAINING_DIR / get_network(network).entry_point),
+        "--model_dir",
+        str(work / "model"),
+        "--output_dir",
+        str(work / "output"),
+        "--checkpoint_dir",
+        str(work / "checkpoints"),
+    ]
     for channel, folder in channels.items():
         command += [f"--{channel}", str(folder)]
     for name, value in {**QUICK, **hyperparameters}.items():
         command += [f"--{name}", str(value)]
-    environment = {name: value for name, value in os.environ.items()
-                   if not name.startswith(("SM_", "SAGEMAKER_")) and name != "TF_CONFIG"}
+    environment = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("SM_", "SAGEMAKER_")) and name != "TF_CONFIG"
+    }
     environment.update(env or {})
     return subprocess.run([*command, *args], capture_output=True, text=True, timeout=timeout, env=environment)
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import keras
 
 import contract
-import evaluation
+import scoring
 
 
 def train(job: contract.Job) -> None:
@@ -28,15 +28,21 @@ def train(job: contract.Job) -> None:
         standardize.adapt(job.dataset("train", targets=False))
         # Saturating units bound what the decoder can reproduce: inputs far outside the normal
         # range come back clipped, so their error grows (ReLU/linear units gave ~0.02 less ROC AUC).
-        encoder = keras.Sequential([
-            keras.layers.Dense(knobs.hidden_units, activation="tanh", kernel_regularizer=penalty),
-            keras.layers.Dropout(knobs.dropout),
-            keras.layers.Dense(knobs.encoding_dim, activation="tanh", kernel_regularizer=penalty),
-        ], name="encoder")
-        decoder = keras.Sequential([
-            keras.layers.Dense(knobs.hidden_units, activation="tanh", kernel_regularizer=penalty),
-            keras.layers.Dense(n_features, kernel_regularizer=penalty, dtype="float32"),
-        ], name="decoder")
+        encoder = keras.Sequential(
+            [
+                keras.layers.Dense(knobs.hidden_units, activation="tanh", kernel_regularizer=penalty),
+                keras.layers.Dropout(knobs.dropout),
+                keras.layers.Dense(knobs.encoding_dim, activation="tanh", kernel_regularizer=penalty),
+            ],
+            name="encoder",
+        )
+        decoder = keras.Sequential(
+            [
+                keras.layers.Dense(knobs.hidden_units, activation="tanh", kernel_regularizer=penalty),
+                keras.layers.Dense(n_features, kernel_regularizer=penalty, dtype="float32"),
+            ],
+            name="decoder",
+        )
         features = keras.Input((n_features,), name=job.network.input_name)
         model = keras.Model(features, decoder(encoder(standardize(features))))
         model.threshold = keras.Variable(0.0, trainable=False, dtype="float32", name="threshold")
@@ -44,32 +50,45 @@ def train(job: contract.Job) -> None:
         def reconstruction_error(features, reconstruction):
             return keras.ops.mean(keras.ops.square(standardize(features) - reconstruction), axis=-1)
 
-        model.compile(keras.optimizers.Adam(knobs.learning_rate), loss=reconstruction_error,
-                      steps_per_execution=job.steps_per_execution)
+        model.compile(
+            keras.optimizers.Adam(knobs.learning_rate),
+            loss=reconstruction_error,
+            steps_per_execution=job.steps_per_execution,
+        )
 
     def unlabelled_pairs(channel):
         return job.dataset(channel, targets=False).map(lambda features: (features, features))
 
     job.fit(model, unlabelled_pairs("train"), unlabelled_pairs("validation"))
 
-    errors = evaluation.compiled(lambda features: reconstruction_error(features, model(features, training=False)))
-    training_errors = evaluation.error_histogram(errors, job.dataset("train", targets=False, shuffle=False))
+    errors = scoring.compiled(lambda features: reconstruction_error(features, model(features, training=False)))
+    training_errors = scoring.error_histogram(errors, job.dataset("train", targets=False, shuffle=False))
     threshold = training_errors.percentile(knobs.threshold_percentile)
     model.threshold.assign(threshold)
-    job.report(evaluation.anomaly_detector(errors, job.dataset("test"), threshold=threshold,
-                                           plot=job.plot_path("reconstruction_error")),
-               threshold=threshold, threshold_percentile=knobs.threshold_percentile)
+    job.report(
+        scoring.anomaly_detector(
+            errors, job.dataset("test"), threshold=threshold, plot=job.plot_path("reconstruction_error")
+        ),
+        threshold=threshold,
+        threshold_percentile=knobs.threshold_percentile,
+    )
 
     def serve(features):
         embedding = encoder(standardize(features), training=False)
         error = reconstruction_error(features, decoder(embedding, training=False))
-        return {"reconstruction_error": error, "embedding": embedding,
-                "threshold": keras.ops.full_like(error, model.threshold)}
+        return {
+            "reconstruction_error": error,
+            "embedding": embedding,
+            "threshold": keras.ops.full_like(error, model.threshold),
+        }
 
     # The bottleneck: the reduced dimension the decoder rebuilds the input from.
-    job.save_model(serve, track=[model], serving={"n_features": n_features, "encoding_dim": knobs.encoding_dim,
-                                                 "threshold": threshold},
-                   embedding=lambda features: encoder(standardize(features), training=False))
+    job.save_model(
+        serve,
+        track=[model],
+        serving={"n_features": n_features, "encoding_dim": knobs.encoding_dim, "threshold": threshold},
+        embedding=lambda features: encoder(standardize(features), training=False),
+    )
 
 
 if __name__ == "__main__":

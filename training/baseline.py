@@ -65,8 +65,11 @@ class Summariser:
         embedding = None
         if self._embed is not None:
             embedding = self._embed(**{self.network.input_name: tensor})[export.EMBEDDING_OUTPUT].numpy()
-        return Summaries(columns.astype(np.float64), None if embedding is None else embedding.astype(np.float64),
-                         np.asarray(task.drift_predictions(inputs, outputs, self.description), dtype=np.float64))
+        return Summaries(
+            columns.astype(np.float64),
+            None if embedding is None else embedding.astype(np.float64),
+            np.asarray(task.drift_predictions(inputs, outputs, self.description), dtype=np.float64),
+        )
 
 
 def _encoded(array: np.ndarray) -> dict[str, Any]:
@@ -74,21 +77,32 @@ def _encoded(array: np.ndarray) -> dict[str, Any]:
     return {"shape": list(values.shape), "float32": base64.b64encode(values.tobytes()).decode("ascii")}
 
 
-def write_baseline(network: networks.Network, description: dict[str, Any], signatures: Mapping[str, Any],
-                   channel_dir: Path, output_dir: Path, *, model_uri: str | None, batch_size: int = 256
-                   ) -> dict[str, Any]:
+def write_baseline(
+    network: networks.Network,
+    description: dict[str, Any],
+    signatures: Mapping[str, Any],
+    channel_dir: Path,
+    output_dir: Path,
+    *,
+    model_uri: str | None,
+    batch_size: int = 256,
+) -> dict[str, Any]:
     """Summarises the channel in `channel_dir` and writes baseline.json into `output_dir`."""
     spec = records.read_spec(channel_dir, CHANNEL)
     if network.input_name not in spec.features:
-        raise records.DataError(f"channel {CHANNEL!r}: no feature {network.input_name!r} "
-                                f"(has {', '.join(spec.features)})")
+        raise records.DataError(
+            f"channel {CHANNEL!r}: no feature {network.input_name!r} (has {', '.join(spec.features)})"
+        )
     if list(spec.shape(network.input_name)) != list(description["input_shape"]):
-        raise records.DataError(f"channel {CHANNEL!r}: {network.input_name!r} has shape "
-                                f"{list(spec.shape(network.input_name))}, but the model takes "
-                                f"{list(description['input_shape'])}")
+        raise records.DataError(
+            f"channel {CHANNEL!r}: {network.input_name!r} has shape "
+            f"{list(spec.shape(network.input_name))}, but the model takes "
+            f"{list(description['input_shape'])}"
+        )
     summarise = Summariser(network, description, signatures)
-    batches = records.dataset(channel_dir, spec, CHANNEL, inputs=network.input_name, targets=None,
-                              batch_size=batch_size)
+    batches = records.dataset(
+        channel_dir, spec, CHANNEL, inputs=network.input_name, targets=None, batch_size=batch_size
+    )
     rng = np.random.default_rng(SEED)
     kept: Summaries | None = None
     kept_keys = np.zeros(0)
@@ -114,12 +128,21 @@ def write_baseline(network: networks.Network, description: dict[str, Any], signa
     if kept.embedding is not None:
         arrays["embedding"] = kept.embedding
     document = {
-        "format": FORMAT, "network": network.name, "task": network.task.name, "model_data_url": model_uri,
-        "channel": CHANNEL, "examples": examples, "reference_examples": len(kept),
-        "features": feature_names, "embedding_size": None if kept.embedding is None else kept.embedding.shape[1],
+        "format": FORMAT,
+        "network": network.name,
+        "task": network.task.name,
+        "model_data_url": model_uri,
+        "channel": CHANNEL,
+        "examples": examples,
+        "reference_examples": len(kept),
+        "features": feature_names,
+        "embedding_size": None if kept.embedding is None else kept.embedding.shape[1],
         "prediction_kind": network.task.prediction_kind,
-        **({"class_names": list(description["class_names"]), "class_counts": class_counts.tolist()}
-           if network.task.prediction_kind == "classes" else {}),
+        **(
+            {"class_names": list(description["class_names"]), "class_counts": class_counts.tolist()}
+            if network.task.prediction_kind == "classes"
+            else {}
+        ),
         "reference": {name: _encoded(values) for name, values in arrays.items()},
     }
     output_dir.mkdir(parents=True, exist_ok=True)

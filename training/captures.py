@@ -18,7 +18,7 @@ import json
 from collections import Counter, namedtuple
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +30,11 @@ import networks
 EXAMPLES_KEPT = 5
 ENCODINGS = ("JSON", "CSV", "BASE64")
 # The container's request context (SageMaker's TF Serving container, tfs_utils.Context).
-Context = namedtuple("Context", "model_name, model_version, method, rest_uri, grpc_port, channel, "
-                                "custom_attributes, request_content_type, accept_header, content_length")
+Context = namedtuple(
+    "Context",
+    "model_name, model_version, method, rest_uri, grpc_port, channel, "
+    "custom_attributes, request_content_type, accept_header, content_length",
+)
 
 
 @dataclass
@@ -48,8 +51,11 @@ class Problems:
 
     def merged(self, other: Problems) -> dict[str, Any]:
         counts = self.counts + other.counts
-        return {"count": sum(counts.values()), "by_reason": dict(sorted(counts.items())),
-                "examples": (self.examples + other.examples)[:EXAMPLES_KEPT]}
+        return {
+            "count": sum(counts.values()),
+            "by_reason": dict(sorted(counts.items())),
+            "examples": (self.examples + other.examples)[:EXAMPLES_KEPT],
+        }
 
 
 @dataclass(frozen=True)
@@ -66,7 +72,7 @@ class CaptureReader:
     def __init__(self, capture_uri: str, s3: Any = None) -> None:
         if not capture_uri.startswith("s3://"):
             raise contract.InputError(f"bad capture uri {capture_uri!r}: expected s3://BUCKET/PREFIX/")
-        self.bucket, _, prefix = capture_uri[len("s3://"):].partition("/")
+        self.bucket, _, prefix = capture_uri[len("s3://") :].partition("/")
         self.prefix = prefix.rstrip("/") + "/" if prefix else ""
         if s3 is None:
             import boto3
@@ -83,7 +89,8 @@ class CaptureReader:
         hour = start.replace(minute=0, second=0, microsecond=0)
         while hour < end:
             pages = self._s3.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=f"{self.prefix}{hour:%Y/%m/%d/%H}/")
+                Bucket=self.bucket, Prefix=f"{self.prefix}{hour:%Y/%m/%d/%H}/"
+            )
             for page in pages:
                 yield from sorted(item["Key"] for item in page.get("Contents", []) if item["Key"].endswith(".jsonl"))
             hour += timedelta(hours=1)
@@ -123,7 +130,7 @@ class CaptureReader:
         except ValueError:
             self.problems.add("inferenceTime is not yyyy-mm-ddThh:mm:ssZ", where)
             return None
-        if not start <= moment.replace(tzinfo=timezone.utc) < end:
+        if not start <= moment.replace(tzinfo=UTC) < end:
             return None
         if encoding not in ENCODINGS or not isinstance(data, str):
             self.problems.add(f"unknown encoding {encoding!r}", where)
@@ -153,18 +160,21 @@ class RequestDecoder:
             module = importlib.util.module_from_spec(spec)
             spec.loader.exec_module(module)
         except (OSError, RuntimeError, ValueError, AttributeError) as error:
-            raise contract.InputError(f"model dir {model_dir}: cannot load the served handler {path} "
-                                      f"({type(error).__name__}: {error})") from None
+            raise contract.InputError(
+                f"model dir {model_dir}: cannot load the served handler {path} ({type(error).__name__}: {error})"
+            ) from None
         if module.SERVING.get("network") != network.name:
-            raise contract.InputError(f"model dir {model_dir} holds a {module.SERVING.get('network')!r} model, "
-                                      f"not {network.name!r}")
+            raise contract.InputError(
+                f"model dir {model_dir} holds a {module.SERVING.get('network')!r} model, not {network.name!r}"
+            )
         return cls(module, network)
 
     def inputs(self, requests: Iterator[CapturedRequest]) -> Iterator[np.ndarray]:
         """One batch of model inputs per request the handler accepts."""
         for request in requests:
-            context = Context(None, None, None, "", None, None, None, request.content_type, "application/json",
-                              len(request.body))
+            context = Context(
+                None, None, None, "", None, None, None, request.content_type, "application/json", len(request.body)
+            )
             try:
                 served = json.loads(self._handler.input_handler(io.BytesIO(request.body), context))
             except self._handler.InvalidInput as refused:

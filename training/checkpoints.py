@@ -19,8 +19,9 @@ log = logging.getLogger("training")
 
 def epoch_metrics(logs: dict[str, float] | None) -> dict[str, float]:
     """Keras' epoch logs under the metrics-line names: `loss` -> `train_loss`, `val_*` kept."""
-    return {(name if name.startswith("val_") else f"train_{name}"): float(value)
-            for name, value in (logs or {}).items()}
+    return {
+        (name if name.startswith("val_") else f"train_{name}"): float(value) for name, value in (logs or {}).items()
+    }
 
 
 class SpotCheckpoint(keras.callbacks.Callback):
@@ -41,8 +42,15 @@ class SpotCheckpoint(keras.callbacks.Callback):
     BEST_WEIGHTS = "best_weights.npz"
     STATE = "state.json"
 
-    def __init__(self, *, read_dir: Path, write_dir: Path, fingerprint: str,
-                 early_stopping: keras.callbacks.EarlyStopping, epochs: int) -> None:
+    def __init__(
+        self,
+        *,
+        read_dir: Path,
+        write_dir: Path,
+        fingerprint: str,
+        early_stopping: keras.callbacks.EarlyStopping,
+        epochs: int,
+    ) -> None:
         super().__init__()
         self.read_dir, self.write_dir = read_dir, write_dir
         self.fingerprint, self.early_stopping, self.epochs = fingerprint, early_stopping, epochs
@@ -88,11 +96,18 @@ class SpotCheckpoint(keras.callbacks.Callback):
         if self.early_stopping.best_weights is not None:
             np.savez(partial / self.BEST_WEIGHTS, *self.early_stopping.best_weights)
         stopping = self.early_stopping
-        state = {"fingerprint": self.fingerprint, "epoch": epoch + 1, "stopped": bool(self.model.stop_training),
-                 "early_stopping": {"wait": stopping.wait, "best": None if stopping.best is None else float(stopping.best),
-                                    "best_epoch": stopping.best_epoch},
-                 "history": self.history,
-                 "files": {path.name: _file_digest(path) for path in sorted(partial.iterdir())}}
+        state = {
+            "fingerprint": self.fingerprint,
+            "epoch": epoch + 1,
+            "stopped": bool(self.model.stop_training),
+            "early_stopping": {
+                "wait": stopping.wait,
+                "best": None if stopping.best is None else float(stopping.best),
+                "best_epoch": stopping.best_epoch,
+            },
+            "history": self.history,
+            "files": {path.name: _file_digest(path) for path in sorted(partial.iterdir())},
+        }
         (partial / self.STATE).write_text(json.dumps(state))
         for path in partial.iterdir():
             _fsync(path)
@@ -101,7 +116,7 @@ class SpotCheckpoint(keras.callbacks.Callback):
             shutil.rmtree(final)
         os.rename(partial, final)
         _fsync(self.write_dir)
-        for stale in sorted(self.write_dir.glob("epoch-*"))[:-self.KEEP]:
+        for stale in sorted(self.write_dir.glob("epoch-*"))[: -self.KEEP]:
             shutil.rmtree(stale, ignore_errors=True)
         for leftover in self.write_dir.glob(".partial-*"):
             if leftover != partial:

@@ -31,8 +31,13 @@ def work_around_keras_multi_worker_bugs() -> None:
     def reduce_scalars_without_axis(values, strategy, reduction):
         if reduction in ("auto", "mean") and trainer._collective_all_reduce_multi_worker(strategy):
             return tf.nest.map_structure(
-                lambda value: strategy.reduce("MEAN", value, axis=None)
-                if isinstance(value, tf.distribute.DistributedValues) else value, values)
+                lambda value: (
+                    strategy.reduce("MEAN", value, axis=None)
+                    if isinstance(value, tf.distribute.DistributedValues)
+                    else value
+                ),
+                values,
+            )
         return reduce_per_replica(values, strategy, reduction)
 
     trainer.reduce_per_replica = reduce_scalars_without_axis

@@ -47,8 +47,21 @@ from export import MODEL_VERSION, layer_before_output
 from job import InputError, Job
 from precision import Hardware, Precision, choose_precision
 
-__all__ = ["EXIT_BAD_INPUT", "MODEL_VERSION", "Hardware", "InputError", "Job", "Precision", "SpotCheckpoint",
-           "choose_precision", "exit_at_once", "exits_on_bad_input", "layer_before_output", "run", "workers_and_index"]
+__all__ = [
+    "EXIT_BAD_INPUT",
+    "MODEL_VERSION",
+    "Hardware",
+    "InputError",
+    "Job",
+    "Precision",
+    "SpotCheckpoint",
+    "choose_precision",
+    "exit_at_once",
+    "exits_on_bad_input",
+    "layer_before_output",
+    "run",
+    "workers_and_index",
+]
 
 EXIT_BAD_INPUT = 2
 
@@ -58,8 +71,9 @@ def run(network_name: str, train: Callable[[Job], None], argv: Sequence[str] | N
 
     With `argv` None, `run` is the process's main program (the script SageMaker launched), and a
     finished job ends the process at once (`exit_at_once`)."""
-    logging.basicConfig(level=logging.INFO, stream=sys.stdout, force=True,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stdout, force=True, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     # Datasets arrive shuffled and of unknown length by design; Keras warns about both.
     warnings.filterwarnings("ignore", message="`shuffle=True` was passed")
     warnings.filterwarnings("ignore", message="Your input ran out of data")

@@ -61,13 +61,16 @@ class Summaries:
         if not parts:
             raise ValueError("no summaries to join")
         embeddings = [part.embedding for part in parts]
-        return cls(np.concatenate([part.features for part in parts]),
-                   None if any(e is None for e in embeddings) else np.concatenate(embeddings),
-                   np.concatenate([part.predictions for part in parts]))
+        return cls(
+            np.concatenate([part.features for part in parts]),
+            None if any(e is None for e in embeddings) else np.concatenate(embeddings),
+            np.concatenate([part.predictions for part in parts]),
+        )
 
     def take(self, rows: np.ndarray) -> Summaries:
-        return Summaries(self.features[rows], None if self.embedding is None else self.embedding[rows],
-                         self.predictions[rows])
+        return Summaries(
+            self.features[rows], None if self.embedding is None else self.embedding[rows], self.predictions[rows]
+        )
 
 
 @dataclass
@@ -105,7 +108,7 @@ def _decoded(encoded: dict[str, Any]) -> np.ndarray:
 
 
 def score_of(p_value: float) -> float:
-    return min(SCORE_CAP, max(0.0, -math.log10(max(p_value, 10.0 ** -SCORE_CAP))))
+    return min(SCORE_CAP, max(0.0, -math.log10(max(p_value, 10.0**-SCORE_CAP))))
 
 
 def threshold_score(alpha: float = ALPHA) -> float:
@@ -145,26 +148,38 @@ class Comparison:
         return score_of(self.p_value)
 
     def to_json(self) -> dict[str, Any]:
-        return {"examples": self.examples, "alpha": self.alpha, "p_value": self.p_value, "score": self.score,
-                "drifted": self.drifted, "families": self.family_p_values,
-                "tests": [{"family": test.family, "name": test.name, "statistic": test.statistic,
-                           "p_value": test.p_value} for test in self.tests]}
+        return {
+            "examples": self.examples,
+            "alpha": self.alpha,
+            "p_value": self.p_value,
+            "score": self.score,
+            "drifted": self.drifted,
+            "families": self.family_p_values,
+            "tests": [
+                {"family": test.family, "name": test.name, "statistic": test.statistic, "p_value": test.p_value}
+                for test in self.tests
+            ],
+        }
 
 
-def compare(baseline: Baseline, window: Summaries, *, alpha: float = ALPHA, permutations: int = PERMUTATIONS,
-            seed: int = 0) -> Comparison:
+def compare(
+    baseline: Baseline, window: Summaries, *, alpha: float = ALPHA, permutations: int = PERMUTATIONS, seed: int = 0
+) -> Comparison:
     """Every test of `window` against `baseline`; ValueError with fewer than MIN_EXAMPLES."""
     if len(window) < MIN_EXAMPLES:
         raise ValueError(f"{len(window)} examples in the window; at least {MIN_EXAMPLES} are needed to test for drift")
     reference = baseline.reference
     comparison = Comparison(examples=len(window), alpha=alpha)
 
-    feature_tests = [Test("features", name, *_ks(reference.features[:, index], window.features[:, index]))
-                     for index, name in enumerate(baseline.feature_names)]
+    feature_tests = [
+        Test("features", name, *_ks(reference.features[:, index], window.features[:, index]))
+        for index, name in enumerate(baseline.feature_names)
+    ]
     _add(comparison, "features", feature_tests)
     if reference.embedding is not None and window.embedding is not None:
-        statistic, p_value = mmd_test(reference.embedding, window.embedding, permutations=permutations,
-                                      rng=np.random.default_rng(seed))
+        statistic, p_value = mmd_test(
+            reference.embedding, window.embedding, permutations=permutations, rng=np.random.default_rng(seed)
+        )
         _add(comparison, "embedding", [Test("embedding", "maximum mean discrepancy", statistic, p_value)])
     if baseline.document["prediction_kind"] == "classes":
         statistic, p_value = _homogeneity(baseline.class_counts, window.predictions)
@@ -187,7 +202,7 @@ def _ks(reference: np.ndarray, window: np.ndarray) -> tuple[float, float]:
 
 
 def _homogeneity(baseline_counts: np.ndarray, predicted: np.ndarray) -> tuple[float, float]:
-    window_counts = np.bincount(predicted.astype(np.int64), minlength=len(baseline_counts))[:len(baseline_counts)]
+    window_counts = np.bincount(predicted.astype(np.int64), minlength=len(baseline_counts))[: len(baseline_counts)]
     table = np.stack([baseline_counts, window_counts])
     table = table[:, table.sum(axis=0) > 0]  # classes neither sample predicts carry no information
     if table.shape[1] < 2:
@@ -196,13 +211,14 @@ def _homogeneity(baseline_counts: np.ndarray, predicted: np.ndarray) -> tuple[fl
     return float(result.statistic), float(result.pvalue)
 
 
-def mmd_test(reference: np.ndarray, window: np.ndarray, *, permutations: int,
-             rng: np.random.Generator) -> tuple[float, float]:
+def mmd_test(
+    reference: np.ndarray, window: np.ndarray, *, permutations: int, rng: np.random.Generator
+) -> tuple[float, float]:
     """(squared MMD, permutation p-value) of two samples of vectors."""
     pooled = np.vstack([reference, window])
-    squares = np.sum(pooled ** 2, axis=1)
+    squares = np.sum(pooled**2, axis=1)
     distances = np.maximum(squares[:, None] + squares[None, :] - 2 * pooled @ pooled.T, 0.0)
-    within_reference = distances[:len(reference), :len(reference)]
+    within_reference = distances[: len(reference), : len(reference)]
     bandwidth = np.median(within_reference[within_reference > 0]) if np.any(within_reference > 0) else 1.0
     kernel = np.exp(-distances / bandwidth)
     # Each row of `weights` is one labelling: +1/n on one sample's rows, -1/m on the other's, so

@@ -9,10 +9,10 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from drift import Baseline, Summaries  # noqa: E402
+from drift import Baseline, Summaries
 
 SHOWN_FEATURES = 12
 
@@ -30,8 +30,10 @@ def plot(baseline: Baseline, window: Summaries | None, report: dict[str, Any], p
             axis.set_axis_off()
         else:
             panel(axis, baseline, window, report)
-    figure.suptitle(f"{report['network']} {report['window']['start']} .. {report['window']['end']}: "
-                    f"{report['decision']}", fontsize=10)
+    figure.suptitle(
+        f"{report['network']} {report['window']['start']} .. {report['window']['end']}: {report['decision']}",
+        fontsize=10,
+    )
     figure.tight_layout()
     figure.savefig(path, dpi=90)
     plt.close(figure)
@@ -46,7 +48,7 @@ def _predictions(axis: Any, baseline: Baseline, window: Summaries, report: dict[
     if baseline.document["prediction_kind"] == "classes":
         names = baseline.document["class_names"]
         counts = baseline.class_counts
-        shown = np.bincount(window.predictions.astype(int), minlength=len(names))[:len(names)]
+        shown = np.bincount(window.predictions.astype(int), minlength=len(names))[: len(names)]
         positions = np.arange(len(names))
         axis.bar(positions - 0.2, counts / counts.sum(), width=0.4, label="baseline")
         axis.bar(positions + 0.2, shown / shown.sum(), width=0.4, label="window")
@@ -62,8 +64,11 @@ def _predictions(axis: Any, baseline: Baseline, window: Summaries, report: dict[
 
 
 def _features(axis: Any, baseline: Baseline, window: Summaries, report: dict[str, Any]) -> None:
-    tests = sorted((test for test in report["tests"] if test["family"] == "features"),
-                   key=lambda test: test["statistic"], reverse=True)[:SHOWN_FEATURES]
+    tests = sorted(
+        (test for test in report["tests"] if test["family"] == "features"),
+        key=lambda test: test["statistic"],
+        reverse=True,
+    )[:SHOWN_FEATURES]
     axis.barh([test["name"] for test in tests][::-1], [test["statistic"] for test in tests][::-1])
     axis.set(xlabel="Kolmogorov-Smirnov statistic", xlim=(0, 1))
     axis.tick_params(axis="y", labelsize=7)
@@ -77,8 +82,13 @@ def _embedding(axis: Any, baseline: Baseline, window: Summaries, report: dict[st
     _, _, directions = np.linalg.svd(reference - centre, full_matrices=False)
     for values, label in ((reference, "baseline"), (window.embedding, "window")):
         projected = (values - centre) @ directions[:2].T
-        axis.scatter(projected[:, 0], projected[:, 1] if projected.shape[1] > 1 else np.zeros(len(projected)),
-                     s=6, alpha=0.5, label=label)
+        axis.scatter(
+            projected[:, 0],
+            projected[:, 1] if projected.shape[1] > 1 else np.zeros(len(projected)),
+            s=6,
+            alpha=0.5,
+            label=label,
+        )
     axis.set(xlabel="principal direction 1", ylabel="principal direction 2")
     axis.set_title(_family_title(report, "embedding", "embedding"), fontsize=9)
     axis.legend(fontsize=8)

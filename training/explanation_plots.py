@@ -10,17 +10,22 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from evaluation import save_figure  # noqa: E402
+from scoring import save_figure
 
 # Signed attributions: red pushes the explained score up, blue down, white is none.
 DIVERGING = "RdBu_r"
 
 
-def image_attributions(images: np.ndarray, attributions: np.ndarray, titles: Sequence[str],
-                       groups: Sequence[tuple[str, Sequence[int]]], path: Path) -> None:
+def image_attributions(
+    images: np.ndarray,
+    attributions: np.ndarray,
+    titles: Sequence[str],
+    groups: Sequence[tuple[str, Sequence[int]]],
+    path: Path,
+) -> None:
     """One row per (class, its images): each image beside its attribution map (red raises the
     predicted class, blue lowers it), then the class's mean |attribution| map. Drawn as one mosaic:
     a subplot per tile takes seconds longer to render."""
@@ -35,20 +40,26 @@ def image_attributions(images: np.ndarray, attributions: np.ndarray, titles: Seq
         top = row * (height + gap)
         for column, index in enumerate(indices):
             left = 2 * column * (width + gap)
-            mosaic[top:top + height, left:left + width] = _image_rgb(images[index])
+            mosaic[top : top + height, left : left + width] = _image_rgb(images[index])
             limit = max(float(np.percentile(np.abs(signed[index]), 99.5)), 1e-12)
-            mosaic[top:top + height, left + width + gap:left + 2 * width + gap] = plt.get_cmap(DIVERGING)(
-                np.clip(signed[index] / limit, -1, 1) / 2 + 0.5)[..., :3]
+            mosaic[top : top + height, left + width + gap : left + 2 * width + gap] = plt.get_cmap(DIVERGING)(
+                np.clip(signed[index] / limit, -1, 1) / 2 + 0.5
+            )[..., :3]
             axis.text(left, top - 0.5, titles[index], fontsize=6, va="bottom")
         if len(indices):
             mean = np.mean(np.abs(signed[list(indices)]), axis=0)
             left = 2 * per_row * (width + gap)
-            mosaic[top:top + height, left:left + width] = plt.get_cmap("magma")(mean / max(mean.max(), 1e-12))[..., :3]
+            mosaic[top : top + height, left : left + width] = plt.get_cmap("magma")(mean / max(mean.max(), 1e-12))[
+                ..., :3
+            ]
             axis.text(left, top - 0.5, f"{name}: mean |IG|", fontsize=6, va="bottom")
     axis.imshow(mosaic, interpolation="nearest")
     axis.set_axis_off()
-    axis.set_title("integrated gradients of the predicted class\n(truth → predicted, probability; "
-                   "red raises the class, blue lowers it)", fontsize=8)
+    axis.set_title(
+        "integrated gradients of the predicted class\n(truth → predicted, probability; "
+        "red raises the class, blue lowers it)",
+        fontsize=8,
+    )
     save_figure(figure, path)
 
 
@@ -58,8 +69,14 @@ def _image_rgb(image: np.ndarray) -> np.ndarray:
     return np.repeat(1 - scaled, 3, axis=-1) if image.shape[-1] == 1 else scaled
 
 
-def sequence_attributions(mean_abs: np.ndarray, time_steps: Sequence[str], features: Sequence[str],
-                          importance: Sequence[dict[str, Any]], what: str, path: Path) -> None:
+def sequence_attributions(
+    mean_abs: np.ndarray,
+    time_steps: Sequence[str],
+    features: Sequence[str],
+    importance: Sequence[dict[str, Any]],
+    what: str,
+    path: Path,
+) -> None:
     """Mean |integrated gradients| per time step and feature (heat map) and per time step (line),
     beside the permutation importance of each feature (bars)."""
     figure = plt.figure(figsize=(12, 4.5))

@@ -1,6 +1,6 @@
 """Why an exported model decides as it does: the methods each task's `explain` draws on.
 
-The Evaluate step (evaluate.py) explains the very signature an endpoint serves, on a small
+The Evaluate step (processing/evaluate.py) explains the very signature an endpoint serves, on a small
 sample of the test channel, with three well-known methods:
 
 - integrated gradients (Sundararajan, Taly and Yan, 2017), through TensorFlow's GradientTape on
@@ -82,11 +82,16 @@ def per_class(labels: np.ndarray, classes: int, count: int = EXAMPLES_PER_CLASS)
 
 def batched(output: Output, inputs: np.ndarray, batch_size: int = IG_BATCH) -> np.ndarray:
     """`output` over `inputs` in batches, as a numpy array."""
-    return np.concatenate([np.asarray(output(tf.constant(inputs[start:start + batch_size])))
-                           for start in range(0, len(inputs), batch_size)])
+    return np.concatenate(
+        [
+            np.asarray(output(tf.constant(inputs[start : start + batch_size])))
+            for start in range(0, len(inputs), batch_size)
+        ]
+    )
 
 
 # ---------------------------------------------------------------------------------- integrated gradients
+
 
 @dataclass(frozen=True)
 class Attributions:
@@ -103,8 +108,9 @@ class Attributions:
     """Gauss-Legendre nodes used along the path."""
 
 
-def integrated_gradients(output: Output, inputs: np.ndarray, baseline: np.ndarray, weights: np.ndarray, *,
-                         steps: int = IG_STEPS) -> Attributions:
+def integrated_gradients(
+    output: Output, inputs: np.ndarray, baseline: np.ndarray, weights: np.ndarray, *, steps: int = IG_STEPS
+) -> Attributions:
     """Integrated gradients of each example's score, `sum(output(x) * weights)` over the output's
     last axis (a one-hot row picks a class; ones sum the outputs), from `baseline` (broadcast to
     the inputs) to the example; with more nodes while completeness is off by more than the tolerance."""
@@ -127,8 +133,13 @@ def integrated_gradients(output: Output, inputs: np.ndarray, baseline: np.ndarra
         steps *= 2
 
 
-def _path_integral(gradient: Callable[[tf.Tensor, tf.Tensor], tf.Tensor], inputs: np.ndarray, baseline: np.ndarray,
-                   weights: np.ndarray, steps: int) -> np.ndarray:
+def _path_integral(
+    gradient: Callable[[tf.Tensor, tf.Tensor], tf.Tensor],
+    inputs: np.ndarray,
+    baseline: np.ndarray,
+    weights: np.ndarray,
+    steps: int,
+) -> np.ndarray:
     """(input - baseline) times the mean gradient along the straight path, by Gauss-Legendre."""
     nodes, node_weights = np.polynomial.legendre.leggauss(steps)
     alphas, node_weights = (nodes + 1) / 2, node_weights / 2  # from [-1, 1] to [0, 1]
@@ -137,9 +148,14 @@ def _path_integral(gradient: Callable[[tf.Tensor, tf.Tensor], tf.Tensor], inputs
     path = baseline[None] + alphas.reshape((-1,) + (1,) * inputs.ndim) * difference[None]
     path = path.reshape((-1,) + inputs.shape[1:]).astype(np.float32)
     path_weights = np.tile(weights, (steps,) + (1,) * (weights.ndim - 1))
-    gradients = np.concatenate([gradient(tf.constant(path[start:start + IG_BATCH]),
-                                         tf.constant(path_weights[start:start + IG_BATCH])).numpy()
-                                for start in range(0, len(path), IG_BATCH)])
+    gradients = np.concatenate(
+        [
+            gradient(
+                tf.constant(path[start : start + IG_BATCH]), tf.constant(path_weights[start : start + IG_BATCH])
+            ).numpy()
+            for start in range(0, len(path), IG_BATCH)
+        ]
+    )
     gradients = gradients.reshape((steps,) + inputs.shape)
     return difference * np.tensordot(node_weights.astype(np.float32), gradients, axes=1)
 
@@ -152,11 +168,17 @@ def shares_of_change(attributions: Attributions) -> np.ndarray:
     return flat / np.where(np.abs(change) > 1e-12, change, 1e-12)[:, None]
 
 
-def _gradient_function(output: Output, input_shape: tuple[int, ...], weight_shape: tuple[int, ...]
-                       ) -> Callable[[tf.Tensor, tf.Tensor], tf.Tensor]:
+def _gradient_function(
+    output: Output, input_shape: tuple[int, ...], weight_shape: tuple[int, ...]
+) -> Callable[[tf.Tensor, tf.Tensor], tf.Tensor]:
     # A fixed signature: one trace, whatever the number of rows of each call.
-    @tf.function(input_signature=[tf.TensorSpec((None, *input_shape), tf.float32),
-                                  tf.TensorSpec((None, *weight_shape), tf.float32)], autograph=False)
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec((None, *input_shape), tf.float32),
+            tf.TensorSpec((None, *weight_shape), tf.float32),
+        ],
+        autograph=False,
+    )
     def gradient(inputs: tf.Tensor, weights: tf.Tensor) -> tf.Tensor:
         with tf.GradientTape() as tape:
             tape.watch(inputs)
@@ -180,6 +202,7 @@ def one_hot(indices: np.ndarray, depth: int) -> np.ndarray:
 
 # ---------------------------------------------------------------------------------- sklearn.inspection
 
+
 class SignatureRegressor(RegressorMixin, BaseEstimator):
     """The exported model as a fitted sklearn regressor, for `sklearn.inspection`.
 
@@ -187,8 +210,9 @@ class SignatureRegressor(RegressorMixin, BaseEstimator):
     signature's inputs (the identity for tabular features; see `SequenceFeatures` for sequences).
     The model was fitted by the training job, so `fit` refuses: sklearn.inspection only predicts."""
 
-    def __init__(self, output: Output | None = None, assemble: Callable[[np.ndarray], np.ndarray] | None = None
-                 ) -> None:
+    def __init__(
+        self, output: Output | None = None, assemble: Callable[[np.ndarray], np.ndarray] | None = None
+    ) -> None:
         self.output = output
         self.assemble = assemble
 
@@ -225,20 +249,27 @@ class SequenceFeatures:
         donors = table.astype(np.int64)
         features = np.arange(self.sequences.shape[-1])
         # [example, time, feature] <- sequences[donor of (example, feature), time, feature]
-        assembled = self.sequences[donors[:, None, :], np.arange(self.sequences.shape[1])[None, :, None],
-                                   features[None, None, :]]
+        assembled = self.sequences[
+            donors[:, None, :], np.arange(self.sequences.shape[1])[None, :, None], features[None, None, :]
+        ]
         return assembled * self.real[np.arange(len(donors))] if self.real is not None else assembled
 
 
-def permutation_ranking(estimator: SignatureRegressor, table: np.ndarray, truth: np.ndarray,
-                        scoring: Any, names: Sequence[str]) -> list[dict[str, Any]]:
+def permutation_ranking(
+    estimator: SignatureRegressor, table: np.ndarray, truth: np.ndarray, scoring: Any, names: Sequence[str]
+) -> list[dict[str, Any]]:
     """Permutation importance of every column (sklearn), largest first: the mean drop of the score
     when the column is shuffled, and its standard deviation over the repeats."""
-    found = permutation_importance(estimator, table, truth, scoring=scoring, n_repeats=PERMUTATION_REPEATS,
-                                   random_state=SEED)
-    return sorted(({"name": name, "value": float(mean), "std": float(std)}
-                   for name, mean, std in zip(names, found.importances_mean, found.importances_std)),
-                  key=lambda entry: -entry["value"])
+    found = permutation_importance(
+        estimator, table, truth, scoring=scoring, n_repeats=PERMUTATION_REPEATS, random_state=SEED
+    )
+    return sorted(
+        (
+            {"name": name, "value": float(mean), "std": float(std)}
+            for name, mean, std in zip(names, found.importances_mean, found.importances_std)
+        ),
+        key=lambda entry: -entry["value"],
+    )
 
 
 def true_class_log_likelihood(estimator: SignatureRegressor, table: np.ndarray, labels: np.ndarray) -> float:
@@ -249,25 +280,38 @@ def true_class_log_likelihood(estimator: SignatureRegressor, table: np.ndarray, 
     return float(np.mean(np.log(np.clip(chosen, 1e-7, 1.0))))
 
 
-def partial_dependences(estimator: SignatureRegressor, table: np.ndarray, columns: Sequence[int],
-                        names: Sequence[str], grid_resolution: int = 20) -> list[dict[str, Any]]:
+def partial_dependences(
+    estimator: SignatureRegressor,
+    table: np.ndarray,
+    columns: Sequence[int],
+    names: Sequence[str],
+    grid_resolution: int = 20,
+) -> list[dict[str, Any]]:
     """The average prediction with one column set to each value of a grid over its 5th-95th
     percentiles (sklearn's partial_dependence, brute force through the signature)."""
     curves = []
     for column in columns:
-        found = partial_dependence(estimator, table, [column], grid_resolution=grid_resolution, kind="average",
-                                   method="brute")
-        curves.append({"name": names[column], "grid": [float(v) for v in found["grid_values"][0]],
-                       "average": [float(v) for v in np.ravel(found["average"][0])]})
+        found = partial_dependence(
+            estimator, table, [column], grid_resolution=grid_resolution, kind="average", method="brute"
+        )
+        curves.append(
+            {
+                "name": names[column],
+                "grid": [float(v) for v in found["grid_values"][0]],
+                "average": [float(v) for v in np.ravel(found["average"][0])],
+            }
+        )
     return curves
 
 
 # ---------------------------------------------------------------------------------- summaries
 
+
 def ranking(values: np.ndarray, names: Sequence[str]) -> list[dict[str, Any]]:
     """(name, value) pairs, largest value first."""
-    return sorted(({"name": name, "value": float(value)} for name, value in zip(names, values)),
-                  key=lambda entry: -entry["value"])
+    return sorted(
+        ({"name": name, "value": float(value)} for name, value in zip(names, values)), key=lambda entry: -entry["value"]
+    )
 
 
 def summary(title: str, ranked: Sequence[dict[str, Any]], top: int = TOP) -> dict[str, Any]:

@@ -23,9 +23,16 @@ EMBEDDING_SIGNATURE = "embedding"
 EMBEDDING_OUTPUT = "embedding"
 
 
-def write_model(model_dir: Path, endpoint: Callable[[tf.Tensor], dict[str, tf.Tensor]], input_spec: tf.TensorSpec,
-                expected: tuple[str, ...], *, track: Sequence[Any], description: dict[str, Any],
-                embedding: Callable[[tf.Tensor], tf.Tensor] | None = None) -> None:
+def write_model(
+    model_dir: Path,
+    endpoint: Callable[[tf.Tensor], dict[str, tf.Tensor]],
+    input_spec: tf.TensorSpec,
+    expected: tuple[str, ...],
+    *,
+    track: Sequence[Any],
+    description: dict[str, Any],
+    embedding: Callable[[tf.Tensor], tf.Tensor] | None = None,
+) -> None:
     """`endpoint` as the TF-Serving SavedModel `MODEL_VERSION/` with signature `serving_default`
     (and `embedding` as signature EMBEDDING_SIGNATURE, if given), plus `code/` (serving handlers
     and serving.json `description`), built in a staging folder and moved into `model_dir` only
@@ -38,8 +45,11 @@ def write_model(model_dir: Path, endpoint: Callable[[tf.Tensor], dict[str, tf.Te
             archive.track(resource)
         archive.add_endpoint("serving_default", endpoint, input_signature=[input_spec])
         if embedding is not None:
-            archive.add_endpoint(EMBEDDING_SIGNATURE, lambda inputs: {
-                EMBEDDING_OUTPUT: tf.cast(embedding(inputs), tf.float32)}, input_signature=[input_spec])
+            archive.add_endpoint(
+                EMBEDDING_SIGNATURE,
+                lambda inputs: {EMBEDDING_OUTPUT: tf.cast(embedding(inputs), tf.float32)},
+                input_signature=[input_spec],
+            )
         archive.write_out(str(staging / MODEL_VERSION), verbose=False)
         check_signature(staging / MODEL_VERSION, input_spec, expected)
         if embedding is not None:
@@ -66,16 +76,21 @@ def staging_dir(model_dir: Path) -> Path:
         return Path(tempfile.mkdtemp(prefix="model-staging-"))
 
 
-def check_signature(path: Path, input_spec: tf.TensorSpec, expected: tuple[str, ...],
-                    name: str = "serving_default") -> None:
+def check_signature(
+    path: Path, input_spec: tf.TensorSpec, expected: tuple[str, ...], name: str = "serving_default"
+) -> None:
     """Reloads the SavedModel as TF Serving would and calls signature `name` once."""
     signature = tf.saved_model.load(str(path)).signatures[name]
     outputs = signature(**{input_spec.name: tf.zeros([2, *input_spec.shape[1:]], input_spec.dtype)})
-    wrong = {name: (value.dtype.name, value.shape.as_list()) for name, value in outputs.items()
-             if value.dtype != tf.float32 or value.shape[0] != 2}
+    wrong = {
+        name: (value.dtype.name, value.shape.as_list())
+        for name, value in outputs.items()
+        if value.dtype != tf.float32 or value.shape[0] != 2
+    }
     if sorted(outputs) != sorted(expected) or wrong:
-        raise RuntimeError(f"exported signature {name} gives {sorted(outputs)} (wrong: {wrong}), "
-                           f"expected {list(expected)}")
+        raise RuntimeError(
+            f"exported signature {name} gives {sorted(outputs)} (wrong: {wrong}), expected {list(expected)}"
+        )
 
 
 def layer_before_output(model: keras.Model) -> keras.Model:
@@ -92,5 +107,8 @@ def copy_model_code(code_dir: Path) -> None:
             for path in files:
                 shutil.copy2(path, code_dir / path.name)
             return
-    log.warning("no serving handlers next to %s (model_code/ or ../inference/model_code/): "
-                "the artifact's code/ holds serving.json only", here)
+    log.warning(
+        "no serving handlers next to %s (model_code/ or ../inference/model_code/): "
+        "the artifact's code/ holds serving.json only",
+        here,
+    )

@@ -21,10 +21,10 @@ import tensorflow as tf
 
 import checkpoints
 import cluster
-import evaluation
 import export
 import networks
 import records
+import scoring
 from precision import Hardware, Precision, choose_precision
 
 log = logging.getLogger("training")
@@ -75,8 +75,9 @@ class Job:
             if given:
                 channels[channel] = Path(given)
             elif channel in network.required_channels:
-                raise InputError(f"channel {channel!r} is missing: set SM_CHANNEL_{channel.upper()} "
-                                 f"or pass --{channel} DIR")
+                raise InputError(
+                    f"channel {channel!r} is missing: set SM_CHANNEL_{channel.upper()} or pass --{channel} DIR"
+                )
         model_dir = arguments.model_dir
         if model_dir and model_dir.startswith("s3://"):
             # SDK v2's TensorFlow estimator passes an S3 model_dir meant for TF checkpoints.
@@ -84,8 +85,9 @@ class Job:
             model_dir = None
         output_dir = Path(arguments.output_dir or os.environ.get("SM_OUTPUT_DATA_DIR", "output"))
         in_sagemaker = "SM_MODEL_DIR" in os.environ
-        checkpoint_dir = Path(arguments.checkpoint_dir or (
-            SAGEMAKER_CHECKPOINT_DIR if in_sagemaker else output_dir / "checkpoints"))
+        checkpoint_dir = Path(
+            arguments.checkpoint_dir or (SAGEMAKER_CHECKPOINT_DIR if in_sagemaker else output_dir / "checkpoints")
+        )
 
         workers, task_index = cluster.workers_and_index()
         multi_worker = len(workers) > 1
@@ -98,24 +100,36 @@ class Job:
             hosts = json.loads(os.environ.get("SM_HOSTS", "[]"))
             is_chief = not hosts or os.environ.get("SM_CURRENT_HOST") == hosts[0]
             if len(hosts) > 1:
-                log.warning("%d hosts but no multi-worker TF_CONFIG: each trains alone, only %s saves",
-                            len(hosts), hosts[0])
+                log.warning(
+                    "%d hosts but no multi-worker TF_CONFIG: each trains alone, only %s saves", len(hosts), hosts[0]
+                )
         keras.utils.set_random_seed(hyperparameters.seed)
 
-        job = cls(network=network, hyperparameters=hyperparameters, channels=channels,
-                  model_dir=Path(model_dir or os.environ.get("SM_MODEL_DIR", "model")), output_dir=output_dir,
-                  checkpoint_dir=checkpoint_dir, strategy=strategy, is_chief=is_chief,
-                  multi_worker=multi_worker,
-                  precision=choose_precision(hyperparameters.precision, Hardware.detect()))
+        job = cls(
+            network=network,
+            hyperparameters=hyperparameters,
+            channels=channels,
+            model_dir=Path(model_dir or os.environ.get("SM_MODEL_DIR", "model")),
+            output_dir=output_dir,
+            checkpoint_dir=checkpoint_dir,
+            strategy=strategy,
+            is_chief=is_chief,
+            multi_worker=multi_worker,
+            precision=choose_precision(hyperparameters.precision, Hardware.detect()),
+        )
         if not is_chief:
             # As in TensorFlow's multi-worker guide: every worker runs the same saving code
             # (it may involve collectives), only the chief's results are kept.
             job.model_dir, job.output_dir = job._scratch_dir("model"), job._scratch_dir("output")
         job._validate_channels()
         job.output_dir.mkdir(parents=True, exist_ok=True)
-        log.info("network %s, hyperparameters %s, channels %s, %s", network.name, vars(hyperparameters),
-                 {name: str(path) for name, path in channels.items()},
-                 f"worker {task_index} of {len(workers)}" if multi_worker else "single worker")
+        log.info(
+            "network %s, hyperparameters %s, channels %s, %s",
+            network.name,
+            vars(hyperparameters),
+            {name: str(path) for name, path in channels.items()},
+            f"worker {task_index} of {len(workers)}" if multi_worker else "single worker",
+        )
         return job
 
     def use_precision(self) -> None:
@@ -131,18 +145,22 @@ class Job:
             spec = records.read_spec(self.channels[channel], channel)
             for name in (input_name, task.target):
                 if name not in spec.features and (name != task.target or task.target_required):
-                    raise records.DataError(f"channel {channel!r}: no feature {name!r} "
-                                            f"(has {', '.join(spec.features)})")
+                    raise records.DataError(
+                        f"channel {channel!r}: no feature {name!r} (has {', '.join(spec.features)})"
+                    )
             self.specs[channel] = spec
         train = self.specs["train"]
         for channel, spec in self.specs.items():
             if spec.shape(input_name) != train.shape(input_name):
                 raise records.DataError(
                     f"channel {channel!r}: {input_name!r} has shape {list(spec.shape(input_name))}, "
-                    f"but the train channel has {list(train.shape(input_name))}")
+                    f"but the train channel has {list(train.shape(input_name))}"
+                )
             if spec.class_names != train.class_names:
-                raise records.DataError(f"channel {channel!r}: class names {list(spec.class_names)} differ "
-                                        f"from the train channel's {list(train.class_names)}")
+                raise records.DataError(
+                    f"channel {channel!r}: class names {list(spec.class_names)} differ "
+                    f"from the train channel's {list(train.class_names)}"
+                )
         problem = task.train_shape_problem(train.shape(input_name), train, self.hyperparameters)
         if problem:
             raise records.DataError(f"channel 'train': {problem}")
@@ -150,8 +168,10 @@ class Job:
             try:
                 next(iter(self.dataset(channel, shuffle=False).take(1)))
             except tf.errors.InvalidArgumentError as error:
-                raise records.DataError(records.named_problem(error) or f"channel {channel!r}: records do not match "
-                                        f"its spec.json: {error.message.splitlines()[0]}") from None
+                raise records.DataError(
+                    records.named_problem(error)
+                    or f"channel {channel!r}: records do not match its spec.json: {error.message.splitlines()[0]}"
+                ) from None
 
     # ------------------------------------------------------------------------------ data
 
@@ -168,11 +188,16 @@ class Job:
         spec = self.specs[channel]
         target = self.network.task.target
         return records.dataset(
-            self.channels[channel], spec, channel, inputs=self.network.input_name,
+            self.channels[channel],
+            spec,
+            channel,
+            inputs=self.network.input_name,
             targets=target if targets and target in spec.features else None,
             batch_size=self.hyperparameters.batch_size,
-            shuffle=channel == "train" if shuffle is None else shuffle, seed=self.hyperparameters.seed,
-            num_classes=len(spec.class_names) if spec.class_names else None)
+            shuffle=channel == "train" if shuffle is None else shuffle,
+            seed=self.hyperparameters.seed,
+            num_classes=len(spec.class_names) if spec.class_names else None,
+        )
 
     @property
     def steps_per_execution(self) -> int:
@@ -196,39 +221,66 @@ class Job:
 
     # ------------------------------------------------------------------------------ training
 
-    def fit(self, model: keras.Model, train: tf.data.Dataset, validation: tf.data.Dataset, *,
-            phase: str = "train", epochs: int | None = None, class_weight: dict[int, float] | None = None) -> None:
+    def fit(
+        self,
+        model: keras.Model,
+        train: tf.data.Dataset,
+        validation: tf.data.Dataset,
+        *,
+        phase: str = "train",
+        epochs: int | None = None,
+        class_weight: dict[int, float] | None = None,
+    ) -> None:
         """`model.fit` with early stopping on val_loss (best weights restored), a metrics line per
         epoch, and a spot-safe checkpoint per epoch; resumes from the newest complete checkpoint.
         Each phase (e.g. `head`, then `fine_tune`) checkpoints separately."""
         epochs = self.hyperparameters.epochs if epochs is None else epochs
         early_stopping = keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=self.hyperparameters.patience, restore_best_weights=True)
+            monitor="val_loss", patience=self.hyperparameters.patience, restore_best_weights=True
+        )
         checkpoint = checkpoints.SpotCheckpoint(
             read_dir=self.checkpoint_dir / phase,
             write_dir=self.checkpoint_dir / phase if self.is_chief else self._scratch_dir("checkpoints"),
-            fingerprint=self._fingerprint(phase, epochs), early_stopping=early_stopping, epochs=epochs)
+            fingerprint=self._fingerprint(phase, epochs),
+            early_stopping=early_stopping,
+            epochs=epochs,
+        )
         self._phases.append(phase)
         with self.strategy.scope():
             initial_epoch = checkpoint.restore(model)
             if self.multi_worker:
                 model._distribute_strategy = None  # see cluster.work_around_keras_multi_worker_bugs
-            model.fit(train, validation_data=validation, epochs=epochs, initial_epoch=initial_epoch,
-                      class_weight=class_weight, verbose=0,
-                      callbacks=[early_stopping, checkpoint, _MetricsLine(self, epoch_offset=len(self.history))])
+            model.fit(
+                train,
+                validation_data=validation,
+                epochs=epochs,
+                initial_epoch=initial_epoch,
+                class_weight=class_weight,
+                verbose=0,
+                callbacks=[early_stopping, checkpoint, _MetricsLine(self, epoch_offset=len(self.history))],
+            )
         offset = len(self.history)
         self.history += [{"epoch": offset + index + 1, **logs} for index, logs in enumerate(checkpoint.history)]
 
     def _fingerprint(self, phase: str, epochs: int) -> str:
         """What a checkpoint must have been made with to be resumed: same knobs, same data."""
-        data = {channel: [(self.channels[channel] / records.SPEC_FILE).read_text(),
-                          [(self.channels[channel] / shard).stat().st_size for shard in spec.shards]]
-                for channel, spec in self.specs.items()}
+        data = {
+            channel: [
+                (self.channels[channel] / records.SPEC_FILE).read_text(),
+                [(self.channels[channel] / shard).stat().st_size for shard in spec.shards],
+            ]
+            for channel, spec in self.specs.items()
+        }
         # The resolved policy, not just the knob: `auto` may resolve differently on another
         # instance type, and mixed_float16 adds loss-scale state to the optimizer.
-        document = {"network": self.network.name, "phase": phase, "epochs": epochs,
-                    "hyperparameters": vars(self.hyperparameters), "precision": self.precision.policy,
-                    "data": data}
+        document = {
+            "network": self.network.name,
+            "phase": phase,
+            "epochs": epochs,
+            "hyperparameters": vars(self.hyperparameters),
+            "precision": self.precision.policy,
+            "data": data,
+        }
         return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
 
     # ------------------------------------------------------------------------------ reporting
@@ -243,10 +295,12 @@ class Job:
         """Prints the test metrics line, writes `evaluation.json` (plus any `details`) and the
         training curves of every epoch, including those run before a resume."""
         self.log_metrics(**test_metrics)
-        evaluation.plot_training_curves(self.history, self.plot_path("training_curves"))
-        document = {"network": self.network.name,
-                    "metrics": {name: {"value": float(value)} for name, value in test_metrics.items()},
-                    **details}
+        scoring.plot_training_curves(self.history, self.plot_path("training_curves"))
+        document = {
+            "network": self.network.name,
+            "metrics": {name: {"value": float(value)} for name, value in test_metrics.items()},
+            **details,
+        }
         (self.output_dir / "evaluation.json").write_text(json.dumps(document, indent=2) + "\n")
 
     def plot_path(self, name: str) -> Path:
@@ -254,8 +308,14 @@ class Job:
 
     # ------------------------------------------------------------------------------ model
 
-    def save_model(self, serve: Callable[[tf.Tensor], dict[str, tf.Tensor]], *, track: Sequence[Any],
-                   serving: dict[str, Any], embedding: Callable[[tf.Tensor], tf.Tensor] | None = None) -> Path:
+    def save_model(
+        self,
+        serve: Callable[[tf.Tensor], dict[str, tf.Tensor]],
+        *,
+        track: Sequence[Any],
+        serving: dict[str, Any],
+        embedding: Callable[[tf.Tensor], tf.Tensor] | None = None,
+    ) -> Path:
         """Exports `serve` (the input, in the dtype the records give it -> the task's named outputs)
         as the TF-Serving SavedModel `1/` with signature `serving_default`, plus `code/` (serving
         handlers and serving.json: the task's serving description and the entry point's `serving`
@@ -276,11 +336,18 @@ class Job:
 
         input_dtype = records.model_dtype(self.specs["train"].features[self.network.input_name])
         input_spec = tf.TensorSpec([None, *self.input_shape], input_dtype, name=self.network.input_name)
-        description = {"network": self.network.name, "input_name": self.network.input_name,
-                       "input_shape": list(self.input_shape), "input_dtype": input_dtype,
-                       "signature": "serving_default", **task.serving_description(), **serving}
-        export.write_model(self.model_dir, endpoint, input_spec, expected, track=track, description=description,
-                           embedding=embedding)
+        description = {
+            "network": self.network.name,
+            "input_name": self.network.input_name,
+            "input_shape": list(self.input_shape),
+            "input_dtype": input_dtype,
+            "signature": "serving_default",
+            **task.serving_description(),
+            **serving,
+        }
+        export.write_model(
+            self.model_dir, endpoint, input_spec, expected, track=track, description=description, embedding=embedding
+        )
         log.info("model written to %s", self.model_dir)
         return self.model_dir
 
@@ -311,8 +378,10 @@ def _parser(network: networks.Network) -> argparse.ArgumentParser:
         parser.add_argument(f"--{channel}", help=f"{channel} channel folder (default: SM_CHANNEL_{channel.upper()})")
     parser.add_argument("--model_dir", help="where the model goes (default: SM_MODEL_DIR, else ./model)")
     parser.add_argument("--output_dir", help="evaluation.json and plots (default: SM_OUTPUT_DATA_DIR, else ./output)")
-    parser.add_argument("--checkpoint_dir", help=f"spot-safe checkpoints (default in a job: {SAGEMAKER_CHECKPOINT_DIR}, "
-                                                 f"else OUTPUT_DIR/checkpoints)")
+    parser.add_argument(
+        "--checkpoint_dir",
+        help=f"spot-safe checkpoints (default in a job: {SAGEMAKER_CHECKPOINT_DIR}, else OUTPUT_DIR/checkpoints)",
+    )
     return parser
 
 
@@ -330,5 +399,7 @@ class _MetricsLine(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
         metrics = checkpoints.epoch_metrics(logs)
-        self.job.log_metrics(epoch=self.epoch_offset + epoch + 1,
-                             **{name: metrics[name] for name in self.job.network.metrics if name in metrics})
+        self.job.log_metrics(
+            epoch=self.epoch_offset + epoch + 1,
+            **{name: metrics[name] for name in self.job.network.metrics if name in metrics},
+        )

@@ -145,34 +145,48 @@ class Network:
         return {knob.name: knob.default for knob in self.hyperparameters}
 
 
-def _common(*, epochs: int, batch_size: int, learning_rate: float, dropout: float,
-            l2: float = 1e-4, patience: int = 5, classifier: bool = False) -> tuple[Hyperparameter, ...]:
+def _common(
+    *,
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    dropout: float,
+    l2: float = 1e-4,
+    patience: int = 5,
+    classifier: bool = False,
+) -> tuple[Hyperparameter, ...]:
     """The knobs every entry point understands, with per-network defaults."""
     knobs = [
         Hyperparameter("epochs", epochs, "maximum number of passes over the training data", minimum=1),
-        Hyperparameter("batch_size", batch_size, "examples per gradient step (global, across workers)",
-                       minimum=1),
+        Hyperparameter("batch_size", batch_size, "examples per gradient step (global, across workers)", minimum=1),
         Hyperparameter("learning_rate", learning_rate, "Adam learning rate", minimum=1e-9, maximum=10),
-        Hyperparameter("dropout", dropout, "dropout rate before the output layer (overfitting)",
-                       minimum=0, maximum=0.95),
+        Hyperparameter(
+            "dropout", dropout, "dropout rate before the output layer (overfitting)", minimum=0, maximum=0.95
+        ),
         Hyperparameter("l2", l2, "L2 weight penalty on dense and conv kernels (overfitting)", minimum=0),
-        Hyperparameter("patience", patience, "early stopping: epochs without val_loss improvement",
-                       minimum=1),
+        Hyperparameter("patience", patience, "early stopping: epochs without val_loss improvement", minimum=1),
         Hyperparameter("seed", 42, "random seed for weights and shuffling", minimum=0),
-        Hyperparameter("precision", "auto",
-                       "numeric policy; auto: mixed bfloat16 on CPUs with AVX512_BF16 or AMX and on GPUs of "
-                       "compute capability >= 8.0, mixed float16 on GPUs 7.x, else float32",
-                       choices=("auto", "float32", "bfloat16", "float16")),
+        Hyperparameter(
+            "precision",
+            "auto",
+            "numeric policy; auto: mixed bfloat16 on CPUs with AVX512_BF16 or AMX and on GPUs of "
+            "compute capability >= 8.0, mixed float16 on GPUs 7.x, else float32",
+            choices=("auto", "float32", "bfloat16", "float16"),
+        ),
     ]
     if classifier:
-        knobs.append(Hyperparameter("class_weight", "none",
-                                    "balanced reweights classes by inverse frequency (imbalance)",
-                                    choices=("none", "balanced")))
+        knobs.append(
+            Hyperparameter(
+                "class_weight",
+                "none",
+                "balanced reweights classes by inverse frequency (imbalance)",
+                choices=("none", "balanced"),
+            )
+        )
     return tuple(knobs)
 
 
-_CLASSIFIER_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy",
-                       "test_loss", "test_accuracy")
+_CLASSIFIER_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy")
 
 NETWORKS: dict[str, Network] = {
     network.name: network
@@ -187,8 +201,8 @@ NETWORKS: dict[str, Network] = {
             quality_gate=QualityGate("test_accuracy", 0.95),
             # The seed's example: batch 128, 5 epochs, Adam at its default rate (the local stage
             # trains 1 epoch at 3e-3: 0.974-0.977 test accuracy on real MNIST, seeds 1, 2, 42).
-            hyperparameters=_common(epochs=5, batch_size=128, learning_rate=1e-3, dropout=0.25,
-                                    classifier=True) + (
+            hyperparameters=_common(epochs=5, batch_size=128, learning_rate=1e-3, dropout=0.25, classifier=True)
+            + (
                 Hyperparameter("filters", 32, "Conv2D filters", minimum=1),
                 Hyperparameter("dense_units", 64, "units of the hidden dense layer", minimum=1),
             ),
@@ -205,10 +219,9 @@ NETWORKS: dict[str, Network] = {
             offline_dataset="co2",
             online_dataset="co2",
             quality_gate=QualityGate("test_relative_mae", 1.0, higher_is_better=False),
-            hyperparameters=_common(epochs=60, batch_size=32, learning_rate=3e-3, dropout=0.1,
-                                    l2=0.0, patience=10) + (
-                Hyperparameter("window", 24, "time steps the model sees (set by data preparation)",
-                               minimum=2),
+            hyperparameters=_common(epochs=60, batch_size=32, learning_rate=3e-3, dropout=0.1, l2=0.0, patience=10)
+            + (
+                Hyperparameter("window", 24, "time steps the model sees (set by data preparation)", minimum=2),
                 Hyperparameter("units", 32, "LSTM units", minimum=1),
             ),
             metrics=("train_loss", "val_loss", "test_mae", "test_baseline_mae", "test_relative_mae"),
@@ -224,17 +237,21 @@ NETWORKS: dict[str, Network] = {
             offline_dataset="breast_cancer",
             online_dataset="breast_cancer",
             quality_gate=QualityGate("test_roc_auc", 0.9),
-            hyperparameters=_common(epochs=150, batch_size=16, learning_rate=1e-3, dropout=0.0,
-                                    l2=1e-5, patience=15) + (
+            hyperparameters=_common(epochs=150, batch_size=16, learning_rate=1e-3, dropout=0.0, l2=1e-5, patience=15)
+            + (
                 Hyperparameter("encoding_dim", 8, "size of the bottleneck (reduced dimension)", minimum=1),
-                Hyperparameter("hidden_units", 16, "units of the hidden layer on each side of the bottleneck",
-                               minimum=1),
-                Hyperparameter("threshold_percentile", 95.0,
-                               "percentile of training reconstruction error that flags an anomaly",
-                               minimum=50, maximum=100),
+                Hyperparameter(
+                    "hidden_units", 16, "units of the hidden layer on each side of the bottleneck", minimum=1
+                ),
+                Hyperparameter(
+                    "threshold_percentile",
+                    95.0,
+                    "percentile of training reconstruction error that flags an anomaly",
+                    minimum=50,
+                    maximum=100,
+                ),
             ),
-            metrics=("train_loss", "val_loss", "test_roc_auc", "test_anomaly_precision",
-                     "test_anomaly_recall"),
+            metrics=("train_loss", "val_loss", "test_roc_auc", "test_anomaly_precision", "test_anomaly_recall"),
             input_name="features",
             training_instance_type="ml.m7i.large",
             inference_instance_type="ml.c7i.large",
@@ -249,28 +266,44 @@ NETWORKS: dict[str, Network] = {
             quality_gate=QualityGate("test_accuracy", 0.8),
             # The head's rate: 1e-3 gave 0.903 against 1e-2's 0.897 with 10 labels per class of
             # MNIST 5-9 on block 3's features (seed 1).
-            hyperparameters=_common(epochs=60, batch_size=32, learning_rate=1e-3, dropout=0.3,
-                                    patience=10, classifier=True) + (
+            hyperparameters=_common(
+                epochs=60, batch_size=32, learning_rate=1e-3, dropout=0.3, patience=10, classifier=True
+            )
+            + (
                 Hyperparameter("base", "VGG16", "keras.applications model used as the frozen base"),
-                Hyperparameter("base_weights", "pretrained",
-                               "pretrained: the `pretrained` channel, else ImageNet, else an error; "
-                               "random: train the whole base from scratch (a baseline)",
-                               choices=("pretrained", "random")),
-                Hyperparameter("base_output", "",
-                               "base layer whose output feeds the head (an earlier block transfers better "
-                               "to a distant task); empty: the pretrained channel's base.json output_layer, "
-                               "else the base's last layer"),
-                Hyperparameter("image_size", 0,
-                               "side the base sees (images are resized in the model); 0: the size of "
-                               "the pretrained channel's weights, else 224", minimum=0),
+                Hyperparameter(
+                    "base_weights",
+                    "pretrained",
+                    "pretrained: the `pretrained` channel, else ImageNet, else an error; "
+                    "random: train the whole base from scratch (a baseline)",
+                    choices=("pretrained", "random"),
+                ),
+                Hyperparameter(
+                    "base_output",
+                    "",
+                    "base layer whose output feeds the head (an earlier block transfers better "
+                    "to a distant task); empty: the pretrained channel's base.json output_layer, "
+                    "else the base's last layer",
+                ),
+                Hyperparameter(
+                    "image_size",
+                    0,
+                    "side the base sees (images are resized in the model); 0: the size of "
+                    "the pretrained channel's weights, else 224",
+                    minimum=0,
+                ),
                 # All of the base by default: on the offline digits task, fine-tuning the whole base
                 # gave a lower validation loss than the last 4 layers (0.08 against 0.18).
-                Hyperparameter("fine_tune_layers", 19,
-                               "unfreeze the last N base layers for a second, slower phase (0: none; "
-                               "19 or more: all of VGG16)", minimum=0),
+                Hyperparameter(
+                    "fine_tune_layers",
+                    19,
+                    "unfreeze the last N base layers for a second, slower phase (0: none; 19 or more: all of VGG16)",
+                    minimum=0,
+                ),
                 Hyperparameter("fine_tune_epochs", 30, "maximum epochs of that phase", minimum=1),
-                Hyperparameter("fine_tune_learning_rate", 1e-4, "learning rate of that phase",
-                               minimum=1e-9, maximum=10),
+                Hyperparameter(
+                    "fine_tune_learning_rate", 1e-4, "learning rate of that phase", minimum=1e-9, maximum=10
+                ),
             ),
             metrics=_CLASSIFIER_METRICS,
             input_name="image",
@@ -286,10 +319,10 @@ NETWORKS: dict[str, Network] = {
             offline_dataset="japanese_vowels",
             online_dataset="japanese_vowels",
             quality_gate=QualityGate("test_accuracy", 0.9),
-            hyperparameters=_common(epochs=80, batch_size=32, learning_rate=3e-3, dropout=0.2,
-                                    l2=1e-4, patience=10, classifier=True) + (
-                Hyperparameter("units", 64, "GRU units", minimum=1),
-            ),
+            hyperparameters=_common(
+                epochs=80, batch_size=32, learning_rate=3e-3, dropout=0.2, l2=1e-4, patience=10, classifier=True
+            )
+            + (Hyperparameter("units", 64, "GRU units", minimum=1),),
             metrics=_CLASSIFIER_METRICS,
             input_name="frames",
             training_instance_type="ml.m7i.large",

@@ -41,7 +41,8 @@ class Hardware:
             pass
         capabilities = tuple(
             tuple(tf.config.experimental.get_device_details(gpu).get("compute_capability") or (0, 0))
-            for gpu in tf.config.list_physical_devices("GPU"))
+            for gpu in tf.config.list_physical_devices("GPU")
+        )
         return cls(flags, capabilities)
 
 
@@ -59,8 +60,10 @@ def choose_precision(requested: str, hardware: Hardware) -> Precision:
     automatic = _automatic_precision(hardware)
     if requested == "auto":
         return Precision(automatic.policy, f"auto: {automatic.reason}")
-    return Precision(PRECISION_POLICIES[requested], f"precision={requested} was asked for "
-                                                    f"(auto would pick {automatic.policy}: {automatic.reason})")
+    return Precision(
+        PRECISION_POLICIES[requested],
+        f"precision={requested} was asked for (auto would pick {automatic.policy}: {automatic.reason})",
+    )
 
 
 def _automatic_precision(hardware: Hardware) -> Precision:

@@ -73,14 +73,20 @@ class ChannelSpec:
         return self.features[feature].shape
 
     def to_json(self) -> dict[str, Any]:
-        return {"format": FORMAT, "count": self.count, "shards": list(self.shards),
-                "features": {name: feature.to_json() for name, feature in self.features.items()},
-                "class_names": list(self.class_names), "class_counts": list(self.class_counts),
-                "metadata": self.metadata}
+        return {
+            "format": FORMAT,
+            "count": self.count,
+            "shards": list(self.shards),
+            "features": {name: feature.to_json() for name, feature in self.features.items()},
+            "class_names": list(self.class_names),
+            "class_counts": list(self.class_counts),
+            "metadata": self.metadata,
+        }
 
 
 def read_spec(directory: Path, channel: str) -> ChannelSpec:
     """The channel's spec, checked against the folder; DataError names the channel on any problem."""
+
     def fail(problem: str) -> DataError:
         return DataError(f"channel {channel!r} ({directory}): {problem}")
 
@@ -89,19 +95,27 @@ def read_spec(directory: Path, channel: str) -> ChannelSpec:
     spec_path = directory / SPEC_FILE
     if not spec_path.is_file():
         listing = sorted(path.name for path in directory.iterdir())[:5]
-        raise fail(f"no {SPEC_FILE} (the channel is empty)" if not listing
-                   else f"no {SPEC_FILE}; found {', '.join(listing)}: not a records channel")
+        raise fail(
+            f"no {SPEC_FILE} (the channel is empty)"
+            if not listing
+            else f"no {SPEC_FILE}; found {', '.join(listing)}: not a records channel"
+        )
     try:
         document = json.loads(spec_path.read_text())
         if document.get("format") != FORMAT:
             raise fail(f"{SPEC_FILE} has format {document.get('format')!r}, expected {FORMAT!r}")
-        features = {name: Feature(tuple(int(size) for size in entry["shape"]), str(entry["dtype"]))
-                    for name, entry in document["features"].items()}
-        spec = ChannelSpec(count=int(document["count"]), features=features,
-                           shards=tuple(document["shards"]),
-                           class_names=tuple(str(name) for name in document.get("class_names", ())),
-                           class_counts=tuple(int(count) for count in document.get("class_counts", ())),
-                           metadata=dict(document.get("metadata", {})))
+        features = {
+            name: Feature(tuple(int(size) for size in entry["shape"]), str(entry["dtype"]))
+            for name, entry in document["features"].items()
+        }
+        spec = ChannelSpec(
+            count=int(document["count"]),
+            features=features,
+            shards=tuple(document["shards"]),
+            class_names=tuple(str(name) for name in document.get("class_names", ())),
+            class_counts=tuple(int(count) for count in document.get("class_counts", ())),
+            metadata=dict(document.get("metadata", {})),
+        )
     except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as error:
         if isinstance(error, DataError):
             raise
@@ -121,8 +135,18 @@ def read_spec(directory: Path, channel: str) -> ChannelSpec:
     return spec
 
 
-def dataset(directory: Path, spec: ChannelSpec, channel: str, *, inputs: str, targets: str | None,
-            batch_size: int, shuffle: bool = False, seed: int = 0, num_classes: int | None = None) -> tf.data.Dataset:
+def dataset(
+    directory: Path,
+    spec: ChannelSpec,
+    channel: str,
+    *,
+    inputs: str,
+    targets: str | None,
+    batch_size: int,
+    shuffle: bool = False,
+    seed: int = 0,
+    num_classes: int | None = None,
+) -> tf.data.Dataset:
     """Batches of `(inputs, targets)` (or of inputs alone when `targets` is None), float inputs
     as float32. Shuffling mixes shard order and records within a bounded buffer each epoch.
     With `num_classes`, integer targets are checked to be class indices."""
@@ -131,7 +155,9 @@ def dataset(directory: Path, spec: ChannelSpec, channel: str, *, inputs: str, ta
             raise DataError(f"channel {channel!r}: no feature {name!r} (has {', '.join(spec.features)})")
     paths = [str(directory / shard) for shard in spec.shards]
     if shuffle:
-        records = tf.data.Dataset.from_tensor_slices(paths).shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+        records = tf.data.Dataset.from_tensor_slices(paths).shuffle(
+            len(paths), seed=seed, reshuffle_each_iteration=True
+        )
         # Read in turn, not in parallel: channel files are local (File mode), and a parallel
         # interleave's thread hand-offs cost ~6 us of CPU per record, a tenth of a CNN training step.
         records = records.interleave(tf.data.TFRecordDataset, cycle_length=min(len(paths), 4))
@@ -171,8 +197,11 @@ def _parse_spec(feature: Feature) -> tf.io.FixedLenFeature:
 def _decode(values: tf.Tensor, feature: Feature, channel: str, name: str) -> tf.Tensor:
     if feature.dtype == "uint8":
         pixels = tf.io.decode_raw(values, tf.uint8)
-        size_check = tf.debugging.assert_equal(tf.shape(pixels)[1], math.prod(feature.shape), message=(
-            f"channel {channel!r}: feature {name!r} records do not hold shape {list(feature.shape)}"))
+        size_check = tf.debugging.assert_equal(
+            tf.shape(pixels)[1],
+            math.prod(feature.shape),
+            message=(f"channel {channel!r}: feature {name!r} records do not hold shape {list(feature.shape)}"),
+        )
         with tf.control_dependencies([size_check]):
             return tf.cast(tf.reshape(pixels, [-1, *feature.shape]), tf.float32)
     if feature.dtype == "float32":
@@ -190,18 +219,27 @@ def named_problem(error: tf.errors.InvalidArgumentError) -> str | None:
 
 def _checked_labels(labels: tf.Tensor, num_classes: int, channel: str, name: str) -> tf.Tensor:
     message = f"channel {channel!r}: feature {name!r} holds a label outside 0..{num_classes - 1}"
-    checks = [tf.debugging.assert_non_negative(labels, message=message),
-              tf.debugging.assert_less(labels, tf.constant(num_classes, labels.dtype), message=message)]
+    checks = [
+        tf.debugging.assert_non_negative(labels, message=message),
+        tf.debugging.assert_less(labels, tf.constant(num_classes, labels.dtype), message=message),
+    ]
     with tf.control_dependencies(checks):
         return tf.identity(labels)
 
 
 # ------------------------------------------------------------------------------------ writing
 
-def write_channel(directory: Path, batches: Mapping[str, np.ndarray] | Iterable[Mapping[str, np.ndarray]], *,
-                  dtypes: Mapping[str, str], class_names: Iterable[str] = (), label: str = "label",
-                  metadata: Mapping[str, Any] | None = None,
-                  examples_per_shard: int = EXAMPLES_PER_SHARD) -> ChannelSpec:
+
+def write_channel(
+    directory: Path,
+    batches: Mapping[str, np.ndarray] | Iterable[Mapping[str, np.ndarray]],
+    *,
+    dtypes: Mapping[str, str],
+    class_names: Iterable[str] = (),
+    label: str = "label",
+    metadata: Mapping[str, Any] | None = None,
+    examples_per_shard: int = EXAMPLES_PER_SHARD,
+) -> ChannelSpec:
     """Writes one channel from a dict of arrays, or from an iterable of such dicts (so large
     datasets never need to be in memory at once). `dtypes` names every feature's stored dtype;
     with `class_names`, the integer feature `label` is counted per class."""
@@ -239,9 +277,14 @@ def write_channel(directory: Path, batches: Mapping[str, np.ndarray] | Iterable[
     finally:
         if writer is not None:
             writer.close()
-    spec = ChannelSpec(count=count, features=features, shards=tuple(shards), class_names=class_names,
-                       class_counts=tuple(int(n) for n in class_counts) if class_names else (),
-                       metadata=dict(metadata or {}))
+    spec = ChannelSpec(
+        count=count,
+        features=features,
+        shards=tuple(shards),
+        class_names=class_names,
+        class_counts=tuple(int(n) for n in class_counts) if class_names else (),
+        metadata=dict(metadata or {}),
+    )
     (directory / SPEC_FILE).write_text(json.dumps(spec.to_json(), indent=2) + "\n")
     return spec
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import keras
 
 import contract
-import evaluation
+import scoring
 
 
 def train(job: contract.Job) -> None:
@@ -37,28 +37,46 @@ def train(job: contract.Job) -> None:
         history = keras.Input((window, n_features), name=job.network.input_name)
         relative = keras.ops.subtract(history, history[:, -1:, :])
         features = keras.layers.LSTM(knobs.units, kernel_regularizer=keras.regularizers.L2(knobs.l2))(
-            standardize(relative))
+            standardize(relative)
+        )
         features = keras.layers.Dropout(knobs.dropout)(features)
         change = keras.layers.Dense(horizon)(features)
         forecast = keras.layers.Add(name="forecast", dtype="float32")(
-            [history[:, -1:, target_index], change_scale(change)])
+            [history[:, -1:, target_index], change_scale(change)]
+        )
         model = keras.Model(history, forecast)
         # The LSTM's summary of the window: the layer before the forecast's head.
         embedding = keras.Model(history, features)
-        model.compile(keras.optimizers.Adam(knobs.learning_rate), loss="mse",
-                      steps_per_execution=job.steps_per_execution)
+        model.compile(
+            keras.optimizers.Adam(knobs.learning_rate), loss="mse", steps_per_execution=job.steps_per_execution
+        )
 
     job.fit(model, training, job.dataset("validation"))
 
     season = int(spec.metadata.get("season", 1))
-    job.report(evaluation.forecaster(evaluation.inference(model), job.dataset("test"), season=season,
-                                     target_index=target_index, plot=job.plot_path("forecast_vs_actual")),
-               baseline=f"seasonal naive, season {season}")
-    job.save_model(lambda history: {"forecast": model(history, training=False)}, track=[model],
-                   serving={"window": window, "n_features": n_features, "horizon": horizon,
-                            "target_index": target_index, "season": season,
-                            "feature_names": spec.metadata.get("feature_names", [])},
-                   embedding=lambda history: embedding(history, training=False))
+    job.report(
+        scoring.forecaster(
+            scoring.inference(model),
+            job.dataset("test"),
+            season=season,
+            target_index=target_index,
+            plot=job.plot_path("forecast_vs_actual"),
+        ),
+        baseline=f"seasonal naive, season {season}",
+    )
+    job.save_model(
+        lambda history: {"forecast": model(history, training=False)},
+        track=[model],
+        serving={
+            "window": window,
+            "n_features": n_features,
+            "horizon": horizon,
+            "target_index": target_index,
+            "season": season,
+            "feature_names": spec.metadata.get("feature_names", []),
+        },
+        embedding=lambda history: embedding(history, training=False),
+    )
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import keras
 import numpy as np
 
 import contract
-import evaluation
+import scoring
 
 
 def frame_statistics(job: contract.Job) -> tuple[np.ndarray, np.ndarray]:
@@ -41,21 +41,31 @@ def train(job: contract.Job) -> None:
         features = keras.layers.GRU(knobs.units, kernel_regularizer=penalty)(standardized, mask=real)
         features = keras.layers.Dropout(knobs.dropout)(features)
         # float32 under a mixed policy too: the softmax feeds the loss and is what is served.
-        probabilities = keras.layers.Dense(len(job.class_names), activation="softmax", kernel_regularizer=penalty,
-                                           dtype="float32")(features)
+        probabilities = keras.layers.Dense(
+            len(job.class_names), activation="softmax", kernel_regularizer=penalty, dtype="float32"
+        )(features)
         model = keras.Model(frames, probabilities)
-        model.compile(keras.optimizers.Adam(knobs.learning_rate), "sparse_categorical_crossentropy",
-                      metrics=["accuracy"], steps_per_execution=job.steps_per_execution)
+        model.compile(
+            keras.optimizers.Adam(knobs.learning_rate),
+            "sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+            steps_per_execution=job.steps_per_execution,
+        )
 
     job.fit(model, job.dataset("train"), job.dataset("validation"), class_weight=job.class_weight())
 
-    job.report(evaluation.classifier(evaluation.inference(model), job.dataset("test"), job.class_names,
-                                     job.plot_path(job.network.task.plot)))
+    job.report(
+        scoring.classifier(
+            scoring.inference(model), job.dataset("test"), job.class_names, job.plot_path(job.network.task.plot)
+        )
+    )
     embedding = contract.layer_before_output(model)
-    job.save_model(lambda sequence: {"probabilities": model(sequence, training=False)}, track=[model],
-                   serving={"class_names": list(job.class_names), "max_length": max_length,
-                            "n_features": n_features},
-                   embedding=lambda sequence: embedding(sequence, training=False))
+    job.save_model(
+        lambda sequence: {"probabilities": model(sequence, training=False)},
+        track=[model],
+        serving={"class_names": list(job.class_names), "max_length": max_length, "n_features": n_features},
+        embedding=lambda sequence: embedding(sequence, training=False),
+    )
 
 
 if __name__ == "__main__":

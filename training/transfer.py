@@ -20,7 +20,7 @@ from pathlib import Path
 import keras
 
 import contract
-import evaluation
+import scoring
 
 log = logging.getLogger("training")
 DEFAULT_IMAGE_SIZE = 224
@@ -44,11 +44,13 @@ def build_base(job: contract.Job) -> keras.Model:
         failure = f"channel 'pretrained': {described['weights']} does not fit {knobs.base} at {list(shape)}"
     else:
         weights = "imagenet"
-        failure = (f"no base weights: no 'pretrained' channel, and the ImageNet weights of {knobs.base} could not "
-                   f"be loaded; supply base.json and base.weights.h5 as the 'pretrained' channel")
+        failure = (
+            f"no base weights: no 'pretrained' channel, and the ImageNet weights of {knobs.base} could not "
+            f"be loaded; supply base.json and base.weights.h5 as the 'pretrained' channel"
+        )
     try:
         base = application(include_top=False, weights=weights, input_shape=shape)
-    except Exception as error:  # noqa: BLE001 - whatever stops the base loading as asked must stop the run
+    except Exception as error:
         raise contract.InputError(f"{failure} ({type(error).__name__}: {error})") from None
     output = knobs.base_output or (described or {}).get("output_layer")
     if not output:
@@ -56,7 +58,9 @@ def build_base(job: contract.Job) -> keras.Model:
     try:
         return keras.Model(base.input, base.get_layer(output).output, name=f"{base.name}_to_{output}")
     except ValueError:
-        raise contract.InputError(f"bad hyperparameter: base_output {output!r} is not a layer of {knobs.base}") from None
+        raise contract.InputError(
+            f"bad hyperparameter: base_output {output!r} is not a layer of {knobs.base}"
+        ) from None
 
 
 def _pretrained_description(folder: Path, base: str) -> dict:
@@ -64,11 +68,13 @@ def _pretrained_description(folder: Path, base: str) -> dict:
         described = json.loads((folder / "base.json").read_text())
         weights, input_shape = described["weights"], described["input_shape"]
     except (OSError, ValueError, KeyError) as error:
-        raise contract.InputError(f"channel 'pretrained' ({folder}): needs base.json with base, weights "
-                                  f"and input_shape ({error!r})") from None
+        raise contract.InputError(
+            f"channel 'pretrained' ({folder}): needs base.json with base, weights and input_shape ({error!r})"
+        ) from None
     if described.get("base") != base:
-        raise contract.InputError(f"channel 'pretrained' holds {described.get('base')} weights, "
-                                  f"but hyperparameter base is {base}")
+        raise contract.InputError(
+            f"channel 'pretrained' holds {described.get('base')} weights, but hyperparameter base is {base}"
+        )
     if not (folder / weights).is_file():
         raise contract.InputError(f"channel 'pretrained': {weights} named in base.json is missing")
     return {"weights": weights, "input_shape": input_shape, "output_layer": described.get("output_layer")}
@@ -93,11 +99,19 @@ def train(job: contract.Job) -> None:
         x = keras.layers.GlobalAveragePooling2D()(base(x, training=False))
         x = keras.layers.Dropout(knobs.dropout)(x)
         # float32 under a mixed policy too: the softmax feeds the loss and is what is served.
-        probabilities = keras.layers.Dense(len(job.class_names), activation="softmax", dtype="float32",
-                                           kernel_regularizer=keras.regularizers.L2(knobs.l2))(x)
+        probabilities = keras.layers.Dense(
+            len(job.class_names),
+            activation="softmax",
+            dtype="float32",
+            kernel_regularizer=keras.regularizers.L2(knobs.l2),
+        )(x)
         model = keras.Model(image, probabilities)
-        model.compile(keras.optimizers.Adam(knobs.learning_rate), "sparse_categorical_crossentropy",
-                      metrics=["accuracy"], steps_per_execution=job.steps_per_execution)
+        model.compile(
+            keras.optimizers.Adam(knobs.learning_rate),
+            "sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+            steps_per_execution=job.steps_per_execution,
+        )
 
     training, validation = job.dataset("train"), job.dataset("validation")
     job.fit(model, training, validation, phase="head", class_weight=job.class_weight())
@@ -105,20 +119,39 @@ def train(job: contract.Job) -> None:
     if knobs.fine_tune_layers and knobs.base_weights != "random":
         with job.strategy.scope():
             base.trainable = True
-            for layer in base.layers[:-knobs.fine_tune_layers]:
+            for layer in base.layers[: -knobs.fine_tune_layers]:
                 layer.trainable = False
-            model.compile(keras.optimizers.Adam(knobs.fine_tune_learning_rate), "sparse_categorical_crossentropy",
-                          metrics=["accuracy"], steps_per_execution=job.steps_per_execution)
-        job.fit(model, training, validation, phase="fine_tune", epochs=knobs.fine_tune_epochs,
-                class_weight=job.class_weight())
+            model.compile(
+                keras.optimizers.Adam(knobs.fine_tune_learning_rate),
+                "sparse_categorical_crossentropy",
+                metrics=["accuracy"],
+                steps_per_execution=job.steps_per_execution,
+            )
+        job.fit(
+            model,
+            training,
+            validation,
+            phase="fine_tune",
+            epochs=knobs.fine_tune_epochs,
+            class_weight=job.class_weight(),
+        )
 
-    job.report(evaluation.classifier(evaluation.inference(model), job.dataset("test"), job.class_names,
-                                     job.plot_path("confusion_matrix")))
+    job.report(
+        scoring.classifier(
+            scoring.inference(model), job.dataset("test"), job.class_names, job.plot_path("confusion_matrix")
+        )
+    )
     embedding = contract.layer_before_output(model)
-    job.save_model(lambda image: {"probabilities": model(image, training=False)}, track=[model],
-                   serving={"class_names": list(job.class_names), "base": knobs.base,
-                            "base_input_shape": list(base.input_shape[1:])},
-                   embedding=lambda image: embedding(image, training=False))
+    job.save_model(
+        lambda image: {"probabilities": model(image, training=False)},
+        track=[model],
+        serving={
+            "class_names": list(job.class_names),
+            "base": knobs.base,
+            "base_input_shape": list(base.input_shape[1:]),
+        },
+        embedding=lambda image: embedding(image, training=False),
+    )
 
 
 if __name__ == "__main__":

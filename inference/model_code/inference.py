@@ -45,11 +45,18 @@ PNG = "image/png"
 JPEG = "image/jpeg"
 
 # What serving.json must hold for each form, besides input_name, input_shape and outputs.
-REQUEST_FIELDS = {"image": (), "window": ("window", "n_features"), "rows": ("n_features",),
-                  "sequence": ("max_length", "n_features")}
+REQUEST_FIELDS = {
+    "image": (),
+    "window": ("window", "n_features"),
+    "rows": ("n_features",),
+    "sequence": ("max_length", "n_features"),
+}
 ANSWER_FIELDS = {"classes": ("class_names",), "forecast": (), "anomaly": ()}
-ANSWER_OUTPUTS = {"classes": ("probabilities",), "forecast": ("forecast",),
-                  "anomaly": ("reconstruction_error", "threshold", "embedding")}
+ANSWER_OUTPUTS = {
+    "classes": ("probabilities",),
+    "forecast": ("forecast",),
+    "anomaly": ("reconstruction_error", "threshold", "embedding"),
+}
 INPUT_DTYPES = ("float32", "int64")
 
 
@@ -74,11 +81,14 @@ def check_serving_config(config: dict) -> dict:
     if missing:
         raise RuntimeError(f"serving.json: task {config.get('task')} needs {', '.join(missing)}")
     if not set(ANSWER_OUTPUTS[answer_form]) <= set(config["outputs"]):
-        raise RuntimeError(f"serving.json: answer_form {answer_form} needs outputs "
-                           f"{', '.join(ANSWER_OUTPUTS[answer_form])}, got {config['outputs']}")
+        raise RuntimeError(
+            f"serving.json: answer_form {answer_form} needs outputs "
+            f"{', '.join(ANSWER_OUTPUTS[answer_form])}, got {config['outputs']}"
+        )
     if config.get("input_dtype", "float32") not in INPUT_DTYPES:
-        raise RuntimeError(f"serving.json: input_dtype must be one of {', '.join(INPUT_DTYPES)}, "
-                           f"got {config['input_dtype']!r}")
+        raise RuntimeError(
+            f"serving.json: input_dtype must be one of {', '.join(INPUT_DTYPES)}, got {config['input_dtype']!r}"
+        )
     if request_form == "image" and (len(config["input_shape"]) != 3 or config["input_shape"][2] not in (1, 3)):
         raise RuntimeError(f"serving.json: image input_shape must be [H, W, 1 or 3], got {config['input_shape']}")
     return config
@@ -99,13 +109,17 @@ _SHAPE_TEXT = "[N, " + ", ".join(str(size) for size in ROW_SHAPE) + "]"
 
 # ---------------------------------------------------------------------------------------- input
 
+
 def input_handler(data, context) -> str:
     """The request body stream -> TensorFlow Serving REST JSON for this model's `serving_default`."""
     body = _read_body(data, context.content_length)
     content_type = _media_type(context.request_content_type)
     if content_type not in ACCEPTED_CONTENT_TYPES:
-        raise InvalidInput(f"content type {content_type!r} is not accepted by this {TASK}; "
-                           f"send one of: {', '.join(ACCEPTED_CONTENT_TYPES)}", 415)
+        raise InvalidInput(
+            f"content type {content_type!r} is not accepted by this {TASK}; "
+            f"send one of: {', '.join(ACCEPTED_CONTENT_TYPES)}",
+            415,
+        )
     if content_type in (PNG, JPEG):
         key, batch = "instances", _decode_image(body)[np.newaxis]
     elif content_type == CSV:
@@ -120,8 +134,10 @@ def input_handler(data, context) -> str:
 
 
 def _read_body(data, content_length) -> bytes:
-    too_large = (f"the request body is larger than {MAX_PAYLOAD_BYTES} bytes "
-                 f"(SageMaker's real-time payload limit); send fewer rows or a smaller image")
+    too_large = (
+        f"the request body is larger than {MAX_PAYLOAD_BYTES} bytes "
+        f"(SageMaker's real-time payload limit); send fewer rows or a smaller image"
+    )
     if content_length is not None and int(content_length) > MAX_PAYLOAD_BYTES:
         raise InvalidInput(too_large, 413)
     body = data.read(MAX_PAYLOAD_BYTES + 1)
@@ -138,19 +154,22 @@ def _media_type(content_type: str | None) -> str:
 
 
 def _expected_input() -> str:
-    instances = f"JSON {{\"instances\": [...]}} of shape {_SHAPE_TEXT}"
+    instances = f'JSON {{"instances": [...]}} of shape {_SHAPE_TEXT}'
     if REQUEST_FORM == "image":
         return f"a PNG or JPEG image, or {instances} (raw pixel values 0..255)"
     if REQUEST_FORM == "window":
         window, n_features = SERVING["window"], SERVING["n_features"]
         observation = "a number" if n_features == 1 else f"a row of {n_features} numbers"
-        return (f"the most recent {window} observations (each {observation}) as a JSON list or CSV lines, "
-                f"or {instances}")
+        return f"the most recent {window} observations (each {observation}) as a JSON list or CSV lines, or {instances}"
     if REQUEST_FORM == "sequence":
-        return (f"one sequence of 1 to {SERVING['max_length']} frames of {SERVING['n_features']} numbers "
-                f"as a JSON list of frames or CSV lines, or {instances} (zero-padded)")
-    return (f"rows of {SERVING['n_features']} numbers as CSV lines, JSON {{\"rows\": [[...], ...]}} "
-            f"or a JSON list of rows, or {instances}")
+        return (
+            f"one sequence of 1 to {SERVING['max_length']} frames of {SERVING['n_features']} numbers "
+            f"as a JSON list of frames or CSV lines, or {instances} (zero-padded)"
+        )
+    return (
+        f'rows of {SERVING["n_features"]} numbers as CSV lines, JSON {{"rows": [[...], ...]}} '
+        f"or a JSON list of rows, or {instances}"
+    )
 
 
 def _parse_json(body: bytes):
@@ -167,13 +186,16 @@ def _numeric_array(value, what: str) -> np.ndarray:
     try:
         array = np.array(value)
     except (ValueError, RecursionError):
-        raise InvalidInput(f"{what} is not a rectangular array of numbers (rows of different lengths, "
-                           f"or nested too deeply); expected {_expected_input()}") from None
+        raise InvalidInput(
+            f"{what} is not a rectangular array of numbers (rows of different lengths, "
+            f"or nested too deeply); expected {_expected_input()}"
+        ) from None
     if array.dtype.kind == "O":
         # Integers beyond int64 and nulls land here; only the integers can be numbers.
         if not all(isinstance(item, int) and not isinstance(item, bool) for item in array.flat):
-            raise InvalidInput(f"{what} must hold only numbers (found null, an object or a nested mix); "
-                               f"expected {_expected_input()}")
+            raise InvalidInput(
+                f"{what} must hold only numbers (found null, an object or a nested mix); expected {_expected_input()}"
+            )
     elif array.dtype.kind not in "iuf":
         found = {"b": "true/false", "U": "text", "S": "text"}.get(array.dtype.kind, array.dtype.name)
         raise InvalidInput(f"{what} must hold only numbers, found {found}; expected {_expected_input()}")
@@ -191,13 +213,14 @@ def _tf_serving_batch(document: dict) -> tuple[str, np.ndarray]:
     """TF Serving's own request format, checked against the signature before it is passed on."""
     unknown = sorted(set(document) - {"instances", "inputs", "signature_name"})
     if unknown:
-        raise InvalidInput(f"unknown key(s) {', '.join(map(repr, unknown))}; TensorFlow Serving requests "
-                           f"hold 'instances' or 'inputs' and optionally 'signature_name'")
+        raise InvalidInput(
+            f"unknown key(s) {', '.join(map(repr, unknown))}; TensorFlow Serving requests "
+            f"hold 'instances' or 'inputs' and optionally 'signature_name'"
+        )
     if "instances" in document and "inputs" in document:
         raise InvalidInput("send either 'instances' (rows) or 'inputs' (columns), not both")
     if document.get("signature_name", "serving_default") != "serving_default":
-        raise InvalidInput(f"signature {document['signature_name']!r} does not exist; "
-                           f"this model has 'serving_default'")
+        raise InvalidInput(f"signature {document['signature_name']!r} does not exist; this model has 'serving_default'")
     key = "instances" if "instances" in document else "inputs"
     value = document[key]
     # TF Serving lets a single-input model name its input: per row, or once for the columns.
@@ -207,8 +230,7 @@ def _tf_serving_batch(document: dict) -> tuple[str, np.ndarray]:
         value = _unwrap_named(value)
     batch = _numeric_array(value, f"'{key}'")
     if batch.ndim == 0 or batch.shape[1:] != ROW_SHAPE or batch.shape[0] == 0:
-        raise InvalidInput(f"'{key}' has shape {list(batch.shape)}; this model takes {_SHAPE_TEXT} "
-                           f"with N >= 1")
+        raise InvalidInput(f"'{key}' has shape {list(batch.shape)}; this model takes {_SHAPE_TEXT} with N >= 1")
     return key, batch
 
 
@@ -255,15 +277,16 @@ def _padded_sequence(frames: np.ndarray) -> np.ndarray:
         raise InvalidInput(f"got {frames.shape[0]} frames; the model takes 1 to {max_length}")
     empty = np.flatnonzero(~frames.any(axis=1))
     if empty.size:
-        raise InvalidInput(f"frame {int(empty[0]) + 1} is all zeros, which the model reads as padding; "
-                           f"send only real frames")
+        raise InvalidInput(
+            f"frame {int(empty[0]) + 1} is all zeros, which the model reads as padding; send only real frames"
+        )
     padded = np.zeros((max_length, n_features), dtype=np.float32)
-    padded[:frames.shape[0]] = frames
+    padded[: frames.shape[0]] = frames
     return padded
 
 
 def _in_input_dtype(batch: np.ndarray) -> np.ndarray:
-    if INPUT_DTYPE == "int64" and not (np.array_equal(batch, np.round(batch)) and np.abs(batch).max() < 2 ** 62):
+    if INPUT_DTYPE == "int64" and not (np.array_equal(batch, np.round(batch)) and np.abs(batch).max() < 2**62):
         raise InvalidInput("this model takes integers (int64); the request holds other numbers")
     return batch.astype(INPUT_DTYPE)
 
@@ -294,8 +317,10 @@ def _parse_csv(body: bytes) -> np.ndarray:
     if rows and not all(_is_number(cell) for cell in rows[0][1]):
         rows = rows[1:]
     if not rows:
-        raise InvalidInput(f"the CSV holds no data rows (a first line that is not all numbers is a header); "
-                           f"expected {_expected_input()}")
+        raise InvalidInput(
+            f"the CSV holds no data rows (a first line that is not all numbers is a header); "
+            f"expected {_expected_input()}"
+        )
     width = len(rows[0][1])
     for line, row in rows:
         if len(row) != width:
@@ -321,13 +346,16 @@ def _decode_image(body: bytes) -> np.ndarray:
         image = Image.open(io.BytesIO(body), formats=("PNG", "JPEG"))
     except UnidentifiedImageError:
         raise InvalidInput(f"the body is not a PNG or JPEG image; send {_expected_input()}") from None
-    except Exception as error:  # noqa: BLE001 - Pillow reports bad bytes with many exception types
-        raise InvalidInput(f"the body is not a readable PNG or JPEG image ({type(error).__name__}: "
-                           f"{error}); send {_expected_input()}") from None
+    except Exception as error:
+        raise InvalidInput(
+            f"the body is not a readable PNG or JPEG image ({type(error).__name__}: {error}); send {_expected_input()}"
+        ) from None
     with image:
         if image.width * image.height > MAX_IMAGE_PIXELS:
-            raise InvalidInput(f"the image is {image.width}x{image.height} pixels; at most "
-                               f"{MAX_IMAGE_PIXELS} pixels are accepted (the model uses {width}x{height})")
+            raise InvalidInput(
+                f"the image is {image.width}x{image.height} pixels; at most "
+                f"{MAX_IMAGE_PIXELS} pixels are accepted (the model uses {width}x{height})"
+            )
         try:
             # Via RGB, so every mode (CMYK, palette, alpha, 16-bit) converts; none if already right.
             converted = image if image.mode in ("L", "RGB") else image.convert("RGB")
@@ -336,13 +364,15 @@ def _decode_image(body: bytes) -> np.ndarray:
             if converted.size != (width, height):
                 converted = converted.resize((width, height), Image.Resampling.BILINEAR)
             pixels = np.asarray(converted, dtype=np.float32)
-        except Exception as error:  # noqa: BLE001 - truncated or corrupt data surfaces only when decoding
-            raise InvalidInput(f"the image could not be decoded ({type(error).__name__}: {error}); "
-                               f"send a complete PNG or JPEG file") from None
+        except Exception as error:
+            raise InvalidInput(
+                f"the image could not be decoded ({type(error).__name__}: {error}); send a complete PNG or JPEG file"
+            ) from None
     return pixels.reshape(height, width, channels)
 
 
 # --------------------------------------------------------------------------------------- output
+
 
 def output_handler(response, context) -> tuple[str, str]:
     """TensorFlow Serving's `requests.Response` -> (JSON body, content type) a person can read."""
@@ -370,8 +400,9 @@ def _output_arrays(document: dict) -> dict[str, np.ndarray]:
     """
     if "predictions" in document:
         rows = document["predictions"]
-        return {name: np.asarray([row[name] if isinstance(row, dict) else row for row in rows])
-                for name in OUTPUT_NAMES}
+        return {
+            name: np.asarray([row[name] if isinstance(row, dict) else row for row in rows]) for name in OUTPUT_NAMES
+        }
     columns = document["outputs"]
     if not isinstance(columns, dict):
         columns = {OUTPUT_NAMES[0]: columns}
@@ -382,11 +413,16 @@ def _classifications(outputs: dict[str, np.ndarray]) -> list[dict]:
     class_names = [str(name) for name in SERVING["class_names"]]
     probabilities = outputs["probabilities"]
     if probabilities.shape[-1] != len(class_names):
-        raise RuntimeError(f"the model gives {probabilities.shape[-1]} probabilities but serving.json "
-                           f"names {len(class_names)} classes")
-    return [{"label": class_names[int(np.argmax(row))],
-             "probabilities": {name: float(p) for name, p in zip(class_names, row)}}
-            for row in probabilities]
+        raise RuntimeError(
+            f"the model gives {probabilities.shape[-1]} probabilities but serving.json names {len(class_names)} classes"
+        )
+    return [
+        {
+            "label": class_names[int(np.argmax(row))],
+            "probabilities": {name: float(p) for name, p in zip(class_names, row)},
+        }
+        for row in probabilities
+    ]
 
 
 def _forecasts(outputs: dict[str, np.ndarray]) -> list[dict]:
@@ -394,7 +430,14 @@ def _forecasts(outputs: dict[str, np.ndarray]) -> list[dict]:
 
 
 def _anomaly_scores(outputs: dict[str, np.ndarray]) -> list[dict]:
-    return [{"reconstruction_error": float(error), "threshold": float(threshold),
-             "is_anomaly": bool(error > threshold), "embedding": embedding.tolist()}
-            for error, threshold, embedding in zip(outputs["reconstruction_error"], outputs["threshold"],
-                                                    outputs["embedding"])]
+    return [
+        {
+            "reconstruction_error": float(error),
+            "threshold": float(threshold),
+            "is_anomaly": bool(error > threshold),
+            "embedding": embedding.tolist(),
+        }
+        for error, threshold, embedding in zip(
+            outputs["reconstruction_error"], outputs["threshold"], outputs["embedding"]
+        )
+    ]

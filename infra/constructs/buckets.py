@@ -39,11 +39,14 @@ def bucket_name(config: StageConfig, stack: cdk.Stack, purpose: str) -> str:
     """The bucket's name; the account is a pseudo parameter when the stage names none."""
     name_without_account = f"{config.prefix()}-{purpose}--{config.region}"
     if not re.fullmatch(r"[a-z0-9][a-z0-9-]*", name_without_account):
-        raise ValueError(f"bucket name {name_without_account!r} (project-stage-purpose-region) may only "
-                         "hold lowercase letters, digits and hyphens: rename the project or stage")
+        raise ValueError(
+            f"bucket name {name_without_account!r} (project-stage-purpose-region) may only "
+            "hold lowercase letters, digits and hyphens: rename the project or stage"
+        )
     if len(name_without_account) + _ACCOUNT_ID_LENGTH > _MAX_BUCKET_NAME:
-        raise ValueError(f"bucket name for {purpose!r} would exceed {_MAX_BUCKET_NAME} characters: "
-                         "shorten the project or stage name")
+        raise ValueError(
+            f"bucket name for {purpose!r} would exceed {_MAX_BUCKET_NAME} characters: shorten the project or stage name"
+        )
     return f"{config.prefix()}-{purpose}-{stack.account}-{config.region}"
 
 
@@ -51,12 +54,21 @@ def removal_policy(config: StageConfig) -> cdk.RemovalPolicy:
     return cdk.RemovalPolicy.DESTROY if config.destroy_on_removal else cdk.RemovalPolicy.RETAIN
 
 
-def secure_bucket(scope: Construct, construct_id: str, *, name: str, config: StageConfig,
-                  key: ProjectKey | None, access_logs: s3.IBucket | None, access_log_prefix: str = "",
-                  extra_lifecycle_rules: Sequence[s3.LifecycleRule] = ()) -> s3.Bucket:
+def secure_bucket(
+    scope: Construct,
+    construct_id: str,
+    *,
+    name: str,
+    config: StageConfig,
+    key: ProjectKey | None,
+    access_logs: s3.IBucket | None,
+    access_log_prefix: str = "",
+    extra_lifecycle_rules: Sequence[s3.LifecycleRule] = (),
+) -> s3.Bucket:
     """A private, TLS-only, versioned bucket; KMS-encrypted with `key`, else SSE-S3."""
     return s3.Bucket(
-        scope, construct_id,
+        scope,
+        construct_id,
         bucket_name=name,
         block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
         object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
@@ -73,7 +85,8 @@ def secure_bucket(scope: Construct, construct_id: str, *, name: str, config: Sta
             s3.LifecycleRule(
                 id="AbortIncompleteUploadsAndExpireOldVersions",
                 abort_incomplete_multipart_upload_after=cdk.Duration.days(1),
-                noncurrent_version_expiration=cdk.Duration.days(config.noncurrent_version_expiry_days)),
+                noncurrent_version_expiration=cdk.Duration.days(config.noncurrent_version_expiry_days),
+            ),
             *extra_lifecycle_rules,
         ],
         removal_policy=removal_policy(config),
@@ -88,10 +101,15 @@ class AccessLogBucket(Construct):
         # SSE-S3, not the project key: S3 server access logging cannot deliver into a bucket
         # whose default encryption is SSE-KMS.
         self.bucket = secure_bucket(
-            self, "Bucket", name=bucket_name(config, cdk.Stack.of(self), "access-logs"),
-            config=config, key=None, access_logs=None,
-            extra_lifecycle_rules=[s3.LifecycleRule(
-                id="ExpireAccessLogs", expiration=cdk.Duration.days(config.log_retention_days))],
+            self,
+            "Bucket",
+            name=bucket_name(config, cdk.Stack.of(self), "access-logs"),
+            config=config,
+            key=None,
+            access_logs=None,
+            extra_lifecycle_rules=[
+                s3.LifecycleRule(id="ExpireAccessLogs", expiration=cdk.Duration.days(config.log_retention_days))
+            ],
         )
         # It does not log its own access (that would log every log delivery, forever). cdk-nag's
         # AwsSolutions-S1 already accepts a bucket that other buckets log into: nothing to acknowledge.
@@ -104,15 +122,30 @@ class ProjectBucket(Construct):
     enough to read or write the objects.
     """
 
-    def __init__(self, scope: Construct, construct_id: str, *, purpose: str, config: StageConfig,
-                 key: ProjectKey, access_logs: s3.IBucket,
-                 extra_lifecycle_rules: Sequence[s3.LifecycleRule] = ()) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        purpose: str,
+        config: StageConfig,
+        key: ProjectKey,
+        access_logs: s3.IBucket,
+        extra_lifecycle_rules: Sequence[s3.LifecycleRule] = (),
+    ) -> None:
         super().__init__(scope, construct_id)
         self._key = key
         self.bucket_name = bucket_name(config, cdk.Stack.of(self), purpose)
-        self.bucket = secure_bucket(self, "Bucket", name=self.bucket_name, config=config, key=key,
-                                    access_logs=access_logs, access_log_prefix=f"{purpose}/",
-                                    extra_lifecycle_rules=extra_lifecycle_rules)
+        self.bucket = secure_bucket(
+            self,
+            "Bucket",
+            name=self.bucket_name,
+            config=config,
+            key=key,
+            access_logs=access_logs,
+            access_log_prefix=f"{purpose}/",
+            extra_lifecycle_rules=extra_lifecycle_rules,
+        )
 
     @property
     def bucket_arn(self) -> str:
@@ -124,22 +157,29 @@ class ProjectBucket(Construct):
     def s3_uri(self, key_prefix: str = "") -> str:
         return f"s3://{self.bucket_name}/{key_prefix}"
 
-    def _allow(self, grantee: iam.IGrantable, *, sid: str, actions: Sequence[str],
-               prefixes: Sequence[str], list_objects: bool) -> None:
+    def _allow(
+        self, grantee: iam.IGrantable, *, sid: str, actions: Sequence[str], prefixes: Sequence[str], list_objects: bool
+    ) -> None:
         """Object `actions` under `prefixes` (plus listing exactly those prefixes), and the key."""
         principal = grantee.grant_principal
         object_arns = [self.arn_for_objects(f"{prefix}*") for prefix in prefixes]
-        principal.add_to_principal_policy(iam.PolicyStatement(
-            sid=sid, actions=list(actions), resources=object_arns))
+        principal.add_to_principal_policy(iam.PolicyStatement(sid=sid, actions=list(actions), resources=object_arns))
         if list_objects:
-            principal.add_to_principal_policy(iam.PolicyStatement(
-                sid=f"List{sid}", actions=["s3:ListBucket"], resources=[self.bucket_arn],
-                conditions={"StringLike": {"s3:prefix": [f"{prefix}*" for prefix in prefixes]}}))
+            principal.add_to_principal_policy(
+                iam.PolicyStatement(
+                    sid=f"List{sid}",
+                    actions=["s3:ListBucket"],
+                    resources=[self.bucket_arn],
+                    conditions={"StringLike": {"s3:prefix": [f"{prefix}*" for prefix in prefixes]}},
+                )
+            )
         if isinstance(grantee, Construct):
             acknowledge_wildcard_resources(
-                grantee, object_arns,
+                grantee,
+                object_arns,
                 f"{sid} covers every object under {', '.join(prefixes)}; a key prefix is "
-                "only expressible as a trailing wildcard")
+                "only expressible as a trailing wildcard",
+            )
         if any(action in WRITE_ACTIONS for action in actions):
             self._key.allow_use(grantee)
         else:

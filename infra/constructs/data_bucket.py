@@ -1,6 +1,6 @@
 """The training data bucket: one folder per network, one subfolder per channel.
 
-    <network>/train/  <network>/validation/  <network>/test/  <network>/pretrained/
+<network>/train/  <network>/validation/  <network>/test/  <network>/pretrained/
 """
 
 from __future__ import annotations
@@ -32,10 +32,10 @@ def channel_prefix(network: str, channel: str) -> str:
 
 
 class DataBucket(ProjectBucket):
-    def __init__(self, scope: Construct, construct_id: str, *, config: StageConfig,
-                 key: ProjectKey, access_logs: s3.IBucket) -> None:
-        super().__init__(scope, construct_id, purpose="data", config=config, key=key,
-                         access_logs=access_logs)
+    def __init__(
+        self, scope: Construct, construct_id: str, *, config: StageConfig, key: ProjectKey, access_logs: s3.IBucket
+    ) -> None:
+        super().__init__(scope, construct_id, purpose="data", config=config, key=key, access_logs=access_logs)
 
     def channel_uri(self, network: str, channel: str) -> str:
         """`s3://<bucket>/cnn/train/`, a training job's S3DataSource.S3Uri."""
@@ -51,9 +51,15 @@ class DataBucket(ProjectBucket):
         bucket = self.bucket.node.default_child
         assert isinstance(bucket, s3.CfnBucket)
         bucket.notification_configuration = s3.CfnBucket.NotificationConfigurationProperty(
-            event_bridge_configuration=s3.CfnBucket.EventBridgeConfigurationProperty(event_bridge_enabled=True))
+            event_bridge_configuration=s3.CfnBucket.EventBridgeConfigurationProperty(event_bridge_enabled=True)
+        )
 
     def allow_read_training_data(self, grantee: iam.IGrantable, networks: Iterable[str]) -> None:
         """List and read every channel of the given networks."""
-        self._allow(grantee, sid="ReadTrainingData", actions=READ_ACTIONS,
-                    prefixes=[network_prefix(name) for name in networks], list_objects=True)
+        self._allow(
+            grantee,
+            sid="ReadTrainingData",
+            actions=READ_ACTIONS,
+            prefixes=[network_prefix(name) for name in networks],
+            list_objects=True,
+        )

@@ -26,14 +26,14 @@ from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
-from infra import monitor_definition as definition
 from infra import naming
-from infra import pipeline_definition as training_definition
 from infra.config import StageConfig
 from infra.constructs.artifacts_bucket import ArtifactsBucket
 from infra.constructs.key import ProjectKey
 from infra.constructs.principals import EVENTS_PRINCIPAL, SAGEMAKER_PRINCIPAL, acting_for_this_account
 from infra.constructs.training_pipeline import PIPELINE_JOB_NAMES, TrainingPipeline
+from infra.definitions import monitor_pipeline as definition
+from infra.definitions import training_pipeline as training_definition
 from infra.images import training_image_uri
 from infra.nag import acknowledge_wildcard_resources
 
@@ -48,65 +48,104 @@ def alarm_threshold(alpha: float) -> float:
 
 
 def monitor_pipeline_arn(stack: cdk.Stack, config: StageConfig, network: str) -> str:
-    return stack.format_arn(service="sagemaker", resource="pipeline",
-                            resource_name=naming.monitor_pipeline_name(config.prefix(), network))
+    return stack.format_arn(
+        service="sagemaker", resource="pipeline", resource_name=naming.monitor_pipeline_name(config.prefix(), network)
+    )
 
 
 class DriftMonitor(Construct):
     """In the pipelines stack, per network: the monitor pipeline, its alarm, and retraining on it."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, config: StageConfig, network: str,
-                 source_bundle: s3_assets.Asset, key: ProjectKey, artifacts: ArtifactsBucket,
-                 execution_role: iam.IRole, training: TrainingPipeline) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: StageConfig,
+        network: str,
+        source_bundle: s3_assets.Asset,
+        key: ProjectKey,
+        artifacts: ArtifactsBucket,
+        execution_role: iam.IRole,
+        training: TrainingPipeline,
+    ) -> None:
         super().__init__(scope, construct_id)
         stack = cdk.Stack.of(self)
         self.pipeline_name = naming.monitor_pipeline_name(config.prefix(), network)
-        processing_jobs = stack.format_arn(service="sagemaker", resource="processing-job",
-                                           resource_name=PIPELINE_JOB_NAMES)
+        processing_jobs = stack.format_arn(
+            service="sagemaker", resource="processing-job", resource_name=PIPELINE_JOB_NAMES
+        )
         self.role = iam.Role(
-            self, "MonitorPipelineRole",
+            self,
+            "MonitorPipelineRole",
             description=f"Assumed by SageMaker Pipelines to run {self.pipeline_name}",
             assumed_by=acting_for_this_account(SAGEMAKER_PRINCIPAL, self),
             inline_policies={
-                "RunMonitoringJobs": iam.PolicyDocument(statements=[
-                    iam.PolicyStatement(actions=["sagemaker:CreateProcessingJob", "sagemaker:DescribeProcessingJob",
-                                                 "sagemaker:StopProcessingJob", "sagemaker:AddTags"],
-                                        resources=[processing_jobs])]),
-                "PassExecutionRoleToSageMaker": iam.PolicyDocument(statements=[iam.PolicyStatement(
-                    actions=["iam:PassRole"], resources=[execution_role.role_arn],
-                    conditions={"StringEquals": {"iam:PassedToService": SAGEMAKER_PRINCIPAL}})]),
+                "RunMonitoringJobs": iam.PolicyDocument(
+                    statements=[
+                        iam.PolicyStatement(
+                            actions=[
+                                "sagemaker:CreateProcessingJob",
+                                "sagemaker:DescribeProcessingJob",
+                                "sagemaker:StopProcessingJob",
+                                "sagemaker:AddTags",
+                            ],
+                            resources=[processing_jobs],
+                        )
+                    ]
+                ),
+                "PassExecutionRoleToSageMaker": iam.PolicyDocument(
+                    statements=[
+                        iam.PolicyStatement(
+                            actions=["iam:PassRole"],
+                            resources=[execution_role.role_arn],
+                            conditions={"StringEquals": {"iam:PassedToService": SAGEMAKER_PRINCIPAL}},
+                        )
+                    ]
+                ),
                 "EncryptJobVolumesWithProjectKey": key.job_volume_encryption_policy(config.region),
             },
         )
-        acknowledge_wildcard_resources(self.role, [processing_jobs],
-                                       "SageMaker Pipelines names its processing jobs per run: only a prefix is known")
+        acknowledge_wildcard_resources(
+            self.role,
+            [processing_jobs],
+            "SageMaker Pipelines names its processing jobs per run: only a prefix is known",
+        )
         self.pipeline = sagemaker.CfnPipeline(
-            self, "Pipeline",
+            self,
+            "Pipeline",
             pipeline_name=self.pipeline_name,
-            pipeline_description=f"Compare the {network} endpoint's captured traffic with the served "
-                                 "model's baseline",
+            pipeline_description=f"Compare the {network} endpoint's captured traffic with the served model's baseline",
             role_arn=self.role.role_arn,
-            pipeline_definition={"PipelineDefinitionBody": cdk.Fn.sub(
-                definition.monitor_definition_body(config, network),
-                {
-                    training_definition.ARTIFACTS_BUCKET: artifacts.bucket_name,
-                    training_definition.EXECUTION_ROLE_ARN: execution_role.role_arn,
-                    training_definition.KEY_ARN: key.key_arn,
-                    training_definition.SOURCE_BUNDLE_URI: source_bundle.s3_object_url,
-                    training_definition.TRAINING_IMAGE_URI: training_image_uri(
-                        config.region, config.training_instance_type(network)),
-                })},
+            pipeline_definition={
+                "PipelineDefinitionBody": cdk.Fn.sub(
+                    definition.monitor_definition_body(config, network),
+                    {
+                        training_definition.ARTIFACTS_BUCKET: artifacts.bucket_name,
+                        training_definition.EXECUTION_ROLE_ARN: execution_role.role_arn,
+                        training_definition.KEY_ARN: key.key_arn,
+                        training_definition.SOURCE_BUNDLE_URI: source_bundle.s3_object_url,
+                        training_definition.TRAINING_IMAGE_URI: training_image_uri(
+                            config.region, config.training_instance_type(network)
+                        ),
+                    },
+                )
+            },
         )
 
         self.alarm = cloudwatch.Alarm(
-            self, "DriftAlarm",
+            self,
+            "DriftAlarm",
             alarm_name=naming.drift_alarm_name(config.prefix(), network),
             alarm_description=f"{self.pipeline_name} found the {network} endpoint's traffic unlike the served "
-                              f"model's baseline (p-value below {config.monitor.alpha})",
+            f"model's baseline (p-value below {config.monitor.alpha})",
             metric=cloudwatch.Metric(
-                namespace=naming.drift_metric_namespace(config.prefix()), metric_name=DRIFT_METRIC,
-                dimensions_map={NETWORK_DIMENSION: network}, statistic="Maximum",
-                period=Duration.minutes(config.monitor.window_minutes)),
+                namespace=naming.drift_metric_namespace(config.prefix()),
+                metric_name=DRIFT_METRIC,
+                dimensions_map={NETWORK_DIMENSION: network},
+                statistic="Maximum",
+                period=Duration.minutes(config.monitor.window_minutes),
+            ),
             threshold=alarm_threshold(config.monitor.alpha),
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
             evaluation_periods=1,
@@ -119,11 +158,14 @@ class DriftMonitor(Construct):
             # The alarm by its name, not a reference: moto's CloudFormation skips alarms.
             alarm_name = naming.drift_alarm_name(config.prefix(), network)
             self.retrain_rule = events.Rule(
-                self, "RetrainOnDrift",
+                self,
+                "RetrainOnDrift",
                 description=f"Starts {training.pipeline_name} when {alarm_name} goes into ALARM",
                 event_pattern=events.EventPattern(
-                    source=["aws.cloudwatch"], detail_type=[ALARM_STATE_CHANGE],
-                    detail={"alarmName": [alarm_name], "state": {"value": ["ALARM"]}}),
+                    source=["aws.cloudwatch"],
+                    detail_type=[ALARM_STATE_CHANGE],
+                    detail={"alarmName": [alarm_name], "state": {"value": ["ALARM"]}},
+                ),
                 targets=[training.retraining_target],
             )
             self.retrain_rule.node.add_dependency(training.pipeline)
@@ -137,34 +179,55 @@ class MonitorSchedule(Construct):
         stack = cdk.Stack.of(self)
         pipeline_name = naming.monitor_pipeline_name(config.prefix(), network)
         self.model_data_url = cdk.CfnParameter(
-            self, "ModelDataUrl", type="String",
-            description="model.tar.gz of the served version (its InferenceSpecification), set by mlops deploy")
+            self,
+            "ModelDataUrl",
+            type="String",
+            description="model.tar.gz of the served version (its InferenceSpecification), set by mlops deploy",
+        )
         self.model_data_url.override_logical_id(definition.MONITORED_MODEL_PARAMETER)
         self.baseline_uri = cdk.CfnParameter(
-            self, "BaselineUri", type="String",
-            description="baseline.json of the served version (its DriftCheckBaselines), set by mlops deploy")
+            self,
+            "BaselineUri",
+            type="String",
+            description="baseline.json of the served version (its DriftCheckBaselines), set by mlops deploy",
+        )
         self.baseline_uri.override_logical_id(definition.MONITORED_BASELINE_PARAMETER)
         pipeline_arn = monitor_pipeline_arn(stack, config, network)
         self.role = iam.Role(
-            self, "MonitorScheduleRole",
+            self,
+            "MonitorScheduleRole",
             description=f"Assumed by EventBridge to start {pipeline_name}",
             assumed_by=acting_for_this_account(EVENTS_PRINCIPAL, self),
-            inline_policies={"StartTheMonitorPipeline": iam.PolicyDocument(statements=[iam.PolicyStatement(
-                actions=["sagemaker:StartPipelineExecution"], resources=[pipeline_arn])])},
+            inline_policies={
+                "StartTheMonitorPipeline": iam.PolicyDocument(
+                    statements=[
+                        iam.PolicyStatement(actions=["sagemaker:StartPipelineExecution"], resources=[pipeline_arn])
+                    ]
+                )
+            },
         )
         # The L1 rule: the L2 target interface has no SageMaker pipeline parameters.
         self.rule = events.CfnRule(
-            self, "MonitorOnSchedule",
+            self,
+            "MonitorOnSchedule",
             description=f"Starts {pipeline_name} on {config.monitor.schedule} for the served model version",
             schedule_expression=config.monitor.schedule,
             state="ENABLED",
-            targets=[events.CfnRule.TargetProperty(
-                arn=pipeline_arn, id="MonitorPipeline", role_arn=self.role.role_arn,
-                sage_maker_pipeline_parameters=events.CfnRule.SageMakerPipelineParametersProperty(
-                    pipeline_parameter_list=[
-                        events.CfnRule.SageMakerPipelineParameterProperty(
-                            name=definition.MODEL_DATA_URL, value=self.model_data_url.value_as_string),
-                        events.CfnRule.SageMakerPipelineParameterProperty(
-                            name=definition.BASELINE_URI, value=self.baseline_uri.value_as_string),
-                    ]))],
+            targets=[
+                events.CfnRule.TargetProperty(
+                    arn=pipeline_arn,
+                    id="MonitorPipeline",
+                    role_arn=self.role.role_arn,
+                    sage_maker_pipeline_parameters=events.CfnRule.SageMakerPipelineParametersProperty(
+                        pipeline_parameter_list=[
+                            events.CfnRule.SageMakerPipelineParameterProperty(
+                                name=definition.MODEL_DATA_URL, value=self.model_data_url.value_as_string
+                            ),
+                            events.CfnRule.SageMakerPipelineParameterProperty(
+                                name=definition.BASELINE_URI, value=self.baseline_uri.value_as_string
+                            ),
+                        ]
+                    ),
+                )
+            ],
         )

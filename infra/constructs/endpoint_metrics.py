@@ -16,8 +16,14 @@ INVOCATION_NAMESPACE = "AWS/SageMaker"
 INSTANCE_NAMESPACE = "/aws/sagemaker/Endpoints"
 
 
-def invocation_metric(endpoint_name: str, metric_name: str, *, statistic: str,
-                      period: Duration = Duration.minutes(1), label: str | None = None) -> cloudwatch.Metric:
+def invocation_metric(
+    endpoint_name: str,
+    metric_name: str,
+    *,
+    statistic: str,
+    period: Duration = Duration.minutes(1),
+    label: str | None = None,
+) -> cloudwatch.Metric:
     """E.g. `Invocations`, `Invocation4XXErrors`, `Invocation5XXErrors`, `ModelLatency` (microseconds)."""
     return cloudwatch.Metric(
         namespace=INVOCATION_NAMESPACE,

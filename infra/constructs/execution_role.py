@@ -23,28 +23,33 @@ from infra.nag import acknowledge, acknowledge_wildcard_resources
 
 JOB_LOG_GROUPS = ("/aws/sagemaker/TrainingJobs", "/aws/sagemaker/ProcessingJobs")
 ENDPOINT_LOG_GROUPS = "/aws/sagemaker/Endpoints/*"
-METRIC_NAMESPACES = ("/aws/sagemaker/TrainingJobs", "/aws/sagemaker/ProcessingJobs",
-                     "/aws/sagemaker/Endpoints")
-IMAGE_PULL_ACTIONS = ("ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage",
-                      "ecr:GetDownloadUrlForLayer")
+METRIC_NAMESPACES = ("/aws/sagemaker/TrainingJobs", "/aws/sagemaker/ProcessingJobs", "/aws/sagemaker/Endpoints")
+IMAGE_PULL_ACTIONS = ("ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer")
 
 
 def framework_image_repositories(config: StageConfig) -> list[ImageRepository]:
     """The repositories of the training and serving images of every network of the stage."""
-    uris = {training_image_uri(config.region, config.training_instance_type(name))
-            for name in config.networks}
-    uris |= {inference_image_uri(config.region, config.endpoint_instance_type(name))
-             for name in config.networks}
+    uris = {training_image_uri(config.region, config.training_instance_type(name)) for name in config.networks}
+    uris |= {inference_image_uri(config.region, config.endpoint_instance_type(name)) for name in config.networks}
     return sorted({image_repository(uri) for uri in uris}, key=lambda repo: repo.name)
 
 
 class SageMakerExecutionRole(Construct):
-    def __init__(self, scope: Construct, construct_id: str, *, config: StageConfig,
-                 key: ProjectKey, data: DataBucket, artifacts: ArtifactsBucket) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: StageConfig,
+        key: ProjectKey,
+        data: DataBucket,
+        artifacts: ArtifactsBucket,
+    ) -> None:
         super().__init__(scope, construct_id)
         stack = cdk.Stack.of(self)
         self.role = iam.Role(
-            self, "Role",
+            self,
+            "Role",
             description=f"Assumed by SageMaker for the jobs and endpoints of {config.prefix()}",
             assumed_by=acting_for_this_account(SAGEMAKER_PRINCIPAL, self),
         )
@@ -75,50 +80,85 @@ class SageMakerExecutionRole(Construct):
         Called by the stack that owns the asset. The asset bucket's name is built from pseudo
         parameters, so this adds no cross-stack reference.
         """
-        self.role.add_to_principal_policy(iam.PolicyStatement(
-            sid="ReadSourceBundle", actions=["s3:GetObject"],
-            resources=[asset.bucket.arn_for_objects(asset.s3_object_key)]))
+        self.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="ReadSourceBundle",
+                actions=["s3:GetObject"],
+                resources=[asset.bucket.arn_for_objects(asset.s3_object_key)],
+            )
+        )
         # The Evaluate step takes the bundle as an S3Prefix input, which SageMaker lists first
         # (found by `mlops local` with IAM enforced); only that one key.
-        self.role.add_to_principal_policy(iam.PolicyStatement(
-            sid="ListSourceBundle", actions=["s3:ListBucket"], resources=[asset.bucket.bucket_arn],
-            conditions={"StringEquals": {"s3:prefix": asset.s3_object_key}}))
+        self.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="ListSourceBundle",
+                actions=["s3:ListBucket"],
+                resources=[asset.bucket.bucket_arn],
+                conditions={"StringEquals": {"s3:prefix": asset.s3_object_key}},
+            )
+        )
 
     def _allow_logs(self, stack: cdk.Stack) -> None:
         def log_group_arn(name: str) -> str:
-            return stack.format_arn(service="logs", resource="log-group", resource_name=name,
-                                    arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME)
+            return stack.format_arn(
+                service="logs", resource="log-group", resource_name=name, arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME
+            )
 
         resources = [log_group_arn(group) for group in JOB_LOG_GROUPS]
         resources += [log_group_arn(f"{group}:log-stream:*") for group in JOB_LOG_GROUPS]
         resources.append(log_group_arn(ENDPOINT_LOG_GROUPS))
-        self.role.add_to_principal_policy(iam.PolicyStatement(
-            sid="WriteSageMakerLogs",
-            actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:DescribeLogStreams",
-                     "logs:PutLogEvents"],
-            resources=resources))
+        self.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="WriteSageMakerLogs",
+                actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"],
+                resources=resources,
+            )
+        )
         acknowledge_wildcard_resources(
-            self.role, resources,
-            "SageMaker names the log streams per job and instance, and one log group per endpoint")
+            self.role, resources, "SageMaker names the log streams per job and instance, and one log group per endpoint"
+        )
 
     def _allow_metrics(self, config: StageConfig) -> None:
         # cloudwatch:PutMetricData has no resource-level permissions: Resource must be "*".
         # The namespace condition limits it to SageMaker's own namespaces and the drift monitor's.
-        self.role.add_to_principal_policy(iam.PolicyStatement(
-            sid="PutSageMakerMetrics", actions=["cloudwatch:PutMetricData"], resources=["*"],
-            conditions={"StringEquals": {"cloudwatch:namespace": [
-                *METRIC_NAMESPACES, naming.drift_metric_namespace(config.prefix())]}}))
-        acknowledge(self.role, "AwsSolutions-IAM5[Resource::*]",
-                    "cloudwatch:PutMetricData and ecr:GetAuthorizationToken support no resource-level "
-                    "permissions; PutMetricData is limited by a namespace condition")
+        self.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="PutSageMakerMetrics",
+                actions=["cloudwatch:PutMetricData"],
+                resources=["*"],
+                conditions={
+                    "StringEquals": {
+                        "cloudwatch:namespace": [*METRIC_NAMESPACES, naming.drift_metric_namespace(config.prefix())]
+                    }
+                },
+            )
+        )
+        acknowledge(
+            self.role,
+            "AwsSolutions-IAM5[Resource::*]",
+            "cloudwatch:PutMetricData and ecr:GetAuthorizationToken support no resource-level "
+            "permissions; PutMetricData is limited by a namespace condition",
+        )
 
     def _allow_framework_images(self, stack: cdk.Stack, repositories: list[ImageRepository]) -> None:
         # ecr:GetAuthorizationToken has no resource-level permissions: Resource must be "*".
         # The token alone grants nothing; pulls are limited to the repositories below.
-        self.role.add_to_principal_policy(iam.PolicyStatement(
-            sid="GetRegistryToken", actions=["ecr:GetAuthorizationToken"], resources=["*"]))
-        self.role.add_to_principal_policy(iam.PolicyStatement(
-            sid="PullFrameworkImages", actions=list(IMAGE_PULL_ACTIONS),
-            resources=[stack.format_arn(service="ecr", region=repo.region, account=repo.account,
-                                        resource="repository", resource_name=repo.name)
-                       for repo in repositories]))
+        self.role.add_to_principal_policy(
+            iam.PolicyStatement(sid="GetRegistryToken", actions=["ecr:GetAuthorizationToken"], resources=["*"])
+        )
+        self.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="PullFrameworkImages",
+                actions=list(IMAGE_PULL_ACTIONS),
+                resources=[
+                    stack.format_arn(
+                        service="ecr",
+                        region=repo.region,
+                        account=repo.account,
+                        resource="repository",
+                        resource_name=repo.name,
+                    )
+                    for repo in repositories
+                ],
+            )
+        )

@@ -25,12 +25,12 @@ class ProjectKey(Construct):
         super().__init__(scope, construct_id)
         self.alias_name = f"alias/{config.prefix()}"
         self.key = kms.Key(
-            self, "Key",
+            self,
+            "Key",
             description=f"Encrypts the data and model artifacts of {config.prefix()}",
             alias=self.alias_name,
             enable_key_rotation=True,
-            removal_policy=(cdk.RemovalPolicy.DESTROY if config.destroy_on_removal
-                            else cdk.RemovalPolicy.RETAIN),
+            removal_policy=(cdk.RemovalPolicy.DESTROY if config.destroy_on_removal else cdk.RemovalPolicy.RETAIN),
             pending_window=cdk.Duration.days(7) if config.destroy_on_removal else None,
         )
         self._statements: list[tuple[iam.IPrincipal, iam.PolicyStatement]] = []
@@ -59,14 +59,22 @@ class ProjectKey(Construct):
         requests carry no GrantIsForAWSResource key and were never allowed under that condition.
         The jobs' S3 outputs are encrypted by the execution role, which `allow_use` covers.
         """
-        return iam.PolicyDocument(statements=[
-            iam.PolicyStatement(sid="GrantJobVolumesTheKey", actions=["kms:CreateGrant"],
-                                resources=[self.key.key_arn],
-                                conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}}),
-            iam.PolicyStatement(sid="DescribeKeyThroughSageMaker", actions=["kms:DescribeKey"],
-                                resources=[self.key.key_arn],
-                                conditions={"StringEquals": {"kms:ViaService": f"sagemaker.{region}.amazonaws.com"}}),
-        ])
+        return iam.PolicyDocument(
+            statements=[
+                iam.PolicyStatement(
+                    sid="GrantJobVolumesTheKey",
+                    actions=["kms:CreateGrant"],
+                    resources=[self.key.key_arn],
+                    conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}},
+                ),
+                iam.PolicyStatement(
+                    sid="DescribeKeyThroughSageMaker",
+                    actions=["kms:DescribeKey"],
+                    resources=[self.key.key_arn],
+                    conditions={"StringEquals": {"kms:ViaService": f"sagemaker.{region}.amazonaws.com"}},
+                ),
+            ]
+        )
 
     def _allow(self, grantee: iam.IGrantable, actions: tuple[str, ...]) -> None:
         principal = grantee.grant_principal
@@ -74,7 +82,6 @@ class ProjectKey(Construct):
             if known is principal:
                 statement.add_actions(*(a for a in actions if a not in statement.actions))
                 return
-        statement = iam.PolicyStatement(sid="UseProjectKey", actions=list(actions),
-                                        resources=[self.key.key_arn])
+        statement = iam.PolicyStatement(sid="UseProjectKey", actions=list(actions), resources=[self.key.key_arn])
         principal.add_to_principal_policy(statement)
         self._statements.append((principal, statement))

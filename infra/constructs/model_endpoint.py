@@ -35,8 +35,10 @@ LATENCY_MINUTES = 3
 
 # Application Auto Scaling creates this role itself the first time a SageMaker variant is
 # registered; naming it keeps CDK from adding a role of its own that nothing would use.
-AUTOSCALING_SERVICE_LINKED_ROLE = ("aws-service-role/sagemaker.application-autoscaling.amazonaws.com/"
-                                   "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint")
+AUTOSCALING_SERVICE_LINKED_ROLE = (
+    "aws-service-role/sagemaker.application-autoscaling.amazonaws.com/"
+    "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint"
+)
 
 SCALE_OUT_COOLDOWN = Duration.minutes(1)
 SCALE_IN_COOLDOWN = Duration.minutes(5)
@@ -45,10 +47,20 @@ SCALE_IN_COOLDOWN = Duration.minutes(5)
 class ModelEndpoint(Construct):
     """Model -> endpoint config -> endpoint, plus rollback alarms and autoscaling when instance-backed."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, endpoint_name: str, model_package_arn: str,
-                 execution_role: iam.IRole, encryption_key: kms.IKey, data_capture_uri: str,
-                 settings: EndpointConfig, instance_type: str,
-                 request_content_types: Sequence[str]) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        endpoint_name: str,
+        model_package_arn: str,
+        execution_role: iam.IRole,
+        encryption_key: kms.IKey,
+        data_capture_uri: str,
+        settings: EndpointConfig,
+        instance_type: str,
+        request_content_types: Sequence[str],
+    ) -> None:
         super().__init__(scope, construct_id)
         self.endpoint_name = endpoint_name
         serverless = settings.serverless is not None
@@ -58,28 +70,34 @@ class ModelEndpoint(Construct):
         # it picks the names. A single container, so PrimaryContainer is the same as a
         # one-element Containers list; it is also the form moto implements for local runs.
         self.model = sagemaker.CfnModel(
-            self, "Model",
+            self,
+            "Model",
             execution_role_arn=execution_role.role_arn,
-            primary_container=sagemaker.CfnModel.ContainerDefinitionProperty(
-                model_package_name=model_package_arn),
+            primary_container=sagemaker.CfnModel.ContainerDefinitionProperty(model_package_name=model_package_arn),
         )
 
         if settings.serverless is not None:
-            capacity = {"serverless_config": sagemaker.CfnEndpointConfig.ServerlessConfigProperty(
-                memory_size_in_mb=settings.serverless.memory_size_mb,
-                max_concurrency=settings.serverless.max_concurrency)}
+            capacity = {
+                "serverless_config": sagemaker.CfnEndpointConfig.ServerlessConfigProperty(
+                    memory_size_in_mb=settings.serverless.memory_size_mb,
+                    max_concurrency=settings.serverless.max_concurrency,
+                )
+            }
         else:
-            capacity = {"instance_type": instance_type,
-                        "initial_instance_count": settings.initial_instance_count}
+            capacity = {"instance_type": instance_type, "initial_instance_count": settings.initial_instance_count}
         variant = sagemaker.CfnEndpointConfig.ProductionVariantProperty(
-            variant_name=VARIANT_NAME, model_name=self.model.attr_model_name, initial_variant_weight=1,
-            **capacity)
+            variant_name=VARIANT_NAME, model_name=self.model.attr_model_name, initial_variant_weight=1, **capacity
+        )
         # Serverless endpoints do not support data capture (SageMaker's documented feature
         # exclusions), so a serverless stage records no requests.
-        capture = None if serverless else _data_capture(
-            settings.data_capture_percent, data_capture_uri, encryption_key, request_content_types)
+        capture = (
+            None
+            if serverless
+            else _data_capture(settings.data_capture_percent, data_capture_uri, encryption_key, request_content_types)
+        )
         self.endpoint_config = sagemaker.CfnEndpointConfig(
-            self, "Config",
+            self,
+            "Config",
             production_variants=[variant],
             kms_key_id=encryption_key.key_arn,
             data_capture_config=capture,
@@ -91,7 +109,8 @@ class ModelEndpoint(Construct):
         # follows concurrency up to `max_concurrency` without a scaling policy.
         self.rollback_alarms: list[cloudwatch.Alarm] = [] if serverless else self._rollback_alarms(settings)
         self.endpoint = sagemaker.CfnEndpoint(
-            self, "Endpoint",
+            self,
+            "Endpoint",
             endpoint_name=endpoint_name,
             endpoint_config_name=self.endpoint_config.attr_endpoint_config_name,
             **({} if serverless else self._update_policy(settings)),
@@ -101,10 +120,11 @@ class ModelEndpoint(Construct):
 
     def _rollback_alarms(self, settings: EndpointConfig) -> list[cloudwatch.Alarm]:
         errors = invocation_metric(self.endpoint_name, "Invocation5XXErrors", statistic="Sum").create_alarm(
-            self, "ServerErrorsAlarm",
+            self,
+            "ServerErrorsAlarm",
             alarm_name=f"{self.endpoint_name}-5xx-errors",
             alarm_description=f"{self.endpoint_name} answered 5xx for {ERROR_MINUTES} minutes in a row; "
-                              "rolls back a blue/green update",
+            "rolls back a blue/green update",
             threshold=1,
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
             evaluation_periods=ERROR_MINUTES,
@@ -113,10 +133,11 @@ class ModelEndpoint(Construct):
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
         latency = invocation_metric(self.endpoint_name, "ModelLatency", statistic="p90").create_alarm(
-            self, "ModelLatencyAlarm",
+            self,
+            "ModelLatencyAlarm",
             alarm_name=f"{self.endpoint_name}-model-latency",
             alarm_description=f"{self.endpoint_name} p90 model latency above {settings.latency_alarm_ms} ms "
-                              f"for {LATENCY_MINUTES} minutes; rolls back a blue/green update",
+            f"for {LATENCY_MINUTES} minutes; rolls back a blue/green update",
             # SageMaker reports ModelLatency in microseconds.
             threshold=settings.latency_alarm_ms * 1000,
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
@@ -135,7 +156,8 @@ class ModelEndpoint(Construct):
             "retain_all_variant_properties": True,
             "exclude_retained_variant_properties": [
                 sagemaker.CfnEndpoint.VariantPropertyProperty(variant_property_type=excluded)
-                for excluded in ("DesiredWeight", "DataCaptureConfig")],
+                for excluded in ("DesiredWeight", "DataCaptureConfig")
+            ],
         }
 
     def _blue_green(self, settings: EndpointConfig) -> sagemaker.CfnEndpoint.DeploymentConfigProperty:
@@ -151,7 +173,8 @@ class ModelEndpoint(Construct):
             )
         else:
             routing = sagemaker.CfnEndpoint.TrafficRoutingConfigProperty(
-                type="ALL_AT_ONCE", wait_interval_in_seconds=int(BAKE_TIME.to_seconds()))
+                type="ALL_AT_ONCE", wait_interval_in_seconds=int(BAKE_TIME.to_seconds())
+            )
         return sagemaker.CfnEndpoint.DeploymentConfigProperty(
             blue_green_update_policy=sagemaker.CfnEndpoint.BlueGreenUpdatePolicyProperty(
                 traffic_routing_configuration=routing,
@@ -159,21 +182,29 @@ class ModelEndpoint(Construct):
                 maximum_execution_timeout_in_seconds=int(UPDATE_TIMEOUT.to_seconds()),
             ),
             auto_rollback_configuration=sagemaker.CfnEndpoint.AutoRollbackConfigProperty(
-                alarms=[sagemaker.CfnEndpoint.AlarmProperty(alarm_name=alarm.alarm_name)
-                        for alarm in self.rollback_alarms]),
+                alarms=[
+                    sagemaker.CfnEndpoint.AlarmProperty(alarm_name=alarm.alarm_name) for alarm in self.rollback_alarms
+                ]
+            ),
         )
 
     def _autoscaling(self, settings: EndpointConfig) -> autoscaling.ScalableTarget:
         target = autoscaling.ScalableTarget(
-            self, "ScalableTarget",
+            self,
+            "ScalableTarget",
             service_namespace=autoscaling.ServiceNamespace.SAGEMAKER,
             # Names the endpoint and the variant literally: see VARIANT_NAME for why it never changes.
             resource_id=f"endpoint/{self.endpoint_name}/variant/{VARIANT_NAME}",
             scalable_dimension="sagemaker:variant:DesiredInstanceCount",
             min_capacity=settings.min_instances,
             max_capacity=settings.max_instances,
-            role=iam.Role.from_role_arn(self, "AutoScalingRole", Stack.of(self).format_arn(
-                service="iam", region="", resource="role", resource_name=AUTOSCALING_SERVICE_LINKED_ROLE)),
+            role=iam.Role.from_role_arn(
+                self,
+                "AutoScalingRole",
+                Stack.of(self).format_arn(
+                    service="iam", region="", resource="role", resource_name=AUTOSCALING_SERVICE_LINKED_ROLE
+                ),
+            ),
         )
         # The variant must exist before Application Auto Scaling can register it.
         target.node.add_dependency(self.endpoint)
@@ -188,8 +219,9 @@ class ModelEndpoint(Construct):
         return target
 
 
-def _data_capture(percent: int, destination_uri: str, key: kms.IKey, request_content_types: Sequence[str]
-                  ) -> sagemaker.CfnEndpointConfig.DataCaptureConfigProperty | None:
+def _data_capture(
+    percent: int, destination_uri: str, key: kms.IKey, request_content_types: Sequence[str]
+) -> sagemaker.CfnEndpointConfig.DataCaptureConfigProperty | None:
     if percent == 0:
         return None
     # Listed types are stored as readable text; anything else (PNG/JPEG requests) base64-encoded.
@@ -201,8 +233,11 @@ def _data_capture(percent: int, destination_uri: str, key: kms.IKey, request_con
         initial_sampling_percentage=percent,
         destination_s3_uri=destination_uri,
         kms_key_id=key.key_arn,
-        capture_options=[sagemaker.CfnEndpointConfig.CaptureOptionProperty(capture_mode="Input"),
-                         sagemaker.CfnEndpointConfig.CaptureOptionProperty(capture_mode="Output")],
+        capture_options=[
+            sagemaker.CfnEndpointConfig.CaptureOptionProperty(capture_mode="Input"),
+            sagemaker.CfnEndpointConfig.CaptureOptionProperty(capture_mode="Output"),
+        ],
         capture_content_type_header=sagemaker.CfnEndpointConfig.CaptureContentTypeHeaderProperty(
-            json_content_types=json_types, csv_content_types=csv_types or None),
+            json_content_types=json_types, csv_content_types=csv_types or None
+        ),
     )

@@ -14,4 +14,6 @@ def acting_for_this_account(service: str, scope: Construct) -> iam.ServicePrinci
     """`service` as a role's trusted principal, under aws:SourceAccount = `scope`'s account: SageMaker
     and EventBridge set it to the account of the job, pipeline or rule they act for, so the service
     acting for another account cannot assume the role (the confused deputy)."""
-    return iam.ServicePrincipal(service, conditions={"StringEquals": {"aws:SourceAccount": cdk.Stack.of(scope).account}})
+    return iam.ServicePrincipal(
+        service, conditions={"StringEquals": {"aws:SourceAccount": cdk.Stack.of(scope).account}}
+    )

@@ -1,7 +1,7 @@
 """One network's training pipeline: the SageMaker Pipeline, its model registry group, the role
 the pipeline runs as, and the rules that start it (new training data, and a schedule).
 
-The definition itself is plain data from `infra.pipeline_definition`; this construct only fills
+The definition itself is plain data from `infra.definitions.training_pipeline`; this construct only fills
 in its deploy-time values with `Fn::Sub`. IAM sits next to what it grants, in inline policies
 named after what they allow.
 """
@@ -17,13 +17,13 @@ from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
 from infra import naming
-from infra import pipeline_definition as definition
 from infra.config import StageConfig
 from infra.constructs.artifacts_bucket import ArtifactsBucket
 from infra.constructs.buckets import removal_policy
 from infra.constructs.data_bucket import DataBucket, channel_prefix
 from infra.constructs.key import ProjectKey
 from infra.constructs.principals import EVENTS_PRINCIPAL, SAGEMAKER_PRINCIPAL, acting_for_this_account
+from infra.definitions import training_pipeline as definition
 from infra.images import inference_image_uri, training_image_uri
 from infra.nag import acknowledge_wildcard_resources
 from training.networks import get_network
@@ -53,19 +53,29 @@ class _StartPipelineExecution:
 
 
 class TrainingPipeline(Construct):
-    def __init__(self, scope: Construct, construct_id: str, *, config: StageConfig, network: str,
-                 source_bundle: s3_assets.Asset, key: ProjectKey, data: DataBucket,
-                 artifacts: ArtifactsBucket, execution_role: iam.IRole) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: StageConfig,
+        network: str,
+        source_bundle: s3_assets.Asset,
+        key: ProjectKey,
+        data: DataBucket,
+        artifacts: ArtifactsBucket,
+        execution_role: iam.IRole,
+    ) -> None:
         super().__init__(scope, construct_id)
         spec = get_network(network)
         stack = cdk.Stack.of(self)
         self.pipeline_name = naming.pipeline_name(config.prefix(), spec.name)
         self.group_name = naming.model_package_group_name(config.prefix(), spec.name)
-        self.pipeline_arn = stack.format_arn(service="sagemaker", resource="pipeline",
-                                             resource_name=self.pipeline_name)
+        self.pipeline_arn = stack.format_arn(service="sagemaker", resource="pipeline", resource_name=self.pipeline_name)
 
         self.model_package_group = sagemaker.CfnModelPackageGroup(
-            self, "ModelPackageGroup",
+            self,
+            "ModelPackageGroup",
             model_package_group_name=self.group_name,
             model_package_group_description=f"Registered {spec.name} models: {spec.summary}",
         )
@@ -74,43 +84,59 @@ class TrainingPipeline(Construct):
         self.model_package_group.apply_removal_policy(removal_policy(config))
 
         self.role = iam.Role(
-            self, "PipelineRole",
+            self,
+            "PipelineRole",
             description=f"Assumed by SageMaker Pipelines to run {self.pipeline_name}",
             assumed_by=acting_for_this_account(SAGEMAKER_PRINCIPAL, self),
             inline_policies={
                 "RunTrainingAndEvaluationJobs": self._run_jobs_policy(stack),
-                "PassExecutionRoleToSageMaker": iam.PolicyDocument(statements=[iam.PolicyStatement(
-                    actions=["iam:PassRole"], resources=[execution_role.role_arn],
-                    conditions={"StringEquals": {"iam:PassedToService": SAGEMAKER_PRINCIPAL}})]),
+                "PassExecutionRoleToSageMaker": iam.PolicyDocument(
+                    statements=[
+                        iam.PolicyStatement(
+                            actions=["iam:PassRole"],
+                            resources=[execution_role.role_arn],
+                            conditions={"StringEquals": {"iam:PassedToService": SAGEMAKER_PRINCIPAL}},
+                        )
+                    ]
+                ),
                 "RegisterModelVersions": self._register_policy(stack),
                 "ReadEvaluationReports": self._read_reports_policy(artifacts, key, spec.name),
                 "EncryptJobVolumesWithProjectKey": key.job_volume_encryption_policy(config.region),
             },
         )
         acknowledge_wildcard_resources(
-            self.role, self._job_arns(stack) + self._model_version_arns(stack)
+            self.role,
+            self._job_arns(stack)
+            + self._model_version_arns(stack)
             + [artifacts.arn_for_objects(self._reports_prefix(spec.name) + "*")],
             "SageMaker Pipelines names jobs and model versions per run, and evaluation reports "
-            "per execution: only a name prefix is known in advance")
+            "per execution: only a name prefix is known in advance",
+        )
 
         self.pipeline = sagemaker.CfnPipeline(
-            self, "Pipeline",
+            self,
+            "Pipeline",
             pipeline_name=self.pipeline_name,
             pipeline_description=f"Train, evaluate, gate and register the {spec.name} network",
             role_arn=self.role.role_arn,
-            pipeline_definition={"PipelineDefinitionBody": cdk.Fn.sub(
-                definition.definition_body(config, spec.name),
-                {
-                    definition.ARTIFACTS_BUCKET: artifacts.bucket_name,
-                    definition.DATA_BUCKET: data.bucket_name,
-                    definition.EXECUTION_ROLE_ARN: execution_role.role_arn,
-                    definition.KEY_ARN: key.key_arn,
-                    definition.SOURCE_BUNDLE_URI: source_bundle.s3_object_url,
-                    definition.TRAINING_IMAGE_URI: training_image_uri(
-                        config.region, config.training_instance_type(spec.name)),
-                    definition.INFERENCE_IMAGE_URI: inference_image_uri(
-                        config.region, config.endpoint_instance_type(spec.name)),
-                })},
+            pipeline_definition={
+                "PipelineDefinitionBody": cdk.Fn.sub(
+                    definition.definition_body(config, spec.name),
+                    {
+                        definition.ARTIFACTS_BUCKET: artifacts.bucket_name,
+                        definition.DATA_BUCKET: data.bucket_name,
+                        definition.EXECUTION_ROLE_ARN: execution_role.role_arn,
+                        definition.KEY_ARN: key.key_arn,
+                        definition.SOURCE_BUNDLE_URI: source_bundle.s3_object_url,
+                        definition.TRAINING_IMAGE_URI: training_image_uri(
+                            config.region, config.training_instance_type(spec.name)
+                        ),
+                        definition.INFERENCE_IMAGE_URI: inference_image_uri(
+                            config.region, config.endpoint_instance_type(spec.name)
+                        ),
+                    },
+                )
+            },
         )
         # Register needs the group; and the group must outlive the pipeline on deletion.
         self.pipeline.node.add_dependency(self.model_package_group)
@@ -121,24 +147,30 @@ class TrainingPipeline(Construct):
 
     def allow_read_versions(self, grantee: iam.IRole) -> None:
         """List this group's versions and describe them (not the group, nor another group's): what
-        the Champion step does (training/champion.py). ListModelPackages is scoped to the versions'
+        the Champion step does (training/processing/find_champion.py). ListModelPackages is scoped to the versions'
         ARNs, as AWS's own example of a cross-account model group policy scopes it."""
         stack = cdk.Stack.of(self)
-        grantee.add_to_principal_policy(iam.PolicyStatement(
-            sid=f"ReadModelVersionsOf{self.group_name.title().replace('-', '')}",
-            actions=["sagemaker:ListModelPackages", "sagemaker:DescribeModelPackage"],
-            resources=self._model_version_arns(stack)))
-        acknowledge_wildcard_resources(grantee, self._model_version_arns(stack),
-                                       "model versions are numbered as they are registered: only the group's "
-                                       "name is known in advance")
+        grantee.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid=f"ReadModelVersionsOf{self.group_name.title().replace('-', '')}",
+                actions=["sagemaker:ListModelPackages", "sagemaker:DescribeModelPackage"],
+                resources=self._model_version_arns(stack),
+            )
+        )
+        acknowledge_wildcard_resources(
+            grantee,
+            self._model_version_arns(stack),
+            "model versions are numbered as they are registered: only the group's name is known in advance",
+        )
 
     def _job_arns(self, stack: cdk.Stack) -> list[str]:
-        return [stack.format_arn(service="sagemaker", resource=kind, resource_name=PIPELINE_JOB_NAMES)
-                for kind in ("training-job", "processing-job")]
+        return [
+            stack.format_arn(service="sagemaker", resource=kind, resource_name=PIPELINE_JOB_NAMES)
+            for kind in ("training-job", "processing-job")
+        ]
 
     def _model_version_arns(self, stack: cdk.Stack) -> list[str]:
-        return [stack.format_arn(service="sagemaker", resource="model-package",
-                                 resource_name=f"{self.group_name}/*")]
+        return [stack.format_arn(service="sagemaker", resource="model-package", resource_name=f"{self.group_name}/*")]
 
     @staticmethod
     def _reports_prefix(network: str) -> str:
@@ -146,62 +178,89 @@ class TrainingPipeline(Construct):
 
     def _run_jobs_policy(self, stack: cdk.Stack) -> iam.PolicyDocument:
         training_job, processing_job = self._job_arns(stack)
-        return iam.PolicyDocument(statements=[
-            iam.PolicyStatement(
-                actions=["sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob",
-                         "sagemaker:StopTrainingJob"],
-                resources=[training_job]),
-            iam.PolicyStatement(
-                actions=["sagemaker:CreateProcessingJob", "sagemaker:DescribeProcessingJob",
-                         "sagemaker:StopProcessingJob"],
-                resources=[processing_job]),
-            # The pipeline tags what it creates with its own execution ARN.
-            iam.PolicyStatement(actions=["sagemaker:AddTags"],
-                                resources=[training_job, processing_job, *self._model_version_arns(stack)]),
-        ])
+        return iam.PolicyDocument(
+            statements=[
+                iam.PolicyStatement(
+                    actions=[
+                        "sagemaker:CreateTrainingJob",
+                        "sagemaker:DescribeTrainingJob",
+                        "sagemaker:StopTrainingJob",
+                    ],
+                    resources=[training_job],
+                ),
+                iam.PolicyStatement(
+                    actions=[
+                        "sagemaker:CreateProcessingJob",
+                        "sagemaker:DescribeProcessingJob",
+                        "sagemaker:StopProcessingJob",
+                    ],
+                    resources=[processing_job],
+                ),
+                # The pipeline tags what it creates with its own execution ARN.
+                iam.PolicyStatement(
+                    actions=["sagemaker:AddTags"],
+                    resources=[training_job, processing_job, *self._model_version_arns(stack)],
+                ),
+            ]
+        )
 
     def _register_policy(self, stack: cdk.Stack) -> iam.PolicyDocument:
-        return iam.PolicyDocument(statements=[
-            # Built from the name, not read from the resource: moto skips model package groups, and
-            # a Fn::GetAtt on a skipped resource fails the whole stack there.
-            iam.PolicyStatement(
-                actions=["sagemaker:CreateModelPackage", "sagemaker:DescribeModelPackageGroup"],
-                resources=[stack.format_arn(service="sagemaker", resource="model-package-group",
-                                            resource_name=self.group_name)]),
-            iam.PolicyStatement(
-                actions=["sagemaker:CreateModelPackage", "sagemaker:DescribeModelPackage"],
-                resources=self._model_version_arns(stack)),
-        ])
+        return iam.PolicyDocument(
+            statements=[
+                # Built from the name, not read from the resource: moto skips model package groups, and
+                # a Fn::GetAtt on a skipped resource fails the whole stack there.
+                iam.PolicyStatement(
+                    actions=["sagemaker:CreateModelPackage", "sagemaker:DescribeModelPackageGroup"],
+                    resources=[
+                        stack.format_arn(
+                            service="sagemaker", resource="model-package-group", resource_name=self.group_name
+                        )
+                    ],
+                ),
+                iam.PolicyStatement(
+                    actions=["sagemaker:CreateModelPackage", "sagemaker:DescribeModelPackage"],
+                    resources=self._model_version_arns(stack),
+                ),
+            ]
+        )
 
-    def _read_reports_policy(self, artifacts: ArtifactsBucket, key: ProjectKey,
-                             network: str) -> iam.PolicyDocument:
+    def _read_reports_policy(self, artifacts: ArtifactsBucket, key: ProjectKey, network: str) -> iam.PolicyDocument:
         # The pipeline service itself reads evaluation.json to resolve the quality gate's
         # Std:JsonGet, as this role; only this network's reports.
-        return iam.PolicyDocument(statements=[
-            iam.PolicyStatement(actions=["s3:GetObject"],
-                                resources=[artifacts.arn_for_objects(self._reports_prefix(network) + "*")]),
-            iam.PolicyStatement(actions=["kms:Decrypt"], resources=[key.key_arn]),
-        ])
+        return iam.PolicyDocument(
+            statements=[
+                iam.PolicyStatement(
+                    actions=["s3:GetObject"], resources=[artifacts.arn_for_objects(self._reports_prefix(network) + "*")]
+                ),
+                iam.PolicyStatement(actions=["kms:Decrypt"], resources=[key.key_arn]),
+            ]
+        )
 
     def _add_retraining_triggers(self, config: StageConfig, data: DataBucket, network: str) -> None:
         trigger_role = iam.Role(
-            self, "RetrainingTriggerRole",
+            self,
+            "RetrainingTriggerRole",
             description=f"Assumed by EventBridge to start {self.pipeline_name}",
             assumed_by=acting_for_this_account(EVENTS_PRINCIPAL, self),
-            inline_policies={"StartThisPipeline": iam.PolicyDocument(statements=[iam.PolicyStatement(
-                actions=["sagemaker:StartPipelineExecution"], resources=[self.pipeline_arn])])},
+            inline_policies={
+                "StartThisPipeline": iam.PolicyDocument(
+                    statements=[
+                        iam.PolicyStatement(actions=["sagemaker:StartPipelineExecution"], resources=[self.pipeline_arn])
+                    ]
+                )
+            },
         )
         target = _StartPipelineExecution(self.pipeline_arn, trigger_role)
         self.retraining_target = target  # also the drift monitor's (infra/constructs/drift_monitor.py)
         self.new_data_rule = events.Rule(
-            self, "RetrainOnNewTrainingData",
+            self,
+            "RetrainOnNewTrainingData",
             description=f"Starts {self.pipeline_name} when data preparation writes "
-                        f"{trigger_object_key(network)} to the data bucket",
+            f"{trigger_object_key(network)} to the data bucket",
             event_pattern=events.EventPattern(
                 source=["aws.s3"],
                 detail_type=["Object Created"],
-                detail={"bucket": {"name": [data.bucket_name]},
-                        "object": {"key": [trigger_object_key(network)]}},
+                detail={"bucket": {"name": [data.bucket_name]}, "object": {"key": [trigger_object_key(network)]}},
             ),
             targets=[target],
         )
@@ -209,7 +268,8 @@ class TrainingPipeline(Construct):
         self.schedule_rule: events.Rule | None = None
         if config.retrain_schedule:
             self.schedule_rule = events.Rule(
-                self, "RetrainOnSchedule",
+                self,
+                "RetrainOnSchedule",
                 description=f"Starts {self.pipeline_name} on {config.retrain_schedule}",
                 schedule=events.Schedule.expression(config.retrain_schedule),
                 targets=[target],

@@ -21,7 +21,8 @@ class ProjectStack(cdk.Stack):
     def __init__(self, scope: Construct, config: StageConfig, suffix: str, *, description: str) -> None:
         name = naming.stack_name(config.prefix(), suffix)
         super().__init__(
-            scope, name,
+            scope,
+            name,
             stack_name=name,
             description=description,
             env=cdk.Environment(account=config.account, region=config.region),

@@ -29,16 +29,30 @@ from training.networks import get_network
 
 CONTEXT_PREFIX = naming.model_package_context_key("")
 _MODEL_PACKAGE_ARN = re.compile(
-    r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:model-package/(?P<group>[A-Za-z0-9-]+)/(?P<version>\d+)$")
+    r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:model-package/(?P<group>[A-Za-z0-9-]+)/(?P<version>\d+)$"
+)
 
 
 class EndpointStack(ProjectStack):
-    def __init__(self, scope: Construct, config: StageConfig, *, network: str, model_package_arn: str,
-                 storage: StorageStack, execution_role: ExecutionRoleStack) -> None:
-        super().__init__(scope, config, naming.endpoint_stack_suffix(network),
-                         description=f"SageMaker endpoint serving the approved {network} model")
+    def __init__(
+        self,
+        scope: Construct,
+        config: StageConfig,
+        *,
+        network: str,
+        model_package_arn: str,
+        storage: StorageStack,
+        execution_role: ExecutionRoleStack,
+    ) -> None:
+        super().__init__(
+            scope,
+            config,
+            naming.endpoint_stack_suffix(network),
+            description=f"SageMaker endpoint serving the approved {network} model",
+        )
         self.endpoint = ModelEndpoint(
-            self, "ModelEndpoint",
+            self,
+            "ModelEndpoint",
             endpoint_name=naming.endpoint_name(config.prefix(), network),
             model_package_arn=model_package_arn,
             execution_role=execution_role.execution_role.role,
@@ -55,8 +69,9 @@ class EndpointStack(ProjectStack):
             self.monitor_schedule = MonitorSchedule(self, "MonitorSchedule", config=config, network=network)
 
 
-def add_endpoint_stacks(app: cdk.App, config: StageConfig, *, storage: StorageStack,
-                        execution_role: ExecutionRoleStack) -> list[EndpointStack]:
+def add_endpoint_stacks(
+    app: cdk.App, config: StageConfig, *, storage: StorageStack, execution_role: ExecutionRoleStack
+) -> list[EndpointStack]:
     """An EndpointStack for each network whose approved package ARN is in the context."""
     # `mlops deploy` deploys an endpoint stack on its own (--exclusively), so the values it
     # imports must already be exported by the deployed storage and role stacks. Exporting them
@@ -65,16 +80,29 @@ def add_endpoint_stacks(app: cdk.App, config: StageConfig, *, storage: StorageSt
     storage.export_value(storage.key.key_arn)
     execution_role.export_value(execution_role.execution_role.role_arn)
 
-    requested = {key[len(CONTEXT_PREFIX):]: value for key, value in app.node.get_all_context().items()
-                 if key.startswith(CONTEXT_PREFIX)}
+    requested = {
+        key[len(CONTEXT_PREFIX) :]: value
+        for key, value in app.node.get_all_context().items()
+        if key.startswith(CONTEXT_PREFIX)
+    }
     unknown = sorted(set(requested) - set(config.networks))
     if unknown:
-        raise ConfigError(f"context {', '.join(CONTEXT_PREFIX + name for name in unknown)}: not a network "
-                          f"of stage {config.name} (its networks: {', '.join(config.networks)})")
-    return [EndpointStack(app, config, network=network,
-                          model_package_arn=_checked_arn(config, network, requested[network]),
-                          storage=storage, execution_role=execution_role)
-            for network in config.networks if network in requested]
+        raise ConfigError(
+            f"context {', '.join(CONTEXT_PREFIX + name for name in unknown)}: not a network "
+            f"of stage {config.name} (its networks: {', '.join(config.networks)})"
+        )
+    return [
+        EndpointStack(
+            app,
+            config,
+            network=network,
+            model_package_arn=_checked_arn(config, network, requested[network]),
+            storage=storage,
+            execution_role=execution_role,
+        )
+        for network in config.networks
+        if network in requested
+    ]
 
 
 def _checked_arn(config: StageConfig, network: str, arn: object) -> str:
@@ -82,10 +110,11 @@ def _checked_arn(config: StageConfig, network: str, arn: object) -> str:
     key = naming.model_package_context_key(network)
     match = _MODEL_PACKAGE_ARN.match(arn) if isinstance(arn, str) else None
     if not match:
-        raise ConfigError(f"context {key}: expected a model package version ARN "
-                          f"(arn:aws:sagemaker:REGION:ACCOUNT:model-package/GROUP/VERSION), got {arn!r}")
+        raise ConfigError(
+            f"context {key}: expected a model package version ARN "
+            f"(arn:aws:sagemaker:REGION:ACCOUNT:model-package/GROUP/VERSION), got {arn!r}"
+        )
     group = naming.model_package_group_name(config.prefix(), network)
     if match["group"] != group:
-        raise ConfigError(f"context {key}: {arn} is a version of {match['group']}, "
-                          f"not of this network's group {group}")
+        raise ConfigError(f"context {key}: {arn} is a version of {match['group']}, not of this network's group {group}")
     return arn

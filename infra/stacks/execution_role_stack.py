@@ -13,10 +13,14 @@ from infra.stacks.storage_stack import StorageStack
 
 class ExecutionRoleStack(ProjectStack):
     def __init__(self, scope: Construct, config: StageConfig, *, storage: StorageStack) -> None:
-        super().__init__(scope, config, "execution-role",
-                         description="The least-privilege SageMaker execution role")
+        super().__init__(scope, config, "execution-role", description="The least-privilege SageMaker execution role")
         self.execution_role = SageMakerExecutionRole(
-            self, "SageMakerExecutionRole", config=config,
-            key=storage.key, data=storage.data, artifacts=storage.artifacts)
+            self,
+            "SageMakerExecutionRole",
+            config=config,
+            key=storage.key,
+            data=storage.data,
+            artifacts=storage.artifacts,
+        )
 
         cdk.CfnOutput(self, "ExecutionRoleArn", value=self.execution_role.role_arn)

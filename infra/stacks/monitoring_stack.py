@@ -22,11 +22,16 @@ DASHBOARD_WIDTH = 24
 
 class MonitoringStack(ProjectStack):
     def __init__(self, scope: Construct, config: StageConfig) -> None:
-        super().__init__(scope, config, naming.MONITORING_STACK_SUFFIX,
-                         description="CloudWatch dashboard of the stage's SageMaker endpoints")
+        super().__init__(
+            scope,
+            config,
+            naming.MONITORING_STACK_SUFFIX,
+            description="CloudWatch dashboard of the stage's SageMaker endpoints",
+        )
         serverless = config.endpoint.serverless is not None
         self.dashboard = cloudwatch.Dashboard(
-            self, "EndpointsDashboard",
+            self,
+            "EndpointsDashboard",
             dashboard_name=naming.dashboard_name(config.prefix()),
             default_interval=Duration.hours(3),
         )
@@ -38,24 +43,41 @@ class MonitoringStack(ProjectStack):
 def _endpoint_row(endpoint: str, serverless: bool) -> list[cloudwatch.IWidget]:
     graphs = [
         ("invocations", [invocation_metric(endpoint, "Invocations", statistic="Sum", label="invocations")]),
-        ("latency p90 (microseconds)", [
-            invocation_metric(endpoint, "ModelLatency", statistic="p90", label="model"),
-            invocation_metric(endpoint, "OverheadLatency", statistic="p90", label="SageMaker overhead"),
-        ]),
-        ("errors", [
-            invocation_metric(endpoint, "Invocation4XXErrors", statistic="Sum", label="4xx"),
-            invocation_metric(endpoint, "Invocation5XXErrors", statistic="Sum", label="5xx"),
-        ]),
+        (
+            "latency p90 (microseconds)",
+            [
+                invocation_metric(endpoint, "ModelLatency", statistic="p90", label="model"),
+                invocation_metric(endpoint, "OverheadLatency", statistic="p90", label="SageMaker overhead"),
+            ],
+        ),
+        (
+            "errors",
+            [
+                invocation_metric(endpoint, "Invocation4XXErrors", statistic="Sum", label="4xx"),
+                invocation_metric(endpoint, "Invocation5XXErrors", statistic="Sum", label="5xx"),
+            ],
+        ),
     ]
     # Serverless endpoints publish no instance metrics; their cold starts are the number to watch.
     if serverless:
-        graphs.append(("cold start (microseconds)", [
-            invocation_metric(endpoint, "ModelSetupTime", statistic="Average", label="model setup")]))
+        graphs.append(
+            (
+                "cold start (microseconds)",
+                [invocation_metric(endpoint, "ModelSetupTime", statistic="Average", label="model setup")],
+            )
+        )
     else:
-        graphs.append(("instances (percent; CPU summed over cores)", [
-            instance_metric(endpoint, "CPUUtilization", label="CPU"),
-            instance_metric(endpoint, "MemoryUtilization", label="memory"),
-        ]))
+        graphs.append(
+            (
+                "instances (percent; CPU summed over cores)",
+                [
+                    instance_metric(endpoint, "CPUUtilization", label="CPU"),
+                    instance_metric(endpoint, "MemoryUtilization", label="memory"),
+                ],
+            )
+        )
     width = DASHBOARD_WIDTH // len(graphs)
-    return [cloudwatch.GraphWidget(title=f"{endpoint}: {title}", left=metrics, width=width, height=ROW_HEIGHT)
-            for title, metrics in graphs]
+    return [
+        cloudwatch.GraphWidget(title=f"{endpoint}: {title}", left=metrics, width=width, height=ROW_HEIGHT)
+        for title, metrics in graphs
+    ]

@@ -25,15 +25,20 @@ from infra.stacks.storage_stack import StorageStack
 
 
 class PipelinesStack(ProjectStack):
-    def __init__(self, scope: Construct, config: StageConfig, *, storage: StorageStack,
-                 execution_role: ExecutionRoleStack) -> None:
-        super().__init__(scope, config, naming.PIPELINES_STACK_SUFFIX,
-                         description="SageMaker training pipelines, model registry groups, retraining triggers "
-                                     "and drift monitors")
+    def __init__(
+        self, scope: Construct, config: StageConfig, *, storage: StorageStack, execution_role: ExecutionRoleStack
+    ) -> None:
+        super().__init__(
+            scope,
+            config,
+            naming.PIPELINES_STACK_SUFFIX,
+            description="SageMaker training pipelines, model registry groups, retraining triggers and drift monitors",
+        )
         # Inside the cloud assembly, so each synth writes its own copy and none shares a path.
         bundle_dir = Path(cdk.Stage.of(self).outdir) / ".bundles"
         self.source_bundle = s3_assets.Asset(
-            self, "SourceBundle",
+            self,
+            "SourceBundle",
             path=str(build_source_bundle(bundle_dir)),
             asset_hash=source_bundle_hash(),
             asset_hash_type=cdk.AssetHashType.CUSTOM,
@@ -44,9 +49,16 @@ class PipelinesStack(ProjectStack):
 
         self.pipelines = {
             network: TrainingPipeline(
-                self, f"TrainingPipeline-{network}", config=config, network=network,
-                source_bundle=self.source_bundle, key=storage.key, data=storage.data,
-                artifacts=storage.artifacts, execution_role=execution_role.execution_role.role)
+                self,
+                f"TrainingPipeline-{network}",
+                config=config,
+                network=network,
+                source_bundle=self.source_bundle,
+                key=storage.key,
+                data=storage.data,
+                artifacts=storage.artifacts,
+                execution_role=execution_role.execution_role.role,
+            )
             for network in config.networks
         }
         for network, pipeline in self.pipelines.items():
@@ -54,8 +66,16 @@ class PipelinesStack(ProjectStack):
         # Only where endpoints record their traffic (not serverless, not at 0%).
         self.drift_monitors = {
             network: DriftMonitor(
-                self, f"DriftMonitor-{network}", config=config, network=network, source_bundle=self.source_bundle,
-                key=storage.key, artifacts=storage.artifacts, execution_role=execution_role.execution_role.role,
-                training=self.pipelines[network])
-            for network in config.networks if config.captures_data
+                self,
+                f"DriftMonitor-{network}",
+                config=config,
+                network=network,
+                source_bundle=self.source_bundle,
+                key=storage.key,
+                artifacts=storage.artifacts,
+                execution_role=execution_role.execution_role.role,
+                training=self.pipelines[network],
+            )
+            for network in config.networks
+            if config.captures_data
         }

@@ -16,14 +16,18 @@ from infra.stacks.base import ProjectStack
 
 class StorageStack(ProjectStack):
     def __init__(self, scope: Construct, config: StageConfig) -> None:
-        super().__init__(scope, config, naming.STORAGE_STACK_SUFFIX,
-                         description="Encrypted storage: KMS key, data, artifacts and access-log buckets")
+        super().__init__(
+            scope,
+            config,
+            naming.STORAGE_STACK_SUFFIX,
+            description="Encrypted storage: KMS key, data, artifacts and access-log buckets",
+        )
         self.key = ProjectKey(self, "ProjectKey", config=config)
         self.access_logs = AccessLogBucket(self, "AccessLogs", config=config)
-        self.data = DataBucket(self, "Data", config=config, key=self.key,
-                               access_logs=self.access_logs.bucket)
-        self.artifacts = ArtifactsBucket(self, "Artifacts", config=config, key=self.key,
-                                         access_logs=self.access_logs.bucket)
+        self.data = DataBucket(self, "Data", config=config, key=self.key, access_logs=self.access_logs.bucket)
+        self.artifacts = ArtifactsBucket(
+            self, "Artifacts", config=config, key=self.key, access_logs=self.access_logs.bucket
+        )
 
         cdk.CfnOutput(self, "KeyArn", value=self.key.key_arn)
         cdk.CfnOutput(self, "DataBucketName", value=self.data.bucket_name)

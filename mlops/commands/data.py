@@ -12,8 +12,11 @@ from rich.console import Console
 from mlops.commands import NetworkArgument, known_network
 from mlops.errors import RunFailed, UsageError
 
-app = typer.Typer(name="data", help="Prepare training data: train/validation/test (+ pretrained) channel folders.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    name="data",
+    help="Prepare training data: train/validation/test (+ pretrained) channel folders.",
+    no_args_is_help=True,
+)
 console = Console()
 
 
@@ -21,8 +24,9 @@ console = Console()
 def prepare_command(
     network: NetworkArgument,
     out: Annotated[Path, typer.Option(help="folder that receives one subfolder per channel")],
-    source: Annotated[str, typer.Option(help="offline (shipped with sklearn/statsmodels) or online "
-                                             "(downloads, e.g. MNIST, CIFAR-10)")] = "offline",
+    source: Annotated[
+        str, typer.Option(help="offline (shipped with sklearn/statsmodels) or online (downloads, e.g. MNIST, CIFAR-10)")
+    ] = "offline",
     limit: Annotated[int | None, typer.Option(help="at most this many examples per channel")] = None,
     upload_bucket: Annotated[str | None, typer.Option(help="also upload to s3://BUCKET/NETWORK/CHANNEL/")] = None,
 ) -> None:
@@ -58,5 +62,7 @@ def list_command() -> None:
     from mlops.datasets import PREPARERS
 
     for preparer in PREPARERS.values():
-        console.print(f"{preparer.name:16} {'online ' if preparer.needs_internet else 'offline'}  {preparer.summary}",
-                      highlight=False)
+        console.print(
+            f"{preparer.name:16} {'online ' if preparer.needs_internet else 'offline'}  {preparer.summary}",
+            highlight=False,
+        )

@@ -16,10 +16,10 @@ from rich.console import Console
 
 from infra import naming
 from mlops.aws import ShellAws
+from mlops.cdk import CdkCli
 from mlops.commands import NetworkArgument
 from mlops.costs import endpoint_cost_lines, load_prices
 from mlops.endpoint_stacks import deploy_endpoint
-from mlops.cdk import CdkCli
 from mlops.registry import approved_version
 from mlops.stages import LOCAL_STAGE, cdk_context, enabled_network, stage_config
 
@@ -30,10 +30,12 @@ console = Console()
 @app.command()
 def deploy(
     network: NetworkArgument,
-    stage: Annotated[str | None, typer.Option(help="stage in cdk.json (default: its `stage` context)",
-                                              show_default=False)] = None,
-    version: Annotated[int | None, typer.Option(help="model package version (default: the newest approved)",
-                                                show_default=False)] = None,
+    stage: Annotated[
+        str | None, typer.Option(help="stage in cdk.json (default: its `stage` context)", show_default=False)
+    ] = None,
+    version: Annotated[
+        int | None, typer.Option(help="model package version (default: the newest approved)", show_default=False)
+    ] = None,
 ) -> None:
     """Deploy the newest approved model of NETWORK (or --version) to its endpoint stack."""
     config = stage_config(stage)
@@ -52,8 +54,9 @@ def deploy(
 
 @app.command()
 def cost(
-    stage: Annotated[str | None, typer.Option(help="one stage of cdk.json (default: every stage)",
-                                              show_default=False)] = None,
+    stage: Annotated[
+        str | None, typer.Option(help="one stage of cdk.json (default: every stage)", show_default=False)
+    ] = None,
 ) -> None:
     """Estimate the monthly cost of each stage's endpoints from the dated price table."""
     configs = [stage_config(name) for name in ([stage] if stage else sorted(cdk_context()["stages"]))]

@@ -52,9 +52,12 @@ def serve(
         raise UsageError(str(error)) from None
     except OSError as error:
         raise UsageError(f"cannot listen on 127.0.0.1:{port}: {error.strerror or error}") from None
-    console.print(f"[bold]{endpoint.endpoint_name}[/] serving {model} at {endpoint.url}  (Ctrl-C stops it)\n"
-                  f"  mlops invoke {network} FILE --local {endpoint.url}"
-                  + ("" if name is None else f" --endpoint-name {name}"), highlight=False, soft_wrap=True)
+    console.print(
+        f"[bold]{endpoint.endpoint_name}[/] serving {model} at {endpoint.url}  (Ctrl-C stops it)\n"
+        f"  mlops invoke {network} FILE --local {endpoint.url}" + ("" if name is None else f" --endpoint-name {name}"),
+        highlight=False,
+        soft_wrap=True,
+    )
     endpoint.serve_until_signal()
 
 
@@ -62,10 +65,12 @@ def serve(
 def invoke(
     network: NetworkArgument,
     file: Annotated[str, typer.Argument(help="PNG/JPEG image, .csv or .json file; - reads stdin")],
-    local: Annotated[str | None, typer.Option(metavar="URL",
-                                              help="a local endpoint, e.g. http://127.0.0.1:8080")] = None,
-    endpoint_name_: Annotated[str | None, typer.Option("--endpoint-name", metavar="NAME",
-                                                       help="endpoint name (default mlops-STAGE-NETWORK)")] = None,
+    local: Annotated[
+        str | None, typer.Option(metavar="URL", help="a local endpoint, e.g. http://127.0.0.1:8080")
+    ] = None,
+    endpoint_name_: Annotated[
+        str | None, typer.Option("--endpoint-name", metavar="NAME", help="endpoint name (default mlops-STAGE-NETWORK)")
+    ] = None,
     stage: Annotated[str, typer.Option(help="stage whose endpoint is called when no name is given")] = LOCAL_STAGE,
     region: Annotated[str | None, typer.Option(help="AWS region (default: from the AWS config)")] = None,
 ) -> None:

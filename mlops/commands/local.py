@@ -35,8 +35,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from inference.artifact import ArtifactError
 from inference.client import EndpointRequestError, ModelError, invoke
 from infra import naming
-from infra import pipeline_definition as definition
 from infra.config import StageConfig
+from infra.definitions import training_pipeline as definition
 from mlops.cdk import CdkCli
 from mlops.commands import NETWORK_HELP, known_network
 from mlops.endpoint_stacks import deploy_endpoint
@@ -51,11 +51,11 @@ from mlops.local.permissions import write_permissions_report
 from mlops.local.pipeline_executor import LocalPipelineExecutor, PipelineRun, StepFailed
 from mlops.local.pipeline_references import DefinitionError
 from mlops.local.report import ReportFolder, RunReport
-from mlops.local.terminal import ConsoleReporter, console, echo, outputs_table, summary_of
 from mlops.local.s3 import download_file, join_uri, read_json
 from mlops.local.samples import EarlySamples, compare, instances_request, summary
+from mlops.local.terminal import ConsoleReporter, console, echo, outputs_table, summary_of
+from mlops.param_option import parse_parameters
 from mlops.phases import Phase, run_phases
-from mlops.pipeline_parameters import parse_parameters
 from mlops.registry import APPROVED, ModelVersion, model_versions, set_approval
 from mlops.stages import LOCAL_STAGE, enabled_network, stage_config
 from training.networks import Network
@@ -73,9 +73,19 @@ class LocalRun:
     """The phases of one `mlops local` run and what they share; a context manager that stops
     everything the phases started (endpoint, moto server, temporary folders) on exit."""
 
-    def __init__(self, network: Network, config: StageConfig, *, port: int | None, overrides: dict[str, Any],
-                 limit: int | None, folder: ReportFolder, show_logs: bool, enforce_iam: bool = True,
-                 drift_shift: str | None = None) -> None:
+    def __init__(
+        self,
+        network: Network,
+        config: StageConfig,
+        *,
+        port: int | None,
+        overrides: dict[str, Any],
+        limit: int | None,
+        folder: ReportFolder,
+        show_logs: bool,
+        enforce_iam: bool = True,
+        drift_shift: str | None = None,
+    ) -> None:
         self.network = network
         self.config = config
         self.port = port
@@ -114,8 +124,10 @@ class LocalRun:
         if drift_shift is not None:
             self.phases += [
                 Phase("Send held-out traffic, monitor it for drift", lambda: self.monitor_window("held-out", None)),
-                Phase(f"Send {drift_shift} traffic, monitor it for drift",
-                      lambda: self.monitor_window(drift_shift, drift_shift)),
+                Phase(
+                    f"Send {drift_shift} traffic, monitor it for drift",
+                    lambda: self.monitor_window(drift_shift, drift_shift),
+                ),
                 Phase("Deliver the drift alarm's state change to its retraining rule", self.retrain_on_drift),
             ]
 
@@ -132,19 +144,30 @@ class LocalRun:
         if self.enforce_iam:
             self._roles = self._resources.enter_context(enforced_iam(self._aws))
             # Written while the local AWS still runs (the report reads the deployed policies), however the run ends.
-            self._resources.callback(write_permissions_report, self.folder.path, self._roles,
-                                     network=self.network.name, networks=list(self.config.networks))
+            self._resources.callback(
+                write_permissions_report,
+                self.folder.path,
+                self._roles,
+                network=self.network.name,
+                networks=list(self.config.networks),
+            )
             echo("IAM enforced: the harness signs as an administrator, the jobs and the pipeline as their roles")
         else:
             self._roles = RoleSessions(self._aws)
         self._assembly = self._temporary_dir("mlops-cdk.out-")
-        self._cdk = CdkCli(target=self._aws, stage=LOCAL_STAGE, output_dir=self._assembly, echo=echo,
-                           context={naming.model_package_context_key(self.network.name): self.expected_model_arn})
+        self._cdk = CdkCli(
+            target=self._aws,
+            stage=LOCAL_STAGE,
+            output_dir=self._assembly,
+            echo=echo,
+            context={naming.model_package_context_key(self.network.name): self.expected_model_arn},
+        )
         echo(f"local AWS at {self._aws.endpoint_url}")
 
     def synth_and_bootstrap(self) -> None:
-        self._preparation = EarlyPreparation(self.network.name, self._temporary_dir("mlops-data-") / self.network.name,
-                                             limit=self.limit, echo=echo)
+        self._preparation = EarlyPreparation(
+            self.network.name, self._temporary_dir("mlops-data-") / self.network.name, limit=self.limit, echo=echo
+        )
         self._resources.callback(self._preparation.stop)
         self._cdk = self.cdk.synth_and_bootstrap()  # from here on, the CLI deploys that assembly
 
@@ -163,8 +186,9 @@ class LocalRun:
         self._samples = EarlySamples(channels["test"], self.network, HELD_OUT_SAMPLES)
         self._resources.callback(self._samples.stop)
         bucket = self.outputs[naming.stack_name(self.config.prefix(), naming.STORAGE_STACK_SUFFIX)]["DataBucketName"]
-        for channel, uri in upload_channels(channels, bucket=bucket, network=self.network.name,
-                                            s3_client=self.aws.client("s3")).items():
+        for channel, uri in upload_channels(
+            channels, bucket=bucket, network=self.network.name, s3_client=self.aws.client("s3")
+        ).items():
             echo(f"{channel:<11} {uri}")
 
     def run_pipeline(self) -> None:
@@ -173,23 +197,28 @@ class LocalRun:
         assert self._assembly is not None
         try:
             created = create_skipped_sagemaker_resources(self.aws, self._assembly, stack)
-            echo(f"created in moto, whose CloudFormation skips them: pipelines {', '.join(created.pipelines)}; "
-                  f"model package groups {', '.join(created.groups)}")
-            executor = LocalPipelineExecutor(self.aws, self.folder.pipeline_dir, ConsoleReporter(self.show_logs),
-                                             roles=self._roles)
+            echo(
+                f"created in moto, whose CloudFormation skips them: pipelines {', '.join(created.pipelines)}; "
+                f"model package groups {', '.join(created.groups)}"
+            )
+            executor = LocalPipelineExecutor(
+                self.aws, self.folder.pipeline_dir, ConsoleReporter(self.show_logs), roles=self._roles
+            )
             run = self._pipeline_run = executor.start(
                 naming.pipeline_name(self.config.prefix(), self.network.name),
-                {name: str(value) for name, value in self.overrides.items()})
+                {name: str(value) for name, value in self.overrides.items()},
+            )
         except (DefinitionError, BotoCoreError, ClientError) as error:
             raise RunFailed(f"cannot start the {self.network.name} pipeline: {error}") from None
         self.report.execution_id, self.report.parameters = run.execution_id, dict(run.parameters)
-        echo(f"execution {run.execution_id}: "
-              + ", ".join(f"{name}={value}" for name, value in run.parameters.items()))
+        echo(f"execution {run.execution_id}: " + ", ".join(f"{name}={value}" for name, value in run.parameters.items()))
         try:
             executor.execute(run)
         except StepFailed as failure:
-            raise RunFailed(f"the {run.pipeline} pipeline failed at step {failure.step} ({failure.step_type}): "
-                            f"{failure.reason}" + (f"\n{failure.hint}" if failure.hint else "")) from None
+            raise RunFailed(
+                f"the {run.pipeline} pipeline failed at step {failure.step} ({failure.step_type}): "
+                f"{failure.reason}" + (f"\n{failure.hint}" if failure.hint else "")
+            ) from None
         finally:
             self._collect_pipeline_results(run)
         if run.registered_model_arn is None:
@@ -199,8 +228,11 @@ class LocalRun:
         assert self._pipeline_run is not None
         group = naming.model_package_group_name(self.config.prefix(), self.network.name)
         sagemaker = self.aws.client("sagemaker")
-        model = next(version for version in model_versions(sagemaker, group)
-                     if version.arn == self._pipeline_run.registered_model_arn)
+        model = next(
+            version
+            for version in model_versions(sagemaker, group)
+            if version.arn == self._pipeline_run.registered_model_arn
+        )
         if model.status == APPROVED:
             echo(f"{group} version {model.version} is {APPROVED} already (the pipeline's ModelApprovalStatus)")
         else:
@@ -213,15 +245,16 @@ class LocalRun:
         assert self._model is not None
         if self._model.arn != self.expected_model_arn:
             echo(f"the app was synthesized for {self.expected_model_arn}: synthesizing it again")
-        outputs = deploy_endpoint(self.cdk, self.config, self.network.name, self._model,
-                                  self.aws.client("sagemaker"))
+        outputs = deploy_endpoint(self.cdk, self.config, self.network.name, self._model, self.aws.client("sagemaker"))
         self._moto_endpoint = outputs.get("EndpointName")
         self.report.endpoint_stack = naming.endpoint_stack_name(self.config.prefix(), self.network.name)
         # The name the stack gives the endpoint, as AWS would create it (and `mlops invoke` calls
         # it); moto ignores EndpointName and makes up its own, shown in the stack's output.
         self.report.endpoint_name = naming.endpoint_name(self.config.prefix(), self.network.name)
-        echo(f"endpoint {self.report.endpoint_name} serves version {self._model.version} "
-              f"(moto recorded it as {outputs.get('EndpointName')})")
+        echo(
+            f"endpoint {self.report.endpoint_name} serves version {self._model.version} "
+            f"(moto recorded it as {outputs.get('EndpointName')})"
+        )
 
     def _prepare_endpoint(self) -> None:
         """The endpoint's server starts here and imports TensorFlow: seconds on one core, while the
@@ -230,8 +263,9 @@ class LocalRun:
         from inference.local_endpoint import LocalEndpoint
 
         # One worker: a few held-out samples are sent.
-        self._endpoint = LocalEndpoint(self.folder.model_path,
-                                       naming.endpoint_name(self.config.prefix(), self.network.name), workers=1)
+        self._endpoint = LocalEndpoint(
+            self.folder.model_path, naming.endpoint_name(self.config.prefix(), self.network.name), workers=1
+        )
         self._resources.callback(self._endpoint.stop)
         self._endpoint.prepare()
 
@@ -249,9 +283,15 @@ class LocalRun:
             self._endpoint.start()
         except ArtifactError as error:
             raise RunFailed(f"the registered model {model_data} cannot be served: {error}") from None
-        echo(f"{model_data} served at {self._endpoint.url}" + (
-            f", {capture.config.sampling_percentage}% of its invocations captured into "
-            f"{capture.config.destination_uri}" if capture else ""))
+        echo(
+            f"{model_data} served at {self._endpoint.url}"
+            + (
+                f", {capture.config.sampling_percentage}% of its invocations captured into "
+                f"{capture.config.destination_uri}"
+                if capture
+                else ""
+            )
+        )
 
     def invoke(self) -> None:
         assert self._samples is not None and self._endpoint is not None and self.report.endpoint_name
@@ -272,18 +312,22 @@ class LocalRun:
     def retrain_on_drift(self) -> None:
         loop = self._drift_loop()
         if loop.retrain_if_alarmed() is None and loop.windows and loop.windows[-1].alarm_state != "ALARM":
-            raise RunFailed(f"the {self.drift_shift} traffic did not set off {loop.alarm_name}: "
-                            f"{loop.windows[-1].report['decision']}")
+            raise RunFailed(
+                f"the {self.drift_shift} traffic did not set off {loop.alarm_name}: "
+                f"{loop.windows[-1].report['decision']}"
+            )
 
     # ------------------------------------------------------------------------------ helpers
 
     def _drift_loop(self) -> DriftLoop:
         if self._drift is None:
             assert self._assembly is not None and self._roles is not None
-            executor = LocalPipelineExecutor(self.aws, self.folder.pipeline_dir, ConsoleReporter(self.show_logs),
-                                             roles=self._roles)
-            self._drift = DriftLoop(self.aws, self._roles, self._assembly, self.config, self.network, executor,
-                                    self.folder.path, echo)
+            executor = LocalPipelineExecutor(
+                self.aws, self.folder.pipeline_dir, ConsoleReporter(self.show_logs), roles=self._roles
+            )
+            self._drift = DriftLoop(
+                self.aws, self._roles, self._assembly, self.config, self.network, executor, self.folder.path, echo
+            )
         return self._drift
 
     @property
@@ -310,17 +354,20 @@ class LocalRun:
     def _collect_pipeline_results(self, run: PipelineRun) -> None:
         """What the report needs from the pipeline, whatever its end: step times, the training
         job's final metrics, the Evaluate step's evaluation.json."""
-        self.report.steps = [{"step": outcome.step, "seconds": outcome.seconds, "status": outcome.status}
-                             for outcome in run.outcomes]
+        self.report.steps = [
+            {"step": outcome.step, "seconds": outcome.seconds, "status": outcome.status} for outcome in run.outcomes
+        ]
         training = run.properties.get(definition.TRAIN_STEP, {})
-        self.report.training_metrics = {metric["MetricName"]: metric["Value"]
-                                        for metric in training.get("FinalMetricDataList", [])}
+        self.report.training_metrics = {
+            metric["MetricName"]: metric["Value"] for metric in training.get("FinalMetricDataList", [])
+        }
         report_uri = run.context.property_files.get(definition.EVALUATE_STEP, {}).get(definition.EVALUATION_REPORT)
         if report_uri:
             self.report.evaluation = read_json(self.aws.client("s3"), report_uri)
             # Written beside evaluation.json by the same job.
-            self.report.explanations = read_json(self.aws.client("s3"), join_uri(
-                report_uri.rsplit("/", 1)[0], definition.EXPLANATIONS_FILE))
+            self.report.explanations = read_json(
+                self.aws.client("s3"), join_uri(report_uri.rsplit("/", 1)[0], definition.EXPLANATIONS_FILE)
+            )
 
 
 def _phase_rows(run: LocalRun, timings: dict[str, float], outcome: str) -> list[dict[str, Any]]:
@@ -339,23 +386,42 @@ def _phase_rows(run: LocalRun, timings: dict[str, float], outcome: str) -> list[
 def local(
     ctx: typer.Context,
     network: Annotated[str, typer.Option(help=NETWORK_HELP)] = "cnn",
-    port: Annotated[int | None, typer.Option(help="port of the local AWS (moto) server (default: a free one)",
-                                             show_default=False)] = None,
-    param: Annotated[list[str] | None, typer.Option(
-        "--param", metavar="NAME=VALUE",
-        help="a hyperparameter (epochs=3) or pipeline parameter (QualityThreshold=0.9) of this run; repeatable",
-        show_default=False)] = None,
-    limit: Annotated[int | None, typer.Option(help="at most this many examples per data channel (a quick run)",
-                                              show_default=False)] = None,
-    report_dir: Annotated[Path | None, typer.Option(help="where the report goes (default: "
-                                                         f"./{DEFAULT_REPORT_ROOT}/NETWORK)",
-                                                    show_default=False)] = None,
+    port: Annotated[
+        int | None, typer.Option(help="port of the local AWS (moto) server (default: a free one)", show_default=False)
+    ] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param",
+            metavar="NAME=VALUE",
+            help="a hyperparameter (epochs=3) or pipeline parameter (QualityThreshold=0.9) of this run; repeatable",
+            show_default=False,
+        ),
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option(help="at most this many examples per data channel (a quick run)", show_default=False)
+    ] = None,
+    report_dir: Annotated[
+        Path | None,
+        typer.Option(help=f"where the report goes (default: ./{DEFAULT_REPORT_ROOT}/NETWORK)", show_default=False),
+    ] = None,
     logs: Annotated[bool, typer.Option(help="stream the training and evaluation jobs' logs")] = True,
-    iam: Annotated[bool, typer.Option(help="enforce the deployed IAM policies on every call (--no-iam to debug)")] = True,
-    drift: Annotated[bool, typer.Option(help="then held-out and shifted traffic, the drift monitor on each, its "
-                                             "alarm and the retraining it starts")] = False,
-    drift_shift: Annotated[str | None, typer.Option(help="the change of the shifted traffic (default: the task's "
-                                                         "first; see Task.drift_shifts)", show_default=False)] = None,
+    iam: Annotated[
+        bool, typer.Option(help="enforce the deployed IAM policies on every call (--no-iam to debug)")
+    ] = True,
+    drift: Annotated[
+        bool,
+        typer.Option(
+            help="then held-out and shifted traffic, the drift monitor on each, its alarm and the retraining it starts"
+        ),
+    ] = False,
+    drift_shift: Annotated[
+        str | None,
+        typer.Option(
+            help="the change of the shifted traffic (default: the task's first; see Task.drift_shifts)",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """The whole project on this machine, with no AWS account: deploy every stack to a local AWS,
     train through the pipeline, register, deploy and invoke the endpoint, and report."""
@@ -376,8 +442,17 @@ def local(
     keep_logs_in(ctx, folder.path)
     console.print(f"[bold]mlops local[/] — network [bold]{spec.name}[/]: {spec.summary}", highlight=False)
     timings: dict[str, float] = {}
-    run = LocalRun(spec, config, port=port, overrides=overrides, limit=limit, folder=folder, show_logs=logs,
-                   enforce_iam=iam, drift_shift=(drift_shift or shifts[0]) if drift else None)
+    run = LocalRun(
+        spec,
+        config,
+        port=port,
+        overrides=overrides,
+        limit=limit,
+        folder=folder,
+        show_logs=logs,
+        enforce_iam=iam,
+        drift_shift=(drift_shift or shifts[0]) if drift else None,
+    )
     try:
         with run:
             run_phases(console, run.phases, timings)
@@ -392,8 +467,10 @@ def local(
         run.report.phases = _phase_rows(run, timings, run.report.outcome)
         folder.write(run.report)
         if run.report.outcome != "succeeded":
-            console.print(f"everything it started has stopped; what it produced is in {folder.path}",
-                          highlight=False)
+            console.print(f"everything it started has stopped; what it produced is in {folder.path}", highlight=False)
     summary_of(run.report, folder)
-    console.print(f"done in {run.report.total_seconds:.1f} s; the local AWS and the endpoint have stopped, "
-                  "and the local AWS's state with them", highlight=False)
+    console.print(
+        f"done in {run.report.total_seconds:.1f} s; the local AWS and the endpoint have stopped, "
+        "and the local AWS's state with them",
+        highlight=False,
+    )

@@ -2,7 +2,7 @@
 model registry group, in the AWS this shell points at.
 
 Names come from `infra.naming` (the same functions the stacks use) and parameters are checked
-against `infra.pipeline_definition` (the same list the pipeline is defined with). boto3's default chain
+against `infra.definitions.training_pipeline` (the same list the pipeline is defined with). boto3's default chain
 picks credentials, so `AWS_ENDPOINT_URL` pointing at a moto server works as well as a real account.
 Every input is checked before anything starts; bad input is a one-line error with exit code 2.
 """
@@ -27,6 +27,7 @@ from infra.config import StageConfig
 from mlops.aws import ShellAws
 from mlops.commands import NetworkArgument, known_network
 from mlops.errors import RunFailed, UsageError
+from mlops.param_option import parse_parameters
 from mlops.pipeline_executions import (
     TERMINAL_STATUSES,
     ExecutionWatch,
@@ -36,7 +37,6 @@ from mlops.pipeline_executions import (
     error_code,
     execution_summaries,
 )
-from mlops.pipeline_parameters import parse_parameters
 from mlops.registry import model_versions, set_approval
 from mlops.stages import enabled_network, stage_config
 from training.networks import Network
@@ -46,10 +46,12 @@ DEFAULT_POLL_SECONDS = 20.0
 app = typer.Typer()
 console = Console()
 
-StageOption = Annotated[str | None, typer.Option(help="stage in cdk.json (default: its `stage` context)",
-                                                 show_default=False)]
-VersionOption = Annotated[int | None, typer.Option(help="model package version (default: the newest)",
-                                                   show_default=False)]
+StageOption = Annotated[
+    str | None, typer.Option(help="stage in cdk.json (default: its `stage` context)", show_default=False)
+]
+VersionOption = Annotated[
+    int | None, typer.Option(help="model package version (default: the newest)", show_default=False)
+]
 
 
 def resolve(network: str, stage: str | None) -> tuple[StageConfig, Network]:
@@ -67,9 +69,11 @@ def require_pipeline(sagemaker: Any, config: StageConfig, network: str) -> str:
         sagemaker.describe_pipeline(PipelineName=name)
     except ClientError as error:
         if error_code(error) in ("ResourceNotFound", "ValidationException"):
-            raise UsageError(f"pipeline {name} does not exist in region {config.region} of this account "
-                             f"({error.response['Error'].get('Message', error_code(error))}); "
-                             f"{_deploy_hint(config)}") from None
+            raise UsageError(
+                f"pipeline {name} does not exist in region {config.region} of this account "
+                f"({error.response['Error'].get('Message', error_code(error))}); "
+                f"{_deploy_hint(config)}"
+            ) from None
         raise RunFailed(f"cannot read pipeline {name}: {error}") from None
     except BotoCoreError as error:
         raise RunFailed(f"cannot reach SageMaker in {config.region}: {error}") from None
@@ -79,14 +83,20 @@ def require_pipeline(sagemaker: Any, config: StageConfig, network: str) -> str:
 @app.command()
 def train(
     network: NetworkArgument,
-    param: Annotated[list[str] | None, typer.Option(
-        "--param", metavar="NAME=VALUE",
-        help="a hyperparameter (epochs=3) or pipeline parameter (TrainingInstanceType=ml.m7i.2xlarge); repeatable",
-        show_default=False)] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param",
+            metavar="NAME=VALUE",
+            help="a hyperparameter (epochs=3) or pipeline parameter (TrainingInstanceType=ml.m7i.2xlarge); repeatable",
+            show_default=False,
+        ),
+    ] = None,
     wait: Annotated[bool, typer.Option(help="follow the run step by step until it ends")] = False,
     stage: StageOption = None,
-    poll_seconds: Annotated[float, typer.Option(help="seconds between status checks with --wait", min=0.0)
-                            ] = DEFAULT_POLL_SECONDS,
+    poll_seconds: Annotated[
+        float, typer.Option(help="seconds between status checks with --wait", min=0.0)
+    ] = DEFAULT_POLL_SECONDS,
 ) -> None:
     """Start NETWORK's training pipeline (train, evaluate, quality gate, register)."""
     config, spec = resolve(network, stage)
@@ -121,21 +131,29 @@ def follow(aws: ShellAws, execution_arn: str, poll_seconds: float) -> None:
                 _poll_until_done(watch, poll_seconds, lambda: live.update(watch.render()))
         else:
             # Logs and pipes get a line per change instead of a redrawn table.
-            _poll_until_done(watch, poll_seconds, lambda: [console.print(line, markup=False, highlight=False,
-                                                                         soft_wrap=True)
-                                                           for line in watch.changes()])
+            _poll_until_done(
+                watch,
+                poll_seconds,
+                lambda: [
+                    console.print(line, markup=False, highlight=False, soft_wrap=True) for line in watch.changes()
+                ],
+            )
     except KeyboardInterrupt:
         console.print("stopped following; the run goes on in SageMaker (mlops runs shows it)", highlight=False)
         raise typer.Exit(130) from None
     if watch.steps_unsupported:
-        console.print("  this endpoint does not implement ListPipelineExecutionSteps (moto does not): "
-                      "only the execution's own status is shown, and no job costs", style="yellow",
-                      highlight=False)
+        console.print(
+            "  this endpoint does not implement ListPipelineExecutionSteps (moto does not): "
+            "only the execution's own status is shown, and no job costs",
+            style="yellow",
+            highlight=False,
+        )
     for line in cost_lines(sagemaker, watch.steps, aws.region):
         console.print(f"  {line}", highlight=False, markup=False, soft_wrap=True)
     if watch.status != "Succeeded":
-        raise RunFailed(f"execution {execution_arn.rsplit('/', 1)[-1]} ended {watch.status}: "
-                        f"{watch.failure_reason(sagemaker)}")
+        raise RunFailed(
+            f"execution {execution_arn.rsplit('/', 1)[-1]} ended {watch.status}: {watch.failure_reason(sagemaker)}"
+        )
     registered = watch.registered_model()
     if registered:
         console.print(f"  registered {registered}", highlight=False)
@@ -148,7 +166,6 @@ def _poll_until_done(watch: ExecutionWatch, poll_seconds: float, show: Callable[
         if watch.status in TERMINAL_STATUSES:
             return
         time.sleep(poll_seconds)
-
 
 
 @app.command()
@@ -175,8 +192,13 @@ def runs(
         note = summary.get("PipelineExecutionDescription", "")
         if status == "Failed":
             note = execution.get("FailureReason") or summary.get("PipelineExecutionFailureReason", "")
-        table.add_row(summary["PipelineExecutionArn"].rsplit("/", 1)[-1], status, clock(summary["StartTime"]),
-                      duration(execution.get("CreationTime", summary["StartTime"]), ended), escape(note))
+        table.add_row(
+            summary["PipelineExecutionArn"].rsplit("/", 1)[-1],
+            status,
+            clock(summary["StartTime"]),
+            duration(execution.get("CreationTime", summary["StartTime"]), ended),
+            escape(note),
+        )
     console.print(table)
 
 
@@ -193,15 +215,27 @@ def models(
     group = require_group(sagemaker, config, spec.name)
     versions = model_versions(sagemaker, group)
     if not versions:
-        console.print(f"{group} holds no model yet: a pipeline run registers one when it passes the "
-                      f"quality gate ({spec.quality_gate.metric} {spec.quality_gate.comparison} "
-                      f"{spec.quality_gate.threshold})", highlight=False)
+        console.print(
+            f"{group} holds no model yet: a pipeline run registers one when it passes the "
+            f"quality gate ({spec.quality_gate.metric} {spec.quality_gate.comparison} "
+            f"{spec.quality_gate.threshold})",
+            highlight=False,
+        )
         return
     s3 = aws.client("s3")
-    table = Table(title=f"{group} ({spec.quality_gate.metric} {spec.quality_gate.comparison} "
-                        f"{spec.quality_gate.threshold} to register)")
-    for column in ("version", "approval", "created", spec.quality_gate.metric, "champion then", "other metrics",
-                   "explanations (top)"):
+    table = Table(
+        title=f"{group} ({spec.quality_gate.metric} {spec.quality_gate.comparison} "
+        f"{spec.quality_gate.threshold} to register)"
+    )
+    for column in (
+        "version",
+        "approval",
+        "created",
+        spec.quality_gate.metric,
+        "champion then",
+        "other metrics",
+        "explanations (top)",
+    ):
         table.add_column(column, overflow="fold")
     for version in versions[:limit]:
         package = sagemaker.describe_model_package(ModelPackageName=version.arn)
@@ -214,9 +248,15 @@ def models(
             gate_value = package.get("CustomerMetadataProperties", {}).get("quality_value")
         others = ", ".join(f"{name}={value:.4g}" for name, value in sorted(metrics.items())) or note
         explained, why_not = registered_report(s3, package, "Explainability", "Report")
-        table.add_row(str(version.version), version.status, clock(package.get("CreationTime")),
-                      _number(gate_value), _champion_then(report), escape(others),
-                      escape(explanation_summary(explained) if explained else why_not))
+        table.add_row(
+            str(version.version),
+            version.status,
+            clock(package.get("CreationTime")),
+            _number(gate_value),
+            _champion_then(report),
+            escape(others),
+            escape(explanation_summary(explained) if explained else why_not),
+        )
     console.print(table)
 
 
@@ -226,8 +266,10 @@ def require_group(sagemaker: Any, config: StageConfig, network: str) -> str:
         sagemaker.describe_model_package_group(ModelPackageGroupName=group)
     except ClientError as error:
         if error_code(error) in ("ResourceNotFound", "ValidationException"):
-            raise UsageError(f"model package group {group} does not exist in region {config.region} of this "
-                             f"account; {_deploy_hint(config)}") from None
+            raise UsageError(
+                f"model package group {group} does not exist in region {config.region} of this "
+                f"account; {_deploy_hint(config)}"
+            ) from None
         raise RunFailed(f"cannot read model package group {group}: {error}") from None
     except BotoCoreError as error:
         raise RunFailed(f"cannot reach SageMaker in {config.region}: {error}") from None
@@ -254,7 +296,7 @@ def _metrics(report: dict[str, Any]) -> dict[str, float]:
     """evaluation.json's `{"metrics": {name: {"value": ...}}}`, as numbers; what does not fit is left out."""
     metrics = report.get("metrics")
     found = {}
-    for name, entry in (metrics.items() if isinstance(metrics, dict) else []):
+    for name, entry in metrics.items() if isinstance(metrics, dict) else []:
         try:
             found[name] = float(entry["value"])
         except (KeyError, TypeError, ValueError):
@@ -311,10 +353,8 @@ def _set_approval(network: str, version: int | None, stage: str | None, status: 
     console.print(f"{group} version {chosen.version}: {chosen.status} -> {status}", highlight=False)
 
 
-
 def _deploy_hint(config: StageConfig) -> str:
     return f"deploy stack {naming.stack_name(config.prefix(), naming.PIPELINES_STACK_SUFFIX)} first"
-
 
 
 def _number(value: Any) -> str:
@@ -322,4 +362,3 @@ def _number(value: Any) -> str:
         return f"{float(value):.4g}"
     except (TypeError, ValueError):
         return "-"
-

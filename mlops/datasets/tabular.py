@@ -22,12 +22,24 @@ def prepare_breast_cancer(out_dir: Path, *, limit: int | None = None, seed: int 
     rng = np.random.default_rng(seed)
     benign = rng.permutation(np.flatnonzero(target == 1))
     train_end, validation_end = round(0.6 * len(benign)), round(0.75 * len(benign))
-    splits = {"train": benign[:train_end], "validation": benign[train_end:validation_end],
-              "test": np.concatenate([benign[validation_end:], np.flatnonzero(target == 0)])}
+    splits = {
+        "train": benign[:train_end],
+        "validation": benign[train_end:validation_end],
+        "test": np.concatenate([benign[validation_end:], np.flatnonzero(target == 0)]),
+    }
     channels = {}
     for name, index in splits.items():
         index = limited(np.sort(index), limit, seed)
         channels[name] = {"features": features[index], "label": (target[index] == 0).astype(np.int64)}
-    return write_channels(out_dir, channels, dtypes=TABULAR_DTYPES, class_names=CLASS_NAMES,
-                          metadata={"source": "sklearn.datasets.load_breast_cancer", "normal": "benign",
-                                    "anomaly": "malignant", "feature_names": [str(name) for name in dataset.feature_names]})
+    return write_channels(
+        out_dir,
+        channels,
+        dtypes=TABULAR_DTYPES,
+        class_names=CLASS_NAMES,
+        metadata={
+            "source": "sklearn.datasets.load_breast_cancer",
+            "normal": "benign",
+            "anomaly": "malignant",
+            "feature_names": [str(name) for name in dataset.feature_names],
+        },
+    )

@@ -28,8 +28,14 @@ PIPELINE = "AWS::SageMaker::Pipeline"
 MODEL_PACKAGE_GROUP = "AWS::SageMaker::ModelPackageGroup"
 # Resource properties that are also Create* request fields (the rest are CloudFormation's own).
 GROUP_REQUEST_KEYS = ("ModelPackageGroupName", "ModelPackageGroupDescription", "Tags")
-PIPELINE_REQUEST_KEYS = ("PipelineName", "PipelineDisplayName", "PipelineDescription", "RoleArn", "Tags",
-                         "ParallelismConfiguration")
+PIPELINE_REQUEST_KEYS = (
+    "PipelineName",
+    "PipelineDisplayName",
+    "PipelineDescription",
+    "RoleArn",
+    "Tags",
+    "ParallelismConfiguration",
+)
 _SUB_VARIABLE = re.compile(r"\$\{(!?)([^}]+)\}")
 
 
@@ -43,8 +49,10 @@ def stack_template(assembly_dir: Path, stack_name: str) -> dict[str, Any]:
     """The template of `stack_name` in the cloud assembly (its manifest names the file)."""
     manifest = json.loads((assembly_dir / "manifest.json").read_text())
     for artifact_id, artifact in manifest["artifacts"].items():
-        if artifact["type"] == "aws:cloudformation:stack" and \
-                artifact["properties"].get("stackName", artifact_id) == stack_name:
+        if (
+            artifact["type"] == "aws:cloudformation:stack"
+            and artifact["properties"].get("stackName", artifact_id) == stack_name
+        ):
             return json.loads((assembly_dir / artifact["properties"]["templateFile"]).read_text())
     raise DefinitionError(f"the cloud assembly {assembly_dir} has no stack {stack_name}")
 
@@ -58,8 +66,9 @@ def create_skipped_sagemaker_resources(aws: LocalAws, assembly_dir: Path, stack_
     for resource in resources.values():
         if resource["Type"] == MODEL_PACKAGE_GROUP:
             properties = values.resolve(resource.get("Properties", {}))
-            if not _exists(sagemaker.describe_model_package_group,
-                           ModelPackageGroupName=properties["ModelPackageGroupName"]):
+            if not _exists(
+                sagemaker.describe_model_package_group, ModelPackageGroupName=properties["ModelPackageGroupName"]
+            ):
                 sagemaker.create_model_package_group(**_request(properties, GROUP_REQUEST_KEYS))
                 created.groups.append(properties["ModelPackageGroupName"])
     for resource in resources.values():
@@ -79,8 +88,10 @@ def _create_pipeline_request(aws: LocalAws, properties: dict[str, Any]) -> dict[
     else:
         location = source["PipelineDefinitionS3Location"]
         body = aws.client("s3").get_object(Bucket=location["Bucket"], Key=location["Key"])["Body"].read().decode()
-    return {**_request(properties, PIPELINE_REQUEST_KEYS),
-            "PipelineDefinition": body if isinstance(body, str) else json.dumps(body)}
+    return {
+        **_request(properties, PIPELINE_REQUEST_KEYS),
+        "PipelineDefinition": body if isinstance(body, str) else json.dumps(body),
+    }
 
 
 def _request(properties: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
@@ -110,8 +121,13 @@ class TemplateValues:
         self._resources = resources
         self._exports: dict[str, str] | None = None
         self._physical_ids: dict[str, str] | None = None
-        self._pseudo = {"AWS::AccountId": aws.account, "AWS::Region": aws.region, "AWS::Partition": "aws",
-                        "AWS::URLSuffix": "amazonaws.com", "AWS::StackName": stack_name}
+        self._pseudo = {
+            "AWS::AccountId": aws.account,
+            "AWS::Region": aws.region,
+            "AWS::Partition": "aws",
+            "AWS::URLSuffix": "amazonaws.com",
+            "AWS::StackName": stack_name,
+        }
 
     def resolve(self, value: Any) -> Any:
         if isinstance(value, list):
@@ -119,7 +135,7 @@ class TemplateValues:
         if not isinstance(value, dict):
             return value
         if len(value) == 1:
-            (function, argument), = value.items()
+            ((function, argument),) = value.items()
             if function == "Ref":
                 return self._ref(argument)
             if function == "Fn::ImportValue":
@@ -133,8 +149,9 @@ class TemplateValues:
                 logical_id, attribute = argument.split(".", 1) if isinstance(argument, str) else argument
                 return self._get_att(logical_id, attribute)
             if function.startswith("Fn::"):
-                raise DefinitionError(f"{function} in stack {self._stack_name} is not a function the local "
-                                      "runner resolves")
+                raise DefinitionError(
+                    f"{function} in stack {self._stack_name} is not a function the local runner resolves"
+                )
         return {key: self.resolve(item) for key, item in value.items()}
 
     def _ref(self, name: str) -> str:
@@ -144,10 +161,16 @@ class TemplateValues:
 
     def _physical_id(self, logical_id: str) -> str:
         if self._physical_ids is None:
-            pages = self._aws.client("cloudformation").get_paginator("list_stack_resources").paginate(
-                StackName=self._stack_name)
-            self._physical_ids = {summary["LogicalResourceId"]: summary.get("PhysicalResourceId", "")
-                                  for page in pages for summary in page["StackResourceSummaries"]}
+            pages = (
+                self._aws.client("cloudformation")
+                .get_paginator("list_stack_resources")
+                .paginate(StackName=self._stack_name)
+            )
+            self._physical_ids = {
+                summary["LogicalResourceId"]: summary.get("PhysicalResourceId", "")
+                for page in pages
+                for summary in page["StackResourceSummaries"]
+            }
         if not self._physical_ids.get(logical_id):
             raise DefinitionError(f"resource {logical_id} of stack {self._stack_name} is not deployed")
         return self._physical_ids[logical_id]
@@ -163,8 +186,10 @@ class TemplateValues:
     def _get_att(self, logical_id: str, attribute: str) -> str:
         kind = self._resources.get(logical_id, {}).get("Type")
         if (kind, attribute) != ("AWS::IAM::Role", "Arn"):
-            raise DefinitionError(f"Fn::GetAtt {logical_id}.{attribute} ({kind}) in stack {self._stack_name}: "
-                                  "the local runner resolves only the Arn of IAM roles")
+            raise DefinitionError(
+                f"Fn::GetAtt {logical_id}.{attribute} ({kind}) in stack {self._stack_name}: "
+                "the local runner resolves only the Arn of IAM roles"
+            )
         role = self._aws.client("iam").get_role(RoleName=self._physical_id(logical_id))
         return role["Role"]["Arn"]
 

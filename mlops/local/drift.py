@@ -27,14 +27,15 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from infra import monitor_definition, naming
+from infra import naming
 from infra.config import StageConfig
+from infra.definitions import monitor_pipeline
 from mlops.errors import RunFailed
 from mlops.local.deployed_pipelines import TemplateValues, stack_template
 from mlops.local.iam import RoleSessions
@@ -45,9 +46,20 @@ from training.networks import Network
 
 ALARM = "AWS::CloudWatch::Alarm"
 RULE = "AWS::Events::Rule"
-ALARM_REQUEST_KEYS = ("AlarmName", "AlarmDescription", "MetricName", "Namespace", "Statistic", "Dimensions",
-                      "Period", "EvaluationPeriods", "DatapointsToAlarm", "Threshold", "ComparisonOperator",
-                      "TreatMissingData")
+ALARM_REQUEST_KEYS = (
+    "AlarmName",
+    "AlarmDescription",
+    "MetricName",
+    "Namespace",
+    "Statistic",
+    "Dimensions",
+    "Period",
+    "EvaluationPeriods",
+    "DatapointsToAlarm",
+    "Threshold",
+    "ComparisonOperator",
+    "TreatMissingData",
+)
 COMPARISONS: dict[str, Callable[[float, float], bool]] = {
     "GreaterThanOrEqualToThreshold": lambda value, threshold: value >= threshold,
     "GreaterThanThreshold": lambda value, threshold: value > threshold,
@@ -95,8 +107,17 @@ def held_out_pool(test_dir: Path, validation_dir: Path, network: Network) -> np.
 class DriftLoop:
     """The loop's steps; each phase of `mlops local --drift` calls one."""
 
-    def __init__(self, aws: LocalAws, roles: RoleSessions, assembly: Path, config: StageConfig, network: Network,
-                 executor: LocalPipelineExecutor, report_dir: Path, echo: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        aws: LocalAws,
+        roles: RoleSessions,
+        assembly: Path,
+        config: StageConfig,
+        network: Network,
+        executor: LocalPipelineExecutor,
+        report_dir: Path,
+        echo: Callable[[str], None],
+    ) -> None:
         self.aws, self.roles, self.config, self.network = aws, roles, config, network
         self.executor, self.report_dir, self.echo = executor, report_dir, echo
         prefix = config.prefix()
@@ -112,8 +133,9 @@ class DriftLoop:
 
     # ------------------------------------------------------------------ traffic
 
-    def window(self, name: str, shift: str | None, channels: Mapping[str, Path], endpoint_name: str,
-               endpoint_url: str) -> Window:
+    def window(
+        self, name: str, shift: str | None, channels: Mapping[str, Path], endpoint_name: str, endpoint_url: str
+    ) -> Window:
         """WINDOW_REQUESTS held-out requests (fewer if the test channel holds fewer; changed by the
         task's `shift`), then the monitor on them."""
         from inference.client import JSON, EncodedRequest, invoke, runtime_client
@@ -124,13 +146,17 @@ class DriftLoop:
         if shift is not None:
             batch = self.network.task.drift_shifts()[shift](batch, rng).astype(np.float32)
         client = runtime_client(endpoint_url)
-        start, end = send(requests_of(batch), lambda body: invoke(endpoint_name, EncodedRequest(body, JSON),
-                                                                  client=client), CAPTURE_FLUSH_SECONDS)
-        self.echo(f"{len(batch)} requests of {name} traffic to {endpoint_name}, "
-                  f"{start:%H:%M:%S}..{end:%H:%M:%S} UTC")
+        start, end = send(
+            requests_of(batch),
+            lambda body: invoke(endpoint_name, EncodedRequest(body, JSON), client=client),
+            CAPTURE_FLUSH_SECONDS,
+        )
+        self.echo(f"{len(batch)} requests of {name} traffic to {endpoint_name}, {start:%H:%M:%S}..{end:%H:%M:%S} UTC")
         window = self.monitor(name, len(batch), start, end)
-        self.echo(f"{window.report['decision']}; {window.report['captures']['examples']} captured examples; "
-                  f"alarm {self.alarm_name}: {window.alarm_state} ({window.alarm_reason})")
+        self.echo(
+            f"{window.report['decision']}; {window.report['captures']['examples']} captured examples; "
+            f"alarm {self.alarm_name}: {window.alarm_state} ({window.alarm_reason})"
+        )
         return window
 
     # ------------------------------------------------------------------ the schedule
@@ -139,20 +165,21 @@ class DriftLoop:
         """Runs the monitor pipeline as the endpoint stack's schedule would, for [start, end), then
         evaluates the drift alarm on what it published."""
         pipeline, parameters = self._scheduled_run()
-        overrides = {**parameters, monitor_definition.WINDOW_START: _iso(start),
-                     monitor_definition.WINDOW_END: _iso(end)}
+        overrides = {**parameters, monitor_pipeline.WINDOW_START: _iso(start), monitor_pipeline.WINDOW_END: _iso(end)}
         run = self.executor.start(pipeline, overrides, description=f"mlops local --drift: {name} traffic")
         try:
             self.executor.execute(run)
         except StepFailed as failure:
-            raise RunFailed(f"the {pipeline} pipeline failed at step {failure.step}: {failure.reason}"
-                            + (f"\n{failure.hint}" if failure.hint else "")) from None
-        report_uri = run.context.property_files[monitor_definition.MONITOR_STEP][monitor_definition.DRIFT_REPORT]
+            raise RunFailed(
+                f"the {pipeline} pipeline failed at step {failure.step}: {failure.reason}"
+                + (f"\n{failure.hint}" if failure.hint else "")
+            ) from None
+        report_uri = run.context.property_files[monitor_pipeline.MONITOR_STEP][monitor_pipeline.DRIFT_REPORT]
         s3 = self.aws.client("s3")
         report = read_json(s3, report_uri)
         folder = self.report_dir / "drift" / name
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / monitor_definition.DRIFT_FILE).write_text(json.dumps(report, indent=2) + "\n")
+        (folder / monitor_pipeline.DRIFT_FILE).write_text(json.dumps(report, indent=2) + "\n")
         download_file(s3, report_uri.rsplit("/", 1)[0] + "/drift.png", folder / "drift.png")
         state, reason = self.evaluate_alarm()
         window = Window(name, requests, start, end, report, state, reason)
@@ -161,19 +188,28 @@ class DriftLoop:
 
     def _scheduled_run(self) -> tuple[str, dict[str, str]]:
         """The monitor pipeline and parameters the endpoint stack's schedule starts."""
-        (rule,) = [resource["Properties"] for resource in self._endpoint["Resources"].values()
-                   if resource["Type"] == RULE and "ScheduleExpression" in resource["Properties"]]
+        (rule,) = [
+            resource["Properties"]
+            for resource in self._endpoint["Resources"].values()
+            if resource["Type"] == RULE and "ScheduleExpression" in resource["Properties"]
+        ]
         (target,) = rule["Targets"]
-        parameters = {item["ParameterKey"]: item.get("ParameterValue", "") for item in
-                      self.aws.client("cloudformation").describe_stacks(StackName=self.endpoint_stack)["Stacks"][0]
-                      .get("Parameters", [])}
+        parameters = {
+            item["ParameterKey"]: item.get("ParameterValue", "")
+            for item in self.aws.client("cloudformation")
+            .describe_stacks(StackName=self.endpoint_stack)["Stacks"][0]
+            .get("Parameters", [])
+        }
         values = TemplateValues(self.aws, self.endpoint_stack, self._endpoint["Resources"])
         resolved = values.resolve(_parameters_filled(target, parameters))
         pipeline = resolved["Arn"].rsplit("/", 1)[-1]
-        given = {item["Name"]: item["Value"] for item in
-                 resolved["SageMakerPipelineParameters"]["PipelineParameterList"]}
-        self.echo(f"the endpoint stack's schedule ({rule['ScheduleExpression']}, which moto never fires) starts "
-                  f"{pipeline} with the served version: {', '.join(f'{k}={v}' for k, v in given.items())}")
+        given = {
+            item["Name"]: item["Value"] for item in resolved["SageMakerPipelineParameters"]["PipelineParameterList"]
+        }
+        self.echo(
+            f"the endpoint stack's schedule ({rule['ScheduleExpression']}, which moto never fires) starts "
+            f"{pipeline} with the served version: {', '.join(f'{k}={v}' for k, v in given.items())}"
+        )
         return pipeline, given
 
     # ------------------------------------------------------------------ the alarm
@@ -183,19 +219,26 @@ class DriftLoop:
         alarm = self._alarm()
         cloudwatch = self.aws.client("cloudwatch")
         period, periods = int(alarm["Period"]), int(alarm["EvaluationPeriods"])
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         statistics = cloudwatch.get_metric_statistics(
-            Namespace=alarm["Namespace"], MetricName=alarm["MetricName"], Dimensions=alarm["Dimensions"],
-            StartTime=now - timedelta(seconds=period * periods), EndTime=now + timedelta(seconds=1), Period=period,
-            Statistics=[alarm["Statistic"]])["Datapoints"]
+            Namespace=alarm["Namespace"],
+            MetricName=alarm["MetricName"],
+            Dimensions=alarm["Dimensions"],
+            StartTime=now - timedelta(seconds=period * periods),
+            EndTime=now + timedelta(seconds=1),
+            Period=period,
+            Statistics=[alarm["Statistic"]],
+        )["Datapoints"]
         values = [point[alarm["Statistic"]] for point in sorted(statistics, key=lambda point: point["Timestamp"])]
         breaching = sum(COMPARISONS[alarm["ComparisonOperator"]](value, float(alarm["Threshold"])) for value in values)
         if not values and alarm.get("TreatMissingData") == "breaching":
             breaching = periods
         state = "ALARM" if breaching >= int(alarm.get("DatapointsToAlarm", periods)) else "OK"
-        reason = (f"{alarm['Statistic']} of {alarm['MetricName']} over {period} s: "
-                  f"{', '.join(f'{value:.3g}' for value in values) or 'no datapoint'} against threshold "
-                  f"{float(alarm['Threshold']):.3g} ({alarm['ComparisonOperator']})")
+        reason = (
+            f"{alarm['Statistic']} of {alarm['MetricName']} over {period} s: "
+            f"{', '.join(f'{value:.3g}' for value in values) or 'no datapoint'} against threshold "
+            f"{float(alarm['Threshold']):.3g} ({alarm['ComparisonOperator']})"
+        )
         previous = cloudwatch.describe_alarms(AlarmNames=[alarm["AlarmName"]])["MetricAlarms"][0]["StateValue"]
         cloudwatch.set_alarm_state(AlarmName=alarm["AlarmName"], StateValue=state, StateReason=reason)
         self.state_change = (previous, state) if previous != state else None
@@ -203,8 +246,11 @@ class DriftLoop:
 
     def _alarm(self) -> dict[str, Any]:
         """The drift alarm as the template declares it, created in moto (whose CloudFormation skips alarms)."""
-        (alarm,) = [resource["Properties"] for resource in self._pipelines["Resources"].values()
-                    if resource["Type"] == ALARM and resource["Properties"].get("AlarmName") == self.alarm_name]
+        (alarm,) = [
+            resource["Properties"]
+            for resource in self._pipelines["Resources"].values()
+            if resource["Type"] == ALARM and resource["Properties"].get("AlarmName") == self.alarm_name
+        ]
         cloudwatch = self.aws.client("cloudwatch")
         if not cloudwatch.describe_alarms(AlarmNames=[self.alarm_name])["MetricAlarms"]:
             cloudwatch.put_metric_alarm(**{key: alarm[key] for key in ALARM_REQUEST_KEYS if key in alarm})
@@ -218,8 +264,10 @@ class DriftLoop:
 
         alarm = self.aws.client("cloudwatch").describe_alarms(AlarmNames=[self.alarm_name])["MetricAlarms"][0]
         if self.state_change is None or self.state_change[1] != "ALARM":
-            self.echo(f"{self.alarm_name} is {alarm['StateValue']} and did not just change to ALARM: "
-                      "CloudWatch sends no event, so no rule runs")
+            self.echo(
+                f"{self.alarm_name} is {alarm['StateValue']} and did not just change to ALARM: "
+                "CloudWatch sends no event, so no rule runs"
+            )
             return None
         event = _alarm_state_change(alarm, self.state_change[0], self.aws)
         values = TemplateValues(self.aws, self.pipelines_stack, self._pipelines["Resources"])
@@ -234,12 +282,15 @@ class DriftLoop:
             pipeline = target["Arn"].rsplit("/", 1)[-1]
             # EventBridge starts the target as the rule's role: that role's policy must allow it.
             self.roles.authorize(target["RoleArn"], "sagemaker:StartPipelineExecution", target["Arn"])
-            run = self.executor.start(pipeline, {}, description=f"started by the rule {logical_id} on "
-                                                                f"{self.alarm_name}")
+            run = self.executor.start(
+                pipeline, {}, description=f"started by the rule {logical_id} on {self.alarm_name}"
+            )
             self.retraining_execution = run.execution_arn
-            self.echo(f"rule {logical_id} matched the alarm's state change (moto's EventBridge pattern "
-                      f"matcher) and started {pipeline} as {target['RoleArn'].rsplit('/', 1)[-1]}: "
-                      f"{run.execution_arn} (recorded in moto, not run here)")
+            self.echo(
+                f"rule {logical_id} matched the alarm's state change (moto's EventBridge pattern "
+                f"matcher) and started {pipeline} as {target['RoleArn'].rsplit('/', 1)[-1]}: "
+                f"{run.execution_arn} (recorded in moto, not run here)"
+            )
             return run.execution_arn
         raise RunFailed(f"no rule of {self.pipelines_stack} matches {self.alarm_name} going into ALARM")
 
@@ -250,17 +301,25 @@ def capture_target(aws: LocalAws, roles: RoleSessions, endpoint: str, execution_
     from inference.capture import CaptureConfig, CaptureTarget
 
     sagemaker = aws.client("sagemaker")
-    config = CaptureConfig.from_api(sagemaker.describe_endpoint_config(EndpointConfigName=sagemaker.describe_endpoint(
-        EndpointName=endpoint)["EndpointConfigName"]).get("DataCaptureConfig", {}))
+    config = CaptureConfig.from_api(
+        sagemaker.describe_endpoint_config(
+            EndpointConfigName=sagemaker.describe_endpoint(EndpointName=endpoint)["EndpointConfigName"]
+        ).get("DataCaptureConfig", {})
+    )
     if config is None:
         return None
     credentials = roles.credentials(execution_role, "endpoint")
-    signing = {"aws_access_key_id": credentials["AWS_ACCESS_KEY_ID"],
-               "aws_secret_access_key": credentials["AWS_SECRET_ACCESS_KEY"]}
+    signing = {
+        "aws_access_key_id": credentials["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": credentials["AWS_SECRET_ACCESS_KEY"],
+    }
     if "AWS_SESSION_TOKEN" in credentials:
         signing["aws_session_token"] = credentials["AWS_SESSION_TOKEN"]
-    return CaptureTarget(config, aws={"endpoint_url": aws.endpoint_url, "region_name": aws.region, **signing},
-                         flush_seconds=CAPTURE_FLUSH_SECONDS)
+    return CaptureTarget(
+        config,
+        aws={"endpoint_url": aws.endpoint_url, "region_name": aws.region, **signing},
+        flush_seconds=CAPTURE_FLUSH_SECONDS,
+    )
 
 
 def requests_of(batch: np.ndarray) -> list[bytes]:
@@ -281,32 +340,39 @@ def _parameters_filled(value: Any, parameters: Mapping[str, str]) -> Any:
 
 def _alarm_state_change(alarm: dict[str, Any], previous: str, aws: LocalAws) -> dict[str, Any]:
     """The event CloudWatch sends EventBridge when an alarm changes state (its documented shape)."""
-    now = _iso(datetime.now(timezone.utc))
-    return {"version": "0", "id": str(uuid.uuid4()), "detail-type": "CloudWatch Alarm State Change",
-            "source": "aws.cloudwatch", "account": aws.account, "time": now, "region": aws.region,
-            "resources": [alarm["AlarmArn"]],
-            "detail": {"alarmName": alarm["AlarmName"],
-                       "state": {"value": alarm["StateValue"], "reason": alarm.get("StateReason", ""),
-                                 "timestamp": now},
-                       "previousState": {"value": previous},
-                       "configuration": {"description": alarm.get("AlarmDescription", "")}}}
+    now = _iso(datetime.now(UTC))
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "CloudWatch Alarm State Change",
+        "source": "aws.cloudwatch",
+        "account": aws.account,
+        "time": now,
+        "region": aws.region,
+        "resources": [alarm["AlarmArn"]],
+        "detail": {
+            "alarmName": alarm["AlarmName"],
+            "state": {"value": alarm["StateValue"], "reason": alarm.get("StateReason", ""), "timestamp": now},
+            "previousState": {"value": previous},
+            "configuration": {"description": alarm.get("AlarmDescription", "")},
+        },
+    }
 
 
 def _iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def send(requests: list[bytes], invoke: Callable[[bytes], Any],
-         flush_seconds: float) -> tuple[datetime, datetime]:
+def send(requests: list[bytes], invoke: Callable[[bytes], Any], flush_seconds: float) -> tuple[datetime, datetime]:
     """Sends each request; returns the window [start, end) that holds their capture records
     (inferenceTime has whole seconds), once the endpoint has written them."""
     # The window starts at the next whole second, after every record of earlier traffic (the
     # invoke phase's samples, an earlier window), which may share the current second.
-    start = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=1)
-    time.sleep(max(0.0, (start - datetime.now(timezone.utc)).total_seconds()))
+    start = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1)
+    time.sleep(max(0.0, (start - datetime.now(UTC)).total_seconds()))
     for body in requests:
         invoke(body)
-    end = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=1)
+    end = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1)
     # The endpoint's workers write what they buffered every flush_seconds.
     time.sleep(2 * flush_seconds + 0.5)
     return start, end

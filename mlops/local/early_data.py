@@ -33,9 +33,13 @@ class EarlyPreparation:
     if its channels are never asked for (a failure or Ctrl-C before the data phase)."""
 
     def __init__(self, network: str, folder: Path, *, limit: int | None, echo: Callable[[str], None]) -> None:
-        self._child = processes.ModuleChild(__name__, [network, str(folder), str(limit or 0)],
-                                            doing=f"preparing the {network} dataset", cwd=REPO_ROOT,
-                                            on_log=lambda line: echo(LOG_PREFIX + line))
+        self._child = processes.ModuleChild(
+            __name__,
+            [network, str(folder), str(limit or 0)],
+            doing=f"preparing the {network} dataset",
+            cwd=REPO_ROOT,
+            on_log=lambda line: echo(LOG_PREFIX + line),
+        )
 
     def channels(self) -> dict[str, Path]:
         """The prepared channel folders, once the child is done."""

@@ -37,8 +37,9 @@ from moto.sts.models import sts_backends
 from mlops.local.moto import CREDENTIALS, LocalAws
 
 ADMINISTRATOR = "mlops-local-administrator"
-_ALLOW_EVERYTHING = json.dumps({"Version": "2012-10-17",
-                                "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]})
+_ALLOW_EVERYTHING = json.dumps(
+    {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+)
 _PARTITION = "aws"
 _SESSION_SECONDS = 12 * 3600
 # moto names an action after the service's signing name, where IAM's prefix differs for some:
@@ -62,8 +63,10 @@ class Decision:
 
 def denial_message(principal: str, action: str, resource: str) -> str:
     """AWS's words for an implicit deny."""
-    return (f"User: {principal} is not authorized to perform: {action} on resource: {resource} "
-            f"because no identity-based policy allows the {action} action")
+    return (
+        f"User: {principal} is not authorized to perform: {action} on resource: {resource} "
+        f"because no identity-based policy allows the {action} action"
+    )
 
 
 class AccessDenied(Exception):
@@ -115,10 +118,18 @@ class EnforcedRoleSessions(RoleSessions):
         # templates.
         _inline_policies_as_json(self.aws.account, role_arn)
         assumed = sts_backends[self.aws.account][_PARTITION].assume_role(
-            region_name=self.aws.region, role_session_name=session, role_arn=role_arn, policy="",
-            duration=_SESSION_SECONDS, external_id="")
-        return {"AWS_ACCESS_KEY_ID": assumed.access_key_id, "AWS_SECRET_ACCESS_KEY": assumed.secret_access_key,
-                "AWS_SESSION_TOKEN": assumed.session_token}
+            region_name=self.aws.region,
+            role_session_name=session,
+            role_arn=role_arn,
+            policy="",
+            duration=_SESSION_SECONDS,
+            external_id="",
+        )
+        return {
+            "AWS_ACCESS_KEY_ID": assumed.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": assumed.secret_access_key,
+            "AWS_SESSION_TOKEN": assumed.session_token,
+        }
 
     def authorize(self, role_arn: str, action: str, resource: str) -> None:
         """Evaluates `action` on `resource` against the role's deployed policies, with moto's own
@@ -127,7 +138,10 @@ class EnforcedRoleSessions(RoleSessions):
         `Resource: *`). Raises AccessDenied as AWS would word it."""
         role = iam_backends[self.aws.account][_PARTITION].get_role_by_arn(role_arn)
         principal = f"arn:aws:sts::{self.aws.account}:assumed-role/{role.name}/SageMakerPipelines"
-        results = [IAMPolicy(document).is_action_permitted(action, resource) for document in role_policies(self.aws.account, role_arn)]
+        results = [
+            IAMPolicy(document).is_action_permitted(action, resource)
+            for document in role_policies(self.aws.account, role_arn)
+        ]
         allowed = PermissionResult.PERMITTED in results and PermissionResult.DENIED not in results
         self.record(Decision(principal, action, resource, allowed))
         if not allowed:
@@ -147,8 +161,10 @@ def _inline_policies_as_json(account: str, role_arn: str) -> None:
     """moto 5.2.5's CloudFormation keeps a role's inline `Policies` as JSON objects where its
     evaluator expects JSON text (a KeyError, HTTP 500, on the role's first call)."""
     role = iam_backends[account][_PARTITION].get_role_by_arn(role_arn)
-    role.policies = {name: document if isinstance(document, str) else json.dumps(document)
-                     for name, document in role.policies.items()}
+    role.policies = {
+        name: document if isinstance(document, str) else json.dumps(document)
+        for name, document in role.policies.items()
+    }
 
 
 def role_policies(account: str, role_arn: str) -> list[str]:
@@ -246,6 +262,6 @@ def enforced_iam(aws: LocalAws) -> Iterator[EnforcedRoleSessions]:
 
 def is_access_denied(error: BaseException) -> bool:
     return isinstance(error, AccessDenied) or (
-        isinstance(error, ClientError) and error.response.get("Error", {}).get("Code") in ("AccessDenied",
-                                                                                          "AccessDeniedException"))
-
+        isinstance(error, ClientError)
+        and error.response.get("Error", {}).get("Code") in ("AccessDenied", "AccessDeniedException")
+    )

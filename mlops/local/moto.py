@@ -37,10 +37,18 @@ CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing
 # moto loads a service's backend on the first request to it: seconds for CloudFormation (which
 # imports the models of every resource type it knows), one or two for S3 or SSM. These
 # read-only calls, one per service a local run uses, load them while the app synthesizes.
-_WARM_UP_CALLS = (("cloudformation", "list_stacks"), ("s3", "list_buckets"), ("sts", "get_caller_identity"),
-                  ("ssm", "describe_parameters"), ("iam", "list_roles"), ("kms", "list_keys"),
-                  ("ecr", "describe_repositories"), ("sagemaker", "list_pipelines"),
-                  ("cloudwatch", "list_dashboards"), ("events", "list_rules"))
+_WARM_UP_CALLS = (
+    ("cloudformation", "list_stacks"),
+    ("s3", "list_buckets"),
+    ("sts", "get_caller_identity"),
+    ("ssm", "describe_parameters"),
+    ("iam", "list_roles"),
+    ("kms", "list_keys"),
+    ("ecr", "describe_repositories"),
+    ("sagemaker", "list_pipelines"),
+    ("cloudwatch", "list_dashboards"),
+    ("events", "list_rules"),
+)
 
 
 @dataclass(frozen=True)
@@ -81,10 +89,15 @@ class LocalAws:
         client, several seconds of every local run). The credentials are the client's own, never
         the session's; boto3 sessions are not thread-safe, hence the lock."""
         with _SESSION_LOCK:
-            return _shared_session().client(service, region_name=self.region, endpoint_url=self.endpoint_url,
-                                            config=config, aws_access_key_id=credentials["AWS_ACCESS_KEY_ID"],
-                                            aws_secret_access_key=credentials["AWS_SECRET_ACCESS_KEY"],
-                                            aws_session_token=credentials.get("AWS_SESSION_TOKEN"))
+            return _shared_session().client(
+                service,
+                region_name=self.region,
+                endpoint_url=self.endpoint_url,
+                config=config,
+                aws_access_key_id=credentials["AWS_ACCESS_KEY_ID"],
+                aws_secret_access_key=credentials["AWS_SECRET_ACCESS_KEY"],
+                aws_session_token=credentials.get("AWS_SESSION_TOKEN"),
+            )
 
     def warm_up(self) -> None:
         """One read-only call per service a local run uses (see _WARM_UP_CALLS); changes nothing."""
@@ -92,7 +105,7 @@ class LocalAws:
         for service, operation in _WARM_UP_CALLS:
             try:
                 getattr(self.client(service, once), operation)()
-            except Exception:  # noqa: BLE001 - a warm-up that fails (the server stopping) only costs time later
+            except Exception:
                 return
 
 
@@ -119,16 +132,18 @@ def apply_moto_fixes() -> None:
     if getattr(original, "translates_cloudformation_tags", False):
         return
 
-    def create_from_cloudformation_json(cls: type, resource_name: str, cloudformation_json: Any,
-                                        account_id: str, region_name: str, **kwargs: Any) -> Any:
+    def create_from_cloudformation_json(
+        cls: type, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str, **kwargs: Any
+    ) -> Any:
         properties = dict(cloudformation_json.get("Properties", {}))
         tags = properties.get("Tags") or []
         if tags and "Key" in tags[0]:
             properties["Tags"] = [{"TagKey": tag["Key"], "TagValue": tag["Value"]} for tag in tags]
         if isinstance(properties.get("KeyPolicy"), dict):
             properties["KeyPolicy"] = json.dumps(properties["KeyPolicy"])
-        return original(cls, resource_name, {**cloudformation_json, "Properties": properties},
-                        account_id, region_name, **kwargs)
+        return original(
+            cls, resource_name, {**cloudformation_json, "Properties": properties}, account_id, region_name, **kwargs
+        )
 
     create_from_cloudformation_json.translates_cloudformation_tags = True  # type: ignore[attr-defined]
     MotoKmsKey.create_from_cloudformation_json = classmethod(create_from_cloudformation_json)
@@ -145,8 +160,9 @@ def check_port(port: int) -> None:
             probe.bind((HOST, port))
         except OSError as error:
             reason = "is already in use" if error.errno == errno.EADDRINUSE else f"cannot be used ({error})"
-            raise UsageError(f"port {port} on {HOST} {reason}: choose another with --port, "
-                             "or leave it out to pick a free one") from None
+            raise UsageError(
+                f"port {port} on {HOST} {reason}: choose another with --port, or leave it out to pick a free one"
+            ) from None
 
 
 @contextmanager

@@ -10,7 +10,7 @@ state, which this process shares with the server (`ThreadedMotoServer` runs in a
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from moto.backends import get_backend
@@ -32,7 +32,8 @@ class MotoRecords:
     def start_execution(self, pipeline: str, parameters: Mapping[str, str], description: str) -> str:
         """StartPipelineExecution; returns the execution ARN, the execution left Executing."""
         arn = self._sagemaker.start_pipeline_execution(
-            PipelineName=pipeline, PipelineExecutionDescription=description,
+            PipelineName=pipeline,
+            PipelineExecutionDescription=description,
             PipelineParameters=[{"Name": name, "Value": value} for name, value in parameters.items()],
         )["PipelineExecutionArn"]
         self._execution(pipeline, arn).pipeline_execution_status = "Executing"
@@ -61,8 +62,9 @@ class MotoRecords:
         job.training_end_time = None
         return self._sagemaker.describe_training_job(TrainingJobName=name)
 
-    def end_training_job(self, name: str, status: str, failure_reason: str | None, *,
-                         final_metrics: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    def end_training_job(
+        self, name: str, status: str, failure_reason: str | None, *, final_metrics: Sequence[Mapping[str, Any]]
+    ) -> dict[str, Any]:
         """Completed, Failed or Stopped, with the metrics the log gave; returns DescribeTrainingJob."""
         job = self._backend.training_jobs[name]
         job.training_job_status = job.secondary_status = status
@@ -90,4 +92,4 @@ class MotoRecords:
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)

@@ -21,20 +21,20 @@ from mlops.local.iam import Decision, EnforcedRoleSessions, role_policies
 _BOOTSTRAP_ROLE_PREFIX = "cdk-"
 _NOT_EXERCISED = {
     "logs": "CloudWatch Logs: the local runner keeps each job's log in its folder; in AWS SageMaker's agent "
-            "writes the job's log streams as this role (not exercised locally)",
+    "writes the job's log streams as this role (not exercised locally)",
     "cloudwatch": "job metrics: in AWS SageMaker publishes them as this role; locally they are parsed from the "
-                  "log (not exercised locally)",
+    "log (not exercised locally)",
     "ecr": "image pulls: the local runner runs the jobs in this machine's Python, not in the framework image "
-           "(not exercised locally)",
+    "(not exercised locally)",
     "sagemaker": "SageMaker Pipelines' own bookkeeping (tagging, polling, stopping jobs): the local executor "
-                 "records jobs in moto itself, not as this role (not exercised locally)",
+    "records jobs in moto itself, not as this role (not exercised locally)",
     "kms": "the key: moto's S3 encrypts and decrypts with it without a KMS request in the caller's name, so "
-           "the use is real but not authorized here (nor is the key policy, a resource policy)",
+    "the use is real but not authorized here (nor is the key policy, a resource policy)",
 }
 _NOT_EXERCISED_PREFIXES = {
     "checkpoints/": "checkpoints: in AWS SageMaker uploads them during training and a resumed job (spot "
-                    "interruption, retry) reads them back; the local runner syncs at the end of the job, when a "
-                    "finished entry point has removed them (not exercised: spot resume)",
+    "interruption, retry) reads them back; the local runner syncs at the end of the job, when a "
+    "finished entry point has removed them (not exercised: spot resume)",
     "data-capture/": "the endpoint's data capture: the local endpoint captures nothing (not exercised locally)",
 }
 
@@ -44,8 +44,10 @@ def _as_list(value: Any) -> list[Any]:
 
 
 def _matches(statement: dict[str, Any], decision: Decision) -> bool:
-    return IAMPolicyStatement(statement).is_action_permitted(decision.action, decision.resource) == \
-        PermissionResult.PERMITTED
+    return (
+        IAMPolicyStatement(statement).is_action_permitted(decision.action, decision.resource)
+        == PermissionResult.PERMITTED
+    )
 
 
 def _why_unmatched(statement: dict[str, Any], network: str, other_networks: list[str]) -> str:
@@ -67,25 +69,36 @@ def _why_unmatched(statement: dict[str, Any], network: str, other_networks: list
     return "no call of this run matched it: a candidate to remove, unless a path this run does not take needs it"
 
 
-def _role_section(account: str, role: Any, decisions: list[Decision], network: str,
-                  networks: list[str]) -> dict[str, Any]:
+def _role_section(
+    account: str, role: Any, decisions: list[Decision], network: str, networks: list[str]
+) -> dict[str, Any]:
     calls = Counter((decision.action, decision.resource, decision.allowed) for decision in decisions)
     statements = []
     for document in role_policies(account, role.arn):
         for statement in _as_list(json.loads(document)["Statement"]):
             matched = [decision for decision in decisions if decision.allowed and _matches(statement, decision)]
             used_actions = sorted({decision.action for decision in matched})
-            entry = {"sid": statement.get("Sid"), "effect": statement["Effect"],
-                     "actions": _as_list(statement.get("Action", [])), "resources": _as_list(statement.get("Resource", [])),
-                     "condition": statement.get("Condition"), "calls_matched": len(matched),
-                     "actions_used": used_actions}
+            entry = {
+                "sid": statement.get("Sid"),
+                "effect": statement["Effect"],
+                "actions": _as_list(statement.get("Action", [])),
+                "resources": _as_list(statement.get("Resource", [])),
+                "condition": statement.get("Condition"),
+                "calls_matched": len(matched),
+                "actions_used": used_actions,
+            }
             if not matched:
                 entry["why_unmatched"] = _why_unmatched(statement, network, [n for n in networks if n != network])
             statements.append(entry)
-    return {"role": role.name, "arn": role.arn,
-            "calls": [{"action": action, "resource": resource, "allowed": allowed, "count": count}
-                      for (action, resource, allowed), count in sorted(calls.items())],
-            "statements": statements}
+    return {
+        "role": role.name,
+        "arn": role.arn,
+        "calls": [
+            {"action": action, "resource": resource, "allowed": allowed, "count": count}
+            for (action, resource, allowed), count in sorted(calls.items())
+        ],
+        "statements": statements,
+    }
 
 
 def permissions_report(account: str, decisions: list[Decision], *, network: str, networks: list[str]) -> dict[str, Any]:
@@ -109,8 +122,10 @@ def permissions_report(account: str, decisions: list[Decision], *, network: str,
 
 def _why_no_calls(role_name: str, network: str) -> str:
     if "RetrainingTrigger" in role_name:
-        return ("the retraining rules' role: mlops local starts the pipeline execution itself (moto's EventBridge "
-                "does not start SageMaker pipelines), so no rule assumes it (not exercised locally)")
+        return (
+            "the retraining rules' role: mlops local starts the pipeline execution itself (moto's EventBridge "
+            "does not start SageMaker pipelines), so no rule assumes it (not exercised locally)"
+        )
     if "Pipeline" in role_name and f"Pipeline{network}" not in role_name:
         return f"another network's pipeline (this run trains {network})"
     return "no call of this run was made as this role"
@@ -124,22 +139,30 @@ def write_permissions_report(folder: Path, roles: EnforcedRoleSessions, *, netwo
 
 
 def _markdown(report: dict[str, Any]) -> str:
-    lines = [f"# Permissions used by the {report['network']} run", "",
-             "IAM enforced by moto on every call; the administrator (CLI, CDK CLI, harness) made "
-             f"{report['administrator_calls']} calls. What moto's evaluator checks: README, "
-             "\"What moto's IAM evaluator checks\".", ""]
+    lines = [
+        f"# Permissions used by the {report['network']} run",
+        "",
+        "IAM enforced by moto on every call; the administrator (CLI, CDK CLI, harness) made "
+        f"{report['administrator_calls']} calls. What moto's evaluator checks: README, "
+        '"What moto\'s IAM evaluator checks".',
+        "",
+    ]
     for role in report["roles"]:
         lines += [f"## {role['role']}", ""]
         if "why_no_calls" in role:
             lines += [f"No calls: {role['why_no_calls']}.", ""]
             continue
         lines += ["| action | resource | allowed | calls |", "|---|---|---|---|"]
-        lines += [f"| {call['action']} | `{call['resource']}` | {'yes' if call['allowed'] else '**no**'} | {call['count']} |"
-                  for call in role["calls"]]
+        lines += [
+            f"| {call['action']} | `{call['resource']}` | {'yes' if call['allowed'] else '**no**'} | {call['count']} |"
+            for call in role["calls"]
+        ]
         lines += ["", "| statement | actions | calls matched | why unmatched |", "|---|---|---|---|"]
         for statement in role["statements"]:
             name = statement["sid"] or ", ".join(statement["actions"])[:60]
-            lines.append(f"| {name} | {', '.join(statement['actions'])} | {statement['calls_matched']} | "
-                         f"{statement.get('why_unmatched', '')} |")
+            lines.append(
+                f"| {name} | {', '.join(statement['actions'])} | {statement['calls_matched']} | "
+                f"{statement.get('why_unmatched', '')} |"
+            )
         lines.append("")
     return "\n".join(lines)

@@ -117,25 +117,29 @@ def check_step_types(steps: Sequence[Mapping[str, Any]]) -> None:
     """Refuses a definition with a step this executor cannot run (also inside condition branches)."""
     for step in _all_steps(steps):
         if step.get("Type") not in SUPPORTED_STEP_TYPES:
-            raise DefinitionError(f"step {step.get('Name')!r} has type {step.get('Type')!r}, which the local "
-                                  f"executor does not run (it runs {', '.join(SUPPORTED_STEP_TYPES)})")
+            raise DefinitionError(
+                f"step {step.get('Name')!r} has type {step.get('Type')!r}, which the local "
+                f"executor does not run (it runs {', '.join(SUPPORTED_STEP_TYPES)})"
+            )
 
 
-def execution_order(steps: Sequence[Mapping[str, Any]], finished: Set[str] = frozenset()
-                    ) -> list[Mapping[str, Any]]:
+def execution_order(steps: Sequence[Mapping[str, Any]], finished: Set[str] = frozenset()) -> list[Mapping[str, Any]]:
     """The steps so that each comes after every step it depends on: its DependsOn, and every step
     whose properties it (or, for a Condition, any step of its branches) reads. `finished` steps
     ran before (a branch reads steps outside it). Ties keep the definition's order."""
     by_name = {step["Name"]: step for step in steps}
     # A step inside a condition's branch runs as part of that condition step.
     container = {inner["Name"]: step["Name"] for step in steps for inner in _all_steps([step])}
-    needs = {name: {container.get(dependency, dependency) for dependency in _dependencies(step)} - {name} - finished
-             for name, step in by_name.items()}
+    needs = {
+        name: {container.get(dependency, dependency) for dependency in _dependencies(step)} - {name} - finished
+        for name, step in by_name.items()
+    }
     for name, dependencies in needs.items():
         unknown = dependencies - set(by_name)
         if unknown:
-            raise DefinitionError(f"step {name!r} depends on {', '.join(sorted(unknown))}, which the pipeline "
-                                  "does not define")
+            raise DefinitionError(
+                f"step {name!r} depends on {', '.join(sorted(unknown))}, which the pipeline does not define"
+            )
     ordered: list[Mapping[str, Any]] = []
     done: set[str] = set()
     while len(ordered) < len(steps):
@@ -149,7 +153,9 @@ def execution_order(steps: Sequence[Mapping[str, Any]], finished: Set[str] = fro
 
 
 class LocalPipelineExecutor:
-    def __init__(self, aws: LocalAws, work_dir: Path, reporter: StepReporter, roles: RoleSessions | None = None) -> None:
+    def __init__(
+        self, aws: LocalAws, work_dir: Path, reporter: StepReporter, roles: RoleSessions | None = None
+    ) -> None:
         self._aws = aws
         self._roles = roles or RoleSessions(aws)
         self._work_dir = work_dir
@@ -174,9 +180,16 @@ class LocalPipelineExecutor:
             parameters=parameters,
             execution={"PipelineExecutionId": execution_id, "PipelineExecutionArn": arn, "PipelineName": pipeline},
             # The service reads a property file (the quality gate's report) as the pipeline's role.
-            read_json=lambda uri: read_json(self._roles.client(described["RoleArn"], "s3", "SageMakerPipelines"), uri))
-        return PipelineRun(pipeline=pipeline, execution_arn=arn, steps=ordered, context=context,
-                           work_dir=self._work_dir / execution_id, role_arn=described["RoleArn"])
+            read_json=lambda uri: read_json(self._roles.client(described["RoleArn"], "s3", "SageMakerPipelines"), uri),
+        )
+        return PipelineRun(
+            pipeline=pipeline,
+            execution_arn=arn,
+            steps=ordered,
+            context=context,
+            work_dir=self._work_dir / execution_id,
+            role_arn=described["RoleArn"],
+        )
 
     def execute(self, run: PipelineRun) -> PipelineRun:
         """Runs the steps to the execution's end, filling `run` as they go. Raises StepFailed when
@@ -208,8 +221,9 @@ class LocalPipelineExecutor:
         try:
             # A condition's branches hold steps that resolve their own arguments when (and if)
             # they run; its conditions are resolved as they are evaluated.
-            arguments = step.get("Arguments", {}) if kind == "Condition" else run.context.resolve(
-                step.get("Arguments", {}))
+            arguments = (
+                step.get("Arguments", {}) if kind == "Condition" else run.context.resolve(step.get("Arguments", {}))
+            )
             detail, branch = self._start(step, arguments, run)
             if kind == "Fail":
                 raise StepFailed(name, kind, arguments.get("ErrorMessage") or "a Fail step ran")
@@ -229,8 +243,9 @@ class LocalPipelineExecutor:
         for inner in execution_order(branch, finished=set(run.properties)):
             self._run_step(inner, run)
 
-    def _start(self, step: Mapping[str, Any], arguments: dict[str, Any], run: PipelineRun
-               ) -> tuple[str, list[Mapping[str, Any]]]:
+    def _start(
+        self, step: Mapping[str, Any], arguments: dict[str, Any], run: PipelineRun
+    ) -> tuple[str, list[Mapping[str, Any]]]:
         """Runs one step; returns what to tell about it, and the steps it lets run (a branch)."""
         name, kind = step["Name"], step["Type"]
         context = run.context
@@ -240,8 +255,9 @@ class LocalPipelineExecutor:
             self._authorize_job(run, "training-job", job_name, arguments)
             properties = run_training_step(name, job_name, arguments, self._job_runtime(run, arguments, job_name))
             context.steps[name] = properties
-            metrics = " ".join(f"{metric['MetricName']}={metric['Value']:.4g}"
-                               for metric in properties.get("FinalMetricDataList", []))
+            metrics = " ".join(
+                f"{metric['MetricName']}={metric['Value']:.4g}" for metric in properties.get("FinalMetricDataList", [])
+            )
             return f"{properties['ModelArtifacts']['S3ModelArtifacts']}  {metrics}", []
         if kind == "Processing":
             job_name = _job_name(run.execution_id, name)
@@ -260,8 +276,11 @@ class LocalPipelineExecutor:
             return f"conditions {'met' if outcome else 'not met'}: next {names}", branch
         if kind == "RegisterModel":
             self._reporter.step_started(name, kind, f"model package group {arguments['ModelPackageGroupName']}")
-            self._roles.authorize(run.role_arn, "sagemaker:CreateModelPackage",
-                                  self._sagemaker_arn("model-package-group", arguments["ModelPackageGroupName"]))
+            self._roles.authorize(
+                run.role_arn,
+                "sagemaker:CreateModelPackage",
+                self._sagemaker_arn("model-package-group", arguments["ModelPackageGroupName"]),
+            )
             model_arn = self._sagemaker.create_model_package(**arguments)["ModelPackageArn"]
             context.steps[name] = {"ModelPackageArn": model_arn}
             return f"registered {model_arn} ({arguments.get('ModelApprovalStatus', 'PendingManualApproval')})", []
@@ -271,9 +290,13 @@ class LocalPipelineExecutor:
     def _job_runtime(self, run: PipelineRun, request: Mapping[str, Any], job_name: str) -> JobRuntime:
         """What SageMaker does for a job (moving its data, running it) it does with the job's role."""
         role = request["RoleArn"]
-        return JobRuntime(s3=self._roles.client(role, "s3", job_name), records=self._records,
-                          env={**self._aws.env, **self._roles.credentials(role, job_name)}, work_dir=run.work_dir,
-                          on_line=self._reporter.step_log)
+        return JobRuntime(
+            s3=self._roles.client(role, "s3", job_name),
+            records=self._records,
+            env={**self._aws.env, **self._roles.credentials(role, job_name)},
+            work_dir=run.work_dir,
+            on_line=self._reporter.step_log,
+        )
 
     def _authorize_job(self, run: PipelineRun, kind: str, job_name: str, request: Mapping[str, Any]) -> None:
         """CreateTrainingJob / CreateProcessingJob, and passing the job its role, as the pipeline's role."""
@@ -294,13 +317,17 @@ def _end_of(error: BaseException) -> tuple[str, str]:
 
 def _property_files(step: Mapping[str, Any], properties: Mapping[str, Any]) -> dict[str, str]:
     """Where each PropertyFile of a finished Processing step is: its output's S3 URI + FilePath."""
-    outputs = {output["OutputName"]: output["S3Output"]["S3Uri"]
-               for output in properties.get("ProcessingOutputConfig", {}).get("Outputs", [])}
+    outputs = {
+        output["OutputName"]: output["S3Output"]["S3Uri"]
+        for output in properties.get("ProcessingOutputConfig", {}).get("Outputs", [])
+    }
     files = {}
     for declared in step.get("PropertyFiles", []):
         if declared["OutputName"] not in outputs:
-            raise DefinitionError(f"property file {declared['PropertyFileName']} names output "
-                                  f"{declared['OutputName']!r}, which step {step['Name']} does not have")
+            raise DefinitionError(
+                f"property file {declared['PropertyFileName']} names output "
+                f"{declared['OutputName']!r}, which step {step['Name']} does not have"
+            )
         files[declared["PropertyFileName"]] = join_uri(outputs[declared["OutputName"]], declared["FilePath"])
     return files
 
@@ -339,5 +366,5 @@ def _job_name(execution_id: str, step: str) -> str:
     """`pipelines-<execution id>-<step>-<random>`, as SageMaker Pipelines names its jobs
     (and as the pipeline role's IAM policy expects), within the 63 characters a name may have."""
     suffix = "".join(secrets.choice(_JOB_NAME_SUFFIX) for _ in range(10))
-    step_part = re.sub(r"[^A-Za-z0-9]+", "-", step).strip("-")[:63 - len(execution_id) - 22]
+    step_part = re.sub(r"[^A-Za-z0-9]+", "-", step).strip("-")[: 63 - len(execution_id) - 22]
     return f"pipelines-{execution_id}-{step_part}-{suffix}"

@@ -26,7 +26,7 @@ import tarfile
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -75,29 +75,43 @@ def run_training_step(step: str, job_name: str, request: Mapping[str, Any], runt
             # The container's checkpoint folder is this job's: the entry point takes it from a
             # hyperparameter, which SageMaker does not remap either.
             container_path = checkpoint_config.get("LocalPath", "/opt/ml/checkpoints")
-            hyperparameters = {name: str(checkpoints) if value == container_path else value
-                               for name, value in hyperparameters.items()}
+            hyperparameters = {
+                name: str(checkpoints) if value == container_path else value for name, value in hyperparameters.items()
+            }
             download_prefix(runtime.s3, checkpoint_config["S3Uri"], checkpoints)
-        channels = {channel["ChannelName"]: _download_channel(runtime.s3, channel, job_dir)
-                    for channel in request.get("InputDataConfig", [])}
+        channels = {
+            channel["ChannelName"]: _download_channel(runtime.s3, channel, job_dir)
+            for channel in request.get("InputDataConfig", [])
+        }
         with _LogFile(job_dir, step, runtime.on_line) as log:
-            job = start_job(job_dir, hyperparameters, channels, checkpoint_dir=checkpoints, env=runtime.env,
-                            on_line=log.write)
+            job = start_job(
+                job_dir, hyperparameters, channels, checkpoint_dir=checkpoints, env=runtime.env, on_line=log.write
+            )
             _wait(job.child, request)
             result = job.wait()
         if checkpoint_config:
             upload_folder(runtime.s3, checkpoints, checkpoint_config["S3Uri"])
         metrics = final_metric_data(request["AlgorithmSpecification"].get("MetricDefinitions", []), result.log)
         if not result.succeeded:
-            raise JobFailed(result.failure_reason or _exit_reason(result.exit_code, result.log),
-                            _log_hint(result.log, job_dir / LOG_FILE))
+            raise JobFailed(
+                result.failure_reason or _exit_reason(result.exit_code, result.log),
+                _log_hint(result.log, job_dir / LOG_FILE),
+            )
         output = request["OutputDataConfig"]
         kms_key = output.get("KmsKeyId")
         output_uri = join_uri(output["S3OutputPath"], job_name, "output")
-        model_uri = upload_file(runtime.s3, result.model_tarball(job_dir / "output" / "model.tar.gz"),
-                                join_uri(output_uri, "model.tar.gz"), kms_key_id=kms_key)
-        upload_file(runtime.s3, _tar_folder(result.output_dir, job_dir / "output" / "output.tar.gz"),
-                    join_uri(output_uri, "output.tar.gz"), kms_key_id=kms_key)
+        model_uri = upload_file(
+            runtime.s3,
+            result.model_tarball(job_dir / "output" / "model.tar.gz"),
+            join_uri(output_uri, "model.tar.gz"),
+            kms_key_id=kms_key,
+        )
+        upload_file(
+            runtime.s3,
+            _tar_folder(result.output_dir, job_dir / "output" / "output.tar.gz"),
+            join_uri(output_uri, "output.tar.gz"),
+            kms_key_id=kms_key,
+        )
     except BaseException as error:
         runtime.records.end_training_job(job_name, *_end_of(error), final_metrics=metrics)
         raise
@@ -114,24 +128,28 @@ def run_processing_step(step: str, job_name: str, request: Mapping[str, Any], ru
 
     def local(path: str) -> Path:
         if not (path == PROCESSING_ROOT or path.startswith(PROCESSING_ROOT + "/")):
-            raise JobFailed(f"ClientError: LocalPath {path} is outside {PROCESSING_ROOT}, the only folder "
-                            "the local runner maps")
+            raise JobFailed(
+                f"ClientError: LocalPath {path} is outside {PROCESSING_ROOT}, the only folder the local runner maps"
+            )
         return Path(path.replace(PROCESSING_ROOT, str(local_root), 1))
 
     app = request["AppSpecification"]
-    command = [argument.replace(PROCESSING_ROOT, str(local_root))
-               for argument in [*app.get("ContainerEntrypoint", []), *app.get("ContainerArguments", [])]]
+    command = [
+        argument.replace(PROCESSING_ROOT, str(local_root))
+        for argument in [*app.get("ContainerEntrypoint", []), *app.get("ContainerArguments", [])]
+    ]
     outputs = request.get("ProcessingOutputConfig", {})
     runtime.records.start_processing_job(job_name, request)
     try:
         if not command:
-            raise JobFailed("ClientError: the local runner needs AppSpecification.ContainerEntrypoint "
-                            "(it cannot run an image's default entry point)")
+            raise JobFailed(
+                "ClientError: the local runner needs AppSpecification.ContainerEntrypoint "
+                "(it cannot run an image's default entry point)"
+            )
         for item in request.get("ProcessingInputs", []):
             source = item["S3Input"]
             if not download_prefix(runtime.s3, source["S3Uri"], local(source["LocalPath"])):
-                raise JobFailed(f"ClientError: no S3 objects found under {source['S3Uri']} "
-                                f"(input {item['InputName']})")
+                raise JobFailed(f"ClientError: no S3 objects found under {source['S3Uri']} (input {item['InputName']})")
         for item in outputs.get("Outputs", []):
             local(item["S3Output"]["LocalPath"]).mkdir(parents=True, exist_ok=True)
         environment = {**_clean_environment(), **runtime.env, **request.get("Environment", {})}
@@ -142,8 +160,12 @@ def run_processing_step(step: str, job_name: str, request: Mapping[str, Any], ru
         if exit_code != 0:
             raise JobFailed(_exit_reason(exit_code, log.text()), _log_hint(log.text(), log.path))
         for item in outputs.get("Outputs", []):
-            upload_folder(runtime.s3, local(item["S3Output"]["LocalPath"]), item["S3Output"]["S3Uri"],
-                          kms_key_id=outputs.get("KmsKeyId"))
+            upload_folder(
+                runtime.s3,
+                local(item["S3Output"]["LocalPath"]),
+                item["S3Output"]["S3Uri"],
+                kms_key_id=outputs.get("KmsKeyId"),
+            )
     except BaseException as error:
         runtime.records.end_processing_job(job_name, *_end_of(error))
         raise
@@ -158,8 +180,7 @@ def final_metric_data(definitions: list[Mapping[str, str]], log: str) -> list[di
         values = re.findall(definition["Regex"], log)
         if values:
             last = values[-1][0] if isinstance(values[-1], tuple) else values[-1]
-            found.append({"MetricName": definition["Name"], "Value": float(last),
-                          "Timestamp": datetime.now(timezone.utc)})
+            found.append({"MetricName": definition["Name"], "Value": float(last), "Timestamp": datetime.now(UTC)})
     return found
 
 
@@ -177,8 +198,10 @@ def _download_channel(s3: Any, channel: Mapping[str, Any], job_dir: Path) -> Pat
     target = job_dir / "input" / "data" / channel["ChannelName"]
     shutil.rmtree(target, ignore_errors=True)
     if not download_prefix(s3, uri, target):
-        raise JobFailed(f"ClientError: no S3 objects found under S3 URL {uri} given in input data source "
-                        f"(channel {channel['ChannelName']})")
+        raise JobFailed(
+            f"ClientError: no S3 objects found under S3 URL {uri} given in input data source "
+            f"(channel {channel['ChannelName']})"
+        )
     return target
 
 
@@ -196,8 +219,11 @@ def _wait(job: processes.ChildProcess, request: Mapping[str, Any]) -> int:
 
 def _clean_environment() -> dict[str, str]:
     """This process's environment without what belongs to another AWS or another job."""
-    return {name: value for name, value in os.environ.items()
-            if not name.startswith(("AWS_", "SM_", "SAGEMAKER_")) and name != "TF_CONFIG"}
+    return {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("AWS_", "SM_", "SAGEMAKER_")) and name != "TF_CONFIG"
+    }
 
 
 def _exit_reason(exit_code: int, log: str) -> str:

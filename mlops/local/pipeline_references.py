@@ -67,8 +67,9 @@ def parameter_values(declared: Sequence[Mapping[str, Any]], overrides: Mapping[s
         else:
             raise DefinitionError(f"parameter {name} has no default and no value was given")
         if parameter.get("EnumValues") and value not in parameter["EnumValues"]:
-            raise DefinitionError(f"parameter {name} must be one of {', '.join(parameter['EnumValues'])}, "
-                                  f"got {value!r}")
+            raise DefinitionError(
+                f"parameter {name} must be one of {', '.join(parameter['EnumValues'])}, got {value!r}"
+            )
         values[name] = value
     return values
 
@@ -103,8 +104,9 @@ class ExecutionContext:
             return str(argument.get("On", "")).join(_text(self.resolve(item)) for item in argument["Values"])
         if function == "Std:JsonGet":
             return self._json_get(argument)
-        raise DefinitionError(f"{function} is not a function the local executor resolves "
-                              f"(it resolves Get, Std:Join and Std:JsonGet)")
+        raise DefinitionError(
+            f"{function} is not a function the local executor resolves (it resolves Get, Std:Join and Std:JsonGet)"
+        )
 
     def holds(self, condition: Mapping[str, Any]) -> bool:
         """Whether one Condition step condition is true now."""
@@ -119,8 +121,10 @@ class ExecutionContext:
         if kind == "In":
             query = self.resolve(condition["QueryValue"])
             return any(operator.eq(*_comparable(query, self.resolve(item), kind)) for item in condition["Values"])
-        raise DefinitionError(f"condition type {kind!r} is not one the local executor evaluates "
-                              f"({', '.join([*_COMPARISONS, 'Not', 'Or', 'In'])})")
+        raise DefinitionError(
+            f"condition type {kind!r} is not one the local executor evaluates "
+            f"({', '.join([*_COMPARISONS, 'Not', 'Or', 'In'])})"
+        )
 
     def _get(self, path: str) -> Any:
         root, _, rest = path.partition(".")
@@ -130,22 +134,25 @@ class ExecutionContext:
             return self.parameters[rest]
         if root == "Execution":
             if rest not in self.execution:
-                raise DefinitionError(f"{path}: the local executor knows only Execution."
-                                      f"{', Execution.'.join(self.execution)}")
+                raise DefinitionError(
+                    f"{path}: the local executor knows only Execution.{', Execution.'.join(self.execution)}"
+                )
             return self.execution[rest]
         if root == "Steps":
             step, _, property_path = rest.partition(".")
             if step not in self.steps:
-                raise DefinitionError(f"{path}: step {step!r} has not run (it must finish before a step "
-                                      "that reads its properties)")
+                raise DefinitionError(
+                    f"{path}: step {step!r} has not run (it must finish before a step that reads its properties)"
+                )
             return _walk(self.steps[step], property_path, path)
         raise DefinitionError(f"{path}: a Get must start with Parameters., Execution. or Steps.")
 
     def _json_get(self, arguments: Mapping[str, Any]) -> Any:
         reference = arguments.get("PropertyFile")
         if not (isinstance(reference, dict) and isinstance(reference.get("Get"), str)):
-            raise DefinitionError(f"Std:JsonGet: PropertyFile must be a Get of Steps.<step>.PropertyFiles.<name>, "
-                                  f"got {reference!r}")
+            raise DefinitionError(
+                f"Std:JsonGet: PropertyFile must be a Get of Steps.<step>.PropertyFiles.<name>, got {reference!r}"
+            )
         match = re.fullmatch(r"Steps\.([^.]+)\.PropertyFiles\.([^.]+)", reference["Get"])
         if not match:
             raise DefinitionError(f"Std:JsonGet: {reference['Get']} is not Steps.<step>.PropertyFiles.<name>")

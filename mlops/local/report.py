@@ -1,18 +1,18 @@
 """The report of one `mlops local` run: a folder for people (report.md) and for tools (JSON).
 
-    folder = ReportFolder.claim(Path("mlops-local-report/cnn"))   # emptied if an earlier run wrote it
-    report = RunReport(network)                                    # filled in as the phases go
-    folder.write(report)                                           # also after a failure or Ctrl-C
+folder = ReportFolder.claim(Path("mlops-local-report/cnn"))   # emptied if an earlier run wrote it
+report = RunReport(network)                                    # filled in as the phases go
+folder.write(report)                                           # also after a failure or Ctrl-C
 
-    report.md             outcome, the quality metric on held-out data against the threshold and the
-                          champion, the explanations' summary, predictions beside the truth, the time
-                          of each phase and pipeline step, the plots (the explanations' first)
-    metrics.json          the Evaluate step's evaluation.json, the training job's final metrics, the gate
-    predictions.json      each sample sent to the endpoint: input, truth, the endpoint's answer
-    phases.json           seconds per phase and pipeline step, the outcome
-    plots/<step>/*.png    the PNGs the pipeline's jobs wrote (training curves, confusion matrix, ...)
-    model/model.tar.gz    the registered model artifact the local endpoint served
-    pipeline/<execution id>/<step>/   each job's folder, with its log.txt
+report.md             outcome, the quality metric on held-out data against the threshold and the
+                      champion, the explanations' summary, predictions beside the truth, the time
+                      of each phase and pipeline step, the plots (the explanations' first)
+metrics.json          the Evaluate step's evaluation.json, the training job's final metrics, the gate
+predictions.json      each sample sent to the endpoint: input, truth, the endpoint's answer
+phases.json           seconds per phase and pipeline step, the outcome
+plots/<step>/*.png    the PNGs the pipeline's jobs wrote (training curves, confusion matrix, ...)
+model/model.tar.gz    the registered model artifact the local endpoint served
+pipeline/<execution id>/<step>/   each job's folder, with its log.txt
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from infra.pipeline_definition import QUALITY_THRESHOLD
-from training.champion_challenger import KEY as CHAMPION_CHALLENGER
+from infra.definitions.training_pipeline import QUALITY_THRESHOLD
 from mlops.errors import UsageError
 from mlops.local.samples import Comparison
+from training.champion_comparison import KEY as CHAMPION_CHALLENGER
 from training.networks import Network
 
 MARKER = ".mlops-local-report"
@@ -62,10 +62,20 @@ class RunReport:
         value = (self.evaluation or {}).get("metrics", {}).get(gate.metric, {}).get("value")
         threshold = float(self.parameters.get(QUALITY_THRESHOLD, gate.threshold))
         champion = (self.evaluation or {}).get(CHAMPION_CHALLENGER)
-        passed = None if value is None else (value >= threshold if gate.higher_is_better else value <= threshold) and (
-            champion is None or bool(champion["passes"]))
-        return {"metric": gate.metric, "value": value, "comparison": gate.comparison, "threshold": threshold,
-                "champion": champion, "passed": passed}
+        passed = (
+            None
+            if value is None
+            else (value >= threshold if gate.higher_is_better else value <= threshold)
+            and (champion is None or bool(champion["passes"]))
+        )
+        return {
+            "metric": gate.metric,
+            "value": value,
+            "comparison": gate.comparison,
+            "threshold": threshold,
+            "champion": champion,
+            "passed": passed,
+        }
 
     @property
     def total_seconds(self) -> float:
@@ -82,8 +92,9 @@ class ReportFolder:
     def claim(cls, path: Path) -> ReportFolder:
         """The folder, emptied: refused (UsageError) if it holds anything an earlier run did not write."""
         if path.exists() and (not path.is_dir() or (any(path.iterdir()) and not (path / MARKER).exists())):
-            raise UsageError(f"report folder {path} exists and was not written by mlops local: "
-                             "choose another with --report-dir")
+            raise UsageError(
+                f"report folder {path} exists and was not written by mlops local: choose another with --report-dir"
+            )
         shutil.rmtree(path, ignore_errors=True)
         path.mkdir(parents=True)
         (path / MARKER).write_text("written by `mlops local`; the next run replaces this folder\n")
@@ -91,16 +102,36 @@ class ReportFolder:
 
     def write(self, report: RunReport) -> None:
         plots = self._collect_plots()
-        self._write_json("metrics.json", {"network": report.network.name, "quality": report.quality,
-                                          "evaluation": report.evaluation, "explanations": report.explanations,
-                                          "training_final_metrics": report.training_metrics,
-                                          "endpoint_samples": report.sample_summary})
-        self._write_json("predictions.json", {"endpoint": report.endpoint_name,
-                                              "model_package": report.model_package_arn,
-                                              "samples": [asdict(comparison) for comparison in report.comparisons]})
-        self._write_json("phases.json", {"outcome": report.outcome, "failure": report.failure,
-                                         "phases": report.phases, "execution_id": report.execution_id,
-                                         "parameters": report.parameters, "steps": report.steps})
+        self._write_json(
+            "metrics.json",
+            {
+                "network": report.network.name,
+                "quality": report.quality,
+                "evaluation": report.evaluation,
+                "explanations": report.explanations,
+                "training_final_metrics": report.training_metrics,
+                "endpoint_samples": report.sample_summary,
+            },
+        )
+        self._write_json(
+            "predictions.json",
+            {
+                "endpoint": report.endpoint_name,
+                "model_package": report.model_package_arn,
+                "samples": [asdict(comparison) for comparison in report.comparisons],
+            },
+        )
+        self._write_json(
+            "phases.json",
+            {
+                "outcome": report.outcome,
+                "failure": report.failure,
+                "phases": report.phases,
+                "execution_id": report.execution_id,
+                "parameters": report.parameters,
+                "steps": report.steps,
+            },
+        )
         (self.path / "report.md").write_text(_markdown(report, [plot.relative_to(self.path) for plot in plots]))
 
     def _collect_plots(self) -> list[Path]:
@@ -135,13 +166,16 @@ def _markdown(report: RunReport, plots: list[Path]) -> str:
         lines.append("No evaluation: the pipeline did not get that far.")
     else:
         verdict = "passed" if quality["passed"] else "failed"
-        lines.append(f"`{quality['metric']}` = **{quality['value']:.4f}** on the test channel (quality gate "
-                     f"{quality['comparison']} {quality['threshold']} and not worse than the champion: {verdict}), "
-                     "from the Evaluate step's evaluation.json.")
+        lines.append(
+            f"`{quality['metric']}` = **{quality['value']:.4f}** on the test channel (quality gate "
+            f"{quality['comparison']} {quality['threshold']} and not worse than the champion: {verdict}), "
+            "from the Evaluate step's evaluation.json."
+        )
         if quality["champion"]:
             lines += ["", f"Champion and challenger: {quality['champion']['summary']}."]
-        others = {name: entry["value"] for name, entry in report.evaluation["metrics"].items()
-                  if name != quality["metric"]}
+        others = {
+            name: entry["value"] for name, entry in report.evaluation["metrics"].items() if name != quality["metric"]
+        }
         if others:
             lines += ["", "| metric | value |", "|---|---|"]
             lines += [f"| {name} | {value:.4f} |" for name, value in sorted(others.items())]
@@ -151,17 +185,29 @@ def _markdown(report: RunReport, plots: list[Path]) -> str:
         if report.endpoint_stack:
             lines.append(f"- endpoint stack `{report.endpoint_stack}` deployed, endpoint `{report.endpoint_name}`")
     if report.comparisons:
-        lines += ["", "## Predictions beside the truth", "",
-                  f"Held-out test samples sent through the SageMaker Runtime path "
-                  f"(`POST /endpoints/{report.endpoint_name}/invocations`) of the local endpoint: "
-                  f"{report.sample_summary}.", "", "| test sample | truth | prediction |", "|---|---|---|"]
+        lines += [
+            "",
+            "## Predictions beside the truth",
+            "",
+            f"Held-out test samples sent through the SageMaker Runtime path "
+            f"(`POST /endpoints/{report.endpoint_name}/invocations`) of the local endpoint: "
+            f"{report.sample_summary}.",
+            "",
+            "| test sample | truth | prediction |",
+            "|---|---|---|",
+        ]
         lines += [f"| {row.index} | {row.truth} | {row.prediction} |" for row in report.comparisons]
     lines += ["", "## Time", "", "| phase | seconds | status |", "|---|---|---|"]
     lines += [f"| {phase['phase']} | {phase['seconds']:.1f} | {phase['status']} |" for phase in report.phases]
     if report.steps:
         parameters = ", ".join(f"{name}={value}" for name, value in report.parameters.items())
-        lines += ["", f"Pipeline execution `{report.execution_id}` ({parameters}):", "",
-                  "| step | seconds | status |", "|---|---|---|"]
+        lines += [
+            "",
+            f"Pipeline execution `{report.execution_id}` ({parameters}):",
+            "",
+            "| step | seconds | status |",
+            "|---|---|---|",
+        ]
         lines += [f"| {step['step']} | {step['seconds']:.1f} | {step['status']} |" for step in report.steps]
     if plots:
         # The explanations first: the other plots show how good the model is, these why.
@@ -169,8 +215,11 @@ def _markdown(report: RunReport, plots: list[Path]) -> str:
         plots = sorted(plots, key=lambda plot: plot.name not in named)
         lines += ["", "## Plots", ""]
         lines += [f"![{plot.parent.name}: {plot.stem}]({plot.as_posix()})" for plot in plots]
-    lines += ["", "Each job's folder and `log.txt` are under `pipeline/`; the served model is `model/model.tar.gz`.",
-              ""]
+    lines += [
+        "",
+        "Each job's folder and `log.txt` are under `pipeline/`; the served model is `model/model.tar.gz`.",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -178,15 +227,21 @@ def _explanations(explanations: dict[str, Any] | None) -> list[str]:
     """The explanations' rankings, and how each method was applied."""
     if not explanations:
         return []
-    lines = ["", "## Why the model decides as it does", "",
-             f"From the Evaluate step's explanations.json ({explanations['seconds']:.1f} s), on held-out test examples; "
-             "the plots are below.", ""]
+    lines = [
+        "",
+        "## Why the model decides as it does",
+        "",
+        f"From the Evaluate step's explanations.json ({explanations['seconds']:.1f} s), on held-out test examples; "
+        "the plots are below.",
+        "",
+    ]
     for ranking in explanations["summary"]:
         entries = ", ".join(f"{entry['name']} ({entry['value']:.3g})" for entry in ranking["top"])
         lines.append(f"- {ranking['title']}: {entries}")
     lines += ["", "| method | applied as |", "|---|---|"]
     for method, details in explanations["methods"].items():
-        shown = "; ".join(f"{name} {value:.3g}" if isinstance(value, float) else f"{name} {value}"
-                          for name, value in details.items())
+        shown = "; ".join(
+            f"{name} {value:.3g}" if isinstance(value, float) else f"{name} {value}" for name, value in details.items()
+        )
         lines.append(f"| {method.replace('_', ' ')} | {shown} |")
     return lines

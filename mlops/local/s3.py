@@ -1,7 +1,7 @@
 """Moving files between this machine and S3 the way SageMaker jobs do (File mode, EndOfJob uploads).
 
-    download_prefix(s3, "s3://data/cnn/train/", Path("input/data/train"))
-    upload_folder(s3, Path("output"), "s3://artifacts/pipelines/cnn/abc/evaluation", kms_key_id=key)
+download_prefix(s3, "s3://data/cnn/train/", Path("input/data/train"))
+upload_folder(s3, Path("output"), "s3://artifacts/pipelines/cnn/abc/evaluation", kms_key_id=key)
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def download_prefix(s3: Any, uri: str, target: Path) -> int:
     count = 0
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for item in page.get("Contents", []):
-            relative = item["Key"][len(prefix):].lstrip("/") or Path(item["Key"]).name
+            relative = item["Key"][len(prefix) :].lstrip("/") or Path(item["Key"]).name
             destination = target / relative
             destination.parent.mkdir(parents=True, exist_ok=True)
             s3.download_file(bucket, item["Key"], str(destination))

@@ -60,8 +60,9 @@ def held_out_samples(test_dir: Path, network: Network, count: int) -> tuple[list
     wanted = {round(step * (spec.count - 1) / max(taken - 1, 1)) for step in range(taken)}
     target = network.task.target
     samples, position = [], 0
-    for inputs, targets in records.dataset(test_dir, spec, TEST_CHANNEL, inputs=network.input_name,
-                                           targets=target, batch_size=STREAM_BATCH):
+    for inputs, targets in records.dataset(
+        test_dir, spec, TEST_CHANNEL, inputs=network.input_name, targets=target, batch_size=STREAM_BATCH
+    ):
         for value, truth in zip(inputs.numpy(), targets.numpy()):
             if position in wanted:
                 samples.append(Sample(position, value.tolist(), truth.tolist()))
@@ -76,14 +77,14 @@ class EarlySamples:
     pipeline's jobs leave idle instead. `stop()` ends it if its answer is never asked for."""
 
     def __init__(self, test_dir: Path, network: Network, count: int) -> None:
-        self._child = processes.ModuleChild(__name__, [str(test_dir), network.name, str(count)],
-                                            doing="reading the held-out samples", cwd=REPO_ROOT)
+        self._child = processes.ModuleChild(
+            __name__, [str(test_dir), network.name, str(count)], doing="reading the held-out samples", cwd=REPO_ROOT
+        )
 
     def result(self) -> tuple[list[Sample], tuple[str, ...] | None]:
         answer = self._child.answer()
         class_names = answer["class_names"]
-        return ([Sample(**sample) for sample in answer["samples"]],
-                None if class_names is None else tuple(class_names))
+        return ([Sample(**sample) for sample in answer["samples"]], None if class_names is None else tuple(class_names))
 
     def stop(self) -> None:
         self._child.stop()
@@ -93,16 +94,21 @@ def _print_samples(test_dir: str, network_name: str, count: str) -> None:
     """The child's side of EarlySamples: one JSON line on stdout."""
     os.nice(10)
     samples, class_names = held_out_samples(Path(test_dir), get_network(network_name), int(count))
-    processes.print_answer({"samples": [asdict(sample) for sample in samples],
-                            "class_names": None if class_names is None else list(class_names)})
+    processes.print_answer(
+        {
+            "samples": [asdict(sample) for sample in samples],
+            "class_names": None if class_names is None else list(class_names),
+        }
+    )
 
 
 def instances_request(samples: Sequence[Sample]) -> EncodedRequest:
     return EncodedRequest(json.dumps({"instances": [sample.input for sample in samples]}).encode(), JSON)
 
 
-def compare(network: Network, class_names: Sequence[str], samples: Sequence[Sample],
-            predictions: Sequence[Any]) -> list[Comparison]:
+def compare(
+    network: Network, class_names: Sequence[str], samples: Sequence[Sample], predictions: Sequence[Any]
+) -> list[Comparison]:
     if len(predictions) != len(samples):
         raise ValueError(f"the endpoint answered {len(predictions)} predictions for {len(samples)} instances")
     return [_compare(network, class_names, sample, answer) for sample, answer in zip(samples, predictions)]
@@ -110,8 +116,7 @@ def compare(network: Network, class_names: Sequence[str], samples: Sequence[Samp
 
 def _compare(network: Network, class_names: Sequence[str], sample: Sample, answer: Any) -> Comparison:
     judged = network.task.judge(sample.target, answer, class_names)
-    return Comparison(sample.index, sample.input, judged.truth, judged.prediction, judged.correct, judged.error,
-                      answer)
+    return Comparison(sample.index, sample.input, judged.truth, judged.prediction, judged.correct, judged.error, answer)
 
 
 def summary(comparisons: Sequence[Comparison]) -> str:

@@ -33,8 +33,12 @@ class ConsoleReporter:
 
     def step_ended(self, outcome: StepOutcome) -> None:
         mark = "[green]✓[/]" if outcome.status == "Succeeded" else "[red]✗[/]"
-        console.print(f"  {mark} {escape(outcome.step)} {outcome.status} [dim]({outcome.seconds:.1f} s)[/] "
-                      f"{escape(outcome.detail)}", highlight=False, soft_wrap=True)
+        console.print(
+            f"  {mark} {escape(outcome.step)} {outcome.status} [dim]({outcome.seconds:.1f} s)[/] "
+            f"{escape(outcome.detail)}",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def echo(line: str) -> None:
@@ -56,17 +60,22 @@ def outputs_table(outputs: dict[str, dict[str, str]]) -> Table:
 def summary_of(report: RunReport, folder: ReportFolder) -> None:
     quality = report.quality
     if quality["value"] is not None:
-        console.print(f"[bold]{quality['metric']} = {quality['value']:.4f}[/] on held-out data "
-                      f"(quality gate {quality['comparison']} {quality['threshold']} and not worse than the champion: "
-                      f"{'passed' if quality['passed'] else 'failed'})", highlight=False)
+        console.print(
+            f"[bold]{quality['metric']} = {quality['value']:.4f}[/] on held-out data "
+            f"(quality gate {quality['comparison']} {quality['threshold']} and not worse than the champion: "
+            f"{'passed' if quality['passed'] else 'failed'})",
+            highlight=False,
+        )
         if quality["champion"]:
             console.print(f"champion and challenger: {quality['champion']['summary']}", highlight=False)
     for ranking in (report.explanations or {}).get("summary", []):
         entries = ", ".join(f"{entry['name']} {entry['value']:.3g}" for entry in ranking["top"][:3])
         console.print(f"explanations: {ranking['title']}: {entries}", highlight=False, markup=False)
     if report.comparisons:
-        console.print(f"held-out test samples through /endpoints/{report.endpoint_name}/invocations: "
-                      f"{report.sample_summary}", highlight=False)
+        console.print(
+            f"held-out test samples through /endpoints/{report.endpoint_name}/invocations: {report.sample_summary}",
+            highlight=False,
+        )
         table = Table()
         for column in ("test sample", "truth", "prediction"):
             table.add_column(column, overflow="fold")

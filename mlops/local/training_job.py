@@ -114,9 +114,15 @@ class RunningTrainingJob:
         except subprocess.TimeoutExpired:
             exit_code = self.kill()
         log = "".join(self.lines)
-        return TrainingJobResult(exit_code=exit_code, job_dir=self.job_dir, model_dir=self.job_dir / "model",
-                                 output_dir=self.job_dir / "output" / "data", checkpoint_dir=self.checkpoint_dir,
-                                 log=log, metrics=parse_metrics(log))
+        return TrainingJobResult(
+            exit_code=exit_code,
+            job_dir=self.job_dir,
+            model_dir=self.job_dir / "model",
+            output_dir=self.job_dir / "output" / "data",
+            checkpoint_dir=self.checkpoint_dir,
+            log=log,
+            metrics=parse_metrics(log),
+        )
 
     def kill(self) -> int:
         """SIGKILL to the toolkit and the entry point it started, like a reclaimed spot instance."""
@@ -124,31 +130,61 @@ class RunningTrainingJob:
 
 
 def parse_metrics(log: str) -> tuple[dict[str, float], ...]:
-    return tuple({name: float(value) for name, value in _METRIC.findall(line.split(METRICS_LINE_PREFIX, 1)[1])}
-                 for line in log.splitlines() if line.startswith(METRICS_LINE_PREFIX))
+    return tuple(
+        {name: float(value) for name, value in _METRIC.findall(line.split(METRICS_LINE_PREFIX, 1)[1])}
+        for line in log.splitlines()
+        if line.startswith(METRICS_LINE_PREFIX)
+    )
 
 
-def start_training_job(network: str | Network, channels: Mapping[str, Path | str], job_dir: Path, *,
-                       hyperparameters: Mapping[str, HyperparameterValue] | None = None,
-                       checkpoint_dir: Path | None = None, source: Path | None = None,
-                       hosts: Sequence[str] = ("localhost",), current_host: str = "localhost",
-                       env: Mapping[str, str] | None = None, hyperparameter_encoding: HyperparameterEncoding = "raw",
-                       on_line: Callable[[str], None] | None = None) -> RunningTrainingJob:
+def start_training_job(
+    network: str | Network,
+    channels: Mapping[str, Path | str],
+    job_dir: Path,
+    *,
+    hyperparameters: Mapping[str, HyperparameterValue] | None = None,
+    checkpoint_dir: Path | None = None,
+    source: Path | None = None,
+    hosts: Sequence[str] = ("localhost",),
+    current_host: str = "localhost",
+    env: Mapping[str, str] | None = None,
+    hyperparameter_encoding: HyperparameterEncoding = "raw",
+    on_line: Callable[[str], None] | None = None,
+) -> RunningTrainingJob:
     """Lays out `job_dir` and starts SageMaker's launcher on it; see `run_training_job`."""
     network = get_network(network) if isinstance(network, str) else network
     job_dir = job_dir.resolve()
     checkpoint_dir = (checkpoint_dir or job_dir / "checkpoints").resolve()
-    values = _hyperparameters(network, dict(hyperparameters or {}), checkpoint_dir=checkpoint_dir,
-                              source=(source or build_source_bundle(job_dir / "bundle")).resolve(),
-                              encoding=hyperparameter_encoding)
-    return start_job(job_dir, values, channels, checkpoint_dir=checkpoint_dir, hosts=hosts,
-                     current_host=current_host, env=env, on_line=on_line)
+    values = _hyperparameters(
+        network,
+        dict(hyperparameters or {}),
+        checkpoint_dir=checkpoint_dir,
+        source=(source or build_source_bundle(job_dir / "bundle")).resolve(),
+        encoding=hyperparameter_encoding,
+    )
+    return start_job(
+        job_dir,
+        values,
+        channels,
+        checkpoint_dir=checkpoint_dir,
+        hosts=hosts,
+        current_host=current_host,
+        env=env,
+        on_line=on_line,
+    )
 
 
-def start_job(job_dir: Path, hyperparameters: Mapping[str, str], channels: Mapping[str, Path | str], *,
-              checkpoint_dir: Path, hosts: Sequence[str] = ("localhost",), current_host: str = "localhost",
-              env: Mapping[str, str] | None = None, on_line: Callable[[str], None] | None = None
-              ) -> RunningTrainingJob:
+def start_job(
+    job_dir: Path,
+    hyperparameters: Mapping[str, str],
+    channels: Mapping[str, Path | str],
+    *,
+    checkpoint_dir: Path,
+    hosts: Sequence[str] = ("localhost",),
+    current_host: str = "localhost",
+    env: Mapping[str, str] | None = None,
+    on_line: Callable[[str], None] | None = None,
+) -> RunningTrainingJob:
     """Starts a job as CreateTrainingJob describes one: `hyperparameters` go into
     hyperparameters.json verbatim (they must name `sagemaker_program` and
     `sagemaker_submit_directory`); each channel is a local folder (linked, unless the job
@@ -158,10 +194,14 @@ def start_job(job_dir: Path, hyperparameters: Mapping[str, str], channels: Mappi
     train = Path(sys.executable).with_name("train")
     if not train.exists():
         raise FileNotFoundError(f"{train} is missing: install sagemaker-training (requirements.txt)")
-    environment = {name: value for name, value in os.environ.items()
-                   if not name.startswith(("SM_", "SAGEMAKER_")) and name != "TF_CONFIG"}
-    environment.update(SAGEMAKER_BASE_DIR=str(job_dir), SAGEMAKER_TRAINING_MODULE=TRAINING_MODULE,
-                       PYTHONUNBUFFERED="1", **(env or {}))
+    environment = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("SM_", "SAGEMAKER_")) and name != "TF_CONFIG"
+    }
+    environment.update(
+        SAGEMAKER_BASE_DIR=str(job_dir), SAGEMAKER_TRAINING_MODULE=TRAINING_MODULE, PYTHONUNBUFFERED="1", **(env or {})
+    )
     lines: list[str] = []
 
     def take(line: str) -> None:
@@ -173,12 +213,19 @@ def start_job(job_dir: Path, hyperparameters: Mapping[str, str], channels: Mappi
     return RunningTrainingJob(child=child, job_dir=job_dir, checkpoint_dir=checkpoint_dir.resolve(), lines=lines)
 
 
-def run_training_job(network: str | Network, channels: Mapping[str, Path | str], job_dir: Path, *,
-                     hyperparameters: Mapping[str, HyperparameterValue] | None = None,
-                     checkpoint_dir: Path | None = None, source: Path | None = None,
-                     hyperparameter_encoding: HyperparameterEncoding = "raw",
-                     on_line: Callable[[str], None] | None = None, timeout: float | None = None,
-                     env: Mapping[str, str] | None = None) -> TrainingJobResult:
+def run_training_job(
+    network: str | Network,
+    channels: Mapping[str, Path | str],
+    job_dir: Path,
+    *,
+    hyperparameters: Mapping[str, HyperparameterValue] | None = None,
+    checkpoint_dir: Path | None = None,
+    source: Path | None = None,
+    hyperparameter_encoding: HyperparameterEncoding = "raw",
+    on_line: Callable[[str], None] | None = None,
+    timeout: float | None = None,
+    env: Mapping[str, str] | None = None,
+) -> TrainingJobResult:
     """Runs `network`'s entry point through SageMaker's training toolkit, as a training job would.
 
     channels: channel name -> a local folder (linked) or an `s3://` prefix (downloaded, as File mode does).
@@ -188,16 +235,31 @@ def run_training_job(network: str | Network, channels: Mapping[str, Path | str],
     hyperparameter_encoding: "raw" (SDK v3: `"32"`) or "json" (SDK v2: `"\\"cnn.py\\""`).
     on_line: called with each log line as it arrives.
     """
-    job = start_training_job(network, channels, job_dir, hyperparameters=hyperparameters,
-                             checkpoint_dir=checkpoint_dir, source=source,
-                             hyperparameter_encoding=hyperparameter_encoding, on_line=on_line, env=env)
+    job = start_training_job(
+        network,
+        channels,
+        job_dir,
+        hyperparameters=hyperparameters,
+        checkpoint_dir=checkpoint_dir,
+        source=source,
+        hyperparameter_encoding=hyperparameter_encoding,
+        on_line=on_line,
+        env=env,
+    )
     return job.wait(timeout)
 
 
-def run_multi_worker_training_job(network: str | Network, channels: Mapping[str, Path | str], root_dir: Path, *,
-                                  workers: int = 2, hyperparameters: Mapping[str, HyperparameterValue] | None = None,
-                                  checkpoint_dir: Path | None = None, timeout: float | None = None,
-                                  on_line: Callable[[str], None] | None = None) -> list[TrainingJobResult]:
+def run_multi_worker_training_job(
+    network: str | Network,
+    channels: Mapping[str, Path | str],
+    root_dir: Path,
+    *,
+    workers: int = 2,
+    hyperparameters: Mapping[str, HyperparameterValue] | None = None,
+    checkpoint_dir: Path | None = None,
+    timeout: float | None = None,
+    on_line: Callable[[str], None] | None = None,
+) -> list[TrainingJobResult]:
     """One job on `workers` hosts (127.0.0.1, 127.0.0.2, ...), each its own job folder under
     `root_dir/<host>`, training together with MultiWorkerMirroredStrategy. Results in host
     order; the first host is the chief. If one worker fails, the others are stopped."""
@@ -205,12 +267,21 @@ def run_multi_worker_training_job(network: str | Network, channels: Mapping[str,
     cluster = {"worker": [f"{host}:{_free_port()}" for host in hosts]}
     source = build_source_bundle(root_dir.resolve() / "bundle")
     checkpoint_dir = checkpoint_dir or root_dir / "checkpoints"
-    jobs = [start_training_job(network, channels, root_dir / host, hyperparameters=hyperparameters,
-                               checkpoint_dir=checkpoint_dir, source=source, hosts=hosts, current_host=host,
-                               env={"TF_CONFIG": json.dumps({"cluster": cluster,
-                                                             "task": {"type": "worker", "index": index}})},
-                               on_line=on_line)
-            for index, host in enumerate(hosts)]
+    jobs = [
+        start_training_job(
+            network,
+            channels,
+            root_dir / host,
+            hyperparameters=hyperparameters,
+            checkpoint_dir=checkpoint_dir,
+            source=source,
+            hosts=hosts,
+            current_host=host,
+            env={"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})},
+            on_line=on_line,
+        )
+        for index, host in enumerate(hosts)
+    ]
     deadline = None if timeout is None else time.monotonic() + timeout
     while any(job.poll() is None for job in jobs):
         failed = any(job.poll() not in (None, 0) for job in jobs)
@@ -221,8 +292,14 @@ def run_multi_worker_training_job(network: str | Network, channels: Mapping[str,
     return [job.wait() for job in jobs]
 
 
-def _hyperparameters(network: Network, hyperparameters: dict[str, HyperparameterValue], *, checkpoint_dir: Path,
-                     source: Path, encoding: HyperparameterEncoding) -> dict[str, str]:
+def _hyperparameters(
+    network: Network,
+    hyperparameters: dict[str, HyperparameterValue],
+    *,
+    checkpoint_dir: Path,
+    source: Path,
+    encoding: HyperparameterEncoding,
+) -> dict[str, str]:
     """hyperparameters.json of a job of `network`, as the SDK of `encoding` would write it."""
     unknown = sorted(set(hyperparameters) - {knob.name for knob in network.hyperparameters})
     if unknown:
@@ -240,21 +317,44 @@ def _hyperparameters(network: Network, hyperparameters: dict[str, Hyperparameter
     return {name: encode(value) for name, value in values.items()}
 
 
-def _lay_out(job_dir: Path, hyperparameters: Mapping[str, str], channels: Mapping[str, Path | str], *,
-             hosts: Sequence[str], current_host: str) -> None:
+def _lay_out(
+    job_dir: Path,
+    hyperparameters: Mapping[str, str],
+    channels: Mapping[str, Path | str],
+    *,
+    hosts: Sequence[str],
+    current_host: str,
+) -> None:
     config = job_dir / "input" / "config"
-    for folder in (config, job_dir / "input" / "data", job_dir / "model", job_dir / "output" / "data",
-                   job_dir / "code"):
+    for folder in (
+        config,
+        job_dir / "input" / "data",
+        job_dir / "model",
+        job_dir / "output" / "data",
+        job_dir / "code",
+    ):
         folder.mkdir(parents=True, exist_ok=True)
     _write_json(config / "hyperparameters.json", dict(hyperparameters))
-    _write_json(config / "resourceconfig.json", {
-        "current_host": current_host, "hosts": list(hosts), "network_interface_name": "lo",
-        "current_group_name": "homogeneousCluster", "current_instance_type": "local",
-        "instance_groups": [{"instance_group_name": "homogeneousCluster", "instance_type": "local",
-                             "hosts": list(hosts)}]})
-    _write_json(config / "inputdataconfig.json", {
-        channel: {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicated", "RecordWrapperType": "None"}
-        for channel in channels})
+    _write_json(
+        config / "resourceconfig.json",
+        {
+            "current_host": current_host,
+            "hosts": list(hosts),
+            "network_interface_name": "lo",
+            "current_group_name": "homogeneousCluster",
+            "current_instance_type": "local",
+            "instance_groups": [
+                {"instance_group_name": "homogeneousCluster", "instance_type": "local", "hosts": list(hosts)}
+            ],
+        },
+    )
+    _write_json(
+        config / "inputdataconfig.json",
+        {
+            channel: {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicated", "RecordWrapperType": "None"}
+            for channel in channels
+        },
+    )
     for channel, location in channels.items():
         target = job_dir / "input" / "data" / channel
         if target.is_symlink() or target.exists():

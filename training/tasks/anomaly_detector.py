@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Judgement, Task, evaluation_module, explanations_module, feature_names, plots_module
+from .base import Judgement, Task, explanations_module, feature_names, plots_module, scoring_module
 
 IMPORTANCE_PLOT = "explanation_importance"
 DEPENDENCE_PLOT = "explanation_partial_dependence"
@@ -34,10 +34,11 @@ class AnomalyDetector(Task):
         return None
 
     def evaluate(self, outputs, test, description, plot):
-        evaluation = evaluation_module()
+        evaluation = scoring_module()
         threshold = _threshold(outputs, description)
-        metrics = evaluation.anomaly_detector(lambda features: outputs(features)["reconstruction_error"], test,
-                                              threshold=threshold, plot=plot)
+        metrics = evaluation.anomaly_detector(
+            lambda features: outputs(features)["reconstruction_error"], test, threshold=threshold, plot=plot
+        )
         return metrics, {"threshold": threshold}
 
     def explain(self, outputs, test, description, output_dir):
@@ -63,31 +64,52 @@ class AnomalyDetector(Task):
         importance = explanations.permutation_ranking(scorer, sample.inputs, errors, "neg_mean_absolute_error", names)
         columns = [names.index(entry["name"]) for entry in importance[:DEPENDENCE_FEATURES]]
         dependence = explanations.partial_dependences(scorer, sample.inputs, columns, names)
-        plots.feature_bars([(f"share of the reconstruction error ({len(explained)} flagged)", shares),
-                            ("permutation importance on the anomaly score", importance)],
-                           output_dir / f"{IMPORTANCE_PLOT}.png")
-        plots.partial_dependence_curves(dependence, threshold, "reconstruction error",
-                                        output_dir / f"{DEPENDENCE_PLOT}.png")
+        plots.feature_bars(
+            [
+                (f"share of the reconstruction error ({len(explained)} flagged)", shares),
+                ("permutation importance on the anomaly score", importance),
+            ],
+            output_dir / f"{IMPORTANCE_PLOT}.png",
+        )
+        plots.partial_dependence_curves(
+            dependence, threshold, "reconstruction error", output_dir / f"{DEPENDENCE_PLOT}.png"
+        )
         return {
-            "summary": [explanations.summary("features by share of the reconstruction error of flagged examples",
-                                             shares),
-                        explanations.summary("features by permutation importance on the anomaly score "
-                                             "(mean change of the reconstruction error)", importance)],
+            "summary": [
+                explanations.summary("features by share of the reconstruction error of flagged examples", shares),
+                explanations.summary(
+                    "features by permutation importance on the anomaly score (mean change of the reconstruction error)",
+                    importance,
+                ),
+            ],
             "methods": {
                 "integrated_gradients": {
-                    "explained": "reconstruction error" + ("" if flagged.any() else
-                                                           f" of the {len(explained)} highest errors (none flagged)"),
+                    "explained": "reconstruction error"
+                    + ("" if flagged.any() else f" of the {len(explained)} highest errors (none flagged)"),
                     "baseline": "the mean normal (label 0) example of the test sample",
-                    "steps": attributions.steps, "examples": len(explained),
-                    "completeness_error": attributions.completeness_error},
-                "permutation_importance": {"score": "negative mean absolute change of the reconstruction error",
-                                           "repeats": explanations.PERMUTATION_REPEATS,
-                                           "examples": len(sample.inputs)},
-                "partial_dependence": {"features": [names[column] for column in columns], "grid": "5th-95th "
-                                       "percentile of the test sample, 20 values", "examples": len(sample.inputs)}},
-            "details": {"threshold": threshold, "flagged": int(flagged.sum()), "examples": len(sample.inputs),
-                        "error_shares": shares, "permutation_importance": importance,
-                        "partial_dependence": dependence},
+                    "steps": attributions.steps,
+                    "examples": len(explained),
+                    "completeness_error": attributions.completeness_error,
+                },
+                "permutation_importance": {
+                    "score": "negative mean absolute change of the reconstruction error",
+                    "repeats": explanations.PERMUTATION_REPEATS,
+                    "examples": len(sample.inputs),
+                },
+                "partial_dependence": {
+                    "features": [names[column] for column in columns],
+                    "grid": "5th-95th percentile of the test sample, 20 values",
+                    "examples": len(sample.inputs),
+                },
+            },
+            "details": {
+                "threshold": threshold,
+                "flagged": int(flagged.sum()),
+                "examples": len(sample.inputs),
+                "error_shares": shares,
+                "permutation_importance": importance,
+                "partial_dependence": dependence,
+            },
             "plots": [f"{IMPORTANCE_PLOT}.png", f"{DEPENDENCE_PLOT}.png"],
         }
 
@@ -105,14 +127,18 @@ class AnomalyDetector(Task):
             examples = flagged.nonzero()[0] if flagged.any() else errors.argsort()[::-1][:HIGHEST_ERRORS]
         normal = sample.inputs[sample.targets == 0]
         baseline = (normal if len(normal) else sample.inputs).mean(axis=0)
-        return examples, explanations.integrated_gradients(error, sample.inputs[examples], baseline,
-                                                           explanations.one_hot([0] * len(examples), 1))
+        return examples, explanations.integrated_gradients(
+            error, sample.inputs[examples], baseline, explanations.one_hot([0] * len(examples), 1)
+        )
 
     def judge(self, target, answer, class_names):
         truth = class_names[int(target)]
         flagged = class_names[1] if answer["is_anomaly"] else class_names[0]
-        return Judgement(truth, f"{flagged} (error {answer['reconstruction_error']:.3g}, "
-                                f"threshold {answer['threshold']:.3g})", flagged == truth)
+        return Judgement(
+            truth,
+            f"{flagged} (error {answer['reconstruction_error']:.3g}, threshold {answer['threshold']:.3g})",
+            flagged == truth,
+        )
 
     def drift_features(self, inputs, description):
         names = description.get("feature_names") or [f"feature {index + 1}" for index in range(inputs.shape[1])]
@@ -122,8 +148,10 @@ class AnomalyDetector(Task):
         return np.asarray(outputs["reconstruction_error"])
 
     def drift_shifts(self):
-        return {"rescaled": _every_third_feature_rescaled,
-                "offset": lambda rows, rng: rows + 0.5 * rows.std(axis=0, keepdims=True)}
+        return {
+            "rescaled": _every_third_feature_rescaled,
+            "offset": lambda rows, rng: rows + 0.5 * rows.std(axis=0, keepdims=True),
+        }
 
 
 def _every_third_feature_rescaled(rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -15,8 +15,18 @@ import numpy as np
 REQUEST_FORMS = ("image", "window", "rows", "sequence")
 ANSWER_FORMS = ("classes", "forecast", "anomaly")
 # What every serving.json holds besides the task's own fields.
-COMMON_SERVING_FIELDS = ("network", "task", "input_name", "input_shape", "input_dtype", "signature",
-                         "outputs", "request_form", "answer_form", "content_types")
+COMMON_SERVING_FIELDS = (
+    "network",
+    "task",
+    "input_name",
+    "input_shape",
+    "input_dtype",
+    "signature",
+    "outputs",
+    "request_form",
+    "answer_form",
+    "content_types",
+)
 
 Outputs = Callable[[Any], dict[str, Any]]
 Shift = Callable[[np.ndarray, np.random.Generator], np.ndarray]
@@ -89,13 +99,19 @@ class Task:
 
     def serving_description(self) -> dict[str, Any]:
         """The task's part of serving.json: what the handler needs to read requests and answers."""
-        return {"task": self.name, "outputs": list(self.outputs), "request_form": self.request_form,
-                "answer_form": self.answer_form, "content_types": list(self.content_types)}
+        return {
+            "task": self.name,
+            "outputs": list(self.outputs),
+            "request_form": self.request_form,
+            "answer_form": self.answer_form,
+            "content_types": list(self.content_types),
+        }
 
     # ------------------------------------------------------------------ evaluation
 
-    def evaluate(self, outputs: Outputs, test: Any, description: dict[str, Any],
-                 plot: Path) -> tuple[dict[str, float], dict[str, Any]]:
+    def evaluate(
+        self, outputs: Outputs, test: Any, description: dict[str, Any], plot: Path
+    ) -> tuple[dict[str, float], dict[str, Any]]:
         """(test metrics, details for evaluation.json) of the model `outputs` (a batch of inputs
         -> the signature's outputs) on the test stream of (inputs, targets); writes `plot`."""
         raise NotImplementedError
@@ -109,8 +125,9 @@ class Task:
         `plots` it writes into `output_dir`."""
         raise NotImplementedError
 
-    def integrated_gradients(self, outputs: Outputs, sample: Any, description: dict[str, Any],
-                             examples: Any = None) -> tuple[Any, Any]:
+    def integrated_gradients(
+        self, outputs: Outputs, sample: Any, description: dict[str, Any], examples: Any = None
+    ) -> tuple[Any, Any]:
         """(indices into `sample`, their `explanations.Attributions`): the integrated gradients
         `explain` shows, of the examples the task picks, or of `examples` (indices) if given."""
         raise NotImplementedError
@@ -123,8 +140,9 @@ class Task:
         the model's embedding is what summarises the input."""
         return {}
 
-    def drift_predictions(self, inputs: np.ndarray, outputs: dict[str, np.ndarray],
-                          description: dict[str, Any]) -> np.ndarray:
+    def drift_predictions(
+        self, inputs: np.ndarray, outputs: dict[str, np.ndarray], description: dict[str, Any]
+    ) -> np.ndarray:
         """One value per example of the signature's `outputs` for `inputs`: the predicted class
         index (`prediction_kind` "classes") or a score ("scores")."""
         raise NotImplementedError
@@ -157,15 +175,18 @@ class ClassProbabilities:
             return f"a classifier needs at least 2 class names, got {list(spec.class_names)}"
         return None
 
-    def evaluate(self, outputs: Outputs, test: Any, description: dict[str, Any],
-                 plot: Path) -> tuple[dict[str, float], dict[str, Any]]:
-        metrics = evaluation_module().classifier(lambda inputs: outputs(inputs)["probabilities"], test,
-                                                 description["class_names"], plot)
+    def evaluate(
+        self, outputs: Outputs, test: Any, description: dict[str, Any], plot: Path
+    ) -> tuple[dict[str, float], dict[str, Any]]:
+        metrics = scoring_module().classifier(
+            lambda inputs: outputs(inputs)["probabilities"], test, description["class_names"], plot
+        )
         return metrics, {}
 
     @staticmethod
-    def predicted_class_attributions(outputs: Outputs, sample: Any, classes: int, baseline: Callable[[Any], Any],
-                                     examples: Any = None) -> tuple[Any, Any]:
+    def predicted_class_attributions(
+        outputs: Outputs, sample: Any, classes: int, baseline: Callable[[Any], Any], examples: Any = None
+    ) -> tuple[Any, Any]:
         """(indices: `examples`, else a few examples of each class of the sample, the integrated
         gradients of each one's predicted class probability from `baseline(inputs)`)."""
         explanations = explanations_module()
@@ -176,8 +197,9 @@ class ClassProbabilities:
 
         inputs = sample.inputs[picks]
         predicted = explanations.batched(probabilities, inputs).argmax(axis=1)
-        return picks, explanations.integrated_gradients(probabilities, inputs, baseline(inputs),
-                                                        explanations.one_hot(predicted, classes))
+        return picks, explanations.integrated_gradients(
+            probabilities, inputs, baseline(inputs), explanations.one_hot(predicted, classes)
+        )
 
     def judge(self, target: Any, answer: dict[str, Any], class_names: Sequence[str]) -> Judgement:
         """A class label answer (`label`, `probabilities`) beside the true class index."""
@@ -185,8 +207,9 @@ class ClassProbabilities:
         confidence = answer["probabilities"][answer["label"]]
         return Judgement(truth, f"{answer['label']} (p={confidence:.2f})", answer["label"] == truth)
 
-    def drift_predictions(self, inputs: np.ndarray, outputs: dict[str, np.ndarray],
-                          description: dict[str, Any]) -> np.ndarray:
+    def drift_predictions(
+        self, inputs: np.ndarray, outputs: dict[str, np.ndarray], description: dict[str, Any]
+    ) -> np.ndarray:
         return np.asarray(outputs["probabilities"]).argmax(axis=1)
 
 
@@ -214,9 +237,9 @@ def plots_module() -> Any:
     return explanation_plots
 
 
-def evaluation_module() -> Any:
-    """training/evaluation.py (TensorFlow, matplotlib), loaded only when a task evaluates: that
+def scoring_module() -> Any:
+    """training/scoring.py (TensorFlow, matplotlib), loaded only when a task evaluates: that
     happens inside training, where the training modules import as top-level modules."""
-    import evaluation
+    import scoring
 
-    return evaluation
+    return scoring

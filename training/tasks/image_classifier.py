@@ -31,36 +31,60 @@ class ImageClassifier(ClassProbabilities, Task):
         labels = sample.targets[picks]
         predicted = [class_names[index] for index in attributions.weights.argmax(axis=1)]
         magnitude = abs(attributions.values).reshape(len(picks), -1).mean(axis=1)
-        per_class = {name: float(magnitude[labels == label].mean()) for label, name in enumerate(class_names)
-                     if (labels == label).any()}
-        groups = [(name, [row for row, label in enumerate(labels) if label == index])
-                  for index, name in enumerate(class_names)]
-        titles = [f"{class_names[label]} → {guess} {score:.2f}"
-                  for label, guess, score in zip(labels, predicted, attributions.scores)]
-        plots_module().image_attributions(sample.inputs[picks], attributions.values, titles, groups,
-                                          output_dir / f"{ATTRIBUTIONS_PLOT}.png")
+        per_class = {
+            name: float(magnitude[labels == label].mean())
+            for label, name in enumerate(class_names)
+            if (labels == label).any()
+        }
+        groups = [
+            (name, [row for row, label in enumerate(labels) if label == index])
+            for index, name in enumerate(class_names)
+        ]
+        titles = [
+            f"{class_names[label]} → {guess} {score:.2f}"
+            for label, guess, score in zip(labels, predicted, attributions.scores)
+        ]
+        plots_module().image_attributions(
+            sample.inputs[picks], attributions.values, titles, groups, output_dir / f"{ATTRIBUTIONS_PLOT}.png"
+        )
         return {
-            "summary": [explanations.summary("classes by mean |integrated gradients| per pixel of the predicted "
-                                             "class", explanations.ranking(list(per_class.values()), list(per_class)))],
-            "methods": {"integrated_gradients": {
-                "explained": "probability of the predicted class", "baseline": "a black image (all zero)",
-                "steps": attributions.steps, "examples": len(picks),
-                "completeness_error": attributions.completeness_error}},
-            "details": {"mean_abs_attribution_per_class": per_class,
-                        "examples": [{"truth": class_names[label], "predicted": guess, "probability": float(score)}
-                                     for label, guess, score in zip(labels, predicted, attributions.scores)]},
+            "summary": [
+                explanations.summary(
+                    "classes by mean |integrated gradients| per pixel of the predicted class",
+                    explanations.ranking(list(per_class.values()), list(per_class)),
+                )
+            ],
+            "methods": {
+                "integrated_gradients": {
+                    "explained": "probability of the predicted class",
+                    "baseline": "a black image (all zero)",
+                    "steps": attributions.steps,
+                    "examples": len(picks),
+                    "completeness_error": attributions.completeness_error,
+                }
+            },
+            "details": {
+                "mean_abs_attribution_per_class": per_class,
+                "examples": [
+                    {"truth": class_names[label], "predicted": guess, "probability": float(score)}
+                    for label, guess, score in zip(labels, predicted, attributions.scores)
+                ],
+            },
             "plots": [f"{ATTRIBUTIONS_PLOT}.png"],
         }
 
     def integrated_gradients(self, outputs, sample, description, examples=None):
         """Of the predicted class, from a black image."""
-        return self.predicted_class_attributions(outputs, sample, len(description["class_names"]),
-                                                 lambda images: images[:1] * 0, examples)
+        return self.predicted_class_attributions(
+            outputs, sample, len(description["class_names"]), lambda images: images[:1] * 0, examples
+        )
 
     def drift_shifts(self):
         # Raw pixel values 0..255; square images turn a quarter (every MNIST image here is square).
-        return {"inverted": lambda images, rng: 255.0 - images,
-                "rotated": lambda images, rng: np.rot90(images, k=1, axes=(1, 2))}
+        return {
+            "inverted": lambda images, rng: 255.0 - images,
+            "rotated": lambda images, rng: np.rot90(images, k=1, axes=(1, 2)),
+        }
 
 
 TASK = ImageClassifier()

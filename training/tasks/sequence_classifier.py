@@ -43,41 +43,56 @@ class SequenceClassifier(ClassProbabilities, Task):
         def probabilities(sequences):
             return outputs(sequences)["probabilities"]
 
-        shuffled = explanations.per_class(sample.targets, len(description["class_names"]),
-                                          explanations.PERMUTED_PER_CLASS)
+        shuffled = explanations.per_class(
+            sample.targets, len(description["class_names"]), explanations.PERMUTED_PER_CLASS
+        )
         sequences = explanations.SequenceFeatures(sample.inputs[shuffled], keep_padding=True)
         importance = explanations.permutation_ranking(
-            explanations.SignatureRegressor(probabilities, sequences), sequences.identity(), sample.targets[shuffled],
-            explanations.true_class_log_likelihood, names)
-        plots_module().sequence_attributions(mean_abs, frames, names, importance, "the predicted class",
-                                             output_dir / f"{ATTRIBUTIONS_PLOT}.png")
+            explanations.SignatureRegressor(probabilities, sequences),
+            sequences.identity(),
+            sample.targets[shuffled],
+            explanations.true_class_log_likelihood,
+            names,
+        )
+        plots_module().sequence_attributions(
+            mean_abs, frames, names, importance, "the predicted class", output_dir / f"{ATTRIBUTIONS_PLOT}.png"
+        )
         per_feature = explanations.ranking(mean_abs.sum(axis=0), names)
         return {
-            "summary": [explanations.summary("features by mean |integrated gradients| of the predicted class",
-                                             per_feature),
-                        explanations.summary("features by permutation importance (drop in mean log-likelihood "
-                                             "of the true class)", importance)],
+            "summary": [
+                explanations.summary("features by mean |integrated gradients| of the predicted class", per_feature),
+                explanations.summary(
+                    "features by permutation importance (drop in mean log-likelihood of the true class)", importance
+                ),
+            ],
             "methods": {
-                "integrated_gradients": {"explained": "probability of the predicted class",
-                                         "baseline": "the mean frame of the sequences at each real frame, "
-                                                     "padding kept",
-                                         "steps": attributions.steps, "examples": len(picks),
-                                         "completeness_error": attributions.completeness_error},
-                "permutation_importance": {"score": "mean log-likelihood of the true class",
-                                           "shuffled": "each feature's trajectory between sequences, each "
-                                                       "keeping its own length",
-                                           "repeats": explanations.PERMUTATION_REPEATS,
-                                           "examples": len(shuffled)}},
-            "details": {"per_feature": per_feature,
-                        "per_frame": explanations.ranking(mean_abs.sum(axis=1), frames),
-                        "permutation_importance": importance},
+                "integrated_gradients": {
+                    "explained": "probability of the predicted class",
+                    "baseline": "the mean frame of the sequences at each real frame, padding kept",
+                    "steps": attributions.steps,
+                    "examples": len(picks),
+                    "completeness_error": attributions.completeness_error,
+                },
+                "permutation_importance": {
+                    "score": "mean log-likelihood of the true class",
+                    "shuffled": "each feature's trajectory between sequences, each keeping its own length",
+                    "repeats": explanations.PERMUTATION_REPEATS,
+                    "examples": len(shuffled),
+                },
+            },
+            "details": {
+                "per_feature": per_feature,
+                "per_frame": explanations.ranking(mean_abs.sum(axis=1), frames),
+                "permutation_importance": importance,
+            },
             "plots": [f"{ATTRIBUTIONS_PLOT}.png"],
         }
 
     def integrated_gradients(self, outputs, sample, description, examples=None):
         """Of the predicted class, from the mean frame at each real frame."""
-        return self.predicted_class_attributions(outputs, sample, len(description["class_names"]),
-                                                 explanations_module().mean_frame_sequences, examples)
+        return self.predicted_class_attributions(
+            outputs, sample, len(description["class_names"]), explanations_module().mean_frame_sequences, examples
+        )
 
     def drift_features(self, inputs, description):
         """Per sequence: its length, and each feature's mean over its real (non-padding) frames;
@@ -85,12 +100,16 @@ class SequenceClassifier(ClassProbabilities, Task):
         real = np.any(inputs != 0, axis=-1)
         lengths = real.sum(axis=1)
         means = (inputs * real[..., np.newaxis]).sum(axis=1) / np.maximum(lengths, 1)[:, np.newaxis]
-        return {"frames": lengths.astype(np.float64),
-                **{f"mean of feature {index + 1}": means[:, index] for index in range(inputs.shape[-1])}}
+        return {
+            "frames": lengths.astype(np.float64),
+            **{f"mean of feature {index + 1}": means[:, index] for index in range(inputs.shape[-1])},
+        }
 
     def drift_shifts(self):
-        return {"rescaled": lambda frames, rng: frames * 1.5,  # another gain of the recording chain
-                "truncated": _first_half_of_each_sequence}
+        return {
+            "rescaled": lambda frames, rng: frames * 1.5,  # another gain of the recording chain
+            "truncated": _first_half_of_each_sequence,
+        }
 
 
 def _first_half_of_each_sequence(frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:

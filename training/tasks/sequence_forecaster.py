@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Judgement, Task, evaluation_module, explanations_module, feature_names, plots_module, values_text
+from .base import Judgement, Task, explanations_module, feature_names, plots_module, scoring_module, values_text
 
 ATTRIBUTIONS_PLOT = "explanation_attributions"
 
@@ -25,8 +25,9 @@ class SequenceForecaster(Task):
     def train_shape_problem(self, input_shape, spec, knobs):
         target = spec.features[self.target].shape if self.target in spec.features else ()
         if len(input_shape) != 2 or len(target) != 1:
-            return (f"history must be [window, n_features] and target [horizon], "
-                    f"got {list(input_shape)} and {list(target)}")
+            return (
+                f"history must be [window, n_features] and target [horizon], got {list(input_shape)} and {list(target)}"
+            )
         if input_shape[0] != knobs.window:
             return f"history holds windows of {input_shape[0]} steps but hyperparameter window is {knobs.window}"
         if not 0 <= int(spec.metadata.get("target_index", 0)) < input_shape[1]:
@@ -35,14 +36,21 @@ class SequenceForecaster(Task):
 
     def test_spec_problem(self, spec, description):
         if spec.shape(self.target) != (description["horizon"],):
-            return (f"{self.target!r} has shape {list(spec.shape(self.target))}, but the model forecasts "
-                    f"{description['horizon']} steps")
+            return (
+                f"{self.target!r} has shape {list(spec.shape(self.target))}, but the model forecasts "
+                f"{description['horizon']} steps"
+            )
         return None
 
     def evaluate(self, outputs, test, description, plot):
         season = int(description["season"])
-        metrics = evaluation_module().forecaster(lambda history: outputs(history)["forecast"], test, season=season,
-                                                 target_index=int(description["target_index"]), plot=plot)
+        metrics = scoring_module().forecaster(
+            lambda history: outputs(history)["forecast"],
+            test,
+            season=season,
+            target_index=int(description["target_index"]),
+            plot=plot,
+        )
         return metrics, {"baseline": f"seasonal naive, season {season}"}
 
     def explain(self, outputs, test, description, output_dir):
@@ -61,28 +69,41 @@ class SequenceForecaster(Task):
         mean_abs = abs(attributions.values).mean(axis=0)  # [time step, feature]
         windows = explanations.SequenceFeatures(sample.inputs)
         importance = explanations.permutation_ranking(
-            explanations.SignatureRegressor(forecast, windows), windows.identity(), sample.targets,
-            "neg_mean_absolute_error", names)
-        plots_module().sequence_attributions(mean_abs, steps, names, importance, "the next value",
-                                             output_dir / f"{ATTRIBUTIONS_PLOT}.png")
+            explanations.SignatureRegressor(forecast, windows),
+            windows.identity(),
+            sample.targets,
+            "neg_mean_absolute_error",
+            names,
+        )
+        plots_module().sequence_attributions(
+            mean_abs, steps, names, importance, "the next value", output_dir / f"{ATTRIBUTIONS_PLOT}.png"
+        )
         per_step = explanations.ranking(mean_abs.sum(axis=1), steps)
         return {
-            "summary": [explanations.summary("time steps by mean |integrated gradients| of the next value",
-                                             per_step),
-                        explanations.summary("features by permutation importance (increase of the test MAE)",
-                                             importance)],
+            "summary": [
+                explanations.summary("time steps by mean |integrated gradients| of the next value", per_step),
+                explanations.summary("features by permutation importance (increase of the test MAE)", importance),
+            ],
             "methods": {
-                "integrated_gradients": {"explained": "the forecast's next value",
-                                         "baseline": "the mean window of the test sample",
-                                         "steps": attributions.steps, "examples": len(sample.inputs),
-                                         "completeness_error": attributions.completeness_error},
-                "permutation_importance": {"score": "negative mean absolute error of the forecast",
-                                           "shuffled": "each feature's whole window between test windows",
-                                           "repeats": explanations.PERMUTATION_REPEATS,
-                                           "examples": len(sample.inputs)}},
-            "details": {"per_time_step": per_step,
-                        "per_feature": explanations.ranking(mean_abs.sum(axis=0), names),
-                        "permutation_importance": importance},
+                "integrated_gradients": {
+                    "explained": "the forecast's next value",
+                    "baseline": "the mean window of the test sample",
+                    "steps": attributions.steps,
+                    "examples": len(sample.inputs),
+                    "completeness_error": attributions.completeness_error,
+                },
+                "permutation_importance": {
+                    "score": "negative mean absolute error of the forecast",
+                    "shuffled": "each feature's whole window between test windows",
+                    "repeats": explanations.PERMUTATION_REPEATS,
+                    "examples": len(sample.inputs),
+                },
+            },
+            "details": {
+                "per_time_step": per_step,
+                "per_feature": explanations.ranking(mean_abs.sum(axis=0), names),
+                "permutation_importance": importance,
+            },
             "plots": [f"{ATTRIBUTIONS_PLOT}.png"],
         }
 
@@ -92,8 +113,9 @@ class SequenceForecaster(Task):
         picks = range(len(sample.inputs)) if examples is None else examples
         inputs = sample.inputs[list(picks)]
         next_value = explanations.one_hot([0] * len(inputs), int(description["horizon"]))
-        return picks, explanations.integrated_gradients(lambda history: outputs(history)["forecast"], inputs,
-                                                        sample.inputs.mean(axis=0), next_value)
+        return picks, explanations.integrated_gradients(
+            lambda history: outputs(history)["forecast"], inputs, sample.inputs.mean(axis=0), next_value
+        )
 
     def judge(self, target, answer, class_names):
         forecast = [float(value) for value in answer["forecast"]]

@@ -6,7 +6,7 @@ log-spaced histograms of reconstruction error, from which its threshold percenti
 and plot come.
 
 Each function takes the model as a callable from a batch of inputs to its predictions, so that
-the training run (its Keras model) and the pipeline's Evaluate step (evaluate.py, the exported
+the training run (its Keras model) and the pipeline's Evaluate step (processing/evaluate.py, the exported
 SavedModel's signature) compute the very same metrics.
 """
 
@@ -20,11 +20,11 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import keras  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import keras
+import matplotlib.pyplot as plt
+import numpy as np
+import tensorflow as tf
+from matplotlib.ticker import MaxNLocator
 
 PLOTTED_FORECASTS = 500
 
@@ -44,6 +44,7 @@ def inference(model: keras.Model) -> Predict:
 
 # ---------------------------------------------------------------------------------- classifier
 
+
 def classifier(predict: Predict, test: tf.data.Dataset, class_names: Sequence[str], plot: Path) -> dict[str, float]:
     """test_loss (cross-entropy without the weight penalty), test_accuracy; confusion matrix plot.
     `predict` maps a batch of images to class probabilities."""
@@ -54,8 +55,9 @@ def classifier(predict: Predict, test: tf.data.Dataset, class_names: Sequence[st
         probabilities = predict(images).numpy()
         labels = labels.numpy().astype(np.int64)
         cross_entropy -= np.log(np.clip(probabilities[np.arange(len(labels)), labels], 1e-7, 1.0)).sum()
-        confusion += np.bincount(labels * classes + probabilities.argmax(axis=1),
-                                 minlength=classes * classes).reshape(classes, classes)
+        confusion += np.bincount(labels * classes + probabilities.argmax(axis=1), minlength=classes * classes).reshape(
+            classes, classes
+        )
     total = confusion.sum()
     _plot_confusion_matrix(confusion, class_names, plot)
     return {"test_loss": cross_entropy / total, "test_accuracy": np.trace(confusion) / total}
@@ -65,15 +67,30 @@ def _plot_confusion_matrix(confusion: np.ndarray, class_names: Sequence[str], pa
     figure, axes = plt.subplots(figsize=(1.2 + 0.5 * len(class_names),) * 2)
     axes.imshow(confusion, cmap="Blues")
     for (row, column), count in np.ndenumerate(confusion):
-        axes.text(column, row, str(count), ha="center", va="center", fontsize=8,
-                  color="white" if count > confusion.max() / 2 else "black")
+        axes.text(
+            column,
+            row,
+            str(count),
+            ha="center",
+            va="center",
+            fontsize=8,
+            color="white" if count > confusion.max() / 2 else "black",
+        )
     ticks = range(len(class_names))
-    axes.set(xticks=ticks, yticks=ticks, xticklabels=class_names, yticklabels=class_names,
-             xlabel="predicted", ylabel="true", title=f"test accuracy {np.trace(confusion) / confusion.sum():.4f}")
+    axes.set(
+        xticks=ticks,
+        yticks=ticks,
+        xticklabels=class_names,
+        yticklabels=class_names,
+        xlabel="predicted",
+        ylabel="true",
+        title=f"test accuracy {np.trace(confusion) / confusion.sum():.4f}",
+    )
     save_figure(figure, path)
 
 
 # ---------------------------------------------------------------------------------- forecaster
+
 
 def seasonal_naive(history: tf.Tensor, horizon: int, season: int, target_index: int) -> tf.Tensor:
     """The value one season before each forecast step (season 1: the last value)."""
@@ -82,8 +99,9 @@ def seasonal_naive(history: tf.Tensor, horizon: int, season: int, target_index: 
     return tf.gather(history[:, :, target_index], steps, axis=1)
 
 
-def forecaster(predict: Predict, test: tf.data.Dataset, *, season: int, target_index: int,
-               plot: Path) -> dict[str, float]:
+def forecaster(
+    predict: Predict, test: tf.data.Dataset, *, season: int, target_index: int, plot: Path
+) -> dict[str, float]:
     """test_mae against the seasonal-naive baseline's, in the series' units; forecast plot.
     `predict` maps a batch of histories to forecasts."""
     error = baseline_error = count = 0.0
@@ -98,7 +116,7 @@ def forecaster(predict: Predict, test: tf.data.Dataset, *, season: int, target_i
         count += float(tf.size(target))
         if plotted < PLOTTED_FORECASTS:
             for name, values in zip(shown, (target, forecast, baseline)):
-                shown[name].append(values.numpy()[:PLOTTED_FORECASTS - plotted, 0])
+                shown[name].append(values.numpy()[: PLOTTED_FORECASTS - plotted, 0])
             plotted += len(shown["actual"][-1])
     mae, baseline_mae = error / count, baseline_error / count
     _plot_forecasts({name: np.concatenate(values) for name, values in shown.items()}, mae, baseline_mae, plot)
@@ -109,13 +127,17 @@ def _plot_forecasts(series: dict[str, np.ndarray], mae: float, baseline_mae: flo
     figure, axes = plt.subplots(figsize=(10, 4))
     for (name, values), style in zip(series.items(), ("k-", "C0-", "C1--")):
         axes.plot(values, style, label=name, linewidth=1.2)
-    axes.set(xlabel="test window (time order)", ylabel="next value",
-             title=f"one step ahead: MAE {mae:.4g}, seasonal naive {baseline_mae:.4g}")
+    axes.set(
+        xlabel="test window (time order)",
+        ylabel="next value",
+        title=f"one step ahead: MAE {mae:.4g}, seasonal naive {baseline_mae:.4g}",
+    )
     axes.legend()
     save_figure(figure, path)
 
 
 # ---------------------------------------------------------------------------------- anomaly detector
+
 
 class ErrorHistogram:
     """Counts of non-negative errors in fixed log-spaced bins (0.7% wide): percentiles and ROC
@@ -146,8 +168,7 @@ def error_histogram(errors: Predict, dataset: tf.data.Dataset) -> ErrorHistogram
     return histogram
 
 
-def anomaly_detector(errors: Predict, test: tf.data.Dataset, *, threshold: float,
-                     plot: Path) -> dict[str, float]:
+def anomaly_detector(errors: Predict, test: tf.data.Dataset, *, threshold: float, plot: Path) -> dict[str, float]:
     """test_roc_auc of the reconstruction error, precision/recall of `error > threshold`
     for the anomaly class (label 1); histogram plot with the threshold."""
     normal, anomalous = ErrorHistogram(), ErrorHistogram()
@@ -165,8 +186,11 @@ def anomaly_detector(errors: Predict, test: tf.data.Dataset, *, threshold: float
     roc_auc = float(np.sum(anomalous.counts * (normal_below + 0.5 * normal.counts))) / (normal.total * anomalous.total)
     precision = flagged[True] / max(flagged[True] + flagged[False], 1)
     _plot_errors(normal, anomalous, threshold, plot)
-    return {"test_roc_auc": roc_auc, "test_anomaly_precision": precision,
-            "test_anomaly_recall": flagged[True] / anomalous.total}
+    return {
+        "test_roc_auc": roc_auc,
+        "test_anomaly_precision": precision,
+        "test_anomaly_recall": flagged[True] / anomalous.total,
+    }
 
 
 def _plot_errors(normal: ErrorHistogram, anomalous: ErrorHistogram, threshold: float, path: Path) -> None:
@@ -186,6 +210,7 @@ def _plot_errors(normal: ErrorHistogram, anomalous: ErrorHistogram, threshold: f
 
 
 # ---------------------------------------------------------------------------------- all tasks
+
 
 def plot_training_curves(history: Sequence[dict[str, float]], path: Path) -> None:
     """Loss (and accuracy, when logged) per epoch, train and validation."""

@@ -5,7 +5,7 @@
                                                            '-- fails:  Fail (Fail)
 
 The gate registers a candidate that reaches QualityThreshold and is not worse than the approved
-champion (infra/pipeline_champion.py) by more than ChampionTolerance.
+champion (infra/definitions/champion_step.py) by more than ChampionTolerance.
 
 No SageMaker SDK, no CDK, no AWS calls: the definition is a dict built from the stage
 configuration and the network registry, serialized with sorted keys, so every synth
@@ -25,9 +25,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from infra.config import StageConfig
-from infra.naming import model_package_group_name
-from infra.pipeline_champion import CHAMPION_OUTPUT, champion_input, champion_step
-from infra.pipeline_parameters import (
+from infra.definitions.champion_step import CHAMPION_OUTPUT, champion_input, champion_step
+from infra.definitions.parameters import (
     APPROVAL_STATUSES,
     CHAMPION_TOLERANCE,
     INPUT_DATA_URI,
@@ -39,8 +38,9 @@ from infra.pipeline_parameters import (
     PipelineParameter,
     parameter_name,
 )
+
 # The placeholders are named here too: the construct and local runs fill them in by these names.
-from infra.pipeline_parts import (
+from infra.definitions.parts import (
     ARTIFACTS_BUCKET,
     DATA_BUCKET,
     EXECUTION_ID,
@@ -53,16 +53,18 @@ from infra.pipeline_parts import (
     SERVICE_RETRY,
     SOURCE_BUNDLE_URI,
     TRAINING_IMAGE_URI,
+    processing_job,
+    processing_outputs,
 )
-from infra.pipeline_parts import get as _get
-from infra.pipeline_parts import join as _join
-from infra.pipeline_parts import network_config as _network_config
-from infra.pipeline_parts import parameter as _parameter
-from infra.pipeline_parts import placeholder as _placeholder
-from infra.pipeline_parts import processing_input as _processing_input
-from infra.pipeline_parts import processing_job, processing_outputs
-from infra.pipeline_parts import s3 as _s3
-from training import champion_challenger
+from infra.definitions.parts import get as _get
+from infra.definitions.parts import join as _join
+from infra.definitions.parts import network_config as _network_config
+from infra.definitions.parts import parameter as _parameter
+from infra.definitions.parts import placeholder as _placeholder
+from infra.definitions.parts import processing_input as _processing_input
+from infra.definitions.parts import s3 as _s3
+from infra.naming import model_package_group_name
+from training import champion_comparison
 from training.networks import Network, get_network
 
 SCHEMA_VERSION = "2020-12-01"
@@ -81,7 +83,7 @@ EXPLANATIONS_FILE = "explanations.json"
 BASELINE_FILE, BASELINE_CHANNEL = "baseline.json", "validation"  # training/baseline.py: the drift baseline
 # How the Evaluate container learns where the model it judges is stored (named in the baseline).
 MODEL_URI_VARIABLE = "MODEL_DATA_URL"
-EVALUATION_SCRIPT = "evaluate.py"
+EVALUATION_MODULE = "processing.evaluate"
 REPORT_CONTENT_TYPE = "application/json"
 RESPONSE_CONTENT_TYPE = "application/json"
 
@@ -96,12 +98,18 @@ def pipeline_parameters(config: StageConfig, network_name: str) -> tuple[Pipelin
     return (
         PipelineParameter(TRAINING_INSTANCE_TYPE, "String", config.training_instance_type(network.name)),
         PipelineParameter(TRAINING_INSTANCE_COUNT, "Integer", config.training.instance_count),
-        *(PipelineParameter(parameter_name(knob.name), PARAMETER_TYPES[knob.type], values[knob.name],
-                            enum_values=knob.choices, hyperparameter=knob)
-          for knob in network.hyperparameters),
+        *(
+            PipelineParameter(
+                parameter_name(knob.name),
+                PARAMETER_TYPES[knob.type],
+                values[knob.name],
+                enum_values=knob.choices,
+                hyperparameter=knob,
+            )
+            for knob in network.hyperparameters
+        ),
         PipelineParameter(INPUT_DATA_URI, "String", data_uri),
-        PipelineParameter(MODEL_APPROVAL_STATUS, "String", config.model_approval_status,
-                          enum_values=APPROVAL_STATUSES),
+        PipelineParameter(MODEL_APPROVAL_STATUS, "String", config.model_approval_status, enum_values=APPROVAL_STATUSES),
         PipelineParameter(QUALITY_THRESHOLD, "Float", float(network.quality_gate.threshold)),
         # How much worse than the approved champion a candidate may be; negative demands a gain.
         PipelineParameter(CHAMPION_TOLERANCE, "Float", 0.0),
@@ -154,8 +162,9 @@ def substitute_placeholders(body: str, values: Mapping[str, str]) -> str:
 
 def _report_value(path: str) -> dict[str, Any]:
     """A value of the Evaluate step's `evaluation.json`."""
-    return {"Std:JsonGet": {"PropertyFile": _get(f"Steps.{EVALUATE_STEP}.PropertyFiles.{EVALUATION_REPORT}"),
-                            "Path": path}}
+    return {
+        "Std:JsonGet": {"PropertyFile": _get(f"Steps.{EVALUATE_STEP}.PropertyFiles.{EVALUATION_REPORT}"), "Path": path}
+    }
 
 
 def _quality_value(network: Network) -> dict[str, Any]:
@@ -170,8 +179,7 @@ def _hyperparameter_value(parameter: PipelineParameter) -> Any:
     return _join(_parameter(parameter.name))
 
 
-def _train_step(config: StageConfig, network: Network, parameters: tuple[PipelineParameter, ...]
-                ) -> dict[str, Any]:
+def _train_step(config: StageConfig, network: Network, parameters: tuple[PipelineParameter, ...]) -> dict[str, Any]:
     hyperparameters: dict[str, Any] = {
         "sagemaker_program": network.entry_point,
         "sagemaker_submit_directory": _placeholder(SOURCE_BUNDLE_URI),
@@ -183,8 +191,13 @@ def _train_step(config: StageConfig, network: Network, parameters: tuple[Pipelin
         "sagemaker_multi_worker_mirrored_strategy_enabled": "true",
         "checkpoint_dir": CHECKPOINT_LOCAL_PATH,
     }
-    hyperparameters.update({parameter.hyperparameter.name: _hyperparameter_value(parameter)
-                            for parameter in parameters if parameter.hyperparameter is not None})
+    hyperparameters.update(
+        {
+            parameter.hyperparameter.name: _hyperparameter_value(parameter)
+            for parameter in parameters
+            if parameter.hyperparameter is not None
+        }
+    )
     stopping: dict[str, int] = {"MaxRuntimeInSeconds": config.training.max_run_seconds}
     # Spot is a stage setting baked in at synth, not a pipeline parameter: SageMaker rejects
     # MaxWaitTimeInSeconds without EnableManagedSpotTraining, and a parameter cannot remove a
@@ -199,8 +212,10 @@ def _train_step(config: StageConfig, network: Network, parameters: tuple[Pipelin
         },
         "HyperParameters": hyperparameters,
         "InputDataConfig": [_training_channel(channel) for channel in training_channels(config, network)],
-        "OutputDataConfig": {"S3OutputPath": _s3(ARTIFACTS_BUCKET, f"models/{network.name}/"),
-                             "KmsKeyId": _placeholder(KEY_ARN)},
+        "OutputDataConfig": {
+            "S3OutputPath": _s3(ARTIFACTS_BUCKET, f"models/{network.name}/"),
+            "KmsKeyId": _placeholder(KEY_ARN),
+        },
         "ResourceConfig": {
             "InstanceType": _parameter(TRAINING_INSTANCE_TYPE),
             "InstanceCount": _parameter(TRAINING_INSTANCE_COUNT),
@@ -218,73 +233,84 @@ def _train_step(config: StageConfig, network: Network, parameters: tuple[Pipelin
         "RoleArn": _placeholder(EXECUTION_ROLE_ARN),
         **_network_config(config),
     }
-    return {"Name": TRAIN_STEP, "Type": "Training", "Arguments": arguments,
-            "RetryPolicies": [SERVICE_RETRY, JOB_RETRY]}
+    return {"Name": TRAIN_STEP, "Type": "Training", "Arguments": arguments, "RetryPolicies": [SERVICE_RETRY, JOB_RETRY]}
 
 
 def _training_channel(channel: str) -> dict[str, Any]:
     return {
         "ChannelName": channel,
-        "DataSource": {"S3DataSource": {
-            "S3DataType": "S3Prefix",
-            "S3Uri": _join(_parameter(INPUT_DATA_URI), f"{channel}/"),
-            "S3DataDistributionType": "FullyReplicated",
-        }},
+        "DataSource": {
+            "S3DataSource": {
+                "S3DataType": "S3Prefix",
+                "S3Uri": _join(_parameter(INPUT_DATA_URI), f"{channel}/"),
+                "S3DataDistributionType": "FullyReplicated",
+            }
+        },
     }
 
 
 def evaluation_command(network: Network) -> str:
     """The shell command of the Evaluate container: unpack the code, the model and the champion's
     model if there is one, evaluate, and draw the drift baseline from the validation channel."""
-    code, model, test, validation, output, champion = (f"{PROCESSING_ROOT}/{name}" for name in (
-        "code", "model", "test", BASELINE_CHANNEL, EVALUATION_OUTPUT, CHAMPION_OUTPUT))
+    code, model, test, validation, output, champion = (
+        f"{PROCESSING_ROOT}/{name}"
+        for name in ("code", "model", "test", BASELINE_CHANNEL, EVALUATION_OUTPUT, CHAMPION_OUTPUT)
+    )
     # Both archives arrive as single objects whose names SageMaker chose (the code bundle is a
     # CDK asset named by its hash), hence the globs. No `${...}` here: Fn::Sub would take it.
-    return (f"set -eu; mkdir -p {code}/bundle; "
-            f"tar -xzf {code}/*.gz -C {code}/bundle; "
-            f"tar -xzf {model}/model.tar.gz -C {model}; "
-            f"if [ -f {champion}/model.tar.gz ]; then mkdir -p {champion}/model; "
-            f"tar -xzf {champion}/model.tar.gz -C {champion}/model; fi; "
-            f"cd {code}/bundle; "
-            f"python3 {EVALUATION_SCRIPT} --network {network.name} --model-dir {model} "
-            f"--test-dir {test} --output-dir {output} --champion-dir {champion} "
-            f"--tolerance \"$CHAMPION_TOLERANCE\" "
-            f"--baseline-dir {validation} --model-uri \"${MODEL_URI_VARIABLE}\"")
+    return (
+        f"set -eu; mkdir -p {code}/bundle; "
+        f"tar -xzf {code}/*.gz -C {code}/bundle; "
+        f"tar -xzf {model}/model.tar.gz -C {model}; "
+        f"if [ -f {champion}/model.tar.gz ]; then mkdir -p {champion}/model; "
+        f"tar -xzf {champion}/model.tar.gz -C {champion}/model; fi; "
+        f"cd {code}/bundle; "
+        f"python3 -m {EVALUATION_MODULE} --network {network.name} --model-dir {model} "
+        f"--test-dir {test} --output-dir {output} --champion-dir {champion} "
+        f'--tolerance "$CHAMPION_TOLERANCE" '
+        f'--baseline-dir {validation} --model-uri "${MODEL_URI_VARIABLE}"'
+    )
 
 
 def _evaluate_step(config: StageConfig, network: Network) -> dict[str, Any]:
-    evaluation_uri = _join(_s3(ARTIFACTS_BUCKET, f"pipelines/{network.name}/"), EXECUTION_ID,
-                           f"/{EVALUATION_OUTPUT}")
+    evaluation_uri = _join(_s3(ARTIFACTS_BUCKET, f"pipelines/{network.name}/"), EXECUTION_ID, f"/{EVALUATION_OUTPUT}")
     arguments: dict[str, Any] = {
         "AppSpecification": {
-            # The training image: it has TensorFlow and Python, which evaluate.py needs.
+            # The training image: it has TensorFlow and Python, which processing/evaluate.py needs.
             "ImageUri": _placeholder(TRAINING_IMAGE_URI),
             "ContainerEntrypoint": ["/bin/bash", "-c", evaluation_command(network)],
         },
         "ProcessingInputs": [
             _processing_input("model", _model_artifacts(), f"{PROCESSING_ROOT}/model"),
-            _processing_input("test", _join(_parameter(INPUT_DATA_URI), "test/"),
-                              f"{PROCESSING_ROOT}/test"),
-            _processing_input(BASELINE_CHANNEL, _join(_parameter(INPUT_DATA_URI), f"{BASELINE_CHANNEL}/"),
-                              f"{PROCESSING_ROOT}/{BASELINE_CHANNEL}"),
+            _processing_input("test", _join(_parameter(INPUT_DATA_URI), "test/"), f"{PROCESSING_ROOT}/test"),
+            _processing_input(
+                BASELINE_CHANNEL,
+                _join(_parameter(INPUT_DATA_URI), f"{BASELINE_CHANNEL}/"),
+                f"{PROCESSING_ROOT}/{BASELINE_CHANNEL}",
+            ),
             _processing_input("code", _placeholder(SOURCE_BUNDLE_URI), f"{PROCESSING_ROOT}/code"),
             champion_input(),
         ],
-        "Environment": {"CHAMPION_TOLERANCE": _join(_parameter(CHAMPION_TOLERANCE)),
-                        MODEL_URI_VARIABLE: _model_artifacts()},
-        "ProcessingOutputConfig": processing_outputs(EVALUATION_OUTPUT, evaluation_uri,
-                                                     f"{PROCESSING_ROOT}/{EVALUATION_OUTPUT}"),
+        "Environment": {
+            "CHAMPION_TOLERANCE": _join(_parameter(CHAMPION_TOLERANCE)),
+            MODEL_URI_VARIABLE: _model_artifacts(),
+        },
+        "ProcessingOutputConfig": processing_outputs(
+            EVALUATION_OUTPUT, evaluation_uri, f"{PROCESSING_ROOT}/{EVALUATION_OUTPUT}"
+        ),
         # The stage's training instance type (not the parameter): evaluation needs the same kind of
         # machine whatever the training run was given.
-        **processing_job(config, config.training_instance_type(network.name),
-                         max_seconds=config.training.max_run_seconds),
+        **processing_job(
+            config, config.training_instance_type(network.name), max_seconds=config.training.max_run_seconds
+        ),
     }
     return {
         "Name": EVALUATE_STEP,
         "Type": "Processing",
         "Arguments": arguments,
-        "PropertyFiles": [{"PropertyFileName": EVALUATION_REPORT, "OutputName": EVALUATION_OUTPUT,
-                           "FilePath": EVALUATION_FILE}],
+        "PropertyFiles": [
+            {"PropertyFileName": EVALUATION_REPORT, "OutputName": EVALUATION_OUTPUT, "FilePath": EVALUATION_FILE}
+        ],
         "RetryPolicies": [SERVICE_RETRY, JOB_RETRY],
     }
 
@@ -296,8 +322,10 @@ def _quality_gate_step(config: StageConfig, network: Network) -> dict[str, Any]:
         "Type": "Condition",
         "Arguments": {
             # Both must hold: the threshold, and the champion's value give or take the tolerance.
-            "Conditions": [{"Type": comparison, "LeftValue": _quality_value(network), "RightValue": bound}
-                           for bound in (_parameter(QUALITY_THRESHOLD), _report_value(champion_challenger.BOUND))],
+            "Conditions": [
+                {"Type": comparison, "LeftValue": _quality_value(network), "RightValue": bound}
+                for bound in (_parameter(QUALITY_THRESHOLD), _report_value(champion_comparison.BOUND))
+            ],
             "IfSteps": [_register_step(config, network)],
             "ElseSteps": [_fail_step(network)],
         },
@@ -323,10 +351,12 @@ def _register_step(config: StageConfig, network: Network) -> dict[str, Any]:
         "ModelPackageDescription": f"{network.name}: {network.summary}",
         "ModelApprovalStatus": _parameter(MODEL_APPROVAL_STATUS),
         "InferenceSpecification": {
-            "Containers": [{
-                "Image": _placeholder(INFERENCE_IMAGE_URI),
-                "ModelDataUrl": _model_artifacts(),
-            }],
+            "Containers": [
+                {
+                    "Image": _placeholder(INFERENCE_IMAGE_URI),
+                    "ModelDataUrl": _model_artifacts(),
+                }
+            ],
             "SupportedContentTypes": list(network.request_content_types),
             "SupportedResponseMIMETypes": [RESPONSE_CONTENT_TYPE],
             "SupportedRealtimeInferenceInstanceTypes": [config.endpoint_instance_type(network.name)],
@@ -334,23 +364,26 @@ def _register_step(config: StageConfig, network: Network) -> dict[str, Any]:
         "ModelMetrics": {
             "ModelQuality": {"Statistics": {"ContentType": REPORT_CONTENT_TYPE, "S3Uri": evaluation_report_uri()}},
             # Where SageMaker Clarify would put its report: the Evaluate step's explanations.
-            "Explainability": {"Report": {"ContentType": REPORT_CONTENT_TYPE,
-                                          "S3Uri": evaluation_report_uri(EXPLANATIONS_FILE)}},
+            "Explainability": {
+                "Report": {"ContentType": REPORT_CONTENT_TYPE, "S3Uri": evaluation_report_uri(EXPLANATIONS_FILE)}
+            },
         },
-        # SageMaker's field for what a monitor compares served data with (training/monitor.py).
-        "DriftCheckBaselines": {"ModelDataQuality": {"Statistics": {
-            "ContentType": REPORT_CONTENT_TYPE, "S3Uri": evaluation_report_uri(BASELINE_FILE)}}},
+        # SageMaker's field for what a monitor compares served data with (training/processing/monitor.py).
+        "DriftCheckBaselines": {
+            "ModelDataQuality": {
+                "Statistics": {"ContentType": REPORT_CONTENT_TYPE, "S3Uri": evaluation_report_uri(BASELINE_FILE)}
+            }
+        },
         "CustomerMetadataProperties": {
             "network": network.name,
             "quality_metric": gate.metric,
             "quality_value": _join(_quality_value(network)),
             "quality_threshold": _join(_parameter(QUALITY_THRESHOLD)),
-            "champion": _join(_report_value(champion_challenger.SUMMARY)),
+            "champion": _join(_report_value(champion_comparison.SUMMARY)),
         },
     }
     # SageMaker job retry policies do not apply to registering a model.
-    return {"Name": REGISTER_STEP, "Type": "RegisterModel", "Arguments": arguments,
-            "RetryPolicies": [SERVICE_RETRY]}
+    return {"Name": REGISTER_STEP, "Type": "RegisterModel", "Arguments": arguments, "RetryPolicies": [SERVICE_RETRY]}
 
 
 def _fail_step(network: Network) -> dict[str, Any]:
@@ -358,8 +391,15 @@ def _fail_step(network: Network) -> dict[str, Any]:
     return {
         "Name": FAIL_STEP,
         "Type": "Fail",
-        "Arguments": {"ErrorMessage": _join(
-            f"quality gate failed: {gate.metric} =", _quality_value(network),
-            f"but must be {gate.comparison}", _parameter(QUALITY_THRESHOLD), f"({QUALITY_THRESHOLD});",
-            _report_value(champion_challenger.SUMMARY), on=" ")},
+        "Arguments": {
+            "ErrorMessage": _join(
+                f"quality gate failed: {gate.metric} =",
+                _quality_value(network),
+                f"but must be {gate.comparison}",
+                _parameter(QUALITY_THRESHOLD),
+                f"({QUALITY_THRESHOLD});",
+                _report_value(champion_comparison.SUMMARY),
+                on=" ",
+            )
+        },
     }

@@ -1,10 +1,10 @@
 """The drift monitor pipeline of one network, as plain data in the pipeline definition schema.
 
-    Monitor (Processing): training/monitor.py on a window of the endpoint's captured traffic,
+    Monitor (Processing): training/processing/monitor.py on a window of the endpoint's captured traffic,
                           against the served model version's baseline -> drift.json, drift.png,
                           CloudWatch DriftScore
 
-Like `infra.pipeline_definition`: no SDK, sorted keys, `${Placeholder}`s filled in with `Fn::Sub`.
+Like `infra.definitions.training_pipeline`: no SDK, sorted keys, `${Placeholder}`s filled in with `Fn::Sub`.
 Which model version is served is known when it is deployed, not here: its model and baseline
 arrive as the parameters `ModelDataUrl` and `BaselineUri`, which the endpoint stack's schedule
 passes (infra/constructs/drift_monitor.py) and `mlops monitor` reads from that stack.
@@ -17,7 +17,18 @@ from typing import Any
 
 from infra import naming
 from infra.config import StageConfig
-from infra.pipeline_definition import (
+from infra.definitions.parameters import PipelineParameter
+from infra.definitions.parts import (
+    get,
+    join,
+    parameter,
+    placeholder,
+    processing_input,
+    processing_job,
+    processing_outputs,
+)
+from infra.definitions.parts import s3 as s3_uri
+from infra.definitions.training_pipeline import (
     ARTIFACTS_BUCKET,
     EXECUTION_ID,
     JOB_RETRY,
@@ -27,13 +38,10 @@ from infra.pipeline_definition import (
     SOURCE_BUNDLE_URI,
     TRAINING_IMAGE_URI,
 )
-from infra.pipeline_parts import get, join, parameter, placeholder, processing_input, processing_job, processing_outputs
-from infra.pipeline_parts import s3 as s3_uri
-from infra.pipeline_parameters import PipelineParameter
 from training.networks import Network, get_network
 
 MONITOR_STEP = "Monitor"
-MONITOR_SCRIPT = "monitor.py"
+MONITOR_MODULE = "processing.monitor"
 DRIFT_OUTPUT = "drift"
 DRIFT_REPORT = "DriftReport"
 DRIFT_FILE = "drift.json"
@@ -73,18 +81,21 @@ def monitor_parameters(config: StageConfig) -> tuple[PipelineParameter, ...]:
 
 def monitor_command(config: StageConfig, network: Network) -> str:
     """The Monitor container's shell command: unpack the code and the served model, monitor."""
-    code, model, baseline, output = (f"{PROCESSING_ROOT}/{name}" for name in ("code", "model", "baseline",
-                                                                              DRIFT_OUTPUT))
+    code, model, baseline, output = (
+        f"{PROCESSING_ROOT}/{name}" for name in ("code", "model", "baseline", DRIFT_OUTPUT)
+    )
     # Run-time values come through the environment ($NAME, never ${NAME}: Fn::Sub would take it).
-    return (f"set -eu; mkdir -p {code}/bundle; "
-            f"tar -xzf {code}/*.gz -C {code}/bundle; "
-            f"tar -xzf {model}/model.tar.gz -C {model}; "
-            f"cd {code}/bundle; "
-            f"python3 {MONITOR_SCRIPT} --network {network.name} --model-dir {model} "
-            f"--model-uri \"$MODEL_DATA_URL\" --baseline {baseline}/baseline.json --capture-uri \"$CAPTURE_URI\" "
-            f"--window-start \"$WINDOW_START\" --window-end \"$WINDOW_END\" --window-minutes \"$WINDOW_MINUTES\" "
-            f"--output-dir {output} --metric-namespace {naming.drift_metric_namespace(config.prefix())} "
-            f"--alpha {config.monitor.alpha}")
+    return (
+        f"set -eu; mkdir -p {code}/bundle; "
+        f"tar -xzf {code}/*.gz -C {code}/bundle; "
+        f"tar -xzf {model}/model.tar.gz -C {model}; "
+        f"cd {code}/bundle; "
+        f"python3 -m {MONITOR_MODULE} --network {network.name} --model-dir {model} "
+        f'--model-uri "$MODEL_DATA_URL" --baseline {baseline}/baseline.json --capture-uri "$CAPTURE_URI" '
+        f'--window-start "$WINDOW_START" --window-end "$WINDOW_END" --window-minutes "$WINDOW_MINUTES" '
+        f"--output-dir {output} --metric-namespace {naming.drift_metric_namespace(config.prefix())} "
+        f"--alpha {config.monitor.alpha}"
+    )
 
 
 def monitor_definition(config: StageConfig, network_name: str) -> dict[str, Any]:
@@ -109,20 +120,25 @@ def monitor_definition(config: StageConfig, network_name: str) -> dict[str, Any]
             processing_input("code", placeholder(SOURCE_BUNDLE_URI), f"{PROCESSING_ROOT}/code"),
         ],
         "ProcessingOutputConfig": processing_outputs(DRIFT_OUTPUT, report_uri, f"{PROCESSING_ROOT}/{DRIFT_OUTPUT}"),
-        **processing_job(config, config.training_instance_type(network.name),
-                         max_seconds=config.training.max_run_seconds),
+        **processing_job(
+            config, config.training_instance_type(network.name), max_seconds=config.training.max_run_seconds
+        ),
     }
     return {
         "Version": SCHEMA_VERSION,
         "Metadata": {},
         "Parameters": [parameter.to_definition() for parameter in monitor_parameters(config)],
-        "Steps": [{
-            "Name": MONITOR_STEP,
-            "Type": "Processing",
-            "Arguments": arguments,
-            "PropertyFiles": [{"PropertyFileName": DRIFT_REPORT, "OutputName": DRIFT_OUTPUT, "FilePath": DRIFT_FILE}],
-            "RetryPolicies": [SERVICE_RETRY, JOB_RETRY],
-        }],
+        "Steps": [
+            {
+                "Name": MONITOR_STEP,
+                "Type": "Processing",
+                "Arguments": arguments,
+                "PropertyFiles": [
+                    {"PropertyFileName": DRIFT_REPORT, "OutputName": DRIFT_OUTPUT, "FilePath": DRIFT_FILE}
+                ],
+                "RetryPolicies": [SERVICE_RETRY, JOB_RETRY],
+            }
+        ],
     }
 
 

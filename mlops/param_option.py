@@ -1,6 +1,6 @@
 """`--param NAME=VALUE` of the commands that start a training pipeline (`mlops train`, `mlops local`).
 
-Names and types come from `infra.pipeline_definition` (the list the pipeline is defined with), so
+Names and types come from `infra.definitions.training_pipeline` (the list the pipeline is defined with), so
 a value is checked as the pipeline will take it, before anything starts.
 """
 
@@ -10,8 +10,8 @@ import re
 
 import botocore.session
 
-from infra import pipeline_definition as definition
 from infra.config import StageConfig
+from infra.definitions import training_pipeline as definition
 from infra.images import training_image_uri
 from mlops.errors import UsageError
 from training.networks import HyperparameterValue
@@ -19,16 +19,16 @@ from training.networks import HyperparameterValue
 _S3_PREFIX_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/(.+/)?$")
 
 
-def parse_parameters(config: StageConfig, network: str, assignments: list[str]
-                     ) -> dict[str, HyperparameterValue]:
+def parse_parameters(config: StageConfig, network: str, assignments: list[str]) -> dict[str, HyperparameterValue]:
     """`["epochs=3", "TrainingInstanceType=ml.m7i.2xlarge"]` -> pipeline parameter values.
 
     A name is a pipeline parameter (`Epochs`) or the hyperparameter it feeds (`epochs`).
     """
     parameters = definition.pipeline_parameters(config, network)
     by_name = {parameter.name: parameter for parameter in parameters}
-    by_name.update({parameter.hyperparameter.name: parameter for parameter in parameters
-                    if parameter.hyperparameter is not None})
+    by_name.update(
+        {parameter.hyperparameter.name: parameter for parameter in parameters if parameter.hyperparameter is not None}
+    )
     values: dict[str, HyperparameterValue] = {}
     for assignment in assignments:
         name, equals, raw = assignment.partition("=")
@@ -38,8 +38,10 @@ def parse_parameters(config: StageConfig, network: str, assignments: list[str]
         if name not in by_name:
             knobs = [p.hyperparameter.name for p in parameters if p.hyperparameter is not None]
             others = [p.name for p in parameters if p.hyperparameter is None]
-            raise UsageError(f"--param {name}: {network} has no such parameter (hyperparameters: "
-                             f"{', '.join(knobs)}; pipeline parameters: {', '.join(others)})")
+            raise UsageError(
+                f"--param {name}: {network} has no such parameter (hyperparameters: "
+                f"{', '.join(knobs)}; pipeline parameters: {', '.join(others)})"
+            )
         parameter = by_name[name]
         if parameter.name in values:
             raise UsageError(f"--param {name}: given twice")
@@ -56,8 +58,9 @@ def _check_value(config: StageConfig, network: str, name: str, value: Hyperparam
     if name == definition.TRAINING_INSTANCE_COUNT and value < 1:
         raise UsageError(f"--param {name}: must be at least 1, got {value}")
     if name == definition.INPUT_DATA_URI and not _S3_PREFIX_URI.match(str(value)):
-        raise UsageError(f"--param {name}: must be an S3 prefix ending in '/', e.g. s3://bucket/{network}/, "
-                         f"got {value!r}")
+        raise UsageError(
+            f"--param {name}: must be an S3 prefix ending in '/', e.g. s3://bucket/{network}/, got {value!r}"
+        )
     if name == definition.TRAINING_INSTANCE_TYPE:
         model = botocore.session.get_session().get_service_model("sagemaker")
         if value not in model.shape_for("TrainingInstanceType").enum:
@@ -68,5 +71,7 @@ def _check_value(config: StageConfig, network: str, name: str, value: Hyperparam
         except ValueError as error:
             raise UsageError(f"--param {name}: {error}") from None
         if wanted != baked:
-            raise UsageError(f"--param {name}: {value} needs a different training image than the pipeline's "
-                             f"({baked}); set training.instance_type for stage {config.name} in cdk.json instead")
+            raise UsageError(
+                f"--param {name}: {value} needs a different training image than the pipeline's "
+                f"({baked}); set training.instance_type for stage {config.name} in cdk.json instead"
+            )

@@ -1,7 +1,7 @@
 """What the steps of a pipeline definition are built from, shared by the modules that build them
-(`infra.pipeline_definition`, `infra.pipeline_champion`, `infra.monitor_definition`): the deploy-time placeholders, the
+(`infra.definitions.training_pipeline`, `infra.definitions.champion_step`, `infra.definitions.monitor_pipeline`): the deploy-time placeholders, the
 definition language's expressions (Get, Std:Join), S3 URIs, a processing job's input, output and
-settings, the jobs' network settings and retry policies. Plain data, no SDK: see `infra.pipeline_definition`.
+settings, the jobs' network settings and retry policies. Plain data, no SDK: see `infra.definitions.training_pipeline`.
 """
 
 from __future__ import annotations
@@ -18,8 +18,15 @@ KEY_ARN = "KeyArn"
 SOURCE_BUNDLE_URI = "SourceBundleUri"
 TRAINING_IMAGE_URI = "TrainingImageUri"
 INFERENCE_IMAGE_URI = "InferenceImageUri"
-PLACEHOLDERS = (ARTIFACTS_BUCKET, DATA_BUCKET, EXECUTION_ROLE_ARN, KEY_ARN, SOURCE_BUNDLE_URI,
-                TRAINING_IMAGE_URI, INFERENCE_IMAGE_URI)
+PLACEHOLDERS = (
+    ARTIFACTS_BUCKET,
+    DATA_BUCKET,
+    EXECUTION_ROLE_ARN,
+    KEY_ARN,
+    SOURCE_BUNDLE_URI,
+    TRAINING_IMAGE_URI,
+    INFERENCE_IMAGE_URI,
+)
 
 PROCESSING_ROOT = "/opt/ml/processing"
 
@@ -28,10 +35,18 @@ EXECUTION_ID = {"Get": "Execution.PipelineExecutionId"}
 
 # Retried by the pipeline service: its own transient faults, and SageMaker jobs that could
 # not get capacity or died of an internal error (spot capacity included).
-SERVICE_RETRY = {"ExceptionType": ["Step.SERVICE_FAULT", "Step.THROTTLING"],
-                 "IntervalSeconds": 10, "BackoffRate": 2.0, "MaxAttempts": 5}
-JOB_RETRY = {"ExceptionType": ["SageMaker.CAPACITY_ERROR", "SageMaker.JOB_INTERNAL_ERROR"],
-             "IntervalSeconds": 60, "BackoffRate": 2.0, "MaxAttempts": 3}
+SERVICE_RETRY = {
+    "ExceptionType": ["Step.SERVICE_FAULT", "Step.THROTTLING"],
+    "IntervalSeconds": 10,
+    "BackoffRate": 2.0,
+    "MaxAttempts": 5,
+}
+JOB_RETRY = {
+    "ExceptionType": ["SageMaker.CAPACITY_ERROR", "SageMaker.JOB_INTERNAL_ERROR"],
+    "IntervalSeconds": 60,
+    "BackoffRate": 2.0,
+    "MaxAttempts": 3,
+}
 
 
 def get(path: str) -> dict[str, str]:
@@ -58,9 +73,14 @@ def processing_input(name: str, source: Any, local_path: str) -> dict[str, Any]:
     return {
         "InputName": name,
         "AppManaged": False,
-        "S3Input": {"S3Uri": source, "LocalPath": local_path, "S3DataType": "S3Prefix",
-                    "S3InputMode": "File", "S3DataDistributionType": "FullyReplicated",
-                    "S3CompressionType": "None"},
+        "S3Input": {
+            "S3Uri": source,
+            "LocalPath": local_path,
+            "S3DataType": "S3Prefix",
+            "S3InputMode": "File",
+            "S3DataDistributionType": "FullyReplicated",
+            "S3CompressionType": "None",
+        },
     }
 
 
@@ -73,8 +93,10 @@ def network_config(config: StageConfig, *, isolated: bool | None = None) -> dict
         "EnableInterContainerTrafficEncryption": True,
     }
     if config.vpc:
-        settings["VpcConfig"] = {"Subnets": list(config.vpc.subnet_ids),
-                                 "SecurityGroupIds": list(config.vpc.security_group_ids)}
+        settings["VpcConfig"] = {
+            "Subnets": list(config.vpc.subnet_ids),
+            "SecurityGroupIds": list(config.vpc.security_group_ids),
+        }
     return settings
 
 
@@ -82,27 +104,32 @@ def processing_outputs(name: str, s3_uri: Any, local_path: str) -> dict[str, Any
     """A processing job's ProcessingOutputConfig: one output, uploaded when the job ends, encrypted
     with the project key."""
     return {
-        "Outputs": [{
-            "OutputName": name,
-            "AppManaged": False,
-            "S3Output": {"S3Uri": s3_uri, "LocalPath": local_path, "S3UploadMode": "EndOfJob"},
-        }],
+        "Outputs": [
+            {
+                "OutputName": name,
+                "AppManaged": False,
+                "S3Output": {"S3Uri": s3_uri, "LocalPath": local_path, "S3UploadMode": "EndOfJob"},
+            }
+        ],
         "KmsKeyId": placeholder(KEY_ARN),
     }
 
 
-def processing_job(config: StageConfig, instance_type: str, *, max_seconds: int,
-                   isolated: bool | None = None) -> dict[str, Any]:
+def processing_job(
+    config: StageConfig, instance_type: str, *, max_seconds: int, isolated: bool | None = None
+) -> dict[str, Any]:
     """What every processing job of the project runs with: one `instance_type` instance whose volume
     the project key encrypts, a time limit, the execution role, and the stage's network settings
     (its isolation unless `isolated` says otherwise)."""
     return {
-        "ProcessingResources": {"ClusterConfig": {
-            "InstanceType": instance_type,
-            "InstanceCount": 1,
-            "VolumeSizeInGB": config.training.volume_size_gb,
-            "VolumeKmsKeyId": placeholder(KEY_ARN),
-        }},
+        "ProcessingResources": {
+            "ClusterConfig": {
+                "InstanceType": instance_type,
+                "InstanceCount": 1,
+                "VolumeSizeInGB": config.training.volume_size_gb,
+                "VolumeKmsKeyId": placeholder(KEY_ARN),
+            }
+        },
         "StoppingCondition": {"MaxRuntimeInSeconds": max_seconds},
         "RoleArn": placeholder(EXECUTION_ROLE_ARN),
         "NetworkConfig": network_config(config, isolated=isolated),

@@ -4,7 +4,7 @@ drift baseline of the model version it served.
 SageMaker Pipelines runs this on the training image, from the unpacked source bundle, like the
 Evaluate step:
 
-    python3 monitor.py --network cnn --model-dir /opt/ml/processing/model \\
+    python3 -m processing.monitor --network cnn --model-dir /opt/ml/processing/model \\
         --baseline /opt/ml/processing/baseline/baseline.json \\
         --capture-uri s3://ARTIFACTS/data-capture/cnn/mlops-prod-cnn/AllTraffic/ \\
         --window-start 2026-12-01T10:00:00Z --window-end 2026-12-01T11:00:00Z \\
@@ -32,7 +32,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +43,8 @@ import drift
 import drift_plots
 import networks
 from baseline import Summariser
-from drift import Baseline, Summaries
 from captures import CaptureReader, RequestDecoder
+from drift import Baseline, Summaries
 
 log = logging.getLogger("monitor")
 REPORT_FILE = "drift.json"
@@ -54,24 +54,35 @@ BATCH = 256
 
 def main(argv: Sequence[str] | None = None) -> None:
     arguments = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stdout, force=True,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stdout, force=True, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     with contract.exits_on_bad_input():
         start, end = window(arguments.window_start, arguments.window_end, arguments.window_minutes)
-        report = monitor(arguments.network, arguments.model_dir, arguments.baseline, arguments.capture_uri,
-                         start, end, arguments.output_dir, alpha=arguments.alpha, model_uri=arguments.model_uri)
+        report = monitor(
+            arguments.network,
+            arguments.model_dir,
+            arguments.baseline,
+            arguments.capture_uri,
+            start,
+            end,
+            arguments.output_dir,
+            alpha=arguments.alpha,
+            model_uri=arguments.model_uri,
+        )
         if arguments.metric_namespace:
             publish(report, arguments.metric_namespace)
     log.info("window %s .. %s: %s", report["window"]["start"], report["window"]["end"], report["decision"])
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="monitor.py", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python3 -m processing.monitor", description=__doc__.split("\n\n")[0])
     parser.add_argument("--network", required=True, help=f"one of {', '.join(networks.NETWORKS)}")
     parser.add_argument("--model-dir", type=Path, required=True, help="the served model.tar.gz, unpacked")
     parser.add_argument("--baseline", type=Path, required=True, help="the served version's baseline.json")
-    parser.add_argument("--model-uri", default="", help="where the served model is stored: must be the model "
-                                                        "the baseline names")
+    parser.add_argument(
+        "--model-uri", default="", help="where the served model is stored: must be the model the baseline names"
+    )
     parser.add_argument("--capture-uri", required=True, help="s3://BUCKET/PREFIX/<endpoint>/<variant>/")
     parser.add_argument("--window-start", default="", help="ISO 8601 UTC; empty: WINDOW_MINUTES before its end")
     parser.add_argument("--window-end", default="", help="ISO 8601 UTC; empty: now")
@@ -84,25 +95,36 @@ def _parser() -> argparse.ArgumentParser:
 
 def window(start: str, end: str, minutes: int, now: datetime | None = None) -> tuple[datetime, datetime]:
     """[start, end) in UTC from the arguments; InputError if they do not make a window."""
+
     def parsed(text: str, name: str) -> datetime:
         try:
             value = datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:
             raise contract.InputError(f"bad {name} {text!r}: expected ISO 8601, e.g. 2026-12-01T10:00:00Z") from None
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
 
     if minutes < 1:
         raise contract.InputError(f"bad window minutes {minutes}: must be at least 1")
-    finish = parsed(end, "window end") if end else (now or datetime.now(timezone.utc))
+    finish = parsed(end, "window end") if end else (now or datetime.now(UTC))
     begin = parsed(start, "window start") if start else finish - timedelta(minutes=minutes)
     if begin >= finish:
         raise contract.InputError(f"the window starts at {begin.isoformat()}, not before its end {finish.isoformat()}")
-    return begin.astimezone(timezone.utc), finish.astimezone(timezone.utc)
+    return begin.astimezone(UTC), finish.astimezone(UTC)
 
 
-def monitor(network_name: str, model_dir: Path, baseline_path: Path, capture_uri: str, start: datetime,
-            end: datetime, output_dir: Path, *, alpha: float = drift.ALPHA, model_uri: str = "",
-            s3: Any = None) -> dict[str, Any]:
+def monitor(
+    network_name: str,
+    model_dir: Path,
+    baseline_path: Path,
+    capture_uri: str,
+    start: datetime,
+    end: datetime,
+    output_dir: Path,
+    *,
+    alpha: float = drift.ALPHA,
+    model_uri: str = "",
+    s3: Any = None,
+) -> dict[str, Any]:
     """Writes drift.json and drift.png into `output_dir`; returns the report."""
     try:
         network = networks.get_network(network_name)
@@ -113,35 +135,44 @@ def monitor(network_name: str, model_dir: Path, baseline_path: Path, capture_uri
     except ValueError as error:
         raise contract.InputError(str(error)) from None
     if baseline.document["network"] != network.name:
-        raise contract.InputError(f"the baseline {baseline_path} is of a {baseline.document['network']!r} model, "
-                                  f"not {network.name!r}")
+        raise contract.InputError(
+            f"the baseline {baseline_path} is of a {baseline.document['network']!r} model, not {network.name!r}"
+        )
     if model_uri and baseline.document.get("model_data_url") not in (None, model_uri):
-        raise contract.InputError(f"the baseline describes {baseline.document['model_data_url']}, not the model "
-                                  f"given, {model_uri}")
+        raise contract.InputError(
+            f"the baseline describes {baseline.document['model_data_url']}, not the model given, {model_uri}"
+        )
     decoder = RequestDecoder.load(model_dir, network)
     summarise = Summariser(network, decoder.description, _signatures(model_dir))
 
     reader = CaptureReader(capture_uri, s3=s3)
-    summaries = [summarise(chunk) for batch in decoder.inputs(reader.records(start, end))
-                 for chunk in _chunks(batch)]
+    summaries = [summarise(chunk) for batch in decoder.inputs(reader.records(start, end)) for chunk in _chunks(batch)]
     examples = sum(len(part) for part in summaries)
     report: dict[str, Any] = {
-        "network": network.name, "window": {"start": _iso(start), "end": _iso(end)},
-        "capture_uri": capture_uri, "baseline": str(baseline_path),
+        "network": network.name,
+        "window": {"start": _iso(start), "end": _iso(end)},
+        "capture_uri": capture_uri,
+        "baseline": str(baseline_path),
         "model_data_url": baseline.document.get("model_data_url"),
         "captures": {**reader.counts(), "examples": examples, "unparsable": reader.problems.merged(decoder.problems)},
     }
     output_dir.mkdir(parents=True, exist_ok=True)
     if examples < drift.MIN_EXAMPLES:
-        report.update(decision=f"no conclusion: {examples} examples in the window, at least {drift.MIN_EXAMPLES} "
-                               "are needed", drifted=None, score=None)
+        report.update(
+            decision=f"no conclusion: {examples} examples in the window, at least {drift.MIN_EXAMPLES} are needed",
+            drifted=None,
+            score=None,
+        )
         window_summaries = None
     else:
         window_summaries = Summaries.concatenate(summaries)
         comparison = drift.compare(baseline, window_summaries, alpha=alpha)
         report.update(comparison.to_json())
-        report["decision"] = (f"drift (p={comparison.p_value:.3g} < {alpha})" if comparison.drifted
-                              else f"no drift (p={comparison.p_value:.3g} >= {alpha})")
+        report["decision"] = (
+            f"drift (p={comparison.p_value:.3g} < {alpha})"
+            if comparison.drifted
+            else f"no drift (p={comparison.p_value:.3g} >= {alpha})"
+        )
     drift_plots.plot(baseline, window_summaries, report, output_dir / PLOT_FILE)
     # Last: the report's presence means the step's outputs are complete.
     (output_dir / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
@@ -155,13 +186,19 @@ def publish(report: dict[str, Any], namespace: str, cloudwatch: Any = None) -> N
     cloudwatch = cloudwatch or boto3.client("cloudwatch")
     when = datetime.fromisoformat(report["window"]["end"].replace("Z", "+00:00"))
     dimensions = [{"Name": "Network", "Value": report["network"]}]
-    values = {"CapturedExamples": report["captures"]["examples"],
-              "UnparsableCaptures": report["captures"]["unparsable"]["count"]}
+    values = {
+        "CapturedExamples": report["captures"]["examples"],
+        "UnparsableCaptures": report["captures"]["unparsable"]["count"],
+    }
     if report.get("score") is not None:
         values.update(DriftScore=report["score"], DriftDetected=float(report["drifted"]))
-    cloudwatch.put_metric_data(Namespace=namespace, MetricData=[
-        {"MetricName": name, "Dimensions": dimensions, "Timestamp": when, "Value": float(value), "Unit": "None"}
-        for name, value in values.items()])
+    cloudwatch.put_metric_data(
+        Namespace=namespace,
+        MetricData=[
+            {"MetricName": name, "Dimensions": dimensions, "Timestamp": when, "Value": float(value), "Unit": "None"}
+            for name, value in values.items()
+        ],
+    )
 
 
 def _signatures(model_dir: Path) -> Any:
@@ -170,16 +207,17 @@ def _signatures(model_dir: Path) -> Any:
     try:
         return tf.saved_model.load(str(model_dir / contract.MODEL_VERSION)).signatures
     except (OSError, ValueError, tf.errors.OpError) as error:
-        raise contract.InputError(f"model dir {model_dir}: no SavedModel in {contract.MODEL_VERSION}/ "
-                                  f"({type(error).__name__})") from None
+        raise contract.InputError(
+            f"model dir {model_dir}: no SavedModel in {contract.MODEL_VERSION}/ ({type(error).__name__})"
+        ) from None
 
 
 def _chunks(batch: np.ndarray) -> list[np.ndarray]:
-    return [batch[index:index + BATCH] for index in range(0, len(batch), BATCH)]
+    return [batch[index : index + BATCH] for index in range(0, len(batch), BATCH)]
 
 
 def _iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """The parameters of a network's training pipeline: their names, types and how a value is checked.
 
-`infra.pipeline_definition` lists them for a stage (`pipeline_parameters`); the CLI checks
+`infra.definitions.training_pipeline` lists them for a stage (`pipeline_parameters`); the CLI checks
 `--param` values with `PipelineParameter.parse` before it starts a run.
 """
 
@@ -42,8 +42,11 @@ class PipelineParameter:
         """The typed value of `raw`, or ValueError saying what is wrong: checked as the
         hyperparameter it feeds, else as a knob of the parameter's own type and values."""
         knob = self.hyperparameter or Hyperparameter(
-            self.name, _PYTHON_TYPES[self.type](self.default), f"pipeline parameter {self.name}",
-            choices=self.enum_values)
+            self.name,
+            _PYTHON_TYPES[self.type](self.default),
+            f"pipeline parameter {self.name}",
+            choices=self.enum_values,
+        )
         return knob.parse(raw)
 
 

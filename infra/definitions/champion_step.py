@@ -1,6 +1,6 @@
 """The Champion step of a network's pipeline, and where the Evaluate step finds what it wrote.
 
-    Champion (Processing)   champion.py: the newest Approved version of the network's model package
+    Champion (Processing)   processing/find_champion.py: the newest Approved version of the network's model package
                             group, its model.tar.gz and champion.json, into `<pipelines>/<execution>/champion`
 
 It reads no other step's output, so SageMaker Pipelines runs it while Train runs. It is the one
@@ -15,8 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from infra.config import StageConfig
-from infra.naming import model_package_group_name
-from infra.pipeline_parts import (
+from infra.definitions.parts import (
     ARTIFACTS_BUCKET,
     EXECUTION_ID,
     JOB_RETRY,
@@ -32,11 +31,12 @@ from infra.pipeline_parts import (
     processing_outputs,
     s3,
 )
+from infra.naming import model_package_group_name
 from training.networks import Network
 
 CHAMPION_STEP = "Champion"
 CHAMPION_OUTPUT = "champion"
-CHAMPION_SCRIPT = "champion.py"
+CHAMPION_MODULE = "processing.find_champion"
 CHAMPION_DIR = f"{PROCESSING_ROOT}/{CHAMPION_OUTPUT}"
 # A registry lookup and one model download: minutes would mean something is wrong.
 CHAMPION_MAX_SECONDS = 1800
@@ -45,27 +45,36 @@ CHAMPION_MAX_SECONDS = 1800
 def champion_command(config: StageConfig, network: Network) -> str:
     code = f"{PROCESSING_ROOT}/code"
     group = model_package_group_name(config.prefix(), network.name)
-    return (f"set -eu; mkdir -p {code}/bundle; tar -xzf {code}/*.gz -C {code}/bundle; cd {code}/bundle; "
-            f"python3 {CHAMPION_SCRIPT} --group {group} --region {config.region} --output-dir {CHAMPION_DIR}")
+    return (
+        f"set -eu; mkdir -p {code}/bundle; tar -xzf {code}/*.gz -C {code}/bundle; cd {code}/bundle; "
+        f"python3 -m {CHAMPION_MODULE} --group {group} --region {config.region} --output-dir {CHAMPION_DIR}"
+    )
 
 
 def champion_step(config: StageConfig, network: Network) -> dict[str, Any]:
     arguments: dict[str, Any] = {
         "AppSpecification": {
-            # The training image: it has Python and boto3, which champion.py needs.
+            # The training image: it has Python and boto3, which processing/find_champion.py needs.
             "ImageUri": placeholder(TRAINING_IMAGE_URI),
             "ContainerEntrypoint": ["/bin/bash", "-c", champion_command(config, network)],
         },
         "ProcessingInputs": [processing_input("code", placeholder(SOURCE_BUNDLE_URI), f"{PROCESSING_ROOT}/code")],
         "ProcessingOutputConfig": processing_outputs(
-            CHAMPION_OUTPUT, join(s3(ARTIFACTS_BUCKET, f"pipelines/{network.name}/"), EXECUTION_ID,
-                                  f"/{CHAMPION_OUTPUT}"), CHAMPION_DIR),
+            CHAMPION_OUTPUT,
+            join(s3(ARTIFACTS_BUCKET, f"pipelines/{network.name}/"), EXECUTION_ID, f"/{CHAMPION_OUTPUT}"),
+            CHAMPION_DIR,
+        ),
         # The instance type Evaluate uses: no other price to look up, and it is up in seconds.
-        **processing_job(config, config.training_instance_type(network.name), max_seconds=CHAMPION_MAX_SECONDS,
-                         isolated=False),
+        **processing_job(
+            config, config.training_instance_type(network.name), max_seconds=CHAMPION_MAX_SECONDS, isolated=False
+        ),
     }
-    return {"Name": CHAMPION_STEP, "Type": "Processing", "Arguments": arguments,
-            "RetryPolicies": [SERVICE_RETRY, JOB_RETRY]}
+    return {
+        "Name": CHAMPION_STEP,
+        "Type": "Processing",
+        "Arguments": arguments,
+        "RetryPolicies": [SERVICE_RETRY, JOB_RETRY],
+    }
 
 
 def champion_input() -> dict[str, Any]:
