@@ -24,16 +24,17 @@ from pathlib import Path
 from typing import Any
 
 from moto.iam.models import iam_backends
+from rich.console import Console
 
 from infra import naming
-from mlops.commands.local import LocalRun
 from mlops.local.deployed_pipelines import create_skipped_sagemaker_resources
 from mlops.local.iam import EnforcedRoleSessions, is_access_denied
 from mlops.local.permissions import permissions_report
 from mlops.local.pipeline_executor import LocalPipelineExecutor, StepFailed
+from mlops.local.progress import PlainProgress
 from mlops.local.report import ReportFolder
+from mlops.local.run import LocalRun
 from mlops.local.s3 import download_file
-from mlops.local.terminal import ConsoleReporter
 from mlops.param_option import parse_parameters
 from mlops.stages import LOCAL_STAGE, stage_config
 from training.networks import get_network
@@ -55,11 +56,9 @@ class Bench:
         self.run = run
         prefix = run.config.prefix()
         self.pipeline = naming.pipeline_name(prefix, run.network.name)
-        self.execution_role = run.outputs[naming.stack_name(prefix, "execution-role")]["ExecutionRoleArn"]
+        self.execution_role = run.report.stack_outputs[naming.stack_name(prefix, "execution-role")]["ExecutionRoleArn"]
         self.pipeline_role = run.aws.client("sagemaker").describe_pipeline(PipelineName=self.pipeline)["RoleArn"]
-        self.executor = LocalPipelineExecutor(
-            run.aws, run.folder.pipeline_dir, ConsoleReporter(False), roles=run._roles
-        )
+        self.executor = LocalPipelineExecutor(run.aws, run.folder.pipeline_dir, run.view, roles=run._roles)
 
     @property
     def roles(self) -> EnforcedRoleSessions:
@@ -142,7 +141,13 @@ def main() -> int:
     }
     started = time.perf_counter()
     with LocalRun(
-        network, config, port=None, overrides=overrides, limit=options.limit, folder=folder, show_logs=False
+        network,
+        config,
+        port=None,
+        overrides=overrides,
+        limit=options.limit,
+        folder=folder,
+        view=PlainProgress(Console(), show_logs=False),
     ) as run:
         for phase in run.phases[:4]:  # moto (IAM enforced), synth + bootstrap, deploy, data
             print(f"{phase.name}...", flush=True)

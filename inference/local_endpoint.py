@@ -75,6 +75,7 @@ class LocalEndpoint:
         workers: int = WORKERS,
         threads: int = THREADS,
         capture: CaptureTarget | None = None,
+        log_path: Path | None = None,
     ) -> None:
         self.model_path = Path(model_path)
         self.endpoint_name = endpoint_name
@@ -83,6 +84,7 @@ class LocalEndpoint:
         self.workers = workers
         self.threads = threads
         self.capture = capture  # data capture as the endpoint config asks (inference.capture)
+        self.log_path = log_path  # where the server process writes its output; default: this process's
         self._artifact: ModelArtifact | None = None
         self._process: subprocess.Popen | None = None
         self._status: int | None = None  # the server's "ready" / "error ..." lines
@@ -183,6 +185,7 @@ class LocalEndpoint:
                 "threads": self.threads,
                 "tf_threads": tf_threads_per_worker(self.workers),
             }
+            output = self.log_path.open("a") if self.log_path else None
             try:
                 # A session of its own: Ctrl-C in a terminal reaches this process, which stops the
                 # server gracefully, not the server directly.
@@ -190,6 +193,8 @@ class LocalEndpoint:
                     [sys.executable, "-m", "inference.endpoint_server", json.dumps(spec)],
                     pass_fds=(listener.fileno(), tfs_listener.fileno(), status_write, model_read, lifeline_read),
                     start_new_session=True,
+                    stdout=output,
+                    stderr=subprocess.STDOUT if output else None,
                     cwd=REPO_ROOT,  # `-m` imports from the working directory first: this tree's server
                     env={
                         **os.environ,
@@ -199,6 +204,8 @@ class LocalEndpoint:
             finally:
                 for end in (status_write, model_read, lifeline_read):
                     os.close(end)
+                if output:
+                    output.close()  # the server holds its own
 
     def _load(self, artifact: ModelArtifact, stop_timeout: float) -> None:
         """Hands the prepared server its model, then waits until every worker has loaded it."""
@@ -229,7 +236,7 @@ class LocalEndpoint:
             if not chunk:
                 raise RuntimeError(
                     f"the endpoint's server exited while loading {self.model_path} "
-                    f"(status {self._process.wait()}); its log is above"
+                    f"(status {self._process.wait()}); its log is {self.log_path or 'above'}"
                 )
             *lines, received = (received + chunk).split(b"\n")
             for line in (line.decode() for line in lines):

@@ -30,9 +30,10 @@ from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from mlops.cdk import CDK_BIN
-from mlops.commands.local import LocalRun
 from mlops.errors import PhaseCrashed, RunFailed
 from mlops.failures import environment_failure
+from mlops.local.progress import PlainProgress
+from mlops.local.run import LocalRun
 from mlops.phases import Phase, run_phases
 from training.networks import NETWORKS
 
@@ -160,13 +161,14 @@ def test_expected_failures_keep_their_message_and_write_no_log(
 
 def test_phases_name_the_phase_of_an_unexpected_error_and_pass_expected_ones_unchanged() -> None:
     console = Console(file=io.StringIO(), width=100)
+    view = PlainProgress(console, show_logs=False)
     original = ValueError("bug")
 
     def fail() -> None:
         raise original
 
     with pytest.raises(PhaseCrashed) as crashed:
-        run_phases(console, [Phase("first", lambda: None), Phase("second", fail)])
+        run_phases(view, [Phase("first", lambda: None), Phase("second", fail)])
     assert crashed.value.phase == "second" and crashed.value.__cause__ is original
     assert str(crashed.value) == 'unexpected error in phase "second": ValueError: bug'
     for expected in (RunFailed("deploy broke"), KeyboardInterrupt()):
@@ -175,7 +177,7 @@ def test_phases_name_the_phase_of_an_unexpected_error_and_pass_expected_ones_unc
             raise error
 
         with pytest.raises(type(expected)) as raised:
-            run_phases(console, [Phase("only", fail_as_expected)])
+            run_phases(view, [Phase("only", fail_as_expected)])
         assert raised.value is expected
 
 

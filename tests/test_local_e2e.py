@@ -38,7 +38,7 @@ pytestmark = pytest.mark.integration
 
 # A slice small enough for a quick run; the gate lowered to what 3 epochs on it reach, so the
 # model is registered and deployed (the quality of a full run is in the README's timings).
-QUICK_RUN = ("--limit", "300", "--param", "epochs=3", "--param", "QualityThreshold=0.3", "--no-logs")
+QUICK_RUN = ("--limit", "300", "--param", "epochs=3", "--param", "QualityThreshold=0.3")
 MLOPS = Path(sys.executable).parent / "mlops"
 
 
@@ -139,8 +139,15 @@ def test_after_a_ctrl_c_the_cnn_goes_from_nothing_to_an_invoked_endpoint(
         )
     assert code == 0, err[-3000:]
     assert "✓ [9/12] Invoke it with held-out test samples" in out
-    assert "mlops-local-data-123456789012-us-east-1" in out
-    assert "ExecutionRoleArn" in out and "ExportsOutput" not in out.split("Stack outputs")[1]
+    assert "uploaded to s3://mlops-local-data-123456789012-us-east-1/cnn/" in out
+    outputs = json.loads((report / "outputs.json").read_text())
+    assert "ExecutionRoleArn" in outputs["mlops-local-execution-role"]
+    # Off a terminal: plain lines. What the programs printed is in the logs, not here.
+    assert "\x1b" not in out and "\r" not in out
+    assert "    Train epoch 3/3 train_loss=" in out
+    assert "sagemaker-training-toolkit" not in out and "Bootstrapping environment" not in out
+    assert "Bootstrapping environment" in (report / "logs" / "cdk.log").read_text()
+    assert "sagemaker-training-toolkit" in next(report.glob("pipeline/*/Train/log.txt")).read_text()
 
     # The model package, registered by the pipeline's Register step with the evaluation's metrics.
     sagemaker = get_backend("sagemaker")[ACCOUNT][REGION]
@@ -278,7 +285,6 @@ def test_a_failing_training_step_is_named_and_leaves_nothing_running(
             "100",
             "--param",
             "window=12",
-            "--no-logs",
         )
 
     assert code == 1

@@ -22,6 +22,7 @@ from mlops import cdk as cdk_runner
 from mlops.cdk import CdkCli
 from mlops.errors import RunFailed, UsageError
 from mlops.local.moto import LocalAws, moto_server
+from mlops.local.progress import PlainProgress
 from mlops.phases import Phase, run_phases
 
 # --- moto server --------------------------------------------------------------------------------
@@ -199,9 +200,10 @@ def test_empty_bucket_removes_every_version_and_delete_marker(monkeypatch: pytes
 
 def test_phases_run_in_order_and_report_their_time() -> None:
     console = Console(file=io.StringIO(), width=100)
+    view = PlainProgress(console, show_logs=False)
     ran: list[str] = []
     seconds = run_phases(
-        console, [Phase("first", lambda: ran.append("first")), Phase("second", lambda: ran.append("second"))]
+        view, [Phase("first", lambda: ran.append("first")), Phase("second", lambda: ran.append("second"))]
     )
     assert ran == ["first", "second"]
     assert list(seconds) == ["first", "second"]
@@ -211,12 +213,13 @@ def test_phases_run_in_order_and_report_their_time() -> None:
 
 def test_a_failing_phase_is_marked_and_stops_the_sequence() -> None:
     console = Console(file=io.StringIO(), width=100)
+    view = PlainProgress(console, show_logs=False)
     ran: list[str] = []
 
     def fail() -> None:
         raise RunFailed("deploy broke")
 
     with pytest.raises(RunFailed, match="deploy broke"):
-        run_phases(console, [Phase("deploy", fail), Phase("train", lambda: ran.append("train"))])
+        run_phases(view, [Phase("deploy", fail), Phase("train", lambda: ran.append("train"))])
     assert ran == []
     assert "✗ [1/2] deploy" in console.file.getvalue()

@@ -7,6 +7,7 @@ how held-out samples are chosen and the endpoint's answers set beside the truth.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -320,7 +321,7 @@ class RecordingReporter:
     def __init__(self) -> None:
         self.events: list[tuple[str, ...]] = []
 
-    def step_started(self, step: str, step_type: str, detail: str) -> None:
+    def step_started(self, step: str, step_type: str, detail: str, request: Mapping[str, Any]) -> None:
         self.events.append(("started", step, step_type))
 
     def step_log(self, step: str, line: str) -> None:

@@ -29,6 +29,8 @@ HyperparameterValue = int | float | str
 #   [metrics] epoch=3 train_loss=0.1234 val_loss=0.2345 val_accuracy=0.9712
 # SageMaker scrapes these with the regexes below (MetricDefinitions).
 METRICS_LINE_PREFIX = "[metrics]"
+# The knob every network has for the passes over its training data (see `_common`).
+EPOCHS = "epochs"
 _NUMBER = r"(-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?|nan|-?inf)"
 
 
@@ -157,7 +159,7 @@ def _common(
 ) -> tuple[Hyperparameter, ...]:
     """The knobs every entry point understands, with per-network defaults."""
     knobs = [
-        Hyperparameter("epochs", epochs, "maximum number of passes over the training data", minimum=1),
+        Hyperparameter(EPOCHS, epochs, "maximum number of passes over the training data", minimum=1),
         Hyperparameter("batch_size", batch_size, "examples per gradient step (global, across workers)", minimum=1),
         Hyperparameter("learning_rate", learning_rate, "Adam learning rate", minimum=1e-9, maximum=10),
         Hyperparameter(

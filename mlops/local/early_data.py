@@ -8,7 +8,7 @@
 Converting and writing a dataset's channels the first time, with TensorFlow's import that
 writing records needs, takes 8-10 s on 2 cores; the CDK CLI's synth keeps about one core busy
 for as long. The child runs at low priority, so the CDK phases keep the cores they use, and
-whatever it logs (e.g. "pretraining ... (cached afterwards)") is echoed as it comes. Its channels
+whatever it logs (e.g. "pretraining ... (cached afterwards)") goes to `echo` as it comes. Its channels
 are cached (mlops/datasets/cache.py): a later run only copies them.
 """
 
@@ -24,7 +24,6 @@ from pathlib import Path
 from mlops import processes
 from mlops.cdk import REPO_ROOT
 
-LOG_PREFIX = "data │ "
 EXIT_ON_SIGTERM = 128 + signal.SIGTERM
 
 
@@ -38,7 +37,7 @@ class EarlyPreparation:
             [network, str(folder), str(limit or 0)],
             doing=f"preparing the {network} dataset",
             cwd=REPO_ROOT,
-            on_log=lambda line: echo(LOG_PREFIX + line),
+            on_log=echo,
         )
 
     def channels(self) -> dict[str, Path]:

@@ -22,6 +22,7 @@ applied: they cover service faults and capacity errors, which a local run does n
 from __future__ import annotations
 
 import json
+import os
 import re
 import secrets
 import string
@@ -42,13 +43,17 @@ from mlops.local.pipeline_references import DefinitionError, ExecutionContext, p
 from mlops.local.s3 import join_uri, read_json
 
 SUPPORTED_STEP_TYPES = ("Training", "Processing", "Condition", "RegisterModel", "Fail")
+# TensorFlow's C++ start-up notices (oneDNN, CPU instructions, MLIR) are INFO: the jobs run here
+# without them; its warnings and errors stay. A level set in this shell is kept.
+TENSORFLOW_LOG_LEVEL = "TF_CPP_MIN_LOG_LEVEL"
 _JOB_NAME_SUFFIX = string.ascii_letters + string.digits
 
 
 class StepReporter(Protocol):
     """Where the executor tells what happens, as it happens."""
 
-    def step_started(self, step: str, step_type: str, detail: str) -> None: ...
+    def step_started(self, step: str, step_type: str, detail: str, request: Mapping[str, Any]) -> None:
+        """`request`: the step's arguments, resolved (a job's Create* request)."""
 
     def step_log(self, step: str, line: str) -> None: ...
 
@@ -251,31 +256,33 @@ class LocalPipelineExecutor:
         context = run.context
         if kind == "Training":
             job_name = _job_name(run.execution_id, name)
-            self._reporter.step_started(name, kind, f"training job {job_name}")
+            self._reporter.step_started(name, kind, f"training job {job_name}", arguments)
             self._authorize_job(run, "training-job", job_name, arguments)
             properties = run_training_step(name, job_name, arguments, self._job_runtime(run, arguments, job_name))
             context.steps[name] = properties
             metrics = " ".join(
                 f"{metric['MetricName']}={metric['Value']:.4g}" for metric in properties.get("FinalMetricDataList", [])
             )
-            return f"{properties['ModelArtifacts']['S3ModelArtifacts']}  {metrics}", []
+            return f"{metrics}; model {properties['ModelArtifacts']['S3ModelArtifacts']}", []
         if kind == "Processing":
             job_name = _job_name(run.execution_id, name)
-            self._reporter.step_started(name, kind, f"processing job {job_name}")
+            self._reporter.step_started(name, kind, f"processing job {job_name}", arguments)
             self._authorize_job(run, "processing-job", job_name, arguments)
             properties = run_processing_step(name, job_name, arguments, self._job_runtime(run, arguments, job_name))
             context.steps[name] = properties
             context.property_files[name] = _property_files(step, properties)
             return ", ".join(f"{file} at {uri}" for file, uri in context.property_files[name].items()), []
         if kind == "Condition":
-            self._reporter.step_started(name, kind, "")
+            self._reporter.step_started(name, kind, "", arguments)
             outcome = all(context.holds(condition) for condition in arguments["Conditions"])
             context.steps[name] = {"Outcome": str(outcome).lower()}
             branch = arguments.get("IfSteps" if outcome else "ElseSteps", [])
             names = ", ".join(step["Name"] for step in branch) or "nothing"
             return f"conditions {'met' if outcome else 'not met'}: next {names}", branch
         if kind == "RegisterModel":
-            self._reporter.step_started(name, kind, f"model package group {arguments['ModelPackageGroupName']}")
+            self._reporter.step_started(
+                name, kind, f"model package group {arguments['ModelPackageGroupName']}", arguments
+            )
             self._roles.authorize(
                 run.role_arn,
                 "sagemaker:CreateModelPackage",
@@ -284,7 +291,7 @@ class LocalPipelineExecutor:
             model_arn = self._sagemaker.create_model_package(**arguments)["ModelPackageArn"]
             context.steps[name] = {"ModelPackageArn": model_arn}
             return f"registered {model_arn} ({arguments.get('ModelApprovalStatus', 'PendingManualApproval')})", []
-        self._reporter.step_started(name, kind, "")
+        self._reporter.step_started(name, kind, "", arguments)
         return "", []
 
     def _job_runtime(self, run: PipelineRun, request: Mapping[str, Any], job_name: str) -> JobRuntime:
@@ -293,7 +300,11 @@ class LocalPipelineExecutor:
         return JobRuntime(
             s3=self._roles.client(role, "s3", job_name),
             records=self._records,
-            env={**self._aws.env, **self._roles.credentials(role, job_name)},
+            env={
+                **self._aws.env,
+                **self._roles.credentials(role, job_name),
+                TENSORFLOW_LOG_LEVEL: os.environ.get(TENSORFLOW_LOG_LEVEL, "1"),
+            },
             work_dir=run.work_dir,
             on_line=self._reporter.step_log,
         )

@@ -10,9 +10,11 @@ report.md             outcome, the quality metric on held-out data against the t
 metrics.json          the Evaluate step's evaluation.json, the training job's final metrics, the gate
 predictions.json      each sample sent to the endpoint: input, truth, the endpoint's answer
 phases.json           seconds per phase and pipeline step, the outcome
+outputs.json          the deployed stacks' outputs (bucket names, role ARNs, pipeline names)
 plots/<step>/*.png    the PNGs the pipeline's jobs wrote (training curves, confusion matrix, ...)
 model/model.tar.gz    the registered model artifact the local endpoint served
 pipeline/<execution id>/<step>/   each job's folder, with its log.txt
+logs/                 what the CDK CLI, the data preparation and the endpoint printed (mlops.local.logs)
 """
 
 from __future__ import annotations
@@ -21,13 +23,17 @@ import json
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from infra.definitions.training_pipeline import QUALITY_THRESHOLD
+from infra.definitions import training_pipeline as definition
 from mlops.errors import UsageError
+from mlops.local.s3 import join_uri, read_json
 from mlops.local.samples import Comparison
 from training.champion_comparison import KEY as CHAMPION_CHALLENGER
 from training.networks import Network
+
+if TYPE_CHECKING:
+    from mlops.local.pipeline_executor import PipelineRun
 
 MARKER = ".mlops-local-report"
 
@@ -54,13 +60,39 @@ class RunReport:
     endpoint_name: str | None = None
     comparisons: list[Comparison] = field(default_factory=list)
     sample_summary: str | None = None
+    stack_outputs: dict[str, dict[str, str]] = field(default_factory=dict)
+    """{stack: {output: value}} of the stacks deployed."""
+
+    def take_phases(self, phases: list[str], timings: dict[str, float]) -> None:
+        """Every phase that started, with its time; the last one carries the outcome if the run did not succeed."""
+        self.phases = [
+            {"phase": name, "seconds": timings[name], "status": "done"} for name in phases if name in timings
+        ]
+        if self.phases and self.outcome != "succeeded":
+            self.phases[-1]["status"] = self.outcome
+
+    def take_pipeline_results(self, run: PipelineRun, s3: Any) -> None:
+        """What the report needs from the pipeline, whatever its end: step times, the training
+        job's final metrics, the Evaluate step's evaluation.json and explanations.json."""
+        self.steps = [
+            {"step": outcome.step, "seconds": outcome.seconds, "status": outcome.status} for outcome in run.outcomes
+        ]
+        training = run.properties.get(definition.TRAIN_STEP, {})
+        self.training_metrics = {
+            metric["MetricName"]: metric["Value"] for metric in training.get("FinalMetricDataList", [])
+        }
+        report_uri = run.context.property_files.get(definition.EVALUATE_STEP, {}).get(definition.EVALUATION_REPORT)
+        if report_uri:
+            self.evaluation = read_json(s3, report_uri)
+            # Written beside evaluation.json by the same job.
+            self.explanations = read_json(s3, join_uri(report_uri.rsplit("/", 1)[0], definition.EXPLANATIONS_FILE))
 
     @property
     def quality(self) -> dict[str, Any]:
         """The gate's metric on held-out data, the threshold this run had, and whether it passed."""
         gate = self.network.quality_gate
         value = (self.evaluation or {}).get("metrics", {}).get(gate.metric, {}).get("value")
-        threshold = float(self.parameters.get(QUALITY_THRESHOLD, gate.threshold))
+        threshold = float(self.parameters.get(definition.QUALITY_THRESHOLD, gate.threshold))
         champion = (self.evaluation or {}).get(CHAMPION_CHALLENGER)
         passed = (
             None
@@ -86,7 +118,9 @@ class ReportFolder:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.pipeline_dir = path / "pipeline"
+        self.logs_dir = path / "logs"
         self.model_path = path / "model" / "model.tar.gz"
+        self.outputs_path = path / "outputs.json"
 
     @classmethod
     def claim(cls, path: Path) -> ReportFolder:
@@ -132,6 +166,7 @@ class ReportFolder:
                 "steps": report.steps,
             },
         )
+        self._write_json(self.outputs_path.name, report.stack_outputs)
         (self.path / "report.md").write_text(_markdown(report, [plot.relative_to(self.path) for plot in plots]))
 
     def _collect_plots(self) -> list[Path]:
@@ -217,7 +252,9 @@ def _markdown(report: RunReport, plots: list[Path]) -> str:
         lines += [f"![{plot.parent.name}: {plot.stem}]({plot.as_posix()})" for plot in plots]
     lines += [
         "",
-        "Each job's folder and `log.txt` are under `pipeline/`; the served model is `model/model.tar.gz`.",
+        "Each job's folder and `log.txt` are under `pipeline/`; what the CDK CLI, the data preparation and the "
+        "endpoint printed is in `logs/`; the deployed stacks' outputs in `outputs.json`; the served model is "
+        "`model/model.tar.gz`.",
         "",
     ]
     return "\n".join(lines)
