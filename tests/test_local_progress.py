@@ -151,6 +151,7 @@ def test_on_a_terminal_a_long_step_detail_is_cut_to_one_line_and_a_long_note_wra
     ]
 
 
+@pytest.mark.integration
 def test_a_failing_cdk_cli_is_named_with_the_log_that_holds_what_it_printed(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, tmp_path: Path
 ) -> None:
