@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# The project's two commands. Each one installs what it needs first (idempotent: a hash of
-# the requirement files decides whether anything is reinstalled).
-#   ./dev.sh local [--network cnn|rnn|autoencoder|transfer]   the whole mission on this machine
-#   ./dev.sh test  [pytest args]                              the test suite
-#   ./dev.sh test-training [pytest args]                      the training tests on Python 3.12 (.venv-py312)
+# The project's two commands, and a third that CI also runs. Each installs what it needs first
+# (idempotent: a hash of the requirement files decides whether anything is reinstalled).
+#   ./dev.sh local [mlops local options]   the whole mission on this machine (`--help` lists them)
+#   ./dev.sh test  [pytest args]           the test suite
+#   ./dev.sh test-training [pytest args]   the training tests again on Python 3.12, the training
+#                                          containers' version (.venv-py312), as CI does
 # Supported: CPython 3.11 and 3.12. PYTHON=/path/to/python picks the interpreter; otherwise an
 # existing .venv is kept, or the first supported one of python3.11, python3.12, python3 is used.
 set -euo pipefail
@@ -15,6 +16,7 @@ export CDK_DISABLE_VERSION_CHECK=true
 # The AWS SDK inside the CDK CLI announces on Node 20 that it will need Node 22 from 2027 (README: use 22).
 export AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED=true
 export PIP_DISABLE_PIP_VERSION_CHECK=1
+export npm_config_update_notifier=false  # npm's notice of a newer npm than the one installed
 
 # Prints "CPython 3.11.2" for interpreter $1; succeeds if it is CPython of one of the versions in $2.
 check_python() {
@@ -94,6 +96,6 @@ case "$command" in
   # `python -m` puts the repository on sys.path: this venv holds no editable install of the project.
   test-training) install_training_python; announce .venv-py312 "training tests"
                  exec .venv-py312/bin/python -m pytest -n auto "${TRAINING_TESTS[@]}" "$@" ;;
-  *) echo "usage: ./dev.sh local [--network NAME] | ./dev.sh test [pytest args] | ./dev.sh test-training [pytest args]" >&2
+  *) echo "usage: ./dev.sh local [mlops local options] | ./dev.sh test [pytest args] | ./dev.sh test-training [pytest args]" >&2
      exit 2 ;;
 esac
