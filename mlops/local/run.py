@@ -303,7 +303,8 @@ class LocalRun:
             self._endpoint.start()
         except ArtifactError as error:
             raise RunFailed(f"the registered model {model_data} cannot be served: {error}") from None
-        self.view.note(f"served at {self._endpoint.url}: {model_data}")
+        # Where it came from is the Train step's line; the copy served is in the report folder.
+        self.view.note(f"the registered model served at {self._endpoint.url} (a copy: model/model.tar.gz)")
         if capture:
             self.view.note(
                 f"{capture.config.sampling_percentage}% of its invocations captured into "
