@@ -21,7 +21,8 @@ def screen(output: str) -> list[str]:
         control = _CONTROL.match(output, position)
         if control:
             private, parameter, command = control.groups()
-            count = int(parameter or 1) if not private else 0
+            # Cursor movements take one number; colours (`m`) and modes (`?25l`) are skipped.
+            count = int(parameter or 1) if command in "ABG" and not private else 0
             if command == "A":
                 row = max(0, row - count)
             elif command == "B":
