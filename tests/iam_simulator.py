@@ -1,6 +1,6 @@
 """IAM's evaluation logic, offline: `@cloud-copilot/iam-simulate` (pinned in package.json) decides
 requests against identity and resource policies together, conditions included, which moto's
-evaluator does not (README, "What moto's evaluator checks").
+evaluator does not (docs/local.md, "IAM enforced on every call").
 
 One node process (tests/iam_simulate.mjs) answers every batch of a test session:
 

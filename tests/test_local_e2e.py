@@ -37,7 +37,7 @@ from mlops.local.moto import ACCOUNT, REGION
 pytestmark = pytest.mark.integration
 
 # A slice small enough for a quick run; the gate lowered to what 3 epochs on it reach, so the
-# model is registered and deployed (the quality of a full run is in the README's timings).
+# model is registered and deployed (the quality of a full run is in docs/benchmarks.md).
 QUICK_RUN = ("--limit", "300", "--param", "epochs=3", "--param", "QualityThreshold=0.3")
 MLOPS = Path(sys.executable).parent / "mlops"
 

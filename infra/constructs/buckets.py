@@ -10,7 +10,7 @@ Removal: stages with `removal_policy: destroy` get RemovalPolicy.DESTROY but NOT
 `auto_delete_objects`. That option is a custom resource backed by a Lambda function, which
 the local moto server cannot run (no Docker), so a deploy against moto would never finish.
 Whoever destroys a stage empties its buckets first instead: the local harness does it
-(`mlops.cdk.CdkCli.destroy`, with `mlops.buckets.empty_bucket`), and the README says how for a
+(`mlops.cdk.CdkCli.destroy`, with `mlops.buckets.empty_bucket`), and docs/infrastructure.md says how for a
 real account. Retained stages keep their buckets and key.
 """
 

@@ -80,7 +80,7 @@ class TrainingPipeline(Construct):
             model_package_group_description=f"Registered {spec.name} models: {spec.summary}",
         )
         # A group that still holds versions cannot be deleted: retained stages keep it, and
-        # destroying a stage means deleting its model versions first (see README).
+        # destroying a stage means deleting its model versions first (docs/infrastructure.md).
         self.model_package_group.apply_removal_policy(removal_policy(config))
 
         self.role = iam.Role(

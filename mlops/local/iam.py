@@ -10,7 +10,7 @@ deployed policies of whoever makes it, and every decision recorded.
 The administrator is an IAM user with `Action: *` whose access key is the harness's test
 credentials, so the CLI, the CDK CLI and the harness go on signing as before. moto decides from
 then on (`moto.core` settings: the server runs in this process, so they apply to it). What its
-evaluator checks, and what it does not, is in the README ("What moto's IAM evaluator checks").
+evaluator checks, and what it does not, is in docs/local.md ("IAM enforced on every call").
 
 `RoleSessions` is the same interface with nothing enforced (`mlops local --no-iam`): every
 "role" is the harness's own credentials.

@@ -5,7 +5,7 @@
         aws.client("s3").list_buckets()
         subprocess.run([...], env={**os.environ, **aws.env})   # any other AWS client
 
-What moto implements, and what it silently skips, is in the README ("Running without an account").
+What moto implements, and what it silently skips, is in docs/local.md ("What a green local deploy proves").
 """
 
 from __future__ import annotations
@@ -167,7 +167,7 @@ def check_port(port: int) -> None:
 
 @contextmanager
 def _quiet_moto_logs() -> Iterator[None]:
-    # A line per request, and one per resource type moto's CloudFormation skips (the README
+    # A line per request, and one per resource type moto's CloudFormation skips (docs/local.md
     # lists those), would bury the CDK CLI's own output.
     loggers = [logging.getLogger(name) for name in ("werkzeug", "moto")]
     levels = [logger.level for logger in loggers]

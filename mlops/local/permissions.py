@@ -143,8 +143,8 @@ def _markdown(report: dict[str, Any]) -> str:
         f"# Permissions used by the {report['network']} run",
         "",
         "IAM enforced by moto on every call; the administrator (CLI, CDK CLI, harness) made "
-        f"{report['administrator_calls']} calls. What moto's evaluator checks: README, "
-        '"What moto\'s IAM evaluator checks".',
+        f"{report['administrator_calls']} calls. What moto's evaluator checks: docs/local.md, "
+        '"IAM enforced on every call".',
         "",
     ]
     for role in report["roles"]:

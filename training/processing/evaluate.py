@@ -10,7 +10,7 @@ bundle, so the sibling modules import as top-level modules exactly as in trainin
 `--model-dir` holds the unpacked model.tar.gz: the SavedModel `1/` and `code/serving.json`. What is
 judged is the exported `serving_default` signature, the very thing an endpoint serves (no Keras
 model is rebuilt, nothing is retrained), on the test channel streamed batch by batch. The metrics
-come from the same functions as the training run's (evaluation.py), so the quality gate sees the
+come from the same functions as the training run's (scoring.py), so the quality gate sees the
 numbers the training job reported. Writes `evaluation.json` (`{"network": ..., "metrics": {name:
 {"value": ...}}}`, read by the pipeline's quality gate) and the task's plot.
 
