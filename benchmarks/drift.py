@@ -22,7 +22,7 @@ anomaly detector, whose validation channel (like its training data) is normal ex
 that is the normal test examples; the test channel's anomaly share is the test's design, not the
 traffic the model is meant for. Exits 1 if a goal is missed.
 
-Figures: the table this prints; docs/drift.md quotes the last run with its date, CPU and load.
+Figures: the table this prints; docs/benchmarks.md quotes the last run with its date, CPU and load.
 """
 
 from __future__ import annotations
