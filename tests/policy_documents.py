@@ -94,6 +94,9 @@ class _Template:
             return self._key_id(name)
         if kind == "AWS::IAM::Role":
             return self.resolve(properties.get("RoleName", name))
+        if kind == "AWS::IAM::OIDCProvider":  # Ref gives the provider's ARN, named after its issuer
+            host = self.resolve(properties["Url"]).removeprefix("https://")
+            return f"arn:aws:iam::{self._assembly.account}:oidc-provider/{host}"
         raise ValueError(f"{self.name}: Ref to a {kind} ({name}), which this does not fill in")
 
     def _get_att(self, name: str, attribute: str) -> str:

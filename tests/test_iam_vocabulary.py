@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from parliament import analyze_policy_string
 from policy_documents import PolicyDocument, policy_documents
-from synth_support import CDK_CONTEXT, new_app, synthesized
+from synth_support import CDK_CONTEXT, new_app, served_version_arn, synthesized
 
 from infra.config import load_stage_config
 
@@ -171,7 +171,7 @@ def test_an_endpoint_stacks_one_policy_uses_iams_real_vocabulary(tmp_path: Any) 
     app = new_app(
         "prod",
         tmp_path,
-        **{"model_package.cnn": "arn:aws:sagemaker:us-east-1:123456789012:model-package/mlops-prod-cnn/1"},
+        **{"model_package.cnn": served_version_arn("prod", "cnn", 1)},
     )
     from synth_support import app_module
 

@@ -41,7 +41,8 @@ def deploy(
     config = stage_config(stage)
     enabled_network(config, network)
     aws = ShellAws(config.region)
-    group = naming.model_package_group_name(config.prefix(), network)
+    # A stage with `promote_from` serves its source stage's versions, read across accounts.
+    group = config.served_model_package_group(network)
     sagemaker = aws.client("sagemaker")
     model = approved_version(sagemaker, group, version)
     console.print(f"deploying {group} version {model.version} ({model.arn})", highlight=False)
