@@ -3,6 +3,7 @@
 # the requirement files decides whether anything is reinstalled).
 #   ./dev.sh local [--network cnn|rnn|autoencoder|transfer]   the whole mission on this machine
 #   ./dev.sh test  [pytest args]                              the test suite
+#   ./dev.sh setup                                            installs only (CI's deploy jobs)
 #   ./dev.sh test-training [pytest args]                      the training tests on Python 3.12 (.venv-py312)
 # Supported: CPython 3.11 and 3.12. PYTHON=/path/to/python picks the interpreter; otherwise an
 # existing .venv is kept, or the first supported one of python3.11, python3.12, python3 is used.
@@ -90,10 +91,11 @@ command="${1:-}"
 shift || true
 case "$command" in
   local) install_python; install_node; exec .venv/bin/mlops local "$@" ;;
+  setup) install_python; install_node ;;
   test)  install_python; install_node; announce .venv tests; exec .venv/bin/pytest -n auto "$@" ;;
   # `python -m` puts the repository on sys.path: this venv holds no editable install of the project.
   test-training) install_training_python; announce .venv-py312 "training tests"
                  exec .venv-py312/bin/python -m pytest -n auto "${TRAINING_TESTS[@]}" "$@" ;;
-  *) echo "usage: ./dev.sh local [--network NAME] | ./dev.sh test [pytest args] | ./dev.sh test-training [pytest args]" >&2
+  *) echo "usage: ./dev.sh local [--network NAME] | ./dev.sh test [pytest args] | ./dev.sh test-training [pytest args] | ./dev.sh setup" >&2
      exit 2 ;;
 esac
