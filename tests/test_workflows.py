@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from cli_support import run_mlops
 from workflow_support import (
     GITHUB_DIR,
     REPO_ROOT,
@@ -31,6 +32,7 @@ from training.networks import NETWORKS
 ZIZMOR = Path(sys.executable).with_name("zizmor")
 ZIZMOR_OPTIONS = ("--offline", "--persona", "pedantic", "--no-progress", "--color", "never")
 CHECKOUT = "actions/checkout@3d3c42e5aac5ba805825da76410c181273ba90b1"
+STAGES = json.loads((REPO_ROOT / "cdk.json").read_text())["context"]["stages"]
 
 
 def actionlint(files: list[Path]) -> list[dict[str, object]]:
@@ -201,3 +203,16 @@ def test_the_deploy_script_deploys_every_stack_but_the_github_deploy_one_through
         "--progress",
         "events",
     ]
+
+
+def test_deploy_role_prints_the_step_outputs_from_cdk_json_and_refuses_a_stage_github_does_not_deploy(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    prod = STAGES["prod"]
+    code, out, _ = run_mlops(monkeypatch, capsys, "deploy-role", "--stage", "prod")
+    assert (code, out.splitlines()) == (
+        0,
+        [f"role=arn:aws:iam::{prod['account']}:role/mlops-prod-github-deploy", f"region={prod['region']}"],
+    )
+    code, _, err = run_mlops(monkeypatch, capsys, "deploy-role", "--stage", "local")
+    assert code == 2 and "stage local is not deployed from GitHub" in err
