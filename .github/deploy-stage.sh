@@ -7,8 +7,8 @@
 # - through CloudFormation change sets (`--method=change-set`: CloudFormation computes each
 #   change before executing it, and a failed one rolls back as a whole);
 # - `--require-approval broadening`: a change that widens IAM permissions or security groups
-#   needs a person's yes, and with no terminal to ask, the CLI stops before deploying anything.
-#   Such a change is deployed by an administrator from a terminal, after reading it.
+#   needs a person's yes: with no terminal to ask, the CLI prints the change and stops before
+#   executing it. An administrator deploys it from a terminal, after reading it.
 set -euo pipefail
 stage="${1:?usage: .github/deploy-stage.sh STAGE}"
 cd "$(dirname "$0")/.."
