@@ -9,6 +9,21 @@ import { createInterface } from 'node:readline'
 import { createValidatedPolicy, validateTrustPolicy } from '@cloud-copilot/iam-policy'
 import { getDenialReasons, getGrantReasons, runSimulation, runUnsafeSimulation } from '@cloud-copilot/iam-simulate'
 
+function simulation(request, resourcePolicy) {
+  return {
+    request: {
+      principal: request.principal,
+      action: request.action,
+      resource: { resource: request.resource, accountId: request.resourceAccount },
+      contextVariables: request.context ?? {},
+    },
+    identityPolicies: request.identityPolicies ?? [],
+    resourcePolicy,
+    serviceControlPolicies: [],
+    resourceControlPolicies: [],
+  }
+}
+
 // A web identity's AssumeRoleWithWebIdentity, decided on the role's trust policy with the token's
 // claims as given. STS evaluates `<provider>:aud` and `<provider>:sub` (IAM's guide to OIDC
 // federation), but IAM's reference does not list them for the action, so runSimulation drops them
@@ -18,18 +33,7 @@ function decideAsGiven(request) {
   if (trust.errors.length > 0) {
     return { error: JSON.stringify(trust.errors) }
   }
-  const decision = runUnsafeSimulation({
-    request: {
-      principal: request.principal,
-      action: request.action,
-      resource: { resource: request.resource, accountId: request.resourceAccount },
-      contextVariables: request.context ?? {},
-    },
-    identityPolicies: request.identityPolicies ?? [],
-    resourcePolicy: trust,
-    serviceControlPolicies: [],
-    resourceControlPolicies: [],
-  }, {})
+  const decision = runUnsafeSimulation(simulation(request, trust), {})
   return { decision, grants: [], denials: [], ignoredContextKeys: [] }
 }
 
@@ -37,18 +41,7 @@ async function decide(request) {
   if (request.contextAsGiven) {
     return decideAsGiven(request)
   }
-  const response = await runSimulation({
-    request: {
-      principal: request.principal,
-      action: request.action,
-      resource: { resource: request.resource, accountId: request.resourceAccount },
-      contextVariables: request.context ?? {},
-    },
-    identityPolicies: request.identityPolicies ?? [],
-    resourcePolicy: request.resourcePolicy ?? undefined,
-    serviceControlPolicies: [],
-    resourceControlPolicies: [],
-  }, {})
+  const response = await runSimulation(simulation(request, request.resourcePolicy ?? undefined), {})
   if (response.resultType === 'error') {
     return { error: JSON.stringify(response.errors) }
   }

@@ -25,6 +25,8 @@ OVER_TLS = {"aws:SecureTransport": "true", "s3:TlsVersion": "1.3"}
 ANOTHER_ACCOUNT = "999999999999"
 MODEL = "models/cnn/pipelines-abc-Train-xyz/output/model.tar.gz"
 BASELINE = "pipelines/cnn/abc/evaluation/baseline.json"
+Role = tuple[str, tuple[PolicyDocument, ...]]
+"""A role's ARN and its identity policies."""
 
 
 class Accounts:
@@ -42,7 +44,7 @@ class Accounts:
         (found,) = [document for document in documents if document.where.endswith(suffix)]
         return found
 
-    def prod_role(self, role: Any) -> tuple[str, tuple[PolicyDocument, ...]]:
+    def prod_role(self, role: Any) -> Role:
         stack = role.stack
         where = f"{stack.artifact_id}/{stack.resolve(stack.get_logical_id(role.node.default_child))}"
         (trust,) = [d for d in self.prod_documents if d.where == f"{where}/AssumeRolePolicyDocument"]
@@ -61,40 +63,31 @@ class Accounts:
     def dev_key_policy(self) -> PolicyDocument:
         return self._one(self.dev_documents, "/KeyPolicy")
 
-    def s3(self, role: tuple[str, tuple[PolicyDocument, ...]], policy: PolicyDocument, key: str) -> Request:
-        (bucket,) = policy.attached_to
+    def on_dev(self, role: Role, action: str, policy: PolicyDocument, suffix: str = "", **context: str) -> Request:
+        """`role` (of prod, or elsewhere) calls `action` on the dev resource `policy` guards."""
+        (resource,) = policy.attached_to
         return Request(
             principal=session_arn(role[0]),
-            action="s3:GetObject",
-            resource=f"{bucket}/{key}",
+            action=action,
+            resource=resource + suffix,
             resource_account=self.dev_account,
             identity_policies=role[1],
             resource_policy=policy,
-            context=OVER_TLS,
+            context=context,
         )
 
-    def list_prefix(self, role: tuple[str, tuple[PolicyDocument, ...]], prefix: str) -> Request:
-        (bucket,) = self.dev_artifacts_policy.attached_to
-        return Request(
-            principal=session_arn(role[0]),
-            action="s3:ListBucket",
-            resource=bucket,
-            resource_account=self.dev_account,
-            identity_policies=role[1],
-            resource_policy=self.dev_artifacts_policy,
-            context={**OVER_TLS, "s3:prefix": prefix},
-        )
+    def s3(self, role: Role, policy: PolicyDocument, key: str) -> Request:
+        return self.on_dev(role, "s3:GetObject", policy, f"/{key}", **OVER_TLS)
 
-    def decrypt(self, role: tuple[str, tuple[PolicyDocument, ...]], via: str) -> Request:
-        (key,) = self.dev_key_policy.attached_to
-        return Request(
-            principal=session_arn(role[0]),
-            action="kms:Decrypt",
-            resource=key,
-            resource_account=self.dev_account,
-            identity_policies=role[1],
-            resource_policy=self.dev_key_policy,
-            context={"kms:ViaService": f"{via}.us-east-1.amazonaws.com", "kms:CallerAccount": self.prod_account},
+    def list_prefix(self, role: Role, prefix: str) -> Request:
+        return self.on_dev(role, "s3:ListBucket", self.dev_artifacts_policy, **OVER_TLS, **{"s3:prefix": prefix})
+
+    def decrypt(self, role: Role, via: str) -> Request:
+        return self.on_dev(
+            role,
+            "kms:Decrypt",
+            self.dev_key_policy,
+            **{"kms:ViaService": f"{via}.us-east-1.amazonaws.com", "kms:CallerAccount": self.prod_account},
         )
 
 
