@@ -5,6 +5,7 @@ on a tampered copy and see it fail.
 
 from __future__ import annotations
 
+import functools
 import re
 import subprocess
 import sys
@@ -161,9 +162,14 @@ def assumed_role(job: Job) -> str:
     (source,) = [candidate for candidate in job.steps if candidate.get("id") == match[1]]
     assert source.get("run") == ROLE_STEP_RUN, f"{job.where}: the role comes from {source.get('run')!r}"
     assert "aws-access-key-id" not in step.get("with", {}), f"{job.where}: stored keys"
+    return deploy_role_outputs(str(job.stage))["role"]
+
+
+@functools.cache
+def deploy_role_outputs(stage: str) -> dict[str, str]:
+    """What the deploy-role step writes to $GITHUB_OUTPUT for `stage`: the real `mlops` command, run."""
     mlops = Path(sys.executable).with_name("mlops")
     printed = subprocess.run(
-        [str(mlops), "deploy-role", "--stage", str(job.stage)], capture_output=True, text=True, check=True
+        [str(mlops), "deploy-role", "--stage", stage], capture_output=True, text=True, check=True
     ).stdout
-    outputs = dict(line.split("=", 1) for line in printed.splitlines())
-    return outputs["role"]
+    return dict(line.split("=", 1) for line in printed.splitlines())
