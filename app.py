@@ -10,6 +10,7 @@ Stacks (each named `<project>-<stage>-<suffix>`, e.g. `mlops-local-storage`):
     monitoring      infra/stacks/monitoring_stack.py     CloudWatch dashboard of the stage's endpoints
     pipelines       infra/stacks/pipelines_stack.py      training pipeline, model registry group, retraining per network
     endpoint-NET    infra/stacks/endpoint_stack.py       only with -c model_package.NET=ARN (`mlops deploy`)
+    github-deploy   infra/stacks/github_deploy_stack.py  GitHub OIDC provider and deploy role, stages with `github`
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from infra.config import StageConfig, load_stage_config
 from infra.nag import add_nag_checks
 from infra.stacks.endpoint_stack import add_endpoint_stacks
 from infra.stacks.execution_role_stack import ExecutionRoleStack
+from infra.stacks.github_deploy_stack import GithubDeployStack
 from infra.stacks.monitoring_stack import MonitoringStack
 from infra.stacks.pipelines_stack import PipelinesStack
 from infra.stacks.storage_stack import StorageStack
@@ -31,6 +33,7 @@ class Stacks(NamedTuple):
     storage: StorageStack
     execution_role: ExecutionRoleStack
     pipelines: PipelinesStack
+    github_deploy: GithubDeployStack | None
 
 
 def compose(app: cdk.App, config: StageConfig) -> Stacks:
@@ -39,8 +42,9 @@ def compose(app: cdk.App, config: StageConfig) -> Stacks:
     MonitoringStack(app, config)
     pipelines = PipelinesStack(app, config, storage=storage, execution_role=execution_role)
     add_endpoint_stacks(app, config, storage=storage, execution_role=execution_role)
+    github_deploy = GithubDeployStack(app, config) if config.github is not None else None
     add_nag_checks(app)
-    return Stacks(storage, execution_role, pipelines)
+    return Stacks(storage, execution_role, pipelines, github_deploy)
 
 
 if __name__ == "__main__":

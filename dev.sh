@@ -5,6 +5,7 @@
 #   ./dev.sh test  [pytest args]           the test suite
 #   ./dev.sh test-training [pytest args]   the training tests again on Python 3.12, the training
 #                                          containers' version (.venv-py312), as CI does
+#   ./dev.sh setup                         installs only, runs nothing (CI's deploy jobs, a real account)
 # Supported: CPython 3.11 and 3.12. PYTHON=/path/to/python picks the interpreter; otherwise an
 # existing .venv is kept, or the first supported one of python3.11, python3.12, python3 is used.
 set -euo pipefail
@@ -96,6 +97,7 @@ case "$command" in
   # `python -m` puts the repository on sys.path: this venv holds no editable install of the project.
   test-training) install_training_python; announce .venv-py312 "training tests"
                  exec .venv-py312/bin/python -m pytest -n auto "${TRAINING_TESTS[@]}" "$@" ;;
-  *) echo "usage: ./dev.sh local [mlops local options] | ./dev.sh test [pytest args] | ./dev.sh test-training [pytest args]" >&2
+  setup) install_python; install_node ;;
+  *) echo "usage: ./dev.sh local [mlops local options] | ./dev.sh test [pytest args] | ./dev.sh test-training [pytest args] | ./dev.sh setup" >&2
      exit 2 ;;
 esac

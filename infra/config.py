@@ -11,9 +11,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from infra import naming
 from training.networks import NETWORKS, HyperparameterValue
 
 DEFAULT_PROJECT = "mlops"
+# What cdk.json's stages may not set: the stage's name is its key, the rest comes from elsewhere
+# in the context (the repository) or from the other stages (who promotes from whom).
+_DERIVED_KEYS = ("name", "github_repository", "promotion_source", "promotion_consumers")
 
 
 class ConfigError(ValueError):
@@ -84,6 +88,52 @@ class MonitorConfig(_Strict):
     retrain_on_drift: bool = True
 
 
+class GithubDeployConfig(_Strict):
+    """Which GitHub Actions jobs may deploy the stage (infra/stacks/github_deploy_stack.py,
+    docs/cicd.md): its deploy role trusts exactly one OIDC subject of the repository that
+    cdk.json's `github_repository` names. A job that names an `environment:` carries the
+    subject `repo:ORG/REPO:environment:NAME`, whatever its branch; one that names none carries
+    `repo:ORG/REPO:ref:refs/heads/BRANCH`."""
+
+    environment: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9_.-]+$", description="the GitHub environment the deploying jobs name"
+    )
+    branch: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$",
+        description="the branch whose jobs deploy, for jobs that name no environment",
+    )
+    oidc_provider: Literal["create", "import"] = Field(
+        default="create",
+        description="create the account's GitHub OIDC provider, or use the one it already has (one per account)",
+    )
+
+    @model_validator(mode="after")
+    def _one_subject(self) -> GithubDeployConfig:
+        if (self.environment is None) == (self.branch is None):
+            raise ValueError("name exactly one of environment (a GitHub environment) or branch")
+        return self
+
+    def subject(self, repository: str) -> str:
+        """The `sub` claim of the GitHub OIDC token of a job that may deploy the stage."""
+        if self.environment is not None:
+            return f"repo:{repository}:environment:{self.environment}"
+        return f"repo:{repository}:ref:refs/heads/{self.branch}"
+
+
+class PromotionSource(_Strict):
+    """The stage whose registry holds the versions another stage's endpoints serve (`promote_from`)."""
+
+    stage: str
+    prefix: str
+    account: str
+    region: str
+
+    def model_package_group_arn(self, network: str) -> str:
+        group = naming.model_package_group_name(self.prefix, network)
+        return f"arn:aws:sagemaker:{self.region}:{self.account}:model-package-group/{group}"
+
+
 class StageConfig(_Strict):
     """Everything that differs between local, dev and prod."""
 
@@ -117,6 +167,27 @@ class StageConfig(_Strict):
     hyperparameters: dict[str, dict[str, HyperparameterValue]] = Field(
         default_factory=dict, description="per-network overrides of registry defaults"
     )
+    github: GithubDeployConfig | None = Field(
+        default=None, description="deployed by GitHub Actions through OIDC; None: no deploy role"
+    )
+    github_repository: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$",
+        description="cdk.json's top-level `github_repository`, ORG/REPO as GitHub spells it",
+    )
+    promote_from: str | None = Field(
+        default=None, description="the stage whose approved model versions this stage's endpoints serve"
+    )
+    promotion_source: PromotionSource | None = Field(default=None, description="promote_from's stage, resolved")
+    promotion_consumers: tuple[str, ...] = Field(
+        default=(), description="the accounts of the stages that promote from this one"
+    )
+
+    @model_validator(mode="after")
+    def _deploy_role_can_be_named(self) -> StageConfig:
+        if self.github is not None and self.account is None:
+            raise ValueError("github: a stage deployed from GitHub needs its account (the workflow names its role)")
+        return self
 
     @field_validator("networks")
     @classmethod
@@ -165,6 +236,19 @@ class StageConfig(_Strict):
     def endpoint_instance_type(self, network_name: str) -> str:
         return self.endpoint.instance_type or NETWORKS[network_name].inference_instance_type
 
+    def deploy_subject(self) -> str | None:
+        """The OIDC `sub` its deploy role trusts, or None for a stage GitHub does not deploy."""
+        if self.github is None or self.github_repository is None:
+            return None
+        return self.github.subject(self.github_repository)
+
+    def served_model_package_group(self, network: str) -> str:
+        """The registry group whose approved versions the stage's endpoints serve: its own (a
+        name), or its promotion source's, in that stage's account (an ARN)."""
+        if self.promotion_source is not None:
+            return self.promotion_source.model_package_group_arn(network)
+        return naming.model_package_group_name(self.prefix(), network)
+
     @property
     def captures_data(self) -> bool:
         """Whether endpoints record traffic: serverless ones cannot, and 0% records none. Without
@@ -181,7 +265,9 @@ def _describe(error: ValidationError, stage: str) -> str:
     return "invalid stage configuration in cdk.json: " + "; ".join(problems)
 
 
-def parse_stage_config(stages: Any, stage: str, project: str = DEFAULT_PROJECT) -> StageConfig:
+def parse_stage_config(
+    stages: Any, stage: str, project: str = DEFAULT_PROJECT, github_repository: str | None = None
+) -> StageConfig:
     """Validates `stages[stage]` from cdk.json context and returns it typed."""
     if not isinstance(stages, dict) or not stages:
         raise ConfigError("cdk.json context key 'stages' must be a non-empty object of stage configs")
@@ -192,12 +278,61 @@ def parse_stage_config(stages: Any, stage: str, project: str = DEFAULT_PROJECT) 
     raw = stages[stage]
     if not isinstance(raw, dict):
         raise ConfigError(f"stages.{stage} must be an object, got {type(raw).__name__}")
-    if "name" in raw:
-        raise ConfigError(f"stages.{stage}.name: not allowed, the stage name is its key")
+    for key in _DERIVED_KEYS:
+        if key in raw:
+            raise ConfigError(
+                f"stages.{stage}.{key}: not allowed here (the stage name is its key; the rest is derived)"
+            )
+    derived = {
+        "promotion_source": _promotion_source(stages, stage, project),
+        "promotion_consumers": _promotion_consumers(stages, stage),
+    }
     try:
-        return StageConfig(name=stage, project=project, **raw)
+        return StageConfig(name=stage, project=project, github_repository=github_repository, **raw, **derived)
     except ValidationError as error:
         raise ConfigError(_describe(error, stage)) from None
+
+
+def _promotion_source(stages: dict[str, Any], stage: str, project: str) -> PromotionSource | None:
+    """The stage `stage` promotes from, checked against what serving its versions needs."""
+    raw = stages[stage]
+    source = raw.get("promote_from")
+    if source is None:
+        return None
+    key = f"stages.{stage}.promote_from"
+    if source == stage or source not in stages or not isinstance(stages[source], dict):
+        raise ConfigError(f"{key}: {source!r} is not another stage of cdk.json ({', '.join(sorted(stages))})")
+    origin = stages[source]
+    if origin.get("promote_from") is not None:
+        raise ConfigError(f"{key}: {source} promotes from another stage itself; promote from where models are trained")
+    if not origin.get("account") or not raw.get("account"):
+        raise ConfigError(f"{key}: both {stage} and {source} need their account (each grants the other by it)")
+    if origin.get("region") != raw.get("region"):
+        raise ConfigError(f"{key}: {source} is in another region; a model package is served in its own region")
+    if origin.get("removal_policy", "retain") != "retain":
+        raise ConfigError(
+            f"{key}: {source} has removal_policy {origin['removal_policy']!r}; {stage}'s endpoints read its "
+            "artifacts whenever an instance starts, so it must retain them"
+        )
+    missing = sorted(set(raw.get("networks", NETWORKS)) - set(origin.get("networks", NETWORKS)))
+    if missing:
+        raise ConfigError(f"{key}: {source} does not train {', '.join(missing)}")
+    return PromotionSource(
+        stage=source, prefix=f"{project}-{source}", account=origin["account"], region=origin["region"]
+    )
+
+
+def _promotion_consumers(stages: dict[str, Any], stage: str) -> tuple[str, ...]:
+    """The accounts of the stages whose endpoints serve `stage`'s versions."""
+    return tuple(
+        sorted(
+            {
+                other["account"]
+                for name, other in stages.items()
+                if isinstance(other, dict) and other.get("promote_from") == stage and other.get("account")
+            }
+        )
+    )
 
 
 def load_stage_config(node: Any) -> StageConfig:
@@ -206,4 +341,9 @@ def load_stage_config(node: Any) -> StageConfig:
     if not isinstance(stage, str) or not stage:
         raise ConfigError("context key 'stage' must name a stage, e.g. -c stage=dev")
     project = node.try_get_context("project") or DEFAULT_PROJECT
-    return parse_stage_config(node.try_get_context("stages"), stage, project)
+    config = parse_stage_config(
+        node.try_get_context("stages"), stage, project, node.try_get_context("github_repository")
+    )
+    if config.github is not None and config.github_repository is None:
+        raise ConfigError(f"stages.{stage}.github: needs cdk.json's github_repository (ORG/REPO) to name who deploys")
+    return config

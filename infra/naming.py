@@ -74,3 +74,25 @@ def dashboard_name(prefix: str) -> str:
 def model_package_context_key(network: str) -> str:
     """The CDK context key (`-c model_package.<network>=<arn>`) that brings an endpoint stack into the app."""
     return f"model_package.{network}"
+
+
+GITHUB_DEPLOY_STACK_SUFFIX = "github-deploy"
+
+
+def github_deploy_role_name(prefix: str) -> str:
+    """The role GitHub Actions assumes to deploy the stage (named, so a workflow can build its ARN)."""
+    return f"{prefix}-github-deploy"
+
+
+def github_deploy_role_arn(prefix: str, account: str) -> str:
+    return f"arn:aws:iam::{account}:role/{github_deploy_role_name(prefix)}"
+
+
+# GitHub's OIDC issuer: one IAM OIDC provider per account is named after it.
+GITHUB_OIDC_HOST = "token.actions.githubusercontent.com"
+# The audience configure-aws-credentials asks GitHub to put in the token.
+GITHUB_OIDC_AUDIENCE = "sts.amazonaws.com"
+
+
+def github_oidc_provider_arn(account: str) -> str:
+    return f"arn:aws:iam::{account}:oidc-provider/{GITHUB_OIDC_HOST}"

@@ -21,7 +21,10 @@ def stage_config(stage: str | None) -> StageConfig:
     context = cdk_context()
     try:
         return parse_stage_config(
-            context.get("stages"), stage or context["stage"], context.get("project", DEFAULT_PROJECT)
+            context.get("stages"),
+            stage or context["stage"],
+            context.get("project", DEFAULT_PROJECT),
+            context.get("github_repository"),
         )
     except ConfigError as error:
         raise UsageError(str(error)) from None

@@ -48,6 +48,10 @@ class Request:
     resource_policy: PolicyDocument | None = None
     context: Mapping[str, str | list[str]] = field(default_factory=dict)
     """The request's condition keys, e.g. {"aws:SecureTransport": "true"}."""
+    context_as_given: bool = False
+    """For a web identity's sts:AssumeRoleWithWebIdentity on a trust policy: the context's keys are
+    taken as given, not only those IAM's reference lists for the action (it omits STS's OIDC keys
+    `<provider>:aud` and `:sub`), and the decision comes without its reasons."""
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -60,6 +64,7 @@ class Request:
             ],
             "resourcePolicy": self.resource_policy.policy if self.resource_policy else None,
             "context": dict(self.context),
+            "contextAsGiven": self.context_as_given,
         }
 
 

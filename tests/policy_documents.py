@@ -32,7 +32,8 @@ class PolicyDocument:
     where: str
     """`<template>/<logical id>/<policy name>`: where the document is written."""
     kind: str
-    """identity (a role's or a policy resource's), resource (bucket, key) or trust (who may assume a role)."""
+    """identity (a role's or a policy resource's), resource (bucket, key, model package group) or trust
+    (who may assume a role)."""
     policy: dict[str, Any]
     attached_to: tuple[str, ...]
     """ARNs: the roles an identity document is attached to, the role a trust document guards, the
@@ -94,6 +95,9 @@ class _Template:
             return self._key_id(name)
         if kind == "AWS::IAM::Role":
             return self.resolve(properties.get("RoleName", name))
+        if kind == "AWS::IAM::OIDCProvider":  # Ref gives the provider's ARN, named after its issuer
+            host = self.resolve(properties["Url"]).removeprefix("https://")
+            return f"arn:aws:iam::{self._assembly.account}:oidc-provider/{host}"
         raise ValueError(f"{self.name}: Ref to a {kind} ({name}), which this does not fill in")
 
     def _get_att(self, name: str, attribute: str) -> str:
@@ -140,6 +144,12 @@ class _Template:
             elif kind == "AWS::S3::BucketPolicy":
                 bucket = (f"arn:aws:s3:::{self.resolve(properties['Bucket'])}",)
                 found.append((where, _RESOURCE, properties["PolicyDocument"], bucket))
+            elif kind == "AWS::SageMaker::ModelPackageGroup" and "ModelPackageGroupPolicy" in properties:
+                group = self.resolve(properties["ModelPackageGroupName"])
+                arn = f"arn:aws:sagemaker:{self._assembly.region}:{self._assembly.account}:model-package-group/{group}"
+                found.append(
+                    (f"{where}/ModelPackageGroupPolicy", _RESOURCE, properties["ModelPackageGroupPolicy"], (arn,))
+                )
             elif kind == "AWS::KMS::Key":
                 found.append(
                     (f"{where}/KeyPolicy", _RESOURCE, properties["KeyPolicy"], (self._get_att(logical_id, "Arn"),))

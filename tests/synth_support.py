@@ -20,7 +20,8 @@ from typing import Any
 import aws_cdk as cdk
 from aws_cdk.assertions import Template
 
-from infra.config import StageConfig, load_stage_config
+from infra import naming
+from infra.config import StageConfig, load_stage_config, parse_stage_config
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CDK_CONTEXT: dict[str, Any] = json.loads((REPO_ROOT / "cdk.json").read_text())["context"]
@@ -70,3 +71,17 @@ def synthesized(stage: str) -> Synthesized:
     stacks = app_module().compose(app, config)
     app.synth()
     return Synthesized(config=config, stacks=stacks, outdir=outdir)
+
+
+def served_version_arn(stage: str, network: str, version: int, account: str = "123456789012") -> str:
+    """A model package version ARN that the stage's endpoint stacks accept: of the stage's own
+    group (in `account` where the stage names none), or of its promotion source's group, in the
+    source's account."""
+    config = parse_stage_config(CDK_CONTEXT["stages"], stage, CDK_CONTEXT["project"])
+    source = config.promotion_source
+    if source is not None:
+        prefix, account, region = source.prefix, source.account, source.region
+    else:
+        prefix, account, region = config.prefix(), config.account or account, config.region
+    group = naming.model_package_group_name(prefix, network)
+    return f"arn:aws:sagemaker:{region}:{account}:model-package/{group}/{version}"

@@ -16,6 +16,7 @@ COMMANDS = [
     "invoke",
     "deploy",
     "cost",
+    "deploy-role",
     "train",
     "runs",
     "models",

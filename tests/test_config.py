@@ -72,6 +72,17 @@ def test_unknown_stage_lists_the_defined_ones() -> None:
         ),
         ({"hyperparameters": {"cnn": {"epochz": 3}}}, r"stages\.dev\.hyperparameters: .*no hyperparameter 'epochz'"),
         ({"retrain_schedule": "weekly"}, r"stages\.dev\.retrain_schedule: String should match pattern"),
+        (
+            {"account": "111122223333", "github": {"branch": "main", "environment": "dev"}},
+            r"stages\.dev\.github: .*name exactly one of environment .* or branch",
+        ),
+        ({"account": "111122223333", "github": {}}, r"stages\.dev\.github: .*name exactly one of environment"),
+        ({"github": {"branch": "main"}}, r"stages\.dev: .*a stage deployed from GitHub needs its account"),
+        (
+            {"account": "111122223333", "github": {"environment": "prod", "oidc_provider": "reuse"}},
+            r"stages\.dev\.github\.oidc_provider: Input should be 'create' or 'import'",
+        ),
+        ({"github_repository": "org/repo"}, r"stages\.dev\.github_repository: not allowed here"),
     ],
 )
 def test_a_malformed_stage_names_the_bad_key(overrides: dict[str, Any], message: str) -> None:
@@ -110,6 +121,13 @@ def test_stages_of_the_wrong_shape(stages: Any, message: str) -> None:
 
 def _node(context: dict[str, Any]) -> SimpleNamespace:
     return SimpleNamespace(try_get_context=context.get)
+
+
+def test_a_stage_deployed_from_github_needs_the_repository_named() -> None:
+    context = {**copy.deepcopy(CDK_CONTEXT), "stage": "prod"}
+    del context["github_repository"]
+    with pytest.raises(ConfigError, match=r"stages\.prod\.github: needs cdk\.json's github_repository"):
+        load_stage_config(_node(context))
 
 
 def test_load_reads_stage_and_project_from_the_app_context() -> None:

@@ -130,8 +130,8 @@ def test_the_endpoint_stack_schedules_its_networks_monitor_with_the_served_versi
     (target,) = rule["Targets"]
     monitor = naming.monitor_pipeline_name(synth.prefix, network)
     assert (
-        flatten_cfn_reference(target["Arn"]) == f"arn:<AWS::Partition>:sagemaker:us-east-1:<AWS::AccountId>"
-        f":pipeline/{monitor}"
+        flatten_cfn_reference(target["Arn"])
+        == f"arn:<AWS::Partition>:sagemaker:us-east-1:{synth.config.account or '<AWS::AccountId>'}:pipeline/{monitor}"
     )
     assert target["SageMakerPipelineParameters"]["PipelineParameterList"] == [
         {"Name": "ModelDataUrl", "Value": {"Ref": "MonitoredModelDataUrl"}},

@@ -16,7 +16,7 @@ import boto3
 import pytest
 from cfnlint.api import lint_file
 from moto import mock_aws
-from synth_support import app_module, new_app
+from synth_support import app_module, new_app, served_version_arn
 
 from infra import naming
 from infra.config import ConfigError, StageConfig, load_stage_config
@@ -26,8 +26,7 @@ NETWORK = "cnn"
 
 
 def package_arn(stage: str, version: int = 3, network: str = NETWORK) -> str:
-    group = naming.model_package_group_name(f"mlops-{stage}", network)
-    return f"arn:aws:sagemaker:us-east-1:{ACCOUNT}:model-package/{group}/{version}"
+    return served_version_arn(stage, network, version, ACCOUNT)
 
 
 def compose(stage: str, outdir: Path, **extra_context: str) -> tuple[cdk.App, StageConfig]:

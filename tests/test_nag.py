@@ -67,11 +67,12 @@ def test_the_expected_findings_are_acknowledged_where_they_arise() -> None:
     role = synth.stacks.execution_role.execution_role.role.node.path
     # Only the role has acknowledgements; the access-log bucket needs none (nag accepts a log target).
     assert [path for path in acknowledged if path.startswith(synth.stacks.storage.stack_name)] == []
-    partition_account = "arn:<AWS::Partition>:s3:::mlops-prod-artifacts-<AWS::AccountId>-us-east-1"
+    account = synth.config.account or "<AWS::AccountId>"
+    partition_account = f"arn:<AWS::Partition>:s3:::mlops-prod-artifacts-{account}-us-east-1"
     assert {
         "AwsSolutions::AwsSolutions-IAM5[Resource::*]",
         f"AwsSolutions::AwsSolutions-IAM5[Resource::{partition_account}/models/*]",
-        "AwsSolutions::AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:us-east-1:<AWS::AccountId>:"
+        f"AwsSolutions::AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:us-east-1:{account}:"
         "log-group:/aws/sagemaker/Endpoints/*]",
     } <= set(acknowledged[role])
 

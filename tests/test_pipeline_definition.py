@@ -61,8 +61,10 @@ def stage(name: str) -> StageConfig:
 
 def isolated_stage() -> StageConfig:
     """A stage with every optional setting on: VPC, network isolation, several instances."""
+    # Alone in its stages, it promotes from none of them.
+    prod = {key: value for key, value in CDK_CONTEXT["stages"]["prod"].items() if key != "promote_from"}
     raw = {
-        **CDK_CONTEXT["stages"]["prod"],
+        **prod,
         "training": {"use_spot": True, "instance_count": 2, "network_isolation": True},
         "vpc": {"subnet_ids": ["subnet-1", "subnet-2"], "security_group_ids": ["sg-1"]},
     }

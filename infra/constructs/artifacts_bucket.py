@@ -21,6 +21,7 @@ from infra.constructs.key import ProjectKey
 
 
 class ArtifactsBucket(ProjectBucket):
+    PURPOSE: ClassVar[str] = "artifacts"
     MODELS_PREFIX: ClassVar[str] = "models/"
     CHECKPOINTS_PREFIX: ClassVar[str] = "checkpoints/"
     PIPELINES_PREFIX: ClassVar[str] = "pipelines/"
@@ -32,7 +33,7 @@ class ArtifactsBucket(ProjectBucket):
         super().__init__(
             scope,
             construct_id,
-            purpose="artifacts",
+            purpose=self.PURPOSE,
             config=config,
             key=key,
             access_logs=access_logs,

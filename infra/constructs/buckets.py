@@ -47,7 +47,12 @@ def bucket_name(config: StageConfig, stack: cdk.Stack, purpose: str) -> str:
         raise ValueError(
             f"bucket name for {purpose!r} would exceed {_MAX_BUCKET_NAME} characters: shorten the project or stage name"
         )
-    return f"{config.prefix()}-{purpose}-{stack.account}-{config.region}"
+    return project_bucket_name(config.prefix(), purpose, stack.account, config.region)
+
+
+def project_bucket_name(prefix: str, purpose: str, account: str, region: str) -> str:
+    """`<project>-<stage>-<purpose>-<account>-<region>`: also how a stage names another stage's bucket."""
+    return f"{prefix}-{purpose}-{account}-{region}"
 
 
 def removal_policy(config: StageConfig) -> cdk.RemovalPolicy:

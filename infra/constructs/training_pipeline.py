@@ -23,6 +23,7 @@ from infra.constructs.buckets import removal_policy
 from infra.constructs.data_bucket import DataBucket, channel_prefix
 from infra.constructs.key import ProjectKey
 from infra.constructs.principals import EVENTS_PRINCIPAL, SAGEMAKER_PRINCIPAL, acting_for_this_account
+from infra.constructs.promotion import shared_group_policy
 from infra.definitions import training_pipeline as definition
 from infra.images import inference_image_uri, training_image_uri
 from infra.nag import acknowledge_wildcard_resources
@@ -78,6 +79,8 @@ class TrainingPipeline(Construct):
             "ModelPackageGroup",
             model_package_group_name=self.group_name,
             model_package_group_description=f"Registered {spec.name} models: {spec.summary}",
+            # Stages that promote from this one deploy its versions (infra/constructs/promotion.py).
+            model_package_group_policy=shared_group_policy(self, self.group_name, config.promotion_consumers),
         )
         # A group that still holds versions cannot be deleted: retained stages keep it, and
         # destroying a stage means deleting its model versions first (docs/infrastructure.md).

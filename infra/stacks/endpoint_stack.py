@@ -29,7 +29,7 @@ from training.networks import get_network
 
 CONTEXT_PREFIX = naming.model_package_context_key("")
 _MODEL_PACKAGE_ARN = re.compile(
-    r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:model-package/(?P<group>[A-Za-z0-9-]+)/(?P<version>\d+)$"
+    r"^arn:aws[a-z-]*:sagemaker:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):model-package/(?P<group>[A-Za-z0-9-]+)/(?P<version>\d+)$"
 )
 
 
@@ -114,7 +114,14 @@ def _checked_arn(config: StageConfig, network: str, arn: object) -> str:
             f"context {key}: expected a model package version ARN "
             f"(arn:aws:sagemaker:REGION:ACCOUNT:model-package/GROUP/VERSION), got {arn!r}"
         )
-    group = naming.model_package_group_name(config.prefix(), network)
+    served = config.served_model_package_group(network)
+    group = served.rsplit("/", 1)[-1]
     if match["group"] != group:
         raise ConfigError(f"context {key}: {arn} is a version of {match['group']}, not of this network's group {group}")
+    source = config.promotion_source
+    if source is not None and (match["account"], match["region"]) != (source.account, source.region):
+        raise ConfigError(
+            f"context {key}: {arn} is not in {source.stage}'s account {source.account} ({source.region}), "
+            f"whose approved versions stage {config.name} serves"
+        )
     return arn

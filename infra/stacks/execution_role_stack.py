@@ -7,6 +7,7 @@ from constructs import Construct
 
 from infra.config import StageConfig
 from infra.constructs.execution_role import SageMakerExecutionRole
+from infra.constructs.promotion import allow_read_promoted_artifacts
 from infra.stacks.base import ProjectStack
 from infra.stacks.storage_stack import StorageStack
 
@@ -22,5 +23,8 @@ class ExecutionRoleStack(ProjectStack):
             data=storage.data,
             artifacts=storage.artifacts,
         )
+        if config.promotion_source is not None:
+            # The endpoints serve the source stage's versions, stored in its account.
+            allow_read_promoted_artifacts(self.execution_role.role, config.promotion_source)
 
         cdk.CfnOutput(self, "ExecutionRoleArn", value=self.execution_role.role_arn)

@@ -11,6 +11,7 @@ from infra.constructs.artifacts_bucket import ArtifactsBucket
 from infra.constructs.buckets import AccessLogBucket
 from infra.constructs.data_bucket import DataBucket
 from infra.constructs.key import ProjectKey
+from infra.constructs.promotion import share_artifacts
 from infra.stacks.base import ProjectStack
 
 
@@ -28,6 +29,8 @@ class StorageStack(ProjectStack):
         self.artifacts = ArtifactsBucket(
             self, "Artifacts", config=config, key=self.key, access_logs=self.access_logs.bucket
         )
+        # Stages that serve this one's model versions read them from here (docs/cicd.md).
+        share_artifacts(self.artifacts, self.key.key, config)
 
         cdk.CfnOutput(self, "KeyArn", value=self.key.key_arn)
         cdk.CfnOutput(self, "DataBucketName", value=self.data.bucket_name)

@@ -20,6 +20,7 @@ from mlops.cdk import CdkCli
 from mlops.commands import NetworkArgument
 from mlops.costs import endpoint_cost_lines, load_prices
 from mlops.endpoint_stacks import deploy_endpoint
+from mlops.errors import UsageError
 from mlops.registry import approved_version
 from mlops.stages import LOCAL_STAGE, cdk_context, enabled_network, stage_config
 
@@ -41,7 +42,8 @@ def deploy(
     config = stage_config(stage)
     enabled_network(config, network)
     aws = ShellAws(config.region)
-    group = naming.model_package_group_name(config.prefix(), network)
+    # A stage with `promote_from` serves its source stage's versions, read across accounts.
+    group = config.served_model_package_group(network)
     sagemaker = aws.client("sagemaker")
     model = approved_version(sagemaker, group, version)
     console.print(f"deploying {group} version {model.version} ({model.arn})", highlight=False)
@@ -64,6 +66,21 @@ def cost(
     for config in configs:
         for line in endpoint_cost_lines(config, prices, billed=config.name != LOCAL_STAGE):
             console.print(line, highlight=False, markup=False, soft_wrap=True)
+
+
+@app.command("deploy-role")
+def deploy_role(
+    stage: Annotated[
+        str | None, typer.Option(help="stage in cdk.json (default: its `stage` context)", show_default=False)
+    ] = None,
+) -> None:
+    """Print the role GitHub Actions assumes to deploy the stage, and its region, as `role=ARN` and
+    `region=REGION` lines (what a workflow step appends to $GITHUB_OUTPUT; docs/cicd.md)."""
+    config = stage_config(stage)
+    if config.github is None or config.account is None:
+        raise UsageError(f"stage {config.name} is not deployed from GitHub: it has no `github` in cdk.json")
+    typer.echo(f"role={naming.github_deploy_role_arn(config.prefix(), config.account)}")
+    typer.echo(f"region={config.region}")
 
 
 def _echo(line: str) -> None:
