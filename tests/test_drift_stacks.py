@@ -162,7 +162,10 @@ def test_the_monitor_definition_is_a_valid_request_whose_references_resolve(name
     body = definition.monitor_definition_body(config, NETWORK)
     assert body == definition.monitor_definition_body(config, NETWORK)  # deterministic
     assert set(re.findall(r"\$\{([A-Za-z]+)\}", body)) <= set(SAMPLE_VALUES)
-    assert "${" not in definition.monitor_command(config, get_network(NETWORK))  # Fn::Sub would take it
+    # Fn::Sub takes every ${...}: the bundle's name is the one meant for it.
+    assert re.findall(r"\$\{([^}]*)\}", definition.monitor_command(config, get_network(NETWORK))) == [
+        "SourceBundleFile"
+    ]
     document = json.loads(substitute_placeholders(body, SAMPLE_VALUES))
     (step,) = document["Steps"]
     check_against_shape(step["Arguments"], SAGEMAKER.shape_for("CreateProcessingJobRequest"), step["Name"])

@@ -50,6 +50,7 @@ SAMPLE_VALUES = {
     definition.EXECUTION_ROLE_ARN: "arn:aws:iam::123456789012:role/execution",
     definition.KEY_ARN: "arn:aws:kms:us-east-1:123456789012:key/11111111-2222-3333-4444-555555555555",
     definition.SOURCE_BUNDLE_URI: "s3://cdk-hnb659fds-assets-123456789012-us-east-1/abc.gz",
+    definition.SOURCE_BUNDLE_FILE: "abc.gz",
     definition.TRAINING_IMAGE_URI: "763104351884.dkr.ecr.us-east-1.amazonaws.com/tensorflow-training:2.19-cpu-py312",
     definition.INFERENCE_IMAGE_URI: "763104351884.dkr.ecr.us-east-1.amazonaws.com/tensorflow-inference:2.19-cpu",
 }
@@ -415,7 +416,12 @@ def test_substitution_works_like_fn_sub() -> None:
 
 def test_evaluation_command_runs_the_evaluation_script_on_the_unpacked_model() -> None:
     command = definition.evaluation_command(NETWORKS["autoencoder"])
-    assert "${" not in command
+    # The one placeholder is the bundle's name; everything known at run time comes as $NAME.
+    assert re.findall(r"\$\{([^}]*)\}", command) == [definition.SOURCE_BUNDLE_FILE]
+    assert command.startswith(
+        "set -eu; mkdir -p /opt/ml/processing/code/bundle; "
+        "tar -xzf /opt/ml/processing/code/${SourceBundleFile} -C /opt/ml/processing/code/bundle; "
+    )
     assert command.endswith(
         "python3 -m processing.evaluate --network autoencoder --model-dir /opt/ml/processing/model "
         "--test-dir /opt/ml/processing/test --output-dir /opt/ml/processing/evaluation "

@@ -19,6 +19,8 @@ from infra import naming
 from infra.config import StageConfig
 from infra.definitions.parameters import PipelineParameter
 from infra.definitions.parts import (
+    bundle_command,
+    code_input,
     get,
     join,
     parameter,
@@ -35,7 +37,6 @@ from infra.definitions.training_pipeline import (
     PROCESSING_ROOT,
     SCHEMA_VERSION,
     SERVICE_RETRY,
-    SOURCE_BUNDLE_URI,
     TRAINING_IMAGE_URI,
 )
 from training.networks import Network, get_network
@@ -81,20 +82,15 @@ def monitor_parameters(config: StageConfig) -> tuple[PipelineParameter, ...]:
 
 def monitor_command(config: StageConfig, network: Network) -> str:
     """The Monitor container's shell command: unpack the code and the served model, monitor."""
-    code, model, baseline, output = (
-        f"{PROCESSING_ROOT}/{name}" for name in ("code", "model", "baseline", DRIFT_OUTPUT)
-    )
+    model, baseline, output = (f"{PROCESSING_ROOT}/{name}" for name in ("model", "baseline", DRIFT_OUTPUT))
     # Run-time values come through the environment ($NAME, never ${NAME}: Fn::Sub would take it).
-    return (
-        f"set -eu; mkdir -p {code}/bundle; "
-        f"tar -xzf {code}/*.gz -C {code}/bundle; "
-        f"tar -xzf {model}/model.tar.gz -C {model}; "
-        f"cd {code}/bundle; "
+    return bundle_command(
         f"python3 -m {MONITOR_MODULE} --network {network.name} --model-dir {model} "
         f'--model-uri "$MODEL_DATA_URL" --baseline {baseline}/baseline.json --capture-uri "$CAPTURE_URI" '
         f'--window-start "$WINDOW_START" --window-end "$WINDOW_END" --window-minutes "$WINDOW_MINUTES" '
         f"--output-dir {output} --metric-namespace {naming.drift_metric_namespace(config.prefix())} "
-        f"--alpha {config.monitor.alpha}"
+        f"--alpha {config.monitor.alpha}",
+        before=f"tar -xzf {model}/model.tar.gz -C {model}; ",
     )
 
 
@@ -117,7 +113,7 @@ def monitor_definition(config: StageConfig, network_name: str) -> dict[str, Any]
         "ProcessingInputs": [
             processing_input("model", parameter(MODEL_DATA_URL), f"{PROCESSING_ROOT}/model"),
             processing_input("baseline", parameter(BASELINE_URI), f"{PROCESSING_ROOT}/baseline"),
-            processing_input("code", placeholder(SOURCE_BUNDLE_URI), f"{PROCESSING_ROOT}/code"),
+            code_input(),
         ],
         "ProcessingOutputConfig": processing_outputs(DRIFT_OUTPUT, report_uri, f"{PROCESSING_ROOT}/{DRIFT_OUTPUT}"),
         **processing_job(

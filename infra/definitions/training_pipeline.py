@@ -51,8 +51,11 @@ from infra.definitions.parts import (
     PLACEHOLDERS,  # noqa: F401 - read as pipeline_definition.PLACEHOLDERS
     PROCESSING_ROOT,
     SERVICE_RETRY,
+    SOURCE_BUNDLE_FILE,  # noqa: F401 - read as pipeline_definition.SOURCE_BUNDLE_FILE
     SOURCE_BUNDLE_URI,
     TRAINING_IMAGE_URI,
+    bundle_command,
+    code_input,
     processing_job,
     processing_outputs,
 )
@@ -252,23 +255,20 @@ def _training_channel(channel: str) -> dict[str, Any]:
 def evaluation_command(network: Network) -> str:
     """The shell command of the Evaluate container: unpack the code, the model and the champion's
     model if there is one, evaluate, and draw the drift baseline from the validation channel."""
-    code, model, test, validation, output, champion = (
-        f"{PROCESSING_ROOT}/{name}"
-        for name in ("code", "model", "test", BASELINE_CHANNEL, EVALUATION_OUTPUT, CHAMPION_OUTPUT)
+    model, test, validation, output, champion = (
+        f"{PROCESSING_ROOT}/{name}" for name in ("model", "test", BASELINE_CHANNEL, EVALUATION_OUTPUT, CHAMPION_OUTPUT)
     )
-    # Both archives arrive as single objects whose names SageMaker chose (the code bundle is a
-    # CDK asset named by its hash), hence the globs. No `${...}` here: Fn::Sub would take it.
-    return (
-        f"set -eu; mkdir -p {code}/bundle; "
-        f"tar -xzf {code}/*.gz -C {code}/bundle; "
-        f"tar -xzf {model}/model.tar.gz -C {model}; "
-        f"if [ -f {champion}/model.tar.gz ]; then mkdir -p {champion}/model; "
-        f"tar -xzf {champion}/model.tar.gz -C {champion}/model; fi; "
-        f"cd {code}/bundle; "
+    # Run-time values come through the environment ($NAME, never ${NAME}: Fn::Sub would take it).
+    return bundle_command(
         f"python3 -m {EVALUATION_MODULE} --network {network.name} --model-dir {model} "
         f"--test-dir {test} --output-dir {output} --champion-dir {champion} "
         f'--tolerance "$CHAMPION_TOLERANCE" '
-        f'--baseline-dir {validation} --model-uri "${MODEL_URI_VARIABLE}"'
+        f'--baseline-dir {validation} --model-uri "${MODEL_URI_VARIABLE}"',
+        before=(
+            f"tar -xzf {model}/model.tar.gz -C {model}; "
+            f"if [ -f {champion}/model.tar.gz ]; then mkdir -p {champion}/model; "
+            f"tar -xzf {champion}/model.tar.gz -C {champion}/model; fi; "
+        ),
     )
 
 
@@ -288,7 +288,7 @@ def _evaluate_step(config: StageConfig, network: Network) -> dict[str, Any]:
                 _join(_parameter(INPUT_DATA_URI), f"{BASELINE_CHANNEL}/"),
                 f"{PROCESSING_ROOT}/{BASELINE_CHANNEL}",
             ),
-            _processing_input("code", _placeholder(SOURCE_BUNDLE_URI), f"{PROCESSING_ROOT}/code"),
+            code_input(),
             champion_input(),
         ],
         "Environment": {
