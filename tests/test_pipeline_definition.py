@@ -325,8 +325,31 @@ def test_every_hyperparameter_is_a_typed_parameter_with_the_stage_default(config
         reference = {"Get": f"Parameters.{parameter['Name']}"}
         assert feed == (reference if knob.type is str else {"Std:Join": {"On": "", "Values": [reference]}})
     assert train["HyperParameters"]["sagemaker_program"] == spec.entry_point
-    assert train["HyperParameters"]["sagemaker_submit_directory"] == "${SourceBundleUri}"
     assert all(isinstance(value, (str, dict)) for value in train["HyperParameters"].values())
+
+
+@pytest.mark.parametrize(("config", "network"), CASES)
+def test_the_train_step_fetches_its_code_from_s3_unless_isolated_then_from_its_code_channel(
+    config: StageConfig, network: str
+) -> None:
+    """An isolated container reaches no S3: the bundle must come in as a channel, which SageMaker
+    fills with the one object under its own name, and the toolkit unpacks it from there."""
+    rendered = json.loads(
+        definition.substitute_placeholders(definition.definition_body(config, network), SAMPLE_VALUES)
+    )
+    train = rendered["Steps"][0]["Arguments"]
+    submit_directory = train["HyperParameters"]["sagemaker_submit_directory"]
+    channels = {channel["ChannelName"]: channel["DataSource"]["S3DataSource"] for channel in train["InputDataConfig"]}
+    bundle_uri = SAMPLE_VALUES[definition.SOURCE_BUNDLE_URI]
+    if not config.training.network_isolation:
+        assert submit_directory == bundle_uri and "code" not in channels
+        return
+    assert channels["code"] == {
+        "S3DataType": "S3Prefix",
+        "S3Uri": bundle_uri,
+        "S3DataDistributionType": "FullyReplicated",
+    }
+    assert submit_directory == "/opt/ml/input/data/code/" + bundle_uri.rsplit("/", 1)[-1]
 
 
 def test_stage_overrides_become_parameter_defaults() -> None:
@@ -384,7 +407,7 @@ def test_isolation_and_vpc_come_from_the_stage_and_bring_the_optional_channel() 
     assert train["EnableNetworkIsolation"] is True and train["VpcConfig"] == vpc
     assert evaluate["NetworkConfig"]["EnableNetworkIsolation"] is True
     assert evaluate["NetworkConfig"]["VpcConfig"] == champion["NetworkConfig"]["VpcConfig"] == vpc
-    assert [c["ChannelName"] for c in train["InputDataConfig"]] == ["train", "validation", "test", "pretrained"]
+    assert [c["ChannelName"] for c in train["InputDataConfig"]] == ["train", "validation", "test", "pretrained", "code"]
     open_stage = definition.pipeline_definition(stage("prod"), "transfer")["Steps"][0]["Arguments"]
     assert [c["ChannelName"] for c in open_stage["InputDataConfig"]] == ["train", "validation", "test"]
     assert "VpcConfig" not in open_stage

@@ -51,7 +51,7 @@ from infra.definitions.parts import (
     PLACEHOLDERS,  # noqa: F401 - read as pipeline_definition.PLACEHOLDERS
     PROCESSING_ROOT,
     SERVICE_RETRY,
-    SOURCE_BUNDLE_FILE,  # noqa: F401 - read as pipeline_definition.SOURCE_BUNDLE_FILE
+    SOURCE_BUNDLE_FILE,
     SOURCE_BUNDLE_URI,
     TRAINING_IMAGE_URI,
     bundle_command,
@@ -79,6 +79,11 @@ REGISTER_STEP = "Register"
 FAIL_STEP = "Fail"
 
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
+# With network isolation the container cannot fetch the source bundle from S3: SageMaker copies it
+# in as this channel, and the toolkit unpacks it from there (as SDK v2's Framework estimator does:
+# its `code` channel and /opt/ml/input/data/code/sourcedir.tar.gz; ours is named by its hash).
+CODE_CHANNEL = "code"
+CODE_CHANNEL_BUNDLE = f"/opt/ml/input/data/{CODE_CHANNEL}/{_placeholder(SOURCE_BUNDLE_FILE)}"
 EVALUATION_OUTPUT = "evaluation"
 EVALUATION_REPORT = "EvaluationReport"
 EVALUATION_FILE = "evaluation.json"
@@ -183,9 +188,10 @@ def _hyperparameter_value(parameter: PipelineParameter) -> Any:
 
 
 def _train_step(config: StageConfig, network: Network, parameters: tuple[PipelineParameter, ...]) -> dict[str, Any]:
+    isolated = config.training.network_isolation
     hyperparameters: dict[str, Any] = {
         "sagemaker_program": network.entry_point,
-        "sagemaker_submit_directory": _placeholder(SOURCE_BUNDLE_URI),
+        "sagemaker_submit_directory": CODE_CHANNEL_BUNDLE if isolated else _placeholder(SOURCE_BUNDLE_URI),
         "sagemaker_region": config.region,
         "sagemaker_container_log_level": "20",
         # The TF container then writes TF_CONFIG for every host (a one-worker cluster when
@@ -214,7 +220,13 @@ def _train_step(config: StageConfig, network: Network, parameters: tuple[Pipelin
             "MetricDefinitions": network.metric_definitions,
         },
         "HyperParameters": hyperparameters,
-        "InputDataConfig": [_training_channel(channel) for channel in training_channels(config, network)],
+        "InputDataConfig": [
+            *(
+                _channel(channel, _join(_parameter(INPUT_DATA_URI), f"{channel}/"))
+                for channel in training_channels(config, network)
+            ),
+            *([_channel(CODE_CHANNEL, _placeholder(SOURCE_BUNDLE_URI))] if isolated else []),
+        ],
         "OutputDataConfig": {
             "S3OutputPath": _s3(ARTIFACTS_BUCKET, f"models/{network.name}/"),
             "KmsKeyId": _placeholder(KEY_ARN),
@@ -239,15 +251,11 @@ def _train_step(config: StageConfig, network: Network, parameters: tuple[Pipelin
     return {"Name": TRAIN_STEP, "Type": "Training", "Arguments": arguments, "RetryPolicies": [SERVICE_RETRY, JOB_RETRY]}
 
 
-def _training_channel(channel: str) -> dict[str, Any]:
+def _channel(name: str, uri: Any) -> dict[str, Any]:
     return {
-        "ChannelName": channel,
+        "ChannelName": name,
         "DataSource": {
-            "S3DataSource": {
-                "S3DataType": "S3Prefix",
-                "S3Uri": _join(_parameter(INPUT_DATA_URI), f"{channel}/"),
-                "S3DataDistributionType": "FullyReplicated",
-            }
+            "S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": uri, "S3DataDistributionType": "FullyReplicated"}
         },
     }
 

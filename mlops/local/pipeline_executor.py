@@ -35,6 +35,7 @@ from boto3.exceptions import Boto3Error
 from botocore.exceptions import BotoCoreError, ClientError
 
 from mlops.local.iam import AccessDenied, RoleSessions
+from mlops.local.isolation import Confinement
 from mlops.local.moto import LocalAws
 from mlops.local.moto_records import MotoRecords
 from mlops.local.pipeline_jobs import JobFailed, JobRuntime, run_processing_step, run_training_step
@@ -251,9 +252,11 @@ class LocalPipelineExecutor:
         context = run.context
         if kind == "Training":
             job_name = _job_name(run.execution_id, name)
-            self._reporter.step_started(name, kind, f"training job {job_name}")
+            runtime = self._job_runtime(run, arguments, job_name)
+            isolation = runtime.confinement(arguments.get("EnableNetworkIsolation"))
+            self._reporter.step_started(name, kind, f"training job {job_name}" + _isolated(isolation))
             self._authorize_job(run, "training-job", job_name, arguments)
-            properties = run_training_step(name, job_name, arguments, self._job_runtime(run, arguments, job_name))
+            properties = run_training_step(name, job_name, arguments, runtime)
             context.steps[name] = properties
             metrics = " ".join(
                 f"{metric['MetricName']}={metric['Value']:.4g}" for metric in properties.get("FinalMetricDataList", [])
@@ -261,9 +264,11 @@ class LocalPipelineExecutor:
             return f"{properties['ModelArtifacts']['S3ModelArtifacts']}  {metrics}", []
         if kind == "Processing":
             job_name = _job_name(run.execution_id, name)
-            self._reporter.step_started(name, kind, f"processing job {job_name}")
+            runtime = self._job_runtime(run, arguments, job_name)
+            isolation = runtime.confinement(arguments.get("NetworkConfig", {}).get("EnableNetworkIsolation"))
+            self._reporter.step_started(name, kind, f"processing job {job_name}" + _isolated(isolation))
             self._authorize_job(run, "processing-job", job_name, arguments)
-            properties = run_processing_step(name, job_name, arguments, self._job_runtime(run, arguments, job_name))
+            properties = run_processing_step(name, job_name, arguments, runtime)
             context.steps[name] = properties
             context.property_files[name] = _property_files(step, properties)
             return ", ".join(f"{file} at {uri}" for file, uri in context.property_files[name].items()), []
@@ -306,6 +311,10 @@ class LocalPipelineExecutor:
 
     def _sagemaker_arn(self, kind: str, name: str) -> str:
         return f"arn:aws:sagemaker:{self._aws.region}:{self._aws.account}:{kind}/{name}"
+
+
+def _isolated(confinement: Confinement | None) -> str:
+    return f", network isolated: {confinement.describe()}" if confinement else ""
 
 
 def _end_of(error: BaseException) -> tuple[str, str]:
