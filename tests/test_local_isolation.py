@@ -29,7 +29,7 @@ ENVIRONMENT_ONLY = Confinement("environment", (), "chosen by the test")
 # What a job can reach and which credentials it finds, as one JSON line.
 PROBE = textwrap.dedent(
     """
-    import json, socket, sys, urllib.request
+    import json, os, socket, sys, urllib.request
     import boto3
 
     def connects(host, port):
@@ -56,6 +56,7 @@ PROBE = textwrap.dedent(
         "local_aws_socket": connects("127.0.0.1", port),
         "local_aws_http": answers(f"http://127.0.0.1:{port}/moto-api/"),
         "credentials": boto3.Session().get_credentials() is not None,
+        "cached_weights": os.path.exists(os.path.expanduser("~/.keras/models/weights.h5")),
     }))
     """
 )
@@ -68,15 +69,18 @@ def aws() -> Iterator[LocalAws]:
         yield server
 
 
-def probe(aws: LocalAws, home: Path, confinement: Confinement | None) -> dict[str, Any]:
-    """The probe run with the local AWS's endpoint and credentials in its environment, and a
-    credentials file in its home, confined or not."""
+def probe(aws: LocalAws, tmp_path: Path, confinement: Confinement | None) -> dict[str, Any]:
+    """The probe run with the local AWS's endpoint and credentials in its environment, and a home
+    holding a credentials file and Keras' downloaded weights, confined or not."""
+    home = tmp_path / "machine-home"
     (home / ".aws").mkdir(parents=True, exist_ok=True)
     (home / ".aws" / "credentials").write_text("[default]\naws_access_key_id = AKIAHOME\naws_secret_access_key = x\n")
+    (home / ".keras" / "models").mkdir(parents=True, exist_ok=True)
+    (home / ".keras" / "models" / "weights.h5").write_bytes(b"downloaded once, outside any job")
     argv = [sys.executable, "-c", PROBE, str(aws.port)]
     env = {"PATH": "/usr/bin:/bin", "HOME": str(home), **aws.env}
     if confinement is not None:
-        argv, env = confinement.confine(argv, env)
+        argv, env = confinement.confine(argv, env, home=tmp_path / "job-home")
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.splitlines()[-1])
@@ -86,6 +90,7 @@ def test_unconfined_the_probe_reaches_the_local_aws_and_finds_credentials(aws: L
     """The control for the tests below: what they take away is there to take."""
     seen = probe(aws, tmp_path, None)
     assert seen["local_aws_socket"] and seen["local_aws_http"] and seen["credentials"], seen
+    assert seen["cached_weights"], seen
 
 
 def test_a_network_namespace_leaves_a_job_only_its_own_loopback(aws: LocalAws, tmp_path: Path) -> None:
@@ -96,12 +101,13 @@ def test_a_network_namespace_leaves_a_job_only_its_own_loopback(aws: LocalAws, t
     assert seen["interfaces"] == ["lo"], seen
     assert seen["own_loopback"], "the job's own loopback is up, as in a SageMaker container"
     assert not seen["local_aws_socket"] and not seen["local_aws_http"], seen
-    assert not seen["credentials"], seen
+    assert not seen["credentials"] and not seen["cached_weights"], seen
 
 
 def test_without_a_namespace_a_job_keeps_no_credentials_and_proxied_calls_fail(aws: LocalAws, tmp_path: Path) -> None:
     seen = probe(aws, tmp_path, ENVIRONMENT_ONLY)
     assert not seen["credentials"], "neither the environment's keys nor the home's credentials file"
+    assert not seen["cached_weights"], "a home of its own, empty, as a container's"
     assert not seen["local_aws_http"], "HTTP clients that honour the proxy variables reach nothing"
     # Looser than AWS, and said so in docs/isolation.md: a raw socket still connects.
     assert seen["local_aws_socket"]

@@ -18,10 +18,12 @@ outside the job, and runs the job itself in one of two ways, whichever this mach
                  (botocore, urllib, requests, pip, Keras downloads) fail as they would in AWS.
                  Looser than AWS: a raw socket still reaches this machine and the internet.
 
-Both remove every AWS_* variable the job would otherwise inherit.
+Both remove every AWS_* variable the job would otherwise inherit, and give the job an empty home
+folder of its own: a container starts with none of this machine's caches (Keras' downloaded
+weights in ~/.keras, say) or AWS files (~/.aws).
 
     confinement = detect()                  # probed once per process
-    argv, env = confinement.confine(["/bin/bash", "-c", command], env)
+    argv, env = confinement.confine(["/bin/bash", "-c", command], env, home=job_dir / "home")
 
 Run as a script, this file is the namespace's launcher: `isolation.py PROGRAM ARGS...` brings the
 loopback interface up, then becomes PROGRAM (standard library only: it runs before anything else).
@@ -39,6 +41,7 @@ import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 # No listener: port 9 (discard) on the loopback of wherever the job runs refuses the connection.
@@ -60,11 +63,13 @@ class Confinement:
             return "no network (a network namespace of its own)"
         return f"no AWS credentials or endpoint, proxies refused (no network namespace: {self.reason})"
 
-    def confine(self, argv: Sequence[str], env: Mapping[str, str]) -> tuple[list[str], dict[str, str]]:
-        """The command line and environment of `argv`, run as an isolated job with `env` less AWS."""
+    def confine(self, argv: Sequence[str], env: Mapping[str, str], *, home: Path) -> tuple[list[str], dict[str, str]]:
+        """The command line and environment of `argv`, run as an isolated job with `env` less AWS
+        and `home` (created empty if missing) as its home folder."""
+        home.mkdir(parents=True, exist_ok=True)
         confined = {name: value for name, value in env.items() if not name.startswith("AWS_")}
-        # This machine's own AWS files: an isolated container has none.
-        confined.update(AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull)
+        # This machine's own AWS files and caches: an isolated container has none.
+        confined.update(HOME=str(home), AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull)
         if self.kind == "environment":
             # A cloud machine's metadata service would hand out its own credentials.
             confined["AWS_EC2_METADATA_DISABLED"] = "true"

@@ -184,7 +184,7 @@ def run_processing_step(step: str, job_name: str, request: Mapping[str, Any], ru
         # The training image's `python3` is the one with TensorFlow: here, this venv's.
         environment["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), environment.get("PATH", "")])
         if confinement:
-            command, environment = confinement.confine(command, environment)
+            command, environment = confinement.confine(command, environment, home=step_dir / "home")
         environment.update(request.get("Environment", {}))
         with _LogFile(step_dir, step, runtime.on_line) as log:
             exit_code = _wait(processes.start(command, env=environment, cwd=step_dir, on_line=log.write), request)

@@ -214,7 +214,7 @@ def start_job(
 
     argv = [str(train)]
     if confinement is not None:
-        argv, environment = confinement.confine(argv, environment)
+        argv, environment = confinement.confine(argv, environment, home=job_dir / "home")
     child = processes.start(argv, env=environment, cwd=job_dir, on_line=take)
     return RunningTrainingJob(child=child, job_dir=job_dir, checkpoint_dir=checkpoint_dir.resolve(), lines=lines)
 
