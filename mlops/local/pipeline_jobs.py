@@ -32,7 +32,7 @@ import sys
 import tarfile
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -72,12 +72,14 @@ class JobRuntime:
     work_dir: Path
     on_line: Callable[[str, str], None]
     """(step name, log line) as the job prints it."""
-    isolation: Confinement = field(default_factory=detect)
-    """How an isolated job is cut off here."""
+    isolation: Confinement | None = None
+    """How an isolated job is cut off here; None: what this machine allows (probed once)."""
 
     def confinement(self, isolated: Any) -> Confinement | None:
         """How to run a job whose request's EnableNetworkIsolation is `isolated`; None: as it is."""
-        return self.isolation if is_isolated(isolated) else None
+        if not is_isolated(isolated):
+            return None
+        return self.isolation or detect()
 
 
 def run_training_step(step: str, job_name: str, request: Mapping[str, Any], runtime: JobRuntime) -> dict[str, Any]:
