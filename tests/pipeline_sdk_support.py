@@ -8,6 +8,7 @@ the SDK (~2 s, ~250 MB), so only that test does.
 
 from __future__ import annotations
 
+import posixpath
 from typing import Any
 from unittest import mock
 
@@ -103,9 +104,14 @@ def _build(config: StageConfig, network: Network, values: dict[str, str]) -> str
     threshold = ParameterFloat("QualityThreshold", default_value=network.quality_gate.threshold)
     tolerance = ParameterFloat("ChampionTolerance", default_value=0.0)
 
+    isolated = config.training.network_isolation
+    bundle = values["SourceBundleUri"]
     hyperparameters: dict[str, Any] = {
         "sagemaker_program": network.entry_point,
-        "sagemaker_submit_directory": values["SourceBundleUri"],
+        # SDK v2's Framework estimator, isolated: the code as a `code` channel of the uploaded
+        # object and the toolkit pointed at the file SageMaker puts there (its
+        # CONTAINER_CODE_CHANNEL_SOURCEDIR_PATH); v3's ModelTrainer has no framework-toolkit path.
+        "sagemaker_submit_directory": f"/opt/ml/input/data/code/{posixpath.basename(bundle)}" if isolated else bundle,
         "sagemaker_region": config.region,
         "sagemaker_container_log_level": "20",
         "sagemaker_multi_worker_mirrored_strategy_enabled": "true",
@@ -113,7 +119,7 @@ def _build(config: StageConfig, network: Network, values: dict[str, str]) -> str
     }
     for name, parameter in knobs.items():
         hyperparameters[name] = parameter if isinstance(parameter, ParameterString) else Join(on="", values=[parameter])
-    channels = network.channels if config.training.network_isolation else network.required_channels
+    channels = network.channels if isolated else network.required_channels
     vpc = (
         {"subnets": list(config.vpc.subnet_ids), "security_group_ids": list(config.vpc.security_group_ids)}
         if config.vpc
@@ -159,7 +165,20 @@ def _build(config: StageConfig, network: Network, values: dict[str, str]) -> str
                 ),
             )
             for channel in channels
-        ],
+        ]
+        # v2's _Job._load_config appends the code channel last, a plain S3 input of the bundle.
+        + (
+            [
+                InputData(
+                    channel_name="code",
+                    data_source=S3DataSource(
+                        s3_data_type="S3Prefix", s3_uri=bundle, s3_data_distribution_type="FullyReplicated"
+                    ),
+                )
+            ]
+            if isolated
+            else []
+        ),
     ).with_metric_definitions([MetricDefinition(name=m["Name"], regex=m["Regex"]) for m in network.metric_definitions])
     train = TrainingStep(name="Train", step_args=trainer.train(), retry_policies=[SERVICE_RETRY, JOB_RETRY])
 
@@ -197,9 +216,7 @@ def _build(config: StageConfig, network: Network, values: dict[str, str]) -> str
     champion = ProcessingStep(
         name="Champion",
         retry_policies=[SERVICE_RETRY, JOB_RETRY],
-        step_args=finder.run(
-            inputs=[_input("code", values["SourceBundleUri"])], outputs=[processing_output("champion")]
-        ),
+        step_args=finder.run(inputs=[_input("code", bundle)], outputs=[processing_output("champion")]),
     )
 
     processor = Processor(
@@ -231,7 +248,7 @@ def _build(config: StageConfig, network: Network, values: dict[str, str]) -> str
                 _input("model", train.properties.ModelArtifacts.S3ModelArtifacts),
                 _input("test", Join(on="", values=[data_uri, "test/"])),
                 _input("validation", Join(on="", values=[data_uri, "validation/"])),
-                _input("code", values["SourceBundleUri"]),
+                _input("code", bundle),
                 _input("champion", champion.properties.ProcessingOutputConfig.Outputs["champion"].S3Output.S3Uri),
             ],
             outputs=[processing_output("evaluation")],

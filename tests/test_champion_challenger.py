@@ -86,6 +86,7 @@ def deploy(aws: Any, small_data: Any, models: dict[str, Path], tmp_path: Path) -
         definition.KEY_ARN: key,
         definition.EXECUTION_ROLE_ARN: "arn:aws:iam::123456789012:role/execution",
         definition.SOURCE_BUNDLE_URI: f"s3://{ARTIFACTS}/assets/sourcedir.tar.gz",
+        definition.SOURCE_BUNDLE_FILE: "sourcedir.tar.gz",
         definition.TRAINING_IMAGE_URI: "training-image",
         definition.INFERENCE_IMAGE_URI: "inference-image",
     }

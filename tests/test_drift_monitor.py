@@ -1,6 +1,9 @@
-"""The drift monitor's processing job (training/processing/monitor.py) on a real exported model and real
-capture files in (moto's) S3: a planted shift is flagged and unshifted traffic is not; capture
-that cannot be read is counted and reported, never fatal; bad input exits 2 in one line.
+"""The drift monitor's processing jobs on a real exported model and real capture files in (moto's)
+S3: CollectCaptures (training/processing/collect_captures.py) copies the window's hour folders,
+the Monitor (training/processing/monitor.py) reads that copy with no S3 call of its own and flags
+a planted shift but not unshifted traffic, capture that cannot be read is counted and reported,
+never fatal; PublishMetrics (training/processing/publish_drift.py) publishes the report; bad input
+exits 2 in one line.
 
 The model is a tiny autoencoder exported as training exports every model (training/export.py:
 serving_default, the `embedding` signature, the serving handlers in code/); its baseline is
@@ -11,6 +14,7 @@ captures are written as the local endpoint writes them (inference/capture.py).
 from __future__ import annotations
 
 import json
+import tarfile
 from datetime import UTC, datetime, timedelta
 
 import boto3
@@ -22,8 +26,9 @@ import baseline
 import contract
 import drift
 import records
+from capture_window import WINDOW_FILE, Window
 from inference.capture import CaptureConfig, capture_line, capture_record, hour_prefix
-from processing import monitor
+from processing import collect_captures, monitor, publish_drift
 from training.networks import get_network
 
 NETWORK = get_network("autoencoder")
@@ -115,7 +120,7 @@ def put_captures(s3, rows: np.ndarray, *, csv: bool = False) -> None:
     )
     rows = np.concatenate([rows[:1], rows, rows[:1]])
     files: dict[str, list[str]] = {}
-    for number, (moment, row) in enumerate(zip(times, rows)):
+    for number, (moment, row) in enumerate(zip(times, rows, strict=True)):
         body = ",".join(f"{value:.6g}" for value in row) if csv else json.dumps({"rows": [row.tolist()]})
         record = capture_record(
             CONFIG,
@@ -134,8 +139,27 @@ def put_captures(s3, rows: np.ndarray, *, csv: bool = False) -> None:
 
 
 def run_monitor(served, s3, tmp_path) -> dict:
+    """CollectCaptures into a folder, then the Monitor on that folder alone, as the pipeline runs them."""
     model_dir, baseline_path = served
-    return monitor.monitor(NETWORK.name, model_dir, baseline_path, CAPTURE_URI, START, END, tmp_path / "drift", s3=s3)
+    window = Window(START, END, CAPTURE_URI)
+    collect_captures.collect(s3, window, tmp_path / "captures")
+    return monitor.monitor(NETWORK.name, model_dir, baseline_path, tmp_path / "captures", window, tmp_path / "drift")
+
+
+def test_collection_copies_the_windows_hour_folders_and_names_the_window_last(s3, tmp_path):
+    put_captures(s3, normal_rows(10, seed=2))
+    outside = hour_prefix(CAPTURE_PREFIX, "mlops-local-autoencoder", "AllTraffic", END + timedelta(hours=1))
+    s3.put_object(Bucket=BUCKET, Key=f"{outside}00-00-000-later.jsonl", Body=b"{}\n")
+    s3.put_object(
+        Bucket=BUCKET,
+        Key=f"{hour_prefix(CAPTURE_PREFIX, 'mlops-local-autoencoder', 'AllTraffic', START)}notes.txt",
+        Body=b"x",
+    )
+    copied = collect_captures.collect(s3, Window(START, END, CAPTURE_URI), tmp_path / "captures")
+    files = sorted(path.relative_to(tmp_path / "captures").as_posix() for path in (tmp_path / "captures").rglob("*.*"))
+    assert copied == 2
+    assert files == ["2026/12/01/10/00-00-000-capture.jsonl", "2026/12/01/11/01-00-000-capture.jsonl", WINDOW_FILE]
+    assert Window.read(tmp_path / "captures") == Window(START, END, CAPTURE_URI)
 
 
 def test_unshifted_traffic_is_not_drift(served, s3, tmp_path):
@@ -214,7 +238,7 @@ def test_the_report_is_published_as_metrics(served, s3, tmp_path):
     put_captures(s3, normal_rows(40, seed=2))
     report = run_monitor(served, s3, tmp_path)
     cloudwatch = boto3.client("cloudwatch", region_name="us-east-1")
-    monitor.publish(report, "mlops-local/drift", cloudwatch)
+    publish_drift.publish(publish_drift.metric_data(report), "mlops-local/drift", cloudwatch)
     listed = cloudwatch.list_metrics(Namespace="mlops-local/drift")["Metrics"]
     assert {metric["MetricName"] for metric in listed} == {
         "DriftScore",
@@ -233,23 +257,141 @@ def test_the_report_is_published_as_metrics(served, s3, tmp_path):
             ("--window-start", "2026-12-01T11:00:00Z", "--window-end", "2026-12-01T10:00:00Z"),
             "the window starts at 2026-12-01T11:00:00+00:00, not before its end",
         ),
+        (("--window-minutes", "0"), "bad window minutes 0"),
+        (("--capture-uri", "artifacts/data-capture/"), "bad capture uri 'artifacts/data-capture/'"),
+    ],
+)
+def test_a_bad_window_exits_2_with_one_line_and_copies_nothing(tmp_path, capsys, arguments, message):
+    given = {"--region": "us-east-1", "--capture-uri": CAPTURE_URI, "--output-dir": str(tmp_path / "captures")}
+    pairs = dict(zip(arguments[::2], arguments[1::2], strict=True))
+    with pytest.raises(SystemExit) as exited, entry_point_logging():
+        collect_captures.main([item for pair in {**given, **pairs}.items() for item in pair])
+    assert exited.value.code == contract.EXIT_BAD_INPUT == collect_captures.EXIT_BAD_INPUT
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and message in errors[0], errors
+    assert not (tmp_path / "captures").exists()
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
         (("--network", "cnn"), "is of a 'autoencoder' model, not 'cnn'"),
         (("--model-uri", "s3://artifacts/models/autoencoder/other/model.tar.gz"), "the baseline describes"),
+        (("--captures-dir", "nowhere"), "no readable window in nowhere/window.json"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(served, tmp_path, capsys, arguments, message):
     model_dir, baseline_path = served
+    (tmp_path / "captures").mkdir()
+    Window(START, END, CAPTURE_URI).write(tmp_path / "captures")
     given = {
         "--network": "autoencoder",
         "--model-dir": str(model_dir),
         "--baseline": str(baseline_path),
-        "--capture-uri": CAPTURE_URI,
+        "--captures-dir": str(tmp_path / "captures"),
         "--output-dir": str(tmp_path / "drift"),
     }
-    pairs = dict(zip(arguments[::2], arguments[1::2]))
+    pairs = dict(zip(arguments[::2], arguments[1::2], strict=True))
     with pytest.raises(SystemExit) as exited, entry_point_logging():
         monitor.main([item for pair in {**given, **pairs}.items() for item in pair])
     assert exited.value.code == contract.EXIT_BAD_INPUT
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and message in errors[0], errors
     assert not (tmp_path / "drift" / "drift.json").exists()
+
+
+def test_an_unreadable_report_is_not_published(tmp_path, capsys):
+    (tmp_path / "drift.json").write_text('{"network": "autoencoder"}')
+    with pytest.raises(SystemExit) as exited, entry_point_logging():
+        publish_drift.main(
+            [
+                "--region",
+                "us-east-1",
+                "--report",
+                str(tmp_path / "drift.json"),
+                "--metric-namespace",
+                "mlops-local/drift",
+            ]
+        )
+    assert exited.value.code == publish_drift.EXIT_BAD_INPUT
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "cannot read the drift report" in errors[0], errors
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_the_monitor_pipeline_runs_with_its_monitor_network_isolated(served, tmp_path):
+    """The local stage's monitor pipeline, as deployed, through the local executor against moto:
+    CollectCaptures copies the window, the Monitor (isolated, as the stage says) reads only its
+    inputs, PublishMetrics puts the report's numbers into CloudWatch."""
+    from test_local_pipeline import LOCAL, RecordingReporter
+    from test_pipeline_definition import SAMPLE_VALUES
+
+    from infra.definitions import monitor_pipeline
+    from infra.definitions import training_pipeline as definition
+    from infra.source_bundle import build_source_bundle
+    from mlops.local.moto import moto_server
+    from mlops.local.pipeline_executor import LocalPipelineExecutor
+
+    class Reporter(RecordingReporter):
+        def __init__(self) -> None:
+            super().__init__()
+            self.details: dict[str, str] = {}
+
+        def step_started(self, step: str, step_type: str, detail: str) -> None:
+            self.details[step] = detail
+
+    model_dir, baseline_path = served
+    model_uri = json.loads(baseline_path.read_text())["model_data_url"]
+    pipeline = "mlops-local-autoencoder-monitor"
+    with moto_server() as aws:
+        s3 = aws.client("s3")
+        s3.create_bucket(Bucket=BUCKET)
+        put_captures(s3, normal_rows(40, seed=2))
+        with tarfile.open(tmp_path / "model.tar.gz", "w:gz") as archive:
+            for path in sorted(model_dir.iterdir()):
+                archive.add(path, arcname=path.name)
+        s3.upload_file(str(tmp_path / "model.tar.gz"), BUCKET, model_uri.removeprefix(f"s3://{BUCKET}/"))
+        s3.upload_file(str(baseline_path), BUCKET, "pipelines/autoencoder/run/evaluation/baseline.json")
+        s3.upload_file(str(build_source_bundle(tmp_path / "bundle")), BUCKET, "assets/sourcedir.tar.gz")
+        values = {
+            **SAMPLE_VALUES,
+            definition.ARTIFACTS_BUCKET: BUCKET,
+            definition.KEY_ARN: aws.client("kms").create_key()["KeyMetadata"]["Arn"],
+            definition.SOURCE_BUNDLE_URI: f"s3://{BUCKET}/assets/sourcedir.tar.gz",
+            definition.SOURCE_BUNDLE_FILE: "sourcedir.tar.gz",
+        }
+        aws.client("sagemaker").create_pipeline(
+            PipelineName=pipeline,
+            RoleArn=values[definition.EXECUTION_ROLE_ARN],
+            PipelineDefinition=definition.substitute_placeholders(
+                monitor_pipeline.monitor_definition_body(LOCAL, NETWORK.name), values
+            ),
+        )
+        reporter = Reporter()
+        executor = LocalPipelineExecutor(aws, tmp_path / "runs", reporter)
+        run = executor.start(
+            pipeline,
+            {
+                monitor_pipeline.MODEL_DATA_URL: model_uri,
+                monitor_pipeline.BASELINE_URI: f"s3://{BUCKET}/pipelines/autoencoder/run/evaluation/baseline.json",
+                monitor_pipeline.WINDOW_START: "2026-12-01T10:30:00Z",
+                monitor_pipeline.WINDOW_END: "2026-12-01T11:30:00Z",
+            },
+        )
+        executor.execute(run)
+        assert [outcome.step for outcome in run.outcomes] == ["CollectCaptures", "Monitor", "PublishMetrics"]
+        report_uri = run.context.property_files[monitor_pipeline.MONITOR_STEP][monitor_pipeline.DRIFT_REPORT]
+        bucket, _, key = report_uri.removeprefix("s3://").partition("/")
+        report = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        metrics = aws.client("cloudwatch").list_metrics(Namespace="mlops-local/drift")["Metrics"]
+    assert report["captures"]["examples"] == 40 and report["drifted"] is False, report["decision"]
+    assert report["window"] == {"start": "2026-12-01T10:30:00Z", "end": "2026-12-01T11:30:00Z"}
+    assert {metric["MetricName"] for metric in metrics} == {
+        "DriftScore",
+        "DriftDetected",
+        "CapturedExamples",
+        "UnparsableCaptures",
+    }
+    isolated = {step for step, detail in reporter.details.items() if "network isolated" in detail}
+    assert isolated == {"Monitor"}, reporter.details

@@ -43,13 +43,13 @@ def test_every_network_has_a_monitor_pipeline_running_its_jobs_as_the_execution_
         assert pipeline["RoleArn"] == {"Fn::GetAtt": [pipelines.logical_id(monitor.role), "Arn"]}
         body, values = pipeline["PipelineDefinition"]["PipelineDefinitionBody"]["Fn::Sub"]
         assert body == definition.monitor_definition_body(config, network)
-        (step,) = json.loads(body)["Steps"]
-        assert step["Arguments"]["RoleArn"] == "${ExecutionRoleArn}"
+        steps = {step["Name"]: step["Arguments"] for step in json.loads(body)["Steps"]}
+        assert {arguments["RoleArn"] for arguments in steps.values()} == {"${ExecutionRoleArn}"}
         # The same deploy-time values as the network's training pipeline: the same role, bucket, image.
         assert values == {
             name: value for name, value in pipelines.body_and_values(network)[1].items() if name in values
         }
-        assert step["Arguments"]["Environment"]["CAPTURE_URI"] == (
+        assert steps[definition.COLLECT_STEP]["Environment"]["CAPTURE_URI"] == (
             f"s3://${{ArtifactsBucket}}/data-capture/{network}/{naming.endpoint_name(config.prefix(), network)}"
             "/AllTraffic/"
         )
@@ -162,12 +162,50 @@ def test_the_monitor_definition_is_a_valid_request_whose_references_resolve(name
     body = definition.monitor_definition_body(config, NETWORK)
     assert body == definition.monitor_definition_body(config, NETWORK)  # deterministic
     assert set(re.findall(r"\$\{([A-Za-z]+)\}", body)) <= set(SAMPLE_VALUES)
-    assert "${" not in definition.monitor_command(config, get_network(NETWORK))  # Fn::Sub would take it
+    # Fn::Sub takes every ${...}: the bundle's name is the one meant for it.
+    for command in (
+        definition.collect_command(config),
+        definition.monitor_command(config, get_network(NETWORK)),
+        definition.publish_command(config),
+    ):
+        assert re.findall(r"\$\{([^}]*)\}", command) == ["SourceBundleFile"], command
     document = json.loads(substitute_placeholders(body, SAMPLE_VALUES))
-    (step,) = document["Steps"]
-    check_against_shape(step["Arguments"], SAGEMAKER.shape_for("CreateProcessingJobRequest"), step["Name"])
+    outputs: set[tuple[str, str]] = set()
+    for step in document["Steps"]:
+        check_against_shape(step["Arguments"], SAGEMAKER.shape_for("CreateProcessingJobRequest"), step["Name"])
+        # A step reads only outputs of the steps before it.
+        for reference in expressions(step, "Get"):
+            if reference.startswith("Steps."):
+                name, output = re.fullmatch(
+                    r"Steps\.(\w+)\.ProcessingOutputConfig\.Outputs\['(\w+)'\].*", reference
+                ).groups()
+                assert (name, output) in outputs, reference
+        for output in step["Arguments"].get("ProcessingOutputConfig", {}).get("Outputs", []):
+            outputs.add((step["Name"], output["OutputName"]))
     parameters = {parameter["Name"] for parameter in document["Parameters"]}
     used = {
         reference.split(".", 1)[1] for reference in expressions(document, "Get") if reference.startswith("Parameters.")
     }
     assert used == parameters
+
+
+@pytest.mark.parametrize("name", ["local", "prod"])
+def test_the_monitor_is_isolated_as_the_stage_says_and_the_steps_around_it_have_a_network(name: str) -> None:
+    """The Monitor runs the served handler on captured traffic: it takes the stage's isolation, as
+    Evaluate does, and gets its captures as an input; listing the window and publishing the
+    metrics need S3 and CloudWatch, so the steps that do them are never isolated."""
+    config = stage(name)
+    steps = {step["Name"]: step["Arguments"] for step in definition.monitor_definition(config, NETWORK)["Steps"]}
+    isolation = {step: arguments["NetworkConfig"]["EnableNetworkIsolation"] for step, arguments in steps.items()}
+    assert isolation == {
+        definition.COLLECT_STEP: False,
+        definition.MONITOR_STEP: config.training.network_isolation,
+        definition.PUBLISH_STEP: False,
+    }
+    inputs = {
+        item["InputName"]: item["S3Input"]["S3Uri"] for item in steps[definition.MONITOR_STEP]["ProcessingInputs"]
+    }
+    assert inputs["captures"] == {
+        "Get": "Steps.CollectCaptures.ProcessingOutputConfig.Outputs['captures'].S3Output.S3Uri"
+    }
+    assert "s3://" not in definition.monitor_command(config, get_network(NETWORK))

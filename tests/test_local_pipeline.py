@@ -132,6 +132,7 @@ def test_train_step_arguments_resolve_as_sagemaker_resolves_them() -> None:
         "s3://data/cnn/train/",
         "s3://data/cnn/validation/",
         "s3://data/cnn/test/",
+        "<SourceBundleUri>",  # the local stage isolates: the code comes in as a channel
     ]
     assert train["CheckpointConfig"]["S3Uri"] == "s3://artifacts/checkpoints/cnn/abc123def456"
     assert "Get" not in json.dumps(train) and "Std:" not in json.dumps(train)

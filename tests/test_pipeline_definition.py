@@ -50,6 +50,7 @@ SAMPLE_VALUES = {
     definition.EXECUTION_ROLE_ARN: "arn:aws:iam::123456789012:role/execution",
     definition.KEY_ARN: "arn:aws:kms:us-east-1:123456789012:key/11111111-2222-3333-4444-555555555555",
     definition.SOURCE_BUNDLE_URI: "s3://cdk-hnb659fds-assets-123456789012-us-east-1/abc.gz",
+    definition.SOURCE_BUNDLE_FILE: "abc.gz",
     definition.TRAINING_IMAGE_URI: "763104351884.dkr.ecr.us-east-1.amazonaws.com/tensorflow-training:2.19-cpu-py312",
     definition.INFERENCE_IMAGE_URI: "763104351884.dkr.ecr.us-east-1.amazonaws.com/tensorflow-inference:2.19-cpu",
 }
@@ -326,8 +327,31 @@ def test_every_hyperparameter_is_a_typed_parameter_with_the_stage_default(config
         reference = {"Get": f"Parameters.{parameter['Name']}"}
         assert feed == (reference if knob.type is str else {"Std:Join": {"On": "", "Values": [reference]}})
     assert train["HyperParameters"]["sagemaker_program"] == spec.entry_point
-    assert train["HyperParameters"]["sagemaker_submit_directory"] == "${SourceBundleUri}"
     assert all(isinstance(value, (str, dict)) for value in train["HyperParameters"].values())
+
+
+@pytest.mark.parametrize(("config", "network"), CASES)
+def test_the_train_step_fetches_its_code_from_s3_unless_isolated_then_from_its_code_channel(
+    config: StageConfig, network: str
+) -> None:
+    """An isolated container reaches no S3: the bundle must come in as a channel, which SageMaker
+    fills with the one object under its own name, and the toolkit unpacks it from there."""
+    rendered = json.loads(
+        definition.substitute_placeholders(definition.definition_body(config, network), SAMPLE_VALUES)
+    )
+    train = rendered["Steps"][0]["Arguments"]
+    submit_directory = train["HyperParameters"]["sagemaker_submit_directory"]
+    channels = {channel["ChannelName"]: channel["DataSource"]["S3DataSource"] for channel in train["InputDataConfig"]}
+    bundle_uri = SAMPLE_VALUES[definition.SOURCE_BUNDLE_URI]
+    if not config.training.network_isolation:
+        assert submit_directory == bundle_uri and "code" not in channels
+        return
+    assert channels["code"] == {
+        "S3DataType": "S3Prefix",
+        "S3Uri": bundle_uri,
+        "S3DataDistributionType": "FullyReplicated",
+    }
+    assert submit_directory == "/opt/ml/input/data/code/" + bundle_uri.rsplit("/", 1)[-1]
 
 
 def test_stage_overrides_become_parameter_defaults() -> None:
@@ -385,7 +409,7 @@ def test_isolation_and_vpc_come_from_the_stage_and_bring_the_optional_channel() 
     assert train["EnableNetworkIsolation"] is True and train["VpcConfig"] == vpc
     assert evaluate["NetworkConfig"]["EnableNetworkIsolation"] is True
     assert evaluate["NetworkConfig"]["VpcConfig"] == champion["NetworkConfig"]["VpcConfig"] == vpc
-    assert [c["ChannelName"] for c in train["InputDataConfig"]] == ["train", "validation", "test", "pretrained"]
+    assert [c["ChannelName"] for c in train["InputDataConfig"]] == ["train", "validation", "test", "pretrained", "code"]
     open_stage = definition.pipeline_definition(stage("prod"), "transfer")["Steps"][0]["Arguments"]
     assert [c["ChannelName"] for c in open_stage["InputDataConfig"]] == ["train", "validation", "test"]
     assert "VpcConfig" not in open_stage
@@ -417,7 +441,12 @@ def test_substitution_works_like_fn_sub() -> None:
 
 def test_evaluation_command_runs_the_evaluation_script_on_the_unpacked_model() -> None:
     command = definition.evaluation_command(NETWORKS["autoencoder"])
-    assert "${" not in command
+    # The one placeholder is the bundle's name; everything known at run time comes as $NAME.
+    assert re.findall(r"\$\{([^}]*)\}", command) == [definition.SOURCE_BUNDLE_FILE]
+    assert command.startswith(
+        "set -eu; mkdir -p /opt/ml/processing/code/bundle; "
+        "tar -xzf /opt/ml/processing/code/${SourceBundleFile} -C /opt/ml/processing/code/bundle; "
+    )
     assert command.endswith(
         "python3 -m processing.evaluate --network autoencoder --model-dir /opt/ml/processing/model "
         "--test-dir /opt/ml/processing/test --output-dir /opt/ml/processing/evaluation "

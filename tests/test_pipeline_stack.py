@@ -123,6 +123,8 @@ def test_definition_is_the_built_body_with_every_placeholder_filled(pipelines: P
         assert flat[definition.SOURCE_BUNDLE_URI] == (
             f"s3://cdk-hnb659fds-assets-{account(pipelines.synth)}-us-east-1/{bundle_asset_hash()}.gz"
         )
+        # The name SageMaker gives the one object of that URI in an input or channel.
+        assert flat[definition.SOURCE_BUNDLE_FILE] == f"{bundle_asset_hash()}.gz"
         assert flat[definition.DATA_BUCKET] == f"{config.prefix()}-data-{account(pipelines.synth)}-us-east-1"
         assert flat[definition.ARTIFACTS_BUCKET] == f"{config.prefix()}-artifacts-{account(pipelines.synth)}-us-east-1"
         assert "Fn::ImportValue" in values[definition.KEY_ARN]

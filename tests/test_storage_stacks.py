@@ -215,6 +215,8 @@ def test_lifecycle_rules_follow_the_stage_config(storage: Storage) -> None:
             "Prefix": "checkpoints/",
             "ExpirationInDays": config.checkpoint_expiry_days,
         },
+        # Each monitor run's copy of its window's captures outlives its run by at most a day.
+        {"Id": "ExpireCaptureWindows", "Status": "Enabled", "Prefix": "capture-windows/", "ExpirationInDays": 1},
     ]
     assert rules("access-logs") == [
         housekeeping,
@@ -423,9 +425,15 @@ def test_role_s3_access_is_exactly_its_prefixes_and_the_code_bundle(local: Synth
         "ReadPipelineOutputs": (["s3:GetObject"], [f"{artifacts}/pipelines/*"]),
         "ListReadPipelineOutputs": (["s3:ListBucket"], [artifacts]),
         "WriteDataCapture": (["s3:PutObject"], [f"{artifacts}/data-capture/*"]),
-        # The drift monitor's jobs read the capture files of their window.
+        # The drift monitor's CollectCaptures step copies the capture files of its window...
         "ReadDataCapture": (["s3:GetObject"], [f"{artifacts}/data-capture/*"]),
         "ListReadDataCapture": (["s3:ListBucket"], [artifacts]),
+        # ...which SageMaker uploads as its output and lists and reads into the Monitor's input.
+        "ReadWriteCaptureWindows": (
+            ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"],
+            [f"{artifacts}/capture-windows/*"],
+        ),
+        "ListReadWriteCaptureWindows": (["s3:ListBucket"], [artifacts]),
         # Granted by the pipelines stack (allow_read_source_bundle): the one training code object.
         "ReadSourceBundle": (
             ["s3:GetObject"],
@@ -464,6 +472,7 @@ def test_role_s3_access_is_exactly_its_prefixes_and_the_code_bundle(local: Synth
         "ListReadWriteCheckpoints": ["checkpoints/*"],
         "ListReadPipelineOutputs": ["pipelines/*"],
         "ListReadDataCapture": ["data-capture/*"],
+        "ListReadWriteCaptureWindows": ["capture-windows/*"],
     }
 
 

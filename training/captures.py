@@ -2,7 +2,10 @@
 captured request decoded into model inputs by the served model's own request handler.
 
 Capture files live at `<capture uri><yyyy>/<mm>/<dd>/<hh>/<file>.jsonl`, one JSON object per
-line (inference/capture.py writes them as SageMaker does). A window lists only its hour folders.
+line (inference/capture.py writes them as SageMaker does). A window takes only its hour folders:
+the monitor pipeline's CollectCaptures step copies them (capture_window.py,
+processing/collect_captures.py), and the isolated Monitor step reads that copy from its input
+folder (`CaptureReader`), with no S3 call of its own.
 Whatever cannot be used is counted by reason, with the first few examples, and skipped: a file
 that cannot be read, a line that is not JSON or lacks the documented fields, an encoding that is
 not JSON/CSV/BASE64, a request the handler refuses.
@@ -18,7 +21,7 @@ import json
 from collections import Counter, namedtuple
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +29,7 @@ import numpy as np
 
 import contract
 import networks
+from capture_window import CAPTURE_SUFFIX
 
 EXAMPLES_KEPT = 5
 ENCODINGS = ("JSON", "CSV", "BASE64")
@@ -67,40 +71,23 @@ class CapturedRequest:
 
 
 class CaptureReader:
-    """The capture records of an S3 prefix (`s3://bucket/prefix/<endpoint>/<variant>/`)."""
+    """The capture records of a window's copy: `<folder>/yyyy/mm/dd/hh/<file>.jsonl`."""
 
-    def __init__(self, capture_uri: str, s3: Any = None) -> None:
-        if not capture_uri.startswith("s3://"):
-            raise contract.InputError(f"bad capture uri {capture_uri!r}: expected s3://BUCKET/PREFIX/")
-        self.bucket, _, prefix = capture_uri[len("s3://") :].partition("/")
-        self.prefix = prefix.rstrip("/") + "/" if prefix else ""
-        if s3 is None:
-            import boto3
-
-            s3 = boto3.client("s3")
-        self._s3 = s3
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
         self.problems = Problems()
         self.files = self.lines = self.in_window = 0
 
     def counts(self) -> dict[str, int]:
         return {"files": self.files, "records": self.lines, "in_window": self.in_window}
 
-    def keys(self, start: datetime, end: datetime) -> Iterator[str]:
-        hour = start.replace(minute=0, second=0, microsecond=0)
-        while hour < end:
-            pages = self._s3.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=f"{self.prefix}{hour:%Y/%m/%d/%H}/"
-            )
-            for page in pages:
-                yield from sorted(item["Key"] for item in page.get("Contents", []) if item["Key"].endswith(".jsonl"))
-            hour += timedelta(hours=1)
-
     def records(self, start: datetime, end: datetime) -> Iterator[CapturedRequest]:
         """The captured requests of [start, end), in file order."""
-        for key in self.keys(start, end):
+        for path in sorted(self.folder.rglob(f"*{CAPTURE_SUFFIX}")):
+            key = path.relative_to(self.folder).as_posix()
             self.files += 1
             try:
-                text = self._s3.get_object(Bucket=self.bucket, Key=key)["Body"].read().decode("utf-8")
+                text = path.read_bytes().decode("utf-8")
             except UnicodeDecodeError:
                 self.problems.add("file is not UTF-8 text", key)
                 continue

@@ -1,9 +1,10 @@
 """The artifacts bucket: everything training, pipelines and endpoints produce.
 
-models/        training job outputs (model.tar.gz, output.tar.gz)
-checkpoints/   training checkpoints, expired after `checkpoint_expiry_days`
-pipelines/     pipeline step outputs such as evaluation reports
-data-capture/  endpoint request/response capture
+models/           training job outputs (model.tar.gz, output.tar.gz)
+checkpoints/      training checkpoints, expired after `checkpoint_expiry_days`
+pipelines/        pipeline step outputs such as evaluation reports
+data-capture/     endpoint request/response capture
+capture-windows/  each drift monitor run's copy of its window's captures, expired after a day
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ from constructs import Construct
 from infra.config import StageConfig
 from infra.constructs.buckets import READ_ACTIONS, WRITE_ACTIONS, ProjectBucket
 from infra.constructs.key import ProjectKey
+from infra.definitions.monitor_pipeline import CAPTURE_WINDOWS_PREFIX
+
+# A monitor run reads its copy within its own run (minutes); a day is S3's shortest expiry.
+CAPTURE_WINDOW_EXPIRY_DAYS = 1
 
 
 class ArtifactsBucket(ProjectBucket):
@@ -26,6 +31,7 @@ class ArtifactsBucket(ProjectBucket):
     CHECKPOINTS_PREFIX: ClassVar[str] = "checkpoints/"
     PIPELINES_PREFIX: ClassVar[str] = "pipelines/"
     DATA_CAPTURE_PREFIX: ClassVar[str] = "data-capture/"
+    CAPTURE_WINDOWS_PREFIX: ClassVar[str] = CAPTURE_WINDOWS_PREFIX
 
     def __init__(
         self, scope: Construct, construct_id: str, *, config: StageConfig, key: ProjectKey, access_logs: s3.IBucket
@@ -42,7 +48,12 @@ class ArtifactsBucket(ProjectBucket):
                     id="ExpireCheckpoints",
                     prefix=self.CHECKPOINTS_PREFIX,
                     expiration=cdk.Duration.days(config.checkpoint_expiry_days),
-                )
+                ),
+                s3.LifecycleRule(
+                    id="ExpireCaptureWindows",
+                    prefix=self.CAPTURE_WINDOWS_PREFIX,
+                    expiration=cdk.Duration.days(CAPTURE_WINDOW_EXPIRY_DAYS),
+                ),
             ],
         )
 
@@ -94,7 +105,18 @@ class ArtifactsBucket(ProjectBucket):
         )
 
     def allow_read_data_capture(self, grantee: iam.IGrantable) -> None:
-        # The drift monitor lists a window's hour folders and reads their files.
+        # The drift monitor's CollectCaptures step lists a window's hour folders and copies their files.
         self._allow(
             grantee, sid="ReadDataCapture", actions=READ_ACTIONS, prefixes=[self.DATA_CAPTURE_PREFIX], list_objects=True
+        )
+
+    def allow_read_write_capture_windows(self, grantee: iam.IGrantable) -> None:
+        # SageMaker uploads CollectCaptures' copy, then lists and reads it into the Monitor's input.
+        # No s3:DeleteObject: the lifecycle rule expires the copies.
+        self._allow(
+            grantee,
+            sid="ReadWriteCaptureWindows",
+            actions=READ_ACTIONS + WRITE_ACTIONS,
+            prefixes=[self.CAPTURE_WINDOWS_PREFIX],
+            list_objects=True,
         )

@@ -31,7 +31,7 @@ from infra.config import StageConfig
 from infra.constructs.artifacts_bucket import ArtifactsBucket
 from infra.constructs.key import ProjectKey
 from infra.constructs.principals import EVENTS_PRINCIPAL, SAGEMAKER_PRINCIPAL, acting_for_this_account
-from infra.constructs.training_pipeline import PIPELINE_JOB_NAMES, TrainingPipeline
+from infra.constructs.training_pipeline import PIPELINE_JOB_NAMES, TrainingPipeline, bundle_file_name
 from infra.definitions import monitor_pipeline as definition
 from infra.definitions import training_pipeline as training_definition
 from infra.images import training_image_uri
@@ -125,6 +125,7 @@ class DriftMonitor(Construct):
                         training_definition.EXECUTION_ROLE_ARN: execution_role.role_arn,
                         training_definition.KEY_ARN: key.key_arn,
                         training_definition.SOURCE_BUNDLE_URI: source_bundle.s3_object_url,
+                        training_definition.SOURCE_BUNDLE_FILE: bundle_file_name(source_bundle),
                         training_definition.TRAINING_IMAGE_URI: training_image_uri(
                             config.region, config.training_instance_type(network)
                         ),

@@ -62,6 +62,7 @@ class SageMakerExecutionRole(Construct):
         artifacts.allow_read_pipeline_outputs(self.role)
         artifacts.allow_write_data_capture(self.role)
         artifacts.allow_read_data_capture(self.role)
+        artifacts.allow_read_write_capture_windows(self.role)
         # Needed beyond S3 too: SageMaker encrypts job outputs and volumes with the key a job
         # names. The write grants above already include it; stated so that it outlives them.
         key.allow_use(self.role)

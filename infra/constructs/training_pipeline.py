@@ -8,6 +8,8 @@ named after what they allow.
 
 from __future__ import annotations
 
+from pathlib import PurePosixPath
+
 import aws_cdk as cdk
 import jsii
 from aws_cdk import aws_events as events
@@ -39,6 +41,14 @@ TRIGGER_FILE = "spec.json"
 def trigger_object_key(network: str) -> str:
     """The data bucket key whose creation starts a retraining run, e.g. `cnn/train/spec.json`."""
     return f"{channel_prefix(network, 'train')}{TRIGGER_FILE}"
+
+
+def bundle_file_name(source_bundle: s3_assets.Asset) -> str:
+    """The file an S3Prefix input or channel of the bundle's URI holds: SageMaker names a single
+    object by the last part of its key (a CDK asset's key is its hash, known at synth time)."""
+    if cdk.Token.is_unresolved(source_bundle.s3_object_key):
+        raise ValueError("the source bundle's object key is not known at synth time")
+    return PurePosixPath(source_bundle.s3_object_key).name
 
 
 @jsii.implements(events.IRuleTarget)
@@ -131,6 +141,7 @@ class TrainingPipeline(Construct):
                         definition.EXECUTION_ROLE_ARN: execution_role.role_arn,
                         definition.KEY_ARN: key.key_arn,
                         definition.SOURCE_BUNDLE_URI: source_bundle.s3_object_url,
+                        definition.SOURCE_BUNDLE_FILE: bundle_file_name(source_bundle),
                         definition.TRAINING_IMAGE_URI: training_image_uri(
                             config.region, config.training_instance_type(spec.name)
                         ),

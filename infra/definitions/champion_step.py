@@ -21,8 +21,9 @@ from infra.definitions.parts import (
     JOB_RETRY,
     PROCESSING_ROOT,
     SERVICE_RETRY,
-    SOURCE_BUNDLE_URI,
     TRAINING_IMAGE_URI,
+    bundle_command,
+    code_input,
     get,
     join,
     placeholder,
@@ -43,10 +44,8 @@ CHAMPION_MAX_SECONDS = 1800
 
 
 def champion_command(config: StageConfig, network: Network) -> str:
-    code = f"{PROCESSING_ROOT}/code"
     group = model_package_group_name(config.prefix(), network.name)
-    return (
-        f"set -eu; mkdir -p {code}/bundle; tar -xzf {code}/*.gz -C {code}/bundle; cd {code}/bundle; "
+    return bundle_command(
         f"python3 -m {CHAMPION_MODULE} --group {group} --region {config.region} --output-dir {CHAMPION_DIR}"
     )
 
@@ -58,7 +57,7 @@ def champion_step(config: StageConfig, network: Network) -> dict[str, Any]:
             "ImageUri": placeholder(TRAINING_IMAGE_URI),
             "ContainerEntrypoint": ["/bin/bash", "-c", champion_command(config, network)],
         },
-        "ProcessingInputs": [processing_input("code", placeholder(SOURCE_BUNDLE_URI), f"{PROCESSING_ROOT}/code")],
+        "ProcessingInputs": [code_input()],
         "ProcessingOutputConfig": processing_outputs(
             CHAMPION_OUTPUT,
             join(s3(ARTIFACTS_BUCKET, f"pipelines/{network.name}/"), EXECUTION_ID, f"/{CHAMPION_OUTPUT}"),

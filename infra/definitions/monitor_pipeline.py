@@ -1,8 +1,18 @@
 """The drift monitor pipeline of one network, as plain data in the pipeline definition schema.
 
-    Monitor (Processing): training/processing/monitor.py on a window of the endpoint's captured traffic,
-                          against the served model version's baseline -> drift.json, drift.png,
-                          CloudWatch DriftScore
+    CollectCaptures (Processing)  processing/collect_captures.py: the capture files of the window's
+                                  hour folders and window.json -> capture-windows/<network>/<execution>
+    Monitor (Processing)          processing/monitor.py on those captures, against the served model
+                                  version's baseline -> drift.json, drift.png
+    PublishMetrics (Processing)   processing/publish_drift.py: drift.json's numbers as CloudWatch
+                                  metrics (DriftScore, ...) for the drift alarm
+
+The Monitor runs the served model's handler and TensorFlow on traffic the endpoint was sent, so it
+takes the stage's network isolation, as the Evaluate step does: it calls no AWS service, and
+SageMaker moves its inputs and outputs. The two steps around it only list, copy and publish,
+with a network whatever the stage's setting (in a VPC they need the S3 and CloudWatch endpoints).
+A step between two jobs is needed on each side because an isolated job cannot list S3 and the
+window's hour folders are known only when the run starts.
 
 Like `infra.definitions.training_pipeline`: no SDK, sorted keys, `${Placeholder}`s filled in with `Fn::Sub`.
 Which model version is served is known when it is deployed, not here: its model and baseline
@@ -19,6 +29,8 @@ from infra import naming
 from infra.config import StageConfig
 from infra.definitions.parameters import PipelineParameter
 from infra.definitions.parts import (
+    bundle_command,
+    code_input,
     get,
     join,
     parameter,
@@ -35,13 +47,17 @@ from infra.definitions.training_pipeline import (
     PROCESSING_ROOT,
     SCHEMA_VERSION,
     SERVICE_RETRY,
-    SOURCE_BUNDLE_URI,
     TRAINING_IMAGE_URI,
 )
 from training.networks import Network, get_network
 
+COLLECT_STEP = "CollectCaptures"
 MONITOR_STEP = "Monitor"
+PUBLISH_STEP = "PublishMetrics"
+COLLECT_MODULE = "processing.collect_captures"
 MONITOR_MODULE = "processing.monitor"
+PUBLISH_MODULE = "processing.publish_drift"
+CAPTURES_OUTPUT = "captures"
 DRIFT_OUTPUT = "drift"
 DRIFT_REPORT = "DriftReport"
 DRIFT_FILE = "drift.json"
@@ -56,6 +72,10 @@ MONITORED_BASELINE_PARAMETER = "MonitoredBaselineUri"
 # The monitor's reports: s3://<artifacts>/<REPORTS_PREFIX><network>/<execution id>/drift.json
 REPORTS_PREFIX = "pipelines/"
 REPORTS_FOLDER = "monitor"
+# Each run's copy of its window's captures: s3://<artifacts>/<CAPTURE_WINDOWS_PREFIX><network>/<execution id>/,
+# needed only while the run lasts (the artifacts bucket expires it).
+CAPTURE_WINDOWS_PREFIX = "capture-windows/"
+PUBLISH_MAX_SECONDS = 1800
 
 
 def capture_key_prefix(config: StageConfig, network: str) -> str:
@@ -79,66 +99,45 @@ def monitor_parameters(config: StageConfig) -> tuple[PipelineParameter, ...]:
     )
 
 
+def collect_command(config: StageConfig) -> str:
+    """The CollectCaptures container's shell command: copy the window's capture files."""
+    # Run-time values come through the environment ($NAME, never ${NAME}: Fn::Sub would take it).
+    return bundle_command(
+        f'python3 -m {COLLECT_MODULE} --region {config.region} --capture-uri "$CAPTURE_URI" '
+        f'--window-start "$WINDOW_START" --window-end "$WINDOW_END" --window-minutes "$WINDOW_MINUTES" '
+        f"--output-dir {PROCESSING_ROOT}/{CAPTURES_OUTPUT}"
+    )
+
+
 def monitor_command(config: StageConfig, network: Network) -> str:
     """The Monitor container's shell command: unpack the code and the served model, monitor."""
-    code, model, baseline, output = (
-        f"{PROCESSING_ROOT}/{name}" for name in ("code", "model", "baseline", DRIFT_OUTPUT)
+    model, baseline, captures, output = (
+        f"{PROCESSING_ROOT}/{name}" for name in ("model", "baseline", CAPTURES_OUTPUT, DRIFT_OUTPUT)
     )
-    # Run-time values come through the environment ($NAME, never ${NAME}: Fn::Sub would take it).
-    return (
-        f"set -eu; mkdir -p {code}/bundle; "
-        f"tar -xzf {code}/*.gz -C {code}/bundle; "
-        f"tar -xzf {model}/model.tar.gz -C {model}; "
-        f"cd {code}/bundle; "
+    return bundle_command(
         f"python3 -m {MONITOR_MODULE} --network {network.name} --model-dir {model} "
-        f'--model-uri "$MODEL_DATA_URL" --baseline {baseline}/baseline.json --capture-uri "$CAPTURE_URI" '
-        f'--window-start "$WINDOW_START" --window-end "$WINDOW_END" --window-minutes "$WINDOW_MINUTES" '
-        f"--output-dir {output} --metric-namespace {naming.drift_metric_namespace(config.prefix())} "
-        f"--alpha {config.monitor.alpha}"
+        f'--model-uri "$MODEL_DATA_URL" --baseline {baseline}/baseline.json --captures-dir {captures} '
+        f"--output-dir {output} --alpha {config.monitor.alpha}",
+        before=f"tar -xzf {model}/model.tar.gz -C {model}; ",
+    )
+
+
+def publish_command(config: StageConfig) -> str:
+    """The PublishMetrics container's shell command: the Monitor's report as CloudWatch metrics."""
+    return bundle_command(
+        f"python3 -m {PUBLISH_MODULE} --region {config.region} "
+        f"--report {PROCESSING_ROOT}/{DRIFT_OUTPUT}/{DRIFT_FILE} "
+        f"--metric-namespace {naming.drift_metric_namespace(config.prefix())}"
     )
 
 
 def monitor_definition(config: StageConfig, network_name: str) -> dict[str, Any]:
     network = get_network(network_name)
-    report_uri = join(s3_uri(ARTIFACTS_BUCKET, reports_key_prefix(network.name)), EXECUTION_ID)
-    arguments: dict[str, Any] = {
-        "AppSpecification": {
-            # The training image, as for Evaluate: TensorFlow (the model's signatures), SciPy, Pillow.
-            "ImageUri": placeholder(TRAINING_IMAGE_URI),
-            "ContainerEntrypoint": ["/bin/bash", "-c", monitor_command(config, network)],
-        },
-        "Environment": {
-            "MODEL_DATA_URL": parameter(MODEL_DATA_URL),
-            "CAPTURE_URI": s3_uri(ARTIFACTS_BUCKET, capture_key_prefix(config, network.name)),
-            "WINDOW_START": parameter(WINDOW_START),
-            "WINDOW_END": parameter(WINDOW_END),
-            "WINDOW_MINUTES": join(parameter(WINDOW_MINUTES)),
-        },
-        "ProcessingInputs": [
-            processing_input("model", parameter(MODEL_DATA_URL), f"{PROCESSING_ROOT}/model"),
-            processing_input("baseline", parameter(BASELINE_URI), f"{PROCESSING_ROOT}/baseline"),
-            processing_input("code", placeholder(SOURCE_BUNDLE_URI), f"{PROCESSING_ROOT}/code"),
-        ],
-        "ProcessingOutputConfig": processing_outputs(DRIFT_OUTPUT, report_uri, f"{PROCESSING_ROOT}/{DRIFT_OUTPUT}"),
-        **processing_job(
-            config, config.training_instance_type(network.name), max_seconds=config.training.max_run_seconds
-        ),
-    }
     return {
         "Version": SCHEMA_VERSION,
         "Metadata": {},
         "Parameters": [parameter.to_definition() for parameter in monitor_parameters(config)],
-        "Steps": [
-            {
-                "Name": MONITOR_STEP,
-                "Type": "Processing",
-                "Arguments": arguments,
-                "PropertyFiles": [
-                    {"PropertyFileName": DRIFT_REPORT, "OutputName": DRIFT_OUTPUT, "FilePath": DRIFT_FILE}
-                ],
-                "RetryPolicies": [SERVICE_RETRY, JOB_RETRY],
-            }
-        ],
+        "Steps": [_collect_step(config, network), _monitor_step(config, network), _publish_step(config, network)],
     }
 
 
@@ -146,6 +145,83 @@ def monitor_definition_body(config: StageConfig, network_name: str) -> str:
     return json.dumps(monitor_definition(config, network_name), sort_keys=True, separators=(",", ":"))
 
 
-def drift_report_uri() -> dict[str, Any]:
-    output = f"Steps.{MONITOR_STEP}.ProcessingOutputConfig.Outputs['{DRIFT_OUTPUT}'].S3Output.S3Uri"
-    return join(get(output), DRIFT_FILE, on="/")
+def _collect_step(config: StageConfig, network: Network) -> dict[str, Any]:
+    copy_uri = join(s3_uri(ARTIFACTS_BUCKET, f"{CAPTURE_WINDOWS_PREFIX}{network.name}/"), EXECUTION_ID)
+    arguments: dict[str, Any] = {
+        "AppSpecification": {
+            "ImageUri": placeholder(TRAINING_IMAGE_URI),
+            "ContainerEntrypoint": ["/bin/bash", "-c", collect_command(config)],
+        },
+        "Environment": {
+            "CAPTURE_URI": s3_uri(ARTIFACTS_BUCKET, capture_key_prefix(config, network.name)),
+            "WINDOW_START": parameter(WINDOW_START),
+            "WINDOW_END": parameter(WINDOW_END),
+            "WINDOW_MINUTES": join(parameter(WINDOW_MINUTES)),
+        },
+        "ProcessingInputs": [code_input()],
+        "ProcessingOutputConfig": processing_outputs(CAPTURES_OUTPUT, copy_uri, f"{PROCESSING_ROOT}/{CAPTURES_OUTPUT}"),
+        # It lists and copies S3 objects: never isolated.
+        **processing_job(
+            config,
+            config.training_instance_type(network.name),
+            max_seconds=config.training.max_run_seconds,
+            isolated=False,
+        ),
+    }
+    return _step(COLLECT_STEP, arguments)
+
+
+def _monitor_step(config: StageConfig, network: Network) -> dict[str, Any]:
+    report_uri = join(s3_uri(ARTIFACTS_BUCKET, reports_key_prefix(network.name)), EXECUTION_ID)
+    arguments: dict[str, Any] = {
+        "AppSpecification": {
+            # The training image, as for Evaluate: TensorFlow (the model's signatures), SciPy, Pillow.
+            "ImageUri": placeholder(TRAINING_IMAGE_URI),
+            "ContainerEntrypoint": ["/bin/bash", "-c", monitor_command(config, network)],
+        },
+        "Environment": {"MODEL_DATA_URL": parameter(MODEL_DATA_URL)},
+        "ProcessingInputs": [
+            processing_input("model", parameter(MODEL_DATA_URL), f"{PROCESSING_ROOT}/model"),
+            processing_input("baseline", parameter(BASELINE_URI), f"{PROCESSING_ROOT}/baseline"),
+            processing_input(
+                CAPTURES_OUTPUT, _output_uri(COLLECT_STEP, CAPTURES_OUTPUT), f"{PROCESSING_ROOT}/{CAPTURES_OUTPUT}"
+            ),
+            code_input(),
+        ],
+        "ProcessingOutputConfig": processing_outputs(DRIFT_OUTPUT, report_uri, f"{PROCESSING_ROOT}/{DRIFT_OUTPUT}"),
+        **processing_job(
+            config, config.training_instance_type(network.name), max_seconds=config.training.max_run_seconds
+        ),
+    }
+    return {
+        **_step(MONITOR_STEP, arguments),
+        "PropertyFiles": [{"PropertyFileName": DRIFT_REPORT, "OutputName": DRIFT_OUTPUT, "FilePath": DRIFT_FILE}],
+    }
+
+
+def _publish_step(config: StageConfig, network: Network) -> dict[str, Any]:
+    arguments: dict[str, Any] = {
+        "AppSpecification": {
+            "ImageUri": placeholder(TRAINING_IMAGE_URI),
+            "ContainerEntrypoint": ["/bin/bash", "-c", publish_command(config)],
+        },
+        "ProcessingInputs": [
+            processing_input(
+                DRIFT_OUTPUT, _output_uri(MONITOR_STEP, DRIFT_OUTPUT), f"{PROCESSING_ROOT}/{DRIFT_OUTPUT}"
+            ),
+            code_input(),
+        ],
+        # It calls CloudWatch: never isolated. One report to send: minutes would mean something is wrong.
+        **processing_job(
+            config, config.training_instance_type(network.name), max_seconds=PUBLISH_MAX_SECONDS, isolated=False
+        ),
+    }
+    return _step(PUBLISH_STEP, arguments)
+
+
+def _step(name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    return {"Name": name, "Type": "Processing", "Arguments": arguments, "RetryPolicies": [SERVICE_RETRY, JOB_RETRY]}
+
+
+def _output_uri(step: str, output: str) -> dict[str, str]:
+    return get(f"Steps.{step}.ProcessingOutputConfig.Outputs['{output}'].S3Output.S3Uri")

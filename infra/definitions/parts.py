@@ -1,7 +1,9 @@
 """What the steps of a pipeline definition are built from, shared by the modules that build them
-(`infra.definitions.training_pipeline`, `infra.definitions.champion_step`, `infra.definitions.monitor_pipeline`): the deploy-time placeholders, the
-definition language's expressions (Get, Std:Join), S3 URIs, a processing job's input, output and
-settings, the jobs' network settings and retry policies. Plain data, no SDK: see `infra.definitions.training_pipeline`.
+(`infra.definitions.training_pipeline`, `infra.definitions.champion_step`,
+`infra.definitions.monitor_pipeline`): the deploy-time placeholders, the definition language's
+expressions (Get, Std:Join), S3 URIs, a processing job's input, output, settings and command
+around the source bundle, the jobs' network settings and retry policies. Plain data, no SDK: see
+`infra.definitions.training_pipeline`.
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ DATA_BUCKET = "DataBucket"
 EXECUTION_ROLE_ARN = "ExecutionRoleArn"
 KEY_ARN = "KeyArn"
 SOURCE_BUNDLE_URI = "SourceBundleUri"
+# The bundle's object name (a CDK asset is named by its hash): the file an S3Prefix input or
+# channel of SourceBundleUri holds, as SageMaker names a single object by the last part of its key.
+SOURCE_BUNDLE_FILE = "SourceBundleFile"
 TRAINING_IMAGE_URI = "TrainingImageUri"
 INFERENCE_IMAGE_URI = "InferenceImageUri"
 PLACEHOLDERS = (
@@ -24,11 +29,14 @@ PLACEHOLDERS = (
     EXECUTION_ROLE_ARN,
     KEY_ARN,
     SOURCE_BUNDLE_URI,
+    SOURCE_BUNDLE_FILE,
     TRAINING_IMAGE_URI,
     INFERENCE_IMAGE_URI,
 )
 
 PROCESSING_ROOT = "/opt/ml/processing"
+CODE_INPUT = "code"
+CODE_DIR = f"{PROCESSING_ROOT}/{CODE_INPUT}"
 
 # Execution-wide values the pipeline service resolves at run time.
 EXECUTION_ID = {"Get": "Execution.PipelineExecutionId"}
@@ -82,6 +90,22 @@ def processing_input(name: str, source: Any, local_path: str) -> dict[str, Any]:
             "S3CompressionType": "None",
         },
     }
+
+
+def code_input() -> dict[str, Any]:
+    """A processing job's input of the source bundle, at CODE_DIR (see `bundle_command`)."""
+    return processing_input(CODE_INPUT, placeholder(SOURCE_BUNDLE_URI), CODE_DIR)
+
+
+def bundle_command(run: str, *, before: str = "") -> str:
+    """The shell command of a processing job with the code input: unpack the source bundle,
+    do `before` (each part ending in "; "), then `run` (`python3 -m processing.<job> ...`) from the
+    bundle's root, where its modules import each other as top-level siblings."""
+    bundle = f"{CODE_DIR}/bundle"
+    return (
+        f"set -eu; mkdir -p {bundle}; tar -xzf {CODE_DIR}/{placeholder(SOURCE_BUNDLE_FILE)} -C {bundle}; "
+        f"{before}cd {bundle}; {run}"
+    )
 
 
 def network_config(config: StageConfig, *, isolated: bool | None = None) -> dict[str, Any]:

@@ -4,8 +4,9 @@
     Champion (Processing) ----'                            |-- passes: Register (RegisterModel)
                                                            '-- fails:  Fail (Fail)
 
-The gate registers a candidate that reaches QualityThreshold and is not worse than the approved
-champion (infra/definitions/champion_step.py) by more than ChampionTolerance.
+The Train step is built in infra/definitions/train_step.py, the Champion step in
+infra/definitions/champion_step.py; the gate registers a candidate that reaches QualityThreshold
+and is not worse than the approved champion by more than ChampionTolerance.
 
 No SageMaker SDK, no CDK, no AWS calls: the definition is a dict built from the stage
 configuration and the network registry, serialized with sorted keys, so every synth
@@ -44,38 +45,39 @@ from infra.definitions.parts import (
     ARTIFACTS_BUCKET,
     DATA_BUCKET,
     EXECUTION_ID,
-    EXECUTION_ROLE_ARN,
+    EXECUTION_ROLE_ARN,  # noqa: F401 - read as definition.EXECUTION_ROLE_ARN
     INFERENCE_IMAGE_URI,
     JOB_RETRY,
-    KEY_ARN,
-    PLACEHOLDERS,  # noqa: F401 - read as pipeline_definition.PLACEHOLDERS
+    KEY_ARN,  # noqa: F401 - read as definition.KEY_ARN
+    PLACEHOLDERS,  # noqa: F401 - read as definition.PLACEHOLDERS
     PROCESSING_ROOT,
     SERVICE_RETRY,
-    SOURCE_BUNDLE_URI,
+    SOURCE_BUNDLE_FILE,  # noqa: F401 - read as definition.SOURCE_BUNDLE_FILE
+    SOURCE_BUNDLE_URI,  # noqa: F401 - read as definition.SOURCE_BUNDLE_URI
     TRAINING_IMAGE_URI,
+    bundle_command,
+    code_input,
     processing_job,
     processing_outputs,
 )
 from infra.definitions.parts import get as _get
 from infra.definitions.parts import join as _join
-from infra.definitions.parts import network_config as _network_config
 from infra.definitions.parts import parameter as _parameter
 from infra.definitions.parts import placeholder as _placeholder
 from infra.definitions.parts import processing_input as _processing_input
 from infra.definitions.parts import s3 as _s3
+from infra.definitions.train_step import TRAIN_STEP, model_artifacts, train_step  # noqa: F401 - TRAIN_STEP too
 from infra.naming import model_package_group_name
 from training import champion_comparison
 from training.networks import Network, get_network
 
 SCHEMA_VERSION = "2020-12-01"
 
-TRAIN_STEP = "Train"
 EVALUATE_STEP = "Evaluate"
 QUALITY_GATE_STEP = "QualityGate"
 REGISTER_STEP = "Register"
 FAIL_STEP = "Fail"
 
-CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
 EVALUATION_OUTPUT = "evaluation"
 EVALUATION_REPORT = "EvaluationReport"
 EVALUATION_FILE = "evaluation.json"
@@ -116,19 +118,6 @@ def pipeline_parameters(config: StageConfig, network_name: str) -> tuple[Pipelin
     )
 
 
-def training_channels(config: StageConfig, network: Network) -> tuple[str, ...]:
-    """The input channels of the training job.
-
-    SageMaker fails a job whose channel prefix holds no object, so an optional channel is only
-    wired where it must exist: with network isolation the job cannot download base weights
-    (keras.applications), so they have to arrive as the `pretrained` channel, and data
-    preparation must upload it. Without isolation the entry point downloads them itself.
-    """
-    if config.training.network_isolation:
-        return network.channels
-    return network.required_channels
-
-
 def pipeline_definition(config: StageConfig, network_name: str) -> dict[str, Any]:
     """The pipeline definition of `network_name` in stage `config`, with `${Placeholders}`."""
     network = get_network(network_name)
@@ -138,7 +127,7 @@ def pipeline_definition(config: StageConfig, network_name: str) -> dict[str, Any
         "Metadata": {},
         "Parameters": [parameter.to_definition() for parameter in parameters],
         "Steps": [
-            _train_step(config, network, parameters),
+            train_step(config, network, parameters),
             champion_step(config, network),
             _evaluate_step(config, network),
             _quality_gate_step(config, network),
@@ -172,103 +161,23 @@ def _quality_value(network: Network) -> dict[str, Any]:
     return _report_value(f"metrics.{network.quality_gate.metric}.value")
 
 
-def _hyperparameter_value(parameter: PipelineParameter) -> Any:
-    # HyperParameters is a map of strings: numbers go through Std:Join to become text.
-    if parameter.type == "String":
-        return _parameter(parameter.name)
-    return _join(_parameter(parameter.name))
-
-
-def _train_step(config: StageConfig, network: Network, parameters: tuple[PipelineParameter, ...]) -> dict[str, Any]:
-    hyperparameters: dict[str, Any] = {
-        "sagemaker_program": network.entry_point,
-        "sagemaker_submit_directory": _placeholder(SOURCE_BUNDLE_URI),
-        "sagemaker_region": config.region,
-        "sagemaker_container_log_level": "20",
-        # The TF container then writes TF_CONFIG for every host (a one-worker cluster when
-        # TrainingInstanceCount is 1); it changes nothing else, and the entry point decides
-        # its strategy from TF_CONFIG. Never send "false": an unparsed "false" is truthy.
-        "sagemaker_multi_worker_mirrored_strategy_enabled": "true",
-        "checkpoint_dir": CHECKPOINT_LOCAL_PATH,
-    }
-    hyperparameters.update(
-        {
-            parameter.hyperparameter.name: _hyperparameter_value(parameter)
-            for parameter in parameters
-            if parameter.hyperparameter is not None
-        }
-    )
-    stopping: dict[str, int] = {"MaxRuntimeInSeconds": config.training.max_run_seconds}
-    # Spot is a stage setting baked in at synth, not a pipeline parameter: SageMaker rejects
-    # MaxWaitTimeInSeconds without EnableManagedSpotTraining, and a parameter cannot remove a
-    # field from the request (aws/sagemaker-python-sdk#4140).
-    if config.training.use_spot:
-        stopping["MaxWaitTimeInSeconds"] = config.training.max_wait_seconds
-    arguments: dict[str, Any] = {
-        "AlgorithmSpecification": {
-            "TrainingImage": _placeholder(TRAINING_IMAGE_URI),
-            "TrainingInputMode": "File",
-            "MetricDefinitions": network.metric_definitions,
-        },
-        "HyperParameters": hyperparameters,
-        "InputDataConfig": [_training_channel(channel) for channel in training_channels(config, network)],
-        "OutputDataConfig": {
-            "S3OutputPath": _s3(ARTIFACTS_BUCKET, f"models/{network.name}/"),
-            "KmsKeyId": _placeholder(KEY_ARN),
-        },
-        "ResourceConfig": {
-            "InstanceType": _parameter(TRAINING_INSTANCE_TYPE),
-            "InstanceCount": _parameter(TRAINING_INSTANCE_COUNT),
-            "VolumeSizeInGB": config.training.volume_size_gb,
-            "VolumeKmsKeyId": _placeholder(KEY_ARN),
-        },
-        "StoppingCondition": stopping,
-        "EnableManagedSpotTraining": config.training.use_spot,
-        # One checkpoint folder per execution: a new run starts fresh, while a spot
-        # interruption or a retried job of the same run resumes where it stopped.
-        "CheckpointConfig": {
-            "S3Uri": _join(_s3(ARTIFACTS_BUCKET, f"checkpoints/{network.name}/"), EXECUTION_ID),
-            "LocalPath": CHECKPOINT_LOCAL_PATH,
-        },
-        "RoleArn": _placeholder(EXECUTION_ROLE_ARN),
-        **_network_config(config),
-    }
-    return {"Name": TRAIN_STEP, "Type": "Training", "Arguments": arguments, "RetryPolicies": [SERVICE_RETRY, JOB_RETRY]}
-
-
-def _training_channel(channel: str) -> dict[str, Any]:
-    return {
-        "ChannelName": channel,
-        "DataSource": {
-            "S3DataSource": {
-                "S3DataType": "S3Prefix",
-                "S3Uri": _join(_parameter(INPUT_DATA_URI), f"{channel}/"),
-                "S3DataDistributionType": "FullyReplicated",
-            }
-        },
-    }
-
-
 def evaluation_command(network: Network) -> str:
     """The shell command of the Evaluate container: unpack the code, the model and the champion's
     model if there is one, evaluate, and draw the drift baseline from the validation channel."""
-    code, model, test, validation, output, champion = (
-        f"{PROCESSING_ROOT}/{name}"
-        for name in ("code", "model", "test", BASELINE_CHANNEL, EVALUATION_OUTPUT, CHAMPION_OUTPUT)
+    model, test, validation, output, champion = (
+        f"{PROCESSING_ROOT}/{name}" for name in ("model", "test", BASELINE_CHANNEL, EVALUATION_OUTPUT, CHAMPION_OUTPUT)
     )
-    # Both archives arrive as single objects whose names SageMaker chose (the code bundle is a
-    # CDK asset named by its hash), hence the globs. No `${...}` here: Fn::Sub would take it.
-    return (
-        f"set -eu; mkdir -p {code}/bundle; "
-        f"tar -xzf {code}/*.gz -C {code}/bundle; "
-        f"tar -xzf {model}/model.tar.gz -C {model}; "
-        f"if [ -f {champion}/model.tar.gz ]; then mkdir -p {champion}/model; "
-        f"tar -xzf {champion}/model.tar.gz -C {champion}/model; fi; "
-        f"cd {code}/bundle; "
+    # Run-time values come through the environment ($NAME, never ${NAME}: Fn::Sub would take it).
+    return bundle_command(
         f"python3 -m {EVALUATION_MODULE} --network {network.name} --model-dir {model} "
         f"--test-dir {test} --output-dir {output} --champion-dir {champion} "
         f'--tolerance "$CHAMPION_TOLERANCE" '
-        f'--baseline-dir {validation} --model-uri "${MODEL_URI_VARIABLE}"'
+        f'--baseline-dir {validation} --model-uri "${MODEL_URI_VARIABLE}"',
+        before=(
+            f"tar -xzf {model}/model.tar.gz -C {model}; "
+            f"if [ -f {champion}/model.tar.gz ]; then mkdir -p {champion}/model; "
+            f"tar -xzf {champion}/model.tar.gz -C {champion}/model; fi; "
+        ),
     )
 
 
@@ -281,19 +190,19 @@ def _evaluate_step(config: StageConfig, network: Network) -> dict[str, Any]:
             "ContainerEntrypoint": ["/bin/bash", "-c", evaluation_command(network)],
         },
         "ProcessingInputs": [
-            _processing_input("model", _model_artifacts(), f"{PROCESSING_ROOT}/model"),
+            _processing_input("model", model_artifacts(), f"{PROCESSING_ROOT}/model"),
             _processing_input("test", _join(_parameter(INPUT_DATA_URI), "test/"), f"{PROCESSING_ROOT}/test"),
             _processing_input(
                 BASELINE_CHANNEL,
                 _join(_parameter(INPUT_DATA_URI), f"{BASELINE_CHANNEL}/"),
                 f"{PROCESSING_ROOT}/{BASELINE_CHANNEL}",
             ),
-            _processing_input("code", _placeholder(SOURCE_BUNDLE_URI), f"{PROCESSING_ROOT}/code"),
+            code_input(),
             champion_input(),
         ],
         "Environment": {
             "CHAMPION_TOLERANCE": _join(_parameter(CHAMPION_TOLERANCE)),
-            MODEL_URI_VARIABLE: _model_artifacts(),
+            MODEL_URI_VARIABLE: model_artifacts(),
         },
         "ProcessingOutputConfig": processing_outputs(
             EVALUATION_OUTPUT, evaluation_uri, f"{PROCESSING_ROOT}/{EVALUATION_OUTPUT}"
@@ -340,10 +249,6 @@ def evaluation_report_uri(file: str = EVALUATION_FILE) -> dict[str, Any]:
     return _join(_get(output), file, on="/")
 
 
-def _model_artifacts() -> dict[str, str]:
-    return _get(f"Steps.{TRAIN_STEP}.ModelArtifacts.S3ModelArtifacts")
-
-
 def _register_step(config: StageConfig, network: Network) -> dict[str, Any]:
     gate = network.quality_gate
     arguments = {
@@ -354,7 +259,7 @@ def _register_step(config: StageConfig, network: Network) -> dict[str, Any]:
             "Containers": [
                 {
                     "Image": _placeholder(INFERENCE_IMAGE_URI),
-                    "ModelDataUrl": _model_artifacts(),
+                    "ModelDataUrl": model_artifacts(),
                 }
             ],
             "SupportedContentTypes": list(network.request_content_types),

@@ -36,6 +36,7 @@ from boto3.exceptions import Boto3Error
 from botocore.exceptions import BotoCoreError, ClientError
 
 from mlops.local.iam import AccessDenied, RoleSessions
+from mlops.local.isolation import Confinement
 from mlops.local.moto import LocalAws
 from mlops.local.moto_records import MotoRecords
 from mlops.local.pipeline_jobs import JobFailed, JobRuntime, run_processing_step, run_training_step
@@ -256,9 +257,11 @@ class LocalPipelineExecutor:
         context = run.context
         if kind == "Training":
             job_name = _job_name(run.execution_id, name)
-            self._reporter.step_started(name, kind, f"training job {job_name}", arguments)
+            runtime = self._job_runtime(run, arguments, job_name)
+            isolation = runtime.confinement(arguments.get("EnableNetworkIsolation"))
+            self._reporter.step_started(name, kind, f"training job {job_name}" + _isolated(isolation), arguments)
             self._authorize_job(run, "training-job", job_name, arguments)
-            properties = run_training_step(name, job_name, arguments, self._job_runtime(run, arguments, job_name))
+            properties = run_training_step(name, job_name, arguments, runtime)
             context.steps[name] = properties
             metrics = " ".join(
                 f"{metric['MetricName']}={metric['Value']:.4g}" for metric in properties.get("FinalMetricDataList", [])
@@ -266,9 +269,11 @@ class LocalPipelineExecutor:
             return f"{metrics}; model {properties['ModelArtifacts']['S3ModelArtifacts']}", []
         if kind == "Processing":
             job_name = _job_name(run.execution_id, name)
-            self._reporter.step_started(name, kind, f"processing job {job_name}", arguments)
+            runtime = self._job_runtime(run, arguments, job_name)
+            isolation = runtime.confinement(arguments.get("NetworkConfig", {}).get("EnableNetworkIsolation"))
+            self._reporter.step_started(name, kind, f"processing job {job_name}" + _isolated(isolation), arguments)
             self._authorize_job(run, "processing-job", job_name, arguments)
-            properties = run_processing_step(name, job_name, arguments, self._job_runtime(run, arguments, job_name))
+            properties = run_processing_step(name, job_name, arguments, runtime)
             context.steps[name] = properties
             context.property_files[name] = _property_files(step, properties)
             return ", ".join(f"{file} at {uri}" for file, uri in context.property_files[name].items()), []
@@ -317,6 +322,10 @@ class LocalPipelineExecutor:
 
     def _sagemaker_arn(self, kind: str, name: str) -> str:
         return f"arn:aws:sagemaker:{self._aws.region}:{self._aws.account}:{kind}/{name}"
+
+
+def _isolated(confinement: Confinement | None) -> str:
+    return f", network isolated: {confinement.describe()}" if confinement else ""
 
 
 def _end_of(error: BaseException) -> tuple[str, str]:

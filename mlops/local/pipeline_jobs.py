@@ -8,9 +8,16 @@ and S3 as SageMaker does, and returns the job's Describe* response: the step's p
                 toolkit runs the entry point (`mlops.local.training_job`); checkpoints synced
                 from and to CheckpointConfig.S3Uri; `model.tar.gz` and `output.tar.gz` uploaded to
                 `<S3OutputPath>/<job name>/output/`; MetricDefinitions applied to the log.
+                `/opt/ml` (the container's folder) is this step's own folder here, in the
+                hyperparameters too (a checkpoint folder, a submit directory in the code channel).
     Processing  inputs downloaded to their LocalPath, the container's command run, outputs
                 uploaded from their LocalPath (EndOfJob). `/opt/ml/processing` (the container's
                 folder) is this step's own folder here, in paths and in the command alike.
+
+Data moves as the job's role (`JobRuntime.s3`), outside the job. The job gets the role's
+credentials and the local AWS's endpoint only when its request does not isolate it; an isolated
+job (EnableNetworkIsolation, NetworkConfig.EnableNetworkIsolation) gets neither, and no network
+where this machine allows it (`mlops.local.isolation`).
 
 A failing job raises `JobFailed` with SageMaker's kind of reason; its folder stays for a look.
 """
@@ -31,11 +38,14 @@ from pathlib import Path
 from typing import IO, Any
 
 from mlops import processes
+from mlops.local.isolation import Confinement, detect, is_isolated
 from mlops.local.moto_records import MotoRecords
 from mlops.local.s3 import download_prefix, join_uri, upload_file, upload_folder
 from mlops.local.training_job import start_job
 
+CONTAINER_ROOT = "/opt/ml"
 PROCESSING_ROOT = "/opt/ml/processing"
+DEFAULT_CHECKPOINTS = "/opt/ml/checkpoints"
 LOG_FILE = "log.txt"
 FAILURE_TAIL_LINES = 15
 
@@ -57,27 +67,40 @@ class JobRuntime:
     s3: Any
     records: MotoRecords
     env: Mapping[str, str]
-    """AWS_* of the local AWS, for the job's own calls (the toolkit fetches the code bundle)."""
+    """AWS_* of the local AWS and the role's credentials, for the calls of a job that is not
+    isolated (the toolkit fetches the code bundle, the Champion step reads the registry)."""
     work_dir: Path
     on_line: Callable[[str, str], None]
     """(step name, log line) as the job prints it."""
+    isolation: Confinement | None = None
+    """How an isolated job is cut off here; None: what this machine allows (probed once)."""
+
+    def confinement(self, isolated: Any) -> Confinement | None:
+        """How to run a job whose request's EnableNetworkIsolation is `isolated`; None: as it is."""
+        if not is_isolated(isolated):
+            return None
+        return self.isolation or detect()
 
 
 def run_training_step(step: str, job_name: str, request: Mapping[str, Any], runtime: JobRuntime) -> dict[str, Any]:
     job_dir = (runtime.work_dir / step).resolve()
-    checkpoints = job_dir / "checkpoints"
-    hyperparameters = dict(request.get("HyperParameters", {}))
     checkpoint_config = request.get("CheckpointConfig")
+    confinement = runtime.confinement(request.get("EnableNetworkIsolation"))
     metrics: list[dict[str, Any]] = []
     runtime.records.start_training_job(job_name, request)
     try:
+        # Paths in the container are paths in this job's folder, in the hyperparameters too: the
+        # entry point takes its checkpoint folder from one, the toolkit its submit directory.
+        hyperparameters = {
+            name: _in_job_dir(value, job_dir) if _in_container(value) else value
+            for name, value in request.get("HyperParameters", {}).items()
+        }
+        checkpoints = Path(
+            _in_job_dir(
+                (checkpoint_config or {}).get("LocalPath", DEFAULT_CHECKPOINTS), job_dir, "checkpoint LocalPath"
+            )
+        )
         if checkpoint_config:
-            # The container's checkpoint folder is this job's: the entry point takes it from a
-            # hyperparameter, which SageMaker does not remap either.
-            container_path = checkpoint_config.get("LocalPath", "/opt/ml/checkpoints")
-            hyperparameters = {
-                name: str(checkpoints) if value == container_path else value for name, value in hyperparameters.items()
-            }
             download_prefix(runtime.s3, checkpoint_config["S3Uri"], checkpoints)
         channels = {
             channel["ChannelName"]: _download_channel(runtime.s3, channel, job_dir)
@@ -85,7 +108,13 @@ def run_training_step(step: str, job_name: str, request: Mapping[str, Any], runt
         }
         with _LogFile(job_dir, step, runtime.on_line) as log:
             job = start_job(
-                job_dir, hyperparameters, channels, checkpoint_dir=checkpoints, env=runtime.env, on_line=log.write
+                job_dir,
+                hyperparameters,
+                channels,
+                checkpoint_dir=checkpoints,
+                env=None if confinement else runtime.env,
+                on_line=log.write,
+                confinement=confinement,
             )
             _wait(job.child, request)
             result = job.wait()
@@ -139,6 +168,7 @@ def run_processing_step(step: str, job_name: str, request: Mapping[str, Any], ru
         for argument in [*app.get("ContainerEntrypoint", []), *app.get("ContainerArguments", [])]
     ]
     outputs = request.get("ProcessingOutputConfig", {})
+    confinement = runtime.confinement(request.get("NetworkConfig", {}).get("EnableNetworkIsolation"))
     runtime.records.start_processing_job(job_name, request)
     try:
         if not command:
@@ -152,9 +182,12 @@ def run_processing_step(step: str, job_name: str, request: Mapping[str, Any], ru
                 raise JobFailed(f"ClientError: no S3 objects found under {source['S3Uri']} (input {item['InputName']})")
         for item in outputs.get("Outputs", []):
             local(item["S3Output"]["LocalPath"]).mkdir(parents=True, exist_ok=True)
-        environment = {**_clean_environment(), **runtime.env, **request.get("Environment", {})}
+        environment = {**_clean_environment(), **({} if confinement else runtime.env)}
         # The training image's `python3` is the one with TensorFlow: here, this venv's.
         environment["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), environment.get("PATH", "")])
+        if confinement:
+            command, environment = confinement.confine(command, environment, home=step_dir / "home")
+        environment.update(request.get("Environment", {}))
         with _LogFile(step_dir, step, runtime.on_line) as log:
             exit_code = _wait(processes.start(command, env=environment, cwd=step_dir, on_line=log.write), request)
         if exit_code != 0:
@@ -215,6 +248,19 @@ def _wait(job: processes.ChildProcess, request: Mapping[str, Any]) -> int:
     except subprocess.TimeoutExpired:
         job.kill()
         raise JobFailed(f"MaxRuntimeExceeded: the job ran longer than {limit} s") from None
+
+
+def _in_container(value: Any) -> bool:
+    return isinstance(value, str) and (value == CONTAINER_ROOT or value.startswith(CONTAINER_ROOT + "/"))
+
+
+def _in_job_dir(path: str, job_dir: Path, what: str = "path") -> str:
+    """The container's `path` (under /opt/ml) in the job's folder."""
+    if not _in_container(path):
+        raise JobFailed(
+            f"ClientError: {what} {path} is outside {CONTAINER_ROOT}, the only folder the local runner maps"
+        )
+    return str(job_dir) + path[len(CONTAINER_ROOT) :]
 
 
 def _clean_environment() -> dict[str, str]:

@@ -46,6 +46,7 @@ from typing import Literal
 
 from infra.source_bundle import build_source_bundle
 from mlops import processes
+from mlops.local.isolation import Confinement
 from mlops.local.s3 import download_prefix
 from training.networks import METRICS_LINE_PREFIX, HyperparameterValue, Network, get_network
 
@@ -184,11 +185,13 @@ def start_job(
     current_host: str = "localhost",
     env: Mapping[str, str] | None = None,
     on_line: Callable[[str], None] | None = None,
+    confinement: Confinement | None = None,
 ) -> RunningTrainingJob:
     """Starts a job as CreateTrainingJob describes one: `hyperparameters` go into
     hyperparameters.json verbatim (they must name `sagemaker_program` and
     `sagemaker_submit_directory`); each channel is a local folder (linked, unless the job
-    folder holds it already) or an `s3://` prefix (downloaded, as File mode does)."""
+    folder holds it already) or an `s3://` prefix (downloaded, as File mode does). With a
+    `confinement` the job runs network-isolated (`mlops.local.isolation`)."""
     job_dir = job_dir.resolve()
     _lay_out(job_dir, hyperparameters, channels, hosts=hosts, current_host=current_host)
     train = Path(sys.executable).with_name("train")
@@ -209,7 +212,10 @@ def start_job(
         if on_line is not None:
             on_line(line)
 
-    child = processes.start([str(train)], env=environment, cwd=job_dir, on_line=take)
+    argv = [str(train)]
+    if confinement is not None:
+        argv, environment = confinement.confine(argv, environment, home=job_dir / "home")
+    child = processes.start(argv, env=environment, cwd=job_dir, on_line=take)
     return RunningTrainingJob(child=child, job_dir=job_dir, checkpoint_dir=checkpoint_dir.resolve(), lines=lines)
 
 

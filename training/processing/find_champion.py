@@ -3,14 +3,16 @@
 SageMaker Pipelines runs this in a processing job on the training image, from the unpacked source
 bundle, beside the Train step:
 
-    python3 -m processing.find_champion --group mlops-prod-cnn --region eu-west-1 --output-dir /opt/ml/processing/champion
+    python3 -m processing.find_champion --group mlops-prod-cnn --region eu-west-1 \
+        --output-dir /opt/ml/processing/champion
 
 It finds the newest Approved version of the model package group (the one `mlops deploy` deploys
 by default), downloads that version's model.tar.gz into the output folder and writes
 champion.json beside it; with no approved version, champion.json says so and nothing else is
-written. This is the one job that calls AWS itself (the model registry, then S3), so it alone runs
-without network isolation; the Evaluate step, which runs the models, stays isolated. boto3 comes
-with the training image (the SageMaker Python SDK and the AWS CLI it installs).
+written. This is the training pipeline's one job that calls AWS itself (the model registry, then
+S3), so it alone there runs without network isolation; the Evaluate step, which runs the models,
+stays isolated. boto3 comes with the training image (the SageMaker Python SDK and the AWS CLI it
+installs).
 """
 
 from __future__ import annotations

@@ -2,27 +2,24 @@
 drift baseline of the model version it served.
 
 SageMaker Pipelines runs this on the training image, from the unpacked source bundle, like the
-Evaluate step:
+Evaluate step, and with the stage's network isolation like it:
 
     python3 -m processing.monitor --network cnn --model-dir /opt/ml/processing/model \\
         --baseline /opt/ml/processing/baseline/baseline.json \\
-        --capture-uri s3://ARTIFACTS/data-capture/cnn/mlops-prod-cnn/AllTraffic/ \\
-        --window-start 2026-12-01T10:00:00Z --window-end 2026-12-01T11:00:00Z \\
-        --output-dir /opt/ml/processing/drift --metric-namespace mlops-prod/drift
+        --captures-dir /opt/ml/processing/captures --output-dir /opt/ml/processing/drift
 
-It lists the capture files of the window's hour folders (the key layout of SageMaker's data
-capture, inference/capture.py), keeps the records whose inferenceTime falls in the window, and
-decodes each request with the served model's own handler (`code/inference.py`, as the endpoint
-parsed it) into the model's input. Those inputs are summarised as the baseline was (baseline.py:
-the task's features, the model's `embedding` signature, its predictions) and tested against it
-(drift.py). A file or record that cannot be read is counted, by reason, and reported, never fatal.
+Its captures are an input: the capture files of the window's hour folders and `window.json`,
+copied by the CollectCaptures step (processing/collect_captures.py). It keeps the records whose
+inferenceTime falls in the window and decodes each request with the served model's own handler
+(`code/inference.py`, as the endpoint parsed it) into the model's input. Those inputs are
+summarised as the baseline was (baseline.py: the task's features, the model's `embedding`
+signature, its predictions) and tested against it (drift.py). A file or record that cannot be
+read is counted, by reason, and reported, never fatal.
 
 Writes `drift.json` (the window, what was read and skipped, every test, the decision) and
-`drift.png`, and publishes `DriftScore` (-log10 of the window's p-value; none when the window
-holds too few examples to conclude), `DriftDetected`, `CapturedExamples` and
-`UnparsableCaptures` under `--metric-namespace`, dimension `Network`. A window without a
-conclusion is not a failure; bad input (a baseline of another model, an unreadable model, a
-bad window) exits 2 with one `error: ...` line.
+`drift.png`; the PublishMetrics step publishes its numbers (processing/publish_drift.py). It calls
+no AWS service. A window without a conclusion is not a failure; bad input (a baseline of another
+model, an unreadable model, no window) exits 2 with one `error: ...` line.
 """
 
 from __future__ import annotations
@@ -32,7 +29,6 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +39,7 @@ import drift
 import drift_plots
 import networks
 from baseline import Summariser
+from capture_window import Window, iso
 from captures import CaptureReader, RequestDecoder
 from drift import Baseline, Summaries
 
@@ -58,20 +55,20 @@ def main(argv: Sequence[str] | None = None) -> None:
         level=logging.INFO, stream=sys.stdout, force=True, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     with contract.exits_on_bad_input():
-        start, end = window(arguments.window_start, arguments.window_end, arguments.window_minutes)
+        try:
+            window = Window.read(arguments.captures_dir)
+        except ValueError as error:
+            raise contract.InputError(f"captures dir {arguments.captures_dir}: {error}") from None
         report = monitor(
             arguments.network,
             arguments.model_dir,
             arguments.baseline,
-            arguments.capture_uri,
-            start,
-            end,
+            arguments.captures_dir,
+            window,
             arguments.output_dir,
             alpha=arguments.alpha,
             model_uri=arguments.model_uri,
         )
-        if arguments.metric_namespace:
-            publish(report, arguments.metric_namespace)
     log.info("window %s .. %s: %s", report["window"]["start"], report["window"]["end"], report["decision"])
 
 
@@ -83,49 +80,27 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--model-uri", default="", help="where the served model is stored: must be the model the baseline names"
     )
-    parser.add_argument("--capture-uri", required=True, help="s3://BUCKET/PREFIX/<endpoint>/<variant>/")
-    parser.add_argument("--window-start", default="", help="ISO 8601 UTC; empty: WINDOW_MINUTES before its end")
-    parser.add_argument("--window-end", default="", help="ISO 8601 UTC; empty: now")
-    parser.add_argument("--window-minutes", type=int, default=60)
+    parser.add_argument(
+        "--captures-dir", type=Path, required=True, help="the window's capture files and window.json (CollectCaptures)"
+    )
     parser.add_argument("--output-dir", type=Path, required=True)
-    parser.add_argument("--metric-namespace", default="", help="CloudWatch namespace; empty: publish nothing")
     parser.add_argument("--alpha", type=float, default=drift.ALPHA, help="false alarm rate per window")
     return parser
-
-
-def window(start: str, end: str, minutes: int, now: datetime | None = None) -> tuple[datetime, datetime]:
-    """[start, end) in UTC from the arguments; InputError if they do not make a window."""
-
-    def parsed(text: str, name: str) -> datetime:
-        try:
-            value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError:
-            raise contract.InputError(f"bad {name} {text!r}: expected ISO 8601, e.g. 2026-12-01T10:00:00Z") from None
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-    if minutes < 1:
-        raise contract.InputError(f"bad window minutes {minutes}: must be at least 1")
-    finish = parsed(end, "window end") if end else (now or datetime.now(UTC))
-    begin = parsed(start, "window start") if start else finish - timedelta(minutes=minutes)
-    if begin >= finish:
-        raise contract.InputError(f"the window starts at {begin.isoformat()}, not before its end {finish.isoformat()}")
-    return begin.astimezone(UTC), finish.astimezone(UTC)
 
 
 def monitor(
     network_name: str,
     model_dir: Path,
     baseline_path: Path,
-    capture_uri: str,
-    start: datetime,
-    end: datetime,
+    captures_dir: Path,
+    window: Window,
     output_dir: Path,
     *,
     alpha: float = drift.ALPHA,
     model_uri: str = "",
-    s3: Any = None,
 ) -> dict[str, Any]:
-    """Writes drift.json and drift.png into `output_dir`; returns the report."""
+    """Writes drift.json and drift.png into `output_dir` for the captures of `window` in
+    `captures_dir`; returns the report."""
     try:
         network = networks.get_network(network_name)
     except KeyError as error:
@@ -145,13 +120,17 @@ def monitor(
     decoder = RequestDecoder.load(model_dir, network)
     summarise = Summariser(network, decoder.description, _signatures(model_dir))
 
-    reader = CaptureReader(capture_uri, s3=s3)
-    summaries = [summarise(chunk) for batch in decoder.inputs(reader.records(start, end)) for chunk in _chunks(batch)]
+    reader = CaptureReader(captures_dir)
+    summaries = [
+        summarise(chunk)
+        for batch in decoder.inputs(reader.records(window.start, window.end))
+        for chunk in _chunks(batch)
+    ]
     examples = sum(len(part) for part in summaries)
     report: dict[str, Any] = {
         "network": network.name,
-        "window": {"start": _iso(start), "end": _iso(end)},
-        "capture_uri": capture_uri,
+        "window": {"start": iso(window.start), "end": iso(window.end)},
+        "capture_uri": window.capture_uri,
         "baseline": str(baseline_path),
         "model_data_url": baseline.document.get("model_data_url"),
         "captures": {**reader.counts(), "examples": examples, "unparsable": reader.problems.merged(decoder.problems)},
@@ -179,28 +158,6 @@ def monitor(
     return report
 
 
-def publish(report: dict[str, Any], namespace: str, cloudwatch: Any = None) -> None:
-    """The report's numbers as CloudWatch metrics, at the window's end."""
-    import boto3
-
-    cloudwatch = cloudwatch or boto3.client("cloudwatch")
-    when = datetime.fromisoformat(report["window"]["end"].replace("Z", "+00:00"))
-    dimensions = [{"Name": "Network", "Value": report["network"]}]
-    values = {
-        "CapturedExamples": report["captures"]["examples"],
-        "UnparsableCaptures": report["captures"]["unparsable"]["count"],
-    }
-    if report.get("score") is not None:
-        values.update(DriftScore=report["score"], DriftDetected=float(report["drifted"]))
-    cloudwatch.put_metric_data(
-        Namespace=namespace,
-        MetricData=[
-            {"MetricName": name, "Dimensions": dimensions, "Timestamp": when, "Value": float(value), "Unit": "None"}
-            for name, value in values.items()
-        ],
-    )
-
-
 def _signatures(model_dir: Path) -> Any:
     import tensorflow as tf
 
@@ -214,10 +171,6 @@ def _signatures(model_dir: Path) -> Any:
 
 def _chunks(batch: np.ndarray) -> list[np.ndarray]:
     return [batch[index : index + BATCH] for index in range(0, len(batch), BATCH)]
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 if __name__ == "__main__":
