@@ -345,7 +345,7 @@ def serve_and_measure(endpoint_file: str | None, model_path: Path, body: bytes, 
 
 
 def requirements_met(runs: list[Run]) -> bool:
-    keep_1, keep_many, new_1, new_many = runs
+    keep_1, keep_many, _new_1, new_many = runs
     return (
         keep_1.percentile(50) <= KEEP_ALIVE_P50_LIMIT_MS
         and keep_many.throughput >= KEEP_ALIVE_MIN_THROUGHPUT

@@ -187,7 +187,9 @@ def randomization(network_name: str, model_dir: Path, test_dir: Path) -> tuple[l
         _, randomized = network.task.integrated_gradients(model.outputs, sample, model.description, examples=picks)
         cascade.append((layer, attribution_rank_correlation(original, randomized)))
     signed = float(
-        np.mean([spearmanr(a.ravel(), b.ravel()).statistic for a, b in zip(original.values, randomized.values)])
+        np.mean(
+            [spearmanr(a.ravel(), b.ravel()).statistic for a, b in zip(original.values, randomized.values, strict=True)]
+        )
     )
     return cascade, signed
 

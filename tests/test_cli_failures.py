@@ -220,7 +220,9 @@ def expiring_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
             {
                 "PipelineExecutionSummaries": [
                     {
-                        "PipelineExecutionArn": "arn:aws:sagemaker:us-east-1:123456789012:pipeline/mlops-local-cnn/execution/x",
+                        "PipelineExecutionArn": (
+                            "arn:aws:sagemaker:us-east-1:123456789012:pipeline/mlops-local-cnn/execution/x"
+                        ),
                         "StartTime": time.time(),
                     }
                 ]
@@ -327,7 +329,8 @@ def test_debug_shows_the_traceback_instead(tmp_path: Path, args: tuple[str, ...]
 
 @pytest.mark.integration
 def test_an_unexpected_error_while_the_cdk_cli_runs_stops_everything(tmp_path: Path) -> None:
-    # The fault: `mlops local`'s wait for `cdk synth` (beside `cdk bootstrap`) fails once the CLIs' process trees are at work.
+    # The fault: `mlops local`'s wait for `cdk synth` (beside `cdk bootstrap`) fails once the CLIs'
+    # process trees are at work.
     fault = """
         import subprocess, time
         wait = subprocess.Popen.wait

@@ -115,7 +115,7 @@ def put_captures(s3, rows: np.ndarray, *, csv: bool = False) -> None:
     )
     rows = np.concatenate([rows[:1], rows, rows[:1]])
     files: dict[str, list[str]] = {}
-    for number, (moment, row) in enumerate(zip(times, rows)):
+    for number, (moment, row) in enumerate(zip(times, rows, strict=True)):
         body = ",".join(f"{value:.6g}" for value in row) if csv else json.dumps({"rows": [row.tolist()]})
         record = capture_record(
             CONFIG,
@@ -246,7 +246,7 @@ def test_bad_input_exits_2_with_one_line(served, tmp_path, capsys, arguments, me
         "--capture-uri": CAPTURE_URI,
         "--output-dir": str(tmp_path / "drift"),
     }
-    pairs = dict(zip(arguments[::2], arguments[1::2]))
+    pairs = dict(zip(arguments[::2], arguments[1::2], strict=True))
     with pytest.raises(SystemExit) as exited, entry_point_logging():
         monitor.main([item for pair in {**given, **pairs}.items() for item in pair])
     assert exited.value.code == contract.EXIT_BAD_INPUT

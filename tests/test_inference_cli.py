@@ -221,7 +221,7 @@ def test_mlops_serve_answers_until_sigterm_then_exits_0_and_frees_the_port(model
             [MLOPS, "invoke", "rnn", str(digit_png), "--local", url], capture_output=True, text=True, timeout=60
         )
         assert unsendable.returncode == 2 and "this network takes" in unsendable.stderr
-        assert [path.name for path in scratch.iterdir()][0].startswith("mlops-endpoint-")
+        assert next(scratch.iterdir()).name.startswith("mlops-endpoint-")
         server.send_signal(signal.SIGTERM)
         assert server.wait(timeout=30) == 0
     finally:

@@ -85,7 +85,7 @@ def _requests(rng: np.random.Generator, signatures) -> dict[str, tuple[bytes, st
         return [
             {
                 "label": names[int(np.argmax(probabilities))],
-                "probabilities": {name: float(p) for name, p in zip(names, probabilities)},
+                "probabilities": {name: float(p) for name, p in zip(names, probabilities, strict=True)},
             }
         ]
 
@@ -111,7 +111,7 @@ def _requests(rng: np.random.Generator, signatures) -> dict[str, tuple[bytes, st
                     "embedding": embedding.tolist(),
                 }
                 for error, threshold, embedding in zip(
-                    scores["reconstruction_error"], scores["threshold"], scores["embedding"]
+                    scores["reconstruction_error"], scores["threshold"], scores["embedding"], strict=True
                 )
             ],
         ),
@@ -451,14 +451,16 @@ def test_a_lone_handler_calls_the_real_rest_uri_with_the_containers_context(echo
 def test_lone_handlers_filling_every_thread_still_get_their_own_predict_answered(echo_model):
     workers, threads = 2, 2
     body = json.dumps({"instances": np.zeros((1, 8, 8, 1)).tolist()})
-    with LocalEndpoint(echo_model, "echo", workers=workers, threads=threads) as endpoint:
-        with ThreadPoolExecutor(3 * workers * threads) as clients:
-            answers = list(
-                clients.map(
-                    lambda _: requests.post(endpoint.url + "/invocations", data=body, timeout=20),
-                    range(3 * workers * threads),
-                )
+    with (
+        LocalEndpoint(echo_model, "echo", workers=workers, threads=threads) as endpoint,
+        ThreadPoolExecutor(3 * workers * threads) as clients,
+    ):
+        answers = list(
+            clients.map(
+                lambda _: requests.post(endpoint.url + "/invocations", data=body, timeout=20),
+                range(3 * workers * threads),
             )
+        )
     assert [answer.status_code for answer in answers] == [200] * len(answers)
     assert {answer.json()["status"] for answer in answers} == {200}
 

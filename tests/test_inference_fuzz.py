@@ -76,7 +76,7 @@ def near_tensors(draw, row_shape: tuple[int, ...]) -> bytes:
     """JSON tensors of the model's shape or close to it, in every form the handlers read."""
     shape = [draw(st.integers(0, 3))] + [max(1, size + draw(st.sampled_from([0, 0, 0, -1, 1]))) for size in row_shape]
     if draw(st.booleans()) and len(shape) > 1:
-        shape = shape[1:] if draw(st.booleans()) else shape + [draw(st.integers(1, 2))]
+        shape = shape[1:] if draw(st.booleans()) else [*shape, draw(st.integers(1, 2))]
     values = draw(
         arrays(np.float64, shape, elements=st.floats(allow_nan=True, allow_infinity=True), fill=st.floats(0, 255))
     )

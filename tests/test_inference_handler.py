@@ -52,9 +52,9 @@ def _rng() -> np.random.Generator:
 
 def _assert_classified(predictions: list[dict], probabilities: np.ndarray, class_names: list[str]) -> None:
     assert len(predictions) == len(probabilities)
-    for prediction, row in zip(predictions, probabilities):
+    for prediction, row in zip(predictions, probabilities, strict=True):
         assert list(prediction["probabilities"]) == class_names
-        assert prediction["probabilities"] == {name: float(p) for name, p in zip(class_names, row)}
+        assert prediction["probabilities"] == {name: float(p) for name, p in zip(class_names, row, strict=True)}
         assert prediction["label"] == class_names[int(np.argmax(row))]
 
 
@@ -372,7 +372,7 @@ def test_output_handler_reads_tf_serving_columnar_answers(served):
     body = json.dumps(
         {"outputs": {"reconstruction_error": [0.5, 2.0], "threshold": [0.75, 0.75], "embedding": [[1, 2], [3, 4]]}}
     ).encode()
-    text, content_type = module.output_handler(_tfs_response(200, body), context())
+    text, _ = module.output_handler(_tfs_response(200, body), context())
     assert json.loads(text)["predictions"] == [
         {"reconstruction_error": 0.5, "threshold": 0.75, "is_anomaly": False, "embedding": [1, 2]},
         {"reconstruction_error": 2.0, "threshold": 0.75, "is_anomaly": True, "embedding": [3, 4]},

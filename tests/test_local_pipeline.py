@@ -496,7 +496,8 @@ def test_the_train_channel_spec_is_uploaded_last(tmp_path: Path) -> None:
             (channels[channel] / name).write_text(name)
 
     class RecordingS3:
-        keys: list[str] = []
+        def __init__(self) -> None:
+            self.keys: list[str] = []
 
         def upload_file(self, path: str, bucket: str, key: str) -> None:
             self.keys.append(key)

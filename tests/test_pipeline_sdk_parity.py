@@ -57,7 +57,7 @@ def flatten(value: Any, path: tuple[Any, ...] = ()) -> dict[tuple[Any, ...], Any
             return {path: {}}
         flat: dict[tuple[Any, ...], Any] = {}
         for key, item in value.items():
-            flat.update(flatten(item, path + (key,)))
+            flat.update(flatten(item, (*path, key)))
         return flat
     if (
         isinstance(value, list)
@@ -71,7 +71,7 @@ def flatten(value: Any, path: tuple[Any, ...] = ()) -> dict[tuple[Any, ...], Any
     if isinstance(value, list) and value:
         flat = {}
         for index, item in enumerate(value):
-            flat.update(flatten(item, path + (index,)))
+            flat.update(flatten(item, (*path, index)))
         return flat
     return {path: value}
 

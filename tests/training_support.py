@@ -206,7 +206,7 @@ def attribution_rank_correlation(trained, randomized) -> float:
     from scipy.stats import spearmanr
 
     found = []
-    for first, second in zip(np.abs(trained.values), np.abs(randomized.values)):
+    for first, second in zip(np.abs(trained.values), np.abs(randomized.values), strict=True):
         support = (first > 0) | (second > 0)
         found.append(spearmanr(first[support], second[support]).statistic)
     return float(np.mean(found))

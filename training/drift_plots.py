@@ -24,7 +24,7 @@ def plot(baseline: Baseline, window: Summaries | None, report: dict[str, Any], p
     if baseline.reference.embedding is not None:
         panels.append(_embedding)
     figure, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
-    for axis, panel in zip(axes[0], panels):
+    for axis, panel in zip(axes[0], panels, strict=True):
         if window is None:
             axis.text(0.5, 0.5, "too few examples", ha="center", va="center", transform=axis.transAxes)
             axis.set_axis_off()

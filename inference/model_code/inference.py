@@ -419,7 +419,7 @@ def _classifications(outputs: dict[str, np.ndarray]) -> list[dict]:
     return [
         {
             "label": class_names[int(np.argmax(row))],
-            "probabilities": {name: float(p) for name, p in zip(class_names, row)},
+            "probabilities": {name: float(p) for name, p in zip(class_names, row, strict=True)},
         }
         for row in probabilities
     ]
@@ -438,6 +438,6 @@ def _anomaly_scores(outputs: dict[str, np.ndarray]) -> list[dict]:
             "embedding": embedding.tolist(),
         }
         for error, threshold, embedding in zip(
-            outputs["reconstruction_error"], outputs["threshold"], outputs["embedding"]
+            outputs["reconstruction_error"], outputs["threshold"], outputs["embedding"], strict=True
         )
     ]

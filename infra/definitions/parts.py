@@ -1,7 +1,8 @@
 """What the steps of a pipeline definition are built from, shared by the modules that build them
-(`infra.definitions.training_pipeline`, `infra.definitions.champion_step`, `infra.definitions.monitor_pipeline`): the deploy-time placeholders, the
-definition language's expressions (Get, Std:Join), S3 URIs, a processing job's input, output and
-settings, the jobs' network settings and retry policies. Plain data, no SDK: see `infra.definitions.training_pipeline`.
+(`infra.definitions.training_pipeline`, `infra.definitions.champion_step`,
+`infra.definitions.monitor_pipeline`): the deploy-time placeholders, the definition language's
+expressions (Get, Std:Join), S3 URIs, a processing job's input, output and settings, the jobs'
+network settings and retry policies. Plain data, no SDK: see `infra.definitions.training_pipeline`.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 SageMaker Pipelines runs this in a processing job on the training image, from the unpacked source
 bundle, beside the Train step:
 
-    python3 -m processing.find_champion --group mlops-prod-cnn --region eu-west-1 --output-dir /opt/ml/processing/champion
+    python3 -m processing.find_champion --group mlops-prod-cnn --region eu-west-1 \\
+        --output-dir /opt/ml/processing/champion
 
 It finds the newest Approved version of the model package group (the one `mlops deploy` deploys
 by default), downloads that version's model.tar.gz into the output folder and writes
