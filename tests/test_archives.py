@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import os
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -37,7 +38,7 @@ def _folder(name: str) -> tuple[tarfile.TarInfo, None]:
     return _special(name, tarfile.DIRTYPE)
 
 
-def _archive(path: Path, *members: tuple[tarfile.TarInfo, bytes | None]) -> Path:
+def _archive(path: Path, *members: Member) -> Path:
     with tarfile.open(path, "w:gz") as archive:
         for info, data in members:
             archive.addfile(info, io.BytesIO(data) if data is not None else None)
@@ -61,7 +62,9 @@ def _everything_under(folder: Path) -> dict[str, str]:
 
 
 # case: (members, given the folder beside the target; the reason the error must give)
-HOSTILE = {
+Member = tuple[tarfile.TarInfo, bytes | None]
+# case -> (the hostile members, given the folder outside the target; the refusal's reason)
+HOSTILE: dict[str, tuple[Callable[[Path], list[Member]], str]] = {
     "absolute path": (lambda outside: [_file(f"{outside}/pwned")], "has an absolute path or '..' in it"),
     "dot-dot escape": (lambda outside: [_file("code/../../outside/pwned")], "has an absolute path or '..' in it"),
     "symlink out, absolute": (

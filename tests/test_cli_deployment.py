@@ -141,7 +141,12 @@ def test_deploy_of_a_chosen_version(
     shell_on: LocalAws, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
     calls: list[list[str]] = []
-    monkeypatch.setattr(cdk_runner, "_run", lambda argv, *_: calls.append(argv) or CdkRun("", ""))
+
+    def recorded_run(argv: list[str], *_: object) -> CdkRun:
+        calls.append(argv)
+        return CdkRun("", "")
+
+    monkeypatch.setattr(cdk_runner, "_run", recorded_run)
     code, _, _ = run_mlops(monkeypatch, capsys, "deploy", "cnn", "--version", "1")
     assert code == 0
     assert f"model_package.cnn={version_arn(1)}" in calls[0]

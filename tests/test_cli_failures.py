@@ -112,10 +112,7 @@ def test_the_log_goes_to_the_state_folder_or_else_the_temporary_folder(
         monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
         expected = tmp_path / "state" / "mlops" / "logs"
     _, _, err = run_mlops(monkeypatch, capsys, "cost")
-    assert (
-        Path(_unexpected_line("mlops cost", None, "TypeError: injected").fullmatch(_one_line(err))["log"]).parent
-        == expected
-    )
+    assert _cost_failure_log(err).parent == expected
 
     # A state folder that cannot be made (a file is in the way): the system's temporary folder.
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "a-file"))
@@ -124,7 +121,7 @@ def test_the_log_goes_to_the_state_folder_or_else_the_temporary_folder(
     (tmp_path / "tmp").mkdir()
     code, _, err = run_mlops(monkeypatch, capsys, "cost")
     assert code == 1
-    log = Path(_unexpected_line("mlops cost", None, "TypeError: injected").fullmatch(_one_line(err))["log"])
+    log = _cost_failure_log(err)
     assert log.parent == tmp_path / "tmp" and "TypeError: injected" in log.read_text()
 
 
@@ -133,17 +130,19 @@ def test_two_failures_in_one_second_get_two_logs(
 ) -> None:
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
     monkeypatch.setattr("mlops.commands.deployment.load_prices", _raise_type_error)
-    logs = {
-        _unexpected_line("mlops cost", None, "TypeError: injected").fullmatch(
-            _one_line(run_mlops(monkeypatch, capsys, "cost")[2])
-        )["log"]
-        for _ in range(3)
-    }
+    logs = {_cost_failure_log(run_mlops(monkeypatch, capsys, "cost")[2]) for _ in range(3)}
     assert len(logs) == 3
 
 
 def _raise_type_error() -> None:
     raise TypeError("injected")
+
+
+def _cost_failure_log(err: str) -> Path:
+    """The log that `mlops cost`'s one line names for the injected TypeError."""
+    line = _unexpected_line("mlops cost", None, "TypeError: injected").fullmatch(_one_line(err))
+    assert line, err
+    return Path(line["log"])
 
 
 def test_expected_failures_keep_their_message_and_write_no_log(

@@ -92,7 +92,12 @@ def test_channels_are_made_once_then_copied_from_the_cache(tmp_path, monkeypatch
     monkeypatch.setenv("MLOPS_CACHE_DIR", str(tmp_path / "cache"))
     calls = []
     load = mnist.load_mnist
-    monkeypatch.setattr(mnist, "load_mnist", lambda: calls.append(1) or load())
+
+    def counted_load():
+        calls.append(1)
+        return load()
+
+    monkeypatch.setattr(mnist, "load_mnist", counted_load)
     first = prepare("cnn", tmp_path / "first", limit=LIMIT)
     second = prepare("cnn", tmp_path / "second", limit=LIMIT)
     assert len(calls) == 1, "the second preparation read nothing but the cache"
@@ -119,5 +124,10 @@ def test_a_failed_preparation_leaves_no_cache_entry(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="interrupted"):
         cache.cached_channels("entry", fail, tmp_path / "out")
     assert list((tmp_path / "cache").iterdir()) == []
-    made = cache.cached_channels("entry", lambda folder: (folder / "train").mkdir(parents=True) or {}, tmp_path / "out")
+
+    def make(folder):
+        (folder / "train").mkdir(parents=True)
+        return {}
+
+    made = cache.cached_channels("entry", make, tmp_path / "out")
     assert made == {"train": tmp_path / "out" / "train"}

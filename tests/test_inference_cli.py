@@ -195,6 +195,7 @@ def test_mlops_serve_answers_until_sigterm_then_exits_0_and_frees_the_port(model
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
+    assert server.stdout is not None
     try:
         deadline = time.monotonic() + START_SECONDS  # two workers load TensorFlow: slow on a busy machine
         while True:

@@ -11,6 +11,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import boto3
 import numpy as np
@@ -472,7 +473,7 @@ def test_stop_finishes_in_flight_requests_closes_idle_connections_and_frees_the_
     idle.sendall(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
     assert idle.recv(4096).startswith(b"HTTP/1.1 200 ")
 
-    answers = {}
+    answers: dict[str, Any] = {}
     in_flight = threading.Thread(
         target=lambda: answers.setdefault(
             "in flight",
@@ -523,7 +524,7 @@ def test_a_prepared_endpoint_serves_a_model_that_appears_later_and_stops_without
     assert [answer["predictions"][0]["probabilities"][name] for name in CNN_CLASSES] == expected.tolist()
 
     unused = LocalEndpoint(model_dir, "unused", workers=1).prepare()
-    server, port = psutil.Process(unused._process.pid), int(unused.url.rsplit(":", 1)[1])
+    server, port = psutil.Process(unused._started().pid), int(unused.url.rsplit(":", 1)[1])
     unused.stop()
     assert left_running([server]) == [] and not listening(port)
 
@@ -532,6 +533,7 @@ def test_a_model_tarball_is_served_and_its_extraction_removed(models, tmp_path, 
     tarball = tarball_of(models["autoencoder"], tmp_path / "model.tar.gz")
     rows = np.ones((1, N_FEATURES), np.float32)
     with LocalEndpoint(tarball, "from-tar", workers=1) as endpoint:
+        assert endpoint._artifact is not None
         extracted = endpoint._artifact.root
         assert extracted.is_dir()
         answer = requests.post(

@@ -78,7 +78,9 @@ def near_tensors(draw, row_shape: tuple[int, ...]) -> bytes:
     if draw(st.booleans()) and len(shape) > 1:
         shape = shape[1:] if draw(st.booleans()) else [*shape, draw(st.integers(1, 2))]
     values = draw(
-        arrays(np.float64, shape, elements=st.floats(allow_nan=True, allow_infinity=True), fill=st.floats(0, 255))
+        arrays(
+            np.float64, tuple(shape), elements=st.floats(allow_nan=True, allow_infinity=True), fill=st.floats(0, 255)
+        )
     )
     data = values.tolist()
     form = draw(st.sampled_from(["instances", "inputs", "named-rows", "named-inputs", "rows", "bare", "both"]))

@@ -12,9 +12,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import aws_cdk as cdk
 import pytest
-from synth_support import Synthesized, app_module, new_app, synthesized
+from synth_support import Synthesized, app_module, logical_id_of, new_app, synthesized
 
 from infra import naming
 from infra.constructs.training_pipeline import trigger_object_key
@@ -57,8 +56,7 @@ class Pipelines:
         self.json = synth.template_json(self.stack)
 
     def logical_id(self, construct: Any) -> str:
-        element = construct if isinstance(construct, cdk.CfnElement) else construct.node.default_child
-        return self.stack.get_logical_id(element)
+        return logical_id_of(construct)
 
     def resource(self, construct: Any) -> dict[str, Any]:
         return self.json["Resources"][self.logical_id(construct)]

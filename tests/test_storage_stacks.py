@@ -7,6 +7,7 @@ lifecycle rules, IAM semantics) is only checked here.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import pytest
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk.assertions import Template
-from synth_support import CDK_CONTEXT, Synthesized, new_app, synthesized
+from synth_support import CDK_CONTEXT, Synthesized, logical_id_of, new_app, synthesized
 
 from infra.config import parse_stage_config
 from infra.constructs.artifacts_bucket import ArtifactsBucket
@@ -29,7 +30,7 @@ from infra.stacks.storage_stack import StorageStack
 STAGES = ("local", "dev", "prod")
 
 
-def _resources(template: dict[str, Any], resource_type: str) -> dict[str, dict[str, Any]]:
+def _resources(template: Mapping[str, Any], resource_type: str) -> dict[str, dict[str, Any]]:
     return {
         logical_id: resource
         for logical_id, resource in template["Resources"].items()
@@ -41,7 +42,7 @@ def _as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
-def _identity_statements(template: dict[str, Any]) -> list[dict[str, Any]]:
+def _identity_statements(template: Mapping[str, Any]) -> list[dict[str, Any]]:
     statements = []
     for resource in template["Resources"].values():
         properties = resource.get("Properties", {})
@@ -64,9 +65,9 @@ class Storage:
         self.synth = synth
         stack: StorageStack = synth.stacks.storage
         self.json = synth.template_json(stack)
-        self.key_id = stack.get_logical_id(stack.key.key.node.default_child)
+        self.key_id = logical_id_of(stack.key.key)
         self.buckets = {
-            purpose: stack.get_logical_id(construct.bucket.node.default_child)
+            purpose: logical_id_of(construct.bucket)
             for purpose, construct in (
                 ("data", stack.data),
                 ("artifacts", stack.artifacts),
@@ -489,9 +490,7 @@ def test_role_uses_the_key_through_one_statement(local: Synthesized) -> None:
     assert statement["Action"] == ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey"]
     key_export = local.stacks.storage.resolve(local.stacks.storage.key.key_arn)
     assert statement["Resource"]["Fn::ImportValue"].startswith("mlops-local-storage:")
-    assert key_export == {
-        "Fn::GetAtt": [local.stacks.storage.get_logical_id(local.stacks.storage.key.key.node.default_child), "Arn"]
-    }
+    assert key_export == {"Fn::GetAtt": [logical_id_of(local.stacks.storage.key.key), "Arn"]}
 
 
 def test_role_writes_only_sagemaker_log_groups_of_its_account(local: Synthesized) -> None:
@@ -547,8 +546,8 @@ def test_key_actions_follow_the_grants_and_collect_in_one_statement(tmp_path: Pa
         (kms,) = [s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Sid"] == "UseProjectKey"]
         key_actions[role_ref["Ref"]] = kms["Action"]
     assert key_actions == {
-        consumer.get_logical_id(reader.node.default_child): ["kms:Decrypt", "kms:DescribeKey"],
-        consumer.get_logical_id(writer.node.default_child): [
+        logical_id_of(reader): ["kms:Decrypt", "kms:DescribeKey"],
+        logical_id_of(writer): [
             "kms:Decrypt",
             "kms:DescribeKey",
             "kms:Encrypt",

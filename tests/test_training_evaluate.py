@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -204,7 +205,8 @@ def _wider_images(tmp_path: Path, test_dir: Path) -> Path:
     return tmp_path / "wide"
 
 
-BAD_INPUT = {
+# case -> (network, (model dir, test dir, tmp) -> the dirs Evaluate gets, what its one line says...)
+BAD_INPUT: dict[str, tuple[Any, ...]] = {
     "model of another network": (
         "autoencoder",
         lambda model, test, tmp: (model, test),

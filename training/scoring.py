@@ -157,7 +157,7 @@ class ErrorHistogram:
 
     def percentile(self, q: float) -> float:
         """The upper edge of the bin holding the q-th percentile: at least q% lie at or below it."""
-        rank = np.searchsorted(np.cumsum(self.counts), q / 100 * self.total)
+        rank = int(np.searchsorted(np.cumsum(self.counts), q / 100 * self.total))
         return float(self.EDGES[min(rank + 1, len(self.EDGES) - 2)])
 
 

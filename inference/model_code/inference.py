@@ -248,7 +248,7 @@ def _friendly_batch(document, from_csv: bool) -> np.ndarray:
         document = document["rows"]
     if not isinstance(document, (list, np.ndarray)):
         raise InvalidInput(f"expected {_expected_input()}")
-    values = document if from_csv else _numeric_array(document, "the data")
+    values = np.asarray(document) if from_csv else _numeric_array(document, "the data")
     if REQUEST_FORM == "window":
         return _forecast_window(values, from_csv)[np.newaxis]
     if REQUEST_FORM == "sequence":

@@ -163,7 +163,7 @@ class ClassProbabilities:
     probability of each class out, a confusion matrix, answers judged by their label."""
 
     target = "label"
-    outputs = ("probabilities",)
+    outputs: tuple[str, ...] = ("probabilities",)
     answer_form = "classes"
     plot = "confusion_matrix"
     reads_class_names = True
