@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from inference.archives import UnsafeArchiveError, extract_archive
-from inference.artifact import ArtifactError, ModelArtifact
+from inference.artifact import ArtifactError, ModelArtifact, read_serving_config
 
 
 def _file(name: str, data: bytes = b"x", mode: int = 0o644) -> tuple[tarfile.TarInfo, bytes]:
@@ -185,3 +185,10 @@ def test_the_endpoint_refuses_a_hostile_model_tarball_with_one_clear_error(tmp_p
         r"to '/etc/passwd', which does not resolve inside the target folder",
     ):
         ModelArtifact.open(archive_path)
+
+
+def test_a_tarball_whose_serving_json_is_no_file_is_named_not_a_traceback(tmp_path):
+    """`mlops serve` reads code/serving.json straight from the tarball before anything else."""
+    archive_path = _archive(tmp_path / "model.tar.gz", _file("1/saved_model.pb"), _folder("code/serving.json"))
+    with pytest.raises(ArtifactError, match=r"model\.tar\.gz has no code/serving\.json file"):
+        read_serving_config(archive_path)
