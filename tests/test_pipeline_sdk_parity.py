@@ -4,7 +4,7 @@ The SDK side is built from the registry and the stage configuration only (step b
 the SDK's documentation builds a pipeline), never from `infra.definitions.training_pipeline`'s steps, so a
 field the dict misnames, misses or invents shows up as a difference. Both sides get the same
 deploy-time values. The SDK adds a few defaults of its own; those, and only those, may differ.
-Offline workarounds (PLATFORM.md): region set, role as an ARN string, telemetry opted out in the
+Offline workarounds (docs/platform.md): region set, role as an ARN string, telemetry opted out in the
 session's config, every S3 path explicit, no EC2 metadata, role validation off.
 """
 
