@@ -29,7 +29,8 @@ from infra.definitions import training_pipeline as definition
 from mlops.local.moto import moto_server
 from mlops.local.pipeline_executor import LocalPipelineExecutor, PipelineRun, StepFailed
 
-pytestmark = pytest.mark.integration
+# slow: trains a CNN and runs its pipeline twice.
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ARTIFACTS, DATA = "artifacts", "data"
 GROUP = "mlops-local-cnn"

@@ -186,6 +186,7 @@ def test_a_network_left_out_of_a_stage_cannot_be_deployed_there() -> None:
 # --- a real `cdk deploy` against the moto server ----------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_deploy_creates_the_endpoint_in_moto(
     shell_on: LocalAws, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture

@@ -316,6 +316,7 @@ _BROKEN_PRICES = """
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("args", "env"), [(("--debug", "cost"), {}), (("cost",), {"MLOPS_DEBUG": "1"})])
 def test_debug_shows_the_traceback_instead(tmp_path: Path, args: tuple[str, ...], env: dict[str, str]) -> None:
     process = _mlops_with_fault(_BROKEN_PRICES, *args, env={"XDG_STATE_HOME": str(tmp_path), **env})
@@ -326,6 +327,7 @@ def test_debug_shows_the_traceback_instead(tmp_path: Path, args: tuple[str, ...]
     assert not (tmp_path / "mlops").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_an_unexpected_error_while_the_cdk_cli_runs_stops_everything(tmp_path: Path) -> None:
     # The fault: `mlops local`'s wait for `cdk synth` (beside `cdk bootstrap`) fails once the CLIs'
@@ -376,6 +378,7 @@ def _cmdline(process: psutil.Process) -> list[str]:
         return []
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_ctrl_c_is_exit_130_without_a_traceback_or_a_log(tmp_path: Path) -> None:
     port, report = free_port(), tmp_path / "report"

@@ -95,6 +95,7 @@ def test_monitor_starts_the_pipeline_on_the_served_version(aws, monkeypatch, cap
     assert summary["PipelineExecutionArn"] in out and f"on the served model {MODEL}" in out
 
 
+@pytest.mark.slow
 def test_reports_are_listed_newest_first_and_the_last_shown_in_full(aws, monkeypatch, capsys):
     s3 = aws.client("s3")
     for execution, decision in (("first", "no drift (p=0.6 >= 0.01)"), ("second", "drift (p=1e-09 < 0.01)")):

@@ -33,6 +33,7 @@ def _read(folder, channel):
     return spec, np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches])
 
 
+@pytest.mark.slow
 def test_the_pickle_becomes_uint8_images_exactly(raw, loaded):
     (train_images, train_labels), (test_images, test_labels) = loaded
     assert train_images.shape == (60_000, 28, 28, 1) and test_images.shape == (10_000, 28, 28, 1)
@@ -50,6 +51,7 @@ def test_values_that_are_not_k_over_256_are_refused():
         mnist.pixels(np.full((1, 784), 0.3, dtype=np.float32))
 
 
+@pytest.mark.slow
 def test_a_slice_splits_the_training_images_as_the_online_source_and_keeps_every_pixel(tmp_path, loaded):
     (train_images, train_labels), (test_images, test_labels) = loaded
     channels = prepare("cnn", tmp_path, limit=LIMIT)
@@ -88,6 +90,7 @@ def test_the_offline_and_the_online_source_give_the_same_channels(tmp_path, monk
             assert (offline[channel] / shard).read_bytes() == (online[channel] / shard).read_bytes()
 
 
+@pytest.mark.slow
 def test_channels_are_made_once_then_copied_from_the_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("MLOPS_CACHE_DIR", str(tmp_path / "cache"))
     calls = []

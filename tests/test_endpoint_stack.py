@@ -21,6 +21,9 @@ from synth_support import app_module, new_app
 from infra import naming
 from infra.config import ConfigError, StageConfig, load_stage_config
 
+# slow: synthesizes the endpoint stacks of every stage.
+pytestmark = pytest.mark.slow
+
 ACCOUNT = "123456789012"
 NETWORK = "cnn"
 

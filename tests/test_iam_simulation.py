@@ -33,6 +33,9 @@ from infra.constructs.principals import EVENTS_PRINCIPAL, SAGEMAKER_PRINCIPAL
 from infra.definitions.training_pipeline import EVALUATION_FILE, EVALUATION_OUTPUT
 from training.networks import NETWORKS
 
+# slow: synthesizes the whole app per stage.
+pytestmark = pytest.mark.slow
+
 STAGES = ("local", "prod")
 # What the stages that name no account deploy into is the deploying credentials' account.
 SOME_ACCOUNT = "123456789012"

@@ -181,11 +181,13 @@ def test_every_network_is_fuzzed():
     assert set(ROW_SHAPES) == set(EXPORTERS) == set(NETWORKS)
 
 
+@pytest.mark.slow
 def test_the_row_shapes_are_the_test_models_own(models):
     for network, shape in ROW_SHAPES.items():
         assert shape == Served(models[network]).module.ROW_SHAPE, network
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("network", list(NETWORKS))
 def test_the_handler_answers_or_raises_invalid_input_for_any_body(models, network):
     served = Served(models[network])
@@ -208,6 +210,7 @@ def test_the_handler_answers_or_raises_invalid_input_for_any_body(models, networ
     assert outcomes["answered"] >= ANSWERED and outcomes["rejected"] >= REJECTED, outcomes
 
 
+@pytest.mark.slow
 def test_the_endpoint_never_answers_5xx_and_keeps_serving(models):
     """Over HTTP, for one network: what the endpoint adds to the handler (its routes, the status
     each route answers with, a worker that survives every request) is the same for every network,

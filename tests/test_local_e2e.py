@@ -34,7 +34,8 @@ from process_support import free_port, left_running, listening
 from inference.archives import extract_archive
 from mlops.local.moto import ACCOUNT, REGION
 
-pytestmark = pytest.mark.integration
+# slow: runs whole local missions.
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 # A slice small enough for a quick run; the gate lowered to what 3 epochs on it reach, so the
 # model is registered and deployed (the quality of a full run is in the README's timings).

@@ -99,6 +99,7 @@ def test_cli_environment_is_the_targets_and_this_venv(tmp_path: Path, monkeypatc
     assert env["PATH"].split(":")[0] == str(Path(cdk_runner.sys.executable).parent)
 
 
+@pytest.mark.slow
 def test_a_failing_cli_raises_run_failed_with_its_stderr_tail(tmp_path: Path) -> None:
     lines: list[str] = []
     with pytest.raises(RunFailed, match=r"`cdk no-such-command` exited with 1:\n(.|\n)*no-such-command") as failure:

@@ -28,6 +28,9 @@ from mlops.local.permissions import write_permissions_report
 from mlops.local.pipeline_executor import LocalPipelineExecutor, StepFailed
 from mlops.local.training_job import start_job
 
+# slow: synthesizes the local stage and deploys it into moto with IAM enforced.
+pytestmark = pytest.mark.slow
+
 ACCOUNT, REGION = "123456789012", "us-east-1"
 DATA = f"mlops-local-data-{ACCOUNT}-{REGION}"
 ARTIFACTS = f"mlops-local-artifacts-{ACCOUNT}-{REGION}"

@@ -526,6 +526,7 @@ def test_held_out_samples_spread_over_the_test_channel(tmp_path: Path) -> None:
     assert len(held_out_samples(channels["test"], get_network("autoencoder"), 1000)[0]) == 301
 
 
+@pytest.mark.slow
 def test_early_samples_are_read_in_a_child_process_or_stopped_unread(tmp_path: Path) -> None:
     from mlops.datasets import prepare
 

@@ -27,6 +27,7 @@ def _acknowledgements(root: IConstruct) -> dict[str, dict[str, str]]:
     return found
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stage", STAGES)
 def test_stage_synthesizes_with_no_unacknowledged_finding(stage: str) -> None:
     report = synthesized(stage).validation_report  # synthesized() raises on any finding
@@ -35,6 +36,7 @@ def test_stage_synthesizes_with_no_unacknowledged_finding(stage: str) -> None:
     assert nag["violations"] == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stage", STAGES)
 def test_every_acknowledgement_suppresses_a_finding_and_the_report_shows_its_reason(stage: str) -> None:
     """An acknowledgement whose id no longer matches (say, a renamed bucket) would let a new,
@@ -57,6 +59,7 @@ def test_every_acknowledgement_suppresses_a_finding_and_the_report_shows_its_rea
     assert {key: suppressed[key] for key in acknowledged} == acknowledged
 
 
+@pytest.mark.slow
 def test_the_expected_findings_are_acknowledged_where_they_arise() -> None:
     synth = synthesized("prod")
     acknowledged = _acknowledgements(synth.stacks.storage.node.root)

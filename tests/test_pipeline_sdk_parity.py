@@ -76,6 +76,7 @@ def flatten(value: Any, path: tuple[Any, ...] = ()) -> dict[tuple[Any, ...], Any
     return {path: value}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("stage_name", "network"), CASES)
 def test_sdk_builds_the_same_definition(sdk: Any, stage_name: str, network: str) -> None:
     config = config_named(stage_name)

@@ -23,6 +23,9 @@ from infra.images import FRAMEWORK_VERSION
 from infra.nag import flatten_cfn_reference
 from infra.source_bundle import source_bundle_hash
 
+# slow: synthesizes the whole app per stage.
+pytestmark = pytest.mark.slow
+
 STAGES = ("local", "dev", "prod")
 PARTITION_ACCOUNT = "arn:<AWS::Partition>:sagemaker:us-east-1:{account}"
 

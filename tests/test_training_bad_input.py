@@ -11,7 +11,8 @@ from training_support import run_entry_point
 
 import records
 
-pytestmark = pytest.mark.integration
+# slow: runs the entry points as processes on real data.
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def _copy(channels, tmp_path):

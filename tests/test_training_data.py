@@ -88,6 +88,7 @@ def test_japanese_vowels_are_zero_padded_sequences_with_validation_from_train(tm
         ), "padding must come after the real frames, only"
 
 
+@pytest.mark.slow
 def test_transfer_task_has_few_labels_and_base_weights_from_the_source_task(small_data):
     channels = small_data("transfer")
     described = json.loads((channels["pretrained"] / "base.json").read_text())
@@ -99,6 +100,7 @@ def test_transfer_task_has_few_labels_and_base_weights_from_the_source_task(smal
     assert train.class_counts == (SMALL_DATA["transfer"]["labelled_per_class"],) * 5
 
 
+@pytest.mark.slow
 def test_a_limit_caps_every_channel(tmp_path):
     channels = prepare("cnn", tmp_path, limit=25)
     assert {channel: records.read_spec(folder, channel).count for channel, folder in channels.items()} == {

@@ -14,7 +14,8 @@ from training_support import QUICK, TRAINED_PHASES, metrics_lines, serving_confi
 import networks
 import tasks
 
-pytestmark = pytest.mark.integration
+# slow: trains every network.
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def _images(serving: dict, rng: np.random.Generator, rows: int) -> np.ndarray:

@@ -21,7 +21,8 @@ from inference.archives import extract_archive
 from infra.source_bundle import build_source_bundle
 from training.networks import NETWORKS, get_network
 
-pytestmark = pytest.mark.integration
+# slow: trains a model per network, then runs the Evaluate job.
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,8 @@ import json
 import pytest
 import tensorflow as tf
 
-pytestmark = pytest.mark.integration
+# slow: trains with two workers.
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def test_two_workers_train_one_cnn_and_only_the_chief_exports(tmp_path, small_data):

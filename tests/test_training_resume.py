@@ -12,7 +12,8 @@ import pytest
 
 from contract import SpotCheckpoint
 
-pytestmark = pytest.mark.integration
+# slow: trains, interrupts and resumes.
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 SCRIPTED_VAL_LOSS = [1.0, 0.5, 0.6, 0.7, 0.8, 0.9]  # best at epoch 2; patience 2 stops after epoch 4
 
