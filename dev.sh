@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's commands. Each one installs what it needs first (idempotent: a hash of
 # pyproject.toml and the requirement files decides whether anything is reinstalled).
-#   ./dev.sh setup                                            install only: .venv and node_modules
+#   ./dev.sh setup                                            installs only, runs nothing (a real account)
 #   ./dev.sh local [--network cnn|rnn|autoencoder|transfer]   the whole mission on this machine
 #   ./dev.sh test  [pytest args]                              the test suite (-m "not slow": the fast tier)
 #   ./dev.sh test-training [pytest args]                      the training tests on Python 3.12 (.venv-py312)
@@ -103,8 +103,7 @@ lint() {
 command="${1:-}"
 shift || true
 case "$command" in
-  setup) install_python; install_node
-         echo "==> ready: 'source .venv/bin/activate' puts mlops and the CDK app's Python on PATH; 'npx cdk' runs the CDK CLI" ;;
+  setup) install_python; install_node ;;
   local) install_python; install_node; exec .venv/bin/mlops local "$@" ;;
   test)  install_python; install_node; announce .venv tests; exec .venv/bin/pytest -n auto "$@" ;;
   lint)  install_python; announce .venv "ruff and mypy"; lint ;;
