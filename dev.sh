@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# The project's two commands, and a third that CI also runs. Each installs what it needs first
-# (idempotent: a hash of the requirement files decides whether anything is reinstalled).
+# The project's two commands, `local` and `test`, and three more. Each installs what it needs
+# first (idempotent: a hash of pyproject.toml and the requirement files decides whether anything is
+# reinstalled).
 #   ./dev.sh local [mlops local options]   the whole mission on this machine (`--help` lists them)
-#   ./dev.sh test  [pytest args]           the test suite
+#   ./dev.sh test  [pytest args]           the test suite (-m "not slow": the fast tier)
 #   ./dev.sh test-training [pytest args]   the training tests again on Python 3.12, the training
 #                                          containers' version (.venv-py312), as CI does
+#   ./dev.sh lint                          ruff (lint, format) and mypy, as CI runs them first
 #   ./dev.sh setup                         installs only, runs nothing (CI's deploy jobs, a real account)
 # Supported: CPython 3.11 and 3.12. PYTHON=/path/to/python picks the interpreter; otherwise an
 # existing .venv is kept, or the first supported one of python3.11, python3.12, python3 is used.
@@ -50,15 +52,15 @@ announce() {  # announce VENV WHAT: which interpreter runs WHAT, for logs
   echo "==> $2 on Python $("$1/bin/python" -c 'import platform; print(platform.python_version())') ($(readlink -f "$1/bin/python"))"
 }
 
-install_into() {  # install_into VENV REQUIREMENTS [--editable]: pinned by the lock; skipped when the stamp matches
-  local stamp="$1/.installed-$(cat "$2" requirements-lock.txt requirements-toolkit.txt pyproject.toml | sha256sum | cut -c1-16)"
+install_into() {  # install_into VENV PIP_ARGS...: `pip install PIP_ARGS` pinned by the lock; skipped when the stamp matches
+  local venv="$1"; shift
+  local stamp="$venv/.installed-$(echo "$@" | cat - requirements-lock.txt requirements-toolkit.txt requirements-training.txt pyproject.toml | sha256sum | cut -c1-16)"
   [ -f "$stamp" ] && return
-  echo "==> installing $2 into $1 (first run takes a few minutes)"
-  "$1/bin/pip" install --quiet --upgrade "pip==25.3"
-  "$1/bin/pip" install --quiet -r "$2" -c requirements-lock.txt
-  "$1/bin/pip" install --quiet --no-deps -r requirements-toolkit.txt
-  [ "${3:-}" != --editable ] || "$1/bin/pip" install --quiet --no-deps --no-build-isolation -e .
-  rm -f "$1"/.installed-*
+  echo "==> installing $* into $venv (first run takes a few minutes)"
+  "$venv/bin/pip" install --quiet --upgrade "pip==25.3"
+  "$venv/bin/pip" install --quiet -c requirements-lock.txt "$@"
+  "$venv/bin/pip" install --quiet --no-deps -r requirements-toolkit.txt
+  rm -f "$venv"/.installed-*
   touch "$stamp"
 }
 
@@ -70,14 +72,15 @@ install_python() {
     python="$(pick_python "3.11 3.12" python3.11 python3.12 python3)"
   fi
   make_venv .venv "$python"
-  install_into .venv requirements.txt --editable
+  # The project itself (editable, so `mlops` runs this tree) with its test and lint tools.
+  install_into .venv -e ".[test,dev]"
 }
 
 # SageMaker's training containers run Python 3.12: a lean venv with only what the training tests import.
 install_training_python() {
   local python; python="$(pick_python 3.12 python3.12 "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.12*/bin/python3.12)"
   make_venv .venv-py312 "$python"
-  install_into .venv-py312 requirements-training.txt
+  install_into .venv-py312 -r requirements-training.txt
 }
 TRAINING_TESTS=(tests/test_training_{entry_points,contract,bad_input,records,resume,multi_worker,evaluate,explanations,precision}.py)
 
@@ -89,15 +92,27 @@ install_node() {
   touch "$stamp"
 }
 
+# ruff over the tree; mypy twice, since training/ is checked as the training container imports it
+# (its modules at the root) apart from the rest, which imports it as `training.x` (pyproject.toml).
+lint() {
+  local status=0
+  .venv/bin/ruff check . || status=1
+  .venv/bin/ruff format --check . || status=1
+  .venv/bin/mypy --always-true __package__ || status=1
+  MYPYPATH=training .venv/bin/mypy --always-false __package__ --cache-dir .mypy_cache/container training || status=1
+  return "$status"
+}
+
 command="${1:-}"
 shift || true
 case "$command" in
+  setup) install_python; install_node ;;
   local) install_python; install_node; exec .venv/bin/mlops local "$@" ;;
   test)  install_python; install_node; announce .venv tests; exec .venv/bin/pytest -n auto "$@" ;;
+  lint)  install_python; announce .venv "ruff and mypy"; lint ;;
   # `python -m` puts the repository on sys.path: this venv holds no editable install of the project.
   test-training) install_training_python; announce .venv-py312 "training tests"
                  exec .venv-py312/bin/python -m pytest -n auto "${TRAINING_TESTS[@]}" "$@" ;;
-  setup) install_python; install_node ;;
-  *) echo "usage: ./dev.sh local [mlops local options] | ./dev.sh test [pytest args] | ./dev.sh test-training [pytest args] | ./dev.sh setup" >&2
+  *) echo "usage: ./dev.sh local [mlops local options] | test [pytest args] | test-training [pytest args] | lint | setup" >&2
      exit 2 ;;
 esac

@@ -33,6 +33,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -119,15 +120,18 @@ def digit_png() -> tuple[bytes, np.ndarray]:
 
 def run_endpoint(endpoint_file: str | None, model_path: str, urls, stop) -> None:
     """In a process of its own: the endpoint (this tree's, or the LocalEndpoint in `endpoint_file`)."""
+    endpoint_class: Any
     if endpoint_file is None:
-        from inference.local_endpoint import LocalEndpoint
+        from inference.local_endpoint import LocalEndpoint as endpoint_class
     else:
         spec = importlib.util.spec_from_file_location("compared_endpoint", endpoint_file)
+        if spec is None or spec.loader is None:
+            raise SystemExit(f"{endpoint_file} is not a Python module")
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
-        LocalEndpoint = module.LocalEndpoint
+        endpoint_class = module.LocalEndpoint
 
-    with LocalEndpoint(model_path, ENDPOINT_NAME) as endpoint:
+    with endpoint_class(model_path, ENDPOINT_NAME) as endpoint:
         urls.put(endpoint.url)
         stop.wait()
 
@@ -174,23 +178,30 @@ class _Client:
     """One client: a request in flight at a time, on its own connection (kept, or new per request)."""
 
     def __init__(self, load: _Load) -> None:
-        self.load, self.sock, self.received, self.started = load, None, b"", 0.0
+        self.load, self.received, self.started = load, b"", 0.0
+        self.sock: socket.socket | None = None
+
+    @property
+    def connection(self) -> socket.socket:
+        if self.sock is None:
+            raise ConnectionError("the client is not connected")
+        return self.sock
 
     def connect(self) -> None:
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.sock.setblocking(False)
+        self.sock = sock = socket.socket()
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setblocking(False)
         self.started = time.perf_counter()
-        self.sock.connect_ex(self.load.address)
-        self.load.selector.register(self.sock, selectors.EVENT_WRITE, self)
+        sock.connect_ex(self.load.address)
+        self.load.selector.register(sock, selectors.EVENT_WRITE, self)
 
     def on_event(self, mask: int) -> None:
         try:
             if mask & selectors.EVENT_WRITE:
-                error = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                error = self.connection.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
                 if error:
                     raise OSError(error, os.strerror(error))
-                self.load.selector.modify(self.sock, selectors.EVENT_READ, self)
+                self.load.selector.modify(self.connection, selectors.EVENT_READ, self)
                 self.send()
             else:
                 self.receive()
@@ -199,10 +210,10 @@ class _Client:
 
     def send(self) -> None:
         self.received = b""
-        self.sock.send(self.load.request)  # a few hundred bytes: the socket buffer takes them at once
+        self.connection.send(self.load.request)  # a few hundred bytes: the socket buffer takes them at once
 
     def receive(self) -> None:
-        chunk = self.sock.recv(65536)
+        chunk = self.connection.recv(65536)
         if not chunk:
             raise ConnectionError("the server closed the connection before answering")
         self.received += chunk
@@ -297,13 +308,21 @@ class _Load:
         return self.run
 
 
+class _Probe(_Load):
+    """One request whose answer is kept."""
+
+    answer = b""
+
+    def record(self, seconds: float, status: str, body: bytes) -> None:
+        self.answer = body
+
+
 def measure_endpoint(url: str, body: bytes, duration: float) -> tuple[list[Run], str]:
     """The four runs: keep-alive and new connections, 1 and 16 clients."""
     runtime_path = f"/endpoints/{ENDPOINT_NAME}/invocations"
     warm_up = _Load(url, "/invocations", body, True, None, Run("warm-up", 1), 60.0, WARM_UP_REQUESTS).measure()
     assert not warm_up.errors, warm_up.errors[:3]
-    probe = _Load(url, "/invocations", body, True, None, Run("probe", 1), 60.0, 1)
-    probe.record = lambda _seconds, _status, answer: setattr(probe, "answer", answer)
+    probe = _Probe(url, "/invocations", body, True, None, Run("probe", 1), 60.0, 1)
     probe.measure()
     label = json.loads(probe.answer)["predictions"][0]["label"]
     runs = []
@@ -345,7 +364,7 @@ def serve_and_measure(endpoint_file: str | None, model_path: Path, body: bytes, 
 
 
 def requirements_met(runs: list[Run]) -> bool:
-    keep_1, keep_many, new_1, new_many = runs
+    keep_1, keep_many, _new_1, new_many = runs
     return (
         keep_1.percentile(50) <= KEEP_ALIVE_P50_LIMIT_MS
         and keep_many.throughput >= KEEP_ALIVE_MIN_THROUGHPUT

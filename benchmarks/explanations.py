@@ -35,6 +35,7 @@ import tarfile
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "training"), str(REPO_ROOT / "tests")]
@@ -42,7 +43,7 @@ sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "training"), str(REPO_ROOT / "te
 from benchmarks.local_phases import cpu_description, load_average  # noqa: E402
 
 # Epochs that give each network a model of its real size in seconds to minutes on 2 cores.
-BRIEF_TRAINING = {
+BRIEF_TRAINING: dict[str, dict[str, Any]] = {  # run_entry_point keyword arguments
     "cnn": {"epochs": 1},
     "rnn": {"epochs": 10},
     "autoencoder": {"epochs": 30},
@@ -187,7 +188,9 @@ def randomization(network_name: str, model_dir: Path, test_dir: Path) -> tuple[l
         _, randomized = network.task.integrated_gradients(model.outputs, sample, model.description, examples=picks)
         cascade.append((layer, attribution_rank_correlation(original, randomized)))
     signed = float(
-        np.mean([spearmanr(a.ravel(), b.ravel()).statistic for a, b in zip(original.values, randomized.values)])
+        np.mean(
+            [spearmanr(a.ravel(), b.ravel()).statistic for a, b in zip(original.values, randomized.values, strict=True)]
+        )
     )
     return cascade, signed
 

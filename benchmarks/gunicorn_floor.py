@@ -3,11 +3,12 @@
     .venv/bin/python benchmarks/gunicorn_floor.py [--duration 5] [--rounds 2]
 
 gunicorn with the local endpoint's settings (`inference.endpoint_server`: threaded workers,
-`inference.local_endpoint.WORKERS` x `THREADS`, keep-alive, each worker on its own cores) serves a WSGI app that reads the
-body and answers a constant JSON; endpoint_latency.py's own warm-up and four runs (keep-alive and
-a new connection per request, 1 and 16 clients, the same PNG body). Whatever these runs miss of
-endpoint_latency.py's requirements, no handler or model can meet on this machine with this
-server: the floor under its figures. Figures: docs/benchmarks.md ("The local endpoint's latency").
+`inference.local_endpoint.WORKERS` x `THREADS`, keep-alive, each worker on its own cores) serves
+a WSGI app that reads the body and answers a constant JSON; endpoint_latency.py's own warm-up and
+four runs (keep-alive and a new connection per request, 1 and 16 clients, the same PNG body).
+Whatever these runs miss of endpoint_latency.py's requirements, no handler or model can meet on
+this machine with this server: the floor under its figures. Figures: docs/benchmarks.md ("The
+local endpoint's latency").
 """
 
 from __future__ import annotations

@@ -143,7 +143,7 @@ def read_sequences(channel_dir: Path) -> tuple[list, list]:
     for frames, label in records.dataset(
         channel_dir, spec, channel_dir.name, inputs="frames", targets="label", batch_size=512
     ):
-        for sequence, truth in zip(frames.numpy(), label.numpy()):
+        for sequence, truth in zip(frames.numpy(), label.numpy(), strict=True):
             sequences.append(sequence[sequence.any(axis=1)])
             labels.append(int(truth))
     return sequences, labels
@@ -166,7 +166,7 @@ def dtw_1nn_accuracy(data: Path) -> float:
         padded[index, : len(sequence)] = sequence
     tests, test_labels = read_sequences(data / "test")
     right = 0
-    for sequence, truth in zip(tests, test_labels):
+    for sequence, truth in zip(tests, test_labels, strict=True):
         # cost[k, i, j]: squared Euclidean distance of test frame i and frame j of reference k.
         cost = np.square(sequence[np.newaxis, :, np.newaxis, :] - padded[:, np.newaxis, :, :]).sum(axis=-1)
         total = np.full((len(references), len(sequence) + 1, padded.shape[1] + 1), np.inf)
@@ -251,7 +251,7 @@ def main() -> None:
             if not passed:
                 failures.append(f"{network} seed {seed}")
         if transfer_rows:
-            transfer, scratch, head = (statistics.fmean(column) for column in zip(*transfer_rows))
+            transfer, scratch, head = (statistics.fmean(column) for column in zip(*transfer_rows, strict=True))
             passed = transfer >= max(scratch, head) + TRANSFER_MARGIN
             print(
                 f"{network:12} mean    test_accuracy {transfer:.4f}, from scratch {scratch:.4f}, head alone {head:.4f} "

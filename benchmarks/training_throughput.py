@@ -104,7 +104,7 @@ def peak_rss(command: list[str]) -> int:
     )
     peak = 0
     errors: list[str] = []
-    reader = threading.Thread(target=lambda: errors.extend(process.stderr), daemon=True)
+    reader = threading.Thread(target=lambda: errors.extend(process.stderr or ()), daemon=True)
     reader.start()
     status = Path(f"/proc/{process.pid}/status")
     while process.poll() is None:

@@ -89,7 +89,8 @@ def _relative(name: str) -> str | None:
 
 def _stays_inside(path: str, links: dict[str, str]) -> bool:
     """Whether `path`, relative to the target, stays inside it when the archive's symlinks are followed."""
-    pending, resolved, hops = path.split("/"), [], 0
+    pending, hops = path.split("/"), 0
+    resolved: list[str] = []
     while pending:
         part = pending.pop(0)
         if part in ("", "."):
@@ -125,7 +126,10 @@ def _write(archive: tarfile.TarFile, member: tarfile.TarInfo, path: Path, root: 
             raise _refused(member, f"is a symlink to {member.linkname!r}, outside {root} through a link already there")
         return
     path.unlink(missing_ok=True)  # replaced, never written into: it may be a hard link to a file elsewhere
-    with archive.extractfile(member) as source, open(path, "wb") as destination:
+    contents = archive.extractfile(member)
+    if contents is None:  # `_checked` lets only files and hard links to them get this far
+        raise _refused(member, "holds no file contents")
+    with contents as source, open(path, "wb") as destination:
         shutil.copyfileobj(source, destination)
     path.chmod((member.mode & 0o755) | 0o600)
 

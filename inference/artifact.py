@@ -32,9 +32,10 @@ def read_serving_config(model_path: str | Path) -> dict:
         if is_tarball(path):
             with tarfile.open(path) as archive:
                 member = _tar_member(archive, "code/serving.json")
-                if member is None:
-                    raise ArtifactError(f"{path} has no code/serving.json")
-                return json.load(archive.extractfile(member))
+                contents = None if member is None else archive.extractfile(member)
+                if contents is None:
+                    raise ArtifactError(f"{path} has no code/serving.json file")
+                return json.load(contents)
         if not (path / "code" / "serving.json").is_file():
             raise ArtifactError(f"{path} has no code/serving.json (expected a model folder or model.tar.gz)")
         return json.loads((path / "code" / "serving.json").read_text())

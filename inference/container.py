@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 def load_handler_module(handler_path: Path) -> ModuleType:
     """`code/inference.py` imported by path under the name "inference", as the container does."""
     spec = importlib.util.spec_from_file_location("inference", handler_path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"{handler_path} is not a Python module")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

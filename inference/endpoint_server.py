@@ -162,7 +162,7 @@ def _closing_when_asked(app: Callable) -> Callable:
     def closing_app(environ: dict, start_response: Callable):
         def start(status: str, headers: list, exc_info=None):
             if ("Connection", "close") in headers:
-                start_response.__self__.force_close()
+                start_response.__self__.force_close()  # type: ignore[attr-defined]  # gunicorn's Response method
             return start_response(status, headers, exc_info)
 
         return app(environ, start)

@@ -103,9 +103,13 @@ class LocalEndpoint:
         return self._url(self._tfs_port)
 
     def _url(self, port: int | None) -> str:
+        self._started()
+        return f"http://{self.host}:{port}"
+
+    def _started(self) -> subprocess.Popen:
         if self._process is None:
             raise RuntimeError("the endpoint is not started")
-        return f"http://{self.host}:{port}"
+        return self._process
 
     def prepare(self) -> LocalEndpoint:
         """Binds the port and starts the server process, which imports TensorFlow (seconds) and then
@@ -148,10 +152,11 @@ class LocalEndpoint:
         previous = {
             number: signal.signal(number, lambda *_: stop_requested.set()) for number in (signal.SIGTERM, signal.SIGINT)
         }
+        process = self._started()
         try:
             while not stop_requested.wait(1.0):
-                if self._process.poll() is not None:
-                    log.error("the endpoint's server exited (status %s)", self._process.returncode)
+                if process.poll() is not None:
+                    log.error("the endpoint's server exited (status %s)", process.returncode)
                     break
         finally:
             for number, handler in previous.items():
@@ -216,14 +221,17 @@ class LocalEndpoint:
             "graceful_timeout": stop_timeout,
             "capture": self.capture.to_json() if self.capture else None,
         }
+        model_pipe, status = self._model_pipe, self._status
+        if model_pipe is None or status is None:
+            raise RuntimeError("the endpoint's server is not prepared")
         try:
-            os.write(self._model_pipe, (json.dumps(model) + "\n").encode())
+            os.write(model_pipe, (json.dumps(model) + "\n").encode())
         except BrokenPipeError:
             pass  # the server exited while preparing: the status pipe's end of file says so
         finally:
-            os.close(self._model_pipe)
+            os.close(model_pipe)
             self._model_pipe = None
-        self._wait_until_ready(self._status)
+        self._wait_until_ready(status)
 
     def _wait_until_ready(self, status: int) -> None:
         deadline = time.monotonic() + START_SECONDS
@@ -236,7 +244,7 @@ class LocalEndpoint:
             if not chunk:
                 raise RuntimeError(
                     f"the endpoint's server exited while loading {self.model_path} "
-                    f"(status {self._process.wait()}); its log is {self.log_path or 'above'}"
+                    f"(status {self._started().wait()}); its log is {self.log_path or 'above'}"
                 )
             *lines, received = (received + chunk).split(b"\n")
             for line in (line.decode() for line in lines):

@@ -124,7 +124,7 @@ class SavedModelServable:
 
     def run(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """One run of the signature: input name -> array (of the input's dtype) in, output name -> array out."""
-        return dict(zip(self.output_names, self._run(*[arrays[name] for name in self.input_specs])))
+        return dict(zip(self.output_names, self._run(*[arrays[name] for name in self.input_specs]), strict=True))
 
     def _row_tensors(self, instances) -> dict[str, np.ndarray]:
         if not isinstance(instances, list) or not instances:

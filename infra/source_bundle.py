@@ -1,8 +1,9 @@
 """The training code bundle: what SageMaker's `sagemaker_submit_directory` points at.
 
 One deterministic `sourcedir.tar.gz` holds the entry points and their shared modules
-from `training/` at its root (its packages, such as `tasks/`, as folders), plus `inference/model_code/` as `model_code/` so that each
-training run can copy the serving handlers into its model artifact as `code/`.
+from `training/` at its root (its packages, such as `tasks/`, as folders), plus
+`inference/model_code/` as `model_code/` so that each training run can copy the serving handlers
+into its model artifact as `code/`.
 
 The same bytes come out for the same sources (sorted members, fixed mtimes and owners,
 gzip without a timestamp), so the CDK asset hash, and with it the synthesized template,

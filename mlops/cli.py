@@ -20,7 +20,7 @@ class CommandGroup(TyperGroup):
     """A group of `mlops` commands. An exception that escapes one of its commands unexpected
     ends as one line (`mlops.failures`), and exit code 1."""
 
-    def invoke(self, ctx: typer.Context) -> Any:
+    def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]  # typer makes every context a typer.Context
         try:
             return super().invoke(ctx)
         except (*EXPECTED, typer.Exit, typer.Abort, typer.TyperException, BrokenPipeError):

@@ -55,7 +55,7 @@ def parse_parameters(config: StageConfig, network: str, assignments: list[str]) 
 
 def _check_value(config: StageConfig, network: str, name: str, value: HyperparameterValue) -> None:
     """What SageMaker would reject, or run with the wrong image, caught before anything starts."""
-    if name == definition.TRAINING_INSTANCE_COUNT and value < 1:
+    if name == definition.TRAINING_INSTANCE_COUNT and isinstance(value, int | float) and value < 1:
         raise UsageError(f"--param {name}: must be at least 1, got {value}")
     if name == definition.INPUT_DATA_URI and not _S3_PREFIX_URI.match(str(value)):
         raise UsageError(

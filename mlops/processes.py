@@ -11,6 +11,7 @@ terminal's Ctrl-C reaches only this process, which then stops the group itself.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -57,10 +58,8 @@ class ChildProcess:
         """SIGTERM to the child's group, `grace` seconds to finish, then SIGKILL to whatever is left;
         returns the exit code."""
         self._signal(signal.SIGTERM)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            pass
         return self.kill()
 
     def kill(self) -> int:
@@ -72,10 +71,8 @@ class ChildProcess:
         return exit_code
 
     def _signal(self, sig: signal.Signals) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, sig)
-        except ProcessLookupError:
-            pass
 
     def _join_readers(self) -> None:
         for reader in self.readers:

@@ -15,4 +15,5 @@ def run_mlops(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, *a
     with pytest.raises(SystemExit) as exited:
         main()
     captured = capsys.readouterr()
-    return exited.value.code or 0, captured.out, captured.err
+    code = exited.value.code  # as the interpreter exits: None is 0, a message 1
+    return code if isinstance(code, int) else int(code is not None), captured.out, captured.err

@@ -14,6 +14,10 @@ TRAINING_DIR = REPO_ROOT / "training"
 # Entry points import their siblings as top-level modules, as in the training container.
 sys.path.insert(0, str(TRAINING_DIR))
 
+# The training tests' shared fixtures (small data slices, one training run per network), found by
+# name in every test module without an import.
+pytest_plugins = ["training_support"]
+
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 os.environ.setdefault("CDK_DISABLE_CLI_TELEMETRY", "true")
 os.environ.setdefault("CDK_DISABLE_VERSION_CHECK", "true")

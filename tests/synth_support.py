@@ -19,12 +19,22 @@ from typing import Any
 
 import aws_cdk as cdk
 from aws_cdk.assertions import Template
+from constructs import IConstruct
 
 from infra import naming
 from infra.config import StageConfig, load_stage_config, parse_stage_config
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CDK_CONTEXT: dict[str, Any] = json.loads((REPO_ROOT / "cdk.json").read_text())["context"]
+
+
+def logical_id_of(construct: IConstruct) -> str:
+    """The logical id of `construct` in its stack's template: its own, or its CloudFormation
+    resource's (an L2 construct's default child)."""
+    element = construct if isinstance(construct, cdk.CfnElement) else construct.node.default_child
+    if not isinstance(element, cdk.CfnElement):
+        raise TypeError(f"{construct.node.path} holds no CloudFormation resource")
+    return cdk.Stack.of(element).get_logical_id(element)
 
 
 @functools.cache

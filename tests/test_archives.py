@@ -7,12 +7,13 @@ from __future__ import annotations
 import io
 import os
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from inference.archives import UnsafeArchiveError, extract_archive
-from inference.artifact import ArtifactError, ModelArtifact
+from inference.artifact import ArtifactError, ModelArtifact, read_serving_config
 
 
 def _file(name: str, data: bytes = b"x", mode: int = 0o644) -> tuple[tarfile.TarInfo, bytes]:
@@ -37,7 +38,7 @@ def _folder(name: str) -> tuple[tarfile.TarInfo, None]:
     return _special(name, tarfile.DIRTYPE)
 
 
-def _archive(path: Path, *members: tuple[tarfile.TarInfo, bytes | None]) -> Path:
+def _archive(path: Path, *members: Member) -> Path:
     with tarfile.open(path, "w:gz") as archive:
         for info, data in members:
             archive.addfile(info, io.BytesIO(data) if data is not None else None)
@@ -61,7 +62,9 @@ def _everything_under(folder: Path) -> dict[str, str]:
 
 
 # case: (members, given the folder beside the target; the reason the error must give)
-HOSTILE = {
+Member = tuple[tarfile.TarInfo, bytes | None]
+# case -> (the hostile members, given the folder outside the target; the refusal's reason)
+HOSTILE: dict[str, tuple[Callable[[Path], list[Member]], str]] = {
     "absolute path": (lambda outside: [_file(f"{outside}/pwned")], "has an absolute path or '..' in it"),
     "dot-dot escape": (lambda outside: [_file("code/../../outside/pwned")], "has an absolute path or '..' in it"),
     "symlink out, absolute": (
@@ -182,3 +185,10 @@ def test_the_endpoint_refuses_a_hostile_model_tarball_with_one_clear_error(tmp_p
         r"to '/etc/passwd', which does not resolve inside the target folder",
     ):
         ModelArtifact.open(archive_path)
+
+
+def test_a_tarball_whose_serving_json_is_no_file_is_named_not_a_traceback(tmp_path):
+    """`mlops serve` reads code/serving.json straight from the tarball before anything else."""
+    archive_path = _archive(tmp_path / "model.tar.gz", _file("1/saved_model.pb"), _folder("code/serving.json"))
+    with pytest.raises(ArtifactError, match=r"model\.tar\.gz has no code/serving\.json file"):
+        read_serving_config(archive_path)

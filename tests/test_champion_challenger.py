@@ -5,8 +5,9 @@ A better candidate than the approved champion is registered as a new version; a 
 still passes the threshold is stopped by the gate, with both figures in the Fail step's message.
 To keep this fast, the Train step is replaced by its result: a CNN trained once for the module (2
 epochs on a small slice), and a deliberately worse one, the same SavedModel with its trained
-weights shuffled, each uploaded as model.tar.gz. Everything after Train runs as SageMaker would run it: processing/find_champion.py and processing/evaluate.py
-from the source bundle in their processing jobs, the gate's Std:JsonGet on evaluation.json, and
+weights shuffled, each uploaded as model.tar.gz. Everything after Train runs as SageMaker would
+run it: processing/find_champion.py and processing/evaluate.py from the source bundle in their
+processing jobs, the gate's Std:JsonGet on evaluation.json, and
 CreateModelPackage in moto's registry. (`mlops local` runs the whole pipeline, Train included;
 tests/test_local_e2e.py.)
 """
@@ -22,13 +23,14 @@ from typing import Any
 
 import pytest
 from test_local_pipeline import LOCAL, RecordingReporter
-from training_support import run_entry_point, small_data  # noqa: F401 - fixture
+from training_support import run_entry_point
 
 from infra.definitions import training_pipeline as definition
 from mlops.local.moto import moto_server
 from mlops.local.pipeline_executor import LocalPipelineExecutor, PipelineRun, StepFailed
 
-pytestmark = pytest.mark.integration
+# slow: trains a CNN and runs its pipeline twice.
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ARTIFACTS, DATA = "artifacts", "data"
 GROUP = "mlops-local-cnn"
@@ -36,7 +38,7 @@ PIPELINE = "mlops-local-cnn"
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory, small_data):  # noqa: F811
+def models(tmp_path_factory, small_data):
     """{"better": model.tar.gz, "worse": model.tar.gz}, made once."""
     import numpy as np
     import tensorflow as tf
@@ -66,7 +68,7 @@ def packed(model_dir: Path, tarball: Path) -> Path:
     return tarball
 
 
-def deploy(aws: Any, small_data: Any, models: dict[str, Path], tmp_path: Path) -> dict[str, str]:  # noqa: F811
+def deploy(aws: Any, small_data: Any, models: dict[str, Path], tmp_path: Path) -> dict[str, str]:
     """What the stacks and data preparation leave in AWS for this pipeline; the models' S3 URIs."""
     s3 = aws.client("s3")
     for bucket in (ARTIFACTS, DATA):
@@ -116,7 +118,7 @@ def run_with_candidate(executor: LocalPipelineExecutor, model_uri: str, override
 
 def test_a_better_candidate_is_registered_and_a_worse_one_is_stopped_naming_both_figures(
     small_data, models, tmp_path: Path
-) -> None:  # noqa: F811
+) -> None:
     with moto_server() as aws:
         uris = deploy(aws, small_data, models, tmp_path)
         sagemaker = aws.client("sagemaker")

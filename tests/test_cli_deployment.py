@@ -141,7 +141,12 @@ def test_deploy_of_a_chosen_version(
     shell_on: LocalAws, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
     calls: list[list[str]] = []
-    monkeypatch.setattr(cdk_runner, "_run", lambda argv, *_: calls.append(argv) or CdkRun("", ""))
+
+    def recorded_run(argv: list[str], *_: object) -> CdkRun:
+        calls.append(argv)
+        return CdkRun("", "")
+
+    monkeypatch.setattr(cdk_runner, "_run", recorded_run)
     code, _, _ = run_mlops(monkeypatch, capsys, "deploy", "cnn", "--version", "1")
     assert code == 0
     assert f"model_package.cnn={version_arn(1)}" in calls[0]
@@ -181,6 +186,7 @@ def test_a_network_left_out_of_a_stage_cannot_be_deployed_there() -> None:
 # --- a real `cdk deploy` against the moto server ----------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_deploy_creates_the_endpoint_in_moto(
     shell_on: LocalAws, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture

@@ -113,10 +113,7 @@ def test_the_log_goes_to_the_state_folder_or_else_the_temporary_folder(
         monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
         expected = tmp_path / "state" / "mlops" / "logs"
     _, _, err = run_mlops(monkeypatch, capsys, "cost")
-    assert (
-        Path(_unexpected_line("mlops cost", None, "TypeError: injected").fullmatch(_one_line(err))["log"]).parent
-        == expected
-    )
+    assert _cost_failure_log(err).parent == expected
 
     # A state folder that cannot be made (a file is in the way): the system's temporary folder.
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "a-file"))
@@ -125,7 +122,7 @@ def test_the_log_goes_to_the_state_folder_or_else_the_temporary_folder(
     (tmp_path / "tmp").mkdir()
     code, _, err = run_mlops(monkeypatch, capsys, "cost")
     assert code == 1
-    log = Path(_unexpected_line("mlops cost", None, "TypeError: injected").fullmatch(_one_line(err))["log"])
+    log = _cost_failure_log(err)
     assert log.parent == tmp_path / "tmp" and "TypeError: injected" in log.read_text()
 
 
@@ -134,17 +131,19 @@ def test_two_failures_in_one_second_get_two_logs(
 ) -> None:
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
     monkeypatch.setattr("mlops.commands.deployment.load_prices", _raise_type_error)
-    logs = {
-        _unexpected_line("mlops cost", None, "TypeError: injected").fullmatch(
-            _one_line(run_mlops(monkeypatch, capsys, "cost")[2])
-        )["log"]
-        for _ in range(3)
-    }
+    logs = {_cost_failure_log(run_mlops(monkeypatch, capsys, "cost")[2]) for _ in range(3)}
     assert len(logs) == 3
 
 
 def _raise_type_error() -> None:
     raise TypeError("injected")
+
+
+def _cost_failure_log(err: str) -> Path:
+    """The log that `mlops cost`'s one line names for the injected TypeError."""
+    line = _unexpected_line("mlops cost", None, "TypeError: injected").fullmatch(_one_line(err))
+    assert line, err
+    return Path(line["log"])
 
 
 def test_expected_failures_keep_their_message_and_write_no_log(
@@ -222,7 +221,9 @@ def expiring_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
             {
                 "PipelineExecutionSummaries": [
                     {
-                        "PipelineExecutionArn": "arn:aws:sagemaker:us-east-1:123456789012:pipeline/mlops-local-cnn/execution/x",
+                        "PipelineExecutionArn": (
+                            "arn:aws:sagemaker:us-east-1:123456789012:pipeline/mlops-local-cnn/execution/x"
+                        ),
                         "StartTime": time.time(),
                     }
                 ]
@@ -317,6 +318,7 @@ _BROKEN_PRICES = """
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("args", "env"), [(("--debug", "cost"), {}), (("cost",), {"MLOPS_DEBUG": "1"})])
 def test_debug_shows_the_traceback_instead(tmp_path: Path, args: tuple[str, ...], env: dict[str, str]) -> None:
     process = _mlops_with_fault(_BROKEN_PRICES, *args, env={"XDG_STATE_HOME": str(tmp_path), **env})
@@ -327,9 +329,11 @@ def test_debug_shows_the_traceback_instead(tmp_path: Path, args: tuple[str, ...]
     assert not (tmp_path / "mlops").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_an_unexpected_error_while_the_cdk_cli_runs_stops_everything(tmp_path: Path) -> None:
-    # The fault: `mlops local`'s wait for `cdk synth` (beside `cdk bootstrap`) fails once the CLIs' process trees are at work.
+    # The fault: `mlops local`'s wait for `cdk synth` (beside `cdk bootstrap`) fails once the CLIs'
+    # process trees are at work.
     fault = """
         import subprocess, time
         wait = subprocess.Popen.wait
@@ -376,6 +380,7 @@ def _cmdline(process: psutil.Process) -> list[str]:
         return []
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_ctrl_c_is_exit_130_without_a_traceback_or_a_log(tmp_path: Path) -> None:
     port, report = free_port(), tmp_path / "report"

@@ -95,6 +95,7 @@ def test_monitor_starts_the_pipeline_on_the_served_version(aws, monkeypatch, cap
     assert summary["PipelineExecutionArn"] in out and f"on the served model {MODEL}" in out
 
 
+@pytest.mark.slow
 def test_reports_are_listed_newest_first_and_the_last_shown_in_full(aws, monkeypatch, capsys):
     s3 = aws.client("s3")
     for execution, decision in (("first", "no drift (p=0.6 >= 0.01)"), ("second", "drift (p=1e-09 < 0.01)")):
@@ -130,7 +131,7 @@ def test_reports_are_listed_newest_first_and_the_last_shown_in_full(aws, monkeyp
 def test_bad_input_is_one_line_and_exit_2(aws, monkeypatch, capsys, arrange, arguments, message):
     if arrange == "no baseline":
         deploy_endpoint_stack(aws, baseline="")
-    code, out, err = run_mlops(monkeypatch, capsys, *arguments)
+    code, _, err = run_mlops(monkeypatch, capsys, *arguments)
     assert code == 2
     assert err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1, err
     assert not aws.client("sagemaker").list_pipeline_executions(PipelineName=MONITOR)["PipelineExecutionSummaries"]

@@ -139,7 +139,7 @@ def test_a_failed_run_exits_1_with_its_reason(
         started = start(*args, **kwargs)
         execution = backend.pipelines[PIPELINE].pipeline_executions[started["PipelineExecutionArn"]]
         execution.pipeline_execution_status = "Failed"
-        execution.pipeline_execution_failure_reason = "Step failure: One or multiple steps failed."
+        execution.pipeline_execution_failure_reason = "Step failure: One or multiple steps failed."  # type: ignore[assignment]  # moto's None until set
         return started
 
     monkeypatch.setattr(backend, "start_pipeline_execution", start_and_fail)
@@ -190,7 +190,7 @@ def test_runs_lists_executions_with_status_and_failure(aws: Local, capsys: pytes
     backend = get_backend("sagemaker")[ACCOUNT][REGION]
     failed = next(iter(backend.pipelines[PIPELINE].pipeline_executions.values()))
     failed.pipeline_execution_status = "Failed"
-    failed.pipeline_execution_failure_reason = "ClientError: capacity"
+    failed.pipeline_execution_failure_reason = "ClientError: capacity"  # type: ignore[assignment]  # moto's None until set
     code, out, _ = run("runs", "cnn", capsys=capsys)
     assert code == 0
     assert out.count("Succeeded") == 1 and out.count("Failed") == 1

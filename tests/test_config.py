@@ -96,6 +96,20 @@ def test_a_stage_that_lists_no_networks_enables_every_registered_one() -> None:
         assert parse_stage_config(CDK_CONTEXT["stages"], stage).networks == tuple(NETWORKS), stage
 
 
+def test_a_stages_endpoint_instance_type_replaces_each_networks_own() -> None:
+    """Without `endpoint.instance_type` each network is served on its registry entry's instance
+    type; with one, every network of the stage is served on it (the endpoint stacks synthesize
+    whatever this resolves to: tests/test_endpoint_stack.py)."""
+    own = parse_stage_config({"dev": {"region": "us-east-1"}}, "dev")
+    assert {name: own.endpoint_instance_type(name) for name in NETWORKS} == {
+        name: network.inference_instance_type for name, network in NETWORKS.items()
+    }
+    chosen = "ml.m5.large"
+    assert chosen not in {network.inference_instance_type for network in NETWORKS.values()}
+    overridden = parse_stage_config({"dev": {"region": "us-east-1", "endpoint": {"instance_type": chosen}}}, "dev")
+    assert {overridden.endpoint_instance_type(name) for name in NETWORKS} == {chosen}
+
+
 def test_a_missing_required_key_is_named() -> None:
     with pytest.raises(ConfigError, match=r"stages\.dev\.region: Field required"):
         parse_stage_config({"dev": {"networks": ["cnn"]}}, "dev")

@@ -118,6 +118,7 @@ def test_capture_options_name_what_is_written():
             "CaptureOptions": [{"CaptureMode": "Input"}],
         }
     )
+    assert config is not None
     record = capture_record(
         config,
         request=b"1",
@@ -160,7 +161,11 @@ def test_the_endpoint_captures_runtime_invocations_into_the_key_layout(s3):
 
     writer = CaptureWriter(CONFIG, "mlops-local-cnn", "AllTraffic", s3, flush_seconds=60)
     app = EndpointApp(
-        "mlops-local-cnn", servable=None, invoke_handler=handler, tfs_address=("127.0.0.1", 0), capture=writer
+        "mlops-local-cnn",
+        servable=None,  # type: ignore[arg-type]  # the handler answers alone: nothing asks the model
+        invoke_handler=handler,
+        tfs_address=("127.0.0.1", 0),
+        capture=writer,
     )
     client = Client(app)
     png = b"\x89PNG\r\n\x1a\nimage"

@@ -33,6 +33,7 @@ def _read(folder, channel):
     return spec, np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches])
 
 
+@pytest.mark.slow
 def test_the_pickle_becomes_uint8_images_exactly(raw, loaded):
     (train_images, train_labels), (test_images, test_labels) = loaded
     assert train_images.shape == (60_000, 28, 28, 1) and test_images.shape == (10_000, 28, 28, 1)
@@ -50,6 +51,7 @@ def test_values_that_are_not_k_over_256_are_refused():
         mnist.pixels(np.full((1, 784), 0.3, dtype=np.float32))
 
 
+@pytest.mark.slow
 def test_a_slice_splits_the_training_images_as_the_online_source_and_keeps_every_pixel(tmp_path, loaded):
     (train_images, train_labels), (test_images, test_labels) = loaded
     channels = prepare("cnn", tmp_path, limit=LIMIT)
@@ -88,11 +90,17 @@ def test_the_offline_and_the_online_source_give_the_same_channels(tmp_path, monk
             assert (offline[channel] / shard).read_bytes() == (online[channel] / shard).read_bytes()
 
 
+@pytest.mark.slow
 def test_channels_are_made_once_then_copied_from_the_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("MLOPS_CACHE_DIR", str(tmp_path / "cache"))
     calls = []
     load = mnist.load_mnist
-    monkeypatch.setattr(mnist, "load_mnist", lambda: calls.append(1) or load())
+
+    def counted_load():
+        calls.append(1)
+        return load()
+
+    monkeypatch.setattr(mnist, "load_mnist", counted_load)
     first = prepare("cnn", tmp_path / "first", limit=LIMIT)
     second = prepare("cnn", tmp_path / "second", limit=LIMIT)
     assert len(calls) == 1, "the second preparation read nothing but the cache"
@@ -119,5 +127,10 @@ def test_a_failed_preparation_leaves_no_cache_entry(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="interrupted"):
         cache.cached_channels("entry", fail, tmp_path / "out")
     assert list((tmp_path / "cache").iterdir()) == []
-    made = cache.cached_channels("entry", lambda folder: (folder / "train").mkdir(parents=True) or {}, tmp_path / "out")
+
+    def make(folder):
+        (folder / "train").mkdir(parents=True)
+        return {}
+
+    made = cache.cached_channels("entry", make, tmp_path / "out")
     assert made == {"train": tmp_path / "out" / "train"}

@@ -162,6 +162,7 @@ def test_collection_copies_the_windows_hour_folders_and_names_the_window_last(s3
     assert Window.read(tmp_path / "captures") == Window(START, END, CAPTURE_URI)
 
 
+@pytest.mark.slow
 def test_unshifted_traffic_is_not_drift(served, s3, tmp_path):
     put_captures(s3, normal_rows(80, seed=2))
     report = run_monitor(served, s3, tmp_path)
@@ -178,6 +179,7 @@ def test_unshifted_traffic_is_not_drift(served, s3, tmp_path):
     assert (tmp_path / "drift" / "drift.png").stat().st_size > 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shift", list(NETWORK.task.drift_shifts()))
 def test_a_planted_shift_is_drift(served, s3, tmp_path, shift):
     rows = NETWORK.task.drift_shifts()[shift](normal_rows(80, seed=2), np.random.default_rng(0))
@@ -188,6 +190,7 @@ def test_a_planted_shift_is_drift(served, s3, tmp_path, shift):
     assert report["captures"]["examples"] == 80
 
 
+@pytest.mark.slow
 def test_unreadable_capture_is_counted_and_reported(served, s3, tmp_path):
     put_captures(s3, normal_rows(40, seed=2))
     folder = hour_prefix(CAPTURE_PREFIX, "mlops-local-autoencoder", "AllTraffic", START + timedelta(minutes=10))
@@ -227,6 +230,7 @@ def test_unreadable_capture_is_counted_and_reported(served, s3, tmp_path):
     assert report["captures"]["examples"] == 40 and report["drifted"] is False
 
 
+@pytest.mark.slow
 def test_too_few_examples_conclude_nothing(served, s3, tmp_path):
     put_captures(s3, normal_rows(drift.MIN_EXAMPLES - 1, seed=2))
     report = run_monitor(served, s3, tmp_path)
@@ -234,6 +238,7 @@ def test_too_few_examples_conclude_nothing(served, s3, tmp_path):
     assert report["decision"].startswith("no conclusion")
 
 
+@pytest.mark.slow
 def test_the_report_is_published_as_metrics(served, s3, tmp_path):
     put_captures(s3, normal_rows(40, seed=2))
     report = run_monitor(served, s3, tmp_path)

@@ -34,6 +34,7 @@ def pipeline_arn(pipelines: Pipelines, name: str) -> str:
     return PARTITION_ACCOUNT.format(account=account(pipelines.synth)) + f":pipeline/{name}"
 
 
+@pytest.mark.slow
 def test_every_network_has_a_monitor_pipeline_running_its_jobs_as_the_execution_role(pipelines: Pipelines) -> None:
     config = pipelines.synth.config
     for network in config.networks:
@@ -55,6 +56,7 @@ def test_every_network_has_a_monitor_pipeline_running_its_jobs_as_the_execution_
         )
 
 
+@pytest.mark.slow
 def test_the_monitor_pipeline_role_may_only_run_its_jobs(pipelines: Pipelines) -> None:
     monitor = pipelines.stack.drift_monitors[NETWORK]
     statements = pipelines.role_statements(monitor.role)
@@ -73,6 +75,7 @@ def test_the_monitor_pipeline_role_may_only_run_its_jobs(pipelines: Pipelines) -
     assert passing["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
 
 
+@pytest.mark.slow
 def test_the_alarm_watches_the_networks_drift_score_at_the_monitors_threshold(pipelines: Pipelines) -> None:
     config = pipelines.synth.config
     for network in config.networks:
@@ -94,6 +97,7 @@ def test_the_alarm_watches_the_networks_drift_score_at_the_monitors_threshold(pi
         )
 
 
+@pytest.mark.slow
 def test_the_alarm_starts_the_networks_training_pipeline_through_its_own_trigger_role(pipelines: Pipelines) -> None:
     config = pipelines.synth.config
     for network in config.networks:
@@ -118,6 +122,7 @@ def endpoints(tmp_path_factory: pytest.TempPathFactory) -> Synth:
     return Synth("prod", tmp_path_factory.mktemp("drift-endpoints"), networks=("cnn", "rnn"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("network", ["cnn", "rnn"])
 def test_the_endpoint_stack_schedules_its_networks_monitor_with_the_served_version(
     endpoints: Synth, network: str
@@ -145,6 +150,7 @@ def test_the_endpoint_stack_schedules_its_networks_monitor_with_the_served_versi
     ]
 
 
+@pytest.mark.slow
 def test_a_stage_without_data_capture_has_no_monitor() -> None:
     dev = synthesized("dev")
     assert not dev.config.captures_data  # serverless endpoints cannot capture

@@ -21,6 +21,9 @@ from synth_support import app_module, new_app, served_version_arn
 from infra import naming
 from infra.config import ConfigError, StageConfig, load_stage_config
 
+# slow: synthesizes the endpoint stacks of every stage.
+pytestmark = pytest.mark.slow
+
 ACCOUNT = "123456789012"
 NETWORK = "cnn"
 
@@ -146,12 +149,6 @@ def test_csv_requests_are_captured_as_text_too(synths: dict[str, Synth]) -> None
         "CsvContentTypes": ["text/csv"],
     }
     assert render(config["DataCaptureConfig"]["DestinationS3Uri"]).endswith("/data-capture/rnn/")
-
-
-def test_prod_and_local_instance_types_differ_only_where_configured(synths: dict[str, Synth]) -> None:
-    # local runs on moto, whose endpoint configs accept only older instance families.
-    assert synths["local"].config.endpoint.instance_type == "ml.c5.large"
-    assert synths["prod"].config.endpoint_instance_type(NETWORK) == "ml.c7i.large"
 
 
 # --- blue/green with rollback alarms ---------------------------------------------------------

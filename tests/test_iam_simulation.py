@@ -20,10 +20,10 @@ from dataclasses import dataclass
 import aws_cdk as cdk
 import pytest
 from aws_cdk import aws_iam as iam
-from constructs import Construct
+from constructs import IConstruct
 from iam_simulator import IamSimulator, Request, session_arn
 from policy_documents import PolicyDocument, policy_documents
-from synth_support import Synthesized, synthesized
+from synth_support import Synthesized, logical_id_of, synthesized
 
 from infra import naming
 from infra.constructs.artifacts_bucket import ArtifactsBucket
@@ -32,6 +32,9 @@ from infra.constructs.data_bucket import channel_prefix
 from infra.constructs.principals import EVENTS_PRINCIPAL, SAGEMAKER_PRINCIPAL
 from infra.definitions.training_pipeline import EVALUATION_FILE, EVALUATION_OUTPUT
 from training.networks import NETWORKS
+
+# slow: synthesizes the whole app per stage.
+pytestmark = pytest.mark.slow
 
 STAGES = ("local", "prod")
 # What the stages that name no account deploy into is the deploying credentials' account.
@@ -60,10 +63,9 @@ class Stage:
     account: str
     documents: Sequence[PolicyDocument]
 
-    def _document(self, construct: Construct, suffix: str = "") -> PolicyDocument:
+    def _document(self, construct: IConstruct, suffix: str = "") -> PolicyDocument:
         stack = cdk.Stack.of(construct)
-        element = construct.node.default_child or construct
-        where = f"{stack.artifact_id}/{stack.resolve(stack.get_logical_id(element))}{suffix}"
+        where = f"{stack.artifact_id}/{stack.resolve(logical_id_of(construct))}{suffix}"
         (document,) = [document for document in self.documents if document.where == where]
         return document
 

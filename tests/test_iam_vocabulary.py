@@ -119,6 +119,7 @@ def accepted(document: PolicyDocument, issue: str, detail: str) -> AcceptedFindi
     return None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stage", STAGES)
 def test_every_policy_of_the_stage_uses_iams_real_vocabulary(stage: str) -> None:
     unexpected = [
@@ -129,12 +130,14 @@ def test_every_policy_of_the_stage_uses_iams_real_vocabulary(stage: str) -> None
     assert unexpected == []
 
 
+@pytest.mark.slow
 def test_every_accepted_finding_is_still_found() -> None:
     """An accepted finding that no stage produces any more is a stale excuse: remove it."""
     used = {accepted(document, issue, detail) for stage in STAGES for document, issue, detail in findings(stage)}
     assert [rule.issue for rule in ACCEPTED_FINDINGS if rule not in used] == []
 
 
+@pytest.mark.slow
 def test_every_kind_of_policy_is_linted() -> None:
     synth = synthesized("prod")
     documents = policy_documents(synth.template_files, account=SOME_ACCOUNT, region=synth.config.region)
@@ -172,6 +175,7 @@ def test_the_linter_finds_a_condition_key_the_action_never_carries() -> None:
     ]
 
 
+@pytest.mark.slow
 def test_an_endpoint_stacks_one_policy_uses_iams_real_vocabulary(tmp_path: Any) -> None:
     """The endpoint stacks exist only with a model package in the context, so the stage syntheses
     above do not include them. The model runs as the execution role; the one policy of their own

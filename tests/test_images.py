@@ -62,7 +62,7 @@ def test_the_registry_account_depends_on_the_region() -> None:
 
 
 def test_a_region_without_images_is_named() -> None:
-    with pytest.raises(ValueError, match="no tensorflow 2.19 images in region 'mars-east-1'"):
+    with pytest.raises(ValueError, match=r"no tensorflow 2\.19 images in region 'mars-east-1'"):
         training_image_uri("mars-east-1", "ml.m5.xlarge")
 
 

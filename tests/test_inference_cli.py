@@ -107,12 +107,14 @@ def test_an_input_that_cannot_be_sent_is_refused_before_calling(tmp_path, name, 
 # ------------------------------------------------------------------------ the client
 
 
+@pytest.mark.slow
 def test_the_client_decodes_the_answer(cnn_endpoint, digit_png):
     answer = invoke("mlops-local-cnn", encode_input(digit_png, IMAGE_TYPES), endpoint_url=cnn_endpoint.url)
     (prediction,) = answer["predictions"]
     assert prediction["label"] in prediction["probabilities"]
 
 
+@pytest.mark.slow
 def test_a_model_error_keeps_the_original_status_and_message(cnn_endpoint, tmp_path):
     path = tmp_path / "wrong.json"
     path.write_text('{"instances": [[1, 2]]}')
@@ -130,17 +132,20 @@ def _run(*args: str, stdin: bytes | None = None):
     return CliRunner().invoke(app, list(args), input=stdin)
 
 
+@pytest.mark.slow
 def test_invoke_prints_the_answer(cnn_endpoint, digit_png):
     result = _run("invoke", "cnn", str(digit_png), "--local", cnn_endpoint.url)
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["predictions"][0]["label"] in [str(digit) for digit in range(10)]
 
 
+@pytest.mark.slow
 def test_invoke_reads_stdin(cnn_endpoint):
     result = _run("invoke", "cnn", "-", "--local", cnn_endpoint.url, stdin=image_bytes(np.zeros((8, 8), np.uint8)))
     assert result.exit_code == 0 and "probabilities" in result.output
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "args, error, words",
     [
@@ -174,6 +179,7 @@ def test_endpoint_names_follow_the_stage_prefix():
 # ------------------------------------------------------------------------ mlops serve
 
 
+@pytest.mark.slow
 def test_serve_refuses_a_model_of_another_network(models, tmp_path):
     result = _run("serve", "cnn", str(tarball_of(models["rnn"], tmp_path / "model.tar.gz")))
     assert isinstance(result.exception, UsageError) and "holds a 'rnn' model, not 'cnn'" in str(result.exception)
@@ -181,6 +187,7 @@ def test_serve_refuses_a_model_of_another_network(models, tmp_path):
     assert isinstance(result.exception, UsageError) and "no code/serving.json" in str(result.exception)
 
 
+@pytest.mark.slow
 @pytest.mark.integration
 def test_mlops_serve_answers_until_sigterm_then_exits_0_and_frees_the_port(models, tmp_path, digit_png):
     port = free_port()
@@ -195,6 +202,7 @@ def test_mlops_serve_answers_until_sigterm_then_exits_0_and_frees_the_port(model
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
+    assert server.stdout is not None
     try:
         deadline = time.monotonic() + START_SECONDS  # two workers load TensorFlow: slow on a busy machine
         while True:
@@ -221,7 +229,7 @@ def test_mlops_serve_answers_until_sigterm_then_exits_0_and_frees_the_port(model
             [MLOPS, "invoke", "rnn", str(digit_png), "--local", url], capture_output=True, text=True, timeout=60
         )
         assert unsendable.returncode == 2 and "this network takes" in unsendable.stderr
-        assert [path.name for path in scratch.iterdir()][0].startswith("mlops-endpoint-")
+        assert next(scratch.iterdir()).name.startswith("mlops-endpoint-")
         server.send_signal(signal.SIGTERM)
         assert server.wait(timeout=30) == 0
     finally:

@@ -11,6 +11,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import boto3
 import numpy as np
@@ -85,7 +86,7 @@ def _requests(rng: np.random.Generator, signatures) -> dict[str, tuple[bytes, st
         return [
             {
                 "label": names[int(np.argmax(probabilities))],
-                "probabilities": {name: float(p) for name, p in zip(names, probabilities)},
+                "probabilities": {name: float(p) for name, p in zip(names, probabilities, strict=True)},
             }
         ]
 
@@ -111,7 +112,7 @@ def _requests(rng: np.random.Generator, signatures) -> dict[str, tuple[bytes, st
                     "embedding": embedding.tolist(),
                 }
                 for error, threshold, embedding in zip(
-                    scores["reconstruction_error"], scores["threshold"], scores["embedding"]
+                    scores["reconstruction_error"], scores["threshold"], scores["embedding"], strict=True
                 )
             ],
         ),
@@ -121,6 +122,7 @@ def _requests(rng: np.random.Generator, signatures) -> dict[str, tuple[bytes, st
 # ------------------------------------------------------------------------ SageMaker Runtime (boto3)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("network", list(NETWORKS))
 def test_boto3_invoke_endpoint_gets_the_signatures_predictions(endpoints, signatures, network):
     body, content_type, expected = _requests(np.random.default_rng(11), signatures)[network]
@@ -132,6 +134,7 @@ def test_boto3_invoke_endpoint_gets_the_signatures_predictions(endpoints, signat
     assert json.loads(response["Body"].read())["predictions"] == expected
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "body, content_type, status, words",
     [
@@ -152,12 +155,14 @@ def test_bad_input_is_a_model_error_carrying_the_handlers_status(endpoints, body
     assert f"Received client error ({status}) from primary" in error["Error"]["Message"]
 
 
+@pytest.mark.slow
 def test_an_unknown_endpoint_name_is_a_validation_error(endpoints):
     client = runtime_client(endpoints["cnn"])
     with pytest.raises(client.exceptions.ValidationError, match="Endpoint mlops-local-nope not found"):
         client.invoke_endpoint(EndpointName="mlops-local-nope", Body=b"{}", ContentType="application/json")
 
 
+@pytest.mark.slow
 def test_concurrent_requests_each_get_their_own_answer(endpoints, signatures):
     batches = np.random.default_rng(5).uniform(0, 255, (64, 1, 8, 8, 1)).astype(np.float32)
     expected = [_reference(signatures, "cnn", image=batch)["probabilities"][0].tolist() for batch in batches]
@@ -175,6 +180,7 @@ def test_concurrent_requests_each_get_their_own_answer(endpoints, signatures):
         assert list(pool.map(invoke, range(len(batches)))) == expected
 
 
+@pytest.mark.slow
 def test_many_clients_connecting_at_once_are_all_answered(endpoints):
     host, port = endpoints["cnn"].url.removeprefix("http://").split(":")
     clients = 64
@@ -193,6 +199,7 @@ def test_many_clients_connecting_at_once_are_all_answered(endpoints):
         assert list(pool.map(ping, range(clients))) == [200] * clients
 
 
+@pytest.mark.slow
 def test_each_worker_keeps_to_its_own_share_of_the_cores(endpoints):
     cores = sorted(psutil.Process().cpu_affinity())
     workers = psutil.Process(endpoints["cnn"]._process.pid).children()
@@ -223,6 +230,7 @@ def test_a_replaced_worker_takes_the_share_of_the_one_it_replaces(monkeypatch):
 # ------------------------------------------------------------------------ container routes
 
 
+@pytest.mark.slow
 def test_ping_and_invocations_answer_with_the_handlers_own_status(endpoints):
     url = endpoints["rnn"].url
     assert requests.get(url + "/ping").status_code == 200
@@ -245,6 +253,7 @@ def _raw_request(url: str, head: str, body: bytes = b"", timeout: float = 5.0) -
     return answer
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "path, words",
     [
@@ -262,6 +271,7 @@ def test_an_oversized_body_gets_413_without_being_read(endpoints, path, words):
     assert b"Connection: close" in answer and words in answer
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "path, words",
     [
@@ -283,6 +293,7 @@ def test_a_client_sending_an_oversized_body_reads_the_413_answer(endpoints, path
     assert requests.get(endpoints["cnn"].url + "/ping", timeout=10).status_code == 200
 
 
+@pytest.mark.slow
 def test_a_chunked_body_is_refused_with_411(endpoints):
     answer = _raw_request(
         endpoints["cnn"].url, "POST /invocations HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -290,6 +301,7 @@ def test_a_chunked_body_is_refused_with_411(endpoints):
     assert answer.startswith(b"HTTP/1.1 411 ")
 
 
+@pytest.mark.slow
 def test_one_keep_alive_connection_serves_many_requests(endpoints):
     host, port = endpoints["cnn"].url.removeprefix("http://").split(":")
     connection = http.client.HTTPConnection(host, int(port), timeout=10)
@@ -305,6 +317,7 @@ def test_one_keep_alive_connection_serves_many_requests(endpoints):
     assert len(sockets) == 1 and None not in sockets
 
 
+@pytest.mark.slow
 def test_keep_alive_and_new_connection_clients_are_served_side_by_side(endpoints):
     host, port = endpoints["cnn"].url.removeprefix("http://").split(":")
     body = image_bytes(np.zeros((8, 8), np.uint8))
@@ -331,6 +344,7 @@ def test_keep_alive_and_new_connection_clients_are_served_side_by_side(endpoints
     kept.close()
 
 
+@pytest.mark.slow
 def test_a_client_leaving_its_closed_connection_open_holds_up_no_one(models):
     with LocalEndpoint(models["cnn"], "mlops-local-cnn", workers=1) as endpoint:
         host, port = endpoint.url.removeprefix("http://").split(":")
@@ -347,6 +361,7 @@ def test_a_client_leaving_its_closed_connection_open_holds_up_no_one(models):
 # ------------------------------------------------------------------------ TensorFlow Serving REST
 
 
+@pytest.mark.slow
 def test_tf_serving_rest_formats_with_one_output(endpoints, signatures):
     url = endpoints["cnn"].url + "/v1/models/model:predict"
     batch = np.random.default_rng(3).uniform(0, 255, (2, 8, 8, 1)).astype(np.float32)
@@ -359,6 +374,7 @@ def test_tf_serving_rest_formats_with_one_output(endpoints, signatures):
     assert requests.post(url, json={"inputs": {"image": batch.tolist()}}).json() == {"outputs": expected}
 
 
+@pytest.mark.slow
 def test_tf_serving_rest_formats_with_several_outputs(endpoints, signatures):
     url = endpoints["autoencoder"].url + "/v1/models/model/versions/1:predict"
     rows = np.random.default_rng(4).uniform(0, 1, (2, N_FEATURES)).astype(np.float32)
@@ -370,6 +386,7 @@ def test_tf_serving_rest_formats_with_several_outputs(endpoints, signatures):
     assert requests.post(url, json={"inputs": rows.tolist()}).json() == {"outputs": expected}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "body, words",
     [
@@ -385,6 +402,7 @@ def test_tf_serving_rest_answers_400_with_an_error_for_a_bad_tensor(endpoints, b
     assert response.status_code == 400 and words in response.json()["error"]
 
 
+@pytest.mark.slow
 def test_tf_serving_model_status_and_unknown_servables(endpoints):
     url = endpoints["cnn"].url
     status = requests.get(url + "/v1/models/model").json()
@@ -423,6 +441,7 @@ def echo_model(models, tmp_path_factory) -> Path:
     return model_dir
 
 
+@pytest.mark.slow
 def test_a_lone_handler_calls_the_real_rest_uri_with_the_containers_context(echo_model, signatures):
     batch = np.full((1, 8, 8, 1), 200.0, np.float32)
     body = json.dumps({"instances": batch.tolist()})
@@ -448,21 +467,25 @@ def test_a_lone_handler_calls_the_real_rest_uri_with_the_containers_context(echo
     assert answer["tfs"] == {"predictions": _reference(signatures, "cnn", image=batch)["probabilities"].tolist()}
 
 
+@pytest.mark.slow
 def test_lone_handlers_filling_every_thread_still_get_their_own_predict_answered(echo_model):
     workers, threads = 2, 2
     body = json.dumps({"instances": np.zeros((1, 8, 8, 1)).tolist()})
-    with LocalEndpoint(echo_model, "echo", workers=workers, threads=threads) as endpoint:
-        with ThreadPoolExecutor(3 * workers * threads) as clients:
-            answers = list(
-                clients.map(
-                    lambda _: requests.post(endpoint.url + "/invocations", data=body, timeout=20),
-                    range(3 * workers * threads),
-                )
+    with (
+        LocalEndpoint(echo_model, "echo", workers=workers, threads=threads) as endpoint,
+        ThreadPoolExecutor(3 * workers * threads) as clients,
+    ):
+        answers = list(
+            clients.map(
+                lambda _: requests.post(endpoint.url + "/invocations", data=body, timeout=20),
+                range(3 * workers * threads),
             )
+        )
     assert [answer.status_code for answer in answers] == [200] * len(answers)
     assert {answer.json()["status"] for answer in answers} == {200}
 
 
+@pytest.mark.slow
 def test_stop_finishes_in_flight_requests_closes_idle_connections_and_frees_the_port(echo_model):
     endpoint = LocalEndpoint(echo_model, "echo").start()
     host, port = endpoint.url.removeprefix("http://").split(":")
@@ -470,7 +493,7 @@ def test_stop_finishes_in_flight_requests_closes_idle_connections_and_frees_the_
     idle.sendall(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
     assert idle.recv(4096).startswith(b"HTTP/1.1 200 ")
 
-    answers = {}
+    answers: dict[str, Any] = {}
     in_flight = threading.Thread(
         target=lambda: answers.setdefault(
             "in flight",
@@ -504,6 +527,7 @@ def test_stop_finishes_in_flight_requests_closes_idle_connections_and_frees_the_
         probe.listen()
 
 
+@pytest.mark.slow
 def test_a_prepared_endpoint_serves_a_model_that_appears_later_and_stops_without_one(models, tmp_path, signatures):
     model_dir = tmp_path / "model"  # not there yet, as in `mlops local` before its pipeline has run
     endpoint = LocalEndpoint(model_dir, "prepared", workers=1).prepare()
@@ -521,15 +545,17 @@ def test_a_prepared_endpoint_serves_a_model_that_appears_later_and_stops_without
     assert [answer["predictions"][0]["probabilities"][name] for name in CNN_CLASSES] == expected.tolist()
 
     unused = LocalEndpoint(model_dir, "unused", workers=1).prepare()
-    server, port = psutil.Process(unused._process.pid), int(unused.url.rsplit(":", 1)[1])
+    server, port = psutil.Process(unused._started().pid), int(unused.url.rsplit(":", 1)[1])
     unused.stop()
     assert left_running([server]) == [] and not listening(port)
 
 
+@pytest.mark.slow
 def test_a_model_tarball_is_served_and_its_extraction_removed(models, tmp_path, signatures):
     tarball = tarball_of(models["autoencoder"], tmp_path / "model.tar.gz")
     rows = np.ones((1, N_FEATURES), np.float32)
     with LocalEndpoint(tarball, "from-tar", workers=1) as endpoint:
+        assert endpoint._artifact is not None
         extracted = endpoint._artifact.root
         assert extracted.is_dir()
         answer = requests.post(
@@ -540,6 +566,7 @@ def test_a_model_tarball_is_served_and_its_extraction_removed(models, tmp_path, 
     assert answer["predictions"][0]["reconstruction_error"] == float(expected["reconstruction_error"][0])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("missing, words", [("1", "saved_model.pb"), ("code/inference.py", "code/inference.py")])
 def test_an_incomplete_artifact_is_refused_naming_what_is_missing(models, tmp_path, missing, words):
     model_dir = tmp_path / "model"

@@ -12,6 +12,7 @@ import json
 import math
 import shutil
 import sys
+from importlib import metadata
 
 import numpy as np
 import pytest
@@ -52,9 +53,9 @@ def _rng() -> np.random.Generator:
 
 def _assert_classified(predictions: list[dict], probabilities: np.ndarray, class_names: list[str]) -> None:
     assert len(predictions) == len(probabilities)
-    for prediction, row in zip(predictions, probabilities):
+    for prediction, row in zip(predictions, probabilities, strict=True):
         assert list(prediction["probabilities"]) == class_names
-        assert prediction["probabilities"] == {name: float(p) for name, p in zip(class_names, row)}
+        assert prediction["probabilities"] == {name: float(p) for name, p in zip(class_names, row, strict=True)}
         assert prediction["label"] == class_names[int(np.argmax(row))]
 
 
@@ -372,7 +373,7 @@ def test_output_handler_reads_tf_serving_columnar_answers(served):
     body = json.dumps(
         {"outputs": {"reconstruction_error": [0.5, 2.0], "threshold": [0.75, 0.75], "embedding": [[1, 2], [3, 4]]}}
     ).encode()
-    text, content_type = module.output_handler(_tfs_response(200, body), context())
+    text, _ = module.output_handler(_tfs_response(200, body), context())
     assert json.loads(text)["predictions"] == [
         {"reconstruction_error": 0.5, "threshold": 0.75, "is_anomaly": False, "embedding": [1, 2]},
         {"reconstruction_error": 2.0, "threshold": 0.75, "is_anomaly": True, "embedding": [3, 4]},
@@ -422,16 +423,20 @@ def test_handler_imports_only_the_standard_library_and_its_pinned_requirements()
         alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
     }
     imported |= {
-        node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level == 0
+        node.module.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module
     }
     third_party = {name for name in imported if name not in sys.stdlib_module_names and name != "__future__"}
-    assert third_party == {"numpy", "PIL"}
+    providers = metadata.packages_distributions()
+    imported_distributions = {distribution.lower() for name in third_party for distribution in providers[name]}
 
     pins = [
         line
         for line in (MODEL_CODE_DIR / "requirements.txt").read_text().splitlines()
         if line and not line.startswith("#")
     ]
-    project_pins = (REPO_ROOT / "requirements.txt").read_text().splitlines()
-    assert sorted(pins) == ["numpy==2.1.3", "pillow==13.0.0"]
-    assert all(pin in project_pins for pin in pins)
+    # Every package it imports is pinned there, nothing else is, and at the project's own versions.
+    assert {pin.split("==")[0].lower() for pin in pins} == imported_distributions
+    locked = (REPO_ROOT / "requirements-lock.txt").read_text().splitlines()
+    assert all(pin in locked for pin in pins)

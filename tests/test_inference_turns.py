@@ -39,7 +39,12 @@ def test_waiting_threads_get_their_turn_in_the_order_they_came():
 
 def test_a_failing_holder_passes_the_turn_on():
     turns, served = TakingTurns(), []
-    waiter = threading.Thread(target=lambda: turns.__enter__() or served.append("next"))
+
+    def wait_for_the_turn() -> None:
+        turns.__enter__()
+        served.append("next")
+
+    waiter = threading.Thread(target=wait_for_the_turn)
     with pytest.raises(RuntimeError), turns:
         waiter.start()
         _queued(turns, 1)

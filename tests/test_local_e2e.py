@@ -34,7 +34,8 @@ from process_support import free_port, left_running, listening
 from inference.archives import extract_archive
 from mlops.local.moto import ACCOUNT, REGION
 
-pytestmark = pytest.mark.integration
+# slow: runs whole local missions.
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 # A slice small enough for a quick run; the gate lowered to what 3 epochs on it reach, so the
 # model is registered and deployed (the quality of a full run is in docs/benchmarks.md).
@@ -110,9 +111,15 @@ def training_toolkit(process: psutil.Process, timeout: float = 120) -> psutil.Pr
     raise AssertionError("the training job never started")
 
 
-def s3_json(uri: str) -> dict:
+def s3_bytes(uri: str) -> bytes:
     bucket, _, key = uri.removeprefix("s3://").partition("/")
-    return json.loads(get_backend("s3")[ACCOUNT]["global"].get_object(bucket, key).value)
+    stored = get_backend("s3")[ACCOUNT]["global"].get_object(bucket, key)
+    assert stored is not None, f"no {uri} in moto"
+    return stored.value
+
+
+def s3_json(uri: str) -> dict:
+    return json.loads(s3_bytes(uri))
 
 
 def test_after_a_ctrl_c_the_cnn_goes_from_nothing_to_an_invoked_endpoint(
@@ -181,14 +188,14 @@ def test_after_a_ctrl_c_the_cnn_goes_from_nothing_to_an_invoked_endpoint(
     cloudformation = get_backend("cloudformation")[ACCOUNT][REGION]
     (stack,) = [found for found in cloudformation.stacks.values() if found.name == "mlops-local-endpoint-cnn"]
     assert stack.status == "CREATE_COMPLETE"
-    outputs = {output["OutputKey"]: output["OutputValue"] for output in stack.outputs}
+    outputs = {output["OutputKey"]: output["OutputValue"] for output in stack.outputs or []}
     assert outputs["ModelPackageArn"] == package.arn
     assert sagemaker.endpoints[outputs["EndpointName"]].endpoint_status == "InService"
 
     # The local endpoint served the registered artifact, and answered as the model itself does.
     served = report / "model" / "model.tar.gz"
-    bucket, _, key = model_data.removeprefix("s3://").partition("/")
-    assert served.read_bytes() == get_backend("s3")[ACCOUNT]["global"].get_object(bucket, key).value
+    bucket = model_data.removeprefix("s3://").partition("/")[0]
+    assert served.read_bytes() == s3_bytes(model_data)
     predictions = json.loads((report / "predictions.json").read_text())
     assert predictions["endpoint"] == "mlops-local-cnn" and predictions["model_package"] == package.arn
     samples = predictions["samples"]
@@ -250,7 +257,9 @@ def test_after_a_ctrl_c_the_cnn_goes_from_nothing_to_an_invoked_endpoint(
     # Nothing it started is left: processes, the moto server, the endpoint.
     assert len(started - before) >= 3, "the CDK CLI and the jobs ran as child processes"
     assert left_running(started - before) == []
-    endpoint_port = int(re.search(r"served at http://127\.0\.0\.1:(\d+)", out)[1])
+    served_at = re.search(r"served at http://127\.0\.0\.1:(\d+)", out)
+    assert served_at, out
+    endpoint_port = int(served_at[1])
     assert not listening(port) and not listening(endpoint_port)
     assert not [thread for thread in threading.enumerate() if thread.name.startswith("endpoint-")]
 
@@ -297,7 +306,7 @@ def test_a_failing_training_step_is_named_and_leaves_nothing_running(
     sagemaker = get_backend("sagemaker")[ACCOUNT][REGION]
     (execution,) = sagemaker.pipelines["mlops-local-rnn"].pipeline_executions.values()
     assert execution.pipeline_execution_status == "Failed"
-    assert "step Train (Training) failed" in execution.pipeline_execution_failure_reason
+    assert "step Train (Training) failed" in (execution.pipeline_execution_failure_reason or "")
     (training_job,) = sagemaker.training_jobs.values()
     assert training_job.training_job_status == "Failed"
     assert not [

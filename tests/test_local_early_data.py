@@ -21,6 +21,7 @@ def test_a_failing_preparation_raises_its_last_line_and_keeps_its_stderr_in_a_no
     assert "Traceback" in "".join(raised.value.__notes__)
 
 
+@pytest.mark.slow
 def test_stopping_a_preparation_ends_it_and_leaves_no_scratch_in_the_cache(tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     monkeypatch.setenv("MLOPS_CACHE_DIR", str(cache))

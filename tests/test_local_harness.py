@@ -100,6 +100,7 @@ def test_cli_environment_is_the_targets_and_this_venv(tmp_path: Path, monkeypatc
     assert env["PATH"].split(":")[0] == str(Path(cdk_runner.sys.executable).parent)
 
 
+@pytest.mark.slow
 def test_a_failing_cli_raises_run_failed_with_its_stderr_tail(tmp_path: Path) -> None:
     lines: list[str] = []
     with pytest.raises(RunFailed, match=r"`cdk no-such-command` exited with 1:\n(.|\n)*no-such-command") as failure:
@@ -127,8 +128,13 @@ def _group_members(group: int) -> list[psutil.Process]:
 
 def test_interrupting_a_run_stops_the_whole_process_tree(monkeypatch: pytest.MonkeyPatch) -> None:
     started = threading.Event()
+
     # A real SIGINT, as Ctrl-C sends: unlike _thread.interrupt_main() it also ends a blocking wait.
-    threading.Thread(target=lambda: started.wait(30) and os.kill(os.getpid(), signal.SIGINT), daemon=True).start()
+    def interrupt() -> None:
+        if started.wait(30):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=interrupt, daemon=True).start()
     groups: list[int] = []
     original_popen = processes.subprocess.Popen
 
@@ -160,7 +166,12 @@ def test_destroy_empties_only_the_buckets_cloudformation_will_delete(
         }
     }
     calls: list[list[str]] = []
-    monkeypatch.setattr(cdk_runner, "_run", lambda argv, *_: calls.append(argv) or cdk_runner.CdkRun("", ""))
+
+    def recorded_run(argv: list[str], *_: object) -> cdk_runner.CdkRun:
+        calls.append(argv)
+        return cdk_runner.CdkRun("", "")
+
+    monkeypatch.setattr(cdk_runner, "_run", recorded_run)
     with moto_server() as aws:
         aws.client("cloudformation").create_stack(StackName="data", TemplateBody=json.dumps(template))
         s3 = aws.client("s3")
@@ -199,21 +210,20 @@ def test_empty_bucket_removes_every_version_and_delete_marker(monkeypatch: pytes
 
 
 def test_phases_run_in_order_and_report_their_time() -> None:
-    console = Console(file=io.StringIO(), width=100)
-    view = PlainProgress(console, show_logs=False)
+    output = io.StringIO()
+    view = PlainProgress(Console(file=output, width=100), show_logs=False)
     ran: list[str] = []
     seconds = run_phases(
         view, [Phase("first", lambda: ran.append("first")), Phase("second", lambda: ran.append("second"))]
     )
     assert ran == ["first", "second"]
     assert list(seconds) == ["first", "second"]
-    output = console.file.getvalue()
-    assert "✓ [1/2] first" in output and "✓ [2/2] second" in output
+    assert "✓ [1/2] first" in output.getvalue() and "✓ [2/2] second" in output.getvalue()
 
 
 def test_a_failing_phase_is_marked_and_stops_the_sequence() -> None:
-    console = Console(file=io.StringIO(), width=100)
-    view = PlainProgress(console, show_logs=False)
+    output = io.StringIO()
+    view = PlainProgress(Console(file=output, width=100), show_logs=False)
     ran: list[str] = []
 
     def fail() -> None:
@@ -222,4 +232,4 @@ def test_a_failing_phase_is_marked_and_stops_the_sequence() -> None:
     with pytest.raises(RunFailed, match="deploy broke"):
         run_phases(view, [Phase("deploy", fail), Phase("train", lambda: ran.append("train"))])
     assert ran == []
-    assert "✗ [1/2] deploy" in console.file.getvalue()
+    assert "✗ [1/2] deploy" in output.getvalue()

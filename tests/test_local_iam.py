@@ -28,6 +28,9 @@ from mlops.local.permissions import write_permissions_report
 from mlops.local.pipeline_executor import LocalPipelineExecutor, StepFailed
 from mlops.local.training_job import start_job
 
+# slow: synthesizes the local stage and deploys it into moto with IAM enforced.
+pytestmark = pytest.mark.slow
+
 ACCOUNT, REGION = "123456789012", "us-east-1"
 DATA = f"mlops-local-data-{ACCOUNT}-{REGION}"
 ARTIFACTS = f"mlops-local-artifacts-{ACCOUNT}-{REGION}"
@@ -71,7 +74,7 @@ def aws():
 
 
 def test_the_harness_signs_as_the_administrator_and_strangers_are_refused(aws) -> None:
-    server, iam, _ = aws
+    server, _, _ = aws
     assert [user["UserName"] for user in server.client("iam").list_users()["Users"]] == [ADMINISTRATOR]
     assert server.client("s3").list_objects_v2(Bucket=DATA)["KeyCount"] == 2
     stranger = boto3.client(
@@ -86,7 +89,7 @@ def test_the_harness_signs_as_the_administrator_and_strangers_are_refused(aws) -
 
 
 def test_a_role_reads_what_its_policy_allows_and_nothing_else(aws) -> None:
-    server, iam, role_arn = aws
+    _, iam, role_arn = aws
     s3 = iam.client(role_arn, "s3", session="training-job")
     assert s3.get_object(Bucket=DATA, Key="cnn/train/spec.json")["Body"].read() == b"{}"
     with pytest.raises(ClientError) as denied:
@@ -295,7 +298,7 @@ def test_an_output_upload_the_role_may_not_make_fails_the_step_naming_the_action
 
 
 def test_the_permissions_report_lists_each_roles_calls_and_the_statements_no_call_matched(aws, tmp_path: Path) -> None:
-    server, iam, role_arn = aws
+    _, iam, role_arn = aws
     iam.client(role_arn, "s3", session="report").get_object(Bucket=DATA, Key="cnn/train/spec.json")
     write_permissions_report(tmp_path, iam, network="cnn", networks=["cnn", "rnn"])
     report = json.loads((tmp_path / "permissions.json").read_text())
@@ -319,7 +322,8 @@ def test_the_permissions_report_lists_each_roles_calls_and_the_statements_no_cal
 
 
 def run_champion_step(server: Any, iam: Any, role_arn: str, group: str, output: Path) -> subprocess.CompletedProcess:
-    """training/processing/find_champion.py as the Champion job runs it: its own process, the execution role's credentials."""
+    """training/processing/find_champion.py as the Champion job runs it: its own process, the
+    execution role's credentials."""
     environment = {name: value for name, value in os.environ.items() if not name.startswith("AWS_")}
     environment.update({**server.env, **iam.credentials(role_arn, session="pipelines-champion")})
     return subprocess.run(

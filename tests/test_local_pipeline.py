@@ -498,7 +498,8 @@ def test_the_train_channel_spec_is_uploaded_last(tmp_path: Path) -> None:
             (channels[channel] / name).write_text(name)
 
     class RecordingS3:
-        keys: list[str] = []
+        def __init__(self) -> None:
+            self.keys: list[str] = []
 
         def upload_file(self, path: str, bucket: str, key: str) -> None:
             self.keys.append(key)
@@ -527,6 +528,7 @@ def test_held_out_samples_spread_over_the_test_channel(tmp_path: Path) -> None:
     assert len(held_out_samples(channels["test"], get_network("autoencoder"), 1000)[0]) == 301
 
 
+@pytest.mark.slow
 def test_early_samples_are_read_in_a_child_process_or_stopped_unread(tmp_path: Path) -> None:
     from mlops.datasets import prepare
 

@@ -32,8 +32,8 @@ def _metrics_by_endpoint(dashboard: dict) -> dict[str, set[str]]:
     found: dict[str, set[str]] = {}
     for widget in dashboard["widgets"]:
         for metric in widget["properties"]["metrics"]:
-            namespace, name, *dimensions = [part for part in metric if isinstance(part, str)]
-            endpoint = dict(zip(dimensions[::2], dimensions[1::2]))["EndpointName"]
+            _, name, *dimensions = [part for part in metric if isinstance(part, str)]
+            endpoint = dict(zip(dimensions[::2], dimensions[1::2], strict=True))["EndpointName"]
             found.setdefault(endpoint, set()).add(name)
     return found
 

@@ -22,7 +22,8 @@ from mlops.cdk import CdkCli
 from mlops.local.moto import apply_moto_fixes, moto_server
 
 STAGE = "local"
-pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse .* not supported by moto:UserWarning")
+# slow: deploys the app into moto with the CDK CLI.
+pytestmark = pytest.mark.slow
 
 
 def _bucket_encryption(s3: Any, bucket: str) -> dict[str, Any]:

@@ -4,7 +4,7 @@ The SDK side is built from the registry and the stage configuration only (step b
 the SDK's documentation builds a pipeline), never from `infra.definitions.training_pipeline`'s steps, so a
 field the dict misnames, misses or invents shows up as a difference. Both sides get the same
 deploy-time values. The SDK adds a few defaults of its own; those, and only those, may differ.
-Offline workarounds (PLATFORM.md): region set, role as an ARN string, telemetry opted out in the
+Offline workarounds (docs/platform.md): region set, role as an ARN string, telemetry opted out in the
 session's config, every S3 path explicit, no EC2 metadata, role validation off.
 """
 
@@ -57,7 +57,7 @@ def flatten(value: Any, path: tuple[Any, ...] = ()) -> dict[tuple[Any, ...], Any
             return {path: {}}
         flat: dict[tuple[Any, ...], Any] = {}
         for key, item in value.items():
-            flat.update(flatten(item, path + (key,)))
+            flat.update(flatten(item, (*path, key)))
         return flat
     if (
         isinstance(value, list)
@@ -71,11 +71,12 @@ def flatten(value: Any, path: tuple[Any, ...] = ()) -> dict[tuple[Any, ...], Any
     if isinstance(value, list) and value:
         flat = {}
         for index, item in enumerate(value):
-            flat.update(flatten(item, path + (index,)))
+            flat.update(flatten(item, (*path, index)))
         return flat
     return {path: value}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("stage_name", "network"), CASES)
 def test_sdk_builds_the_same_definition(sdk: Any, stage_name: str, network: str) -> None:
     config = config_named(stage_name)

@@ -7,6 +7,7 @@ lifecycle rules, IAM semantics) is only checked here.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import pytest
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk.assertions import Template
-from synth_support import CDK_CONTEXT, Synthesized, new_app, synthesized
+from synth_support import CDK_CONTEXT, Synthesized, logical_id_of, new_app, synthesized
 
 from infra.config import parse_stage_config
 from infra.constructs.artifacts_bucket import ArtifactsBucket
@@ -29,7 +30,7 @@ from infra.stacks.storage_stack import StorageStack
 STAGES = ("local", "dev", "prod")
 
 
-def _resources(template: dict[str, Any], resource_type: str) -> dict[str, dict[str, Any]]:
+def _resources(template: Mapping[str, Any], resource_type: str) -> dict[str, dict[str, Any]]:
     return {
         logical_id: resource
         for logical_id, resource in template["Resources"].items()
@@ -41,7 +42,7 @@ def _as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
-def _identity_statements(template: dict[str, Any]) -> list[dict[str, Any]]:
+def _identity_statements(template: Mapping[str, Any]) -> list[dict[str, Any]]:
     statements = []
     for resource in template["Resources"].values():
         properties = resource.get("Properties", {})
@@ -64,9 +65,9 @@ class Storage:
         self.synth = synth
         stack: StorageStack = synth.stacks.storage
         self.json = synth.template_json(stack)
-        self.key_id = stack.get_logical_id(stack.key.key.node.default_child)
+        self.key_id = logical_id_of(stack.key.key)
         self.buckets = {
-            purpose: stack.get_logical_id(construct.bucket.node.default_child)
+            purpose: logical_id_of(construct.bucket)
             for purpose, construct in (
                 ("data", stack.data),
                 ("artifacts", stack.artifacts),
@@ -106,6 +107,7 @@ def _role_statements(synth: Synthesized) -> dict[str, dict[str, Any]]:
 # --- key ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_key_rotates_and_has_the_stage_alias(storage: Storage) -> None:
     assert storage.json["Resources"][storage.key_id]["Properties"]["EnableKeyRotation"] is True
     (alias,) = _resources(storage.json, "AWS::KMS::Alias").values()
@@ -118,6 +120,7 @@ def test_key_rotates_and_has_the_stage_alias(storage: Storage) -> None:
 # --- buckets -----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("purpose", ["data", "artifacts", "access-logs"])
 def test_bucket_is_private_versioned_and_owner_enforced(storage: Storage, purpose: str) -> None:
     properties = storage.bucket(purpose)["Properties"]
@@ -131,6 +134,7 @@ def test_bucket_is_private_versioned_and_owner_enforced(storage: Storage, purpos
     assert properties["OwnershipControls"] == {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("purpose", ["data", "artifacts", "access-logs"])
 def test_bucket_denies_plain_http_and_old_tls(storage: Storage, purpose: str) -> None:
     bucket_arn = {"Fn::GetAtt": [storage.buckets[purpose], "Arn"]}
@@ -152,6 +156,7 @@ def test_bucket_denies_plain_http_and_old_tls(storage: Storage, purpose: str) ->
     } in denials
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("purpose", ["data", "artifacts"])
 def test_project_buckets_use_the_project_key(storage: Storage, purpose: str) -> None:
     assert storage.bucket(purpose)["Properties"]["BucketEncryption"] == {
@@ -167,12 +172,14 @@ def test_project_buckets_use_the_project_key(storage: Storage, purpose: str) -> 
     }
 
 
+@pytest.mark.slow
 def test_access_log_bucket_uses_sse_s3_because_log_delivery_cannot_use_kms(storage: Storage) -> None:
     assert storage.bucket("access-logs")["Properties"]["BucketEncryption"] == {
         "ServerSideEncryptionConfiguration": [{"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("purpose", ["data", "artifacts"])
 def test_project_buckets_log_into_the_access_log_bucket(storage: Storage, purpose: str) -> None:
     assert storage.bucket(purpose)["Properties"]["LoggingConfiguration"] == {
@@ -190,10 +197,12 @@ def test_project_buckets_log_into_the_access_log_bucket(storage: Storage, purpos
     assert all(statement["Action"] == "s3:PutObject" and statement["Effect"] == "Allow" for statement in delivery)
 
 
+@pytest.mark.slow
 def test_access_log_bucket_does_not_log_into_itself(storage: Storage) -> None:
     assert "LoggingConfiguration" not in storage.bucket("access-logs")["Properties"]
 
 
+@pytest.mark.slow
 def test_lifecycle_rules_follow_the_stage_config(storage: Storage) -> None:
     config = storage.synth.config
     housekeeping = {
@@ -224,6 +233,7 @@ def test_lifecycle_rules_follow_the_stage_config(storage: Storage) -> None:
     ]
 
 
+@pytest.mark.slow
 def test_removal_policy_follows_the_stage(storage: Storage) -> None:
     expected = "Delete" if storage.synth.config.destroy_on_removal else "Retain"
     for logical_id in [storage.key_id, *storage.buckets.values()]:
@@ -231,11 +241,13 @@ def test_removal_policy_follows_the_stage(storage: Storage) -> None:
         assert (resource["DeletionPolicy"], resource["UpdateReplacePolicy"]) == (expected, expected), logical_id
 
 
+@pytest.mark.slow
 def test_no_auto_delete_custom_resource_moto_could_not_run(storage: Storage) -> None:
     types = {resource["Type"] for resource in storage.json["Resources"].values()} - {"AWS::CDK::Metadata"}
     assert types == {"AWS::KMS::Key", "AWS::KMS::Alias", "AWS::S3::Bucket", "AWS::S3::BucketPolicy"}
 
 
+@pytest.mark.slow
 def test_bucket_names_are_built_from_stage_account_and_region(storage: Storage) -> None:
     config = storage.synth.config
     for purpose in storage.buckets:
@@ -254,6 +266,7 @@ def test_bucket_name_rejects_what_s3_would() -> None:
         bucket_name(long, stack, "artifacts")
 
 
+@pytest.mark.slow
 def test_resources_are_tagged_with_project_and_stage(storage: Storage) -> None:
     config = storage.synth.config
     expected = [{"Key": "project", "Value": config.project}, {"Key": "stage", "Value": config.name}]
@@ -287,6 +300,7 @@ def test_prefixes_are_constants_and_helpers() -> None:
         channel_prefix("cnn", "holdout")
 
 
+@pytest.mark.slow
 def test_uris_point_into_the_named_buckets(local: Synthesized) -> None:
     storage: StorageStack = local.stacks.storage
     data: DataBucket = storage.data
@@ -300,6 +314,7 @@ def test_uris_point_into_the_named_buckets(local: Synthesized) -> None:
 # --- outputs ------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_outputs_name_buckets_key_and_role(local: Synthesized) -> None:
     storage_outputs = local.template_json(local.stacks.storage)["Outputs"]
     role_outputs = local.template_json(local.stacks.execution_role)["Outputs"]
@@ -316,6 +331,7 @@ MOTO_SKIPPED_TYPES = {
 }
 
 
+@pytest.mark.slow
 def test_nothing_reads_an_attribute_of_a_resource_moto_skips(local: Synthesized) -> None:
     """moto's create_stack fails ("Fn::GetAtt references undefined resource") on any Fn::GetAtt,
     in a resource or an output, whose resource type it skips: `mlops local` could not deploy."""
@@ -343,6 +359,7 @@ def _get_att_targets(value: Any) -> list[str]:
 # --- execution role -----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stage", STAGES)
 def test_role_is_trusted_by_sagemaker_in_this_account_only(stage: str) -> None:
     synth = synthesized(stage)
@@ -361,6 +378,7 @@ def test_role_is_trusted_by_sagemaker_in_this_account_only(stage: str) -> None:
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stage", STAGES)
 def test_no_managed_policies(stage: str) -> None:
     synth = synthesized(stage)
@@ -372,6 +390,7 @@ def test_no_managed_policies(stage: str) -> None:
         )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stage", STAGES)
 def test_no_wildcard_actions_and_no_delete(stage: str) -> None:
     synth = synthesized(stage)
@@ -382,6 +401,7 @@ def test_no_wildcard_actions_and_no_delete(stage: str) -> None:
                 assert "Delete" not in action, (stack.stack_name, statement.get("Sid"), action)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stage", STAGES)
 def test_resource_star_only_where_no_resource_level_permission_exists(stage: str) -> None:
     synth = synthesized(stage)
@@ -406,6 +426,7 @@ def test_resource_star_only_where_no_resource_level_permission_exists(stage: str
     assert unscoped["GetRegistryToken"]["Action"] == "ecr:GetAuthorizationToken"
 
 
+@pytest.mark.slow
 def test_role_s3_access_is_exactly_its_prefixes_and_the_code_bundle(local: Synthesized) -> None:
     statements = _role_statements(local)
     data = "arn:<AWS::Partition>:s3:::mlops-local-data-123456789012-us-east-1"
@@ -476,6 +497,7 @@ def test_role_s3_access_is_exactly_its_prefixes_and_the_code_bundle(local: Synth
     }
 
 
+@pytest.mark.slow
 def test_role_s3_arns_are_built_from_names_not_imported(local: Synthesized) -> None:
     """Exports pin the producer; only the key ARN (random id) may cross stacks as an import."""
     for sid, statement in _role_statements(local).items():
@@ -487,6 +509,7 @@ def test_role_s3_arns_are_built_from_names_not_imported(local: Synthesized) -> N
         assert not imports or sid == "UseProjectKey", sid
 
 
+@pytest.mark.slow
 def test_role_uses_the_key_through_one_statement(local: Synthesized) -> None:
     kms = {
         sid: statement
@@ -498,11 +521,10 @@ def test_role_uses_the_key_through_one_statement(local: Synthesized) -> None:
     assert statement["Action"] == ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey"]
     key_export = local.stacks.storage.resolve(local.stacks.storage.key.key_arn)
     assert statement["Resource"]["Fn::ImportValue"].startswith("mlops-local-storage:")
-    assert key_export == {
-        "Fn::GetAtt": [local.stacks.storage.get_logical_id(local.stacks.storage.key.key.node.default_child), "Arn"]
-    }
+    assert key_export == {"Fn::GetAtt": [logical_id_of(local.stacks.storage.key.key), "Arn"]}
 
 
+@pytest.mark.slow
 def test_role_writes_only_sagemaker_log_groups_of_its_account(local: Synthesized) -> None:
     statement = _role_statements(local)["WriteSageMakerLogs"]
     prefix = "arn:<AWS::Partition>:logs:us-east-1:123456789012:log-group:"
@@ -521,6 +543,7 @@ def test_role_writes_only_sagemaker_log_groups_of_its_account(local: Synthesized
     ]
 
 
+@pytest.mark.slow
 def test_role_pulls_only_the_tensorflow_framework_images(local: Synthesized) -> None:
     statement = _role_statements(local)["PullFrameworkImages"]
     assert statement["Action"] == ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]
@@ -556,8 +579,8 @@ def test_key_actions_follow_the_grants_and_collect_in_one_statement(tmp_path: Pa
         (kms,) = [s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Sid"] == "UseProjectKey"]
         key_actions[role_ref["Ref"]] = kms["Action"]
     assert key_actions == {
-        consumer.get_logical_id(reader.node.default_child): ["kms:Decrypt", "kms:DescribeKey"],
-        consumer.get_logical_id(writer.node.default_child): [
+        logical_id_of(reader): ["kms:Decrypt", "kms:DescribeKey"],
+        logical_id_of(writer): [
             "kms:Decrypt",
             "kms:DescribeKey",
             "kms:Encrypt",

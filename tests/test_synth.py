@@ -17,6 +17,9 @@ from pathlib import Path
 import pytest
 from synth_support import REPO_ROOT, synthesized
 
+# slow: synthesizes the whole app with the CDK CLI.
+pytestmark = pytest.mark.slow
+
 CDK_BIN = REPO_ROOT / "node_modules" / ".bin" / "cdk"
 
 

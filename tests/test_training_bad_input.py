@@ -7,11 +7,12 @@ import shutil
 
 import numpy as np
 import pytest
-from training_support import run_entry_point, small_data  # noqa: F401 - fixture
+from training_support import run_entry_point
 
 import records
 
-pytestmark = pytest.mark.integration
+# slow: runs the entry points as processes on real data.
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def _copy(channels, tmp_path):
@@ -77,7 +78,7 @@ CNN_CASES = {
 
 
 @pytest.mark.parametrize("case", list(CNN_CASES))
-def test_bad_cnn_input_is_named_and_leaves_no_model(tmp_path, small_data, case):  # noqa: F811
+def test_bad_cnn_input_is_named_and_leaves_no_model(tmp_path, small_data, case):
     break_channels, arguments, fragments = CNN_CASES[case]
     channels = break_channels(dict(small_data("cnn")), tmp_path)
     finished = run_entry_point("cnn", channels, tmp_path, args=arguments)
@@ -87,7 +88,7 @@ def test_bad_cnn_input_is_named_and_leaves_no_model(tmp_path, small_data, case):
     assert not (tmp_path / "model").exists() or not any((tmp_path / "model").iterdir())
 
 
-def test_nan_deep_in_a_channel_stops_the_run_naming_it(tmp_path, small_data):  # noqa: F811
+def test_nan_deep_in_a_channel_stops_the_run_naming_it(tmp_path, small_data):
     channels = dict(small_data("autoencoder"))
     spec = records.read_spec(channels["train"], "train")
     features = np.concatenate(
@@ -111,7 +112,7 @@ def test_nan_deep_in_a_channel_stops_the_run_naming_it(tmp_path, small_data):  #
     assert not (tmp_path / "model").exists() or not any((tmp_path / "model").iterdir())
 
 
-def test_transfer_never_trains_on_random_base_weights_silently(tmp_path, small_data):  # noqa: F811
+def test_transfer_never_trains_on_random_base_weights_silently(tmp_path, small_data):
     """No `pretrained` channel, and ImageNet weights cannot be downloaded here: a clear error."""
     channels = {name: folder for name, folder in small_data("transfer").items() if name != "pretrained"}
     finished = run_entry_point(
@@ -129,7 +130,7 @@ def test_transfer_never_trains_on_random_base_weights_silently(tmp_path, small_d
     assert not (tmp_path / "model").exists() or not any((tmp_path / "model").iterdir())
 
 
-def test_transfer_refuses_weights_of_another_base(tmp_path, small_data):  # noqa: F811
+def test_transfer_refuses_weights_of_another_base(tmp_path, small_data):
     finished = run_entry_point("transfer", small_data("transfer"), tmp_path, base="ResNet50")
     assert finished.returncode == 2
     assert "error: channel 'pretrained' holds VGG16 weights, but hyperparameter base is ResNet50" in finished.stderr

@@ -91,7 +91,7 @@ def test_sagemaker_extras_are_ignored_and_an_s3_model_dir_does_not_replace_sm_mo
 
 
 def test_outside_sagemaker_checkpoints_default_beside_the_outputs(tmp_path, image_channels):
-    job = contract.Job.from_arguments(CNN, _channel_arguments(image_channels) + ["--output_dir", str(tmp_path / "o")])
+    job = contract.Job.from_arguments(CNN, [*_channel_arguments(image_channels), "--output_dir", str(tmp_path / "o")])
     assert job.checkpoint_dir == tmp_path / "o" / "checkpoints"
 
 
@@ -118,7 +118,7 @@ def test_a_channel_given_nowhere_is_named(image_channels):
 
 
 def test_balanced_class_weights_come_from_the_spec_counts(image_channels):
-    job = contract.Job.from_arguments(CNN, _channel_arguments(image_channels) + ["--class_weight", "balanced"])
+    job = contract.Job.from_arguments(CNN, [*_channel_arguments(image_channels), "--class_weight", "balanced"])
     assert job.class_weight() == pytest.approx({0: 6 / (3 * 3), 1: 6 / (3 * 2), 2: 6 / (3 * 1)})
     assert contract.Job.from_arguments(CNN, _channel_arguments(image_channels)).class_weight() is None
 
@@ -150,7 +150,7 @@ def test_the_cluster_and_the_chief_come_from_tf_config(monkeypatch, tf_config, e
 def test_without_tf_config_only_the_first_sagemaker_host_is_chief(tmp_path, monkeypatch, image_channels):
     monkeypatch.setenv("SM_HOSTS", json.dumps(["algo-1", "algo-2"]))
     monkeypatch.setenv("SM_CURRENT_HOST", "algo-2")
-    job = contract.Job.from_arguments(CNN, _channel_arguments(image_channels) + ["--model_dir", str(tmp_path / "m")])
+    job = contract.Job.from_arguments(CNN, [*_channel_arguments(image_channels), "--model_dir", str(tmp_path / "m")])
     try:
         assert not job.is_chief
         assert job.model_dir != tmp_path / "m"  # a scratch folder, discarded at the end

@@ -8,7 +8,7 @@ import boto3
 import numpy as np
 import pytest
 from moto import mock_aws
-from training_support import SMALL_DATA, small_data  # noqa: F401 - fixture
+from training_support import SMALL_DATA
 from typer.testing import CliRunner
 
 import records
@@ -74,7 +74,7 @@ def test_japanese_vowels_are_zero_padded_sequences_with_validation_from_train(tm
         "validation": 54,
         "test": 370,
     }
-    spec, frames, labels = read["train"]
+    spec, frames, _ = read["train"]
     assert spec.class_names == tuple(f"speaker {index}" for index in range(1, 10))
     assert frames.shape[1:] == (29, 12) and spec.metadata["min_length"] == 7
     # Stratified: each speaker's 30 training utterances split 24 / 6.
@@ -88,7 +88,8 @@ def test_japanese_vowels_are_zero_padded_sequences_with_validation_from_train(tm
         ), "padding must come after the real frames, only"
 
 
-def test_transfer_task_has_few_labels_and_base_weights_from_the_source_task(small_data):  # noqa: F811
+@pytest.mark.slow
+def test_transfer_task_has_few_labels_and_base_weights_from_the_source_task(small_data):
     channels = small_data("transfer")
     described = json.loads((channels["pretrained"] / "base.json").read_text())
     assert described["base"] == "VGG16" and described["input_shape"] == [32, 32, 3]
@@ -99,6 +100,7 @@ def test_transfer_task_has_few_labels_and_base_weights_from_the_source_task(smal
     assert train.class_counts == (SMALL_DATA["transfer"]["labelled_per_class"],) * 5
 
 
+@pytest.mark.slow
 def test_a_limit_caps_every_channel(tmp_path):
     channels = prepare("cnn", tmp_path, limit=25)
     assert {channel: records.read_spec(folder, channel).count for channel, folder in channels.items()} == {

@@ -9,12 +9,13 @@ import tarfile
 import numpy as np
 import pytest
 import tensorflow as tf
-from training_support import QUICK, TRAINED_PHASES, metrics_lines, serving_config, small_data, trained  # noqa: F401
+from training_support import QUICK, TRAINED_PHASES, metrics_lines, serving_config
 
 import networks
 import tasks
 
-pytestmark = pytest.mark.integration
+# slow: trains every network.
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def _images(serving: dict, rng: np.random.Generator, rows: int) -> np.ndarray:
@@ -137,7 +138,7 @@ def test_entry_point_trains_and_exports_a_servable_model(trained, name):
     ANSWER_CHECKS[network.task.name](answer, serving, evaluation, signature)
 
 
-def test_cnn_through_sagemakers_own_launcher(tmp_path, small_data):  # noqa: F811
+def test_cnn_through_sagemakers_own_launcher(tmp_path, small_data):
     """The toolkit's `train` script, SDK v2-style JSON-quoted hyperparameters, SM_* variables."""
     from mlops.local.training_job import run_training_job
 

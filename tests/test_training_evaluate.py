@@ -9,15 +9,11 @@ import subprocess
 import sys
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
-from training_support import (  # noqa: F401 - fixtures
-    attribution_rank_correlation,
-    randomize_layer_by_layer,
-    small_data,
-    trained,
-)
+from training_support import attribution_rank_correlation, randomize_layer_by_layer
 
 import records
 from drift import Baseline
@@ -25,7 +21,8 @@ from inference.archives import extract_archive
 from infra.source_bundle import build_source_bundle
 from training.networks import NETWORKS, get_network
 
-pytestmark = pytest.mark.integration
+# slow: trains a model per network, then runs the Evaluate job.
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +34,7 @@ def bundle(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def processing_inputs(tmp_path_factory, trained):  # noqa: F811
+def processing_inputs(tmp_path_factory, trained):
     """`processing_inputs(network)` -> (its trained model as the Evaluate step gets it, the training
     run's own evaluation.json), made once."""
     made: dict[str, tuple[Path, dict]] = {}
@@ -97,7 +94,7 @@ def run_evaluate(
 
 
 @pytest.fixture(scope="module")
-def evaluated(bundle, processing_inputs, small_data, tmp_path_factory):  # noqa: F811
+def evaluated(bundle, processing_inputs, small_data, tmp_path_factory):
     """`evaluated(network)` -> the Evaluate step's output folder, run once as the pipeline runs it
     (test channel, and the validation channel for the drift baseline)."""
     made: dict[str, Path] = {}
@@ -126,7 +123,7 @@ def evaluated(bundle, processing_inputs, small_data, tmp_path_factory):  # noqa:
 
 @pytest.mark.parametrize("network", list(NETWORKS))
 def test_evaluate_reports_the_training_runs_test_metrics(processing_inputs, evaluated, network):
-    model_dir, from_training = processing_inputs(network)
+    _, from_training = processing_inputs(network)
     output = evaluated(network)
 
     report = json.loads((output / "evaluation.json").read_text())
@@ -151,7 +148,7 @@ def test_evaluate_reports_the_training_runs_test_metrics(processing_inputs, eval
 
 
 @pytest.mark.parametrize("network", list(NETWORKS))
-def test_evaluate_writes_the_drift_baseline_of_the_validation_channel(evaluated, small_data, network):  # noqa: F811
+def test_evaluate_writes_the_drift_baseline_of_the_validation_channel(evaluated, small_data, network):
     spec = get_network(network)
     output = evaluated(network)
     document = json.loads((output / "baseline.json").read_text())
@@ -178,7 +175,7 @@ def test_evaluate_writes_the_drift_baseline_of_the_validation_channel(evaluated,
         assert set(predictions.astype(int)) <= set(range(len(validation.class_names)))
 
 
-def test_the_cnns_attributions_depend_on_its_trained_weights(processing_inputs, small_data):  # noqa: F811
+def test_the_cnns_attributions_depend_on_its_trained_weights(processing_inputs, small_data):
     """Cascading randomization (Adebayo et al., 2018) on the same test images: once the CNN's
     layers are random from the output down, its integrated gradients rank the pixels differently
     from the trained CNN's (Spearman below 0.5)."""
@@ -209,7 +206,8 @@ def _wider_images(tmp_path: Path, test_dir: Path) -> Path:
     return tmp_path / "wide"
 
 
-BAD_INPUT = {
+# case -> (network, (model dir, test dir, tmp) -> the dirs Evaluate gets, what its one line says...)
+BAD_INPUT: dict[str, tuple[Any, ...]] = {
     "model of another network": (
         "autoencoder",
         lambda model, test, tmp: (model, test),
@@ -236,7 +234,7 @@ BAD_INPUT = {
 
 
 @pytest.mark.parametrize("case", list(BAD_INPUT))
-def test_bad_input_exits_2_with_one_line(bundle, processing_inputs, small_data, tmp_path, case):  # noqa: F811
+def test_bad_input_exits_2_with_one_line(bundle, processing_inputs, small_data, tmp_path, case):
     network, arrange, *fragments = BAD_INPUT[case]
     model_dir, test_dir = arrange(processing_inputs("cnn")[0], small_data("cnn")["test"], tmp_path)
     finished = run_evaluate(bundle, network, model_dir, test_dir, tmp_path / "evaluation")
@@ -284,7 +282,7 @@ def test_a_champion_that_cannot_be_scored_exits_2_naming_it(
     processing_inputs,
     small_data,
     tmp_path,
-    case,  # noqa: F811
+    case,
     fragment,
 ):
     """Failing, not passing the candidate unchecked: a human rejects that version (or fixes the data)."""
@@ -322,7 +320,7 @@ def test_a_champion_that_cannot_be_scored_exits_2_naming_it(
     assert "Traceback" not in finished.stderr
 
 
-def test_a_baseline_channel_that_does_not_fit_the_model_exits_2(bundle, processing_inputs, small_data, tmp_path):  # noqa: F811
+def test_a_baseline_channel_that_does_not_fit_the_model_exits_2(bundle, processing_inputs, small_data, tmp_path):
     channels = small_data("cnn")
     finished = run_evaluate(
         bundle,

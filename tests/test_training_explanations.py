@@ -16,7 +16,8 @@ from training_support import entry_point_logging
 
 import records
 
-pytestmark = pytest.mark.integration
+# slow: trains and explains.
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 FEATURES = 8
 SIGNAL = 5

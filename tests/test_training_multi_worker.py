@@ -6,12 +6,12 @@ import json
 
 import pytest
 import tensorflow as tf
-from training_support import small_data  # noqa: F401 - fixture
 
-pytestmark = pytest.mark.integration
+# slow: trains with two workers.
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def test_two_workers_train_one_cnn_and_only_the_chief_exports(tmp_path, small_data):  # noqa: F811
+def test_two_workers_train_one_cnn_and_only_the_chief_exports(tmp_path, small_data):
     from mlops.local.training_job import run_multi_worker_training_job
 
     chief, worker = run_multi_worker_training_job(

@@ -13,6 +13,9 @@ import cnn
 import contract
 import networks
 
+# slow: trains in each precision.
+pytestmark = pytest.mark.slow
+
 CNN = networks.get_network("cnn")
 SAPPHIRE_RAPIDS = frozenset({"avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8"})
 GENOA = frozenset({"avx512f", "avx512_vnni", "avx512_bf16"})

@@ -165,5 +165,5 @@ def test_writer_refuses_a_non_empty_folder_and_out_of_range_pixels(tmp_path):
     _write(tmp_path / "train")
     with pytest.raises(FileExistsError):
         _write(tmp_path / "train")
-    with pytest.raises(ValueError, match="0..255"):
+    with pytest.raises(ValueError, match=r"0\.\.255"):
         records.write_channel(tmp_path / "other", {"image": np.full((1, 2, 2, 1), 300)}, dtypes={"image": "uint8"})

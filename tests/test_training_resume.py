@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
-from training_support import small_data  # noqa: F401 - fixture
 
 from contract import SpotCheckpoint
 
-pytestmark = pytest.mark.integration
+# slow: trains, interrupts and resumes.
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 SCRIPTED_VAL_LOSS = [1.0, 0.5, 0.6, 0.7, 0.8, 0.9]  # best at epoch 2; patience 2 stops after epoch 4
 
@@ -52,7 +53,7 @@ def _fit(folder: Path, recorder: _Recorder, *, fingerprint="same", epochs=6):
     )
     x = np.random.default_rng(0).normal(size=(64, 3)).astype("float32")
     initial_epoch = checkpoint.restore(model)
-    try:
+    with contextlib.suppress(_Interrupted):
         model.fit(
             x,
             x.sum(axis=1),
@@ -63,8 +64,6 @@ def _fit(folder: Path, recorder: _Recorder, *, fingerprint="same", epochs=6):
             verbose=0,
             callbacks=[_ScriptedValLoss(), stopping, checkpoint, recorder],
         )
-    except _Interrupted:
-        pass
     return model, stopping, checkpoint, initial_epoch
 
 
@@ -107,7 +106,7 @@ def test_only_complete_checkpoints_are_used(tmp_path, caplog):
     newest.write_bytes(newest.read_bytes()[:100])  # torn write, or a partial sync from S3
     (tmp_path / ".partial-epoch-0004-x").mkdir()  # killed while writing
     resumed = _Recorder(stop_after=3)
-    model, _, _, initial_epoch = _fit(tmp_path, resumed)
+    _, _, _, initial_epoch = _fit(tmp_path, resumed)
     assert initial_epoch == 2 and resumed.epochs == [3]
     assert "epoch-0003 is incomplete" in caplog.text
     assert not (tmp_path / ".partial-epoch-0004-x").exists()
@@ -121,7 +120,7 @@ def test_checkpoints_of_other_hyperparameters_or_data_are_not_resumed(tmp_path, 
     assert "other hyperparameters or data" in caplog.text
 
 
-def test_a_job_killed_after_its_second_checkpoint_resumes_through_the_launcher(tmp_path, small_data):  # noqa: F811
+def test_a_job_killed_after_its_second_checkpoint_resumes_through_the_launcher(tmp_path, small_data):
     from mlops.local.training_job import start_training_job
 
     channels = small_data("cnn")

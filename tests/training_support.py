@@ -13,27 +13,29 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TRAINING_DIR = REPO_ROOT / "training"
 
-# Small slices: a couple of epochs of each run in seconds on two cores.
-SMALL_DATA = {
+# Small slices (mlops.datasets.prepare's keyword arguments): a couple of epochs of each run in
+# seconds on two cores.
+SMALL_DATA: dict[str, dict[str, Any]] = {
     "cnn": {"limit": 120},
     "rnn": {"limit": 96},
     "autoencoder": {"limit": 80},
     "transfer": {"limit": 60, "labelled_per_class": 6, "pretrain_epochs": 1},
     "speech": {"limit": 90},
 }
-QUICK = {"epochs": 2, "batch_size": 32}
+QUICK: dict[str, Any] = {"epochs": 2, "batch_size": 32}
 # transfer: 2 epochs of the head, then 2 fine-tuning the last base layers, so that what is judged
 # and served is the fine-tuned model.
 # transfer in float32: with the head on block 3, its bfloat16 gradients on this slice miss
 # integrated gradients' completeness (5%) by far (0.18 at 64 nodes, 0.11 at 256); in float32, 64 do
 # on the Intel build machine, 128 on an AMD EPYC (explanations.IG_MAX_STEPS).
-TRAINED_PHASES = {"transfer": {"fine_tune_epochs": 2, "precision": "float32"}}
+TRAINED_PHASES: dict[str, dict[str, Any]] = {"transfer": {"fine_tune_epochs": 2, "precision": "float32"}}
 
 
 @dataclass(frozen=True)
@@ -206,7 +208,7 @@ def attribution_rank_correlation(trained, randomized) -> float:
     from scipy.stats import spearmanr
 
     found = []
-    for first, second in zip(np.abs(trained.values), np.abs(randomized.values)):
+    for first, second in zip(np.abs(trained.values), np.abs(randomized.values), strict=True):
         support = (first > 0) | (second > 0)
         found.append(spearmanr(first[support], second[support]).statistic)
     return float(np.mean(found))

@@ -47,10 +47,6 @@ class Summariser:
         self._serve = signatures["serving_default"]
         self._embed = signatures.get(export.EMBEDDING_SIGNATURE)
 
-    @property
-    def has_embedding(self) -> bool:
-        return self._embed is not None
-
     def feature_names(self, example: np.ndarray) -> list[str]:
         return list(self.network.task.drift_features(example[:1], self.description))
 

@@ -144,6 +144,8 @@ class RequestDecoder:
         path = model_dir / "code" / "inference.py"
         try:
             spec = importlib.util.spec_from_file_location("served_inference", path)
+            if spec is None or spec.loader is None:
+                raise ValueError("not a Python module")
             module = importlib.util.module_from_spec(spec)
             spec.loader.exec_module(module)
         except (OSError, RuntimeError, ValueError, AttributeError) as error:

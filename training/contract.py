@@ -23,8 +23,9 @@ hyperparameter names one. Bad input (hyperparameter, channel, data) ends the run
 2 and a one-line message naming it; the model dir is never left with a partial model.
 
 This module is the entry point and its error policy; the parts live beside it, one concern each:
-job.py (the `Job`), precision.py, checkpoints.py, export.py, cluster.py. The names entry points
-and tests use are re-exported here, so `import contract` stays the one import an entry point needs.
+arguments.py (what the toolkit hands the script), job.py (the `Job`), precision.py, checkpoints.py,
+export.py, cluster.py. The names entry points and tests use are re-exported here, so
+`import contract` stays the one import an entry point needs.
 """
 
 from __future__ import annotations
@@ -41,10 +42,11 @@ import tensorflow as tf
 
 import networks
 import records
+from arguments import InputError
 from checkpoints import SpotCheckpoint
 from cluster import workers_and_index
 from export import MODEL_VERSION, layer_before_output
-from job import InputError, Job
+from job import Job
 from precision import Hardware, Precision, choose_precision
 
 __all__ = [

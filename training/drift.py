@@ -60,10 +60,10 @@ class Summaries:
         parts = list(parts)
         if not parts:
             raise ValueError("no summaries to join")
-        embeddings = [part.embedding for part in parts]
+        embeddings = [part.embedding for part in parts if part.embedding is not None]
         return cls(
             np.concatenate([part.features for part in parts]),
-            None if any(e is None for e in embeddings) else np.concatenate(embeddings),
+            np.concatenate(embeddings) if len(embeddings) == len(parts) else None,
             np.concatenate([part.predictions for part in parts]),
         )
 
@@ -85,9 +85,10 @@ class Baseline:
         return list(self.document["features"])
 
     @property
-    def class_counts(self) -> np.ndarray | None:
-        counts = self.document.get("class_counts")
-        return None if counts is None else np.asarray(counts, dtype=np.int64)
+    def class_counts(self) -> np.ndarray:
+        """How often the model predicted each class on the reference: baselines of classifiers
+        (`prediction_kind` `classes`) only."""
+        return np.asarray(self.document["class_counts"], dtype=np.int64)
 
     @classmethod
     def read(cls, path: Path) -> Baseline:

@@ -24,7 +24,7 @@ def plot(baseline: Baseline, window: Summaries | None, report: dict[str, Any], p
     if baseline.reference.embedding is not None:
         panels.append(_embedding)
     figure, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
-    for axis, panel in zip(axes[0], panels):
+    for axis, panel in zip(axes[0], panels, strict=True):
         if window is None:
             axis.text(0.5, 0.5, "too few examples", ha="center", va="center", transform=axis.transAxes)
             axis.set_axis_off()
@@ -76,11 +76,13 @@ def _features(axis: Any, baseline: Baseline, window: Summaries, report: dict[str
 
 
 def _embedding(axis: Any, baseline: Baseline, window: Summaries, report: dict[str, Any]) -> None:
-    reference = baseline.reference.embedding
+    reference, embedding = baseline.reference.embedding, window.embedding
+    if reference is None or embedding is None:  # `plot` adds this panel only for models that have one
+        return
     centre = reference.mean(axis=0)
     # The reference's two principal directions, both samples projected on them.
     _, _, directions = np.linalg.svd(reference - centre, full_matrices=False)
-    for values, label in ((reference, "baseline"), (window.embedding, "window")):
+    for values, label in ((reference, "baseline"), (embedding, "window")):
         projected = (values - centre) @ directions[:2].T
         axis.scatter(
             projected[:, 0],

@@ -97,14 +97,14 @@ def sequence_attributions(
 def feature_bars(panels: Sequence[tuple[str, Sequence[dict[str, Any]]]], path: Path, top: int = 15) -> None:
     """Side by side, each panel's `top` entries as horizontal bars, largest on top."""
     figure, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 0.3 * top + 1.2), squeeze=False)
-    for axis, (title, entries) in zip(axes[0], panels):
+    for axis, (title, entries) in zip(axes[0], panels, strict=True):
         _importance_bars(axis, entries[:top], title)
     save_figure(figure, path)
 
 
 def partial_dependence_curves(curves: Sequence[dict[str, Any]], threshold: float, what: str, path: Path) -> None:
     figure, axes = plt.subplots(1, len(curves), figsize=(4 * len(curves), 3.2), squeeze=False)
-    for axis, curve in zip(axes[0], curves):
+    for axis, curve in zip(axes[0], curves, strict=True):
         axis.plot(curve["grid"], curve["average"], marker=".")
         axis.axhline(threshold, color="k", linestyle="--", linewidth=1, label=f"threshold {threshold:.3g}")
         axis.set(xlabel=curve["name"], ylabel=f"average {what}", yscale="log")

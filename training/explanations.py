@@ -146,7 +146,7 @@ def _path_integral(
     difference = inputs - baseline
     # Each example repeated at every node, node-major: row k * n + i is example i at node k.
     path = baseline[None] + alphas.reshape((-1,) + (1,) * inputs.ndim) * difference[None]
-    path = path.reshape((-1,) + inputs.shape[1:]).astype(np.float32)
+    path = path.reshape((-1, *inputs.shape[1:])).astype(np.float32)
     path_weights = np.tile(weights, (steps,) + (1,) * (weights.ndim - 1))
     gradients = np.concatenate(
         [
@@ -156,7 +156,7 @@ def _path_integral(
             for start in range(0, len(path), IG_BATCH)
         ]
     )
-    gradients = gradients.reshape((steps,) + inputs.shape)
+    gradients = gradients.reshape((steps, *inputs.shape))
     return difference * np.tensordot(node_weights.astype(np.float32), gradients, axes=1)
 
 
@@ -266,7 +266,7 @@ def permutation_ranking(
     return sorted(
         (
             {"name": name, "value": float(mean), "std": float(std)}
-            for name, mean, std in zip(names, found.importances_mean, found.importances_std)
+            for name, mean, std in zip(names, found.importances_mean, found.importances_std, strict=True)
         ),
         key=lambda entry: -entry["value"],
     )
@@ -310,7 +310,8 @@ def partial_dependences(
 def ranking(values: np.ndarray, names: Sequence[str]) -> list[dict[str, Any]]:
     """(name, value) pairs, largest value first."""
     return sorted(
-        ({"name": name, "value": float(value)} for name, value in zip(names, values)), key=lambda entry: -entry["value"]
+        ({"name": name, "value": float(value)} for name, value in zip(names, values, strict=True)),
+        key=lambda entry: -entry["value"],
     )
 
 

@@ -1,8 +1,8 @@
-"""The `Job`: one training run under SageMaker's contract (see contract.py), as an entry point sees it."""
+"""The `Job`: one training run under SageMaker's contract (see contract.py), as an entry point sees it.
+What the toolkit hands the script (arguments, `SM_*` variables) is read by arguments.py."""
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import logging
@@ -25,17 +25,13 @@ import export
 import networks
 import records
 import scoring
+from arguments import read_arguments
 from precision import Hardware, Precision, choose_precision
 
 log = logging.getLogger("training")
 
-SAGEMAKER_CHECKPOINT_DIR = "/opt/ml/checkpoints"
 # Training steps per call of Keras' compiled train function (see `Job.steps_per_execution`).
 STEPS_PER_EXECUTION = 16
-
-
-class InputError(ValueError):
-    """Bad input from whoever started the job: a hyperparameter, a missing channel, a shape."""
 
 
 @dataclass
@@ -59,36 +55,8 @@ class Job:
 
     @classmethod
     def from_arguments(cls, network: networks.Network, argv: Sequence[str]) -> Job:
-        arguments, extras = _parser(network).parse_known_args(list(argv))
-        if extras:
-            log.info("ignoring arguments this entry point does not know: %s", " ".join(extras))
-        hyperparameters = SimpleNamespace()
-        for knob in network.hyperparameters:
-            try:
-                setattr(hyperparameters, knob.name, knob.parse(getattr(arguments, knob.name)))
-            except ValueError as error:
-                raise InputError(f"bad hyperparameter: {error}") from None
-
-        channels = {}
-        for channel in network.channels:
-            given = getattr(arguments, channel) or os.environ.get(f"SM_CHANNEL_{channel.upper()}")
-            if given:
-                channels[channel] = Path(given)
-            elif channel in network.required_channels:
-                raise InputError(
-                    f"channel {channel!r} is missing: set SM_CHANNEL_{channel.upper()} or pass --{channel} DIR"
-                )
-        model_dir = arguments.model_dir
-        if model_dir and model_dir.startswith("s3://"):
-            # SDK v2's TensorFlow estimator passes an S3 model_dir meant for TF checkpoints.
-            log.info("model_dir %s is an S3 location; the model is written to SM_MODEL_DIR", model_dir)
-            model_dir = None
-        output_dir = Path(arguments.output_dir or os.environ.get("SM_OUTPUT_DATA_DIR", "output"))
-        in_sagemaker = "SM_MODEL_DIR" in os.environ
-        checkpoint_dir = Path(
-            arguments.checkpoint_dir or (SAGEMAKER_CHECKPOINT_DIR if in_sagemaker else output_dir / "checkpoints")
-        )
-
+        arguments = read_arguments(network, argv)
+        hyperparameters, channels = arguments.hyperparameters, arguments.channels
         workers, task_index = cluster.workers_and_index()
         multi_worker = len(workers) > 1
         if multi_worker:
@@ -109,9 +77,9 @@ class Job:
             network=network,
             hyperparameters=hyperparameters,
             channels=channels,
-            model_dir=Path(model_dir or os.environ.get("SM_MODEL_DIR", "model")),
-            output_dir=output_dir,
-            checkpoint_dir=checkpoint_dir,
+            model_dir=arguments.model_dir,
+            output_dir=arguments.output_dir,
+            checkpoint_dir=arguments.checkpoint_dir,
             strategy=strategy,
             is_chief=is_chief,
             multi_worker=multi_worker,
@@ -367,22 +335,6 @@ class Job:
     def discard_scratch(self) -> None:
         for path in self._scratch:
             shutil.rmtree(path, ignore_errors=True)
-
-
-def _parser(network: networks.Network) -> argparse.ArgumentParser:
-    # No abbreviations: SageMaker's extra arguments must never match a knob by prefix.
-    parser = argparse.ArgumentParser(prog=network.entry_point, description=network.summary, allow_abbrev=False)
-    for knob in network.hyperparameters:
-        parser.add_argument(f"--{knob.name}", default=knob.default, help=knob.help)
-    for channel in network.channels:
-        parser.add_argument(f"--{channel}", help=f"{channel} channel folder (default: SM_CHANNEL_{channel.upper()})")
-    parser.add_argument("--model_dir", help="where the model goes (default: SM_MODEL_DIR, else ./model)")
-    parser.add_argument("--output_dir", help="evaluation.json and plots (default: SM_OUTPUT_DATA_DIR, else ./output)")
-    parser.add_argument(
-        "--checkpoint_dir",
-        help=f"spot-safe checkpoints (default in a job: {SAGEMAKER_CHECKPOINT_DIR}, else OUTPUT_DIR/checkpoints)",
-    )
-    return parser
 
 
 def _number(value: float) -> str:

@@ -203,8 +203,8 @@ NETWORKS: dict[str, Network] = {
             quality_gate=QualityGate("test_accuracy", 0.95),
             # The seed's example: batch 128, 5 epochs, Adam at its default rate (the local stage
             # trains 1 epoch at 3e-3: 0.974-0.977 test accuracy on real MNIST, seeds 1, 2, 42).
-            hyperparameters=_common(epochs=5, batch_size=128, learning_rate=1e-3, dropout=0.25, classifier=True)
-            + (
+            hyperparameters=(
+                *_common(epochs=5, batch_size=128, learning_rate=1e-3, dropout=0.25, classifier=True),
                 Hyperparameter("filters", 32, "Conv2D filters", minimum=1),
                 Hyperparameter("dense_units", 64, "units of the hidden dense layer", minimum=1),
             ),
@@ -221,8 +221,8 @@ NETWORKS: dict[str, Network] = {
             offline_dataset="co2",
             online_dataset="co2",
             quality_gate=QualityGate("test_relative_mae", 1.0, higher_is_better=False),
-            hyperparameters=_common(epochs=60, batch_size=32, learning_rate=3e-3, dropout=0.1, l2=0.0, patience=10)
-            + (
+            hyperparameters=(
+                *_common(epochs=60, batch_size=32, learning_rate=3e-3, dropout=0.1, l2=0.0, patience=10),
                 Hyperparameter("window", 24, "time steps the model sees (set by data preparation)", minimum=2),
                 Hyperparameter("units", 32, "LSTM units", minimum=1),
             ),
@@ -239,8 +239,8 @@ NETWORKS: dict[str, Network] = {
             offline_dataset="breast_cancer",
             online_dataset="breast_cancer",
             quality_gate=QualityGate("test_roc_auc", 0.9),
-            hyperparameters=_common(epochs=150, batch_size=16, learning_rate=1e-3, dropout=0.0, l2=1e-5, patience=15)
-            + (
+            hyperparameters=(
+                *_common(epochs=150, batch_size=16, learning_rate=1e-3, dropout=0.0, l2=1e-5, patience=15),
                 Hyperparameter("encoding_dim", 8, "size of the bottleneck (reduced dimension)", minimum=1),
                 Hyperparameter(
                     "hidden_units", 16, "units of the hidden layer on each side of the bottleneck", minimum=1
@@ -268,10 +268,8 @@ NETWORKS: dict[str, Network] = {
             quality_gate=QualityGate("test_accuracy", 0.8),
             # The head's rate: 1e-3 gave 0.903 against 1e-2's 0.897 with 10 labels per class of
             # MNIST 5-9 on block 3's features (seed 1).
-            hyperparameters=_common(
-                epochs=60, batch_size=32, learning_rate=1e-3, dropout=0.3, patience=10, classifier=True
-            )
-            + (
+            hyperparameters=(
+                *_common(epochs=60, batch_size=32, learning_rate=1e-3, dropout=0.3, patience=10, classifier=True),
                 Hyperparameter("base", "VGG16", "keras.applications model used as the frozen base"),
                 Hyperparameter(
                     "base_weights",
@@ -321,10 +319,12 @@ NETWORKS: dict[str, Network] = {
             offline_dataset="japanese_vowels",
             online_dataset="japanese_vowels",
             quality_gate=QualityGate("test_accuracy", 0.9),
-            hyperparameters=_common(
-                epochs=80, batch_size=32, learning_rate=3e-3, dropout=0.2, l2=1e-4, patience=10, classifier=True
-            )
-            + (Hyperparameter("units", 64, "GRU units", minimum=1),),
+            hyperparameters=(
+                *_common(
+                    epochs=80, batch_size=32, learning_rate=3e-3, dropout=0.2, l2=1e-4, patience=10, classifier=True
+                ),
+                Hyperparameter("units", 64, "GRU units", minimum=1),
+            ),
             metrics=_CLASSIFIER_METRICS,
             input_name="frames",
             training_instance_type="ml.m7i.large",

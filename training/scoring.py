@@ -115,7 +115,7 @@ def forecaster(
         baseline_error += float(tf.reduce_sum(tf.abs(baseline - target)))
         count += float(tf.size(target))
         if plotted < PLOTTED_FORECASTS:
-            for name, values in zip(shown, (target, forecast, baseline)):
+            for name, values in zip(shown, (target, forecast, baseline), strict=True):
                 shown[name].append(values.numpy()[: PLOTTED_FORECASTS - plotted, 0])
             plotted += len(shown["actual"][-1])
     mae, baseline_mae = error / count, baseline_error / count
@@ -125,7 +125,7 @@ def forecaster(
 
 def _plot_forecasts(series: dict[str, np.ndarray], mae: float, baseline_mae: float, path: Path) -> None:
     figure, axes = plt.subplots(figsize=(10, 4))
-    for (name, values), style in zip(series.items(), ("k-", "C0-", "C1--")):
+    for (name, values), style in zip(series.items(), ("k-", "C0-", "C1--"), strict=True):
         axes.plot(values, style, label=name, linewidth=1.2)
     axes.set(
         xlabel="test window (time order)",
@@ -157,7 +157,7 @@ class ErrorHistogram:
 
     def percentile(self, q: float) -> float:
         """The upper edge of the bin holding the q-th percentile: at least q% lie at or below it."""
-        rank = np.searchsorted(np.cumsum(self.counts), q / 100 * self.total)
+        rank = int(np.searchsorted(np.cumsum(self.counts), q / 100 * self.total))
         return float(self.EDGES[min(rank + 1, len(self.EDGES) - 2)])
 
 
@@ -216,11 +216,12 @@ def plot_training_curves(history: Sequence[dict[str, float]], path: Path) -> Non
     """Loss (and accuracy, when logged) per epoch, train and validation."""
     panels = [name for name in ("loss", "accuracy") if any(f"val_{name}" in epoch for epoch in history)]
     figure, axes = plt.subplots(1, max(len(panels), 1), figsize=(5 * max(len(panels), 1), 3.5), squeeze=False)
-    for axis, name in zip(axes[0], panels):
+    # With no validation metric logged there are no panels: the one empty axis stays blank.
+    for axis, name in zip(axes[0], panels, strict=False):
         for key, label in ((f"train_{name}", "train"), (f"val_{name}", "validation")):
             points = [(epoch["epoch"], epoch[key]) for epoch in history if key in epoch]
             if points:
-                axis.plot(*zip(*points), marker=".", label=label)
+                axis.plot(*zip(*points, strict=True), marker=".", label=label)
         axis.set(xlabel="epoch", ylabel=name)
         # Whole epochs only: matplotlib would tick a one-epoch run at 0.96, 0.98, ...
         axis.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))

@@ -20,7 +20,7 @@ import scoring
 
 def frame_statistics(job: contract.Job) -> tuple[np.ndarray, np.ndarray]:
     """Mean and variance per feature over the real (non-zero) frames of the train channel."""
-    count, total, squares = 0, 0.0, 0.0
+    count, total, squares = 0, np.zeros(job.input_shape[-1]), np.zeros(job.input_shape[-1])
     for frames in job.dataset("train", targets=False, shuffle=False):
         real = frames.numpy().reshape(-1, frames.shape[-1])
         real = real[real.any(axis=1)].astype(np.float64)

@@ -7,7 +7,8 @@ base's input size, repeats a grey channel into RGB, and applies the base's own
 on random base weights unless `base_weights=random` asks for exactly that (a from-scratch
 baseline). An optional second phase fine-tunes the last `fine_tune_layers` base layers.
 
-    python training/transfer.py --train DIR --validation DIR --test DIR --pretrained DIR --model_dir DIR --output_dir DIR
+    python training/transfer.py --train DIR --validation DIR --test DIR --pretrained DIR \\
+        --model_dir DIR --output_dir DIR
 """
 
 from __future__ import annotations

@@ -248,7 +248,7 @@ def _friendly_batch(document, from_csv: bool) -> np.ndarray:
         document = document["rows"]
     if not isinstance(document, (list, np.ndarray)):
         raise InvalidInput(f"expected {_expected_input()}")
-    values = document if from_csv else _numeric_array(document, "the data")
+    values = np.asarray(document) if from_csv else _numeric_array(document, "the data")
     if REQUEST_FORM == "window":
         return _forecast_window(values, from_csv)[np.newaxis]
     if REQUEST_FORM == "sequence":
@@ -419,7 +419,7 @@ def _classifications(outputs: dict[str, np.ndarray]) -> list[dict]:
     return [
         {
             "label": class_names[int(np.argmax(row))],
-            "probabilities": {name: float(p) for name, p in zip(class_names, row)},
+            "probabilities": {name: float(p) for name, p in zip(class_names, row, strict=True)},
         }
         for row in probabilities
     ]
@@ -438,6 +438,6 @@ def _anomaly_scores(outputs: dict[str, np.ndarray]) -> list[dict]:
             "embedding": embedding.tolist(),
         }
         for error, threshold, embedding in zip(
-            outputs["reconstruction_error"], outputs["threshold"], outputs["embedding"]
+            outputs["reconstruction_error"], outputs["threshold"], outputs["embedding"], strict=True
         )
     ]

@@ -8,6 +8,7 @@ A stage with `endpoint.serverless` gets a serverless variant and none of those (
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from aws_cdk import Duration, Stack
 from aws_cdk import aws_applicationautoscaling as autoscaling
@@ -76,6 +77,7 @@ class ModelEndpoint(Construct):
             primary_container=sagemaker.CfnModel.ContainerDefinitionProperty(model_package_name=model_package_arn),
         )
 
+        capacity: dict[str, Any]
         if settings.serverless is not None:
             capacity = {
                 "serverless_config": sagemaker.CfnEndpointConfig.ServerlessConfigProperty(
@@ -147,7 +149,7 @@ class ModelEndpoint(Construct):
         )
         return [errors, latency]
 
-    def _update_policy(self, settings: EndpointConfig) -> dict[str, object]:
+    def _update_policy(self, settings: EndpointConfig) -> dict[str, Any]:
         return {
             "deployment_config": self._blue_green(settings),
             # A model release must not undo autoscaling: the new fleet starts at the instance

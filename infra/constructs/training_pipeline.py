@@ -16,6 +16,7 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk import aws_sagemaker as sagemaker
+from aws_cdk.interfaces import aws_events as events_interfaces
 from constructs import Construct
 
 from infra import naming
@@ -59,7 +60,7 @@ class _StartPipelineExecution:
         self._pipeline_arn = pipeline_arn
         self._role = role
 
-    def bind(self, _rule: events.IRule, _id: str | None = None) -> events.RuleTargetConfig:
+    def bind(self, rule: events_interfaces.IRuleRef, id: str | None = None) -> events.RuleTargetConfig:
         return events.RuleTargetConfig(arn=self._pipeline_arn, role=self._role)
 
 

@@ -108,8 +108,7 @@ def add_endpoint_stacks(
 def _checked_arn(config: StageConfig, network: str, arn: object) -> str:
     """The ARN of a version of this network's model package group, or a ConfigError naming the key."""
     key = naming.model_package_context_key(network)
-    match = _MODEL_PACKAGE_ARN.match(arn) if isinstance(arn, str) else None
-    if not match:
+    if not isinstance(arn, str) or not (match := _MODEL_PACKAGE_ARN.match(arn)):
         raise ConfigError(
             f"context {key}: expected a model package version ARN "
             f"(arn:aws:sagemaker:REGION:ACCOUNT:model-package/GROUP/VERSION), got {arn!r}"

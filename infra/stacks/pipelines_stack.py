@@ -35,7 +35,7 @@ class PipelinesStack(ProjectStack):
             description="SageMaker training pipelines, model registry groups, retraining triggers and drift monitors",
         )
         # Inside the cloud assembly, so each synth writes its own copy and none shares a path.
-        bundle_dir = Path(cdk.Stage.of(self).outdir) / ".bundles"
+        bundle_dir = Path(cdk.Stage.of(self).outdir) / ".bundles"  # type: ignore[union-attr]  # the app is a Stage
         self.source_bundle = s3_assets.Asset(
             self,
             "SourceBundle",

@@ -131,13 +131,11 @@ def follow(aws: ShellAws, execution_arn: str, poll_seconds: float) -> None:
                 _poll_until_done(watch, poll_seconds, lambda: live.update(watch.render()))
         else:
             # Logs and pipes get a line per change instead of a redrawn table.
-            _poll_until_done(
-                watch,
-                poll_seconds,
-                lambda: [
-                    console.print(line, markup=False, highlight=False, soft_wrap=True) for line in watch.changes()
-                ],
-            )
+            def print_changes() -> None:
+                for line in watch.changes():
+                    console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+            _poll_until_done(watch, poll_seconds, print_changes)
     except KeyboardInterrupt:
         console.print("stopped following; the run goes on in SageMaker (mlops runs shows it)", highlight=False)
         raise typer.Exit(130) from None

@@ -91,7 +91,9 @@ def _write_split(
     out_dir: Path, images: np.ndarray, labels: np.ndarray, class_names, *, limit: int | None, seed: int, source: str
 ) -> Channels:
     splits = stratified_split(labels, [0.6, 0.2, 0.2], seed)
-    kept = {name: limited(index, limit, seed) for name, index in zip(("train", "validation", "test"), splits)}
+    kept = {
+        name: limited(index, limit, seed) for name, index in zip(("train", "validation", "test"), splits, strict=True)
+    }
     return write_channels(
         out_dir,
         {name: {"image": images[index], "label": labels[index]} for name, index in kept.items()},

@@ -27,7 +27,7 @@ def ts_file(split: str) -> Path:
         raise FileNotFoundError(
             "the Japanese Vowels data come with the sktime wheel: pip install --no-deps -r requirements-toolkit.txt"
         ) from None
-    return Path(distribution.locate_file(f"{ARCHIVE_FOLDER}/JapaneseVowels_{split}.ts"))
+    return Path(str(distribution.locate_file(f"{ARCHIVE_FOLDER}/JapaneseVowels_{split}.ts")))
 
 
 def read_ts(path: Path) -> tuple[list[np.ndarray], list[str], list[str]]:

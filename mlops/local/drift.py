@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -43,6 +43,9 @@ from mlops.local.moto import LocalAws
 from mlops.local.pipeline_executor import LocalPipelineExecutor, StepFailed
 from mlops.local.s3 import download_file, read_json
 from training.networks import Network
+
+if TYPE_CHECKING:
+    from moto.events.utils import EventMessageType
 
 ALARM = "AWS::CloudWatch::Alarm"
 RULE = "AWS::Events::Rule"
@@ -338,7 +341,7 @@ def _parameters_filled(value: Any, parameters: Mapping[str, str]) -> Any:
     return value
 
 
-def _alarm_state_change(alarm: dict[str, Any], previous: str, aws: LocalAws) -> dict[str, Any]:
+def _alarm_state_change(alarm: dict[str, Any], previous: str, aws: LocalAws) -> EventMessageType:
     """The event CloudWatch sends EventBridge when an alarm changes state (its documented shape)."""
     now = _iso(datetime.now(UTC))
     return {

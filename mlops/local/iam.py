@@ -212,7 +212,7 @@ def _recording(sessions: EnforcedRoleSessions) -> Iterator[None]:
             raise _AccessDeniedWithResource(message) from None
         sessions.record(Decision(principal, action, resource, True))
 
-    IAMRequestBase.check_action_permitted = check_action_permitted  # type: ignore[method-assign]
+    IAMRequestBase.check_action_permitted = check_action_permitted  # type: ignore[method-assign,assignment]
     try:
         yield
     finally:

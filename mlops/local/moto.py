@@ -128,7 +128,7 @@ def apply_moto_fixes() -> None:
     The templates stay as AWS wants them; moto gets what it reads. In-process `mock_aws`
     tests call this too.
     """
-    original = MotoKmsKey.create_from_cloudformation_json.__func__
+    original = MotoKmsKey.__dict__["create_from_cloudformation_json"].__func__  # the classmethod's function
     if getattr(original, "translates_cloudformation_tags", False):
         return
 
@@ -146,7 +146,7 @@ def apply_moto_fixes() -> None:
         )
 
     create_from_cloudformation_json.translates_cloudformation_tags = True  # type: ignore[attr-defined]
-    MotoKmsKey.create_from_cloudformation_json = classmethod(create_from_cloudformation_json)
+    MotoKmsKey.create_from_cloudformation_json = classmethod(create_from_cloudformation_json)  # type: ignore[method-assign,assignment]  # moto's class, patched in place
 
 
 def check_port(port: int) -> None:
@@ -177,7 +177,7 @@ def _quiet_moto_logs() -> Iterator[None]:
     try:
         yield
     finally:
-        for logger, level in zip(loggers, levels):
+        for logger, level in zip(loggers, levels, strict=True):
             logger.setLevel(level)
 
 

@@ -31,7 +31,7 @@ import subprocess
 import sys
 import tarfile
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -205,7 +205,7 @@ def run_processing_step(step: str, job_name: str, request: Mapping[str, Any], ru
     return runtime.records.end_processing_job(job_name, "Completed", None)
 
 
-def final_metric_data(definitions: list[Mapping[str, str]], log: str) -> list[dict[str, Any]]:
+def final_metric_data(definitions: Sequence[Mapping[str, str]], log: str) -> list[dict[str, Any]]:
     """FinalMetricDataList as SageMaker builds it: each definition's regex over the log, the
     last value it captured; a metric that never matched is absent."""
     found = []

@@ -209,7 +209,9 @@ def _markdown(report: RunReport, plots: list[Path]) -> str:
         if quality["champion"]:
             lines += ["", f"Champion and challenger: {quality['champion']['summary']}."]
         others = {
-            name: entry["value"] for name, entry in report.evaluation["metrics"].items() if name != quality["metric"]
+            name: entry["value"]
+            for name, entry in (report.evaluation or {}).get("metrics", {}).items()
+            if name != quality["metric"]
         }
         if others:
             lines += ["", "| metric | value |", "|---|---|"]

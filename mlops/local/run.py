@@ -295,7 +295,7 @@ class LocalRun:
         execution_role = self.report.stack_outputs[naming.stack_name(self.config.prefix(), "execution-role")][
             "ExecutionRoleArn"
         ]
-        assert self._roles is not None
+        assert self._roles is not None and self._moto_endpoint is not None
         download_file(self._roles.client(execution_role, "s3", "endpoint"), model_data, self.folder.model_path)
         capture = capture_target(self.aws, self._roles, self._moto_endpoint, execution_role)
         try:
@@ -318,7 +318,7 @@ class LocalRun:
             answer = invoke(self.report.endpoint_name, instances_request(samples), endpoint_url=self._endpoint.url)
         except (ModelError, EndpointRequestError) as error:
             raise RunFailed(f"invoking {self.report.endpoint_name}: {error}") from None
-        self.report.comparisons = compare(self.network, class_names, samples, answer["predictions"])
+        self.report.comparisons = compare(self.network, class_names or (), samples, answer["predictions"])
         self.report.sample_summary = summary(self.report.comparisons)
         self.view.note(self.report.sample_summary)
 

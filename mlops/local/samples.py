@@ -63,7 +63,7 @@ def held_out_samples(test_dir: Path, network: Network, count: int) -> tuple[list
     for inputs, targets in records.dataset(
         test_dir, spec, TEST_CHANNEL, inputs=network.input_name, targets=target, batch_size=STREAM_BATCH
     ):
-        for value, truth in zip(inputs.numpy(), targets.numpy()):
+        for value, truth in zip(inputs.numpy(), targets.numpy(), strict=True):
             if position in wanted:
                 samples.append(Sample(position, value.tolist(), truth.tolist()))
             position += 1
@@ -111,7 +111,7 @@ def compare(
 ) -> list[Comparison]:
     if len(predictions) != len(samples):
         raise ValueError(f"the endpoint answered {len(predictions)} predictions for {len(samples)} instances")
-    return [_compare(network, class_names, sample, answer) for sample, answer in zip(samples, predictions)]
+    return [_compare(network, class_names, sample, answer) for sample, answer in zip(samples, predictions, strict=True)]
 
 
 def _compare(network: Network, class_names: Sequence[str], sample: Sample, answer: Any) -> Comparison:

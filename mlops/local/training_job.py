@@ -196,7 +196,7 @@ def start_job(
     _lay_out(job_dir, hyperparameters, channels, hosts=hosts, current_host=current_host)
     train = Path(sys.executable).with_name("train")
     if not train.exists():
-        raise FileNotFoundError(f"{train} is missing: install sagemaker-training (requirements.txt)")
+        raise FileNotFoundError(f"{train} is missing: install sagemaker-training (pyproject.toml: ./dev.sh setup)")
     environment = {
         name: value
         for name, value in os.environ.items()

@@ -3,7 +3,7 @@
 SageMaker Pipelines runs this in a processing job on the training image, from the unpacked source
 bundle, beside the Train step:
 
-    python3 -m processing.find_champion --group mlops-prod-cnn --region eu-west-1 \
+    python3 -m processing.find_champion --group mlops-prod-cnn --region eu-west-1 \\
         --output-dir /opt/ml/processing/champion
 
 It finds the newest Approved version of the model package group (the one `mlops deploy` deploys

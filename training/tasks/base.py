@@ -14,19 +14,6 @@ import numpy as np
 # that is not TF Serving JSON, and how it writes its answer. A task picks one of each.
 REQUEST_FORMS = ("image", "window", "rows", "sequence")
 ANSWER_FORMS = ("classes", "forecast", "anomaly")
-# What every serving.json holds besides the task's own fields.
-COMMON_SERVING_FIELDS = (
-    "network",
-    "task",
-    "input_name",
-    "input_shape",
-    "input_dtype",
-    "signature",
-    "outputs",
-    "request_form",
-    "answer_form",
-    "content_types",
-)
 
 Outputs = Callable[[Any], dict[str, Any]]
 Shift = Callable[[np.ndarray, np.random.Generator], np.ndarray]
@@ -163,7 +150,7 @@ class ClassProbabilities:
     probability of each class out, a confusion matrix, answers judged by their label."""
 
     target = "label"
-    outputs = ("probabilities",)
+    outputs: tuple[str, ...] = ("probabilities",)
     answer_form = "classes"
     plot = "confusion_matrix"
     reads_class_names = True

@@ -42,7 +42,7 @@ class ImageClassifier(ClassProbabilities, Task):
         ]
         titles = [
             f"{class_names[label]} → {guess} {score:.2f}"
-            for label, guess, score in zip(labels, predicted, attributions.scores)
+            for label, guess, score in zip(labels, predicted, attributions.scores, strict=True)
         ]
         plots_module().image_attributions(
             sample.inputs[picks], attributions.values, titles, groups, output_dir / f"{ATTRIBUTIONS_PLOT}.png"
@@ -67,7 +67,7 @@ class ImageClassifier(ClassProbabilities, Task):
                 "mean_abs_attribution_per_class": per_class,
                 "examples": [
                     {"truth": class_names[label], "predicted": guess, "probability": float(score)}
-                    for label, guess, score in zip(labels, predicted, attributions.scores)
+                    for label, guess, score in zip(labels, predicted, attributions.scores, strict=True)
                 ],
             },
             "plots": [f"{ATTRIBUTIONS_PLOT}.png"],

@@ -119,7 +119,7 @@ class SequenceForecaster(Task):
 
     def judge(self, target, answer, class_names):
         forecast = [float(value) for value in answer["forecast"]]
-        error = sum(abs(f - t) for f, t in zip(forecast, target)) / len(forecast)
+        error = sum(abs(f - t) for f, t in zip(forecast, target, strict=True)) / len(forecast)
         return Judgement(values_text(target), values_text(forecast), None, error)
 
     # A trending series leaves its training range while the model, which sees each window
