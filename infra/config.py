@@ -283,12 +283,15 @@ def parse_stage_config(
             raise ConfigError(
                 f"stages.{stage}.{key}: not allowed here (the stage name is its key; the rest is derived)"
             )
-    derived = {
-        "promotion_source": _promotion_source(stages, stage, project),
-        "promotion_consumers": _promotion_consumers(stages, stage),
-    }
     try:
-        return StageConfig(name=stage, project=project, github_repository=github_repository, **raw, **derived)
+        return StageConfig(
+            name=stage,
+            project=project,
+            github_repository=github_repository,
+            promotion_source=_promotion_source(stages, stage, project),
+            promotion_consumers=_promotion_consumers(stages, stage),
+            **raw,
+        )
     except ValidationError as error:
         raise ConfigError(_describe(error, stage)) from None
 

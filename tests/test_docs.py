@@ -37,7 +37,7 @@ def test_a_tampered_copy_fails_naming_each_problem_where_it_is(tmp_path: Path) -
     before = problems(root)  # what the repository's own check reports, if anything
 
     removed_option = append(root / "README.md", "Quiet jobs: `mlops local --no-logs`.")
-    no_command = append(root / "README.md", "Then `./dev.sh lint` and `mlops trian cnn`.")
+    no_command = append(root / "README.md", "Then `./dev.sh lnt` and `mlops trian cnn`.")
     dead_link = append(root / "docs" / "local.md", "See [the old page](old-local.md) and [this](#no-such-heading).")
     undated = append(root / "docs" / "tests.md", "The whole suite took 473 s on 2 cores.")
     dated = append(root / "docs" / "tests.md", "On 7 Dec 2026 the whole suite took 473 s on 2 cores.")
@@ -45,7 +45,7 @@ def test_a_tampered_copy_fails_naming_each_problem_where_it_is(tmp_path: Path) -
     found = [problem for problem in problems(root) if problem not in before]
     assert found == [
         f"README.md:{removed_option}: `mlops local --no-logs`: mlops local has no option --no-logs",
-        f"README.md:{no_command}: `./dev.sh lint`: dev.sh has no command 'lint'",
+        f"README.md:{no_command}: `./dev.sh lnt`: dev.sh has no command 'lnt'",
         f"README.md:{no_command}: `mlops trian cnn`: mlops has no command 'trian'",
         f"docs/local.md:{dead_link}: link to old-local.md: docs/old-local.md does not exist",
         f"docs/local.md:{dead_link}: link to #no-such-heading: no heading #no-such-heading in local.md",

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import json
 import tarfile
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import boto3
 import numpy as np
@@ -343,7 +345,7 @@ def test_the_monitor_pipeline_runs_with_its_monitor_network_isolated(served, tmp
             super().__init__()
             self.details: dict[str, str] = {}
 
-        def step_started(self, step: str, step_type: str, detail: str) -> None:
+        def step_started(self, step: str, step_type: str, detail: str, request: Mapping[str, Any]) -> None:
             self.details[step] = detail
 
     model_dir, baseline_path = served

@@ -182,9 +182,9 @@ def test_the_monitor_definition_is_a_valid_request_whose_references_resolve(name
         # A step reads only outputs of the steps before it.
         for reference in expressions(step, "Get"):
             if reference.startswith("Steps."):
-                name, output = re.fullmatch(
-                    r"Steps\.(\w+)\.ProcessingOutputConfig\.Outputs\['(\w+)'\].*", reference
-                ).groups()
+                match = re.fullmatch(r"Steps\.(\w+)\.ProcessingOutputConfig\.Outputs\['(\w+)'\].*", reference)
+                assert match, reference
+                name, output = match.groups()
                 assert (name, output) in outputs, reference
         for output in step["Arguments"].get("ProcessingOutputConfig", {}).get("Outputs", []):
             outputs.add((step["Name"], output["OutputName"]))

@@ -258,5 +258,7 @@ def test_an_isolated_training_job_takes_its_code_from_the_code_channel(aws: Loca
     assert "[job] read 8 bytes; credentials: False" in log, log[-2000:]
     model = s3.get_object(Bucket=BUCKET, Key="models/isolated-training/output/model.tar.gz")["Body"].read()
     with tarfile.open(fileobj=io.BytesIO(model)) as archive:
-        assert archive.extractfile("model.txt").read() == b"A,B\n1,2\n"
+        member = archive.extractfile("model.txt")
+        assert member is not None
+        assert member.read() == b"A,B\n1,2\n"
     assert described["ModelArtifacts"]["S3ModelArtifacts"].endswith("isolated-training/output/model.tar.gz")

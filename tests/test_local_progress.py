@@ -39,13 +39,18 @@ def plain_console(width: int = 60) -> Console:
     return Console(file=io.StringIO(), width=width, force_terminal=False)
 
 
+def written(console: Console) -> str:
+    assert isinstance(console.file, io.StringIO)
+    return console.file.getvalue()
+
+
 def test_off_a_terminal_each_event_is_one_plain_line_printed_as_it_happens() -> None:
     console = plain_console()
     view = progress_view(console, show_logs=False)
     assert isinstance(view, PlainProgress)
     with view:
         scripted_run(view)
-    output = console.file.getvalue()
+    output = written(console)
     assert "\x1b" not in output and "\r" not in output, "no colours, no cursor movement"
     assert output.splitlines() == [
         "[1/2] Start the local AWS",
@@ -67,7 +72,7 @@ def test_with_logs_the_jobs_lines_come_too_and_a_failed_step_shows_the_first_lin
         view.step_log("Train", NOISE)
         view.step_ended(StepOutcome("Train", "Training", "Failed", 3.0, "AlgorithmError: exit 2\nthe end of its log"))
         view.phase_ended(1, 1, "Run the rnn training pipeline", 3.5, succeeded=False)
-    lines = console.file.getvalue().splitlines()
+    lines = written(console).splitlines()
     assert f"    Train │ {NOISE}" in lines
     assert lines[-2:] == [
         "  ✗ Train Failed (3.0 s) AlgorithmError: exit 2",
@@ -100,7 +105,7 @@ def test_on_a_terminal_the_running_phase_and_step_are_live_lines_that_become_its
 
     def shown() -> list[str]:
         view.refresh()
-        return screen(console.file.getvalue())
+        return screen(written(console))
 
     with view:
         view.phase_started(1, 2, "Start the local AWS")
@@ -122,13 +127,13 @@ def test_on_a_terminal_the_running_phase_and_step_are_live_lines_that_become_its
         view.step_log("Train", EPOCH_2)
         (step,) = shown()[3:]
         assert "2/3 epochs 1:05 train_loss=0.25 val_accuracy=0.9" in step, step
-        assert NOISE not in console.file.getvalue(), "without --logs the jobs' lines stay in their log"
+        assert NOISE not in written(console), "without --logs the jobs' lines stay in their log"
 
         view.step_ended(StepOutcome("Train", "Training", "Succeeded", 70.0, "val_accuracy=0.9; model s3://b/m.tar.gz"))
         assert shown()[3] == "  ✓ Train Succeeded (70.0 s) val_accuracy=0.9; model s3://b/m.tar.gz"
         view.phase_ended(2, 2, "Run the cnn training pipeline", 71.0, succeeded=True)
 
-    assert screen(console.file.getvalue()) == [
+    assert screen(written(console)) == [
         "✓ [1/2] Start the local AWS (0.3 s)",
         "  local AWS at http://127.0.0.1:5000",
         "✓ [2/2] Run the cnn training pipeline (71.0 s)",
@@ -143,7 +148,7 @@ def test_on_a_terminal_a_long_step_detail_is_cut_to_one_line_and_a_long_note_wra
         view.note("served at http://127.0.0.1:40373: s3://bucket/model.tar.gz")
         view.step_ended(StepOutcome("Train", "Training", "Succeeded", 1.0, "test_accuracy=0.97; model s3://b/c/d.tgz"))
         view.phase_ended(1, 1, "Run", 2.0, succeeded=True)
-    assert screen(console.file.getvalue()) == [
+    assert screen(written(console)) == [
         "✓ [1/1] Run (2.0 s)",
         "  served at http://127.0.0.1:40373:",
         "  s3://bucket/model.tar.gz",

@@ -141,7 +141,7 @@ def test_an_oidc_token_for_a_job_that_assumes_no_role_is_reported(tmp_path: Path
 
 def test_deploys_of_one_stage_queue_in_one_group_and_never_cancel_each_other() -> None:
     assert concurrency_problems() == []
-    groups = {job.stage: set() for job in deploying_jobs()}
+    groups: dict[str | None, set[str]] = {job.stage: set() for job in deploying_jobs()}
     for job in deploying_jobs():
         groups[job.stage].add(job.body["concurrency"]["group"])
     assert {stage: len(names) for stage, names in groups.items()} == {"dev": 1, "prod": 1}

@@ -34,7 +34,8 @@ def action_files(github: Path = GITHUB_DIR) -> list[Path]:
     return sorted((github / "actions").glob("*/action.yml"))
 
 
-def load(path: Path) -> dict[str, Any]:
+def load(path: Path) -> dict[Any, Any]:
+    """The YAML document; its keys are not all strings: YAML 1.1 reads a workflow's `on:` as True."""
     document = yaml.safe_load(path.read_text())
     assert isinstance(document, dict), f"{path}: not a YAML mapping"
     return document
