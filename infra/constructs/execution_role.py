@@ -70,9 +70,11 @@ class SageMakerExecutionRole(Construct):
         self._allow_logs(stack)
         self._allow_metrics(config)
         self._allow_framework_images(stack, framework_image_repositories(config))
+        self._allow_listing_model_versions()
         without_resources = [
             "cloudwatch:PutMetricData and ecr:GetAuthorizationToken support no resource-level permissions; "
-            "PutMetricData is limited by a namespace condition"
+            "PutMetricData is limited by a namespace condition",
+            "sagemaker:ListModelPackages has only an optional resource type, so AWS may authorize it against *",
         ]
         if config.vpc:
             interfaces = allow_network_interfaces(self.role, config.vpc)
@@ -144,6 +146,17 @@ class SageMakerExecutionRole(Construct):
                     }
                 },
             )
+        )
+
+    def _allow_listing_model_versions(self) -> None:
+        # The Champion step lists its group's versions (training/processing/find_champion.py).
+        # ListModelPackages has model-package as an optional resource type only (service authorization
+        # reference), and SageMaker's API permissions reference says List calls take no resource-level
+        # restriction: only `*` works either way (docs/iam.md). It reads the versions' summaries;
+        # describing one, which gives its model's location, stays scoped to the role's own groups
+        # (TrainingPipeline.allow_read_versions).
+        self.role.add_to_principal_policy(
+            iam.PolicyStatement(sid="ListModelVersions", actions=["sagemaker:ListModelPackages"], resources=["*"])
         )
 
     def _allow_framework_images(self, stack: cdk.Stack, repositories: list[ImageRepository]) -> None:
