@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from infra import naming
@@ -29,22 +26,10 @@ def deploy_endpoint(
         cdk = dataclasses.replace(
             cdk, assembly=None, context={**cdk.context, naming.model_package_context_key(network): model.arn}
         )
-    with tempfile.TemporaryDirectory(prefix="cdk-outputs-") as scratch:
-        outputs_file = Path(scratch) / "outputs.json"
-        # --exclusively: the storage and role stacks it imports from are deployed already, and
-        # a model release must not touch them. --method=direct: see CdkCli.deploy.
-        cdk.run(
-            "deploy",
-            stack,
-            "--exclusively",
-            "--require-approval",
-            "never",
-            "--method=direct",
-            "--progress",
-            "events",
-            "--outputs-file",
-            str(outputs_file),
-            *(f"--parameters={stack}:{name}={value}" for name, value in parameters.items()),
-        )
-        outputs = json.loads(outputs_file.read_text()) if outputs_file.exists() else {}
+    # --exclusively: the storage and role stacks it imports from are deployed already, and a
+    # model release must not touch them. Change sets and approval: see CdkCli.deploy.
+    outputs = cdk.deploy(
+        [stack],
+        extra=["--exclusively", *(f"--parameters={stack}:{name}={value}" for name, value in parameters.items())],
+    )
     return outputs.get(stack, {})
