@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from autoscaling_support import AS_DEPLOYED, registered, serve_with_autoscaling
 from cli_support import run_mlops
 from synth_support import CDK_CONTEXT
 from werkzeug.serving import make_server
@@ -192,6 +193,37 @@ def test_in_aws_deploy_makes_a_change_set_and_asks_on_this_terminal_before_a_bro
     assert call.attached is attached
     if attached:
         assert call.option("--concurrency") == "1"
+
+
+def test_a_new_instance_type_is_deployed_with_autoscaling_set_aside(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """The endpoint runs ml.m5.large and is registered for autoscaling; the stage now says
+    ml.c5.large. SageMaker refuses that UpdateEndpoint while the variant is a scalable target, so
+    `mlops deploy` deregisters it for the deploy and registers it again after."""
+    with moto_server() as aws:
+        for key, value in aws.env.items():
+            monkeypatch.setenv(key, value)
+        sagemaker = aws.client("sagemaker")
+        sagemaker.create_model_package_group(ModelPackageGroupName=GROUP)
+        sagemaker.create_model_package(
+            ModelPackageGroupName=GROUP,
+            ModelApprovalStatus="Approved",
+            InferenceSpecification=_inference_specification(),
+        )
+        serve_with_autoscaling(aws, "mlops-local-cnn", "ml.m5.large")
+        during: list[tuple[list, list]] = []
+
+        def deploy(*_: object, **__: object) -> CdkRun:
+            during.append(registered(aws, "mlops-local-cnn"))
+            return CdkRun("", "")
+
+        monkeypatch.setattr(cdk_runner, "_run", deploy)
+        code, out, err = run_mlops(monkeypatch, capsys, "deploy", "cnn")
+        assert code == 0, err
+        assert during == [([], [])]
+        assert registered(aws, "mlops-local-cnn") == AS_DEPLOYED
+        assert "SageMaker refuses to change its instance type to ml.c5.large" in " ".join(out.split())
 
 
 def test_a_moto_server_is_told_from_aws_by_its_own_api(shell_on: LocalAws, monkeypatch: pytest.MonkeyPatch) -> None:
