@@ -513,8 +513,13 @@ def test_registering_granted_on_the_groups_arns_is_refused_as_aws_would(aws, tmp
             [(f"arn:aws:iam::{ACCOUNT}:role/r", "role (required), named by the request")],
         ),
         ("ec2:DescribeSubnets", {}, [("*", "the action has no resource types")]),
+        (
+            "sagemaker:CreateModelPackage",
+            {"ModelPackageGroupName": "g", "ModelApprovalStatus": "Approved"},
+            [("*", "only optional resource types (model-package), none named by the request")],
+        ),
     ],
-    ids=["a-version-named-by-arn", "a-job-named-by-name", "a-passed-role", "no-resource-types"],
+    ids=["a-version-named-by-arn", "a-job-named-by-name", "a-passed-role", "no-resource-types", "none-named"],
 )
 def test_the_resources_come_from_aws_authorization_data(
     action: str, request_parameters: dict[str, Any], expected: list[tuple[str, str]]

@@ -393,7 +393,7 @@ def test_resource_star_only_where_no_resource_level_permission_exists(stage: str
     assert set(unscoped) == {"PutSageMakerMetrics", "GetRegistryToken", "ListModelVersions"}
     for sid, statement in unscoped.items():
         for action in _as_list(statement["Action"]):
-            # AWS's service authorization data: no resource type the request could name.
+            # AWS's service authorization data lists no required resource type for it.
             assert authorized_resources(action, {}, Where("aws", "us-east-1", "123456789012"))[0].arn == "*", (
                 sid,
                 action,

@@ -14,9 +14,11 @@ Then:
 - an action with no resource types is authorized against `*`;
 - every required type must be named (else `CannotDerive`: the harness refuses rather than guess),
   and the call is authorized against each resource named;
-- an action whose types are all optional leaves it open whether AWS authorizes it against a named
-  resource or against `*`: the call is authorized against `*` as well as anything named, so only a
-  grant that works either way passes.
+- an action whose types are all optional takes one of them (the reference's "you can choose to use
+  one of the optional resource types", e.g. an S3 object or an access point's object): it is
+  authorized against what the request names; where it names none, the data does not say what AWS
+  builds from the request (ListModelPackages names a group, not a version), so the call is
+  authorized against `*`, and only a grant that works either way passes.
 docs/iam.md says where this is stricter or looser than AWS.
 """
 
@@ -97,13 +99,10 @@ def authorized_resources(action: str, parameters: Mapping[str, Any], where: Wher
             f"{action} is authorized against a {' and a '.join(missing)} (required), which the request names "
             "in no parameter the harness can read"
         )
-    if any(resource_type["required"] for resource_type in entry["resourceTypes"]):
+    if named:
         return tuple(named)
     optional = ", ".join(resource_type["name"] for resource_type in entry["resourceTypes"])
-    if not named:
-        return (Resource("*", f"only optional resource types ({optional}), none named by the request"),)
-    either_way = f"only optional resource types ({optional}): AWS may authorize it against * or the one named"
-    return (Resource("*", either_way), *named)
+    return (Resource("*", f"only optional resource types ({optional}), none named by the request"),)
 
 
 def _arn_named_by(arn_format: str, parameters: Mapping[str, Any], where: Where) -> str | None:
