@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from iam_simulator import IamSimulator, Request, session_arn
+from iam_simulator import IamSimulator, Request, expect, session_arn
 from policy_documents import PolicyDocument, policy_documents
 from synth_support import CDK_CONTEXT, app_module, new_app
 
@@ -116,21 +116,6 @@ def simulator() -> Iterator[IamSimulator]:
         yield running
 
 
-def decide(simulator: IamSimulator, cases: list[tuple[str, Request, str]]) -> None:
-    decisions = simulator.decide([request for _, request, _ in cases])
-    wrong = [
-        f"{what}: expected {expected}, got {decision}"
-        for (what, _, expected), decision in zip(cases, decisions, strict=True)
-        if decision.result != expected
-    ]
-    wrong += [
-        f"{what}: {request.action} requests never carry {', '.join(decision.ignored_context_keys)}"
-        for (what, request, _), decision in zip(cases, decisions, strict=True)
-        if decision.ignored_context_keys
-    ]
-    assert not wrong, "\n".join(wrong)
-
-
 def in_the_stage_vpc(private: PrivateStage, action: str) -> list[Request]:
     """`action` as SageMaker makes it for a job or model of the stage: on each resource EC2
     authorizes it against, with the condition keys those resources carry."""
@@ -150,7 +135,7 @@ def in_the_stage_vpc(private: PrivateStage, action: str) -> list[Request]:
 def test_every_ec2_action_documented_for_jobs_and_models_in_a_vpc_is_allowed_in_the_stage_vpc(
     private: PrivateStage, simulator: IamSimulator
 ) -> None:
-    decide(
+    expect(
         simulator,
         [
             (f"{action} on {request.resource}", request, ALLOWED)
@@ -165,7 +150,7 @@ def test_network_interfaces_are_allowed_in_the_stage_subnets_and_groups_only(
 ) -> None:
     interface = ec2_arn("network-interface/eni-0fedcba987654321f")
     elsewhere = {"ec2:Subnet": ec2_arn("subnet/subnet-0999aaaa")}
-    decide(
+    expect(
         simulator,
         [
             (
