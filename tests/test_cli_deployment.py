@@ -385,9 +385,9 @@ def _read_until(controller: int, marker: bytes | None, timeout: float) -> bytes:
             try:
                 chunk = os.read(controller, 4096)
             except OSError:  # EIO: every process that had the terminal has ended
-                return seen
+                chunk = b""
             if not chunk:
-                return seen
+                break
             seen += chunk
     assert marker is None or marker in seen, seen.decode(errors="replace")[-3000:]
     return seen
