@@ -23,7 +23,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from infra.constructs.endpoint_metrics import VARIANT_NAME
+from infra.naming import VARIANT_NAME
 from mlops.aws import AwsTarget
 
 NAMESPACE = "sagemaker"

@@ -5,7 +5,7 @@ being checked.
     authorized_resources("sagemaker:DescribeModelPackage", {"ModelPackageName": arn}, where)
         -> (Resource(arn, "model-package (required), named by the request"),)
     authorized_resources("sagemaker:ListModelPackages", {"ModelPackageGroupName": "g"}, where)
-        -> (Resource("*", "model-package is optional and the request names none: ..."),)
+        -> (Resource("*", "only optional resource types (model-package), none named by the request"),)
 
 For each resource type the reference lists for the action, the request names a resource when one of
 its top-level parameters is an ARN of that type's format, or when it has a parameter for every
