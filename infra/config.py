@@ -7,9 +7,9 @@ A malformed stage fails synth with a message that names the offending key, e.g.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
 
 from infra import naming
 from training.networks import NETWORKS, HyperparameterValue
@@ -45,8 +45,15 @@ class TrainingConfig(_Strict):
 
 
 class VpcConfig(_Strict):
-    subnet_ids: tuple[str, ...] = Field(min_length=1)
-    security_group_ids: tuple[str, ...] = Field(min_length=1)
+    """The subnets and security groups of every job and endpoint model of the stage (SageMaker's
+    VpcConfig: at most 16 subnets and 5 groups)."""
+
+    subnet_ids: tuple[Annotated[str, StringConstraints(pattern=r"^subnet-[0-9a-f]+$")], ...] = Field(
+        min_length=1, max_length=16
+    )
+    security_group_ids: tuple[Annotated[str, StringConstraints(pattern=r"^sg-[0-9a-f]+$")], ...] = Field(
+        min_length=1, max_length=5
+    )
 
 
 class ServerlessConfig(_Strict):
@@ -187,6 +194,15 @@ class StageConfig(_Strict):
     def _deploy_role_can_be_named(self) -> StageConfig:
         if self.github is not None and self.account is None:
             raise ValueError("github: a stage deployed from GitHub needs its account (the workflow names its role)")
+        return self
+
+    @model_validator(mode="after")
+    def _vpc_needs_instances(self) -> StageConfig:
+        if self.vpc and self.endpoint.serverless:
+            raise ValueError(
+                "vpc cannot be combined with endpoint.serverless: SageMaker Serverless Inference does not "
+                "support VPC configuration (its documented feature exclusions)"
+            )
         return self
 
     @field_validator("networks")

@@ -9,6 +9,13 @@ Every command of a `CdkCli` synthesizes the app (`python3 app.py`, several secon
 was made by `synth()` or `synth_and_bootstrap()`: those synthesize once, and the CLI they
 return deploys that cloud assembly as it is (`--app <assembly>`), the same templates.
 
+How it deploys depends on the target. In AWS: CloudFormation change sets (the CLI's default
+method) and `--require-approval broadening` unless `require_approval` says otherwise, with the CLI
+attached to this terminal so that it can show an IAM or security group broadening and ask; without
+a terminal the CLI refuses such a change itself. On moto (`target.is_moto`): `--method=direct`,
+since change-set deploys fail on update there and only direct deploys report outputs, and no
+approval unless asked, since nothing real is at stake.
+
 It calls `node_modules/.bin/cdk` (what `npx cdk` resolves to in this repo) directly: when the
 CLI is missing, `npx` would download one from the registry, an unpinned network call.
 """
@@ -38,6 +45,7 @@ STDERR_TAIL_LINES = 25
 # Independent stacks (the monitoring stack, the storage stack) deploy at the same time; the CLI
 # still waits for every stack a stack depends on.
 DEPLOY_CONCURRENCY = 4
+APPROVAL_LEVELS = ("never", "any-change", "broadening")
 _QUIET_CLI = {
     "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
     "CDK_DISABLE_CLI_TELEMETRY": "true",
@@ -70,6 +78,8 @@ class CdkCli:
     echo: Callable[[str], None] | None = None
     assembly: Path | None = None
     """A cloud assembly synthesized before: commands deploy it as it is, with no synth of their own."""
+    require_approval: str | None = None
+    """The CLI's --require-approval for deploys (APPROVAL_LEVELS); None: broadening in AWS, never on moto."""
 
     def synth(self) -> CdkCli:
         """Synthesizes the app once; returns a CLI on that assembly."""
@@ -98,25 +108,30 @@ class CdkCli:
                 raise
         return dataclasses.replace(self, assembly=self.output_dir)
 
-    def deploy(self, stacks: Sequence[str] = ()) -> dict[str, dict[str, str]]:
-        """Deploys `stacks` (default: all) and returns their outputs by stack name."""
-        # --method=direct: change-set deploys fail on update in moto, and only direct deploys
-        # report outputs there. It is a plain CreateStack/UpdateStack in a real account.
+    def deploy(self, stacks: Sequence[str] = (), *, extra: Sequence[str] = ()) -> dict[str, dict[str, str]]:
+        """Deploys `stacks` (default: all) with the target's way of deploying (see above) and the
+        CLI options in `extra`; returns their outputs by stack name."""
+        approval = self.require_approval or ("never" if self.target.is_moto else "broadening")
+        method = ["--method=direct"] if self.target.is_moto else []
         with tempfile.TemporaryDirectory(prefix="cdk-outputs-") as scratch:
             outputs_file = Path(scratch) / "outputs.json"
-            self.run(
+            call = self._call(
                 "deploy",
                 *(stacks or ["--all"]),
                 "--require-approval",
-                "never",
-                "--method=direct",
+                approval,
+                *method,
+                # The CLI asks one stack at a time: it refuses to prompt while deploying several at once.
                 "--concurrency",
-                str(DEPLOY_CONCURRENCY),
+                str(DEPLOY_CONCURRENCY if approval == "never" else 1),
                 "--progress",
                 "events",
                 "--outputs-file",
                 str(outputs_file),
+                *extra,
+                *self._app_options(),
             )
+            _run(*call, attached=approval != "never")
             return json.loads(outputs_file.read_text()) if outputs_file.exists() else {}
 
     def destroy(self, stacks: Sequence[str] = ()) -> CdkRun:
@@ -246,8 +261,21 @@ def _capture(lines: list[str], echo: Callable[[str], None] | None) -> Callable[[
 
 
 def _run(
-    argv: list[str], env: dict[str, str], echo: Callable[[str], None] | None, what: str, cwd: Path = REPO_ROOT
+    argv: list[str],
+    env: dict[str, str],
+    echo: Callable[[str], None] | None,
+    what: str,
+    cwd: Path = REPO_ROOT,
+    *,
+    attached: bool = False,
 ) -> CdkRun:
+    """Runs one CLI command to its end. `attached`: on this terminal (its output shown as it comes,
+    its questions answered there), for a deploy that may ask for approval."""
+    if attached:
+        exit_code = processes.run_in_terminal(argv, env=env, cwd=cwd)
+        if exit_code != 0:
+            raise RunFailed(f"`{what}` exited with {exit_code} (its output is above)")
+        return CdkRun(stdout="", stderr="")
     running: _RunningCli | None = None
     try:  # also a Ctrl-C that lands after the CLI started and before its wait began
         running = _RunningCli(argv, env, echo, what, cwd)

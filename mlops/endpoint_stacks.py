@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import json
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from infra import naming
 from infra.config import StageConfig
 from mlops.cdk import CdkCli
+from mlops.endpoint_autoscaling import autoscaling_set_aside
 from mlops.monitoring import monitored_version_parameters
 from mlops.registry import ModelVersion
 
@@ -20,7 +18,9 @@ def deploy_endpoint(
 ) -> dict[str, str]:
     """`cdk deploy` of the network's endpoint stack alone, serving `model`; returns its outputs.
     Where the stage captures traffic, the stack's drift monitor watches `model`: its parameters
-    name the version's model and baseline, read from the registry through `sagemaker`."""
+    name the version's model and baseline, read from the registry through `sagemaker`. A new
+    instance type for a variant registered for autoscaling has it set aside for the update
+    (mlops.endpoint_autoscaling), as SageMaker requires."""
     parameters = monitored_version_parameters(sagemaker, model.arn) if config.captures_data else {}
     stack = naming.endpoint_stack_name(config.prefix(), network)
     synthesized = cdk.template(stack) if cdk.assembly is not None else None
@@ -29,22 +29,13 @@ def deploy_endpoint(
         cdk = dataclasses.replace(
             cdk, assembly=None, context={**cdk.context, naming.model_package_context_key(network): model.arn}
         )
-    with tempfile.TemporaryDirectory(prefix="cdk-outputs-") as scratch:
-        outputs_file = Path(scratch) / "outputs.json"
-        # --exclusively: the storage and role stacks it imports from are deployed already, and
-        # a model release must not touch them. --method=direct: see CdkCli.deploy.
-        cdk.run(
-            "deploy",
-            stack,
-            "--exclusively",
-            "--require-approval",
-            "never",
-            "--method=direct",
-            "--progress",
-            "events",
-            "--outputs-file",
-            str(outputs_file),
-            *(f"--parameters={stack}:{name}={value}" for name, value in parameters.items()),
+    instance_type = None if config.endpoint.serverless else config.endpoint_instance_type(network)
+    endpoint = naming.endpoint_name(config.prefix(), network)
+    with autoscaling_set_aside(cdk.target, endpoint, instance_type, say=cdk.echo or (lambda _: None)):
+        # --exclusively: the storage and role stacks it imports from are deployed already, and a
+        # model release must not touch them. Change sets and approval: see CdkCli.deploy.
+        outputs = cdk.deploy(
+            [stack],
+            extra=["--exclusively", *(f"--parameters={stack}:{name}={value}" for name, value in parameters.items())],
         )
-        outputs = json.loads(outputs_file.read_text()) if outputs_file.exists() else {}
     return outputs.get(stack, {})

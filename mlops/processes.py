@@ -107,6 +107,14 @@ def start(
     return child
 
 
+def run_in_terminal(argv: Sequence[str], *, env: Mapping[str, str], cwd: Path) -> int:
+    """Runs `argv` with this process's terminal as its input and output (a child that asks the user
+    something), in a session of its own like every other child, and returns its exit code; on
+    Ctrl-C (or any other exception) while it runs, its group is stopped first."""
+    process = subprocess.Popen(list(argv), cwd=cwd, env=dict(env), start_new_session=True)
+    return ChildProcess(process, []).wait()
+
+
 def _pump(stream: IO[str] | None, sink: LineSink) -> None:
     assert stream is not None
     for line in stream:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -55,3 +56,18 @@ def s3(request):
         client = boto3.client("s3", region_name="us-east-1")
         client.create_bucket(Bucket=request.module.BUCKET)
         yield client
+
+
+@pytest.fixture
+def sigint_as_in_a_terminal():
+    """Ctrl-C as a program started from a terminal gets it: SIGINT raising KeyboardInterrupt here,
+    and its default action in every child started meanwhile (a handled signal is reset to its
+    default by exec), whatever disposition this test process inherited. A shell that starts a
+    job in the background from a script, `nohup` and some CI runners start it with SIGINT
+    ignored, which Python and every child keep (the POSIX convention: Ctrl-C is not for
+    background jobs), so a test that sends SIGINT would otherwise test nothing."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

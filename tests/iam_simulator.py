@@ -137,3 +137,21 @@ class IamSimulator:
 
     def __exit__(self, *_: object) -> None:
         self.close()
+
+
+def expect(simulator: IamSimulator, cases: Sequence[tuple[str, Request, str]]) -> None:
+    """Each case (what, request, expected result) decided as expected; else the ones that were not,
+    with the statements that decided them. A condition key that requests of the action never carry
+    would make a case prove nothing: it fails too."""
+    decisions = simulator.decide([request for _, request, _ in cases])
+    wrong = [
+        f"{what}: expected {expected}, got {decision}"
+        for (what, _, expected), decision in zip(cases, decisions, strict=True)
+        if decision.result != expected
+    ]
+    wrong += [
+        f"{what}: {request.action} requests never carry {', '.join(decision.ignored_context_keys)}"
+        for (what, request, _), decision in zip(cases, decisions, strict=True)
+        if decision.ignored_context_keys
+    ]
+    assert not wrong, "\n".join(wrong)

@@ -6,18 +6,24 @@ mlops-local-cnn versions 1 and 2 approved and 3 pending; rnn has no group at all
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cli_support import run_mlops
 from synth_support import CDK_CONTEXT
+from werkzeug.serving import make_server
 
 from infra import naming
 from infra.config import parse_stage_config
+from mlops import aws as aws_module
 from mlops import cdk as cdk_runner
 from mlops import costs
-from mlops.cdk import CDK_BIN, CdkCli, CdkRun
+from mlops.aws import ShellAws, answers_as_moto
+from mlops.cdk import CdkCli, CdkRun
 from mlops.errors import UsageError
 from mlops.local.moto import LocalAws, moto_server
 from mlops.registry import approved_version
@@ -93,63 +99,121 @@ def test_a_group_without_approved_versions_is_a_usage_error(aws: LocalAws) -> No
 # --- the cdk command --------------------------------------------------------------------------
 
 
-def test_deploy_runs_cdk_deploy_of_that_endpoint_stack_only(
-    shell_on: LocalAws, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
-) -> None:
-    calls: list[tuple[list[str], dict[str, str]]] = []
+@dataclass(frozen=True)
+class CliCall:
+    argv: list[str]
+    env: dict[str, str]
+    attached: bool
+    """Run on this terminal, where the CLI can show a change and ask, rather than with its output captured."""
 
-    def record(argv: list[str], env: dict[str, str], echo: object, what: str) -> CdkRun:
-        calls.append((argv, env))
+    def option(self, name: str) -> str | None:
+        return self.argv[self.argv.index(name) + 1] if name in self.argv else None
+
+
+def record_cli(monkeypatch: pytest.MonkeyPatch) -> list[CliCall]:
+    """The CDK CLI's commands as `mlops` runs them, recorded instead of run."""
+    calls: list[CliCall] = []
+
+    def record(argv: list[str], env: dict[str, str], *_: object, attached: bool = False, **__: object) -> CdkRun:
+        calls.append(CliCall(argv, env, attached))
         return CdkRun(stdout="", stderr="")
 
     monkeypatch.setattr(cdk_runner, "_run", record)
+    return calls
+
+
+def test_deploy_releases_the_version_through_its_endpoint_stack_alone(
+    shell_on: LocalAws, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    calls = record_cli(monkeypatch)
     code, out, _ = run_mlops(monkeypatch, capsys, "deploy", "cnn")
 
     assert code == 0
     assert f"{GROUP} version 2" in out
-    ((argv, env),) = calls
-    outputs_file = argv[argv.index("--outputs-file") + 1]
-    assembly = argv[argv.index("--output") + 1]
+    (call,) = calls
+    assert call.argv[1:3] == ["deploy", "mlops-local-endpoint-cnn"] and "--all" not in call.argv
+    assert "--exclusively" in call.argv  # the stacks it imports from are left alone
+    assert f"model_package.cnn={version_arn(2)}" in call.argv
     # The drift monitor's schedule watches the version deployed: its model (and its baseline,
     # which these versions, registered without one, do not have).
-    assert argv == [
-        str(CDK_BIN),
-        "deploy",
-        "mlops-local-endpoint-cnn",
-        "--exclusively",
-        "--require-approval",
-        "never",
-        "--method=direct",
-        "--progress",
-        "events",
-        "--outputs-file",
-        outputs_file,
-        "--parameters=mlops-local-endpoint-cnn:MonitoredModelDataUrl=s3://bucket/models/model.tar.gz",
-        "--parameters=mlops-local-endpoint-cnn:MonitoredBaselineUri=",
-        "-c",
-        "stage=local",
-        "-c",
-        f"model_package.cnn={version_arn(2)}",
-        "--output",
-        assembly,
-    ]
-    assert env["AWS_ENDPOINT_URL"] == shell_on.endpoint_url
-    assert env["AWS_REGION"] == "us-east-1"
+    assert "--parameters=mlops-local-endpoint-cnn:MonitoredModelDataUrl=s3://bucket/models/model.tar.gz" in call.argv
+    assert "--parameters=mlops-local-endpoint-cnn:MonitoredBaselineUri=" in call.argv
+    assert call.env["AWS_ENDPOINT_URL"] == shell_on.endpoint_url
+    assert call.env["AWS_REGION"] == "us-east-1"
+
+
+def test_against_moto_deploy_goes_direct_and_asks_nothing(
+    shell_on: LocalAws, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """moto fails change-set updates and reports outputs only for direct deploys: its workarounds,
+    only there (the integration test below deploys this way for real)."""
+    calls = record_cli(monkeypatch)
+    code, _, _ = run_mlops(monkeypatch, capsys, "deploy", "cnn")
+    assert code == 0
+    (call,) = calls
+    assert "--method=direct" in call.argv
+    assert call.option("--require-approval") == "never"
+    assert not call.attached
+
+
+@pytest.mark.parametrize(
+    ("args", "approval", "attached"),
+    [
+        ((), "broadening", True),
+        (("--require-approval", "any-change"), "any-change", True),
+        (("--require-approval", "never"), "never", False),
+    ],
+    ids=["by-default", "any-change", "told-never"],
+)
+def test_in_aws_deploy_makes_a_change_set_and_asks_on_this_terminal_before_a_broadening(
+    shell_on: LocalAws,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+    args: tuple[str, ...],
+    approval: str,
+    attached: bool,
+) -> None:
+    """The registry here is moto's, but the CloudFormation the shell points at is taken for AWS
+    (how moto is told from AWS is the next test)."""
+    monkeypatch.setattr(ShellAws, "is_moto", property(lambda _: False))
+    calls = record_cli(monkeypatch)
+    code, _, err = run_mlops(monkeypatch, capsys, "deploy", "cnn", *args)
+    assert code == 0, err
+    (call,) = calls
+    assert not any(argument.startswith("--method") for argument in call.argv), "a change set is the CLI's default"
+    assert call.option("--require-approval") == approval
+    # The CLI can show the broadening and ask only on a terminal, and only one stack at a time.
+    assert call.attached is attached
+    if attached:
+        assert call.option("--concurrency") == "1"
+
+
+def test_a_moto_server_is_told_from_aws_by_its_own_api(shell_on: LocalAws, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert answers_as_moto(shell_on.endpoint_url)
+
+    def not_found(environ: dict, start_response: Any) -> list[bytes]:
+        start_response("404 Not Found", [("Content-Type", "text/plain")])
+        return [b"no such path"]
+
+    other = make_server("127.0.0.1", 0, not_found)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    try:
+        assert not answers_as_moto(f"http://127.0.0.1:{other.server_port}")
+    finally:
+        other.shutdown()
+    assert not answers_as_moto("http://127.0.0.1:9")  # nothing listens: not moto either
+
+    monkeypatch.setattr(aws_module.requests, "get", lambda *_, **__: pytest.fail("AWS itself is never asked"))
+    assert not answers_as_moto("https://cloudformation.us-east-1.amazonaws.com")
 
 
 def test_deploy_of_a_chosen_version(
     shell_on: LocalAws, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    calls: list[list[str]] = []
-
-    def recorded_run(argv: list[str], *_: object) -> CdkRun:
-        calls.append(argv)
-        return CdkRun("", "")
-
-    monkeypatch.setattr(cdk_runner, "_run", recorded_run)
+    calls = record_cli(monkeypatch)
     code, _, _ = run_mlops(monkeypatch, capsys, "deploy", "cnn", "--version", "1")
     assert code == 0
-    assert f"model_package.cnn={version_arn(1)}" in calls[0]
+    assert f"model_package.cnn={version_arn(1)}" in calls[0].argv
 
 
 @pytest.mark.parametrize(
@@ -160,6 +224,7 @@ def test_deploy_of_a_chosen_version(
         (("deploy", "lstm"), "network 'lstm' is not enabled in stage local"),
         (("deploy", "cnn", "--stage", "qa"), "unknown stage 'qa'"),
         (("cost", "--stage", "qa"), "unknown stage 'qa'"),
+        (("deploy", "cnn", "--require-approval", "sometimes"), "--require-approval 'sometimes': expected one of never"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(
@@ -169,7 +234,7 @@ def test_bad_input_is_one_line_and_exit_2(
     args: tuple[str, ...],
     message: str,
 ) -> None:
-    monkeypatch.setattr(cdk_runner, "_run", lambda *_: pytest.fail("cdk must not run on bad input"))
+    monkeypatch.setattr(cdk_runner, "_run", lambda *_, **__: pytest.fail("cdk must not run on bad input"))
     code, _, err = run_mlops(monkeypatch, capsys, *args)
     assert code == 2
     assert message in err

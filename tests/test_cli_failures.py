@@ -382,6 +382,7 @@ def _cmdline(process: psutil.Process) -> list[str]:
 
 @pytest.mark.slow
 @pytest.mark.integration
+@pytest.mark.usefixtures("sigint_as_in_a_terminal")
 def test_ctrl_c_is_exit_130_without_a_traceback_or_a_log(tmp_path: Path) -> None:
     port, report = free_port(), tmp_path / "report"
     process = subprocess.Popen(

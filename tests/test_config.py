@@ -83,6 +83,21 @@ def test_unknown_stage_lists_the_defined_ones() -> None:
             r"stages\.dev\.github\.oidc_provider: Input should be 'create' or 'import'",
         ),
         ({"github_repository": "org/repo"}, r"stages\.dev\.github_repository: not allowed here"),
+        (
+            {"vpc": {"subnet_ids": ["subnet-0a1b"], "security_group_ids": ["default"]}},
+            r"stages\.dev\.vpc\.security_group_ids\.0: String should match pattern",
+        ),
+        (
+            {"vpc": {"subnet_ids": [], "security_group_ids": ["sg-0e3f"]}},
+            r"stages\.dev\.vpc\.subnet_ids: Tuple should have at least 1 item",
+        ),
+        (
+            {
+                "vpc": {"subnet_ids": ["subnet-0a1b"], "security_group_ids": ["sg-0e3f"]},
+                "endpoint": {"serverless": {"memory_size_mb": 2048}},
+            },
+            r"stages\.dev: .*vpc cannot be combined with endpoint\.serverless: SageMaker Serverless Inference",
+        ),
     ],
 )
 def test_a_malformed_stage_names_the_bad_key(overrides: dict[str, Any], message: str) -> None:

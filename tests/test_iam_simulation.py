@@ -21,7 +21,7 @@ import aws_cdk as cdk
 import pytest
 from aws_cdk import aws_iam as iam
 from constructs import IConstruct
-from iam_simulator import IamSimulator, Request, session_arn
+from iam_simulator import IamSimulator, Request, expect, session_arn
 from policy_documents import PolicyDocument, policy_documents
 from synth_support import Synthesized, logical_id_of, synthesized
 
@@ -183,24 +183,6 @@ def stage(request: pytest.FixtureRequest) -> Stage:
     synth = synthesized(request.param)
     account = synth.config.account or SOME_ACCOUNT
     return Stage(synth, account, policy_documents(synth.template_files, account=account, region=synth.config.region))
-
-
-def expect(simulator: IamSimulator, cases: Sequence[tuple[str, Request, str]]) -> None:
-    """Each case (what, request, expected result) decided as expected; else the ones that were not,
-    with the statements that decided them. A condition key that requests of the action never carry
-    would make a case prove nothing: it fails too."""
-    decisions = simulator.decide([request for _, request, _ in cases])
-    wrong = [
-        f"{what}: expected {expected}, got {decision}"
-        for (what, _, expected), decision in zip(cases, decisions, strict=True)
-        if decision.result != expected
-    ]
-    wrong += [
-        f"{what}: {request.action} requests never carry {', '.join(decision.ignored_context_keys)}"
-        for (what, request, _), decision in zip(cases, decisions, strict=True)
-        if decision.ignored_context_keys
-    ]
-    assert not wrong, "\n".join(wrong)
 
 
 @pytest.mark.parametrize("network", sorted(NETWORKS))

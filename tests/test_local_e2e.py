@@ -122,6 +122,7 @@ def s3_json(uri: str) -> dict:
     return json.loads(s3_bytes(uri))
 
 
+@pytest.mark.usefixtures("sigint_as_in_a_terminal")
 def test_after_a_ctrl_c_the_cnn_goes_from_nothing_to_an_invoked_endpoint(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:

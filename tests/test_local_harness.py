@@ -7,6 +7,8 @@ import json
 import os
 import signal
 import socket
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -126,6 +128,7 @@ def _group_members(group: int) -> list[psutil.Process]:
     return members
 
 
+@pytest.mark.usefixtures("sigint_as_in_a_terminal")
 def test_interrupting_a_run_stops_the_whole_process_tree(monkeypatch: pytest.MonkeyPatch) -> None:
     started = threading.Event()
 
@@ -154,6 +157,35 @@ def test_interrupting_a_run_stops_the_whole_process_tree(monkeypatch: pytest.Mon
         )
     (group,) = groups
     assert left_running(_group_members(group)) == [], "part of the process tree was left running"
+
+
+def test_the_ctrl_c_test_passes_in_a_suite_started_with_sigint_ignored() -> None:
+    """`nohup`, `&` in a script and some CI runners start the suite with SIGINT ignored; the test
+    above still sees a Ctrl-C (tests/conftest.py, `sigint_as_in_a_terminal`)."""
+    ignored = signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited by the child, as from such a shell
+    try:
+        child = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                "-p",
+                "no:randomly",
+                __file__,
+                "-k",
+                "test_interrupting_a_run_stops_the_whole_process_tree",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        signal.signal(signal.SIGINT, ignored)
+    assert child.returncode == 0, child.stdout[-3000:]
+    assert "1 passed" in child.stdout
 
 
 def test_destroy_empties_only_the_buckets_cloudformation_will_delete(

@@ -22,7 +22,8 @@ from policy_documents import policy_documents
 from synth_support import synthesized
 from training_support import TRAINING_DIR
 
-from mlops.local.iam import ADMINISTRATOR, enforced_iam
+from mlops.local.authorization import Where, authorized_resources
+from mlops.local.iam import ADMINISTRATOR, AccessDenied, enforced_iam
 from mlops.local.moto import moto_server
 from mlops.local.permissions import write_permissions_report
 from mlops.local.pipeline_executor import LocalPipelineExecutor, StepFailed
@@ -218,7 +219,7 @@ def test_registering_runs_as_the_pipeline_role_and_fails_without_its_statement(
     assert failed.value.step == "Register"
     assert (
         f"assumed-role/{role_name}/SageMakerPipelines is not authorized to perform: sagemaker:CreateModelPackage "
-        f"on resource: arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package-group/{CNN_GROUP}"
+        "on resource: *"
     ) in failed.value.reason
 
 
@@ -306,6 +307,7 @@ def test_the_permissions_report_lists_each_roles_calls_and_the_statements_no_cal
     assert {
         "action": "s3:GetObject",
         "resource": f"arn:aws:s3:::{DATA}/cnn/train/spec.json",
+        "resource_from": "",
         "allowed": True,
         "count": 1,
     } in [{**call, "count": 1} for call in role["calls"]]
@@ -346,12 +348,9 @@ def run_champion_step(server: Any, iam: Any, role_arn: str, group: str, output: 
     )
 
 
-def test_the_champion_step_reads_its_groups_approved_version_and_no_other_group(aws, tmp_path: Path) -> None:
-    server, iam, role_arn = aws
-    sagemaker = server.client("sagemaker")
-    group = "mlops-local-speech"
+def register_versions(sagemaker: Any, group: str, statuses: tuple[str, ...]) -> None:
     sagemaker.create_model_package_group(ModelPackageGroupName=group)
-    for status in ("Approved", "Approved", "Rejected"):
+    for status in statuses:
         sagemaker.create_model_package(
             ModelPackageGroupName=group,
             ModelApprovalStatus=status,
@@ -361,6 +360,13 @@ def test_the_champion_step_reads_its_groups_approved_version_and_no_other_group(
                 "SupportedResponseMIMETypes": ["application/json"],
             },
         )
+
+
+def test_the_champion_step_reads_its_groups_approved_version_and_no_other_group(aws, tmp_path: Path) -> None:
+    server, iam, role_arn = aws
+    sagemaker = server.client("sagemaker")
+    group = "mlops-local-speech"
+    register_versions(sagemaker, group, ("Approved", "Approved", "Rejected"))
     found = run_champion_step(server, iam, role_arn, group, tmp_path / "mine")
     assert found.returncode == 0, found.stdout[-2000:] + found.stderr[-2000:]
     champion = json.loads((tmp_path / "mine" / "champion.json").read_text())
@@ -381,19 +387,157 @@ def test_the_champion_step_reads_its_groups_approved_version_and_no_other_group(
         if role["role"] == "execution-role"
     ]
     statements = {statement["sid"]: statement for statement in role["statements"]}
-    assert statements["ReadModelVersionsOfMlopsLocalSpeech"]["actions_used"] == [
-        "sagemaker:DescribeModelPackage",
-        "sagemaker:ListModelPackages",
-    ]
+    assert statements["ListModelVersions"]["actions_used"] == ["sagemaker:ListModelPackages"]
+    assert statements["ReadModelVersionsOfMlopsLocalSpeech"]["actions_used"] == ["sagemaker:DescribeModelPackage"]
     assert statements["ReadModelVersionsOfMlopsLocalCnn"]["why_unmatched"] == (
         "another network's resources (this run trains speech)"
     )
+    # The report says which resource each call was authorized against, and why (AWS's data).
+    calls = {(call["action"], call["resource"]): call["resource_from"] for call in role["calls"]}
+    assert calls[("sagemaker:ListModelPackages", "*")] == (
+        "only optional resource types (model-package), none named by the request"
+    )
+    version = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/{group}/2"
+    assert calls[("sagemaker:DescribeModelPackage", version)] == "model-package (required), named by the request"
+    assert (
+        "| sagemaker:ListModelPackages | `*` | only optional resource types (model-package)"
+        in (tmp_path / "permissions.md").read_text()
+    )
 
-    sagemaker.create_model_package_group(ModelPackageGroupName="another-project-cnn")
+    # Another group's versions can be listed (List calls take no resource) but not described.
+    register_versions(sagemaker, "another-project-cnn", ("Approved",))
     refused = run_champion_step(server, iam, role_arn, "another-project-cnn", tmp_path / "theirs")
     assert refused.returncode == 1
     assert (
-        "is not authorized to perform: sagemaker:ListModelPackages on resource: "
-        f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/another-project-cnn/*"
+        "is not authorized to perform: sagemaker:DescribeModelPackage on resource: "
+        f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/another-project-cnn/1"
     ) in refused.stderr
     assert not (tmp_path / "theirs" / "champion.json").exists()
+
+
+# --- which resource a call is authorized against: AWS's data, not the policy being checked -------
+
+
+def role_with(server: Any, name: str, policy: dict[str, Any]) -> str:
+    admin_iam = server.client("iam")
+    arn = admin_iam.create_role(RoleName=name, AssumeRolePolicyDocument=TRUST)["Role"]["Arn"]
+    admin_iam.put_role_policy(RoleName=name, PolicyName="Deployed", PolicyDocument=json.dumps(policy))
+    return arn
+
+
+def test_listing_a_groups_versions_granted_on_their_arns_is_refused_as_aws_would(aws, tmp_path: Path) -> None:
+    """ListModelPackages has only an optional resource type in AWS's data, so AWS may authorize it
+    against `*`: a grant on the group's version ARNs (what the template held before) must fail
+    locally, not pass because the harness asked about the very ARNs the grant names."""
+    server, iam, _ = aws
+    group = "mlops-local-rnn"
+    policy = execution_role_policy()
+    versions = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/{group}/*"
+    policy["Statement"] = [statement for statement in policy["Statement"] if statement["Sid"] != "ListModelVersions"]
+    policy["Statement"].append(
+        {
+            "Sid": "ListAndReadOneGroup",
+            "Effect": "Allow",
+            "Action": ["sagemaker:ListModelPackages", "sagemaker:DescribeModelPackage"],
+            "Resource": versions,
+        }
+    )
+    role_arn = role_with(server, "execution-role-listing-by-arn", policy)
+    register_versions(server.client("sagemaker"), group, ("Approved",))
+    refused = run_champion_step(server, iam, role_arn, group, tmp_path / "champion")
+    assert refused.returncode == 1
+    assert (
+        "assumed-role/execution-role-listing-by-arn/pipelines-champion is not authorized to perform: "
+        "sagemaker:ListModelPackages on resource: *"
+    ) in refused.stderr
+
+
+def test_registering_granted_on_the_groups_arns_is_refused_as_aws_would(aws, tmp_path: Path) -> None:
+    """CreateModelPackage, likewise: the pipeline role's grant on the group and its versions (what
+    the template held before) fails the Register step locally."""
+    server, iam, _ = aws
+    policies = cnn_pipeline_role_policies()
+    group_arn = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package-group/{CNN_GROUP}"
+    versions = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/{CNN_GROUP}/*"
+    policies["RegisterModelVersions"] = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": "sagemaker:CreateModelPackage", "Resource": [group_arn, versions]},
+        ],
+    }
+    admin_iam = server.client("iam")
+    role_arn = admin_iam.create_role(RoleName="pipeline-role-registering-by-arn", AssumeRolePolicyDocument=TRUST)[
+        "Role"
+    ]["Arn"]
+    for name, policy in policies.items():
+        admin_iam.put_role_policy(
+            RoleName="pipeline-role-registering-by-arn", PolicyName=name, PolicyDocument=json.dumps(policy)
+        )
+    sagemaker = server.client("sagemaker")
+    if not sagemaker.list_model_package_groups(NameContains=CNN_GROUP)["ModelPackageGroupSummaryList"]:
+        sagemaker.create_model_package_group(ModelPackageGroupName=CNN_GROUP)
+    sagemaker.create_pipeline(
+        PipelineName="register-by-arn",
+        RoleArn=role_arn,
+        PipelineDefinition=json.dumps({"Version": "2020-12-01", "Steps": [REGISTER]}),
+    )
+    executor = LocalPipelineExecutor(server, tmp_path, QuietReporter(), roles=iam)
+    run = executor.start("register-by-arn", {})
+    with pytest.raises(StepFailed) as failed:
+        executor.execute(run)
+    assert "is not authorized to perform: sagemaker:CreateModelPackage on resource: *" in failed.value.reason
+
+
+@pytest.mark.parametrize(
+    ("action", "request_parameters", "expected"),
+    [
+        (
+            "sagemaker:DescribeModelPackage",
+            {"ModelPackageName": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/g/3"},
+            [
+                (
+                    f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/g/3",
+                    "model-package (required), named by the request",
+                )
+            ],
+        ),
+        (
+            "sagemaker:CreateTrainingJob",
+            {"TrainingJobName": "pipelines-abc-Train", "RoleArn": f"arn:aws:iam::{ACCOUNT}:role/r"},
+            [
+                (
+                    f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:training-job/pipelines-abc-Train",
+                    "training-job (required), named by the request",
+                )
+            ],
+        ),
+        (
+            "iam:PassRole",
+            {"RoleArn": f"arn:aws:iam::{ACCOUNT}:role/r"},
+            [(f"arn:aws:iam::{ACCOUNT}:role/r", "role (required), named by the request")],
+        ),
+        ("ec2:DescribeSubnets", {}, [("*", "the action has no resource types")]),
+        (
+            "sagemaker:CreateModelPackage",
+            {"ModelPackageGroupName": "g", "ModelApprovalStatus": "Approved"},
+            [("*", "only optional resource types (model-package), none named by the request")],
+        ),
+    ],
+    ids=["a-version-named-by-arn", "a-job-named-by-name", "a-passed-role", "no-resource-types", "none-named"],
+)
+def test_the_resources_come_from_aws_authorization_data(
+    action: str, request_parameters: dict[str, Any], expected: list[tuple[str, str]]
+) -> None:
+    where = Where("aws", REGION, ACCOUNT)
+    assert [
+        (resource.arn, resource.basis) for resource in authorized_resources(action, request_parameters, where)
+    ] == expected
+
+
+def test_a_call_whose_required_resource_the_request_does_not_name_is_refused(aws) -> None:
+    """Rather than guess (or fall back to `*`, which no scoped grant matches), the harness refuses
+    a call it cannot place, naming the resource type AWS's data requires."""
+    _, iam, role_arn = aws
+    with pytest.raises(AccessDenied, match=r"cannot tell what AWS authorizes it against: .*model-package \(required\)"):
+        iam.authorize(role_arn, "sagemaker:DescribeModelPackage", {})
+    assert iam.decisions[-1].allowed is False

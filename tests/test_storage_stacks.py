@@ -26,6 +26,7 @@ from infra.nag import flatten_cfn_reference
 from infra.source_bundle import build_source_bundle
 from infra.stacks.execution_role_stack import ExecutionRoleStack
 from infra.stacks.storage_stack import StorageStack
+from mlops.local.authorization import Where, authorized_resources
 
 STAGES = ("local", "dev", "prod")
 
@@ -411,7 +412,14 @@ def test_resource_star_only_where_no_resource_level_permission_exists(stage: str
         for statement in _identity_statements(synth.template_json(stack))
         if "*" in _as_list(statement["Resource"])
     }
-    assert set(unscoped) == {"PutSageMakerMetrics", "GetRegistryToken"}
+    assert set(unscoped) == {"PutSageMakerMetrics", "GetRegistryToken", "ListModelVersions"}
+    for sid, statement in unscoped.items():
+        for action in _as_list(statement["Action"]):
+            # AWS's service authorization data lists no required resource type for it.
+            assert authorized_resources(action, {}, Where("aws", "us-east-1", "123456789012"))[0].arn == "*", (
+                sid,
+                action,
+            )
     assert unscoped["PutSageMakerMetrics"]["Action"] == "cloudwatch:PutMetricData"
     assert unscoped["PutSageMakerMetrics"]["Condition"] == {
         "StringEquals": {

@@ -18,6 +18,7 @@ from infra.constructs.artifacts_bucket import ArtifactsBucket
 from infra.constructs.data_bucket import DataBucket
 from infra.constructs.key import ProjectKey
 from infra.constructs.principals import SAGEMAKER_PRINCIPAL, acting_for_this_account
+from infra.constructs.vpc_access import NO_RESOURCE_REASON, allow_network_interfaces
 from infra.images import ImageRepository, image_repository, inference_image_uri, training_image_uri
 from infra.nag import acknowledge, acknowledge_wildcard_resources
 
@@ -70,6 +71,19 @@ class SageMakerExecutionRole(Construct):
         self._allow_logs(stack)
         self._allow_metrics(config)
         self._allow_framework_images(stack, framework_image_repositories(config))
+        self._allow_listing_model_versions()
+        without_resources = [
+            "cloudwatch:PutMetricData and ecr:GetAuthorizationToken support no resource-level permissions; "
+            "PutMetricData is limited by a namespace condition",
+            "sagemaker:ListModelPackages has only an optional resource type, so AWS may authorize it against *",
+        ]
+        if config.vpc:
+            interfaces = allow_network_interfaces(self.role, config.vpc)
+            acknowledge_wildcard_resources(
+                self.role, interfaces, "SageMaker creates the network interfaces of jobs and endpoints in the VPC"
+            )
+            without_resources.append(NO_RESOURCE_REASON)
+        acknowledge(self.role, "AwsSolutions-IAM5[Resource::*]", "; ".join(without_resources))
 
     @property
     def role_arn(self) -> str:
@@ -134,11 +148,16 @@ class SageMakerExecutionRole(Construct):
                 },
             )
         )
-        acknowledge(
-            self.role,
-            "AwsSolutions-IAM5[Resource::*]",
-            "cloudwatch:PutMetricData and ecr:GetAuthorizationToken support no resource-level "
-            "permissions; PutMetricData is limited by a namespace condition",
+
+    def _allow_listing_model_versions(self) -> None:
+        # The Champion step lists its group's versions (training/processing/find_champion.py).
+        # ListModelPackages has model-package as an optional resource type only (service authorization
+        # reference), and SageMaker's API permissions reference says List calls take no resource-level
+        # restriction: only `*` works either way (docs/iam.md). It reads the versions' summaries;
+        # describing one, which gives its model's location, stays scoped to the role's own groups
+        # (TrainingPipeline.allow_read_versions).
+        self.role.add_to_principal_policy(
+            iam.PolicyStatement(sid="ListModelVersions", actions=["sagemaker:ListModelPackages"], resources=["*"])
         )
 
     def _allow_framework_images(self, stack: cdk.Stack, repositories: list[ImageRepository]) -> None:

@@ -18,7 +18,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
-from infra.config import EndpointConfig
+from infra.config import EndpointConfig, VpcConfig
 from infra.constructs.endpoint_metrics import VARIANT_NAME, invocation_metric
 
 # Blue/green timings. The bake time is how long the alarms watch the new fleet before more
@@ -61,6 +61,7 @@ class ModelEndpoint(Construct):
         settings: EndpointConfig,
         instance_type: str,
         request_content_types: Sequence[str],
+        vpc: VpcConfig | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.endpoint_name = endpoint_name
@@ -75,6 +76,13 @@ class ModelEndpoint(Construct):
             "Model",
             execution_role_arn=execution_role.role_arn,
             primary_container=sagemaker.CfnModel.ContainerDefinitionProperty(model_package_name=model_package_arn),
+            # The model's containers get network interfaces in the stage's subnets, which the
+            # execution role may create there (infra/constructs/vpc_access.py).
+            vpc_config=sagemaker.CfnModel.VpcConfigProperty(
+                subnets=list(vpc.subnet_ids), security_group_ids=list(vpc.security_group_ids)
+            )
+            if vpc
+            else None,
         )
 
         capacity: dict[str, Any]

@@ -29,7 +29,7 @@ from infra.constructs.principals import EVENTS_PRINCIPAL, SAGEMAKER_PRINCIPAL, a
 from infra.constructs.promotion import shared_group_policy
 from infra.definitions import training_pipeline as definition
 from infra.images import inference_image_uri, training_image_uri
-from infra.nag import acknowledge_wildcard_resources
+from infra.nag import acknowledge, acknowledge_wildcard_resources
 from training.networks import get_network
 
 # SageMaker Pipelines names the jobs it starts `pipelines-<execution id>-<step>-<suffix>`.
@@ -126,6 +126,12 @@ class TrainingPipeline(Construct):
             "SageMaker Pipelines names jobs and model versions per run, and evaluation reports "
             "per execution: only a name prefix is known in advance",
         )
+        acknowledge(
+            self.role,
+            "AwsSolutions-IAM5[Resource::*]",
+            "sagemaker:CreateModelPackage has only an optional resource type, so AWS may authorize it against * "
+            "(service authorization reference; docs/iam.md)",
+        )
 
         self.pipeline = sagemaker.CfnPipeline(
             self,
@@ -161,14 +167,14 @@ class TrainingPipeline(Construct):
         self._add_retraining_triggers(config, data, spec.name)
 
     def allow_read_versions(self, grantee: iam.IRole) -> None:
-        """List this group's versions and describe them (not the group, nor another group's): what
-        the Champion step does (training/processing/find_champion.py). ListModelPackages is scoped to the versions'
-        ARNs, as AWS's own example of a cross-account model group policy scopes it."""
+        """Describe this group's versions (not the group, nor another group's): what the Champion
+        step does with the versions it lists (training/processing/find_champion.py). Listing them
+        is the execution role's own `ListModelVersions` (infra/constructs/execution_role.py)."""
         stack = cdk.Stack.of(self)
         grantee.add_to_principal_policy(
             iam.PolicyStatement(
                 sid=f"ReadModelVersionsOf{self.group_name.title().replace('-', '')}",
-                actions=["sagemaker:ListModelPackages", "sagemaker:DescribeModelPackage"],
+                actions=["sagemaker:DescribeModelPackage"],
                 resources=self._model_version_arns(stack),
             )
         )
@@ -222,10 +228,16 @@ class TrainingPipeline(Construct):
     def _register_policy(self, stack: cdk.Stack) -> iam.PolicyDocument:
         return iam.PolicyDocument(
             statements=[
+                # CreateModelPackage lists model-package as an optional resource type only (service
+                # authorization reference), so AWS may authorize it against `*` rather than the new
+                # version's ARN: only `*` works either way, and no condition key names the group
+                # (docs/iam.md). The group a version goes into is the definition's, which this stack
+                # deploys.
+                iam.PolicyStatement(actions=["sagemaker:CreateModelPackage"], resources=["*"]),
                 # Built from the name, not read from the resource: moto skips model package groups, and
                 # a Fn::GetAtt on a skipped resource fails the whole stack there.
                 iam.PolicyStatement(
-                    actions=["sagemaker:CreateModelPackage", "sagemaker:DescribeModelPackageGroup"],
+                    actions=["sagemaker:DescribeModelPackageGroup"],
                     resources=[
                         stack.format_arn(
                             service="sagemaker", resource="model-package-group", resource_name=self.group_name
@@ -233,8 +245,7 @@ class TrainingPipeline(Construct):
                     ],
                 ),
                 iam.PolicyStatement(
-                    actions=["sagemaker:CreateModelPackage", "sagemaker:DescribeModelPackage"],
-                    resources=self._model_version_arns(stack),
+                    actions=["sagemaker:DescribeModelPackage"], resources=self._model_version_arns(stack)
                 ),
             ]
         )

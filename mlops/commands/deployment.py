@@ -2,7 +2,9 @@
 
 `deploy` reads the model registry of the AWS this shell points at (its profile, credentials,
 region and `AWS_ENDPOINT_URL`, so a moto server works too), picks the newest approved version
-of the network's group, and runs `cdk deploy` of that network's endpoint stack alone.
+of the network's group, and runs `cdk deploy` of that network's endpoint stack alone: in AWS with a
+change set, showing an IAM or security group broadening and asking before it is applied
+(`--require-approval`); on a moto server directly (see `mlops.cdk`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from rich.console import Console
 
 from infra import naming
 from mlops.aws import ShellAws
-from mlops.cdk import CdkCli
+from mlops.cdk import APPROVAL_LEVELS, CdkCli
 from mlops.commands import NetworkArgument
 from mlops.costs import endpoint_cost_lines, load_prices
 from mlops.endpoint_stacks import deploy_endpoint
@@ -37,8 +39,18 @@ def deploy(
     version: Annotated[
         int | None, typer.Option(help="model package version (default: the newest approved)", show_default=False)
     ] = None,
+    require_approval: Annotated[
+        str | None,
+        typer.Option(
+            help=f"the CDK CLI's --require-approval: {', '.join(APPROVAL_LEVELS)} (default: broadening in AWS, "
+            "which shows IAM and security group broadenings and asks on this terminal; never on a moto server)",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Deploy the newest approved model of NETWORK (or --version) to its endpoint stack."""
+    if require_approval is not None and require_approval not in APPROVAL_LEVELS:
+        raise UsageError(f"--require-approval {require_approval!r}: expected one of {', '.join(APPROVAL_LEVELS)}")
     config = stage_config(stage)
     enabled_network(config, network)
     aws = ShellAws(config.region)
@@ -48,7 +60,9 @@ def deploy(
     model = approved_version(sagemaker, group, version)
     console.print(f"deploying {group} version {model.version} ({model.arn})", highlight=False)
     with tempfile.TemporaryDirectory(prefix="mlops-cdk.out-") as assembly:
-        cdk = CdkCli(target=aws, stage=config.name, output_dir=Path(assembly), echo=_echo)
+        cdk = CdkCli(
+            target=aws, stage=config.name, output_dir=Path(assembly), echo=_echo, require_approval=require_approval
+        )
         outputs = deploy_endpoint(cdk, config, network, model, sagemaker)
     endpoint = outputs.get("EndpointName", naming.endpoint_name(config.prefix(), network))
     console.print(f"endpoint {endpoint} serves version {model.version} of {group}", highlight=False)

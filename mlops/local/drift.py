@@ -284,7 +284,7 @@ class DriftLoop:
             (target,) = rule["Targets"]
             pipeline = target["Arn"].rsplit("/", 1)[-1]
             # EventBridge starts the target as the rule's role: that role's policy must allow it.
-            self.roles.authorize(target["RoleArn"], "sagemaker:StartPipelineExecution", target["Arn"])
+            self.roles.authorize(target["RoleArn"], "sagemaker:StartPipelineExecution", {"PipelineName": target["Arn"]})
             run = self.executor.start(
                 pipeline, {}, description=f"started by the rule {logical_id} on {self.alarm_name}"
             )

@@ -4,13 +4,16 @@ deployed policies of whoever makes it, and every decision recorded.
     with enforced_iam(aws) as iam:          # after the server starts: an administrator, then enforcement
         iam.client(execution_role_arn, "s3")  # SageMaker's calls as a job's role (STS credentials)
         iam.credentials(execution_role_arn)   # the same, for a job's own process
-        iam.authorize(pipeline_role_arn, "sagemaker:CreateModelPackage", group_arn)
-        iam.decisions                          # (principal, action, resource, allowed), in order
+        iam.authorize(pipeline_role_arn, "sagemaker:CreateModelPackage", request)  # a call SageMaker makes
+        iam.decisions                          # (principal, action, resource, allowed, basis), in order
 
 The administrator is an IAM user with `Action: *` whose access key is the harness's test
 credentials, so the CLI, the CDK CLI and the harness go on signing as before. moto decides from
-then on (`moto.core` settings: the server runs in this process, so they apply to it). What its
-evaluator checks, and what it does not, is in docs/local.md ("IAM enforced on every call").
+then on (`moto.core` settings: the server runs in this process, so they apply to it). moto knows
+which resource a call is on for S3, IAM, STS and SQS only and authorizes every other call against
+`*`; for those calls made as a role, the resources AWS authorizes them against are derived from
+AWS's service authorization data (`mlops.local.authorization`) and each one is checked. What moto's
+evaluator checks, and what it does not, is in docs/iam.md.
 
 `RoleSessions` is the same interface with nothing enforced (`mlops local --no-iam`): every
 "role" is the harness's own credentials.
@@ -20,7 +23,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +37,7 @@ from moto.iam.models import iam_backends
 from moto.s3.exceptions import S3ClientError
 from moto.sts.models import sts_backends
 
+from mlops.local.authorization import CannotDerive, Resource, Where, authorized_resources
 from mlops.local.moto import CREDENTIALS, LocalAws
 
 ADMINISTRATOR = "mlops-local-administrator"
@@ -54,6 +58,9 @@ class Decision:
     action: str
     resource: str
     allowed: bool
+    basis: str = ""
+    """Why the call is authorized against `resource` (mlops.local.authorization), or empty where moto
+    chose the resource itself (S3, IAM, STS, SQS)."""
 
     @property
     def role_name(self) -> str | None:
@@ -91,7 +98,7 @@ class RoleSessions:
     def client(self, role_arn: str, service: str, session: str = "SageMaker") -> Any:
         return self.aws.client(service, credentials=self.credentials(role_arn, session))
 
-    def authorize(self, role_arn: str, action: str, resource: str) -> None:
+    def authorize(self, role_arn: str, action: str, request: Mapping[str, Any]) -> None:
         """Nothing to check with IAM off."""
 
     @property
@@ -131,21 +138,28 @@ class EnforcedRoleSessions(RoleSessions):
             "AWS_SESSION_TOKEN": assumed.session_token,
         }
 
-    def authorize(self, role_arn: str, action: str, resource: str) -> None:
-        """Evaluates `action` on `resource` against the role's deployed policies, with moto's own
-        evaluator, for the calls SageMaker Pipelines makes as the pipeline role that moto's
-        SageMaker cannot authorize by resource (it authorizes every SageMaker request against
-        `Resource: *`). Raises AccessDenied as AWS would word it."""
+    def authorize(self, role_arn: str, action: str, request: Mapping[str, Any]) -> None:
+        """Evaluates `action` with the `request` SageMaker sends for it (its top-level parameters),
+        made as the role: a call SageMaker Pipelines or EventBridge makes as the pipeline's or a
+        rule's role, which no process of this run makes through moto. Each resource AWS authorizes
+        it against (from AWS's data) is checked with moto's own evaluator against the role's
+        deployed policies. Raises AccessDenied as AWS would word it."""
         role = iam_backends[self.aws.account][_PARTITION].get_role_by_arn(role_arn)
         principal = f"arn:aws:sts::{self.aws.account}:assumed-role/{role.name}/SageMakerPipelines"
-        results = [
-            IAMPolicy(document).is_action_permitted(action, resource)
-            for document in role_policies(self.aws.account, role_arn)
-        ]
-        allowed = PermissionResult.PERMITTED in results and PermissionResult.DENIED not in results
-        self.record(Decision(principal, action, resource, allowed))
-        if not allowed:
-            raise AccessDenied(denial_message(principal, action, resource))
+        documents = role_policies(self.aws.account, role_arn)
+        try:
+            resources = _derived(self, principal, action, request, Where(_PARTITION, self.aws.region, self.aws.account))
+        except CannotDerive as unknown:
+            raise AccessDenied(str(unknown)) from None
+        refused = []
+        for resource in resources:
+            results = [IAMPolicy(document).is_action_permitted(action, resource.arn) for document in documents]
+            allowed = PermissionResult.PERMITTED in results and PermissionResult.DENIED not in results
+            self.record(Decision(principal, action, resource.arn, allowed, resource.basis))
+            if not allowed:
+                refused.append(resource.arn)
+        if refused:
+            raise AccessDenied(denial_message(principal, action, refused[0]))
 
     def record(self, decision: Decision) -> None:
         with self._lock:
@@ -193,24 +207,33 @@ def _create_administrator(account: str) -> None:
 @contextmanager
 def _recording(sessions: EnforcedRoleSessions) -> Iterator[None]:
     """Every decision moto's evaluator makes, recorded; a denial worded as AWS words it (moto's S3
-    says only "Access Denied", its other services leave out the resource)."""
+    says only "Access Denied", its other services leave out the resource). A call that moto
+    authorizes against `*` (every service but S3, IAM, STS and SQS) made as a role is checked on
+    each resource AWS authorizes it against instead (`mlops.local.authorization`)."""
     original = IAMRequestBase.check_action_permitted
 
     def check_action_permitted(request: IAMRequestBase, resource: str) -> None:
         service, _, name = request._action.partition(":")
         request._action = f"{_IAM_PREFIXES.get(service, service)}:{name}"
         principal, action = request._access_key.arn, request._action
-        resource = _registry_read_resource(request) or resource
-        try:
-            original(request, resource)
-        except (S3ClientError, AccessDeniedError) as denied:
-            sessions.record(Decision(principal, action, resource, False))
-            message = denial_message(principal, action, resource)
-            if isinstance(denied, S3ClientError):
-                denied.message = message
-                raise
-            raise _AccessDeniedWithResource(message) from None
-        sessions.record(Decision(principal, action, resource, True))
+        resources = (Resource(resource, ""),)
+        if resource == "*" and ":assumed-role/" in principal:
+            where = Where(_PARTITION, request._region, request.account_id)
+            try:
+                resources = _derived(sessions, principal, action, _parameters(request), where)
+            except CannotDerive as unknown:
+                raise _AccessDeniedWithResource(str(unknown)) from None
+        for checked in resources:
+            try:
+                original(request, checked.arn)
+            except (S3ClientError, AccessDeniedError) as denied:
+                sessions.record(Decision(principal, action, checked.arn, False, checked.basis))
+                message = denial_message(principal, action, checked.arn)
+                if isinstance(denied, S3ClientError):
+                    denied.message = message
+                    raise
+                raise _AccessDeniedWithResource(message) from None
+            sessions.record(Decision(principal, action, checked.arn, True, checked.basis))
 
     IAMRequestBase.check_action_permitted = check_action_permitted  # type: ignore[method-assign,assignment]
     try:
@@ -219,25 +242,34 @@ def _recording(sessions: EnforcedRoleSessions) -> Iterator[None]:
         IAMRequestBase.check_action_permitted = original  # type: ignore[method-assign]
 
 
-# moto's SageMaker authorizes every request against `Resource: *`, which no scoped policy allows.
-# The model registry reads a job makes itself (the Champion step, as the execution role) are
-# authorized here against the ARNs AWS scopes them by: a version, or the versions of a group.
-_REGISTRY_READS = ("sagemaker:ListModelPackages", "sagemaker:DescribeModelPackage")
+def _derived(
+    sessions: EnforcedRoleSessions, principal: str, action: str, parameters: Mapping[str, Any], where: Where
+) -> tuple[Resource, ...]:
+    """The resources AWS authorizes the call against. One the harness cannot derive is recorded as
+    refused and raised as CannotDerive with a message for the caller: stricter than AWS, never
+    looser."""
+    try:
+        return authorized_resources(action, parameters, where)
+    except CannotDerive as unknown:
+        sessions.record(Decision(principal, action, "(not derived)", False, str(unknown)))
+        raise CannotDerive(
+            f"User: {principal} is refused {action} by the local IAM harness, which cannot tell what AWS "
+            f"authorizes it against: {unknown}"
+        ) from None
 
 
-def _registry_read_resource(request: IAMRequestBase) -> str | None:
-    if request._action not in _REGISTRY_READS:
-        return None
+def _parameters(request: IAMRequestBase) -> dict[str, Any]:
+    """The request's top-level parameters: a JSON body (SageMaker, and the other JSON protocol
+    services), else the query or form parameters moto parsed."""
     try:
         body = json.loads(request._body or b"{}")
     except ValueError:
-        return None
-    prefix = f"arn:{_PARTITION}:sagemaker:{request._region}:{request.account_id}:model-package/"
-    if request._action == "sagemaker:ListModelPackages":
-        group = body.get("ModelPackageGroupName")
-        return f"{prefix}{group}/*" if group else None
-    name = str(body.get("ModelPackageName", ""))
-    return name if name.startswith("arn:") else f"{prefix}{name}" if name else None
+        body = None
+    if isinstance(body, dict) and body:
+        return body
+    return {
+        key: value[0] if isinstance(value, list) and len(value) == 1 else value for key, value in request._data.items()
+    }
 
 
 class _AccessDeniedWithResource(AccessDeniedError):

@@ -77,6 +77,10 @@ class LocalAws:
         }
 
     @property
+    def is_moto(self) -> bool:
+        return True
+
+    @property
     def environment(self) -> str:
         """The CDK environment, as `cdk bootstrap` takes it."""
         return f"aws://{self.account}/{self.region}"

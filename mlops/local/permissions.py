@@ -31,6 +31,7 @@ _NOT_EXERCISED = {
     "kms": "the key: moto's S3 encrypts and decrypts with it without a KMS request in the caller's name, so "
     "the use is real but not authorized here (nor is the key policy, a resource policy)",
 }
+_CHOSEN_BY_MOTO = "the request's bucket, object, role or session, as moto reads it"
 _NOT_EXERCISED_PREFIXES = {
     "checkpoints/": "checkpoints: in AWS SageMaker uploads them during training and a resumed job (spot "
     "interruption, retry) reads them back; the local runner syncs at the end of the job, when a "
@@ -72,7 +73,7 @@ def _why_unmatched(statement: dict[str, Any], network: str, other_networks: list
 def _role_section(
     account: str, role: Any, decisions: list[Decision], network: str, networks: list[str]
 ) -> dict[str, Any]:
-    calls = Counter((decision.action, decision.resource, decision.allowed) for decision in decisions)
+    calls = Counter((decision.action, decision.resource, decision.basis, decision.allowed) for decision in decisions)
     statements = []
     for document in role_policies(account, role.arn):
         for statement in _as_list(json.loads(document)["Statement"]):
@@ -94,8 +95,8 @@ def _role_section(
         "role": role.name,
         "arn": role.arn,
         "calls": [
-            {"action": action, "resource": resource, "allowed": allowed, "count": count}
-            for (action, resource, allowed), count in sorted(calls.items())
+            {"action": action, "resource": resource, "resource_from": basis, "allowed": allowed, "count": count}
+            for (action, resource, basis, allowed), count in sorted(calls.items())
         ],
         "statements": statements,
     }
@@ -143,8 +144,9 @@ def _markdown(report: dict[str, Any]) -> str:
         f"# Permissions used by the {report['network']} run",
         "",
         "IAM enforced by moto on every call; the administrator (CLI, CDK CLI, harness) made "
-        f"{report['administrator_calls']} calls. What moto's evaluator checks: docs/local.md, "
-        '"IAM enforced on every call".',
+        f"{report['administrator_calls']} calls. Each resource is the one AWS authorizes the call against: "
+        "S3's, IAM's and STS's as moto reads them from the request, every other service's derived from AWS's "
+        "service authorization data. What is checked and how: docs/iam.md.",
         "",
     ]
     for role in report["roles"]:
@@ -152,9 +154,10 @@ def _markdown(report: dict[str, Any]) -> str:
         if "why_no_calls" in role:
             lines += [f"No calls: {role['why_no_calls']}.", ""]
             continue
-        lines += ["| action | resource | allowed | calls |", "|---|---|---|---|"]
+        lines += ["| action | resource | why that resource | allowed | calls |", "|---|---|---|---|---|"]
         lines += [
-            f"| {call['action']} | `{call['resource']}` | {'yes' if call['allowed'] else '**no**'} | {call['count']} |"
+            f"| {call['action']} | `{call['resource']}` | {call['resource_from'] or _CHOSEN_BY_MOTO} | "
+            f"{'yes' if call['allowed'] else '**no**'} | {call['count']} |"
             for call in role["calls"]
         ]
         lines += ["", "| statement | actions | calls matched | why unmatched |", "|---|---|---|---|"]

@@ -260,7 +260,7 @@ class LocalPipelineExecutor:
             runtime = self._job_runtime(run, arguments, job_name)
             isolation = runtime.confinement(arguments.get("EnableNetworkIsolation"))
             self._reporter.step_started(name, kind, f"training job {job_name}" + _isolated(isolation), arguments)
-            self._authorize_job(run, "training-job", job_name, arguments)
+            self._authorize_job(run, kind, job_name, arguments)
             properties = run_training_step(name, job_name, arguments, runtime)
             context.steps[name] = properties
             metrics = " ".join(
@@ -272,7 +272,7 @@ class LocalPipelineExecutor:
             runtime = self._job_runtime(run, arguments, job_name)
             isolation = runtime.confinement(arguments.get("NetworkConfig", {}).get("EnableNetworkIsolation"))
             self._reporter.step_started(name, kind, f"processing job {job_name}" + _isolated(isolation), arguments)
-            self._authorize_job(run, "processing-job", job_name, arguments)
+            self._authorize_job(run, kind, job_name, arguments)
             properties = run_processing_step(name, job_name, arguments, runtime)
             context.steps[name] = properties
             context.property_files[name] = _property_files(step, properties)
@@ -288,11 +288,7 @@ class LocalPipelineExecutor:
             self._reporter.step_started(
                 name, kind, f"model package group {arguments['ModelPackageGroupName']}", arguments
             )
-            self._roles.authorize(
-                run.role_arn,
-                "sagemaker:CreateModelPackage",
-                self._sagemaker_arn("model-package-group", arguments["ModelPackageGroupName"]),
-            )
+            self._roles.authorize(run.role_arn, "sagemaker:CreateModelPackage", arguments)
             model_arn = self._sagemaker.create_model_package(**arguments)["ModelPackageArn"]
             context.steps[name] = {"ModelPackageArn": model_arn}
             return f"registered {model_arn} ({arguments.get('ModelApprovalStatus', 'PendingManualApproval')})", []
@@ -315,13 +311,10 @@ class LocalPipelineExecutor:
         )
 
     def _authorize_job(self, run: PipelineRun, kind: str, job_name: str, request: Mapping[str, Any]) -> None:
-        """CreateTrainingJob / CreateProcessingJob, and passing the job its role, as the pipeline's role."""
-        action = "sagemaker:Create" + kind.replace("-job", "").title() + "Job"
-        self._roles.authorize(run.role_arn, action, self._sagemaker_arn(kind, job_name))
-        self._roles.authorize(run.role_arn, "iam:PassRole", request["RoleArn"])
-
-    def _sagemaker_arn(self, kind: str, name: str) -> str:
-        return f"arn:aws:sagemaker:{self._aws.region}:{self._aws.account}:{kind}/{name}"
+        """Create<kind>Job, `kind` Training or Processing (the step's arguments and the job's name, as
+        SageMaker Pipelines sends them), and passing the job its role, as the pipeline's role."""
+        self._roles.authorize(run.role_arn, f"sagemaker:Create{kind}Job", {**request, f"{kind}JobName": job_name})
+        self._roles.authorize(run.role_arn, "iam:PassRole", {"RoleArn": request["RoleArn"]})
 
 
 def _isolated(confinement: Confinement | None) -> str:
