@@ -111,7 +111,7 @@ def run_in_terminal(argv: Sequence[str], *, env: Mapping[str, str], cwd: Path) -
     """Runs `argv` with this process's terminal as its input and output (a child that asks the user
     something), in a session of its own like every other child, and returns its exit code; on
     Ctrl-C (or any other exception) while it runs, its group is stopped first."""
-    process = subprocess.Popen(list(argv), cwd=cwd, env=dict(env), start_new_session=True)
+    process = subprocess.Popen(list(argv), cwd=cwd, env=dict(env), start_new_session=True, text=True)
     return ChildProcess(process, []).wait()
 
 

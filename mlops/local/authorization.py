@@ -120,10 +120,10 @@ def _arn_named_by(arn_format: str, parameters: Mapping[str, Any], where: Where) 
             return value
     by_name = {key.lower(): value for key, value in strings.items()}
     location = {"Partition": where.partition, "Region": where.region, "Account": where.account}
-    values = {}
+    values: dict[str, str] = {}
     for variable in _VARIABLE.findall(arn_format):
-        value = location.get(variable, by_name.get(variable.lower()))
-        if value is None:
+        found = location[variable] if variable in location else by_name.get(variable.lower())
+        if found is None:
             return None
-        values[variable] = value
+        values[variable] = found
     return _VARIABLE.sub(lambda match: values[match[1]], arn_format)

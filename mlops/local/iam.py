@@ -216,7 +216,7 @@ def _recording(sessions: EnforcedRoleSessions) -> Iterator[None]:
         service, _, name = request._action.partition(":")
         request._action = f"{_IAM_PREFIXES.get(service, service)}:{name}"
         principal, action = request._access_key.arn, request._action
-        resources = (Resource(resource, ""),)
+        resources: tuple[Resource, ...] = (Resource(resource, ""),)
         if resource == "*" and ":assumed-role/" in principal:
             where = Where(_PARTITION, request._region, request.account_id)
             try:
