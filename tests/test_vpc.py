@@ -73,9 +73,12 @@ class PrivateStage:
 
 @pytest.fixture(scope="module")
 def private() -> Iterator[PrivateStage]:
-    """The `prod` stage with a `vpc`, one network, and that network's endpoint stack."""
+    """The `prod` stage with a `vpc`, one network, and that network's endpoint stack, in an account
+    of its own that serves its own registry (no GitHub deploys, no promotion)."""
+    prod = {key: value for key, value in CDK_CONTEXT["stages"]["prod"].items() if key not in ("github", "promote_from")}
     stage = {
-        **CDK_CONTEXT["stages"]["prod"],
+        **prod,
+        "account": ACCOUNT,
         "networks": [NETWORK],
         "vpc": {"subnet_ids": list(SUBNETS), "security_group_ids": list(SECURITY_GROUPS)},
     }
