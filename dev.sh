@@ -68,6 +68,13 @@ install_python() {
   fi
   make_venv .venv "$python"
   install_into .venv requirements.txt --editable
+  fetch_serving_wheels .venv
+}
+
+# The serving container's wheels (CPython 3.12, x86_64) that every model artifact ships as code/lib:
+# fetched once into inference/model_code/wheels/ (not in git), so synthesis and training need no index.
+fetch_serving_wheels() {
+  "$1/bin/python" -m inference.model_lib >/dev/null
 }
 
 # SageMaker's training containers run Python 3.12: a lean venv with only what the training tests import.
@@ -75,6 +82,7 @@ install_training_python() {
   local python; python="$(pick_python 3.12 python3.12 "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.12*/bin/python3.12)"
   make_venv .venv-py312 "$python"
   install_into .venv-py312 requirements-training.txt
+  fetch_serving_wheels .venv-py312
 }
 TRAINING_TESTS=(tests/test_training_{entry_points,contract,bad_input,records,resume,multi_worker,evaluate,explanations,precision}.py)
 
