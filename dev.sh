@@ -86,6 +86,18 @@ install_training_python() {
 }
 TRAINING_TESTS=(tests/test_training_{entry_points,contract,bad_input,records,resume,multi_worker,evaluate,explanations,precision}.py)
 
+# checkov pins boto3 and packaging below the project's lock: a venv of its own, used by tests/test_checkov.py.
+install_checkov() {
+  local stamp=".venv-checkov/.installed-$(cat requirements-checkov.txt requirements-checkov-lock.txt | sha256sum | cut -c1-16)"
+  [ -f "$stamp" ] && return
+  make_venv .venv-checkov "$(readlink -f .venv/bin/python)"
+  echo "==> installing checkov into .venv-checkov"
+  .venv-checkov/bin/pip install --quiet --upgrade "pip==25.3"
+  .venv-checkov/bin/pip install --quiet -r requirements-checkov.txt -c requirements-checkov-lock.txt
+  rm -f .venv-checkov/.installed-*
+  touch "$stamp"
+}
+
 install_node() {
   local stamp="node_modules/.installed-$(sha256sum package-lock.json | cut -c1-16)"
   [ -f "$stamp" ] && return
@@ -98,7 +110,7 @@ command="${1:-}"
 shift || true
 case "$command" in
   local) install_python; install_node; exec .venv/bin/mlops local "$@" ;;
-  test)  install_python; install_node; announce .venv tests; exec .venv/bin/pytest -n auto "$@" ;;
+  test)  install_python; install_checkov; install_node; announce .venv tests; exec .venv/bin/pytest -n auto "$@" ;;
   # `python -m` puts the repository on sys.path: this venv holds no editable install of the project.
   test-training) install_training_python; announce .venv-py312 "training tests"
                  exec .venv-py312/bin/python -m pytest -n auto "${TRAINING_TESTS[@]}" "$@" ;;
