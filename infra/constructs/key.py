@@ -81,7 +81,9 @@ class ProjectKey(Construct):
     def _allow_endpoint_log_groups(self, config: StageConfig) -> None:
         """CloudWatch Logs encrypts the stage's endpoint log groups with this key (each endpoint
         stack creates its group naming the key): AWS's documented key policy for it, the
-        encryption context condition limiting it to those log groups."""
+        encryption context condition limiting it to those log groups. Without kms:DescribeKey,
+        which that condition key does not apply to (the service authorization reference), so AWS's
+        example grants it to no request either; StringLike, the key being a String."""
         stack = cdk.Stack.of(self)
         log_groups = stack.format_arn(
             service="logs",
@@ -93,9 +95,9 @@ class ProjectKey(Construct):
             iam.PolicyStatement(
                 sid="EncryptEndpointLogGroups",
                 principals=[iam.ServicePrincipal(f"logs.{config.region}.amazonaws.com")],
-                actions=[*DECRYPT_ACTIONS, *ENCRYPT_ACTIONS, "kms:ReEncryptFrom", "kms:ReEncryptTo"],
+                actions=["kms:Decrypt", *ENCRYPT_ACTIONS, "kms:ReEncryptFrom", "kms:ReEncryptTo"],
                 resources=["*"],
-                conditions={"ArnLike": {"kms:EncryptionContext:aws:logs:arn": log_groups}},
+                conditions={"StringLike": {"kms:EncryptionContext:aws:logs:arn": log_groups}},
             )
         )
 
