@@ -74,6 +74,13 @@ install_python() {
   make_venv .venv "$python"
   # The project itself (editable, so `mlops` runs this tree) with its test and lint tools.
   install_into .venv -e ".[test,dev]"
+  fetch_serving_wheels .venv
+}
+
+# The serving container's wheels (CPython 3.12, x86_64) that every model artifact ships as code/lib:
+# fetched once into inference/model_code/wheels/ (not in git), so synthesis and training need no index.
+fetch_serving_wheels() {
+  "$1/bin/python" -m inference.model_lib >/dev/null
 }
 
 # SageMaker's training containers run Python 3.12: a lean venv with only what the training tests import.
@@ -81,8 +88,21 @@ install_training_python() {
   local python; python="$(pick_python 3.12 python3.12 "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.12*/bin/python3.12)"
   make_venv .venv-py312 "$python"
   install_into .venv-py312 -r requirements-training.txt
+  fetch_serving_wheels .venv-py312
 }
 TRAINING_TESTS=(tests/test_training_{entry_points,contract,bad_input,records,resume,multi_worker,evaluate,explanations,precision}.py)
+
+# checkov pins boto3 and packaging below the project's lock: a venv of its own, used by tests/test_checkov.py.
+install_checkov() {
+  local stamp=".venv-checkov/.installed-$(cat requirements-checkov.txt requirements-checkov-lock.txt | sha256sum | cut -c1-16)"
+  [ -f "$stamp" ] && return
+  make_venv .venv-checkov "$(readlink -f .venv/bin/python)"
+  echo "==> installing checkov into .venv-checkov"
+  .venv-checkov/bin/pip install --quiet --upgrade "pip==25.3"
+  .venv-checkov/bin/pip install --quiet -r requirements-checkov.txt -c requirements-checkov-lock.txt
+  rm -f .venv-checkov/.installed-*
+  touch "$stamp"
+}
 
 install_node() {
   local stamp="node_modules/.installed-$(sha256sum package-lock.json | cut -c1-16)"
@@ -108,7 +128,7 @@ shift || true
 case "$command" in
   setup) install_python; install_node ;;
   local) install_python; install_node; exec .venv/bin/mlops local "$@" ;;
-  test)  install_python; install_node; announce .venv tests; exec .venv/bin/pytest -n auto "$@" ;;
+  test)  install_python; install_checkov; install_node; announce .venv tests; exec .venv/bin/pytest -n auto "$@" ;;
   lint)  install_python; announce .venv "ruff and mypy"; lint ;;
   # `python -m` puts the repository on sys.path: this venv holds no editable install of the project.
   test-training) install_training_python; announce .venv-py312 "training tests"

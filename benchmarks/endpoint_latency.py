@@ -86,8 +86,12 @@ def train_cnn(model_dir: Path) -> Path:
     archive.write_out(str(model_dir / "1"), verbose=False)
     code_dir = model_dir / "code"
     code_dir.mkdir()
-    for name in ("inference.py", "requirements.txt"):
-        shutil.copy(REPO_ROOT / "inference" / "model_code" / name, code_dir / name)
+    for path in (REPO_ROOT / "inference" / "model_code").glob("*.py"):
+        shutil.copy(path, code_dir / path.name)
+    from inference.model_lib import container_wheels
+    from training.model_lib import install_wheels
+
+    install_wheels(container_wheels(), code_dir / "lib")
     from training.tasks import get_task
 
     # serving.json as training writes it: the task registry's description of an image classifier.

@@ -44,8 +44,8 @@ class EndpointRequestError(RuntimeError):
 class ModelError(RuntimeError):
     """The model container answered non-2xx (SageMaker Runtime's ModelError, HTTP 424).
 
-    In AWS a handler's bad-input exception arrives with original status 500; from the local
-    endpoint with the handler's own 400/413/415. `message` is the container's error text.
+    A handler's exception, bad input or not, arrives with original status 500, from AWS and from
+    the local endpoint alike. `message` is the container's error text.
     """
 
     def __init__(self, original_status: int | None, original_message: str, log_stream_arn: str | None) -> None:

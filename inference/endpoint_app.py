@@ -53,12 +53,6 @@ _TFS_ATTRIBUTE = re.compile(r"(tfs-[a-z\-]+=[^,]+)")
 Handler = Callable[[io.BytesIO, Context], tuple]
 
 
-def http_status_of(error: Exception) -> int:
-    """The 4xx a handler's exception asks for (`http_status`, e.g. InvalidInput), else 500."""
-    status = getattr(error, "http_status", None)
-    return status if isinstance(status, int) and 400 <= status < 500 else 500
-
-
 class TakingTurns:
     """A context manager letting one thread in at a time, in the order they came (no barging).
 
@@ -200,10 +194,10 @@ class EndpointApp:
                 answer, content_type = self.invoke_handler(io.BytesIO(body), context)
             status = 200
         except Exception as error:
-            status = http_status_of(error)
-            if status == 500:
-                log.exception("handler failed")
-            answer, content_type = json.dumps({"error": str(error)}), JSON
+            # As the container (python_service.py, _handle_invocation_post): ANY exception is a 500,
+            # a bad request's too; a handler cannot choose another status there.
+            log.exception("exception handling request: %s", error)
+            status, answer, content_type = 500, json.dumps({"error": str(error)}), JSON
         response = Response(answer, status, content_type=content_type or JSON)
         if runtime_api and status < 300:
             response.headers["x-Amzn-Invoked-Production-Variant"] = PRODUCTION_VARIANT

@@ -8,8 +8,8 @@ the container, the HTTP server is gunicorn with threaded workers (`inference.end
 in a process of its own; the routes are a WSGI app (`inference.endpoint_app`):
 
     GET  /ping                                  container health check
-    POST /invocations                           container contract: the handler's own status
-                                                (200; 400/413/415 for bad input; 500 otherwise)
+    POST /invocations                           container contract: 200 with the handler's answer,
+                                                500 {"error": str(e)} for ANY handler exception
     POST /endpoints/<name>/invocations          SageMaker Runtime InvokeEndpoint: a non-2xx from
                                                 the handler becomes 424 ModelError, as in AWS
     POST /v1/models/model[/versions/<v>]:predict TensorFlow Serving REST
@@ -75,16 +75,18 @@ class LocalEndpoint:
         workers: int = WORKERS,
         threads: int = THREADS,
         capture: CaptureTarget | None = None,
-        log_path: Path | None = None,
+        log_path: str | Path | None = None,
     ) -> None:
         self.model_path = Path(model_path)
+        # The server's output, where the container's log lines go (in AWS, the endpoint's log
+        # group): appended to this file, else this process's.
+        self.log_path = Path(log_path) if log_path is not None else None
         self.endpoint_name = endpoint_name
         self.host = host
         self.port = port
         self.workers = workers
         self.threads = threads
         self.capture = capture  # data capture as the endpoint config asks (inference.capture)
-        self.log_path = log_path  # where the server process writes its output; default: this process's
         self._artifact: ModelArtifact | None = None
         self._process: subprocess.Popen | None = None
         self._status: int | None = None  # the server's "ready" / "error ..." lines
@@ -190,7 +192,7 @@ class LocalEndpoint:
                 "threads": self.threads,
                 "tf_threads": tf_threads_per_worker(self.workers),
             }
-            output = self.log_path.open("a") if self.log_path else None
+            log = open(self.log_path, "ab") if self.log_path is not None else None  # noqa: SIM115
             try:
                 # A session of its own: Ctrl-C in a terminal reaches this process, which stops the
                 # server gracefully, not the server directly.
@@ -198,8 +200,8 @@ class LocalEndpoint:
                     [sys.executable, "-m", "inference.endpoint_server", json.dumps(spec)],
                     pass_fds=(listener.fileno(), tfs_listener.fileno(), status_write, model_read, lifeline_read),
                     start_new_session=True,
-                    stdout=output,
-                    stderr=subprocess.STDOUT if output else None,
+                    stdout=log,
+                    stderr=subprocess.STDOUT if log is not None else None,
                     cwd=REPO_ROOT,  # `-m` imports from the working directory first: this tree's server
                     env={
                         **os.environ,
@@ -209,8 +211,8 @@ class LocalEndpoint:
             finally:
                 for end in (status_write, model_read, lifeline_read):
                     os.close(end)
-                if output:
-                    output.close()  # the server holds its own
+                if log is not None:
+                    log.close()  # the server holds its own descriptor
 
     def _load(self, artifact: ModelArtifact, stop_timeout: float) -> None:
         """Hands the prepared server its model, then waits until every worker has loaded it."""

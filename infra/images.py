@@ -7,12 +7,19 @@ the copy against the SDK for every region and every SageMaker instance type, so 
 SDK that changes an image fails there; regenerate with `.venv/bin/python -m infra.images`.
 TensorFlow 2.19 is the newest version with managed containers for both training and serving
 (py312 inside).
+
+Every image here is x86_64. Arm64 instance types (AWS Graviton, NVIDIA Grace) are refused with an
+error naming them: the SDK's arm64 scope (`inference_graviton`) stops at TensorFlow 2.16, and for
+the Graviton families it does not list (c8g, m8g, r8g, r7gd, ...) `retrieve` answers the x86 image,
+which cannot run there. The table leaves those out rather than copy that answer; the model
+artifact's `code/lib` holds x86_64 packages too (`inference/model_lib.py`).
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +33,9 @@ TABLE_PATH = Path(__file__).with_name("image_uris.json")
 INSTANCE_TYPE_SHAPES = {"training": "TrainingInstanceType", "inference": "ProductionVariantInstanceType"}
 REFERENCE_REGION = "us-east-1"
 PROCESSOR_EXAMPLES = {"cpu": "ml.m5.xlarge", "gpu": "ml.g5.xlarge"}
+# Arm64 families: a "g" (Graviton) right after the generation (c7g, m8g, r7gd, c6gn), or a GB
+# accelerator, whose host is NVIDIA's Arm CPU Grace (p6e-gb200).
+_ARM64_FAMILY = re.compile(r"^ml\.[a-z]+\d+g[a-z]*(\.|-)|^ml\.[a-z0-9]+-gb\d")
 
 
 @dataclass(frozen=True)
@@ -47,7 +57,19 @@ def inference_image_uri(region: str, instance_type: str) -> str:
     return _lookup(region, instance_type, "inference")
 
 
+def is_arm64(instance_type: str) -> bool:
+    """Whether a SageMaker instance type has an arm64 host CPU (AWS Graviton or NVIDIA Grace)."""
+    return bool(_ARM64_FAMILY.match(instance_type))
+
+
 def _lookup(region: str, instance_type: str, scope: str) -> str:
+    if is_arm64(instance_type):
+        raise ValueError(
+            f"{instance_type!r} is an arm64 (Graviton or Grace) instance type: SageMaker's SDK lists no "
+            f"{FRAMEWORK} {FRAMEWORK_VERSION} {scope} image for arm64 (its Graviton images stop at 2.16), "
+            f"and the model artifact's code/lib holds x86_64 packages; choose an x86 instance type "
+            f"such as {PROCESSOR_EXAMPLES['cpu']}"
+        )
     table = _table()
     if region not in table["uris"]:
         raise ValueError(
@@ -82,7 +104,7 @@ def sdk_retrieve(region: str, instance_type: str, scope: str) -> str:
 def sdk_table() -> dict[str, Any]:
     """The table as the SageMaker SDK gives it: the image of each scope and processor in every
     region it lists, and the processor of every instance type SageMaker names that it gives one
-    for (p2 is deprecated, Graviton has no 2.19 images, ...)."""
+    for (p2 is deprecated, Graviton has no 2.19 images, ...); arm64 ones left out (above)."""
     import botocore.session
     from sagemaker.core import image_uris
 
@@ -104,6 +126,8 @@ def sdk_table() -> dict[str, Any]:
         by_uri = {uri: name for name, uri in uris[REFERENCE_REGION][scope].items()}
         processors[scope] = {}
         for instance_type in ["local", "local_gpu", *model.shape_for(shape).enum]:
+            if is_arm64(instance_type):
+                continue  # the SDK answers the x86 image for the Graviton families it does not know
             try:
                 processors[scope][instance_type] = by_uri[sdk_retrieve(REFERENCE_REGION, instance_type, scope)]
             except ValueError:

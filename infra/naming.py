@@ -53,6 +53,18 @@ def endpoint_name(prefix: str, network: str) -> str:
     return f"{prefix}-{network}"
 
 
+def endpoint_log_group_name(endpoint: str) -> str:
+    """Where SageMaker writes an endpoint's container output (documented, not configurable)."""
+    return f"/aws/sagemaker/Endpoints/{endpoint}"
+
+
+def handler_metric_namespace(endpoint: str) -> str:
+    """Where the endpoint log group's metric filters count the handler's outcomes
+    (`ModelFailures`, `BadInput`): one namespace per endpoint, as a metric filter can give its
+    metric no constant dimension."""
+    return f"{endpoint}/handler"
+
+
 # The one production variant every endpoint of this project has. The autoscaling target's
 # resource id, every metric's dimensions and the data capture's keys name it, and blue/green
 # updates require the new endpoint config to keep it: renaming it orphans the scaling policy

@@ -1,9 +1,11 @@
 """The training code bundle: what SageMaker's `sagemaker_submit_directory` points at.
 
-One deterministic `sourcedir.tar.gz` holds the entry points and their shared modules
-from `training/` at its root (its packages, such as `tasks/`, as folders), plus
-`inference/model_code/` as `model_code/` so that each training run can copy the serving handlers
-into its model artifact as `code/`.
+One deterministic `sourcedir.tar.gz` holds the entry points and their shared modules from
+`training/` at its root (its packages, such as `tasks/`, as folders), plus
+`inference/model_code/` as `model_code/` so that each training run can copy the serving
+handlers into its model artifact as `code/`, with the serving container's wheels
+(`model_code/wheels/`, fetched by `./dev.sh`: `inference/model_lib.py`) that it unpacks into
+`code/lib`. A network-isolated training job needs nothing else.
 
 The same bytes come out for the same sources (sorted members, fixed mtimes and owners,
 gzip without a timestamp), so the CDK asset hash, and with it the synthesized template,
@@ -17,6 +19,8 @@ import hashlib
 import io
 import tarfile
 from pathlib import Path
+
+from inference.model_lib import container_wheels
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TRAINING_DIR = REPO_ROOT / "training"
@@ -38,6 +42,7 @@ def bundle_members() -> list[tuple[str, Path]]:
             for path in MODEL_CODE_DIR.iterdir()
             if path.is_file() and path.suffix in {".py", ".txt", ".json"}
         ]
+        members += [(f"model_code/wheels/{wheel.name}", wheel) for wheel in container_wheels()]
     return sorted(members)
 
 

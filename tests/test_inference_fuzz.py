@@ -1,10 +1,13 @@
-"""Generated requests against every network's handler in-process, and over HTTP against one: never a 5xx.
+"""Generated requests against every network's handler in-process, and over HTTP against one: never a
+server failure, and always a message naming the problem.
 
 Bodies: arbitrary bytes, JSON of any shape, nesting and number (huge, NaN, infinity), tensors
 near the model's shape, images of random sizes, modes and formats (some truncated or corrupted),
 CSV of random cells, under right and wrong content types. A handler may answer or raise its
-InvalidInput (400/413/415); anything else would be a 500 in the container and fails the test.
-Derandomized, so every run checks the same examples.
+InvalidInput with a message; anything else is the model's failure and fails the test. Over HTTP
+the container answers both with 500 (as in AWS), so there the endpoint's log tells them apart:
+every failed request logged as bad input, none as a model failure. Derandomized, so every run
+checks the same examples.
 """
 
 from __future__ import annotations
@@ -137,10 +140,12 @@ def plain_json(draw, network: str) -> bytes:
         series = draw(st.lists(values, min_size=row_shape[0] - 4, max_size=row_shape[0] + 16))
         return json.dumps(series if draw(st.booleans()) else [[value] for value in series]).encode()
     if form in ("rows", "sequence"):
-        width = row_shape[-1]
+        # One width per request, not per row: a request of many rows still reaches the model
+        # often enough, whatever constants Hypothesis mixes in from the modules loaded so far.
+        width = row_shape[-1] + draw(st.sampled_from([-1, 0, 0, 1]))
         rows = draw(
             st.lists(
-                st.lists(values, min_size=width - 1, max_size=width + 1),
+                st.lists(values, min_size=width, max_size=width),
                 min_size=1,
                 max_size=row_shape[0] + 2 if form == "sequence" else 4,
             )
@@ -200,7 +205,7 @@ def test_the_handler_answers_or_raises_invalid_input_for_any_body(models, networ
         try:
             text, answer_type = served.handler(io.BytesIO(body), context(content_type, len(body)))
         except served.module.InvalidInput as error:
-            assert error.http_status in (400, 413, 415) and str(error)
+            assert str(error)
             outcomes["rejected"] += 1
         else:
             assert answer_type == "application/json" and json.loads(text)["predictions"]
@@ -211,15 +216,16 @@ def test_the_handler_answers_or_raises_invalid_input_for_any_body(models, networ
 
 
 @pytest.mark.slow
-def test_the_endpoint_never_answers_5xx_and_keeps_serving(models):
+def test_the_endpoint_never_fails_by_itself_names_every_problem_and_keeps_serving(models, tmp_path):
     """Over HTTP, for one network: what the endpoint adds to the handler (its routes, the status
     each route answers with, a worker that survives every request) is the same for every network,
     and each network's handler is fuzzed in-process above."""
     network = next(iter(NETWORKS))
     name = f"mlops-local-{network}"
     statuses: dict[int, int] = {}
+    log = tmp_path / "endpoint.log"
     # One worker: answers, not throughput, are checked here, and each worker loads TensorFlow.
-    with LocalEndpoint(models[network], name, workers=1) as endpoint, requests.Session() as session:
+    with LocalEndpoint(models[network], name, workers=1, log_path=log) as endpoint, requests.Session() as session:
 
         @FUZZ_SETTINGS
         @given(
@@ -233,18 +239,27 @@ def test_the_endpoint_never_answers_5xx_and_keeps_serving(models):
             statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
             answer = response.json()
             if route == "/invocations":
-                assert response.status_code in (200, 400, 413, 415), answer
+                assert response.status_code in (200, 500), answer
+                assert answer.get("error") or answer["predictions"], answer
             elif route.startswith("/endpoints/"):
                 assert response.status_code in (200, 424), answer
                 if response.status_code == 424:
                     assert response.headers["x-amzn-ErrorType"] == "ModelError"
-                    assert answer["OriginalStatusCode"] in (400, 413, 415), answer
+                    assert answer["OriginalStatusCode"] == 500, answer
+                    assert json.loads(answer["OriginalMessage"])["error"], answer
+                else:
+                    assert answer["predictions"], answer
             else:
                 assert response.status_code in (200, 400), answer
-            assert "error" in answer or "predictions" in answer or "outputs" in answer or "message" in answer
+                assert answer.get("error") or answer.get("predictions") or answer.get("outputs"), answer
 
         check()
         assert session.get(endpoint.url + "/ping").status_code == 200
         zeros = {"instances": np.zeros((1, *ROW_SHAPES[network])).tolist()}
         assert session.post(endpoint.url + "/invocations", json=zeros).status_code == 200
     assert statuses.get(200, 0) >= ANSWERED, statuses
+    outcomes = [
+        json.loads(line)["handler_outcome"] for line in log.read_text().splitlines() if "handler_outcome" in line
+    ]
+    failed = statuses.get(500, 0) + statuses.get(424, 0)
+    assert failed >= REJECTED // 3 and outcomes == ["bad_input"] * failed, (statuses, set(outcomes))

@@ -120,9 +120,10 @@ def test_entry_point_trains_and_exports_a_servable_model(trained, name):
 
     model_dir = finished.model_dir
     assert sorted(path.name for path in model_dir.iterdir()) == ["1", "code"]
-    assert {"inference.py", "requirements.txt", "serving.json"} <= {
-        path.name for path in (model_dir / "code").iterdir()
-    }
+    code = {path.name for path in (model_dir / "code").iterdir()}
+    # code/lib: the serving container's packages, so that the endpoint installs nothing at start.
+    assert {"inference.py", "request_forms.py", "serving.json", "lib"} <= code and "requirements.txt" not in code
+    assert {"numpy", "PIL"} <= {path.name for path in (model_dir / "code" / "lib").iterdir()}
     serving = serving_config(model_dir)
     assert (serving["network"], serving["input_name"], serving["input_dtype"]) == (name, network.input_name, "float32")
     assert network.task.serving_description().items() <= serving.items()

@@ -13,6 +13,8 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from model_lib import install_wheels
+
 log = logging.getLogger("training")
 
 MODEL_VERSION = "1"
@@ -99,13 +101,21 @@ def layer_before_output(model: keras.Model) -> keras.Model:
 
 
 def copy_model_code(code_dir: Path) -> None:
-    """The serving handlers: `model_code/` inside the bundle, `inference/model_code/` in a checkout."""
+    """The serving handlers, `code/lib` unpacked from the container's wheels beside them:
+    `model_code/` inside the bundle, `inference/model_code/` in a checkout."""
     here = Path(__file__).resolve().parent
     for source in (here / "model_code", here.parent / "inference" / "model_code"):
         files = [path for path in source.glob("*") if path.is_file()] if source.is_dir() else []
         if files:
             for path in files:
                 shutil.copy2(path, code_dir / path.name)
+            wheels = sorted((source / "wheels").glob("*.whl"))
+            if not wheels:
+                raise RuntimeError(
+                    f"no wheels in {source / 'wheels'} for the artifact's code/lib: the serving "
+                    "container could not import the handlers (./dev.sh fetches them)"
+                )
+            install_wheels(wheels, code_dir / "lib")
             return
     log.warning(
         "no serving handlers next to %s (model_code/ or ../inference/model_code/): "

@@ -7,6 +7,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from constructs import Construct
 
+from infra import naming
 from infra.config import StageConfig
 
 DECRYPT_ACTIONS = ("kms:Decrypt", "kms:DescribeKey")
@@ -34,6 +35,7 @@ class ProjectKey(Construct):
             pending_window=cdk.Duration.days(7) if config.destroy_on_removal else None,
         )
         self._statements: list[tuple[iam.IPrincipal, iam.PolicyStatement]] = []
+        self._allow_endpoint_log_groups(config)
 
     @property
     def key_arn(self) -> str:
@@ -74,6 +76,29 @@ class ProjectKey(Construct):
                     conditions={"StringEquals": {"kms:ViaService": f"sagemaker.{region}.amazonaws.com"}},
                 ),
             ]
+        )
+
+    def _allow_endpoint_log_groups(self, config: StageConfig) -> None:
+        """CloudWatch Logs encrypts the stage's endpoint log groups with this key (each endpoint
+        stack creates its group naming the key): AWS's documented key policy for it, the
+        encryption context condition limiting it to those log groups. Without kms:DescribeKey,
+        which that condition key does not apply to (the service authorization reference), so AWS's
+        example grants it to no request either; StringLike, the key being a String."""
+        stack = cdk.Stack.of(self)
+        log_groups = stack.format_arn(
+            service="logs",
+            resource="log-group",
+            resource_name=naming.endpoint_log_group_name(f"{config.prefix()}-*"),
+            arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
+        )
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="EncryptEndpointLogGroups",
+                principals=[iam.ServicePrincipal(f"logs.{config.region}.amazonaws.com")],
+                actions=["kms:Decrypt", *ENCRYPT_ACTIONS, "kms:ReEncryptFrom", "kms:ReEncryptTo"],
+                resources=["*"],
+                conditions={"StringLike": {"kms:EncryptionContext:aws:logs:arn": log_groups}},
+            )
         )
 
     def _allow(self, grantee: iam.IGrantable, actions: tuple[str, ...]) -> None:

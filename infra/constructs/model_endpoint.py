@@ -19,6 +19,7 @@ from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
 from infra.config import EndpointConfig, VpcConfig
+from infra.constructs.endpoint_logs import EndpointLogs
 from infra.constructs.endpoint_metrics import VARIANT_NAME, invocation_metric
 
 # Blue/green timings. The bake time is how long the alarms watch the new fleet before more
@@ -61,21 +62,29 @@ class ModelEndpoint(Construct):
         settings: EndpointConfig,
         instance_type: str,
         request_content_types: Sequence[str],
+        retain_logs: bool,
         vpc: VpcConfig | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.endpoint_name = endpoint_name
         serverless = settings.serverless is not None
+        self.logs = EndpointLogs(
+            self, "Logs", endpoint_name=endpoint_name, encryption_key=encryption_key, retain=retain_logs
+        )
 
         # Unnamed on purpose: a new model version replaces the model and the endpoint config,
         # and CloudFormation can only create the replacement before deleting the old one when
         # it picks the names. A single container, so PrimaryContainer is the same as a
         # one-element Containers list; it is also the form moto implements for local runs.
+        # Network isolation: the container reaches no network, not even S3 (SageMaker hands it
+        # the model artifact); it installs nothing at start, the artifact's code/lib holds the
+        # handlers' packages (inference/model_lib.py).
         self.model = sagemaker.CfnModel(
             self,
             "Model",
             execution_role_arn=execution_role.role_arn,
             primary_container=sagemaker.CfnModel.ContainerDefinitionProperty(model_package_name=model_package_arn),
+            enable_network_isolation=True,
             # The model's containers get network interfaces in the stage's subnets, which the
             # execution role may create there (infra/constructs/vpc_access.py).
             vpc_config=sagemaker.CfnModel.VpcConfigProperty(
@@ -125,16 +134,21 @@ class ModelEndpoint(Construct):
             endpoint_config_name=self.endpoint_config.attr_endpoint_config_name,
             **({} if serverless else self._update_policy(settings)),
         )
+        # The group must exist before SageMaker creates it itself, which it does on first use.
+        self.endpoint.node.add_dependency(self.logs)
 
         self.scalable_target = None if serverless else self._autoscaling(settings)
 
     def _rollback_alarms(self, settings: EndpointConfig) -> list[cloudwatch.Alarm]:
-        errors = invocation_metric(self.endpoint_name, "Invocation5XXErrors", statistic="Sum").create_alarm(
+        # Not Invocation5XXErrors: the container answers a client's bad request with 500 too, so
+        # a client sending malformed requests during the bake would roll back a good model. The
+        # handler's own count of its failures (endpoint_logs.py) holds the model's alone.
+        errors = self.logs.outcome_metric("ModelFailures").create_alarm(
             self,
-            "ServerErrorsAlarm",
-            alarm_name=f"{self.endpoint_name}-5xx-errors",
-            alarm_description=f"{self.endpoint_name} answered 5xx for {ERROR_MINUTES} minutes in a row; "
-            "rolls back a blue/green update",
+            "ModelFailuresAlarm",
+            alarm_name=f"{self.endpoint_name}-model-failures",
+            alarm_description=f"{self.endpoint_name}'s model failed on requests (not bad input) for "
+            f"{ERROR_MINUTES} minutes in a row; rolls back a blue/green update",
             threshold=1,
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
             evaluation_periods=ERROR_MINUTES,

@@ -61,6 +61,7 @@ class EndpointStack(ProjectStack):
             settings=config.endpoint,
             instance_type=config.endpoint_instance_type(network),
             request_content_types=get_network(network).request_content_types,
+            retain_logs=not config.destroy_on_removal,
             vpc=config.vpc,
         )
         # The name as SageMaker reports it, not as configured: moto (the local stage) makes up its own.

@@ -37,6 +37,7 @@ from infra import naming
 from infra.config import StageConfig
 from infra.definitions import monitor_pipeline
 from mlops.errors import RunFailed
+from mlops.local.alarms import alarm_state, datapoints
 from mlops.local.deployed_pipelines import TemplateValues, stack_template
 from mlops.local.iam import RoleSessions
 from mlops.local.moto import LocalAws
@@ -63,12 +64,6 @@ ALARM_REQUEST_KEYS = (
     "ComparisonOperator",
     "TreatMissingData",
 )
-COMPARISONS: dict[str, Callable[[float, float], bool]] = {
-    "GreaterThanOrEqualToThreshold": lambda value, threshold: value >= threshold,
-    "GreaterThanThreshold": lambda value, threshold: value > threshold,
-    "LessThanThreshold": lambda value, threshold: value < threshold,
-    "LessThanOrEqualToThreshold": lambda value, threshold: value <= threshold,
-}
 WINDOW_REQUESTS = 100
 CAPTURE_FLUSH_SECONDS = 1.0  # how often the local endpoint writes what it captured
 
@@ -221,27 +216,7 @@ class DriftLoop:
         """The alarm's state, as CloudWatch would set it now from its metric; recorded in moto."""
         alarm = self._alarm()
         cloudwatch = self.aws.client("cloudwatch")
-        period, periods = int(alarm["Period"]), int(alarm["EvaluationPeriods"])
-        now = datetime.now(UTC)
-        statistics = cloudwatch.get_metric_statistics(
-            Namespace=alarm["Namespace"],
-            MetricName=alarm["MetricName"],
-            Dimensions=alarm["Dimensions"],
-            StartTime=now - timedelta(seconds=period * periods),
-            EndTime=now + timedelta(seconds=1),
-            Period=period,
-            Statistics=[alarm["Statistic"]],
-        )["Datapoints"]
-        values = [point[alarm["Statistic"]] for point in sorted(statistics, key=lambda point: point["Timestamp"])]
-        breaching = sum(COMPARISONS[alarm["ComparisonOperator"]](value, float(alarm["Threshold"])) for value in values)
-        if not values and alarm.get("TreatMissingData") == "breaching":
-            breaching = periods
-        state = "ALARM" if breaching >= int(alarm.get("DatapointsToAlarm", periods)) else "OK"
-        reason = (
-            f"{alarm['Statistic']} of {alarm['MetricName']} over {period} s: "
-            f"{', '.join(f'{value:.3g}' for value in values) or 'no datapoint'} against threshold "
-            f"{float(alarm['Threshold']):.3g} ({alarm['ComparisonOperator']})"
-        )
+        state, reason = alarm_state(alarm, datapoints(cloudwatch, alarm, datetime.now(UTC) + timedelta(seconds=1)))
         previous = cloudwatch.describe_alarms(AlarmNames=[alarm["AlarmName"]])["MetricAlarms"][0]["StateValue"]
         cloudwatch.set_alarm_state(AlarmName=alarm["AlarmName"], StateValue=state, StateReason=reason)
         self.state_change = (previous, state) if previous != state else None
