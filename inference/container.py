@@ -56,6 +56,8 @@ def load_handler_module(handler_path: Path) -> ModuleType:
     )
     builtins.__import__ = _container_import
     spec = importlib.util.spec_from_file_location("inference", code_dir / Path(handler_path).name)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"{handler_path} is not a Python module")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -71,7 +73,8 @@ def _check_served_here(distribution: Distribution, lib_dir: Path) -> None:
         raise LibError(
             f"{lib_dir} holds {distribution.name} {distribution.version}, built for the serving "
             f"container's CPython 3.12; the local endpoint serves it from its own environment, "
-            f"which has no {distribution.name}: add {distribution.name}=={distribution.version} to pyproject.toml's dependencies"
+            f"which has no {distribution.name}: add {distribution.name}=={distribution.version} to "
+            f"pyproject.toml's dependencies"
         ) from None
     if here != distribution.version:
         raise LibError(

@@ -42,6 +42,8 @@ import numpy as np
 def _sibling(name: str):
     """A module shipped beside this one, loaded by path: whatever imported this file, and however."""
     spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
+    if spec is None or spec.loader is None:
+        raise ImportError(f"{name}.py is missing beside {__file__}")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
