@@ -12,10 +12,12 @@ import numpy as np
 
 # The serving handler's vocabulary (inference/model_code/inference.py): how it reads a request
 # that is not TF Serving JSON, and how it writes its answer. A task picks one of each.
-REQUEST_FORMS = ("image", "window", "rows", "sequence")
+REQUEST_FORMS = ("image", "window", "rows", "sequence", "text")
 ANSWER_FORMS = ("classes", "forecast", "anomaly")
 
 Outputs = Callable[[Any], dict[str, Any]]
+"""A batch of inputs -> the serving signature's outputs. The Evaluate step's (processing/evaluate.py)
+also has the model's other signatures as `.signatures`, which a task's explanations may read."""
 Shift = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 """A change of the inputs' distribution (a batch in, the shifted batch out), to show and measure drift."""
 # What a task's predictions are, for drift: a class index per example, or a number per example.
@@ -51,6 +53,8 @@ class Task:
     """Request content types the serving handler takes for this task."""
     serving_fields: tuple[str, ...]
     """What the entry point must give `Job.save_model(serving=...)` for serving.json."""
+    input_dtypes: tuple[str, ...] = ("float32", "uint8", "int64")
+    """The records dtypes (training/records.py) the input feature may have."""
     plot: str
     """The evaluation plot's file name, without `.png`."""
     reads_class_names: bool = False
