@@ -330,6 +330,44 @@ NETWORKS: dict[str, Network] = {
             training_instance_type="ml.m7i.large",
             inference_instance_type="ml.c7i.large",
         ),
+        Network(
+            name="sentiment",
+            summary="Sentiment of raw text: tokenized inside the model, embedding, 1-D CNN or BiLSTM, softmax",
+            entry_point="sentiment.py",
+            task=get_task("text_classifier"),
+            offline_dataset="rotten_tomatoes",
+            online_dataset="rotten_tomatoes",
+            quality_gate=QualityGate("test_accuracy", 0.75),
+            # Both encoders overfit after 2-3 epochs on 10,250 snippets: early stopping after 2
+            # without improvement keeps the best (docs/benchmarks.md, the sentiment section).
+            hyperparameters=(
+                *_common(
+                    epochs=10, batch_size=32, learning_rate=1e-3, dropout=0.5, l2=1e-4, patience=2, classifier=True
+                ),
+                Hyperparameter(
+                    "encoder",
+                    "cnn",
+                    "cnn: 1-D convolutions of widths 3-5 with max over tokens; bilstm: a bidirectional LSTM",
+                    choices=("cnn", "bilstm"),
+                ),
+                Hyperparameter(
+                    "vocabulary_size",
+                    20000,
+                    "most frequent training tokens kept (the rest: one unknown token)",
+                    minimum=3,
+                ),
+                Hyperparameter(
+                    "sequence_length", 64, "tokens of a text the model reads (every snippet has at most 63)", minimum=1
+                ),
+                Hyperparameter("embedding_dim", 64, "size of a token's embedding", minimum=1),
+                Hyperparameter("filters", 64, "cnn: filters per convolution width", minimum=1),
+                Hyperparameter("units", 32, "bilstm: LSTM units per direction", minimum=1),
+            ),
+            metrics=_CLASSIFIER_METRICS,
+            input_name="text",
+            training_instance_type="ml.m7i.large",
+            inference_instance_type="ml.c7i.large",
+        ),
     )
 }
 

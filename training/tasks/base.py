@@ -25,6 +25,30 @@ PREDICTION_KINDS = ("classes", "scores")
 
 
 @dataclass(frozen=True)
+class TinyModel:
+    """An untrained model of a task, a few weights large, as an entry point would export it: what
+    tests of serving need of every network, made without data or training."""
+
+    serve: Callable[[Any], dict[str, Any]]
+    """A batch of inputs -> the task's outputs."""
+    track: tuple[Any, ...]
+    """What the export must track (the Keras model; a text model's vectorizer)."""
+    input_shape: tuple[int, ...]
+    input_dtype: str
+    serving: dict[str, Any]
+    """Its serving fields (`Task.serving_fields`)."""
+
+
+@dataclass(frozen=True)
+class SampleRequest:
+    """A request in a form the serving handler reads, and the batch the handler makes of it."""
+
+    body: bytes
+    content_type: str
+    inputs: np.ndarray
+
+
+@dataclass(frozen=True)
 class Judgement:
     """One endpoint answer beside the truth, in words a report can show."""
 
@@ -61,6 +85,9 @@ class Task:
     """Whether the records' class names are the model's (and must agree across channels)."""
     prediction_kind: str
     """What `drift_predictions` gives, one of PREDICTION_KINDS."""
+    quick_slice: int
+    """Examples per channel of a network's offline dataset that a quick training run of any of the
+    task's networks learns something from: the tests' small data (`mlops.datasets.prepare` limit)."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -140,6 +167,21 @@ class Task:
 
     def drift_shifts(self) -> dict[str, Shift]:
         """Named changes of this task's inputs that a drift monitor must notice."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ test fixtures
+
+    def tiny_model(self, seed: int, **sizes: Any) -> TinyModel:
+        """A tiny untrained model of this task (Keras, imported here), for any of its networks;
+        `sizes` override the task's own (its module's TINY_* constants)."""
+        raise NotImplementedError
+
+    def sample_inputs(self, description: dict[str, Any], rng: np.random.Generator, rows: int) -> np.ndarray:
+        """`rows` inputs at random that the model of `description` (its serving.json) takes."""
+        raise NotImplementedError
+
+    def sample_request(self, description: dict[str, Any], rng: np.random.Generator) -> SampleRequest:
+        """A request in the form a person would send (an image, CSV, text), not TF Serving's JSON."""
         raise NotImplementedError
 
     # ------------------------------------------------------------------ endpoint answers
