@@ -53,17 +53,26 @@ def prepare_rotten_tomatoes(out_dir: Path, *, limit: int | None = None, seed: in
     return cached_channels(f"rotten-tomatoes-{key}", lambda folder: _write(folder, limit, seed), out_dir)
 
 
-def _write(out_dir: Path, limit: int | None, seed: int) -> Channels:
-    texts, labels = read_reviews()
+def split_rows(texts: list[str], labels: np.ndarray, seed: int) -> dict[str, np.ndarray]:
+    """Row indices of each channel: the distinct texts split 80/10/10, stratified by label, each
+    row where its text went."""
     distinct, row_text = np.unique(np.array(texts, dtype=object), return_inverse=True)
     distinct_labels = np.zeros(len(distinct), np.int64)
     distinct_labels[row_text] = labels
     if not np.array_equal(distinct_labels[row_text], labels):
         raise ValueError(f"{DATA_FILE}: a text appears with both labels")
     parts = stratified_split(distinct_labels, FRACTIONS, seed)
+    return {
+        name: np.flatnonzero(np.isin(row_text, part))
+        for name, part in zip(("train", "validation", "test"), parts, strict=True)
+    }
+
+
+def _write(out_dir: Path, limit: int | None, seed: int) -> Channels:
+    texts, labels = read_reviews()
     channels = {}
-    for name, part in zip(("train", "validation", "test"), parts, strict=True):
-        rows = limited(np.flatnonzero(np.isin(row_text, part)), limit, seed)
+    for name, rows in split_rows(texts, labels, seed).items():
+        rows = limited(rows, limit, seed)
         channels[name] = {"text": np.array([texts[row] for row in rows], dtype=object), "label": labels[rows]}
     return write_channels(
         out_dir,
