@@ -59,7 +59,7 @@ def digit_png(tmp_path) -> Path:
         ("rows.csv", b"1,2\n3,4\n", TABULAR_TYPES, "text/csv"),
         ("series.json", b"[1, 2, 3]", TABULAR_TYPES, "application/json"),
         ("no-suffix", b'  {"instances": []}', IMAGE_TYPES, "application/json"),
-        ("reviews.txt", "A gem, truly.\nDull.\n".encode(), TEXT_TYPES, "text/plain"),
+        ("reviews.txt", b"A gem, truly.\nDull.\n", TEXT_TYPES, "text/plain"),
     ],
 )
 def test_a_file_is_sent_as_its_suffix_or_its_bytes_say(tmp_path, name, data, accepted, content_type):

@@ -16,6 +16,7 @@ from .base import (
     feature_names,
     plots_module,
     scoring_module,
+    tiny_sizes,
 )
 
 IMPORTANCE_PLOT = "explanation_importance"
@@ -167,9 +168,12 @@ class AnomalyDetector(Task):
             "offset": lambda rows, rng: rows + 0.5 * rows.std(axis=0, keepdims=True),
         }
 
-    def tiny_model(self, seed, n_features=TINY_FEATURES, encoding_dim=TINY_ENCODING, threshold=TINY_THRESHOLD):
+    def tiny_model(self, seed, **sizes):
         import keras
         import tensorflow as tf
+
+        size = tiny_sizes(sizes, n_features=TINY_FEATURES, encoding_dim=TINY_ENCODING, threshold=TINY_THRESHOLD)
+        n_features, encoding_dim, threshold = size.n_features, size.encoding_dim, size.threshold
 
         keras.utils.set_random_seed(seed)
         features = keras.Input((n_features,))

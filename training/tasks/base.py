@@ -246,6 +246,15 @@ class ClassProbabilities:
         return np.asarray(outputs["probabilities"]).argmax(axis=1)
 
 
+def tiny_sizes(given: dict[str, Any], **defaults: Any) -> SimpleNamespace:
+    """A tiny model's sizes: the task's `defaults`, those `given` instead; TypeError for a size the
+    task does not have."""
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        raise TypeError(f"unknown tiny model sizes {unknown} (this task's: {', '.join(defaults)})")
+    return SimpleNamespace(**{**defaults, **given})
+
+
 def values_text(values: Sequence[float]) -> str:
     return ", ".join(f"{value:.4g}" for value in values)
 

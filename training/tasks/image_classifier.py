@@ -6,7 +6,7 @@ import io
 
 import numpy as np
 
-from .base import ClassProbabilities, SampleRequest, Task, TinyModel, explanations_module, plots_module
+from .base import ClassProbabilities, SampleRequest, Task, TinyModel, explanations_module, plots_module, tiny_sizes
 
 ATTRIBUTIONS_PLOT = "explanation_attributions"
 # The tiny test model's sizes (`tiny_model`).
@@ -92,8 +92,11 @@ class ImageClassifier(ClassProbabilities, Task):
             "rotated": lambda images, rng: np.rot90(images, k=1, axes=(1, 2)),
         }
 
-    def tiny_model(self, seed, side=TINY_SIDE, channels=TINY_CHANNELS, class_names=TINY_CLASS_NAMES):
+    def tiny_model(self, seed, **sizes):
         import keras
+
+        size = tiny_sizes(sizes, side=TINY_SIDE, channels=TINY_CHANNELS, class_names=TINY_CLASS_NAMES)
+        side, channels, class_names = size.side, size.channels, size.class_names
 
         keras.utils.set_random_seed(seed)
         images = keras.Input((side, side, channels))

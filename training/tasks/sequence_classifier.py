@@ -9,7 +9,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import ClassProbabilities, SampleRequest, Task, TinyModel, explanations_module, feature_names, plots_module
+from .base import (
+    ClassProbabilities,
+    SampleRequest,
+    Task,
+    TinyModel,
+    explanations_module,
+    feature_names,
+    plots_module,
+    tiny_sizes,
+)
 
 ATTRIBUTIONS_PLOT = "explanation_attributions"
 # The tiny test model's sizes (`tiny_model`): the Japanese Vowels' frames and speakers.
@@ -115,8 +124,11 @@ class SequenceClassifier(ClassProbabilities, Task):
             "truncated": _first_half_of_each_sequence,
         }
 
-    def tiny_model(self, seed, max_length=TINY_MAX_LENGTH, n_features=TINY_FEATURES, class_names=TINY_CLASS_NAMES):
+    def tiny_model(self, seed, **sizes):
         import keras
+
+        size = tiny_sizes(sizes, max_length=TINY_MAX_LENGTH, n_features=TINY_FEATURES, class_names=TINY_CLASS_NAMES)
+        max_length, n_features, class_names = size.max_length, size.n_features, size.class_names
 
         keras.utils.set_random_seed(seed)
         frames = keras.Input((max_length, n_features))

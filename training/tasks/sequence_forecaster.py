@@ -14,6 +14,7 @@ from .base import (
     feature_names,
     plots_module,
     scoring_module,
+    tiny_sizes,
     values_text,
 )
 
@@ -162,8 +163,11 @@ class SequenceForecaster(Task):
     def drift_shifts(self):
         return {"level step": _level_step, "amplified": _amplified}
 
-    def tiny_model(self, seed, window=TINY_WINDOW, horizon=TINY_HORIZON):
+    def tiny_model(self, seed, **sizes):
         import keras
+
+        size = tiny_sizes(sizes, window=TINY_WINDOW, horizon=TINY_HORIZON)
+        window, horizon = size.window, size.horizon
 
         keras.utils.set_random_seed(seed)
         history = keras.Input((window, 1))

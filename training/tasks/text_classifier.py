@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import ClassProbabilities, SampleRequest, Task, TinyModel, explanations_module, plots_module
+from .base import ClassProbabilities, SampleRequest, Task, TinyModel, explanations_module, plots_module, tiny_sizes
 
 TOKENS_SIGNATURE = "tokens"
 FROM_VECTORS_SIGNATURE = "from_vectors"
@@ -153,8 +153,11 @@ class TextClassifier(ClassProbabilities, Task):
     def drift_shifts(self):
         return {"misspelled": _misspelled, "truncated": _first_third_of_each_text}
 
-    def tiny_model(self, seed, sequence_length=TINY_SEQUENCE_LENGTH, class_names=TINY_CLASS_NAMES):
+    def tiny_model(self, seed, **sizes):
         import keras
+
+        size = tiny_sizes(sizes, sequence_length=TINY_SEQUENCE_LENGTH, class_names=TINY_CLASS_NAMES)
+        sequence_length, class_names = size.sequence_length, size.class_names
 
         keras.utils.set_random_seed(seed)
         vectorizer = keras.layers.TextVectorization(
