@@ -31,6 +31,10 @@ PNG = "image/png"
 JPEG = "image/jpeg"
 
 
+# What a JSON value that is not a string is, in a message.
+_JSON_KINDS = {bool: "true/false", type(None): "null", list: "a list", dict: "an object"}
+
+
 class InvalidInput(ValueError):
     """A request this model cannot serve: the client's to fix, not the model's failure."""
 
@@ -315,10 +319,8 @@ class RequestReader:
                 key, values = self._tf_serving_value(document)
                 if not isinstance(values, list):
                     raise InvalidInput(f"'{key}' must be a list of texts; expected {self.expected_input()}")
-            elif isinstance(document, list):
-                values = document
-            elif isinstance(document, str):
-                values = [document]
+            elif isinstance(document, list | str):
+                values = document if isinstance(document, list) else [document]
             else:
                 raise InvalidInput(f"expected {self.expected_input()}")
         else:
@@ -337,9 +339,7 @@ class RequestReader:
                 raise InvalidInput(f"text {number}: its 'b64' value is not valid base64") from None
             value = _utf8(decoded, f"text {number} (base64)")
         if not isinstance(value, str):
-            found = {bool: "true/false", type(None): "null", list: "a list", dict: "an object"}.get(
-                type(value), "a number"
-            )
+            found = _JSON_KINDS.get(type(value), "a number")
             raise InvalidInput(f"text {number} is {found}, not a string; expected {self.expected_input()}")
         try:
             value.encode("utf-8")
