@@ -9,7 +9,18 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from mlops.commands import data, deployment, endpoints, environment, local, monitor, training
+from mlops.commands import (
+    data,
+    deployment,
+    endpoints,
+    environment,
+    executions,
+    local,
+    monitor,
+    registry,
+    teardown,
+    training,
+)
 from mlops.errors import EXPECTED, RunFailed, UsageError
 from mlops.failures import DEBUG_ENV, environment_failure, log_folders, one_line, write_log
 
@@ -69,6 +80,9 @@ app.add_typer(environment.app)
 app.add_typer(endpoints.app)
 app.add_typer(deployment.app)
 app.add_typer(training.app)
+app.add_typer(registry.app)
+app.add_typer(executions.app)
+app.add_typer(teardown.app)
 app.add_typer(monitor.app)
 app.add_typer(data.app, cls=CommandGroup)
 

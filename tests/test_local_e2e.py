@@ -67,7 +67,7 @@ def interrupt_during_training(port: int, report: Path) -> None:
     """`mlops local` as a user starts it, stopped with Ctrl-C (SIGINT) once its training job runs:
     exit 130, no traceback, nothing left running, the report says where it stopped."""
     interrupted = subprocess.Popen(
-        [str(MLOPS), "local", "--network", "cnn", "--port", str(port), "--report-dir", str(report), *QUICK_RUN],
+        [str(MLOPS), "local", "cnn", "--port", str(port), "--report-dir", str(report), *QUICK_RUN],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -136,7 +136,6 @@ def test_after_a_ctrl_c_the_cnn_goes_from_nothing_to_an_invoked_endpoint(
             monkeypatch,
             capsys,
             "local",
-            "--network",
             "cnn",
             "--port",
             str(port),
@@ -285,7 +284,6 @@ def test_a_failing_training_step_is_named_and_leaves_nothing_running(
             monkeypatch,
             capsys,
             "local",
-            "--network",
             "rnn",
             "--port",
             str(port),

@@ -36,7 +36,10 @@ app = typer.Typer()
 @app.command()
 def local(
     ctx: typer.Context,
-    network: Annotated[str, typer.Option(help=NETWORK_HELP)] = "cnn",
+    network: Annotated[str, typer.Argument(help=NETWORK_HELP)] = "cnn",
+    network_option: Annotated[
+        str | None, typer.Option("--network", hidden=True, help="the old form: the network is an argument now")
+    ] = None,
     port: Annotated[
         int | None, typer.Option(help="port of the local AWS (moto) server (default: a free one)", show_default=False)
     ] = None,
@@ -84,6 +87,8 @@ def local(
 ) -> None:
     """The whole project on this machine, with no AWS account: deploy every stack to a local AWS,
     train through the pipeline, register, deploy and invoke the endpoint, and report."""
+    if network_option is not None:
+        raise UsageError(f"mlops local takes the network as an argument now: mlops local {network_option}")
     spec = known_network(network)
     config = stage_config(LOCAL_STAGE)
     enabled_network(config, spec.name)

@@ -82,7 +82,7 @@ class EndpointFleet:
             wanted = (outputs or {}).get("ModelPackageArn")
             with self._lock:
                 current = self._served.get(name)
-            if current is not None and current.model_arn == wanted:
+            if (current.model_arn if current else None) == wanted:
                 continue
             if wanted is not None and outputs is not None:
                 try:

@@ -50,12 +50,8 @@ class EnvironmentState:
 
     @property
     def env(self) -> dict[str, str]:
-        """The variables that point boto3, the AWS CLI and `mlops` at it."""
-        if self.port is None:
-            return {}
-        variables = LocalAws(self.port).env
-        variables.pop("AWS_ENDPOINT_URL_S3_FOR_CLOUDFORMATION")  # the CDK CLI's, which `mlops` sets itself
-        return variables
+        """The variables that point boto3, the AWS CLI, `mlops` and the CDK CLI (`mlops deploy`) at it."""
+        return LocalAws(self.port).env if self.port else {}
 
     def where(self) -> str:
         """One phrase saying where it is, for messages."""
