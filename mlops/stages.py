@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from infra.config import DEFAULT_PROJECT, ConfigError, StageConfig, parse_stage_config
 from mlops.aws import ShellAws
 from mlops.cdk import REPO_ROOT
@@ -43,10 +41,10 @@ def enabled_network(config: StageConfig, network: str) -> str:
 
 def target_stage(stage: str | None) -> StageConfig:
     """The stage a command that talks to AWS acts on: `stage`, else cdk.json's default. When that
-    default is the local stage, the shell must point at a local AWS (a moto server, as `mlops env`
-    sets up), or at least hold credentials of the local stage's account: with a real account's
-    credentials the command would act on that account under the local stage's names, so it is
-    refused and --stage asked for."""
+    default is the local stage and the shell points at no local AWS (a moto server, as `mlops env`
+    sets up) but holds credentials of another account than the local stage's (STS says whose), the
+    command would act on that account under the local stage's names: it is refused, and --stage
+    asked for. Credentials that STS does not accept (none, expired) go on to fail as they do."""
     config = stage_config(stage)
     if stage is not None or config.name != LOCAL_STAGE:
         return config
@@ -55,14 +53,12 @@ def target_stage(stage: str | None) -> StageConfig:
         return config
     try:
         account = aws.client("sts").get_caller_identity()["Account"]
-    except (BotoCoreError, ClientError):
-        raise UsageError(
-            f"no --stage given, and this shell points at no local AWS for the default stage {LOCAL_STAGE} "
-            '(mlops up starts one, eval "$(mlops env)" points the shell at it); for an AWS account give --stage'
-        ) from None
+    except Exception:  # no identity to judge by (no credentials, no answer): the command meets and reports it
+        return config
     if account != config.account:
+        stages = ", ".join(sorted(cdk_context()["stages"]))
         raise UsageError(
-            f"no --stage given: the default stage {LOCAL_STAGE} is for a local AWS, but this shell's credentials "
-            f"belong to AWS account {account}; give --stage (one of {', '.join(sorted(cdk_context()['stages']))})"
+            f"no --stage given: the default stage {LOCAL_STAGE} is for a local AWS (mlops up), but this shell's "
+            f"credentials belong to AWS account {account}; give --stage (one of {stages})"
         )
     return config
