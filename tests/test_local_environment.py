@@ -15,7 +15,7 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -133,57 +133,63 @@ def test_up_then_the_aws_cli_two_trainings_each_against_the_last_as_champion_inv
     assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
     assert "✓ [9/9] Invoke it with held-out test samples" in up.stdout
     state = json.loads((tmp_path / "state" / "mlops" / STATE_FILE).read_text())
-    with process_tree(state["pid"]) as tree:
-        env.update(json.loads(mlops("env", "--json").stdout))
-        assert env["AWS_ENDPOINT_URL"] == f"http://127.0.0.1:{state['port']}"
-
-        def aws(*args: str) -> dict:
-            answer = subprocess.run(
-                [str(BIN / "aws"), *args, "--output", "json"], env=env, capture_output=True, text=True, timeout=120
-            )
-            assert answer.returncode == 0, answer.stderr
-            return dict(json.loads(answer.stdout))
-
-        pipelines = {item["PipelineName"] for item in aws("sagemaker", "list-pipelines")["PipelineSummaries"]}
-        assert pipelines == {naming.pipeline_name(PREFIX, network) for network in NETWORKS} | {
-            naming.monitor_pipeline_name(PREFIX, network) for network in NETWORKS
-        }
-        groups = aws("sagemaker", "list-model-package-groups")["ModelPackageGroupSummaryList"]
-        assert {group["ModelPackageGroupName"] for group in groups} == {
-            naming.model_package_group_name(PREFIX, network) for network in NETWORKS
-        }
-
-        second = mlops("up", "cnn")
-        assert second.returncode == 2
-        assert second.stderr.count("\n") == 1 and f"a local AWS is up at {env['AWS_ENDPOINT_URL']}" in second.stderr
-
-        for run in (1, 2):
-            train = mlops("train", "cnn", *ANY_CANDIDATE, "--wait", "--poll-seconds", "1")
-            assert train.returncode == 0, train.stdout[-3000:] + train.stderr[-3000:]
-            assert "step Register: Succeeded" in train.stdout
-            assert f"model-package/{PREFIX}-cnn/{run + 1}" in train.stdout
-        models = {row["version"]: row for row in json.loads(mlops("models", "cnn", "--json").stdout)}
-        assert models[1]["champion_then"] == {"summary": "none"}  # mlops up's run met an empty registry
-        assert models[2]["champion_then"]["version"] == 1
-        assert models[3]["champion_then"]["version"] == 2
-        evaluate_log = mlops("logs", "cnn", "Evaluate")
-        assert evaluate_log.returncode == 0
-        assert f"champion {PREFIX}-cnn version 2 has test_accuracy" in evaluate_log.stdout
-
-        digit = tmp_path / "zeros.json"
-        digit.write_text(json.dumps({"instances": [[[[0.0]] * 28] * 28]}))
-        invoked = mlops("invoke", "cnn", str(digit))
-        assert invoked.returncode == 0, invoked.stderr
-        (prediction,) = json.loads(invoked.stdout)["predictions"]
-        assert prediction["label"] in [str(digit) for digit in range(10)]
-
-        down = mlops("down")
-        assert down.returncode == 0, down.stderr
+    try:
+        with process_tree(state["pid"]) as tree:
+            exercise_the_environment(mlops, env, tmp_path)
+            down = mlops("down")
+            assert down.returncode == 0, down.stderr
+    finally:
+        mlops("down")  # whatever failed above, nothing stays up
     assert left_running(tree) == [], "part of the environment was left running"
     assert not listening(state["port"]), "the local AWS still listens"
-    assert not (state_dir_of(tmp_path) / STATE_FILE).exists()
+    assert not (tmp_path / "state" / "mlops" / STATE_FILE).exists()
     assert mlops("env").returncode == 2
 
 
-def state_dir_of(tmp_path: Path) -> Path:
-    return tmp_path / "state" / "mlops"
+def exercise_the_environment(
+    mlops: Callable[..., subprocess.CompletedProcess[str]], env: dict[str, str], tmp_path: Path
+) -> None:
+    """What a user does once `mlops up` has returned, through the console scripts."""
+    variables = mlops("env", "--json")
+    assert variables.returncode == 0, variables.stderr
+    env.update(json.loads(variables.stdout))
+
+    def aws(*args: str) -> dict:
+        answer = subprocess.run(
+            [str(BIN / "aws"), *args, "--output", "json"], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert answer.returncode == 0, answer.stderr
+        return dict(json.loads(answer.stdout))
+
+    pipelines = {item["PipelineName"] for item in aws("sagemaker", "list-pipelines")["PipelineSummaries"]}
+    assert pipelines == {naming.pipeline_name(PREFIX, network) for network in NETWORKS} | {
+        naming.monitor_pipeline_name(PREFIX, network) for network in NETWORKS
+    }
+    groups = aws("sagemaker", "list-model-package-groups")["ModelPackageGroupSummaryList"]
+    assert {group["ModelPackageGroupName"] for group in groups} == {
+        naming.model_package_group_name(PREFIX, network) for network in NETWORKS
+    }
+
+    second = mlops("up", "cnn")
+    assert second.returncode == 2
+    assert second.stderr.count("\n") == 1 and f"a local AWS is up at {env['AWS_ENDPOINT_URL']}" in second.stderr
+
+    for run in (1, 2):
+        train = mlops("train", "cnn", *ANY_CANDIDATE, "--wait", "--poll-seconds", "1")
+        assert train.returncode == 0, train.stdout[-3000:] + train.stderr[-3000:]
+        assert "step Register: Succeeded" in train.stdout
+        assert f"model-package/{PREFIX}-cnn/{run + 1}" in train.stdout
+    models = {row["version"]: row for row in json.loads(mlops("models", "cnn", "--json").stdout)}
+    assert models[1]["champion_then"] == {"summary": "none"}  # mlops up's run met an empty registry
+    assert models[2]["champion_then"]["version"] == 1
+    assert models[3]["champion_then"]["version"] == 2
+    evaluate_log = mlops("logs", "cnn", "Evaluate")
+    assert evaluate_log.returncode == 0, evaluate_log.stderr
+    assert f"champion {PREFIX}-cnn version 2 has test_accuracy" in evaluate_log.stdout
+
+    zeros = tmp_path / "zeros.json"
+    zeros.write_text(json.dumps({"instances": [[[[0.0]] * 28] * 28]}))
+    invoked = mlops("invoke", "cnn", str(zeros))
+    assert invoked.returncode == 0, invoked.stderr
+    (prediction,) = json.loads(invoked.stdout)["predictions"]
+    assert prediction["label"] in [str(digit) for digit in range(10)]

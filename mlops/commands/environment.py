@@ -29,7 +29,15 @@ import typer
 from rich.console import Console
 
 from mlops.cdk import REPO_ROOT
-from mlops.commands import NETWORK_HELP, known_network
+from mlops.commands import (
+    NETWORK_HELP,
+    IamOption,
+    LimitOption,
+    PortOption,
+    RunParamOption,
+    checked_run_options,
+    known_network,
+)
 from mlops.errors import RunFailed, UsageError
 from mlops.local.environment_state import (
     STARTING,
@@ -40,11 +48,9 @@ from mlops.local.environment_state import (
     running_environment,
     write_state,
 )
-from mlops.local.moto import check_port
 from mlops.local.pipeline_executor import StepOutcome
 from mlops.local.progress import progress_view
 from mlops.local.report import ReportFolder
-from mlops.param_option import parse_parameters
 from mlops.stages import LOCAL_STAGE, enabled_network, stage_config
 
 DEFAULT_FOLDER = Path("mlops-local-env")
@@ -58,38 +64,22 @@ console = Console()
 @app.command()
 def up(
     network: Annotated[str, typer.Argument(help=NETWORK_HELP)] = "cnn",
-    port: Annotated[
-        int | None, typer.Option(help="port of the local AWS (default: a free one)", show_default=False)
-    ] = None,
-    param: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--param",
-            metavar="NAME=VALUE",
-            help="a hyperparameter (epochs=3) or pipeline parameter of the first run; repeatable",
-            show_default=False,
-        ),
-    ] = None,
-    limit: Annotated[
-        int | None, typer.Option(help="at most this many examples per data channel", show_default=False)
-    ] = None,
+    port: PortOption = None,
+    param: RunParamOption = None,
+    limit: LimitOption = None,
     folder: Annotated[
         Path | None,
         typer.Option(help=f"the environment's folder (default: ./{DEFAULT_FOLDER})", show_default=False),
     ] = None,
     logs: Annotated[bool, typer.Option("--logs", help="also print what the CDK CLI and the jobs print")] = False,
-    iam: Annotated[bool, typer.Option(help="enforce the deployed IAM policies on every call")] = True,
+    iam: IamOption = True,
 ) -> None:
     """A local AWS that stays up: mlops local's phases for NETWORK, then the moto server, the stacks,
     the registry and the endpoint stay up in the background until `mlops down`."""
     spec = known_network(network)
     config = stage_config(LOCAL_STAGE)
     enabled_network(config, spec.name)
-    overrides = parse_parameters(config, spec.name, param or [])
-    if limit is not None and limit < 1:
-        raise UsageError(f"--limit must be at least 1, got {limit}")
-    if port is not None:
-        check_port(port)
+    overrides = checked_run_options(config, spec.name, param, limit, port)
     lock = EnvironmentLock.take()
     try:
         report = ReportFolder.claim((folder or DEFAULT_FOLDER).resolve())
