@@ -14,15 +14,13 @@ import json
 import os
 import subprocess
 import sys
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
 import pytest
 from cli_support import run_mlops
-from process_support import left_running, listening
+from process_support import left_running, listening, watched_descendants
 
 from infra import naming
 from mlops.local.environment_state import STATE_FILE, UP, EnvironmentLock, EnvironmentState, write_state
@@ -94,30 +92,6 @@ def test_the_lock_dies_with_its_holder(
     assert (code, err) == (2, "error: no local AWS is up: mlops up starts one\n")
 
 
-@contextmanager
-def process_tree(pid: int) -> Iterator[set[psutil.Process]]:
-    """The process `pid` and every process it starts (at any depth) while the block runs."""
-    root = psutil.Process(pid)
-    seen: set[psutil.Process] = {root}
-    done = threading.Event()
-
-    def watch() -> None:
-        while not done.is_set():
-            try:
-                seen.update(root.children(recursive=True))
-            except psutil.NoSuchProcess:
-                return
-            done.wait(0.2)
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
-    try:
-        yield seen
-    finally:
-        done.set()
-        watcher.join()
-
-
 @pytest.mark.slow
 @pytest.mark.integration
 def test_up_then_the_aws_cli_two_trainings_each_against_the_last_as_champion_invoke_and_down(tmp_path: Path) -> None:
@@ -134,13 +108,14 @@ def test_up_then_the_aws_cli_two_trainings_each_against_the_last_as_champion_inv
     assert "✓ [9/9] Invoke it with held-out test samples" in up.stdout
     state = json.loads((tmp_path / "state" / "mlops" / STATE_FILE).read_text())
     try:
-        with process_tree(state["pid"]) as tree:
+        environment = psutil.Process(state["pid"])
+        with watched_descendants(environment) as tree:
             exercise_the_environment(mlops, env, tmp_path)
             down = mlops("down")
             assert down.returncode == 0, down.stderr
     finally:
         mlops("down")  # whatever failed above, nothing stays up
-    assert left_running(tree) == [], "part of the environment was left running"
+    assert left_running([environment, *tree]) == [], "part of the environment was left running"
     assert not listening(state["port"]), "the local AWS still listens"
     assert not (tmp_path / "state" / "mlops" / STATE_FILE).exists()
     assert mlops("env").returncode == 2
