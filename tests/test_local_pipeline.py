@@ -18,13 +18,8 @@ from infra.definitions import training_pipeline as definition
 from mlops.datasets import upload_channels
 from mlops.local.deployed_pipelines import TemplateValues
 from mlops.local.moto import LocalAws, moto_server
-from mlops.local.pipeline_executor import (
-    LocalPipelineExecutor,
-    StepFailed,
-    StepOutcome,
-    check_step_types,
-    execution_order,
-)
+from mlops.local.pipeline_executor import LocalPipelineExecutor, StepFailed, StepOutcome
+from mlops.local.pipeline_graph import check_step_types, execution_order
 from mlops.local.pipeline_jobs import final_metric_data
 from mlops.local.pipeline_references import DefinitionError, ExecutionContext, parameter_values
 from mlops.local.samples import EarlySamples, Sample, compare, held_out_samples, summary

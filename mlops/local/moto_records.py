@@ -5,6 +5,10 @@ API, but marks each one finished ("Succeeded", "Completed") the moment it is cre
 canned metrics. A local run creates its records through the API (so `mlops runs`, boto3 and the
 AWS CLI see them), then corrects their status, times, failure reason and metrics in moto's
 state, which this process shares with the server (`ThreadedMotoServer` runs in a thread here).
+
+moto does not implement ListPipelineExecutionSteps; each execution's steps are recorded here in
+that API's shape (`PipelineExecutionStep`, botocore's sagemaker model), and
+`mlops.local.moto_service` answers the call from them.
 """
 
 from __future__ import annotations
@@ -45,8 +49,48 @@ class MotoRecords:
         execution.pipeline_execution_failure_reason = reason
         execution.last_modified_time = _now()
 
+    def execution_parameters(self, pipeline: str, arn: str) -> dict[str, str]:
+        """The PipelineParameters the execution was started with (name -> text)."""
+        given = self._execution(pipeline, arn).pipeline_parameters or []
+        return {parameter["Name"]: parameter["Value"] for parameter in given}
+
     def _execution(self, pipeline: str, arn: str) -> Any:
         return self._backend.pipelines[pipeline].pipeline_executions[arn]
+
+    # ------------------------------------------------------------------------------ steps
+
+    def step_started(self, arn: str, step: str) -> None:
+        steps = step_records(self._execution(_pipeline_of(arn), arn))
+        steps.append({"StepName": step, "StartTime": _now(), "StepStatus": "Executing", "AttemptCount": 1})
+
+    def step_job(self, arn: str, step: str, kind: str, job_name: str) -> None:
+        """The job a Training (kind TrainingJob) or Processing (ProcessingJob) step runs, in its
+        Metadata as soon as it is named, as SageMaker shows it while the job runs."""
+        resource = "training-job" if kind == "TrainingJob" else "processing-job"
+        arn_of_job = f"arn:aws:sagemaker:{self._aws.region}:{self._aws.account}:{resource}/{job_name}"
+        self._step(arn, step)["Metadata"] = {kind: {"Arn": arn_of_job}}
+
+    def step_ended(
+        self, arn: str, step: str, kind: str, status: str, reason: str | None, properties: Mapping[str, Any] | None
+    ) -> None:
+        record = self._step(arn, step)
+        record.update(StepStatus=status, EndTime=_now())
+        if reason:
+            record["FailureReason"] = reason
+        properties = properties or {}
+        if kind == "Condition" and "Outcome" in properties:
+            record["Metadata"] = {"Condition": {"Outcome": properties["Outcome"].capitalize()}}
+        elif kind == "RegisterModel" and "ModelPackageArn" in properties:
+            record["Metadata"] = {"RegisterModel": {"Arn": properties["ModelPackageArn"]}}
+        elif kind == "Fail":
+            record["Metadata"] = {"Fail": {"ErrorMessage": reason or ""}}
+
+    def _step(self, arn: str, step: str) -> dict[str, Any]:
+        return next(
+            record
+            for record in reversed(step_records(self._execution(_pipeline_of(arn), arn)))
+            if record["StepName"] == step
+        )
 
     # ------------------------------------------------------------------------------ jobs
 
@@ -78,6 +122,8 @@ class MotoRecords:
     def start_processing_job(self, name: str, request: Mapping[str, Any]) -> dict[str, Any]:
         self._sagemaker.create_processing_job(ProcessingJobName=name, **request)
         job = self._backend.processing_jobs[name]
+        # moto drops the cluster the job runs on, which DescribeProcessingJob always has in AWS.
+        job.processing_resources = dict(request["ProcessingResources"])
         job.processing_job_status = "InProgress"
         job.processing_start_time = _now()
         job.processing_end_time = None
@@ -89,6 +135,18 @@ class MotoRecords:
         job.failure_reason = failure_reason
         job.processing_end_time = job.last_modified_time = _now()
         return self._sagemaker.describe_processing_job(ProcessingJobName=name)
+
+
+def step_records(execution: Any) -> list[dict[str, Any]]:
+    """The steps recorded on one of moto's execution records, in the order they started."""
+    if not hasattr(execution, "mlops_step_records"):
+        execution.mlops_step_records = []
+    records: list[dict[str, Any]] = execution.mlops_step_records
+    return records
+
+
+def _pipeline_of(execution_arn: str) -> str:
+    return execution_arn.split(":pipeline/", 1)[1].split("/", 1)[0]
 
 
 def _now() -> datetime:

@@ -27,7 +27,7 @@ import re
 import secrets
 import string
 import time
-from collections.abc import Iterator, Mapping, Sequence, Set
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -39,11 +39,11 @@ from mlops.local.iam import AccessDenied, RoleSessions
 from mlops.local.isolation import Confinement
 from mlops.local.moto import LocalAws
 from mlops.local.moto_records import MotoRecords
+from mlops.local.pipeline_graph import check_step_types, execution_order
 from mlops.local.pipeline_jobs import JobFailed, JobRuntime, run_processing_step, run_training_step
 from mlops.local.pipeline_references import DefinitionError, ExecutionContext, parameter_values
 from mlops.local.s3 import join_uri, read_json
 
-SUPPORTED_STEP_TYPES = ("Training", "Processing", "Condition", "RegisterModel", "Fail")
 # TensorFlow's C++ start-up notices (oneDNN, CPU instructions, MLIR) are INFO: the jobs run here
 # without them; its warnings and errors stay. A level set in this shell is kept.
 TENSORFLOW_LOG_LEVEL = "TF_CPP_MIN_LOG_LEVEL"
@@ -119,45 +119,6 @@ class PipelineRun:
         return None
 
 
-def check_step_types(steps: Sequence[Mapping[str, Any]]) -> None:
-    """Refuses a definition with a step this executor cannot run (also inside condition branches)."""
-    for step in _all_steps(steps):
-        if step.get("Type") not in SUPPORTED_STEP_TYPES:
-            raise DefinitionError(
-                f"step {step.get('Name')!r} has type {step.get('Type')!r}, which the local "
-                f"executor does not run (it runs {', '.join(SUPPORTED_STEP_TYPES)})"
-            )
-
-
-def execution_order(steps: Sequence[Mapping[str, Any]], finished: Set[str] = frozenset()) -> list[Mapping[str, Any]]:
-    """The steps so that each comes after every step it depends on: its DependsOn, and every step
-    whose properties it (or, for a Condition, any step of its branches) reads. `finished` steps
-    ran before (a branch reads steps outside it). Ties keep the definition's order."""
-    by_name = {step["Name"]: step for step in steps}
-    # A step inside a condition's branch runs as part of that condition step.
-    container = {inner["Name"]: step["Name"] for step in steps for inner in _all_steps([step])}
-    needs = {
-        name: {container.get(dependency, dependency) for dependency in _dependencies(step)} - {name} - finished
-        for name, step in by_name.items()
-    }
-    for name, dependencies in needs.items():
-        unknown = dependencies - set(by_name)
-        if unknown:
-            raise DefinitionError(
-                f"step {name!r} depends on {', '.join(sorted(unknown))}, which the pipeline does not define"
-            )
-    ordered: list[Mapping[str, Any]] = []
-    done: set[str] = set()
-    while len(ordered) < len(steps):
-        ready = [step for step in steps if step["Name"] not in done and needs[step["Name"]] <= done]
-        if not ready:
-            cycle = sorted(set(by_name) - done)
-            raise DefinitionError(f"steps {', '.join(cycle)} depend on each other in a cycle")
-        ordered.append(ready[0])
-        done.add(ready[0]["Name"])
-    return ordered
-
-
 class LocalPipelineExecutor:
     def __init__(
         self, aws: LocalAws, work_dir: Path, reporter: StepReporter, roles: RoleSessions | None = None
@@ -175,26 +136,43 @@ class LocalPipelineExecutor:
         parameters (`overrides`: name -> text, as StartPipelineExecution takes them), and starts
         the execution record. Nothing has run yet."""
         described = self._sagemaker.describe_pipeline(PipelineName=pipeline)
-        definition = json.loads(described["PipelineDefinition"])
-        steps = definition.get("Steps", [])
-        check_step_types(steps)
-        ordered = execution_order(steps)
-        parameters = parameter_values(definition.get("Parameters", []), overrides)
+        steps, parameters = _checked(described["PipelineDefinition"], overrides)
         arn = self._records.start_execution(pipeline, overrides, description)
+        return self._run_of(pipeline, arn, steps, parameters, described["RoleArn"])
+
+    def adopt(self, execution_arn: str) -> PipelineRun:
+        """An execution started through the API (StartPipelineExecution, which moto only records),
+        to run as the Pipelines service runs it: the definition the execution was started with,
+        its parameters, the pipeline's role. DefinitionError if a step cannot run here."""
+        pipeline = execution_arn.split(":pipeline/", 1)[1].split("/", 1)[0]
+        definition = self._sagemaker.describe_pipeline_definition_for_execution(PipelineExecutionArn=execution_arn)
+        overrides = self._records.execution_parameters(pipeline, execution_arn)
+        steps, parameters = _checked(definition["PipelineDefinition"], overrides)
+        role = self._sagemaker.describe_pipeline(PipelineName=pipeline)["RoleArn"]
+        return self._run_of(pipeline, execution_arn, steps, parameters, role)
+
+    def fail_unstarted(self, execution_arn: str, reason: str) -> None:
+        """Ends an adopted execution that could not start (its definition refused) Failed."""
+        pipeline = execution_arn.split(":pipeline/", 1)[1].split("/", 1)[0]
+        self._records.end_execution(pipeline, execution_arn, "Failed", reason)
+
+    def _run_of(
+        self, pipeline: str, arn: str, steps: list[Mapping[str, Any]], parameters: dict[str, Any], role: str
+    ) -> PipelineRun:
         execution_id = arn.rsplit("/", 1)[-1]
         context = ExecutionContext(
             parameters=parameters,
             execution={"PipelineExecutionId": execution_id, "PipelineExecutionArn": arn, "PipelineName": pipeline},
             # The service reads a property file (the quality gate's report) as the pipeline's role.
-            read_json=lambda uri: read_json(self._roles.client(described["RoleArn"], "s3", "SageMakerPipelines"), uri),
+            read_json=lambda uri: read_json(self._roles.client(role, "s3", "SageMakerPipelines"), uri),
         )
         return PipelineRun(
             pipeline=pipeline,
             execution_arn=arn,
-            steps=ordered,
+            steps=steps,
             context=context,
             work_dir=self._work_dir / execution_id,
-            role_arn=described["RoleArn"],
+            role_arn=role,
         )
 
     def execute(self, run: PipelineRun) -> PipelineRun:
@@ -222,7 +200,11 @@ class LocalPipelineExecutor:
         def ended(status: str, detail: str) -> None:
             outcome = StepOutcome(name, kind, status, time.perf_counter() - started, detail)
             run.outcomes.append(outcome)
+            reason = None if status == "Succeeded" else detail
+            self._records.step_ended(run.execution_arn, name, kind, status, reason, run.properties.get(name))
             self._reporter.step_ended(outcome)
+
+        self._records.step_started(run.execution_arn, name)
 
         try:
             # A condition's branches hold steps that resolve their own arguments when (and if)
@@ -257,6 +239,7 @@ class LocalPipelineExecutor:
         context = run.context
         if kind == "Training":
             job_name = _job_name(run.execution_id, name)
+            self._records.step_job(run.execution_arn, name, "TrainingJob", job_name)
             runtime = self._job_runtime(run, arguments, job_name)
             isolation = runtime.confinement(arguments.get("EnableNetworkIsolation"))
             self._reporter.step_started(name, kind, f"training job {job_name}" + _isolated(isolation), arguments)
@@ -269,6 +252,7 @@ class LocalPipelineExecutor:
             return f"{metrics}; model {properties['ModelArtifacts']['S3ModelArtifacts']}", []
         if kind == "Processing":
             job_name = _job_name(run.execution_id, name)
+            self._records.step_job(run.execution_arn, name, "ProcessingJob", job_name)
             runtime = self._job_runtime(run, arguments, job_name)
             isolation = runtime.confinement(arguments.get("NetworkConfig", {}).get("EnableNetworkIsolation"))
             self._reporter.step_started(name, kind, f"processing job {job_name}" + _isolated(isolation), arguments)
@@ -317,6 +301,15 @@ class LocalPipelineExecutor:
         self._roles.authorize(run.role_arn, "iam:PassRole", {"RoleArn": request["RoleArn"]})
 
 
+def _checked(definition_text: str, overrides: Mapping[str, str]) -> tuple[list[Mapping[str, Any]], dict[str, Any]]:
+    """The definition's steps in the order they run, and its parameters resolved; DefinitionError
+    for a step this executor cannot run or a parameter it does not declare."""
+    definition = json.loads(definition_text)
+    steps = definition.get("Steps", [])
+    check_step_types(steps)
+    return execution_order(steps), parameter_values(definition.get("Parameters", []), overrides)
+
+
 def _isolated(confinement: Confinement | None) -> str:
     return f", network isolated: {confinement.describe()}" if confinement else ""
 
@@ -343,36 +336,6 @@ def _property_files(step: Mapping[str, Any], properties: Mapping[str, Any]) -> d
             )
         files[declared["PropertyFileName"]] = join_uri(outputs[declared["OutputName"]], declared["FilePath"])
     return files
-
-
-def _all_steps(steps: Sequence[Mapping[str, Any]]) -> Iterator[Mapping[str, Any]]:
-    """Every step, and the steps of every condition's branches, depth first."""
-    for step in steps:
-        yield step
-        if step.get("Type") == "Condition":
-            arguments = step.get("Arguments", {})
-            yield from _all_steps([*arguments.get("IfSteps", []), *arguments.get("ElseSteps", [])])
-
-
-def _dependencies(step: Mapping[str, Any]) -> set[str]:
-    """The steps `step` (and any step of its branches) names in DependsOn or reads properties of."""
-    found: set[str] = set()
-    for inner in _all_steps([step]):
-        found.update(inner.get("DependsOn", []))
-    _step_references(step.get("Arguments", {}), found)
-    return found
-
-
-def _step_references(value: Any, found: set[str]) -> None:
-    if isinstance(value, dict):
-        reference = value.get("Get")
-        if isinstance(reference, str) and reference.startswith("Steps."):
-            found.add(reference.split(".")[1])
-        for item in value.values():
-            _step_references(item, found)
-    elif isinstance(value, list):
-        for item in value:
-            _step_references(item, found)
 
 
 def _job_name(execution_id: str, step: str) -> str:

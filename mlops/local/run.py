@@ -359,6 +359,18 @@ class LocalRun:
         return self._aws
 
     @property
+    def roles(self) -> RoleSessions:
+        assert self._roles is not None, "the local AWS phase runs first"
+        return self._roles
+
+    @property
+    def served(self) -> tuple[str, LocalEndpoint] | None:
+        """The model package the endpoint phase serves and its local endpoint, once it serves it."""
+        if self._model is None or self._endpoint is None or self.report.endpoint_name is None:
+            return None
+        return self._model.arn, self._endpoint
+
+    @property
     def cdk(self) -> CdkCli:
         assert self._cdk is not None, "the local AWS phase runs first"
         return self._cdk
