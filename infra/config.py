@@ -18,6 +18,8 @@ DEFAULT_PROJECT = "mlops"
 # What cdk.json's stages may not set: the stage's name is its key, the rest comes from elsewhere
 # in the context (the repository) or from the other stages (who promotes from whom).
 _DERIVED_KEYS = ("name", "github_repository", "promotion_source", "promotion_consumers")
+# What only configures training, refused on a stage that promotes from another (it trains nothing).
+TRAINING_ONLY_KEYS = ("retrain_schedule", "model_approval_status", "hyperparameters")
 
 
 class ConfigError(ValueError):
@@ -141,6 +143,20 @@ class PromotionSource(_Strict):
         return f"arn:aws:sagemaker:{self.region}:{self.account}:model-package-group/{group}"
 
 
+class PromotionConsumer(_Strict):
+    """A stage whose endpoints serve this stage's versions (its `promote_from` names this one)."""
+
+    stage: str
+    prefix: str
+    account: str
+    retrained_networks: tuple[str, ...] = Field(
+        description="the networks whose drift alarm in that stage starts this stage's training pipeline"
+    )
+
+    def drift_alarm_name(self, network: str) -> str:
+        return naming.drift_alarm_name(self.prefix, network)
+
+
 class StageConfig(_Strict):
     """Everything that differs between local, dev and prod."""
 
@@ -186,8 +202,8 @@ class StageConfig(_Strict):
         default=None, description="the stage whose approved model versions this stage's endpoints serve"
     )
     promotion_source: PromotionSource | None = Field(default=None, description="promote_from's stage, resolved")
-    promotion_consumers: tuple[str, ...] = Field(
-        default=(), description="the accounts of the stages that promote from this one"
+    promotion_consumers: tuple[PromotionConsumer, ...] = Field(
+        default=(), description="the stages that promote from this one"
     )
 
     @model_validator(mode="after")
@@ -271,6 +287,23 @@ class StageConfig(_Strict):
         capture a stage has no drift monitor."""
         return self.endpoint.serverless is None and self.endpoint.data_capture_percent > 0
 
+    @property
+    def trains(self) -> bool:
+        """Whether the stage has training pipelines and a registry: not when it promotes from
+        another, whose pipelines it retrains on drift instead (docs/cicd.md)."""
+        return self.promotion_source is None
+
+    @property
+    def retrains_on_drift(self) -> bool:
+        """Whether a drift alarm of the stage starts a training pipeline (its own, or its
+        promotion source's)."""
+        return self.captures_data and self.monitor.retrain_on_drift
+
+    @property
+    def consumer_accounts(self) -> tuple[str, ...]:
+        """The accounts of the stages that serve this one's versions, each once."""
+        return tuple(sorted({consumer.account for consumer in self.promotion_consumers}))
+
 
 def _describe(error: ValidationError, stage: str) -> str:
     problems = []
@@ -305,7 +338,7 @@ def parse_stage_config(
             project=project,
             github_repository=github_repository,
             promotion_source=_promotion_source(stages, stage, project),
-            promotion_consumers=_promotion_consumers(stages, stage),
+            promotion_consumers=_promotion_consumers(stages, stage, project),
             **raw,
         )
     except ValidationError as error:
@@ -324,6 +357,12 @@ def _promotion_source(stages: dict[str, Any], stage: str, project: str) -> Promo
     origin = stages[source]
     if origin.get("promote_from") is not None:
         raise ConfigError(f"{key}: {source} promotes from another stage itself; promote from where models are trained")
+    for name in TRAINING_ONLY_KEYS:
+        if name in raw:
+            raise ConfigError(
+                f"stages.{stage}.{name}: {stage} promotes from {source} and trains nothing (no pipelines, no "
+                f"registry); set it on {source}, where {stage}'s models are trained and approved"
+            )
     if not origin.get("account") or not raw.get("account"):
         raise ConfigError(f"{key}: both {stage} and {source} need their account (each grants the other by it)")
     if origin.get("region") != raw.get("region"):
@@ -341,17 +380,25 @@ def _promotion_source(stages: dict[str, Any], stage: str, project: str) -> Promo
     )
 
 
-def _promotion_consumers(stages: dict[str, Any], stage: str) -> tuple[str, ...]:
-    """The accounts of the stages whose endpoints serve `stage`'s versions."""
-    return tuple(
-        sorted(
-            {
-                other["account"]
-                for name, other in stages.items()
-                if isinstance(other, dict) and other.get("promote_from") == stage and other.get("account")
-            }
+def _promotion_consumers(stages: dict[str, Any], stage: str, project: str) -> tuple[PromotionConsumer, ...]:
+    """The stages whose endpoints serve `stage`'s versions, and which networks their drift
+    alarms retrain here. Each is read whole: `stage`'s resources admit what it sends."""
+    consumers = []
+    for name in sorted(stages):
+        other = stages[name]
+        if name == stage or not isinstance(other, dict) or other.get("promote_from") != stage:
+            continue
+        config = parse_stage_config(stages, name, project)
+        assert config.account is not None  # its promotion source checked that it names one
+        consumers.append(
+            PromotionConsumer(
+                stage=name,
+                prefix=config.prefix(),
+                account=config.account,
+                retrained_networks=config.networks if config.retrains_on_drift else (),
+            )
         )
-    )
+    return tuple(consumers)
 
 
 def load_stage_config(node: Any) -> StageConfig:

@@ -67,7 +67,7 @@ def shared_group_policy(scope: Construct, group_name: str, consumers: Sequence[s
 def share_artifacts(artifacts: ArtifactsBucket, key: iam.IResourceWithPolicy, config: StageConfig) -> None:
     """The source side, on its bucket and key: consumer accounts read the promoted prefixes,
     and decrypt through S3 (the bucket's objects are encrypted with the project key)."""
-    consumers = config.promotion_consumers
+    consumers = config.consumer_accounts
     if not consumers:
         return
     artifacts.bucket.add_to_resource_policy(

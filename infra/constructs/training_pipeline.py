@@ -91,7 +91,7 @@ class TrainingPipeline(Construct):
             model_package_group_name=self.group_name,
             model_package_group_description=f"Registered {spec.name} models: {spec.summary}",
             # Stages that promote from this one deploy its versions (infra/constructs/promotion.py).
-            model_package_group_policy=shared_group_policy(self, self.group_name, config.promotion_consumers),
+            model_package_group_policy=shared_group_policy(self, self.group_name, config.consumer_accounts),
         )
         # A group that still holds versions cannot be deleted: retained stages keep it, and
         # destroying a stage means deleting its model versions first (docs/infrastructure.md).
