@@ -144,17 +144,13 @@ class PromotionSource(_Strict):
 
 
 class PromotionConsumer(_Strict):
-    """A stage whose endpoints serve this stage's versions (its `promote_from` names this one)."""
+    """A stage whose endpoints serve this stage's versions (its `promote_from` names this one), and
+    the networks whose drift alarms there start this stage's training pipelines."""
 
     stage: str
     prefix: str
     account: str
-    retrained_networks: tuple[str, ...] = Field(
-        description="the networks whose drift alarm in that stage starts this stage's training pipeline"
-    )
-
-    def drift_alarm_name(self, network: str) -> str:
-        return naming.drift_alarm_name(self.prefix, network)
+    retrained_networks: tuple[str, ...]
 
 
 class StageConfig(_Strict):
@@ -202,9 +198,7 @@ class StageConfig(_Strict):
         default=None, description="the stage whose approved model versions this stage's endpoints serve"
     )
     promotion_source: PromotionSource | None = Field(default=None, description="promote_from's stage, resolved")
-    promotion_consumers: tuple[PromotionConsumer, ...] = Field(
-        default=(), description="the stages that promote from this one"
-    )
+    promotion_consumers: tuple[PromotionConsumer, ...] = Field(default=(), description="the stages promoting from it")
 
     @model_validator(mode="after")
     def _deploy_role_can_be_named(self) -> StageConfig:
@@ -289,20 +283,13 @@ class StageConfig(_Strict):
 
     @property
     def trains(self) -> bool:
-        """Whether the stage has training pipelines and a registry: not when it promotes from
-        another, whose pipelines it retrains on drift instead (docs/cicd.md)."""
+        """Whether it has training pipelines and a registry: not when it promotes from another."""
         return self.promotion_source is None
 
     @property
     def retrains_on_drift(self) -> bool:
-        """Whether a drift alarm of the stage starts a training pipeline (its own, or its
-        promotion source's)."""
+        """Whether its drift alarms start a training pipeline (its own, or its promotion source's)."""
         return self.captures_data and self.monitor.retrain_on_drift
-
-    @property
-    def consumer_accounts(self) -> tuple[str, ...]:
-        """The accounts of the stages that serve this one's versions, each once."""
-        return tuple(sorted({consumer.account for consumer in self.promotion_consumers}))
 
 
 def _describe(error: ValidationError, stage: str) -> str:
@@ -357,12 +344,11 @@ def _promotion_source(stages: dict[str, Any], stage: str, project: str) -> Promo
     origin = stages[source]
     if origin.get("promote_from") is not None:
         raise ConfigError(f"{key}: {source} promotes from another stage itself; promote from where models are trained")
-    for name in TRAINING_ONLY_KEYS:
-        if name in raw:
-            raise ConfigError(
-                f"stages.{stage}.{name}: {stage} promotes from {source} and trains nothing (no pipelines, no "
-                f"registry); set it on {source}, where {stage}'s models are trained and approved"
-            )
+    if set_here := [name for name in TRAINING_ONLY_KEYS if name in raw]:
+        raise ConfigError(
+            f"stages.{stage}.{set_here[0]}: {stage} promotes from {source} and trains nothing (no pipelines, "
+            f"no registry); set it on {source}, where {stage}'s models are trained and approved"
+        )
     if not origin.get("account") or not raw.get("account"):
         raise ConfigError(f"{key}: both {stage} and {source} need their account (each grants the other by it)")
     if origin.get("region") != raw.get("region"):
@@ -381,24 +367,22 @@ def _promotion_source(stages: dict[str, Any], stage: str, project: str) -> Promo
 
 
 def _promotion_consumers(stages: dict[str, Any], stage: str, project: str) -> tuple[PromotionConsumer, ...]:
-    """The stages whose endpoints serve `stage`'s versions, and which networks their drift
-    alarms retrain here. Each is read whole: `stage`'s resources admit what it sends."""
-    consumers = []
-    for name in sorted(stages):
-        other = stages[name]
-        if name == stage or not isinstance(other, dict) or other.get("promote_from") != stage:
-            continue
-        config = parse_stage_config(stages, name, project)
-        assert config.account is not None  # its promotion source checked that it names one
-        consumers.append(
-            PromotionConsumer(
-                stage=name,
-                prefix=config.prefix(),
-                account=config.account,
-                retrained_networks=config.networks if config.retrains_on_drift else (),
-            )
+    """The stages whose endpoints serve `stage`'s versions, each read whole (`stage` admits the
+    drift alarms they send); their accounts are checked by their own promotion source."""
+    consumers = [
+        parse_stage_config(stages, name, project)
+        for name, other in sorted(stages.items())
+        if name != stage and isinstance(other, dict) and other.get("promote_from") == stage
+    ]
+    return tuple(
+        PromotionConsumer(
+            stage=consumer.name,
+            prefix=consumer.prefix(),
+            account=consumer.account or "",
+            retrained_networks=consumer.networks if consumer.retrains_on_drift else (),
         )
-    return tuple(consumers)
+        for consumer in consumers
+    )
 
 
 def load_stage_config(node: Any) -> StageConfig:

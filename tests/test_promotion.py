@@ -18,7 +18,7 @@ from synth_support import CDK_CONTEXT, synthesized
 
 from infra import naming
 from infra.config import ConfigError, parse_stage_config
-from infra.constructs.promotion import PROMOTED_PREFIXES
+from infra.constructs.promotion import PROMOTED_PREFIXES, consumer_accounts
 
 ALLOWED, IMPLICITLY_DENIED = "Allowed", "ImplicitlyDenied"
 OVER_TLS = {"aws:SecureTransport": "true", "s3:TlsVersion": "1.3"}
@@ -91,13 +91,15 @@ class Accounts:
         )
 
 
-@pytest.fixture(scope="module")
-def accounts() -> Accounts:
+# Named apart from the fixtures they define, so that tests/test_retraining_across_accounts.py can
+# import them without a test's parameter redefining the import.
+@pytest.fixture(scope="module", name="accounts")
+def accounts_fixture() -> Accounts:
     return Accounts()
 
 
-@pytest.fixture(scope="module")
-def simulator() -> Iterator[IamSimulator]:
+@pytest.fixture(scope="module", name="simulator")
+def simulator_fixture() -> Iterator[IamSimulator]:
     with IamSimulator() as running:
         yield running
 
@@ -210,7 +212,7 @@ def test_prod_serves_dev_s_group_by_arn_and_dev_its_own_by_name() -> None:
         f"arn:aws:sagemaker:us-east-1:{stages['dev']['account']}:model-package-group/mlops-dev-cnn"
     )
     assert dev.served_model_package_group("cnn") == "mlops-dev-cnn"
-    assert dev.consumer_accounts == (stages["prod"]["account"],)
+    assert consumer_accounts(dev) == [stages["prod"]["account"]]
     assert set(PROMOTED_PREFIXES) == {"models/", "pipelines/"}
 
 

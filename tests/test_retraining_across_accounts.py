@@ -18,7 +18,7 @@ from iam_simulator import IamSimulator, Request, expect, session_arn
 from moto.events.models import EventPattern
 from policy_documents import PolicyDocument
 from synth_support import Synthesized, logical_id_of
-from test_promotion import ANOTHER_ACCOUNT, Accounts
+from test_promotion import ANOTHER_ACCOUNT, Accounts, accounts_fixture, simulator_fixture  # noqa: F401 (fixtures)
 
 from infra import naming
 from infra.constructs.principals import EVENTS_PRINCIPAL, SAGEMAKER_PRINCIPAL
@@ -32,17 +32,6 @@ pytestmark = pytest.mark.slow
 
 ALLOWED, IMPLICITLY_DENIED = "Allowed", "ImplicitlyDenied"
 ALARM_EVENT = {"events:source": "aws.cloudwatch", "events:detail-type": "CloudWatch Alarm State Change"}
-
-
-@pytest.fixture(scope="module")
-def accounts() -> Accounts:
-    return Accounts()
-
-
-@pytest.fixture(scope="module")
-def simulator() -> Iterator[IamSimulator]:
-    with IamSimulator() as running:
-        yield running
 
 
 def template_resources(synth: Synthesized) -> Iterator[tuple[str, dict[str, Any]]]:

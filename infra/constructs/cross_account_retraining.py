@@ -121,7 +121,7 @@ class DriftAlarmsFromConsumer(Construct):
         self.rules: dict[str, events.Rule] = {}
         for network in consumer.retrained_networks:
             training = pipelines[network]
-            alarm_name = consumer.drift_alarm_name(network)
+            alarm_name = naming.drift_alarm_name(consumer.prefix, network)
             rule = events.Rule(
                 self,
                 f"RetrainOnDrift-{network}",

@@ -24,7 +24,7 @@ from infra.constructs.buckets import removal_policy
 from infra.constructs.data_bucket import DataBucket, channel_prefix
 from infra.constructs.key import ProjectKey
 from infra.constructs.principals import EVENTS_PRINCIPAL, SAGEMAKER_PRINCIPAL, acting_for_this_account
-from infra.constructs.promotion import shared_group_policy
+from infra.constructs.promotion import consumer_accounts, shared_group_policy
 from infra.constructs.rule_targets import TargetAsRole
 from infra.definitions import training_pipeline as definition
 from infra.images import inference_image_uri, training_image_uri
@@ -78,7 +78,7 @@ class TrainingPipeline(Construct):
             model_package_group_name=self.group_name,
             model_package_group_description=f"Registered {spec.name} models: {spec.summary}",
             # Stages that promote from this one deploy its versions (infra/constructs/promotion.py).
-            model_package_group_policy=shared_group_policy(self, self.group_name, config.consumer_accounts),
+            model_package_group_policy=shared_group_policy(self, self.group_name, consumer_accounts(config)),
         )
         # A group that still holds versions cannot be deleted: retained stages keep it, and
         # destroying a stage means deleting its model versions first (docs/infrastructure.md).
