@@ -298,6 +298,33 @@ def test_registry_commands_refuse_bad_input_with_exit_2(
     assert code == 2 and message in err
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("train", "cnn"),
+        ("train", "cnn", "--param", "epochs=1"),
+        ("runs", "cnn"),
+        ("models", "cnn"),
+        ("approve", "cnn"),
+        ("reject", "cnn", "--version", "1"),
+    ],
+)
+def test_a_stage_that_promotes_from_another_says_it_trains_nothing_and_where_its_models_come_from(
+    aws: Local, capsys: pytest.CaptureFixture[str], args: tuple[str, ...]
+) -> None:
+    """prod has no pipeline and no registry of its own (docs/cicd.md): one line naming dev's group."""
+    dev = CDK_CONTEXT["stages"]["dev"]["account"]
+    code, out, err = run(*args, "--stage", "prod", capsys=capsys)
+    assert (code, out, err) == (
+        2,
+        "",
+        "error: stage prod trains nothing: its endpoints serve the versions approved in dev's registry "
+        f"(arn:aws:sagemaker:us-east-1:{dev}:model-package-group/mlops-dev-cnn): train, list and approve them "
+        "with --stage dev\n",
+    )
+    assert executions(aws) == []
+
+
 def test_training_cost_counts_billable_seconds_per_instance_and_the_spot_saving() -> None:
     table = {"per_instance_hour": {"ml.m7i.xlarge": 0.242}}
     job = {

@@ -31,7 +31,7 @@ SDK_ONLY = {
     ("Steps", "Register", "Arguments", "SkipModelValidation"),  # the string "None"
 }
 
-CASES = [pytest.param("prod", network, id=f"prod-{network}") for network in ("cnn", "rnn", "autoencoder", "transfer")]
+CASES = [pytest.param("dev", network, id=f"dev-{network}") for network in ("cnn", "rnn", "autoencoder", "transfer")]
 CASES += [pytest.param("local", "cnn", id="local-cnn"), pytest.param("isolated", "transfer", id="isolated-transfer")]
 
 
@@ -96,6 +96,6 @@ def test_sdk_builds_the_same_definition(sdk: Any, stage_name: str, network: str)
 
 def test_the_sdk_only_list_is_still_needed(sdk: Any) -> None:
     """Each listed SDK default still appears, so the list cannot quietly hide a real difference."""
-    theirs = flatten(json.loads(sdk.build(stage("prod"), get_network("cnn"), SAMPLE_VALUES)))
+    theirs = flatten(json.loads(sdk.build(stage("dev"), get_network("cnn"), SAMPLE_VALUES)))
     for allowed in SDK_ONLY:
         assert any(path[: len(allowed)] == allowed for path in theirs), allowed

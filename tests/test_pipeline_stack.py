@@ -28,6 +28,9 @@ from mlops.local.authorization import Where, authorized_resources
 pytestmark = pytest.mark.slow
 
 STAGES = ("local", "dev", "prod")
+# The stages with training pipelines: prod promotes from dev and trains nothing
+# (tests/test_retraining_across_accounts.py shows what it has instead).
+TRAINING_STAGES = ("local", "dev")
 PARTITION_ACCOUNT = "arn:<AWS::Partition>:sagemaker:us-east-1:{account}"
 
 
@@ -85,12 +88,17 @@ def pipelines(request: pytest.FixtureRequest) -> Pipelines:
     return Pipelines(synthesized(request.param))
 
 
-def test_one_pipeline_and_one_group_per_enabled_network(pipelines: Pipelines) -> None:
-    config = pipelines.synth.config
-    found = {r["Properties"]["PipelineName"]: r for r in resources(pipelines.json, "AWS::SageMaker::Pipeline").values()}
+@pytest.fixture(scope="module", params=TRAINING_STAGES)
+def training(request: pytest.FixtureRequest) -> Pipelines:
+    return Pipelines(synthesized(request.param))
+
+
+def test_one_pipeline_and_one_group_per_enabled_network(training: Pipelines) -> None:
+    config = training.synth.config
+    found = {r["Properties"]["PipelineName"]: r for r in resources(training.json, "AWS::SageMaker::Pipeline").values()}
     groups = {
         r["Properties"]["ModelPackageGroupName"]: r
-        for r in resources(pipelines.json, "AWS::SageMaker::ModelPackageGroup").values()
+        for r in resources(training.json, "AWS::SageMaker::ModelPackageGroup").values()
     }
     expected = {naming.pipeline_name(config.prefix(), network) for network in config.networks}
     # and a drift monitor pipeline each, where the stage's endpoints capture traffic
@@ -102,10 +110,10 @@ def test_one_pipeline_and_one_group_per_enabled_network(pipelines: Pipelines) ->
     retained = "Retain" if config.removal_policy == "retain" else "Delete"
     assert {group["DeletionPolicy"] for group in groups.values()} == {retained}
     for network in config.networks:
-        construct = pipelines.stack.pipelines[network]
-        pipeline = pipelines.pipeline(network)
-        assert pipeline["Properties"]["RoleArn"] == {"Fn::GetAtt": [pipelines.logical_id(construct.role), "Arn"]}
-        assert pipelines.logical_id(construct.model_package_group) in pipeline["DependsOn"]
+        construct = training.stack.pipelines[network]
+        pipeline = training.pipeline(network)
+        assert pipeline["Properties"]["RoleArn"] == {"Fn::GetAtt": [training.logical_id(construct.role), "Arn"]}
+        assert training.logical_id(construct.model_package_group) in pipeline["DependsOn"]
 
 
 def _processor(instance_type: str) -> str:
@@ -113,10 +121,10 @@ def _processor(instance_type: str) -> str:
     return "gpu" if instance_type.split(".")[1][0] in "gp" else "cpu"
 
 
-def test_the_definition_is_a_pipeline_with_a_value_for_every_placeholder(pipelines: Pipelines) -> None:
-    config = pipelines.synth.config
+def test_the_definition_is_a_pipeline_with_a_value_for_every_placeholder(training: Pipelines) -> None:
+    config = training.synth.config
     for network in config.networks:
-        body, values = pipelines.pipeline(network)["Properties"]["PipelineDefinition"]["PipelineDefinitionBody"][
+        body, values = training.pipeline(network)["Properties"]["PipelineDefinition"]["PipelineDefinitionBody"][
             "Fn::Sub"
         ]
         # Fn::Sub fills `${Name}` and writes `${!Name}` as a literal `${Name}`.
@@ -137,19 +145,19 @@ def test_the_definition_is_a_pipeline_with_a_value_for_every_placeholder(pipelin
             flat[definition.INFERENCE_IMAGE_URI],
         ), flat[definition.INFERENCE_IMAGE_URI]
         assert flat[definition.SOURCE_BUNDLE_URI] == (
-            f"s3://cdk-hnb659fds-assets-{account(pipelines.synth)}-us-east-1/{bundle_asset_hash()}.gz"
+            f"s3://cdk-hnb659fds-assets-{account(training.synth)}-us-east-1/{bundle_asset_hash()}.gz"
         )
         # The name SageMaker gives the one object of that URI in an input or channel.
         assert flat[definition.SOURCE_BUNDLE_FILE] == f"{bundle_asset_hash()}.gz"
-        assert flat[definition.DATA_BUCKET] == f"{config.prefix()}-data-{account(pipelines.synth)}-us-east-1"
-        assert flat[definition.ARTIFACTS_BUCKET] == f"{config.prefix()}-artifacts-{account(pipelines.synth)}-us-east-1"
+        assert flat[definition.DATA_BUCKET] == f"{config.prefix()}-data-{account(training.synth)}-us-east-1"
+        assert flat[definition.ARTIFACTS_BUCKET] == f"{config.prefix()}-artifacts-{account(training.synth)}-us-east-1"
         assert "Fn::ImportValue" in values[definition.KEY_ARN]
         assert "Fn::ImportValue" in values[definition.EXECUTION_ROLE_ARN]
 
 
-def test_train_step_uses_the_stage_spot_setting_checkpoints_kms_and_the_tf_image(pipelines: Pipelines) -> None:
-    config = pipelines.synth.config
-    body, _ = pipelines.body_and_values("cnn")
+def test_train_step_uses_the_stage_spot_setting_checkpoints_kms_and_the_tf_image(training: Pipelines) -> None:
+    config = training.synth.config
+    body, _ = training.body_and_values("cnn")
     train = body["Steps"][0]["Arguments"]
     assert train["EnableManagedSpotTraining"] is config.training.use_spot
     assert train["AlgorithmSpecification"]["TrainingImage"] == "${TrainingImageUri}"
@@ -158,11 +166,11 @@ def test_train_step_uses_the_stage_spot_setting_checkpoints_kms_and_the_tf_image
     assert train["OutputDataConfig"]["KmsKeyId"] == train["ResourceConfig"]["VolumeKmsKeyId"] == "${KeyArn}"
 
 
-def test_retraining_rule_starts_its_own_pipeline_on_the_train_spec_through_a_scoped_role(pipelines: Pipelines) -> None:
-    synth = pipelines.synth
+def test_retraining_rule_starts_its_own_pipeline_on_the_train_spec_through_a_scoped_role(training: Pipelines) -> None:
+    synth = training.synth
     for network in synth.config.networks:
-        construct = pipelines.stack.pipelines[network]
-        rule = pipelines.resource(construct.new_data_rule)["Properties"]
+        construct = training.stack.pipelines[network]
+        rule = training.resource(construct.new_data_rule)["Properties"]
         assert rule["EventPattern"]["source"] == ["aws.s3"]
         assert rule["EventPattern"]["detail-type"] == ["Object Created"]
         detail = rule["EventPattern"]["detail"]
@@ -176,7 +184,7 @@ def test_retraining_rule_starts_its_own_pipeline_on_the_train_spec_through_a_sco
         )
         (target,) = rule["Targets"]
         assert flatten_cfn_reference(target["Arn"]) == pipeline_arn
-        trigger_role = pipelines.json["Resources"][target["RoleArn"]["Fn::GetAtt"][0]]
+        trigger_role = training.json["Resources"][target["RoleArn"]["Fn::GetAtt"][0]]
         (trust,) = trigger_role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
         assert trust["Principal"] == {"Service": "events.amazonaws.com"}
         (policy,) = trigger_role["Properties"]["Policies"]
@@ -185,7 +193,7 @@ def test_retraining_rule_starts_its_own_pipeline_on_the_train_spec_through_a_sco
         ]
         schedule = construct.schedule_rule
         if synth.config.retrain_schedule:
-            properties = pipelines.resource(schedule)["Properties"]
+            properties = training.resource(schedule)["Properties"]
             assert properties["ScheduleExpression"] == synth.config.retrain_schedule
             assert properties["Targets"][0]["RoleArn"] == target["RoleArn"]
         else:
@@ -203,29 +211,29 @@ def test_nothing_reads_an_attribute_of_a_resource_moto_skips(pipelines: Pipeline
         assert f'"Fn::GetAtt": ["{logical_id}"' not in text and f'"Ref": "{logical_id}"' not in text
 
 
-def test_data_bucket_sends_object_events_to_eventbridge_without_a_custom_resource(pipelines: Pipelines) -> None:
-    storage = pipelines.synth.template_json(pipelines.synth.stacks.storage)
-    data = pipelines.synth.stacks.storage.data.bucket.node.default_child
-    bucket = storage["Resources"][pipelines.synth.stacks.storage.get_logical_id(data)]
+def test_data_bucket_sends_object_events_to_eventbridge_without_a_custom_resource(training: Pipelines) -> None:
+    storage = training.synth.template_json(training.synth.stacks.storage)
+    data = training.synth.stacks.storage.data.bucket.node.default_child
+    bucket = storage["Resources"][training.synth.stacks.storage.get_logical_id(data)]
     assert bucket["Properties"]["NotificationConfiguration"] == {
         "EventBridgeConfiguration": {"EventBridgeEnabled": True}
     }
-    for template in (storage, pipelines.json):
+    for template in (storage, training.json):
         assert not resources(template, "Custom::S3BucketNotifications")
         assert not resources(template, "AWS::Lambda::Function")
 
 
-def test_pipeline_role_is_scoped_to_named_resources(pipelines: Pipelines) -> None:
-    synth = pipelines.synth
+def test_pipeline_role_is_scoped_to_named_resources(training: Pipelines) -> None:
+    synth = training.synth
     prefix = synth.config.prefix()
     arn = PARTITION_ACCOUNT.format(account=account(synth))
     for network in synth.config.networks:
-        construct = pipelines.stack.pipelines[network]
-        role = pipelines.resource(construct.role)["Properties"]
+        construct = training.stack.pipelines[network]
+        role = training.resource(construct.role)["Properties"]
         (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
         assert trust["Principal"] == {"Service": "sagemaker.amazonaws.com"}
         assert "aws:SourceAccount" in trust["Condition"]["StringEquals"]
-        policies = pipelines.role_statements(construct.role)
+        policies = training.role_statements(construct.role)
         assert set(policies) == {
             "RunTrainingAndEvaluationJobs",
             "PassExecutionRoleToSageMaker",
@@ -259,14 +267,12 @@ def test_pipeline_role_is_scoped_to_named_resources(pipelines: Pipelines) -> Non
         assert "execution-role" in json.dumps(pass_role["Resource"])
 
 
-def test_pipeline_role_grants_job_volumes_the_key_and_describes_it_only_through_sagemaker(pipelines: Pipelines) -> None:
+def test_pipeline_role_grants_job_volumes_the_key_and_describes_it_only_through_sagemaker(training: Pipelines) -> None:
     """kms:GrantIsForAWSResource is a key of CreateGrant requests only: DescribeKey needs its own
     condition (tests/test_iam_vocabulary.py found it under the grant's, where it never held)."""
-    region = pipelines.synth.config.region
-    for network in pipelines.synth.config.networks:
-        statements = pipelines.role_statements(pipelines.stack.pipelines[network].role)[
-            "EncryptJobVolumesWithProjectKey"
-        ]
+    region = training.synth.config.region
+    for network in training.synth.config.networks:
+        statements = training.role_statements(training.stack.pipelines[network].role)["EncryptJobVolumesWithProjectKey"]
         assert {
             (statement["Action"], json.dumps(statement["Condition"], sort_keys=True)) for statement in statements
         } == {
@@ -291,10 +297,10 @@ def test_execution_role_reads_exactly_the_source_bundle_the_pipelines_use(pipeli
     )
 
 
-def test_execution_role_reads_only_its_networks_model_versions_for_the_champion_step(pipelines: Pipelines) -> None:
+def test_execution_role_reads_only_its_networks_model_versions_for_the_champion_step(training: Pipelines) -> None:
     """The Champion step lists the versions of its network's group as the execution role (a List
     call, on `*`) and describes them: on that group's versions only, one statement per network."""
-    synth = pipelines.synth
+    synth = training.synth
     arn = PARTITION_ACCOUNT.format(account=account(synth))
     role = synth.template_json(synth.stacks.execution_role)
     statements = [

@@ -11,12 +11,10 @@ from __future__ import annotations
 from pathlib import PurePosixPath
 
 import aws_cdk as cdk
-import jsii
 from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk import aws_sagemaker as sagemaker
-from aws_cdk.interfaces import aws_events as events_interfaces
 from constructs import Construct
 
 from infra import naming
@@ -26,7 +24,8 @@ from infra.constructs.buckets import removal_policy
 from infra.constructs.data_bucket import DataBucket, channel_prefix
 from infra.constructs.key import ProjectKey
 from infra.constructs.principals import EVENTS_PRINCIPAL, SAGEMAKER_PRINCIPAL, acting_for_this_account
-from infra.constructs.promotion import shared_group_policy
+from infra.constructs.promotion import consumer_accounts, shared_group_policy
+from infra.constructs.rule_targets import TargetAsRole
 from infra.definitions import training_pipeline as definition
 from infra.images import inference_image_uri, training_image_uri
 from infra.nag import acknowledge, acknowledge_wildcard_resources
@@ -50,18 +49,6 @@ def bundle_file_name(source_bundle: s3_assets.Asset) -> str:
     if cdk.Token.is_unresolved(source_bundle.s3_object_key):
         raise ValueError("the source bundle's object key is not known at synth time")
     return PurePosixPath(source_bundle.s3_object_key).name
-
-
-@jsii.implements(events.IRuleTarget)
-class _StartPipelineExecution:
-    """An EventBridge target that starts a SageMaker Pipeline with its default parameters."""
-
-    def __init__(self, pipeline_arn: str, role: iam.IRole) -> None:
-        self._pipeline_arn = pipeline_arn
-        self._role = role
-
-    def bind(self, rule: events_interfaces.IRuleRef, id: str | None = None) -> events.RuleTargetConfig:
-        return events.RuleTargetConfig(arn=self._pipeline_arn, role=self._role)
 
 
 class TrainingPipeline(Construct):
@@ -91,7 +78,7 @@ class TrainingPipeline(Construct):
             model_package_group_name=self.group_name,
             model_package_group_description=f"Registered {spec.name} models: {spec.summary}",
             # Stages that promote from this one deploy its versions (infra/constructs/promotion.py).
-            model_package_group_policy=shared_group_policy(self, self.group_name, config.promotion_consumers),
+            model_package_group_policy=shared_group_policy(self, self.group_name, consumer_accounts(config)),
         )
         # A group that still holds versions cannot be deleted: retained stages keep it, and
         # destroying a stage means deleting its model versions first (docs/infrastructure.md).
@@ -276,8 +263,10 @@ class TrainingPipeline(Construct):
                 )
             },
         )
-        target = _StartPipelineExecution(self.pipeline_arn, trigger_role)
-        self.retraining_target = target  # also the drift monitor's (infra/constructs/drift_monitor.py)
+        target = TargetAsRole(self.pipeline_arn, trigger_role)
+        # Also the drift alarms' (infra/constructs/drift_monitor.py), this stage's and those of the
+        # stages that promote from it (infra/constructs/cross_account_retraining.py).
+        self.retraining_target = target
         self.new_data_rule = events.Rule(
             self,
             "RetrainOnNewTrainingData",

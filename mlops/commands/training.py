@@ -51,10 +51,18 @@ StageOption = Annotated[
 
 
 def resolve(network: str, stage: str | None) -> tuple[StageConfig, Network]:
-    """The stage and the registry entry of `network`, or a UsageError naming the problem."""
+    """The stage and the registry entry of `network`, or a UsageError naming the problem (a stage
+    that promotes from another has no pipeline and no registry of its own)."""
     spec = known_network(network)
     config = target_stage(stage)
     enabled_network(config, spec.name)
+    source = config.promotion_source
+    if source is not None:
+        raise UsageError(
+            f"stage {config.name} trains nothing: its endpoints serve the versions approved in {source.stage}'s "
+            f"registry ({config.served_model_package_group(spec.name)}): train, list and approve them with "
+            f"--stage {source.stage}"
+        )
     return config, spec
 
 
