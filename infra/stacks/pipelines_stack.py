@@ -1,5 +1,5 @@
 """`<prefix>-pipelines`: a training pipeline, model registry group and retraining triggers per network,
-and its drift monitor (monitor pipeline, drift alarm, retraining on the alarm).
+its tuning pipelines, and its drift monitor (monitor pipeline, drift alarm, retraining on the alarm).
 
 The training code bundle is one CDK asset shared by every pipeline of the stage. Its hash is the
 hash of the bundle's contents (`source_bundle_hash`), so the template is the same on every
@@ -18,6 +18,7 @@ from infra import naming
 from infra.config import StageConfig
 from infra.constructs.drift_monitor import DriftMonitor
 from infra.constructs.training_pipeline import TrainingPipeline
+from infra.constructs.tuning_pipelines import TuningPipelines
 from infra.source_bundle import build_source_bundle, source_bundle_hash
 from infra.stacks.base import ProjectStack
 from infra.stacks.execution_role_stack import ExecutionRoleStack
@@ -52,6 +53,22 @@ class PipelinesStack(ProjectStack):
                 self,
                 f"TrainingPipeline-{network}",
                 config=config,
+                network=network,
+                source_bundle=self.source_bundle,
+                key=storage.key,
+                data=storage.data,
+                artifacts=storage.artifacts,
+                execution_role=execution_role.execution_role.role,
+            )
+            for network in config.networks
+        }
+        # Whether a run trains or tunes is which pipeline it starts (infra/definitions/tuning_pipeline.py).
+        self.tuning = {
+            network: TuningPipelines(
+                self,
+                f"TuningPipelines-{network}",
+                config=config,
+                training=self.pipelines[network],
                 network=network,
                 source_bundle=self.source_bundle,
                 key=storage.key,
