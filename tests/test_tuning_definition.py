@@ -13,7 +13,6 @@ import re
 from typing import Any
 
 import pytest
-from sagemaker_tensorflow_container.training import _model_dir_with_training_job
 from test_pipeline_definition import (
     CDK_CONTEXT,
     EXECUTION_VARIABLES,
@@ -36,7 +35,6 @@ from infra.definitions.tuning_pipeline import (
     tuning_parameters,
     tuning_pipeline_definition,
 )
-from infra.definitions.tuning_step import CONTAINER_MODEL_DIR, MODEL_DIR_HYPERPARAMETER
 from training.networks import NETWORKS, get_network
 
 TUNING_SHAPES = ("DescribeHyperParameterTuningJobResponse", "ListTrainingJobsForHyperParameterTuningJobResponse")
@@ -207,14 +205,6 @@ def test_the_evaluate_step_is_the_training_pipeline_s_but_for_the_model() -> Non
     assert json.dumps(tuned).replace(model, '{"Get": "Steps.Train.ModelArtifacts.S3ModelArtifacts"}') == json.dumps(
         trained
     )
-
-
-def test_trials_keep_their_model_where_sagemaker_uploads_it() -> None:
-    """SageMaker's TensorFlow toolkit gives a trial of a tuning job `--model_dir`; without one of
-    ours under /opt/ml it is a relative `None/<job>/model` that SageMaker never uploads."""
-    assert _model_dir_with_training_job(None, "tune-001-abc") == "None/tune-001-abc/model"
-    static = steps(stage("local"), "cnn")["Tune"]["Arguments"]["TrainingJobDefinition"]["StaticHyperParameters"]
-    assert _model_dir_with_training_job(static[MODEL_DIR_HYPERPARAMETER], "tune-001-abc") == CONTAINER_MODEL_DIR
 
 
 def test_strategy_early_stopping_and_limits_come_from_the_stage() -> None:

@@ -59,7 +59,7 @@ def _build(config: StageConfig, network: Network, values: dict[str, str], warm_s
     max_jobs = ParameterInteger("MaxTrainingJobs", default_value=config.tuning.max_training_jobs)
     max_parallel = ParameterInteger("MaxParallelTrainingJobs", default_value=config.tuning.max_parallel_training_jobs)
     parent = ParameterString("WarmStartTuningJob")
-    trainer = model_trainer(context, tuning=True, leave_out=set(tuned), model_dir="/opt/ml/model")
+    trainer = model_trainer(context, tuning=True, leave_out=set(tuned))
     hyperband = config.tuning.strategy == "Hyperband"
     tuner = HyperparameterTuner(
         trainer,

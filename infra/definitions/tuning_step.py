@@ -31,14 +31,6 @@ from infra.definitions.train_step import algorithm, fixed_hyperparameters, job_s
 from training.networks import EPOCHS, Network
 
 TUNE_STEP = "Tune"
-# SageMaker's TensorFlow toolkit gives every trial of a tuning job (it knows one by the
-# `_tuning_objective_metric` hyperparameter SageMaker adds) a `--model_dir`: the one given, if it
-# is under /opt/ml, else `<model_dir>/<job name>/model`, and with none given that is
-# `None/<job name>/model`, a relative folder SageMaker never uploads (sagemaker_tensorflow_container
-# training.py, `main` and `_model_dir_with_training_job`). Naming SM_MODEL_DIR keeps the model where
-# SageMaker takes it from.
-MODEL_DIR_HYPERPARAMETER = "model_dir"
-CONTAINER_MODEL_DIR = "/opt/ml/model"
 
 
 def tuning_step(
@@ -84,7 +76,6 @@ def tuning_step(
             "StaticHyperParameters": {
                 "sagemaker_program": network.entry_point,
                 **fixed_hyperparameters(config),
-                MODEL_DIR_HYPERPARAMETER: CONTAINER_MODEL_DIR,
                 # A tuned knob is never also static: SageMaker refuses the job.
                 **knob_values(parameters, leave_out=tuned_names),
             },

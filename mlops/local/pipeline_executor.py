@@ -6,6 +6,7 @@ execution record, and runs the steps in dependency order, resolving parameters a
 properties (`mlops.local.pipeline_references`) just before each step starts.
 
     Training, Processing   real jobs on this machine (`mlops.local.pipeline_jobs`)
+    Tuning                 a tuning job whose trials are real training jobs (`mlops.local.tuning_job`)
     Condition              its conditions, then the steps of the branch they choose
     RegisterModel          CreateModelPackage in moto's model registry, with the step's arguments
     Fail                   ends the execution Failed with the step's ErrorMessage
@@ -23,9 +24,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import secrets
-import string
 import time
 from collections.abc import Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass, field
@@ -39,15 +37,15 @@ from mlops.local.iam import AccessDenied, RoleSessions
 from mlops.local.isolation import Confinement
 from mlops.local.moto import LocalAws
 from mlops.local.moto_records import MotoRecords
-from mlops.local.pipeline_jobs import JobFailed, JobRuntime, run_processing_step, run_training_step
+from mlops.local.pipeline_jobs import JobFailed, JobRuntime, new_job_name, run_processing_step, run_training_step
 from mlops.local.pipeline_references import DefinitionError, ExecutionContext, parameter_values
 from mlops.local.s3 import join_uri, read_json
+from mlops.local.tuning_job import TUNING_JOB_NAME_LENGTH, TrialRun, run_tuning_step, tuning_summary
 
-SUPPORTED_STEP_TYPES = ("Training", "Processing", "Condition", "RegisterModel", "Fail")
+SUPPORTED_STEP_TYPES = ("Training", "Tuning", "Processing", "Condition", "RegisterModel", "Fail")
 # TensorFlow's C++ start-up notices (oneDNN, CPU instructions, MLIR) are INFO: the jobs run here
 # without them; its warnings and errors stay. A level set in this shell is kept.
 TENSORFLOW_LOG_LEVEL = "TF_CPP_MIN_LOG_LEVEL"
-_JOB_NAME_SUFFIX = string.ascii_letters + string.digits
 
 
 class StepReporter(Protocol):
@@ -57,6 +55,9 @@ class StepReporter(Protocol):
         """`request`: the step's arguments, resolved (a job's Create* request)."""
 
     def step_log(self, step: str, line: str) -> None: ...
+
+    def trial_update(self, step: str, trial: TrialRun) -> None:
+        """A Tuning step's trial started, reported an epoch, or ended."""
 
     def step_ended(self, outcome: StepOutcome) -> None: ...
 
@@ -256,7 +257,7 @@ class LocalPipelineExecutor:
         name, kind = step["Name"], step["Type"]
         context = run.context
         if kind == "Training":
-            job_name = _job_name(run.execution_id, name)
+            job_name = new_job_name(run.execution_id, name)
             runtime = self._job_runtime(run, arguments, job_name)
             isolation = runtime.confinement(arguments.get("EnableNetworkIsolation"))
             self._reporter.step_started(name, kind, f"training job {job_name}" + _isolated(isolation), arguments)
@@ -267,8 +268,18 @@ class LocalPipelineExecutor:
                 f"{metric['MetricName']}={metric['Value']:.4g}" for metric in properties.get("FinalMetricDataList", [])
             )
             return f"{metrics}; model {properties['ModelArtifacts']['S3ModelArtifacts']}", []
+        if kind == "Tuning":
+            job_name = new_job_name(run.execution_id, name, limit=TUNING_JOB_NAME_LENGTH)
+            runtime = self._job_runtime(run, arguments["TrainingJobDefinition"], job_name)
+            self._reporter.step_started(name, kind, f"tuning job {job_name}", arguments)
+            self._authorize_job(run, "hyper-parameter-tuning-job", job_name, arguments["TrainingJobDefinition"])
+            properties = run_tuning_step(
+                name, job_name, arguments, runtime, lambda trial: self._reporter.trial_update(name, trial)
+            )
+            context.steps[name] = properties
+            return tuning_summary(properties), []
         if kind == "Processing":
-            job_name = _job_name(run.execution_id, name)
+            job_name = new_job_name(run.execution_id, name)
             runtime = self._job_runtime(run, arguments, job_name)
             isolation = runtime.confinement(arguments.get("NetworkConfig", {}).get("EnableNetworkIsolation"))
             self._reporter.step_started(name, kind, f"processing job {job_name}" + _isolated(isolation), arguments)
@@ -316,7 +327,7 @@ class LocalPipelineExecutor:
 
     def _authorize_job(self, run: PipelineRun, kind: str, job_name: str, request: Mapping[str, Any]) -> None:
         """CreateTrainingJob / CreateProcessingJob, and passing the job its role, as the pipeline's role."""
-        action = "sagemaker:Create" + kind.replace("-job", "").title() + "Job"
+        action = "sagemaker:Create" + kind.replace("-job", "").title().replace("-", "") + "Job"
         self._roles.authorize(run.role_arn, action, self._sagemaker_arn(kind, job_name))
         self._roles.authorize(run.role_arn, "iam:PassRole", request["RoleArn"])
 
@@ -380,11 +391,3 @@ def _step_references(value: Any, found: set[str]) -> None:
     elif isinstance(value, list):
         for item in value:
             _step_references(item, found)
-
-
-def _job_name(execution_id: str, step: str) -> str:
-    """`pipelines-<execution id>-<step>-<random>`, as SageMaker Pipelines names its jobs
-    (and as the pipeline role's IAM policy expects), within the 63 characters a name may have."""
-    suffix = "".join(secrets.choice(_JOB_NAME_SUFFIX) for _ in range(10))
-    step_part = re.sub(r"[^A-Za-z0-9]+", "-", step).strip("-")[: 63 - len(execution_id) - 22]
-    return f"pipelines-{execution_id}-{step_part}-{suffix}"
