@@ -16,6 +16,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from infra.definitions.tuning_pipeline import tuning_parameters
 from mlops.commands import NETWORK_HELP, known_network
 from mlops.errors import UsageError
 from mlops.failures import keep_logs_in
@@ -74,6 +75,13 @@ def local(
             help="then held-out and shifted traffic, the drift monitor on each, its alarm and the retraining it starts",
         ),
     ] = False,
+    tune: Annotated[
+        bool,
+        typer.Option(
+            "--tune",
+            help="run the network's tuning pipeline instead: trials of the stage's ranges, the best through the gate",
+        ),
+    ] = False,
     drift_shift: Annotated[
         str | None,
         typer.Option(
@@ -87,7 +95,9 @@ def local(
     spec = known_network(network)
     config = stage_config(LOCAL_STAGE)
     enabled_network(config, spec.name)
-    overrides = parse_parameters(config, spec.name, param or [])
+    overrides = parse_parameters(
+        config, spec.name, param or [], tuning_parameters(config, spec.name, warm_start=False) if tune else None
+    )
     if limit is not None and limit < 1:
         raise UsageError(f"--limit must be at least 1, got {limit}")
     if port is not None:
@@ -113,6 +123,7 @@ def local(
         view=view,
         enforce_iam=iam,
         drift_shift=(drift_shift or shifts[0]) if drift else None,
+        tune=tune,
     )
     try:
         with view, run:

@@ -239,6 +239,22 @@ class LiveProgress:
         return Group(*rows)
 
 
+class TrialRecorder:
+    """A view (`progress_view`'s) that also keeps the last state of each trial of a Tuning step,
+    for the report."""
+
+    def __init__(self, view: PlainProgress | LiveProgress) -> None:
+        self.view = view
+        self.trials: dict[str, TrialRun] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.view, name)
+
+    def trial_update(self, step: str, trial: TrialRun) -> None:
+        self.trials[trial.name] = trial
+        self.view.trial_update(step, trial)
+
+
 def _step_row(step: _RunningStep, now: float) -> Table:
     row: list[RenderableType] = [step.spinner, Text(f"{step.name} ({step.step_type})")]
     if step.trials:
