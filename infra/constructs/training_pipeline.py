@@ -103,7 +103,14 @@ class TrainingPipeline(Construct):
             description=f"Assumed by SageMaker Pipelines to run {self.pipeline_name}",
             assumed_by=acting_for_this_account(SAGEMAKER_PRINCIPAL, self),
             inline_policies={
-                "RunTrainingAndEvaluationJobs": self._run_jobs_policy(stack),
+                "RunTrainingAndEvaluationJobs": run_jobs_policy(
+                    stack,
+                    self.group_name,
+                    {
+                        job_arn(stack, "training-job"): job_actions("TrainingJob"),
+                        job_arn(stack, "processing-job"): job_actions("ProcessingJob"),
+                    },
+                ),
                 **gate_policies(config, self.group_name, spec.name, key, artifacts, execution_role),
             },
         )
@@ -157,34 +164,6 @@ class TrainingPipeline(Construct):
     def _job_arns(self, stack: cdk.Stack) -> list[str]:
         return [job_arn(stack, kind) for kind in ("training-job", "processing-job")]
 
-    def _run_jobs_policy(self, stack: cdk.Stack) -> iam.PolicyDocument:
-        training_job, processing_job = self._job_arns(stack)
-        return iam.PolicyDocument(
-            statements=[
-                iam.PolicyStatement(
-                    actions=[
-                        "sagemaker:CreateTrainingJob",
-                        "sagemaker:DescribeTrainingJob",
-                        "sagemaker:StopTrainingJob",
-                    ],
-                    resources=[training_job],
-                ),
-                iam.PolicyStatement(
-                    actions=[
-                        "sagemaker:CreateProcessingJob",
-                        "sagemaker:DescribeProcessingJob",
-                        "sagemaker:StopProcessingJob",
-                    ],
-                    resources=[processing_job],
-                ),
-                # The pipeline tags what it creates with its own execution ARN.
-                iam.PolicyStatement(
-                    actions=["sagemaker:AddTags"],
-                    resources=[training_job, processing_job, *model_version_arns(stack, self.group_name)],
-                ),
-            ]
-        )
-
     def _add_retraining_triggers(self, config: StageConfig, data: DataBucket, network: str) -> None:
         trigger_role = iam.Role(
             self,
@@ -224,6 +203,24 @@ class TrainingPipeline(Construct):
                 targets=[target],
             )
             self.schedule_rule.node.add_dependency(self.pipeline)
+
+
+def job_actions(job: str) -> list[str]:
+    """Starting, describing and stopping a `job` (`TrainingJob`, `ProcessingJob`, ...)."""
+    return [f"sagemaker:{verb}{job}" for verb in ("Create", "Describe", "Stop")]
+
+
+def run_jobs_policy(stack: cdk.Stack, group_name: str, jobs: dict[str, list[str]]) -> iam.PolicyDocument:
+    """The `jobs` a pipeline starts ({ARN: actions}), and tagging them and the versions it registers."""
+    return iam.PolicyDocument(
+        statements=[
+            *(iam.PolicyStatement(actions=actions, resources=[arn]) for arn, actions in jobs.items()),
+            # The pipeline tags what it creates with its own execution ARN.
+            iam.PolicyStatement(
+                actions=["sagemaker:AddTags"], resources=[*jobs, *model_version_arns(stack, group_name)]
+            ),
+        ]
+    )
 
 
 def definition_values(

@@ -25,9 +25,11 @@ from infra.constructs.training_pipeline import (
     TrainingPipeline,
     definition_values,
     gate_policies,
+    job_actions,
     job_arn,
     model_version_arns,
     reports_prefix,
+    run_jobs_policy,
 )
 from infra.definitions.tuning_pipeline import tuning_definition_body, tuning_pipeline_names
 from infra.nag import acknowledge_wildcard_resources
@@ -66,37 +68,18 @@ class TuningPipelines(Construct):
             description=f"Assumed by SageMaker Pipelines to run {', '.join(self.pipeline_names.values())}",
             assumed_by=acting_for_this_account(SAGEMAKER_PRINCIPAL, self),
             inline_policies={
-                "RunTuningAndEvaluationJobs": iam.PolicyDocument(
-                    statements=[
-                        # Describe and ListTrainingJobsFor...: the Tune step's properties, which the
-                        # pipeline service reads as this role.
-                        iam.PolicyStatement(
-                            actions=[
-                                "sagemaker:CreateHyperParameterTuningJob",
-                                "sagemaker:DescribeHyperParameterTuningJob",
-                                "sagemaker:ListTrainingJobsForHyperParameterTuningJob",
-                                "sagemaker:StopHyperParameterTuningJob",
-                            ],
-                            resources=[self.tuning_job_arn],
-                        ),
-                        iam.PolicyStatement(
-                            actions=[
-                                "sagemaker:CreateProcessingJob",
-                                "sagemaker:DescribeProcessingJob",
-                                "sagemaker:StopProcessingJob",
-                            ],
-                            resources=[processing_job],
-                        ),
-                        # The pipeline tags what it creates with its own execution ARN.
-                        iam.PolicyStatement(
-                            actions=["sagemaker:AddTags"],
-                            resources=[
-                                self.tuning_job_arn,
-                                processing_job,
-                                *model_version_arns(stack, training.group_name),
-                            ],
-                        ),
-                    ]
+                # Describe and ListTrainingJobsFor...: the Tune step's properties, which the pipeline
+                # service reads as this role.
+                "RunTuningAndEvaluationJobs": run_jobs_policy(
+                    stack,
+                    training.group_name,
+                    {
+                        self.tuning_job_arn: [
+                            *job_actions("HyperParameterTuningJob"),
+                            "sagemaker:ListTrainingJobsForHyperParameterTuningJob",
+                        ],
+                        processing_job: job_actions("ProcessingJob"),
+                    },
                 ),
                 **gate_policies(config, training.group_name, network, key, artifacts, execution_role),
             },

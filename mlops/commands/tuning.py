@@ -25,7 +25,15 @@ from infra.definitions.tuning_pipeline import tuning_parameters
 from infra.definitions.tuning_step import tuning_step
 from mlops.aws import ShellAws
 from mlops.commands import NetworkArgument
-from mlops.commands.training import DEFAULT_POLL_SECONDS, StageOption, console, follow, resolve
+from mlops.commands.training import (
+    DEFAULT_POLL_SECONDS,
+    PollSecondsOption,
+    StageOption,
+    WaitOption,
+    console,
+    follow,
+    resolve,
+)
 from mlops.errors import RunFailed, UsageError
 from mlops.local.tuning_search import warm_start_problem
 from mlops.param_option import parse_parameters
@@ -51,11 +59,9 @@ def tune(
         str | None,
         typer.Option(help="search from this finished tuning job's trials (its hyperparameter names must match)"),
     ] = None,
-    wait: Annotated[bool, typer.Option(help="follow the run step by step until it ends")] = False,
+    wait: WaitOption = False,
     stage: StageOption = None,
-    poll_seconds: Annotated[
-        float, typer.Option(help="seconds between status checks with --wait", min=0.0)
-    ] = DEFAULT_POLL_SECONDS,
+    poll_seconds: PollSecondsOption = DEFAULT_POLL_SECONDS,
 ) -> None:
     """Start NETWORK's tuning pipeline: a tuning job, then its best trial through the quality gate."""
     config, spec = resolve(network, stage)
