@@ -97,7 +97,7 @@ class PlainProgress:
         if trial.status == "InProgress" and trial.epochs == 0:
             self._print(Text(f"    {step} trial {trial.number} started: {tuned_text(trial)}"))
         elif trial.status != "InProgress":
-            self._print(Text(f"  {trial_end_line(step, trial).plain.strip()}"))
+            self._print(trial_end_line(step, trial))
 
     def step_ended(self, outcome: StepOutcome) -> None:
         self._print(step_end_line(outcome))
