@@ -22,6 +22,8 @@ COMMANDS = [
     "models",
     "approve",
     "reject",
+    "tune",
+    "trials",
     "monitor",
     "data",
 ]
@@ -33,6 +35,8 @@ TAKE_A_NETWORK = [
     ("train",),
     ("runs",),
     ("models",),
+    ("tune",),
+    ("trials",),
     ("approve",),
     ("reject",),
     ("monitor",),
