@@ -51,7 +51,7 @@ def test_plain_lines_say_when_a_trial_starts_and_how_it_ended() -> None:
 
 def test_the_report_tables_and_plots_the_trials_best_starred(tmp_path: Path) -> None:
     rows = trial_rows(TRIALS, best="tune-003-abcd")
-    plots = plot_trials(rows, "val_accuracy", maximize=True, folder=tmp_path / "plots")
+    plots = plot_trials(rows, "val_accuracy", maximize=True, folder=tmp_path / "plots", logarithmic=["learning_rate"])
     assert [plot.name for plot in plots] == ["objective_per_trial.png", "objective_by_knob.png"]
     per_knob = Image.open(plots[1])
     assert per_knob.width > Image.open(plots[0]).width, "a panel per tuned knob"

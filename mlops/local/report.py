@@ -111,6 +111,12 @@ class RunReport:
             "metric": objective["MetricName"],
             "maximize": objective["Type"] == "Maximize",
             "best_trial": best,
+            "logarithmic": sorted(
+                item["Name"]
+                for kind in config.get("ParameterRanges", {}).values()
+                for item in kind
+                if item.get("ScalingType") == "Logarithmic"
+            ),
             "trials": trial_rows(trials, best),
         }
 
@@ -170,6 +176,7 @@ class ReportFolder:
                 report.tuning["metric"],
                 maximize=report.tuning["maximize"],
                 folder=self.path / "plots" / "tuning",
+                logarithmic=report.tuning["logarithmic"],
             )
             self._write_json("trials.json", report.tuning)
         self._write_json(

@@ -18,6 +18,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from matplotlib import ticker
 
 _COLOURS = {"Completed": "tab:blue", "Stopped": "tab:orange", "Failed": "tab:red"}
 
@@ -40,8 +41,11 @@ def trial_rows(trials: Iterable[Any], best: str | None) -> list[dict[str, Any]]:
     ]
 
 
-def plot_trials(rows: list[dict[str, Any]], metric: str, *, maximize: bool, folder: Path) -> list[Path]:
-    """objective_per_trial.png, and objective_by_knob.png with a panel per tuned knob."""
+def plot_trials(
+    rows: list[dict[str, Any]], metric: str, *, maximize: bool, folder: Path, logarithmic: Iterable[str] = ()
+) -> list[Path]:
+    """objective_per_trial.png, and objective_by_knob.png with a panel per tuned knob (on a log axis
+    for those searched on a logarithmic scale)."""
     scored = [row for row in rows if row["objective"] is not None]
     if not scored:
         return []
@@ -66,14 +70,15 @@ def plot_trials(rows: list[dict[str, Any]], metric: str, *, maximize: bool, fold
         values = [_number(row["hyperparameters"][knob]) for row in scored]
         if all(isinstance(value, float) for value in values):
             _scatter(axis, values, scored)
-            positive = [value for value in values if value > 0]
-            if len(positive) == len(values) and max(positive) / min(positive) > 20:
+            if knob in set(logarithmic):
                 axis.set_xscale("log")
+                axis.xaxis.set_minor_formatter(ticker.NullFormatter())
         else:
             labels = sorted({str(value) for value in values})
             _scatter(axis, [labels.index(str(value)) for value in values], scored)
             axis.set_xticks(range(len(labels)), labels)
         axis.set(xlabel=knob, ylabel=metric)
+    axes[0][0].legend(fontsize="small")
     figure.suptitle(f"{metric} against each tuned knob (stopped trials: the value they stopped at)")
     return [per_trial, _save(figure, folder / "objective_by_knob.png")]
 
