@@ -36,12 +36,13 @@ ENTRY_POINT = textwrap.dedent(
     parser.add_argument("--learning_rate", type=float)
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--model_dir")
+    parser.add_argument("--pause", type=float, default=0.5)
     arguments, _ = parser.parse_known_args()
     # As the project's entry points (training/job.py): SageMaker uploads SM_MODEL_DIR only.
     model_dir = os.environ["SM_MODEL_DIR"]
     ceiling = 1 - abs(math.log10(arguments.learning_rate / {BEST_RATE})) / 3
     for epoch in range(1, arguments.epochs + 1):
-        time.sleep(0.5)
+        time.sleep(arguments.pause)
         value = ceiling * epoch / arguments.epochs
         print(f"[metrics] epoch={{epoch}} train_loss=0.5 val_accuracy={{value:.6f}}", flush=True)
     with open(os.path.join(model_dir, "trial.json"), "w") as handle:
@@ -199,12 +200,14 @@ def test_early_stopping_stops_a_worse_trial_early_and_records_it_stopped_not_fai
 
 @pytest.mark.slow
 def test_hyperband_stops_trials_at_its_rungs(aws: LocalAws, tmp_path: Path) -> None:
+    """Seeded, the fourth trial is pruned at its third epoch: slow epochs leave the stop time to act."""
     hyperband = request(
         trials=4,
         parallel=1,
         epochs=4,
         strategy="Hyperband",
         config={"StrategyConfig": {"HyperbandStrategyConfig": {"MinResource": 1}}},
+        static={"pause": "1"},
     )
     _, trials = tune(aws, tmp_path, "hyperband", hyperband)
     assert {trial.status for trial in trials} <= {"Completed", "Stopped"}

@@ -109,7 +109,7 @@ class Search:
             # From the first trial that finished, at every epoch: SageMaker's rule has no warm-up.
             pruner = optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0)
         study = optuna.create_study(
-            direction="maximize" if self.maximize else "minimize", sampler=sampler, pruner=pruner
+            study_name=name, direction="maximize" if self.maximize else "minimize", sampler=sampler, pruner=pruner
         )
         for hyperparameters, value in parents:
             params = self._params(hyperparameters)
