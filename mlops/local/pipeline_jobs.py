@@ -225,7 +225,9 @@ def run_processing_step(step: str, job_name: str, request: Mapping[str, Any], ru
             command, environment = confinement.confine(command, environment, home=step_dir / "home")
         environment.update(request.get("Environment", {}))
         with _LogFile(step_dir, step, runtime.on_line) as log:
-            exit_code = _wait(processes.start(command, env=environment, cwd=step_dir, on_line=log.write), request)
+            job = processes.start(command, env=environment, cwd=step_dir, on_line=log.write)
+            _wait(job, request)
+            exit_code = job.wait()
         if exit_code != 0:
             raise JobFailed(_exit_reason(exit_code, log.text()), _log_hint(log.text(), log.path))
         for item in outputs.get("Outputs", []):
