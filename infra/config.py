@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
 
 from infra import naming
+from infra.tuning_config import TuningConfig
 from training.networks import NETWORKS, HyperparameterValue
 
 DEFAULT_PROJECT = "mlops"
@@ -183,6 +184,7 @@ class StageConfig(_Strict):
     vpc: VpcConfig | None = None
     endpoint: EndpointConfig = EndpointConfig()
     monitor: MonitorConfig = MonitorConfig()
+    tuning: TuningConfig = TuningConfig()
     hyperparameters: dict[str, dict[str, HyperparameterValue]] = Field(
         default_factory=dict, description="per-network overrides of registry defaults"
     )

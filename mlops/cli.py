@@ -20,6 +20,7 @@ from mlops.commands import (
     registry,
     teardown,
     training,
+    tuning,
 )
 from mlops.errors import EXPECTED, RunFailed, UsageError
 from mlops.failures import DEBUG_ENV, environment_failure, log_folders, one_line, write_log
@@ -80,6 +81,7 @@ app.add_typer(environment.app)
 app.add_typer(endpoints.app)
 app.add_typer(deployment.app)
 app.add_typer(training.app)
+app.add_typer(tuning.app)
 app.add_typer(registry.app)
 app.add_typer(executions.app)
 app.add_typer(teardown.app)

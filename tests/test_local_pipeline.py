@@ -304,7 +304,7 @@ def test_a_step_type_it_cannot_run_is_refused_naming_step_and_type(steps: list[d
     with pytest.raises(
         DefinitionError,
         match="step 'Notify' has type 'Lambda', which the local executor does not "
-        "run \\(it runs Training, Processing, Condition, RegisterModel, Fail\\)",
+        "run \\(it runs Training, Tuning, Processing, Condition, RegisterModel, Fail\\)",
     ):
         check_step_types(steps)
     check_step_types(cnn_definition()["Steps"])

@@ -34,7 +34,7 @@ STEP_SHAPES = {
     "RegisterModel": ("CreateModelPackageInput", "DescribeModelPackageOutput"),
 }
 # Required by the API but filled in by the pipeline service for every run.
-FILLED_BY_PIPELINES = {"TrainingJobName", "ProcessingJobName"}
+FILLED_BY_PIPELINES = {"TrainingJobName", "ProcessingJobName", "HyperParameterTuningJobName"}
 EXECUTION_VARIABLES = {
     "PipelineExecutionId",
     "PipelineExecutionArn",
@@ -115,7 +115,9 @@ def resolve_property(shape: Any, path: str) -> Any:
             f"{shape.name} has no member {match['name']}"
         )
         shape = shape.members[match["name"]]
-        if match["key"] is not None or match["index"] is not None:
+        if match["key"] is not None and shape.type_name == "map":
+            shape = shape.value
+        elif match["key"] is not None or match["index"] is not None:
             assert shape.type_name == "list", f"{match['name']} is not a list"
             shape = shape.member
     return shape

@@ -1,5 +1,5 @@
 """`<prefix>-pipelines`: a training pipeline, model registry group and retraining triggers per network,
-and its drift monitor (monitor pipeline, drift alarm, retraining on the alarm).
+its tuning pipelines, and its drift monitor (monitor pipeline, drift alarm, retraining on the alarm).
 
 A stage that promotes from another (prod) trains nothing: it has the drift monitors only, whose
 alarms start the training pipelines of its source stage (dev), whose stack admits them
@@ -23,6 +23,7 @@ from infra.config import StageConfig
 from infra.constructs.cross_account_retraining import DriftAlarmsFromConsumer, DriftAlarmsToSource
 from infra.constructs.drift_monitor import DriftMonitor, Retraining
 from infra.constructs.training_pipeline import TrainingPipeline
+from infra.constructs.tuning_pipelines import TuningPipelines
 from infra.source_bundle import build_source_bundle, source_bundle_hash
 from infra.stacks.base import ProjectStack
 from infra.stacks.execution_role_stack import ExecutionRoleStack
@@ -70,6 +71,22 @@ class PipelinesStack(ProjectStack):
             )
             for network in config.networks
             if config.trains
+        }
+        # Whether a run trains or tunes is which pipeline it starts (infra/definitions/tuning_pipeline.py).
+        self.tuning = {
+            network: TuningPipelines(
+                self,
+                f"TuningPipelines-{network}",
+                config=config,
+                training=self.pipelines[network],
+                network=network,
+                source_bundle=self.source_bundle,
+                key=storage.key,
+                data=storage.data,
+                artifacts=storage.artifacts,
+                execution_role=execution_role.execution_role.role,
+            )
+            for network in config.networks
         }
         for network, pipeline in self.pipelines.items():
             cdk.CfnOutput(self, f"PipelineName{network.capitalize()}", value=pipeline.pipeline_name)

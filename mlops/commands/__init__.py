@@ -42,13 +42,22 @@ IamOption = Annotated[bool, typer.Option(help="enforce the deployed IAM policies
 
 
 def checked_run_options(
-    config: StageConfig, network: str, param: list[str] | None, limit: int | None, port: int | None
+    config: StageConfig,
+    network: str,
+    param: list[str] | None,
+    limit: int | None,
+    port: int | None,
+    *,
+    tune: bool = False,
 ) -> dict[str, Any]:
-    """A local run's options checked before anything starts: its parameter overrides, or a UsageError."""
+    """A local run's options checked before anything starts: its parameter overrides (of the tuning
+    pipeline with `tune`), or a UsageError."""
+    from infra.definitions.tuning_pipeline import tuning_parameters
     from mlops.local.moto import check_port
     from mlops.param_option import parse_parameters
 
-    overrides = parse_parameters(config, network, param or [])
+    parameters = tuning_parameters(config, network, warm_start=False) if tune else None
+    overrides = parse_parameters(config, network, param or [], parameters)
     if limit is not None and limit < 1:
         raise UsageError(f"--limit must be at least 1, got {limit}")
     if port is not None:

@@ -69,6 +69,13 @@ def local(
             help="then held-out and shifted traffic, the drift monitor on each, its alarm and the retraining it starts",
         ),
     ] = False,
+    tune: Annotated[
+        bool,
+        typer.Option(
+            "--tune",
+            help="run the network's tuning pipeline instead: trials of the stage's ranges, the best through the gate",
+        ),
+    ] = False,
     drift_shift: Annotated[
         str | None,
         typer.Option(
@@ -84,7 +91,7 @@ def local(
     spec = known_network(network)
     config = stage_config(LOCAL_STAGE)
     enabled_network(config, spec.name)
-    overrides = checked_run_options(config, spec.name, param, limit, port)
+    overrides = checked_run_options(config, spec.name, param, limit, port, tune=tune)
     shifts = list(spec.task.drift_shifts())
     if drift_shift is not None and drift_shift not in shifts:
         raise UsageError(f"--drift-shift {drift_shift!r}: the {spec.task.name} task's shifts are {', '.join(shifts)}")
@@ -106,6 +113,7 @@ def local(
         view=view,
         enforce_iam=iam,
         drift_shift=(drift_shift or shifts[0]) if drift else None,
+        tune=tune,
     )
     try:
         with view, run:

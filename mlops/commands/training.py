@@ -48,6 +48,8 @@ console = Console()
 StageOption = Annotated[
     str | None, typer.Option(help="stage in cdk.json (default: its `stage` context)", show_default=False)
 ]
+WaitOption = Annotated[bool, typer.Option(help="follow the run step by step until it ends")]
+PollSecondsOption = Annotated[float, typer.Option(help="seconds between status checks with --wait", min=0.0)]
 
 
 def resolve(network: str, stage: str | None) -> tuple[StageConfig, Network]:
@@ -96,11 +98,9 @@ def train(
             show_default=False,
         ),
     ] = None,
-    wait: Annotated[bool, typer.Option(help="follow the run step by step until it ends")] = False,
+    wait: WaitOption = False,
     stage: StageOption = None,
-    poll_seconds: Annotated[
-        float, typer.Option(help="seconds between status checks with --wait", min=0.0)
-    ] = DEFAULT_POLL_SECONDS,
+    poll_seconds: PollSecondsOption = DEFAULT_POLL_SECONDS,
 ) -> None:
     """Start NETWORK's training pipeline (train, evaluate, quality gate, register)."""
     config, spec = resolve(network, stage)

@@ -6,6 +6,7 @@ execution record, and runs the steps in dependency order, resolving parameters a
 properties (`mlops.local.pipeline_references`) just before each step starts.
 
     Training, Processing   real jobs on this machine (`mlops.local.pipeline_jobs`)
+    Tuning                 a tuning job whose trials are real training jobs (`mlops.local.tuning_job`)
     Condition              its conditions, then the steps of the branch they choose
     RegisterModel          CreateModelPackage in moto's model registry, with the step's arguments
     Fail                   ends the execution Failed with the step's ErrorMessage
@@ -23,9 +24,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import secrets
-import string
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -40,14 +38,14 @@ from mlops.local.isolation import Confinement
 from mlops.local.moto import LocalAws
 from mlops.local.moto_records import MotoRecords
 from mlops.local.pipeline_graph import check_step_types, execution_order
-from mlops.local.pipeline_jobs import JobFailed, JobRuntime, run_processing_step, run_training_step
+from mlops.local.pipeline_jobs import JobFailed, JobRuntime, new_job_name, run_processing_step, run_training_step
 from mlops.local.pipeline_references import DefinitionError, ExecutionContext, parameter_values
 from mlops.local.s3 import join_uri, read_json
+from mlops.local.tuning_job import TUNING_JOB_NAME_LENGTH, TrialRun, run_tuning_step, tuning_summary
 
 # TensorFlow's C++ start-up notices (oneDNN, CPU instructions, MLIR) are INFO: the jobs run here
 # without them; its warnings and errors stay. A level set in this shell is kept.
 TENSORFLOW_LOG_LEVEL = "TF_CPP_MIN_LOG_LEVEL"
-_JOB_NAME_SUFFIX = string.ascii_letters + string.digits
 
 
 class StepReporter(Protocol):
@@ -57,6 +55,9 @@ class StepReporter(Protocol):
         """`request`: the step's arguments, resolved (a job's Create* request)."""
 
     def step_log(self, step: str, line: str) -> None: ...
+
+    def trial_update(self, step: str, trial: TrialRun) -> None:
+        """A Tuning step's trial started, reported an epoch, or ended."""
 
     def step_ended(self, outcome: StepOutcome) -> None: ...
 
@@ -238,7 +239,7 @@ class LocalPipelineExecutor:
         name, kind = step["Name"], step["Type"]
         context = run.context
         if kind == "Training":
-            job_name = _job_name(run.execution_id, name)
+            job_name = new_job_name(run.execution_id, name)
             self._records.step_job(run.execution_arn, name, "TrainingJob", job_name)
             runtime = self._job_runtime(run, arguments, job_name)
             isolation = runtime.confinement(arguments.get("EnableNetworkIsolation"))
@@ -250,8 +251,19 @@ class LocalPipelineExecutor:
                 f"{metric['MetricName']}={metric['Value']:.4g}" for metric in properties.get("FinalMetricDataList", [])
             )
             return f"{metrics}; model {properties['ModelArtifacts']['S3ModelArtifacts']}", []
+        if kind == "Tuning":
+            job_name = new_job_name(run.execution_id, name, limit=TUNING_JOB_NAME_LENGTH)
+            runtime = self._job_runtime(run, arguments["TrainingJobDefinition"], job_name)
+            self._reporter.step_started(name, kind, f"tuning job {job_name}", arguments)
+            self._records.step_job(run.execution_arn, name, "TuningJob", job_name)
+            self._authorize_job(run, "HyperParameterTuning", job_name, arguments["TrainingJobDefinition"])
+            properties = run_tuning_step(
+                name, job_name, arguments, runtime, lambda trial: self._reporter.trial_update(name, trial)
+            )
+            context.steps[name] = properties
+            return tuning_summary(properties), []
         if kind == "Processing":
-            job_name = _job_name(run.execution_id, name)
+            job_name = new_job_name(run.execution_id, name)
             self._records.step_job(run.execution_arn, name, "ProcessingJob", job_name)
             runtime = self._job_runtime(run, arguments, job_name)
             isolation = runtime.confinement(arguments.get("NetworkConfig", {}).get("EnableNetworkIsolation"))
@@ -295,8 +307,9 @@ class LocalPipelineExecutor:
         )
 
     def _authorize_job(self, run: PipelineRun, kind: str, job_name: str, request: Mapping[str, Any]) -> None:
-        """Create<kind>Job, `kind` Training or Processing (the step's arguments and the job's name, as
-        SageMaker Pipelines sends them), and passing the job its role, as the pipeline's role."""
+        """Create<kind>Job, `kind` Training, Processing or HyperParameterTuning (the step's arguments
+        and the job's name, as SageMaker Pipelines sends them), and passing the job its role, as the
+        pipeline's role."""
         self._roles.authorize(run.role_arn, f"sagemaker:Create{kind}Job", {**request, f"{kind}JobName": job_name})
         self._roles.authorize(run.role_arn, "iam:PassRole", {"RoleArn": request["RoleArn"]})
 
@@ -338,9 +351,3 @@ def _property_files(step: Mapping[str, Any], properties: Mapping[str, Any]) -> d
     return files
 
 
-def _job_name(execution_id: str, step: str) -> str:
-    """`pipelines-<execution id>-<step>-<random>`, as SageMaker Pipelines names its jobs
-    (and as the pipeline role's IAM policy expects), within the 63 characters a name may have."""
-    suffix = "".join(secrets.choice(_JOB_NAME_SUFFIX) for _ in range(10))
-    step_part = re.sub(r"[^A-Za-z0-9]+", "-", step).strip("-")[: 63 - len(execution_id) - 22]
-    return f"pipelines-{execution_id}-{step_part}-{suffix}"

@@ -8,7 +8,7 @@ from typing import Any
 
 from mlops.local.pipeline_references import DefinitionError
 
-SUPPORTED_STEP_TYPES = ("Training", "Processing", "Condition", "RegisterModel", "Fail")
+SUPPORTED_STEP_TYPES = ("Training", "Tuning", "Processing", "Condition", "RegisterModel", "Fail")
 
 
 def check_step_types(steps: Sequence[Mapping[str, Any]]) -> None:
