@@ -9,7 +9,7 @@ the SDK (~2 s, ~250 MB), so only that test does.
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Callable
+from collections.abc import Callable, Set
 from dataclasses import dataclass, field
 from typing import Any
 from unittest import mock
@@ -141,7 +141,7 @@ class Context:
         vpc = self.config.vpc
         return {"subnets": list(vpc.subnet_ids), "security_group_ids": list(vpc.security_group_ids)} if vpc else {}
 
-    def pipeline_parameters(self, leave_out: set[str] = frozenset()) -> list[Any]:
+    def pipeline_parameters(self, leave_out: Set[str] = frozenset()) -> list[Any]:
         return [parameter for name, parameter in self.parameters.items() if name not in leave_out]
 
 
@@ -162,7 +162,7 @@ def _build(config: StageConfig, network: Network, values: dict[str, str]) -> str
 
 
 def model_trainer(
-    context: Context, *, tuning: bool = False, leave_out: set[str] = frozenset(), **hyperparameters: Any
+    context: Context, *, tuning: bool = False, leave_out: Set[str] = frozenset(), **hyperparameters: Any
 ) -> ModelTrainer:
     """The network's training job: the Train step's, or with `tuning` every trial's of a tuning job
     (its channels given to `tuner.tune` instead, the knobs it tunes left out, any `hyperparameters`

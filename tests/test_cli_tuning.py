@@ -85,7 +85,7 @@ def record_tuning_job(aws: LocalAws, name: str, trials: list[tuple[str, str, flo
         records.end_training_job(
             trial, status, "AlgorithmError: boom" if status == "Failed" else None, final_metrics=metrics
         )
-        if status == "Completed" and (best is None or value > best[1]):
+        if status == "Completed" and value is not None and (best is None or value > best[1]):
             best = (trial, value)
     assert best is not None
     summary = {

@@ -23,6 +23,7 @@ from mlops.local.pipeline_graph import check_step_types, execution_order
 from mlops.local.pipeline_jobs import final_metric_data
 from mlops.local.pipeline_references import DefinitionError, ExecutionContext, parameter_values
 from mlops.local.samples import EarlySamples, Sample, compare, held_out_samples, summary
+from mlops.local.tuning_job import TrialRun
 from training.networks import get_network, metric_regex
 
 CDK_CONTEXT: dict[str, Any] = json.loads((Path(__file__).resolve().parent.parent / "cdk.json").read_text())["context"]
@@ -325,6 +326,9 @@ class RecordingReporter:
 
     def step_ended(self, outcome: StepOutcome) -> None:
         self.events.append(("ended", outcome.step, outcome.status, outcome.detail))
+
+    def trial_update(self, step: str, trial: TrialRun) -> None:
+        self.events.append(("trial", step, trial.name, trial.status))
 
 
 GROUP = "mlops-local-gate"

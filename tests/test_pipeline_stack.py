@@ -280,11 +280,11 @@ def test_tuning_pipelines_run_as_a_role_scoped_like_the_training_pipeline_s(trai
     arn = PARTITION_ACCOUNT.format(account=account(synth))
     for network in synth.config.networks:
         construct = pipelines.stack.tuning[network]
-        training = pipelines.role_statements(pipelines.stack.pipelines[network].role)
+        trainings = pipelines.role_statements(pipelines.stack.pipelines[network].role)
         policies = pipelines.role_statements(construct.role)
-        assert set(policies) == set(training) - {"RunTrainingAndEvaluationJobs"} | {"RunTuningAndEvaluationJobs"}
-        for name in set(policies) & set(training):
-            assert policies[name] == training[name], name
+        assert set(policies) == set(trainings) - {"RunTrainingAndEvaluationJobs"} | {"RunTuningAndEvaluationJobs"}
+        for name in set(policies) & set(trainings):
+            assert policies[name] == trainings[name], name
         tuning_job, processing_job = f"{arn}:hyper-parameter-tuning-job/*", f"{arn}:processing-job/pipelines-*"
         group = naming.model_package_group_name(prefix, network)
         granted = {

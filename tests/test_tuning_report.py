@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 from PIL import Image
 from rich.console import Console
@@ -14,7 +15,8 @@ from mlops.local.progress import PlainProgress
 from mlops.local.tuning_report import markdown, plot_trials, trial_rows
 
 
-def trial(number: int, status: str, objective: float | None, rate: str, epochs: int = 3) -> SimpleNamespace:
+def trial(number: int, status: str, objective: float | None, rate: str, epochs: int = 3) -> Any:
+    """What the views read of a TrialRun (mlops.local.tuning_job), without its job and Optuna trial."""
     return SimpleNamespace(
         number=number,
         name=f"tune-{number:03d}-abcd",

@@ -32,8 +32,11 @@ MAX_CATEGORICAL_VALUES = 30
 class Knob(Protocol):
     """What a range needs to know of the hyperparameter it tunes (networks.Hyperparameter)."""
 
-    name: str
-    default: int | float | str
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def default(self) -> int | float | str: ...
 
     def parse(self, raw: str | int | float) -> int | float | str: ...
 
@@ -175,7 +178,11 @@ def narrowed(base: SearchRange, change: Mapping[str, Any], knob: Knob) -> Search
         scaling = change.get("scaling", base.scaling)
         if scaling not in SCALING_TYPES:
             raise ValueError(f"scaling of {knob.name} must be one of {', '.join(SCALING_TYPES)}, got {scaling!r}")
-        result = replace(base, minimum=minimum, maximum=maximum, scaling=scaling)
+        result = (
+            replace(base, minimum=float(minimum), maximum=float(maximum), scaling=scaling)
+            if isinstance(base, ContinuousRange)
+            else replace(base, minimum=int(minimum), maximum=int(maximum), scaling=scaling)
+        )
     problem = result.problem(knob)
     if problem:
         raise ValueError(problem)

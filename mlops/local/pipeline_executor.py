@@ -349,5 +349,3 @@ def _property_files(step: Mapping[str, Any], properties: Mapping[str, Any]) -> d
             )
         files[declared["PropertyFileName"]] = join_uri(outputs[declared["OutputName"]], declared["FilePath"])
     return files
-
-

@@ -61,7 +61,7 @@ def plot_trials(
         [row["number"] for row in scored], best_so_far, where="post", color="grey", linewidth=1, label="best so far"
     )
     axis.set(xlabel="trial", ylabel=metric, title=f"{metric} of each trial")
-    axis.xaxis.get_major_locator().set_params(integer=True)
+    axis.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
     axis.legend(fontsize="small")
     per_trial = _save(figure, folder / "objective_per_trial.png")
     knobs = list(scored[0]["hyperparameters"])

@@ -212,7 +212,7 @@ def _distributions(ranges: Mapping[str, Any]) -> tuple[dict[str, optuna.distribu
             # Auto: SageMaker chooses a scaling; the local search takes Linear.
             log = scaling == "Logarithmic"
             distributions[name] = (
-                optuna.distributions.IntDistribution(low, high, log=log)
+                optuna.distributions.IntDistribution(int(low), int(high), log=log)
                 if kind == "Integer"
                 else optuna.distributions.FloatDistribution(low, high, log=log)
             )
