@@ -50,7 +50,7 @@ from mlops.local.moto import LocalAws, moto_server
 from mlops.local.permissions import write_permissions_report
 from mlops.local.pipeline_executor import LocalPipelineExecutor, PipelineRun, StepFailed
 from mlops.local.pipeline_references import DefinitionError
-from mlops.local.progress import LiveProgress, PlainProgress
+from mlops.local.progress import LiveProgress, PlainProgress, TrialRecorder
 from mlops.local.report import ReportFolder, RunReport
 from mlops.local.s3 import download_file
 from mlops.local.samples import EarlySamples, compare, instances_request, summary
@@ -81,6 +81,7 @@ class LocalRun:
         view: PlainProgress | LiveProgress,
         enforce_iam: bool = True,
         drift_shift: str | None = None,
+        tune: bool = False,
     ) -> None:
         self.network = network
         self.config = config
@@ -91,6 +92,7 @@ class LocalRun:
         self.view = view
         self.enforce_iam = enforce_iam
         self.drift_shift = drift_shift
+        self.tune = tune
         self.report = RunReport(network)
         self._resources = ExitStack()
         self.logs = logs.RunLogs(folder.logs_dir, stream=view.log_line)
@@ -112,7 +114,7 @@ class LocalRun:
             Phase("Synthesize the app and bootstrap CDK in the local account", self.synth_and_bootstrap),
             Phase(f"Deploy every stack of the {LOCAL_STAGE} stage", self.deploy),
             Phase(f"Prepare the {network.offline_dataset} dataset and upload it", self.prepare_data),
-            Phase(f"Run the {network.name} training pipeline", self.run_pipeline),
+            Phase(f"Run the {network.name} {'tuning' if tune else 'training'} pipeline", self.run_pipeline),
             Phase("Approve the registered model version", self.approve),
             Phase(f"Deploy the {network.name} endpoint stack", self.deploy_endpoint),
             Phase("Start the local endpoint on the registered model", self.start_endpoint),
@@ -209,9 +211,13 @@ class LocalRun:
                 f"created in moto, whose CloudFormation skips them: {len(created.pipelines)} pipelines, "
                 f"{len(created.groups)} model package groups"
             )
-            executor = LocalPipelineExecutor(self.aws, self.folder.pipeline_dir, self.view, roles=self._roles)
+            trials = TrialRecorder(self.view)
+            executor = LocalPipelineExecutor(self.aws, self.folder.pipeline_dir, trials, roles=self._roles)
+            pipeline = (naming.tuning_pipeline_name if self.tune else naming.pipeline_name)(
+                self.config.prefix(), self.network.name
+            )
             run = self._pipeline_run = executor.start(
-                naming.pipeline_name(self.config.prefix(), self.network.name),
+                pipeline,
                 {name: str(value) for name, value in self.overrides.items()},
             )
         except (DefinitionError, BotoCoreError, ClientError) as error:
@@ -230,6 +236,7 @@ class LocalRun:
             ) from None
         finally:
             self.report.take_pipeline_results(run, self.aws.client("s3"))
+            self.report.take_trials(list(trials.trials.values()), run)
         if run.registered_model_arn is None:
             raise RunFailed(f"the {run.pipeline} pipeline succeeded but registered no model")
 
@@ -357,6 +364,18 @@ class LocalRun:
     def aws(self) -> LocalAws:
         assert self._aws is not None, "the local AWS phase runs first"
         return self._aws
+
+    @property
+    def roles(self) -> RoleSessions:
+        assert self._roles is not None, "the local AWS phase runs first"
+        return self._roles
+
+    @property
+    def served(self) -> tuple[str, LocalEndpoint] | None:
+        """The model package the endpoint phase serves and its local endpoint, once it serves it."""
+        if self._model is None or self._endpoint is None or self.report.endpoint_name is None:
+            return None
+        return self._model.arn, self._endpoint
 
     @property
     def cdk(self) -> CdkCli:
