@@ -19,13 +19,13 @@ import re
 from dataclasses import dataclass, field
 
 if __package__:  # training.networks
+    from .hyperparameters import Hyperparameter, HyperparameterValue
     from .search_space import CategoricalRange, ContinuousRange, IntegerRange, Objective, Tuning, tuning
     from .tasks import Task, get_task
 else:  # the sibling module `networks` of the training container
+    from hyperparameters import Hyperparameter, HyperparameterValue
     from search_space import CategoricalRange, ContinuousRange, IntegerRange, Objective, Tuning, tuning
     from tasks import Task, get_task
-
-HyperparameterValue = int | float | str
 
 # The one line format every entry point prints its metrics in, e.g.
 #   [metrics] epoch=3 train_loss=0.1234 val_loss=0.2345 val_accuracy=0.9712
@@ -39,52 +39,6 @@ _NUMBER = r"(-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?|nan|-?inf)"
 def metric_regex(metric_name: str) -> str:
     """The MetricDefinitions regex that captures `metric_name=<number>`."""
     return rf"\b{re.escape(metric_name)}={_NUMBER}"
-
-
-@dataclass(frozen=True)
-class Hyperparameter:
-    """A training knob. Its type is the type of its default; numbers may have inclusive bounds."""
-
-    name: str
-    default: HyperparameterValue
-    help: str
-    choices: tuple[str, ...] = ()
-    minimum: float | None = None
-    maximum: float | None = None
-
-    @property
-    def type(self) -> type:
-        return type(self.default)
-
-    def parse(self, raw: str | HyperparameterValue) -> HyperparameterValue:
-        """Converts a raw value (CLI text, SageMaker hyperparameter string) or raises ValueError."""
-        text = str(raw).strip()
-        if self.type is int:
-            try:
-                number = float(text)
-            except ValueError:
-                raise ValueError(f"{self.name} must be an integer, got {raw!r}") from None
-            if not number.is_integer():
-                raise ValueError(f"{self.name} must be an integer, got {raw!r}")
-            return self._within_bounds(int(number), raw)
-        if self.type is float:
-            try:
-                value = float(text)
-            except ValueError:
-                raise ValueError(f"{self.name} must be a number, got {raw!r}") from None
-            if value != value or value in (float("inf"), float("-inf")):
-                raise ValueError(f"{self.name} must be a finite number, got {raw!r}")
-            return self._within_bounds(value, raw)
-        if self.choices and text not in self.choices:
-            raise ValueError(f"{self.name} must be one of {', '.join(self.choices)}, got {raw!r}")
-        return text
-
-    def _within_bounds(self, value: int | float, raw: object) -> int | float:
-        if self.minimum is not None and value < self.minimum:
-            raise ValueError(f"{self.name} must be at least {self.minimum:g}, got {raw!r}")
-        if self.maximum is not None and value > self.maximum:
-            raise ValueError(f"{self.name} must be at most {self.maximum:g}, got {raw!r}")
-        return value
 
 
 @dataclass(frozen=True)

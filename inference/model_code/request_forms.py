@@ -29,8 +29,6 @@ CSV = "text/csv"
 PLAIN = "text/plain"
 PNG = "image/png"
 JPEG = "image/jpeg"
-
-
 # What a JSON value that is not a string is, in a message.
 _JSON_KINDS = {bool: "true/false", type(None): "null", list: "a list", dict: "an object"}
 
