@@ -14,7 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from infra import naming
 from infra.github_config import GithubDeployConfig
 from infra.tuning_config import TuningConfig
-from training.networks import NETWORKS, HyperparameterValue
+from training.hyperparameters import HyperparameterValue
+from training.networks import NETWORKS
 
 DEFAULT_PROJECT = "mlops"
 # What cdk.json's stages may not set: the stage's name is its key, the rest comes from elsewhere
