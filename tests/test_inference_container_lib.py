@@ -32,7 +32,13 @@ def _container_python() -> str | None:
     """A CPython 3.12 on this machine (the container's minor version), found as ./dev.sh finds one."""
     candidates = [
         shutil.which("python3.12"),
-        *sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.12*/bin/python3.12"))),
+        *sorted(
+            glob.glob(
+                os.path.join(
+                    os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv")), "versions/3.12*/bin/python3.12"
+                )
+            )
+        ),
     ]
     for candidate in filter(None, candidates):
         probe = subprocess.run(

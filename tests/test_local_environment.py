@@ -137,9 +137,13 @@ def exercise_the_environment(
         return dict(json.loads(answer.stdout))
 
     pipelines = {item["PipelineName"] for item in aws("sagemaker", "list-pipelines")["PipelineSummaries"]}
-    assert pipelines == {naming.pipeline_name(PREFIX, network) for network in NETWORKS} | {
-        naming.monitor_pipeline_name(PREFIX, network) for network in NETWORKS
-    }
+    each_networks = (
+        naming.pipeline_name,
+        naming.tuning_pipeline_name,
+        naming.warm_start_pipeline_name,
+        naming.monitor_pipeline_name,
+    )
+    assert pipelines == {name(PREFIX, network) for name in each_networks for network in NETWORKS}
     groups = aws("sagemaker", "list-model-package-groups")["ModelPackageGroupSummaryList"]
     assert {group["ModelPackageGroupName"] for group in groups} == {
         naming.model_package_group_name(PREFIX, network) for network in NETWORKS

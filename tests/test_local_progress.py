@@ -44,6 +44,13 @@ def written(console: Console) -> str:
     return console.file.getvalue()
 
 
+@pytest.fixture
+def a_capable_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """rich draws nothing live on a terminal that says it is dumb (TERM=dumb, as some CI runners
+    and `env -i` give): the terminal tests are about a terminal that can redraw."""
+    monkeypatch.setenv("TERM", "xterm-256color")
+
+
 def test_off_a_terminal_each_event_is_one_plain_line_printed_as_it_happens() -> None:
     console = plain_console()
     view = progress_view(console, show_logs=False)
@@ -88,6 +95,7 @@ class FakeClock:
         return self.now
 
 
+@pytest.mark.usefixtures("a_capable_terminal")
 def test_on_a_terminal_the_running_phase_and_step_are_live_lines_that_become_its_record() -> None:
     clock = FakeClock()
     console = Console(
@@ -141,6 +149,7 @@ def test_on_a_terminal_the_running_phase_and_step_are_live_lines_that_become_its
     ], "what stays on the screen: each phase's line and its details, no spinner left behind"
 
 
+@pytest.mark.usefixtures("a_capable_terminal")
 def test_on_a_terminal_a_long_step_detail_is_cut_to_one_line_and_a_long_note_wraps_indented() -> None:
     console = Console(file=io.StringIO(), width=40, force_terminal=True, force_interactive=True, color_system=None)
     with LiveProgress(console, show_logs=False, auto_refresh=False) as view:

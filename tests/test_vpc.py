@@ -211,14 +211,12 @@ def test_the_endpoint_model_and_every_job_run_in_the_stage_subnets(private: Priv
         for resource in pipelines["Resources"].values()
         if resource["Type"] == "AWS::SageMaker::Pipeline"
     ]
-    assert len(bodies) == 2  # the training pipeline and the drift monitor's
-    jobs = [
-        step["Arguments"]
-        for body in bodies
-        for step in _steps(json.loads(body)["Steps"])
-        if step["Type"] in ("Training", "Processing")
-    ]
-    assert jobs
+    assert len(bodies) == 4  # the training pipeline, the two tuning pipelines and the drift monitor's
+    steps = [step for body in bodies for step in _steps(json.loads(body)["Steps"])]
+    jobs = [step["Arguments"] for step in steps if step["Type"] in ("Training", "Processing")]
+    # A tuning job's trials are training jobs of its TrainingJobDefinition.
+    jobs += [step["Arguments"]["TrainingJobDefinition"] for step in steps if step["Type"] == "Tuning"]
+    assert {step["Type"] for step in steps} >= {"Training", "Processing", "Tuning"}
     for job in jobs:
         assert (job.get("VpcConfig") or job["NetworkConfig"]["VpcConfig"]) == expected
 
