@@ -14,7 +14,9 @@ What a request may hold depends on the `request_form` that the model's task wrot
 - rows:     CSV rows, JSON {"rows": [[...], ...]} or a bare list of rows, or TF Serving JSON [N, n_features]
 - sequence: 1 to `max_length` frames of `n_features` numbers, as a JSON list of frames or CSV (a
             frame per line), zero-padded here; or TF Serving JSON [N, max_length, n_features], padded
-The answer is always JSON: {"predictions": [one object per row]}, shaped by the `answer_form`.
+The answer is JSON: {"predictions": [one object per row]}, shaped by the `answer_form`. Under a
+batch transform (SAGEMAKER_BATCH), `application/jsonlines` and `text/csv` bodies hold one record
+per line and are answered one line per record (`batch_records.py`).
 
 The container answers ANY exception of a handler with HTTP 500 {"error": str(e)}, so a client's
 bad request and the model's own failure look alike to SageMaker (both count as
@@ -50,6 +52,7 @@ def _sibling(name: str):
 
 
 request_forms = _sibling("request_forms")
+batch_records = _sibling("batch_records")
 InvalidInput = request_forms.InvalidInput
 JSON = request_forms.JSON
 # One line on stderr (the endpoint's log group) per failed request; its message is cut to this
@@ -104,6 +107,7 @@ READER = request_forms.RequestReader(SERVING)
 TASK, INPUT_NAME, REQUEST_FORM = READER.task, READER.input_name, READER.request_form
 ROW_SHAPE, ACCEPTED_CONTENT_TYPES = READER.row_shape, READER.accepted_content_types
 ANSWER_FORM: str = SERVING["answer_form"]
+BATCH = batch_records.BatchRequests(READER, InvalidInput)
 OUTPUT_NAMES = tuple(SERVING["outputs"])
 
 
@@ -124,6 +128,8 @@ def _outcome_logged():
 def input_handler(data, context) -> str:
     """The request body stream -> TensorFlow Serving REST JSON for this model's `serving_default`."""
     with _outcome_logged():
+        if BATCH.reads(context.request_content_type):
+            return BATCH.tf_serving_json(data, context)
         return READER.tf_serving_json(data, context)
 
 
@@ -136,8 +142,10 @@ def output_handler(response, context) -> tuple[str, str]:
         if response.status_code != 200:
             raise _serving_error(response)
         outputs = _output_arrays(json.loads(response.content))
-        answers = {"classes": _classifications, "forecast": _forecasts, "anomaly": _anomaly_scores}[ANSWER_FORM]
-        return json.dumps({"predictions": answers(outputs)}), JSON
+        answer = {"classes": _classifications, "forecast": _forecasts, "anomaly": _anomaly_scores}[ANSWER_FORM]
+        answers = answer(outputs)
+        per_record = BATCH.answer(answers, context.accept_header) if batch_records.in_batch_transform() else None
+        return per_record or (json.dumps({"predictions": answers}), JSON)
 
 
 def _serving_error(response) -> Exception:
