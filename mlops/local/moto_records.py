@@ -1,7 +1,7 @@
 """Records in the embedded moto server of what a local pipeline run really did.
 
-moto's SageMaker records pipeline executions and training and processing jobs through the real
-API, but marks each one finished ("Succeeded", "Completed") the moment it is created, with
+moto's SageMaker records pipeline executions and training, processing and transform jobs through
+the real API, but marks each one finished ("Succeeded", "Completed") the moment it is created, with
 canned metrics. A local run creates its records through the API (so `mlops runs`, boto3 and the
 AWS CLI see them), then corrects their status, times, failure reason and metrics in moto's
 state, which this process shares with the server (`ThreadedMotoServer` runs in a thread here).
@@ -89,6 +89,26 @@ class MotoRecords:
         job.failure_reason = failure_reason
         job.processing_end_time = job.last_modified_time = _now()
         return self._sagemaker.describe_processing_job(ProcessingJobName=name)
+
+    def keep_network_isolation(self, model: str, isolated: bool) -> None:
+        """CreateModel's EnableNetworkIsolation, which moto drops (it records False)."""
+        self._backend.models[model].enable_network_isolation = isolated
+
+    def start_transform_job(self, name: str, request: Mapping[str, Any]) -> dict[str, Any]:
+        """CreateTransformJob with the step's request; returns DescribeTransformJob, InProgress."""
+        self._sagemaker.create_transform_job(TransformJobName=name, **request)
+        job = self._backend.transform_jobs[name]
+        job.transform_job_status = "InProgress"
+        job.transform_start_time = _now()
+        job.transform_end_time = None
+        return self._sagemaker.describe_transform_job(TransformJobName=name)
+
+    def end_transform_job(self, name: str, status: str, failure_reason: str | None) -> dict[str, Any]:
+        job = self._backend.transform_jobs[name]
+        job.transform_job_status = status
+        job.failure_reason = failure_reason
+        job.transform_end_time = job.last_modified_time = _now()
+        return self._sagemaker.describe_transform_job(TransformJobName=name)
 
 
 def _now() -> datetime:

@@ -6,6 +6,7 @@ execution record, and runs the steps in dependency order, resolving parameters a
 properties (`mlops.local.pipeline_references`) just before each step starts.
 
     Training, Processing   real jobs on this machine (`mlops.local.pipeline_jobs`)
+    Model, Transform       CreateModel in moto; a batch transform job here (`mlops.local.inference_steps`)
     Condition              its conditions, then the steps of the branch they choose
     RegisterModel          CreateModelPackage in moto's model registry, with the step's arguments
     Fail                   ends the execution Failed with the step's ErrorMessage
@@ -36,6 +37,7 @@ from boto3.exceptions import Boto3Error
 from botocore.exceptions import BotoCoreError, ClientError
 
 from mlops.local.iam import AccessDenied, RoleSessions
+from mlops.local.inference_steps import INFERENCE_STEP_TYPES, InferenceStepRuntime, run_inference_step, started_detail
 from mlops.local.isolation import Confinement
 from mlops.local.moto import LocalAws
 from mlops.local.moto_records import MotoRecords
@@ -43,7 +45,7 @@ from mlops.local.pipeline_jobs import JobFailed, JobRuntime, run_processing_step
 from mlops.local.pipeline_references import DefinitionError, ExecutionContext, parameter_values
 from mlops.local.s3 import join_uri, read_json
 
-SUPPORTED_STEP_TYPES = ("Training", "Processing", "Condition", "RegisterModel", "Fail")
+SUPPORTED_STEP_TYPES = ("Training", "Processing", "Condition", "RegisterModel", "Fail", *INFERENCE_STEP_TYPES)
 # TensorFlow's C++ start-up notices (oneDNN, CPU instructions, MLIR) are INFO: the jobs run here
 # without them; its warnings and errors stay. A level set in this shell is kept.
 TENSORFLOW_LOG_LEVEL = "TF_CPP_MIN_LOG_LEVEL"
@@ -284,6 +286,14 @@ class LocalPipelineExecutor:
             branch = arguments.get("IfSteps" if outcome else "ElseSteps", [])
             names = ", ".join(step["Name"] for step in branch) or "nothing"
             return f"conditions {'met' if outcome else 'not met'}: next {names}", branch
+        if kind in INFERENCE_STEP_TYPES:
+            resource = _job_name(run.execution_id, name)
+            self._reporter.step_started(name, kind, started_detail(kind, resource), arguments)
+            runtime = InferenceStepRuntime(
+                self._sagemaker, self._roles, self._records, run.role_arn, run.work_dir, self._reporter.step_log
+            )
+            context.steps[name], detail = run_inference_step(kind, name, resource, arguments, runtime)
+            return detail, []
         if kind == "RegisterModel":
             self._reporter.step_started(
                 name, kind, f"model package group {arguments['ModelPackageGroupName']}", arguments
