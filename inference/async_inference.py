@@ -134,8 +134,9 @@ class AsyncInvocations:
         for thread in self._threads:
             thread.start()
 
-    def accept(self, headers: Mapping[str, str], body: bytes) -> AsyncRequest:
-        """Checks and queues one request (RequestRefused if SageMaker Runtime would refuse it)."""
+    def accept(self, headers: Any, body: bytes) -> AsyncRequest:
+        """Checks and queues one request (RequestRefused if SageMaker Runtime would refuse it);
+        `headers` is the HTTP request's (a mapping read with `.get`)."""
         location = headers.get(INPUT_LOCATION)
         if (location is None) == (not body):
             raise RequestRefused("Provide exactly one of InputLocation and Body.")

@@ -61,6 +61,18 @@ class ServerlessConfig(_Strict):
     max_concurrency: int = Field(default=5, ge=1, le=200)
 
 
+class AsyncInferenceConfig(_Strict):
+    """An asynchronous endpoint (AsyncInferenceConfig): requests queued, answers written to S3 and
+    announced on two SNS topics; it scales to zero instances when its queue is empty."""
+
+    max_concurrent_invocations_per_instance: int = Field(default=4, ge=1, le=1000)
+    target_backlog_per_instance: float = Field(
+        default=5.0,
+        gt=0,
+        description="queued requests per instance the scaling policy keeps (ApproximateBacklogSizePerInstance)",
+    )
+
+
 class EndpointConfig(_Strict):
     instance_type: str | None = Field(default=None, description="None uses each network's registry default")
     initial_instance_count: int = Field(default=1, ge=1)
@@ -70,12 +82,38 @@ class EndpointConfig(_Strict):
     data_capture_percent: int = Field(default=100, ge=0, le=100)
     latency_alarm_ms: int = Field(default=500, ge=1)
     serverless: ServerlessConfig | None = None
+    async_inference: AsyncInferenceConfig | None = Field(
+        default=None, description="an asynchronous endpoint, scaling to zero (docs/batch.md)"
+    )
 
     @model_validator(mode="after")
     def _bounds_ordered(self) -> EndpointConfig:
         if not self.min_instances <= self.initial_instance_count <= self.max_instances:
             raise ValueError("need min_instances <= initial_instance_count <= max_instances")
         return self
+
+    @model_validator(mode="after")
+    def _async_needs_instances(self) -> EndpointConfig:
+        if self.async_inference and self.serverless:
+            raise ValueError("async_inference cannot be combined with serverless: an async endpoint runs on instances")
+        return self
+
+
+class BatchTransformConfig(_Strict):
+    """Each network's batch transform pipeline (infra/constructs/batch_transform.py, docs/batch.md)."""
+
+    instance_type: str | None = Field(default=None, description="None uses each network's inference instance type")
+    instance_count: int = Field(default=1, ge=1, le=100)
+    max_payload_mb: int = Field(default=6, ge=1, le=100, description="MaxPayloadInMB: the largest mini-batch")
+    max_concurrent_transforms: int = Field(default=2, ge=1, le=64, description="requests per instance at once")
+    schedule: str | None = Field(
+        default=None,
+        pattern=r"^(rate|cron)\(.+\)$",
+        description="EventBridge schedule expression of a run on the default input; None: no schedule",
+    )
+    monitor_drift: bool = Field(
+        default=False, description="check each batch's inputs against the model's drift baseline"
+    )
 
 
 class MonitorConfig(_Strict):
@@ -171,6 +209,7 @@ class StageConfig(_Strict):
     vpc: VpcConfig | None = None
     endpoint: EndpointConfig = EndpointConfig()
     monitor: MonitorConfig = MonitorConfig()
+    batch: BatchTransformConfig = BatchTransformConfig()
     hyperparameters: dict[str, dict[str, HyperparameterValue]] = Field(
         default_factory=dict, description="per-network overrides of registry defaults"
     )
@@ -251,6 +290,9 @@ class StageConfig(_Strict):
 
     def endpoint_instance_type(self, network_name: str) -> str:
         return self.endpoint.instance_type or NETWORKS[network_name].inference_instance_type
+
+    def transform_instance_type(self, network_name: str) -> str:
+        return self.batch.instance_type or NETWORKS[network_name].inference_instance_type
 
     def deploy_subject(self) -> str | None:
         """The OIDC `sub` its deploy role trusts, or None for a stage GitHub does not deploy."""

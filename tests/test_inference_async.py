@@ -87,7 +87,8 @@ def runtime(endpoint: LocalEndpoint) -> Any:
 
 
 def messages(aws: LocalAws, queue_url: str, expected: int, timeout: float = 120) -> list[dict[str, Any]]:
-    sqs, received = aws.client("sqs"), []
+    sqs = aws.client("sqs")
+    received: list[dict[str, Any]] = []
     deadline = time.monotonic() + timeout
     while len(received) < expected and time.monotonic() < deadline:
         batch = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)

@@ -19,11 +19,11 @@ import numpy as np
 import pytest
 from inference_support import Served, exported_models, tarball_of
 
-from training.batch_formats import record_format
 from mlops.local.moto import LocalAws, moto_server
 from mlops.local.moto_records import MotoRecords
 from mlops.local.pipeline_jobs import JobFailed
 from mlops.local.transform_job import TransformRuntime, _mini_batches, _TransformSettings, run_transform_step
+from training.batch_formats import record_format
 
 BUCKET = "data"
 RECORDS = 300

@@ -113,7 +113,7 @@ class BatchRequests:
         except ValueError as error:
             raise self.invalid_input(f"the line is not valid JSON ({error})") from None
 
-    def _csv_values(self, line: bytes) -> list[str]:
+    def _csv_values(self, line: bytes) -> list[float]:
         try:
             text = line.decode("utf-8-sig")
         except UnicodeDecodeError:

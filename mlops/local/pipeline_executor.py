@@ -289,10 +289,10 @@ class LocalPipelineExecutor:
         if kind in INFERENCE_STEP_TYPES:
             resource = _job_name(run.execution_id, name)
             self._reporter.step_started(name, kind, started_detail(kind, resource), arguments)
-            runtime = InferenceStepRuntime(
+            lent = InferenceStepRuntime(
                 self._sagemaker, self._roles, self._records, run.role_arn, run.work_dir, self._reporter.step_log
             )
-            context.steps[name], detail = run_inference_step(kind, name, resource, arguments, runtime)
+            context.steps[name], detail = run_inference_step(kind, name, resource, arguments, lent)
             return detail, []
         if kind == "RegisterModel":
             self._reporter.step_started(
