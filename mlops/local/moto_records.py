@@ -92,7 +92,7 @@ class MotoRecords:
 
     def keep_network_isolation(self, model: str, isolated: bool) -> None:
         """CreateModel's EnableNetworkIsolation, which moto drops (it records False)."""
-        self._backend.models[model].enable_network_isolation = isolated
+        self._backend._models[model].enable_network_isolation = isolated
 
     def start_transform_job(self, name: str, request: Mapping[str, Any]) -> dict[str, Any]:
         """CreateTransformJob with the step's request; returns DescribeTransformJob, InProgress."""
