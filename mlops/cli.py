@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from mlops.commands import data, deployment, endpoints, local, monitor, training
+from mlops.commands import batch, data, deployment, endpoints, local, monitor, training
 from mlops.errors import EXPECTED, RunFailed, UsageError
 from mlops.failures import DEBUG_ENV, environment_failure, log_folders, one_line, write_log
 
@@ -69,6 +69,7 @@ app.add_typer(endpoints.app)
 app.add_typer(deployment.app)
 app.add_typer(training.app)
 app.add_typer(monitor.app)
+app.add_typer(batch.app)
 app.add_typer(data.app, cls=CommandGroup)
 
 

@@ -153,3 +153,24 @@ def test_runtime_refusals_are_validation_errors(endpoint):
     with pytest.raises(ClientError) as caught:
         client.invoke_endpoint_async(EndpointName=ENDPOINT, InputLocation="https://example.com/x")
     assert "not an S3 URI" in caught.value.response["Error"]["Message"]
+
+
+def test_mlops_invoke_async_uploads_the_input_and_prints_the_answer_once_written(aws, endpoint, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from mlops.cli import app
+    from mlops.errors import UsageError
+
+    for name, value in aws.env.items():
+        monkeypatch.setenv(name, value)
+    image = tmp_path / "digit.json"
+    image.write_text(json.dumps({"instances": [[[[7.0]] * 8] * 8]}))
+    arguments = ["invoke", "cnn", str(image), "--local", endpoint.url, "--async", "--wait", "60"]
+    answered = CliRunner().invoke(app, [*arguments, "--input-location", f"s3://{BUCKET}/async/input/cli.json"])
+    assert answered.exit_code == 0, answered.output
+    accepted, _, answer = answered.output.partition("}\n{")
+    assert json.loads(accepted + "}")["OutputLocation"].startswith(f"s3://{BUCKET}/async/output/")
+    (prediction,) = json.loads("{" + answer)["predictions"]
+    assert prediction["label"] in [str(digit) for digit in range(10)]
+    refused = CliRunner().invoke(app, arguments)  # main() turns a UsageError into one line and exit code 2
+    assert isinstance(refused.exception, UsageError) and "--async needs --input-location" in str(refused.exception)

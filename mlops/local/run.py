@@ -19,7 +19,8 @@ Each step is a timed `Phase` of `LocalRun.phases`:
 
 and with a drift shift, three more: a window of held-out traffic and one of shifted traffic, each
 checked by the monitor pipeline and its alarm, then the alarm's state change delivered to its
-retraining rule (`mlops.local.drift`).
+retraining rule (`mlops.local.drift`); with a batch input, one more: the network's batch transform
+pipeline run on it with the registered version (`mlops.local.transform`).
 
 The phases tell the view (`mlops.local.progress`) what they did in a line or two; what the
 programs they start print goes to the report folder's log files (`mlops.local.logs`).
@@ -38,6 +39,7 @@ from inference.artifact import ArtifactError
 from inference.client import EndpointRequestError, ModelError, invoke
 from infra import naming
 from infra.config import StageConfig
+from mlops.batch import TransformRequest
 from mlops.cdk import CdkCli
 from mlops.endpoint_stacks import deploy_endpoint
 from mlops.errors import RunFailed
@@ -81,6 +83,7 @@ class LocalRun:
         view: PlainProgress | LiveProgress,
         enforce_iam: bool = True,
         drift_shift: str | None = None,
+        transform: TransformRequest | None = None,
     ) -> None:
         self.network = network
         self.config = config
@@ -91,6 +94,7 @@ class LocalRun:
         self.view = view
         self.enforce_iam = enforce_iam
         self.drift_shift = drift_shift
+        self.transform = transform
         self.report = RunReport(network)
         self._resources = ExitStack()
         self.logs = logs.RunLogs(folder.logs_dir, stream=view.log_line)
@@ -127,6 +131,8 @@ class LocalRun:
                 ),
                 Phase("Deliver the drift alarm's state change to its retraining rule", self.retrain_on_drift),
             ]
+        if transform is not None:
+            self.phases.append(Phase("Score the batch input with the batch transform pipeline", self.run_transform))
 
     def __enter__(self) -> LocalRun:
         return self
@@ -334,6 +340,22 @@ class LocalRun:
                 f"the {self.drift_shift} traffic did not set off {loop.alarm_name}: "
                 f"{loop.windows[-1].report['decision']}"
             )
+
+    def run_transform(self) -> None:
+        from mlops.local.transform import run_local_transform
+
+        assert self.transform is not None and self._assembly is not None and self._roles is not None
+        summary = run_local_transform(
+            self.aws,
+            self._roles,
+            self._assembly,
+            self.config,
+            self.network.name,
+            self.transform,
+            self.view,
+            self.folder.pipeline_dir,
+        )
+        self.view.note(summary.line())
 
     # ------------------------------------------------------------------------------ helpers
 
