@@ -32,6 +32,7 @@ import io
 import json
 import math
 import os
+import re
 
 import numpy as np
 
@@ -40,6 +41,9 @@ CSV = "text/csv"
 LINE_TYPES = (JSON_LINES, CSV)
 DEFAULT_MAX_PAYLOAD_MB = 6  # SageMaker's default MaxPayloadInMB
 MEGABYTE = 1024 * 1024
+# A JSON Lines record that is only numbers in brackets is read without building Python lists.
+_NUMBERS_IN_BRACKETS = re.compile(rb"[\[\],\s0-9eE+\-.]+")
+_NUMBER_OR_SPACE = b"0123456789eE+-. \t\r\n"
 
 
 def in_batch_transform() -> bool:
@@ -58,6 +62,12 @@ class BatchRequests:
         self.reader = reader
         self.invalid_input = invalid_input
         self.size = math.prod(reader.row_shape)
+        # The brackets and commas of one input written in its shape, or flat: a record whose own
+        # are the same is a regular array of exactly that shape.
+        self._layouts = {
+            JSON_LINES: {_layout(reader.row_shape), _layout((self.size,))},
+            CSV: {b"," * (self.size - 1)},  # a CSV line of the input's values, flat
+        }
 
     @staticmethod
     def reads(content_type: str | None) -> bool:
@@ -74,11 +84,14 @@ class BatchRequests:
             lines.pop()  # the newline that ends the last record
         if not lines:
             raise self.invalid_input("the mini-batch holds no record")
-        parse = self._json_value if media_type(context.request_content_type) == JSON_LINES else self._csv_values
-        values = self._each(parse, [line.rstrip(b"\r") for line in lines])
-        batch = self._fast_batch(values)
+        lines = [line.rstrip(b"\r") for line in lines]
+        json_lines = media_type(context.request_content_type) == JSON_LINES
+        batch = self._numeric_lines(lines, self._layouts[JSON_LINES if json_lines else CSV])
         if batch is None:
-            batch = np.stack(self._each(self._instance, values))
+            values = self._each(self._json_value if json_lines else self._csv_values, lines)
+            batch = self._fast_batch(values)
+            if batch is None:
+                batch = np.stack(self._each(self._instance, values))
         return json.dumps({"instances": self.reader._in_input_dtype(batch).tolist()})
 
     def answer(self, answers: list, accept: str | None) -> tuple[str, str] | None:
@@ -131,6 +144,22 @@ class BatchRequests:
                 raise self.invalid_input(f"{cell.strip()[:40]!r} is not a number") from None
         return [float(cell) for cell in rows[0]]
 
+    def _numeric_lines(self, lines: list[bytes], layouts: set[bytes]) -> np.ndarray | None:
+        """Every record at once when each is only numbers laid out as one input (JSON: brackets and
+        commas exactly those of an array of the input's shape, or flat; CSV: its values, flat);
+        None otherwise, and the records are read one by one. The values json.loads or the CSV
+        reader gives, without a Python object per number."""
+        for line in lines:
+            if not _NUMBERS_IN_BRACKETS.fullmatch(line) or line.translate(None, _NUMBER_OR_SPACE) not in layouts:
+                return None
+        try:
+            values = np.array(b",".join(lines).translate(None, b"[] \t\r\n").split(b","), dtype=np.float64)
+        except ValueError:
+            return None
+        if values.size != len(lines) * self.size or not np.isfinite(values).all():
+            return None
+        return values.astype(np.float32).reshape(len(lines), *self.reader.row_shape)
+
     def _fast_batch(self, values: list) -> np.ndarray | None:
         """Every record at once when each is the input flat or in its shape; None otherwise (the
         records are then read one by one, which also names a bad one)."""
@@ -167,3 +196,8 @@ class BatchRequests:
             f"the record has {array.size} values in shape {list(array.shape)}; "
             f"this model takes one input of shape {list(reader.row_shape)} ({self.size} values) per line"
         )
+
+
+def _layout(shape: tuple[int, ...]) -> bytes:
+    """The brackets and commas of a JSON array of `shape`."""
+    return json.dumps(np.zeros(shape, dtype=int).tolist()).encode().translate(None, _NUMBER_OR_SPACE)

@@ -67,6 +67,8 @@ class TransformResult:
     objects: int = 0
     records: int = 0
     failed: list[str] = field(default_factory=list)
+    scoring_seconds: float = 0.0
+    """From each object's first read to its output uploaded: the job less its container's start."""
 
 
 @dataclass(frozen=True)
@@ -216,6 +218,7 @@ def _transform_object(
     out_path = job_dir / "output" / f"{relative}.out"
     out_path.parent.mkdir(parents=True, exist_ok=True)
     result.objects += 1
+    started = time.perf_counter()
     session = threading.local()
 
     def post(batch: _MiniBatch) -> requests.Response:
@@ -242,6 +245,7 @@ def _transform_object(
     upload_file(runtime.s3, out_path, join_uri(job.output_uri, f"{relative}.out"), kms_key_id=job.kms_key_id)
     out_path.unlink()
     result.records += written
+    result.scoring_seconds += time.perf_counter() - started
 
 
 class _ObjectFailed(Exception):
