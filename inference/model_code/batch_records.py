@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import math
 import os
@@ -68,6 +69,10 @@ class BatchRequests:
             JSON_LINES: {_layout(reader.row_shape), _layout((self.size,))},
             CSV: {b"," * (self.size - 1)},  # a CSV line of the input's values, flat
         }
+        # One input's JSON around its numbers: the text between one number and the next.
+        self._between_numbers = json.dumps(np.zeros(reader.row_shape, dtype=int).tolist(), separators=(",", ":")).split(
+            "0"
+        )
 
     @staticmethod
     def reads(content_type: str | None) -> bool:
@@ -92,7 +97,18 @@ class BatchRequests:
             batch = self._fast_batch(values)
             if batch is None:
                 batch = np.stack(self._each(self._instance, values))
-        return json.dumps({"instances": self.reader._in_input_dtype(batch).tolist()})
+        return self._instances_json(self.reader._in_input_dtype(batch))
+
+    def _instances_json(self, batch: np.ndarray) -> str:
+        """`{"instances": [...]}` of the batch: what json.dumps writes (the same number texts),
+        without a Python list per row and axis."""
+        numbers = list(map(repr, batch.ravel().tolist()))
+        between, size = self._between_numbers, self.size
+        rows = (
+            "".join(itertools.chain.from_iterable(zip(between, [*numbers[start : start + size], ""], strict=True)))
+            for start in range(0, len(numbers), size)
+        )
+        return '{"instances":[' + ",".join(rows) + "]}"
 
     def answer(self, answers: list, accept: str | None) -> tuple[str, str] | None:
         """The answers as `accept` asks, one line per record; None: the real-time document."""

@@ -19,6 +19,7 @@ guide calls inclusive in one sentence and the JSON slice() method (exclusive) in
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import re
@@ -28,6 +29,8 @@ from typing import Any
 JSON_TYPES = ("application/json", "application/jsonlines")
 CSV_TYPE = "text/csv"
 OUTPUT_KEY, INPUT_KEY = "SageMakerOutput", "SageMakerInput"
+_NEEDS_QUOTES_BUT_COMMA = re.compile(r'["\r\n]')
+_QUOTE_OR_LINE_END = re.compile(rb'["\r\n]')
 _STEP = re.compile(r"\.(\*|[A-Za-z_][A-Za-z0-9_]*)|\[([^\]]*)\]")
 
 
@@ -44,7 +47,8 @@ class _Selector:
     end: int | None = None
 
 
-def parse_path(path: str) -> list[_Selector]:
+@functools.cache
+def parse_path(path: str) -> tuple[_Selector, ...]:
     """The steps of a JSONPath in SageMaker's subset; DataProcessingError naming what is not."""
     if not path.startswith("$"):
         raise DataProcessingError(f"JSONPath {path!r} must start with $")
@@ -56,7 +60,7 @@ def parse_path(path: str) -> list[_Selector]:
         position = match.end()
         name, bracket = match.groups()
         steps.append(_selector(name, bracket, path))
-    return steps
+    return tuple(steps)
 
 
 def _selector(name: str | None, bracket: str | None, path: str) -> _Selector:
@@ -130,13 +134,24 @@ def _is_root(path: str | None) -> bool:
 
 
 def _csv_fields(line: bytes) -> list[str]:
+    if line and not _QUOTE_OR_LINE_END.search(line):  # plain fields: what lies between the commas
+        return line.decode("utf-8").split(",")
     rows = list(csv.reader([line.decode("utf-8")]))
     return rows[0] if rows else []
 
 
 def _csv_line(fields: Any) -> bytes:
+    values = fields if isinstance(fields, list) else [fields]
+    if values != [""]:
+        try:
+            joined = ",".join(values)
+        except TypeError:  # a value that is not text: csv.writer writes it
+            joined = None
+        # No field holds a comma, a quote or a line end: written as they are, as csv.writer would.
+        if joined is not None and joined.count(",") == len(values) - 1 and not _NEEDS_QUOTES_BUT_COMMA.search(joined):
+            return joined.encode()
     text = io.StringIO()
-    csv.writer(text, lineterminator="").writerow(fields if isinstance(fields, list) else [fields])
+    csv.writer(text, lineterminator="").writerow(values)
     return text.getvalue().encode()
 
 
