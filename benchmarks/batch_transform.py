@@ -12,7 +12,8 @@ Evaluate step measured on the same 10,000 test images (metrics.json):
    requests in flight), input and output in a moto server's S3: as many output lines as input
    lines, each joined to its input's id, accuracy against the labels beside the Evaluate step's;
 2. the same images through the real-time endpoint (the same model and handlers, 2 workers), one PNG
-   per request: every prediction beside the batch's; then the endpoint's 16-client figure measured
+   per request: every label equal to the batch's, probabilities within 1e-3 (float32 kernels for
+   a batch and for one image differ in the last digits); then the endpoint's 16-client figure measured
    as benchmarks/endpoint_latency.py measures it (one MNIST PNG, keep-alive, `--duration` seconds);
 3. images per second of each, and their ratio (goal: batch >= 3x real time);
 4. `--gigabytes` of JSON Lines (the test images repeated with new ids) through the same job: this
@@ -55,18 +56,24 @@ GOAL_RATIO = 3.0
 CLIENTS = 16
 CONCURRENCY = 2
 MAX_PAYLOAD_MB = 6
+PROBABILITY_TOLERANCE = 1e-3
 
 
 def load_latency_module() -> Any:
     spec = importlib.util.spec_from_file_location("endpoint_latency", REPO_ROOT / "benchmarks" / "endpoint_latency.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
     spec.loader.exec_module(module)
     return module
 
 
 def serve_moto(ports: Any, stop: Any) -> None:
+    import logging
+
     from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # a line per request
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
@@ -257,7 +264,9 @@ def main() -> int:
                     f"largest probability difference {largest:.2e}",
                     flush=True,
                 )
-                if same_labels != len(online) or largest > 1e-5:
+                # Same label for every image; probabilities as close as float32 batched and
+                # one-by-one kernels of the same model give them (oneDNN picks by batch size).
+                if same_labels != len(online) or largest > PROBABILITY_TOLERANCE:
                     failures.append(f"{content_type}: predictions differ from the real-time endpoint's")
             run = latency._Load(
                 endpoint.url,
@@ -307,8 +316,10 @@ def main() -> int:
                 f"{before / 1024:.0f} MiB), of the endpoint's processes {watcher.server_peak_kib / 1024:.0f} MiB",
                 flush=True,
             )
-            if result.records != records or peak_rss_kib() * 1024 > written / 4:
-                failures.append("the large input: output lines, or memory beyond a quarter of the input's size")
+            # What the job may hold: its mini-batches in flight (each read, sent and answered), and room.
+            allowed_kib = (CONCURRENCY + 1) * 3 * MAX_PAYLOAD_MB * 1024 + 64 * 1024
+            if result.records != records or peak_rss_kib() - before > allowed_kib:
+                failures.append(f"the large input: output lines, or this process grew by more than {allowed_kib} KiB")
     stop.set()
     moto.join(30)
     print(f"load average after: {load()}")
