@@ -58,7 +58,7 @@ def main() -> int:
     report_dir = options.report_dir or Path(tempfile.mkdtemp(prefix="local-phases-")) / options.network
     report_dir.parent.mkdir(parents=True, exist_ok=True)
     log_path = report_dir.parent / f"{report_dir.name}.log"
-    command = [str(MLOPS), "local", "--network", options.network, "--report-dir", str(report_dir), *options.mlops_args]
+    command = [str(MLOPS), "local", options.network, "--report-dir", str(report_dir), *options.mlops_args]
 
     print(f"cpu: {cpu_description()}")
     print(f"load average before (1, 5, 15 min): {load_average()}")

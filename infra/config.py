@@ -12,12 +12,15 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
 
 from infra import naming
+from infra.tuning_config import TuningConfig
 from training.networks import NETWORKS, HyperparameterValue
 
 DEFAULT_PROJECT = "mlops"
 # What cdk.json's stages may not set: the stage's name is its key, the rest comes from elsewhere
 # in the context (the repository) or from the other stages (who promotes from whom).
 _DERIVED_KEYS = ("name", "github_repository", "promotion_source", "promotion_consumers")
+# What only configures training, refused on a stage that promotes from another (it trains nothing).
+TRAINING_ONLY_KEYS = ("retrain_schedule", "model_approval_status", "hyperparameters")
 
 
 class ConfigError(ValueError):
@@ -179,6 +182,16 @@ class PromotionSource(_Strict):
         return f"arn:aws:sagemaker:{self.region}:{self.account}:model-package-group/{group}"
 
 
+class PromotionConsumer(_Strict):
+    """A stage whose endpoints serve this stage's versions (its `promote_from` names this one), and
+    the networks whose drift alarms there start this stage's training pipelines."""
+
+    stage: str
+    prefix: str
+    account: str
+    retrained_networks: tuple[str, ...]
+
+
 class StageConfig(_Strict):
     """Everything that differs between local, dev and prod."""
 
@@ -210,6 +223,7 @@ class StageConfig(_Strict):
     endpoint: EndpointConfig = EndpointConfig()
     monitor: MonitorConfig = MonitorConfig()
     batch: BatchTransformConfig = BatchTransformConfig()
+    tuning: TuningConfig = TuningConfig()
     hyperparameters: dict[str, dict[str, HyperparameterValue]] = Field(
         default_factory=dict, description="per-network overrides of registry defaults"
     )
@@ -225,9 +239,7 @@ class StageConfig(_Strict):
         default=None, description="the stage whose approved model versions this stage's endpoints serve"
     )
     promotion_source: PromotionSource | None = Field(default=None, description="promote_from's stage, resolved")
-    promotion_consumers: tuple[str, ...] = Field(
-        default=(), description="the accounts of the stages that promote from this one"
-    )
+    promotion_consumers: tuple[PromotionConsumer, ...] = Field(default=(), description="the stages promoting from it")
 
     @model_validator(mode="after")
     def _deploy_role_can_be_named(self) -> StageConfig:
@@ -313,6 +325,16 @@ class StageConfig(_Strict):
         capture a stage has no drift monitor."""
         return self.endpoint.serverless is None and self.endpoint.data_capture_percent > 0
 
+    @property
+    def trains(self) -> bool:
+        """Whether it has training pipelines and a registry: not when it promotes from another."""
+        return self.promotion_source is None
+
+    @property
+    def retrains_on_drift(self) -> bool:
+        """Whether its drift alarms start a training pipeline (its own, or its promotion source's)."""
+        return self.captures_data and self.monitor.retrain_on_drift
+
 
 def _describe(error: ValidationError, stage: str) -> str:
     problems = []
@@ -347,7 +369,7 @@ def parse_stage_config(
             project=project,
             github_repository=github_repository,
             promotion_source=_promotion_source(stages, stage, project),
-            promotion_consumers=_promotion_consumers(stages, stage),
+            promotion_consumers=_promotion_consumers(stages, stage, project),
             **raw,
         )
     except ValidationError as error:
@@ -366,6 +388,11 @@ def _promotion_source(stages: dict[str, Any], stage: str, project: str) -> Promo
     origin = stages[source]
     if origin.get("promote_from") is not None:
         raise ConfigError(f"{key}: {source} promotes from another stage itself; promote from where models are trained")
+    if set_here := [name for name in TRAINING_ONLY_KEYS if name in raw]:
+        raise ConfigError(
+            f"stages.{stage}.{set_here[0]}: {stage} promotes from {source} and trains nothing (no pipelines, "
+            f"no registry); set it on {source}, where {stage}'s models are trained and approved"
+        )
     if not origin.get("account") or not raw.get("account"):
         raise ConfigError(f"{key}: both {stage} and {source} need their account (each grants the other by it)")
     if origin.get("region") != raw.get("region"):
@@ -383,16 +410,22 @@ def _promotion_source(stages: dict[str, Any], stage: str, project: str) -> Promo
     )
 
 
-def _promotion_consumers(stages: dict[str, Any], stage: str) -> tuple[str, ...]:
-    """The accounts of the stages whose endpoints serve `stage`'s versions."""
+def _promotion_consumers(stages: dict[str, Any], stage: str, project: str) -> tuple[PromotionConsumer, ...]:
+    """The stages whose endpoints serve `stage`'s versions, each read whole (`stage` admits the
+    drift alarms they send); their accounts are checked by their own promotion source."""
+    consumers = [
+        parse_stage_config(stages, name, project)
+        for name, other in sorted(stages.items())
+        if name != stage and isinstance(other, dict) and other.get("promote_from") == stage
+    ]
     return tuple(
-        sorted(
-            {
-                other["account"]
-                for name, other in stages.items()
-                if isinstance(other, dict) and other.get("promote_from") == stage and other.get("account")
-            }
+        PromotionConsumer(
+            stage=consumer.name,
+            prefix=consumer.prefix(),
+            account=consumer.account or "",
+            retrained_networks=consumer.networks if consumer.retrains_on_drift else (),
         )
+        for consumer in consumers
     )
 
 

@@ -18,6 +18,16 @@ def pipeline_name(prefix: str, network: str) -> str:
     return f"{prefix}-{network}"
 
 
+def tuning_pipeline_name(prefix: str, network: str) -> str:
+    """The SageMaker Pipeline that tunes `network`'s hyperparameters, then gates and registers the best trial."""
+    return f"{prefix}-{network}-tuning"
+
+
+def warm_start_pipeline_name(prefix: str, network: str) -> str:
+    """The tuning pipeline that starts from a previous tuning job's trials (its WarmStartTuningJob)."""
+    return f"{prefix}-{network}-tuning-warm-start"
+
+
 def monitor_pipeline_name(prefix: str, network: str) -> str:
     """The SageMaker Pipeline that checks `network`'s endpoint traffic for drift."""
     return f"{prefix}-{network}-monitor"

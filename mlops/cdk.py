@@ -32,12 +32,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from mlops import processes
 from mlops.aws import AwsTarget
 from mlops.buckets import empty_bucket
 from mlops.errors import RunFailed, UsageError
+from mlops.teardown import deployed, plan
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CDK_BIN = REPO_ROOT / "node_modules" / ".bin" / "cdk"
@@ -137,9 +136,11 @@ class CdkCli:
     def destroy(self, stacks: Sequence[str] = ()) -> CdkRun:
         """Empties the buckets that the stacks delete (CloudFormation cannot delete a non-empty
         bucket; retained buckets are left alone), then destroys `stacks` (default: all)."""
-        for stack_name, bucket in self._deletable_buckets(stacks or self.stack_names()):
+        cloudformation = self.target.client("cloudformation")
+        # Judged from the templates CloudFormation holds (what it will act on), not from a possibly newer synth.
+        for bucket in plan(cloudformation, deployed(cloudformation, stacks or self.stack_names())).buckets:
             empty_bucket(self.target.client("s3"), bucket)
-            self._say(f"emptied s3://{bucket} of {stack_name}")
+            self._say(f"emptied s3://{bucket}")
         return self.run("destroy", *(stacks or ["--all"]), "--force")
 
     def stack_names(self) -> list[str]:
@@ -195,31 +196,6 @@ class CdkCli:
         # cdk.json runs `python3 app.py`: it must be this interpreter's venv, with aws-cdk-lib.
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
         return env
-
-    def _deletable_buckets(self, stacks: Sequence[str]) -> list[tuple[str, str]]:
-        """(stack, bucket) for each bucket that deleting the stack deletes, judged from the template
-        CloudFormation holds (what it will act on), not from a possibly newer local synth."""
-        cloudformation = self.target.client("cloudformation")
-        found = []
-        for stack in stacks:
-            try:
-                body = cloudformation.get_template(StackName=stack)["TemplateBody"]
-                pages = list(cloudformation.get_paginator("list_stack_resources").paginate(StackName=stack))
-            except ClientError:
-                continue  # not deployed: nothing to empty
-            resources = (json.loads(body) if isinstance(body, str) else body).get("Resources", {})
-            deletable = {
-                logical_id
-                for logical_id, resource in resources.items()
-                if resource["Type"] == "AWS::S3::Bucket" and resource.get("DeletionPolicy") == "Delete"
-            }
-            found += sorted(
-                (stack, summary["PhysicalResourceId"])
-                for page in pages
-                for summary in page["StackResourceSummaries"]
-                if summary["LogicalResourceId"] in deletable and summary.get("PhysicalResourceId")
-            )
-        return found
 
     def _say(self, line: str) -> None:
         if self.echo:

@@ -9,7 +9,20 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from mlops.commands import batch, data, deployment, endpoints, local, monitor, training
+from mlops.commands import (
+    batch,
+    data,
+    deployment,
+    endpoints,
+    environment,
+    executions,
+    local,
+    monitor,
+    registry,
+    teardown,
+    training,
+    tuning,
+)
 from mlops.errors import EXPECTED, RunFailed, UsageError
 from mlops.failures import DEBUG_ENV, environment_failure, log_folders, one_line, write_log
 
@@ -65,9 +78,14 @@ def _global_options(
 
 
 app.add_typer(local.app)
+app.add_typer(environment.app)
 app.add_typer(endpoints.app)
 app.add_typer(deployment.app)
 app.add_typer(training.app)
+app.add_typer(tuning.app)
+app.add_typer(registry.app)
+app.add_typer(executions.app)
+app.add_typer(teardown.app)
 app.add_typer(monitor.app)
 app.add_typer(batch.app)
 app.add_typer(data.app, cls=CommandGroup)

@@ -1,4 +1,4 @@
-"""`--param NAME=VALUE` of the commands that start a training pipeline (`mlops train`, `mlops local`).
+"""`--param NAME=VALUE` of the commands that start a pipeline (`mlops train`, `mlops tune`, `mlops local`).
 
 Names and types come from `infra.definitions.training_pipeline` (the list the pipeline is defined with), so
 a value is checked as the pipeline will take it, before anything starts.
@@ -12,6 +12,7 @@ import botocore.session
 
 from infra.config import StageConfig
 from infra.definitions import training_pipeline as definition
+from infra.definitions.parameters import PipelineParameter, parameter_name
 from infra.images import training_image_uri
 from mlops.errors import UsageError
 from training.networks import HyperparameterValue
@@ -19,12 +20,18 @@ from training.networks import HyperparameterValue
 _S3_PREFIX_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/(.+/)?$")
 
 
-def parse_parameters(config: StageConfig, network: str, assignments: list[str]) -> dict[str, HyperparameterValue]:
+def parse_parameters(
+    config: StageConfig,
+    network: str,
+    assignments: list[str],
+    parameters: tuple[PipelineParameter, ...] | None = None,
+) -> dict[str, HyperparameterValue]:
     """`["epochs=3", "TrainingInstanceType=ml.m7i.2xlarge"]` -> pipeline parameter values.
 
-    A name is a pipeline parameter (`Epochs`) or the hyperparameter it feeds (`epochs`).
+    A name is a pipeline parameter (`Epochs`) or the hyperparameter it feeds (`epochs`), of the
+    training pipeline unless `parameters` are another pipeline's (a tuning pipeline's).
     """
-    parameters = definition.pipeline_parameters(config, network)
+    parameters = parameters or definition.pipeline_parameters(config, network)
     by_name = {parameter.name: parameter for parameter in parameters}
     by_name.update(
         {parameter.hyperparameter.name: parameter for parameter in parameters if parameter.hyperparameter is not None}
@@ -36,6 +43,9 @@ def parse_parameters(config: StageConfig, network: str, assignments: list[str]) 
         if not equals or not name:
             raise UsageError(f"--param {assignment!r}: expected NAME=VALUE, e.g. epochs=3")
         if name not in by_name:
+            tuned = [knob for knob, _ in config.tuning.ranges_for(network)]
+            if name in tuned or name in {parameter_name(knob) for knob in tuned}:
+                raise UsageError(f"--param {name}: tuned by this pipeline (the stage's ranges: cdk.json tuning.ranges)")
             knobs = [p.hyperparameter.name for p in parameters if p.hyperparameter is not None]
             others = [p.name for p in parameters if p.hyperparameter is None]
             raise UsageError(

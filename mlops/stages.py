@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from infra.config import DEFAULT_PROJECT, ConfigError, StageConfig, parse_stage_config
+from mlops.aws import ShellAws
 from mlops.cdk import REPO_ROOT
 from mlops.errors import UsageError
 
@@ -36,3 +37,28 @@ def enabled_network(config: StageConfig, network: str) -> str:
             f"network {network!r} is not enabled in stage {config.name} (its networks: {', '.join(config.networks)})"
         )
     return network
+
+
+def target_stage(stage: str | None) -> StageConfig:
+    """The stage a command that talks to AWS acts on: `stage`, else cdk.json's default. When that
+    default is the local stage and the shell points at no local AWS (a moto server, as `mlops env`
+    sets up) but holds credentials of another account than the local stage's (STS says whose), the
+    command would act on that account under the local stage's names: it is refused, and --stage
+    asked for. Credentials that STS does not accept (none, expired) go on to fail as they do."""
+    config = stage_config(stage)
+    if stage is not None or config.name != LOCAL_STAGE:
+        return config
+    aws = ShellAws(config.region)
+    if aws.is_moto:
+        return config
+    try:
+        account = aws.client("sts").get_caller_identity()["Account"]
+    except Exception:  # no identity to judge by (no credentials, no answer): the command meets and reports it
+        return config
+    if account != config.account:
+        stages = ", ".join(sorted(cdk_context()["stages"]))
+        raise UsageError(
+            f"no --stage given: the default stage {LOCAL_STAGE} is for a local AWS (mlops up), but this shell's "
+            f"credentials belong to AWS account {account}; give --stage (one of {stages})"
+        )
+    return config

@@ -9,6 +9,8 @@ the SDK (~2 s, ~250 MB), so only that test does.
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Callable, Set
+from dataclasses import dataclass, field
 from typing import Any
 from unittest import mock
 
@@ -72,41 +74,103 @@ JOB_RETRY = SageMakerJobStepRetryPolicy(
 
 def build(config: StageConfig, network: Network, values: dict[str, str]) -> str:
     """The SDK's `Pipeline.definition()` JSON for `network` in `config`."""
-    # The SDK checks the same config dict against its JSON schema on every lookup, about 30
-    # times per pipeline at 0.14 s each; checking it once gives the same answer in a tenth of the time.
+    return offline(lambda: _build(config, network, values))
+
+
+def offline(make: Callable[[], str]) -> str:
+    """`make()`, with the SDK's config checked once: it checks the same config dict against its
+    JSON schema on every lookup, about 30 times per pipeline at 0.14 s each; checking it once gives
+    the same answer in a tenth of the time."""
     SageMakerConfig.validate_sagemaker_config(NO_TELEMETRY)
     with mock.patch.object(SageMakerConfig, "validate_sagemaker_config"):
-        return _build(config, network, values)
+        return make()
+
+
+@dataclass
+class Context:
+    """What every step of one pipeline built with the SDK shares."""
+
+    config: StageConfig
+    network: Network
+    values: dict[str, str]
+    session: PipelineSession = field(init=False)
+    parameters: dict[str, Any] = field(init=False)
+    """By name: the training pipeline's parameters, each knob's under its knob's name."""
+
+    def __post_init__(self) -> None:
+        self.session = PipelineSession(sagemaker_config=NO_TELEMETRY)
+        config, network = self.config, self.network
+        defaults = config.hyperparameters_for(network.name)
+        self.parameters = {
+            "TrainingInstanceType": ParameterString(
+                "TrainingInstanceType", default_value=config.training_instance_type(network.name)
+            ),
+            "TrainingInstanceCount": ParameterInteger(
+                "TrainingInstanceCount", default_value=config.training.instance_count
+            ),
+            **{
+                knob.name: PARAMETER_TYPES[knob.type](
+                    parameter_name(knob.name),
+                    default_value=defaults[knob.name],
+                    **({"enum_values": list(knob.choices)} if knob.choices else {}),
+                )
+                for knob in network.hyperparameters
+            },
+            "InputDataUri": ParameterString(
+                "InputDataUri", default_value=f"s3://{self.values['DataBucket']}/{network.name}/"
+            ),
+            "ModelApprovalStatus": ParameterString(
+                "ModelApprovalStatus",
+                default_value=config.model_approval_status,
+                enum_values=["Approved", "PendingManualApproval"],
+            ),
+            "QualityThreshold": ParameterFloat("QualityThreshold", default_value=network.quality_gate.threshold),
+            "ChampionTolerance": ParameterFloat("ChampionTolerance", default_value=0.0),
+        }
+
+    @property
+    def role(self) -> str:
+        return self.values["ExecutionRoleArn"]
+
+    @property
+    def artifacts(self) -> str:
+        return f"s3://{self.values['ArtifactsBucket']}"
+
+    @property
+    def vpc(self) -> dict[str, list[str]]:
+        vpc = self.config.vpc
+        return {"subnets": list(vpc.subnet_ids), "security_group_ids": list(vpc.security_group_ids)} if vpc else {}
+
+    def pipeline_parameters(self, leave_out: Set[str] = frozenset()) -> list[Any]:
+        return [parameter for name, parameter in self.parameters.items() if name not in leave_out]
 
 
 def _build(config: StageConfig, network: Network, values: dict[str, str]) -> str:
-    session = PipelineSession(sagemaker_config=NO_TELEMETRY)
-    role = values["ExecutionRoleArn"]
-    artifacts = f"s3://{values['ArtifactsBucket']}"
-    defaults = config.hyperparameters_for(network.name)
-
-    instance_type = ParameterString("TrainingInstanceType", default_value=config.training_instance_type(network.name))
-    instance_count = ParameterInteger("TrainingInstanceCount", default_value=config.training.instance_count)
-    knobs = {
-        knob.name: PARAMETER_TYPES[knob.type](
-            parameter_name(knob.name),
-            default_value=defaults[knob.name],
-            **({"enum_values": list(knob.choices)} if knob.choices else {}),
-        )
-        for knob in network.hyperparameters
-    }
-    data_uri = ParameterString("InputDataUri", default_value=f"s3://{values['DataBucket']}/{network.name}/")
-    approval = ParameterString(
-        "ModelApprovalStatus",
-        default_value=config.model_approval_status,
-        enum_values=["Approved", "PendingManualApproval"],
+    context = Context(config, network, values)
+    train = TrainingStep(
+        name="Train", step_args=model_trainer(context).train(), retry_policies=[SERVICE_RETRY, JOB_RETRY]
     )
-    threshold = ParameterFloat("QualityThreshold", default_value=network.quality_gate.threshold)
-    tolerance = ParameterFloat("ChampionTolerance", default_value=0.0)
+    model = train.properties.ModelArtifacts.S3ModelArtifacts
+    champion = champion_step(context)
+    pipeline = Pipeline(
+        name=f"{config.prefix()}-{network.name}",
+        sagemaker_session=context.session,
+        parameters=context.pipeline_parameters(),
+        steps=[train, champion, *gate_steps(context, champion, model)],
+    )
+    return pipeline.definition()
 
+
+def model_trainer(
+    context: Context, *, tuning: bool = False, leave_out: Set[str] = frozenset(), **hyperparameters: Any
+) -> ModelTrainer:
+    """The network's training job: the Train step's, or with `tuning` every trial's of a tuning job
+    (its channels given to `tuner.tune` instead, the knobs it tunes left out, any `hyperparameters`
+    added)."""
+    config, network, values = context.config, context.network, context.values
     isolated = config.training.network_isolation
     bundle = values["SourceBundleUri"]
-    hyperparameters: dict[str, Any] = {
+    fixed: dict[str, Any] = {
         "sagemaker_program": network.entry_point,
         # SDK v2's Framework estimator, isolated: the code as a `code` channel of the uploaded
         # object and the toolkit pointed at the file SageMaker puts there (its
@@ -116,22 +180,20 @@ def _build(config: StageConfig, network: Network, values: dict[str, str]) -> str
         "sagemaker_container_log_level": "20",
         "sagemaker_multi_worker_mirrored_strategy_enabled": "true",
         "checkpoint_dir": "/opt/ml/checkpoints",
+        **hyperparameters,
     }
-    for name, parameter in knobs.items():
-        hyperparameters[name] = parameter if isinstance(parameter, ParameterString) else Join(on="", values=[parameter])
-    channels = network.channels if isolated else network.required_channels
-    vpc = (
-        {"subnets": list(config.vpc.subnet_ids), "security_group_ids": list(config.vpc.security_group_ids)}
-        if config.vpc
-        else {}
-    )
-    trainer = ModelTrainer(
-        sagemaker_session=session,
-        role=role,
+    for knob in network.hyperparameters:
+        if knob.name in leave_out:
+            continue
+        parameter = context.parameters[knob.name]
+        fixed[knob.name] = parameter if isinstance(parameter, ParameterString) else Join(on="", values=[parameter])
+    return ModelTrainer(
+        sagemaker_session=context.session,
+        role=context.role,
         training_image=values["TrainingImageUri"],
         compute=Compute(
-            instance_type=instance_type,
-            instance_count=instance_count,
+            instance_type=context.parameters["TrainingInstanceType"],
+            instance_count=context.parameters["TrainingInstanceCount"],
             volume_size_in_gb=config.training.volume_size_gb,
             volume_kms_key_id=values["KeyArn"],
             enable_managed_spot_training=config.training.use_spot,
@@ -139,69 +201,75 @@ def _build(config: StageConfig, network: Network, values: dict[str, str]) -> str
         networking=Networking(
             enable_network_isolation=config.training.network_isolation,
             enable_inter_container_traffic_encryption=True,
-            **vpc,
+            **context.vpc,
         ),
         stopping_condition=StoppingCondition(
             max_runtime_in_seconds=config.training.max_run_seconds,
             **({"max_wait_time_in_seconds": config.training.max_wait_seconds} if config.training.use_spot else {}),
         ),
         output_data_config=OutputDataConfig(
-            s3_output_path=f"{artifacts}/models/{network.name}/", kms_key_id=values["KeyArn"]
+            s3_output_path=f"{context.artifacts}/models/{network.name}/", kms_key_id=values["KeyArn"]
         ),
         checkpoint_config=CheckpointConfig(
             s3_uri=Join(
-                on="", values=[f"{artifacts}/checkpoints/{network.name}/", ExecutionVariables.PIPELINE_EXECUTION_ID]
+                on="",
+                values=[f"{context.artifacts}/checkpoints/{network.name}/", ExecutionVariables.PIPELINE_EXECUTION_ID],
             ),
             local_path="/opt/ml/checkpoints",
         ),
-        hyperparameters=hyperparameters,
-        input_data_config=[
+        hyperparameters=fixed,
+        input_data_config=None
+        if tuning
+        else [
             InputData(
                 channel_name=channel,
                 data_source=S3DataSource(
-                    s3_data_type="S3Prefix",
-                    s3_uri=Join(on="", values=[data_uri, f"{channel}/"]),
-                    s3_data_distribution_type="FullyReplicated",
+                    s3_data_type="S3Prefix", s3_uri=uri, s3_data_distribution_type="FullyReplicated"
                 ),
             )
-            for channel in channels
-        ]
-        # v2's _Job._load_config appends the code channel last, a plain S3 input of the bundle.
-        + (
-            [
-                InputData(
-                    channel_name="code",
-                    data_source=S3DataSource(
-                        s3_data_type="S3Prefix", s3_uri=bundle, s3_data_distribution_type="FullyReplicated"
-                    ),
-                )
-            ]
-            if isolated
-            else []
-        ),
+            for channel, uri in channel_uris(context).items()
+        ],
     ).with_metric_definitions([MetricDefinition(name=m["Name"], regex=m["Regex"]) for m in network.metric_definitions])
-    train = TrainingStep(name="Train", step_args=trainer.train(), retry_policies=[SERVICE_RETRY, JOB_RETRY])
 
-    def processing_output(name: str) -> ProcessingOutput:
-        return ProcessingOutput(
-            output_name=name,
-            app_managed=False,
-            s3_output=ProcessingS3Output(
-                s3_uri=Join(
-                    on="",
-                    values=[
-                        f"{artifacts}/pipelines/{network.name}/",
-                        ExecutionVariables.PIPELINE_EXECUTION_ID,
-                        f"/{name}",
-                    ],
-                ),
-                local_path=f"/opt/ml/processing/{name}",
-                s3_upload_mode="EndOfJob",
+
+def channel_uris(context: Context) -> dict[str, Any]:
+    """The training job's channels: the data's, and (isolated) the code's last, as SDK v2's
+    `_Job._load_config` appends it, a plain S3 input of the bundle."""
+    config, network = context.config, context.network
+    isolated = config.training.network_isolation
+    data_uri = context.parameters["InputDataUri"]
+    uris: dict[str, Any] = {
+        channel: Join(on="", values=[data_uri, f"{channel}/"])
+        for channel in (network.channels if isolated else network.required_channels)
+    }
+    if isolated:
+        uris["code"] = context.values["SourceBundleUri"]
+    return uris
+
+
+def _processing_output(context: Context, name: str) -> ProcessingOutput:
+    return ProcessingOutput(
+        output_name=name,
+        app_managed=False,
+        s3_output=ProcessingS3Output(
+            s3_uri=Join(
+                on="",
+                values=[
+                    f"{context.artifacts}/pipelines/{context.network.name}/",
+                    ExecutionVariables.PIPELINE_EXECUTION_ID,
+                    f"/{name}",
+                ],
             ),
-        )
+            local_path=f"/opt/ml/processing/{name}",
+            s3_upload_mode="EndOfJob",
+        ),
+    )
 
+
+def champion_step(context: Context) -> ProcessingStep:
+    config, network, values = context.config, context.network, context.values
     finder = Processor(
-        role=role,
+        role=context.role,
         image_uri=values["TrainingImageUri"],
         instance_count=1,
         instance_type=config.training_instance_type(network.name),
@@ -210,17 +278,30 @@ def _build(config: StageConfig, network: Network, values: dict[str, str]) -> str
         volume_kms_key=values["KeyArn"],
         output_kms_key=values["KeyArn"],
         max_runtime_in_seconds=1800,
-        sagemaker_session=session,
-        network_config=NetworkConfig(enable_network_isolation=False, encrypt_inter_container_traffic=True, **vpc),
+        sagemaker_session=context.session,
+        network_config=NetworkConfig(
+            enable_network_isolation=False, encrypt_inter_container_traffic=True, **context.vpc
+        ),
     )
-    champion = ProcessingStep(
+    return ProcessingStep(
         name="Champion",
         retry_policies=[SERVICE_RETRY, JOB_RETRY],
-        step_args=finder.run(inputs=[_input("code", bundle)], outputs=[processing_output("champion")]),
+        step_args=finder.run(
+            inputs=[_input("code", values["SourceBundleUri"])], outputs=[_processing_output(context, "champion")]
+        ),
     )
 
+
+def gate_steps(
+    context: Context, champion: ProcessingStep, model: Any, metadata: dict[str, Any] | None = None
+) -> list[Any]:
+    """Evaluate (with what the `champion` step found) and QualityGate (with Register and Fail) for
+    the candidate `model`, the version recording `metadata` too."""
+    config, network, values = context.config, context.network, context.values
+    threshold, tolerance = context.parameters["QualityThreshold"], context.parameters["ChampionTolerance"]
+    data_uri = context.parameters["InputDataUri"]
     processor = Processor(
-        role=role,
+        role=context.role,
         image_uri=values["TrainingImageUri"],
         instance_count=1,
         instance_type=config.training_instance_type(network.name),
@@ -229,13 +310,12 @@ def _build(config: StageConfig, network: Network, values: dict[str, str]) -> str
         volume_kms_key=values["KeyArn"],
         output_kms_key=values["KeyArn"],
         max_runtime_in_seconds=config.training.max_run_seconds,
-        sagemaker_session=session,
-        env={
-            "CHAMPION_TOLERANCE": Join(on="", values=[tolerance]),
-            "MODEL_DATA_URL": train.properties.ModelArtifacts.S3ModelArtifacts,
-        },
+        sagemaker_session=context.session,
+        env={"CHAMPION_TOLERANCE": Join(on="", values=[tolerance]), "MODEL_DATA_URL": model},
         network_config=NetworkConfig(
-            enable_network_isolation=config.training.network_isolation, encrypt_inter_container_traffic=True, **vpc
+            enable_network_isolation=config.training.network_isolation,
+            encrypt_inter_container_traffic=True,
+            **context.vpc,
         ),
     )
     report = PropertyFile(name="EvaluationReport", output_name="evaluation", path="evaluation.json")
@@ -245,16 +325,15 @@ def _build(config: StageConfig, network: Network, values: dict[str, str]) -> str
         retry_policies=[SERVICE_RETRY, JOB_RETRY],
         step_args=processor.run(
             inputs=[
-                _input("model", train.properties.ModelArtifacts.S3ModelArtifacts),
+                _input("model", model),
                 _input("test", Join(on="", values=[data_uri, "test/"])),
                 _input("validation", Join(on="", values=[data_uri, "validation/"])),
-                _input("code", bundle),
+                _input("code", values["SourceBundleUri"]),
                 _input("champion", champion.properties.ProcessingOutputConfig.Outputs["champion"].S3Output.S3Uri),
             ],
-            outputs=[processing_output("evaluation")],
+            outputs=[_processing_output(context, "evaluation")],
         ),
     )
-
     gate = network.quality_gate
     quality = JsonGet(step_name="Evaluate", property_file=report, json_path=f"metrics.{gate.metric}.value")
     bound = JsonGet(step_name="Evaluate", property_file=report, json_path="champion_challenger.bound")
@@ -267,9 +346,9 @@ def _build(config: StageConfig, network: Network, values: dict[str, str]) -> str
 
     builder = ModelBuilder(
         image_uri=values["InferenceImageUri"],
-        role_arn=role,
-        sagemaker_session=session,
-        s3_model_data_url=train.properties.ModelArtifacts.S3ModelArtifacts,
+        role_arn=context.role,
+        sagemaker_session=context.session,
+        s3_model_data_url=model,
         dependencies=None,
     )
     register = ModelStep(
@@ -281,7 +360,7 @@ def _build(config: StageConfig, network: Network, values: dict[str, str]) -> str
             content_types=list(network.request_content_types),
             response_types=["application/json"],
             inference_instances=[config.endpoint_instance_type(network.name)],
-            approval_status=approval,
+            approval_status=context.parameters["ModelApprovalStatus"],
             model_metrics=ModelMetrics(
                 model_statistics=MetricsSource(
                     content_type="application/json", s3_uri=evaluation_file("evaluation.json")
@@ -301,6 +380,7 @@ def _build(config: StageConfig, network: Network, values: dict[str, str]) -> str
                 "quality_value": Join(on="", values=[quality]),
                 "quality_threshold": Join(on="", values=[threshold]),
                 "champion": Join(on="", values=[versus_champion]),
+                **(metadata or {}),
             },
         ),
     )
@@ -326,13 +406,7 @@ def _build(config: StageConfig, network: Network, values: dict[str, str]) -> str
         else_steps=[fail],
     )
 
-    pipeline = Pipeline(
-        name=f"{config.prefix()}-{network.name}",
-        sagemaker_session=session,
-        parameters=[instance_type, instance_count, *knobs.values(), data_uri, approval, threshold, tolerance],
-        steps=[train, champion, evaluate, quality_gate],
-    )
-    return pipeline.definition()
+    return [evaluate, quality_gate]
 
 
 def _input(name: str, source: Any) -> ProcessingInput:

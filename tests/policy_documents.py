@@ -32,8 +32,8 @@ class PolicyDocument:
     where: str
     """`<template>/<logical id>/<policy name>`: where the document is written."""
     kind: str
-    """identity (a role's or a policy resource's), resource (bucket, key, model package group) or trust
-    (who may assume a role)."""
+    """identity (a role's or a policy resource's), resource (bucket, key, model package group, event
+    bus) or trust (who may assume a role)."""
     policy: dict[str, Any]
     attached_to: tuple[str, ...]
     """ARNs: the roles an identity document is attached to, the role a trust document guards, the
@@ -154,6 +154,12 @@ class _Template:
                 found.append(
                     (f"{where}/KeyPolicy", _RESOURCE, properties["KeyPolicy"], (self._get_att(logical_id, "Arn"),))
                 )
+            elif kind == "AWS::Events::EventBusPolicy":
+                # One statement of the bus's policy, which EventBridge keeps by its StatementId.
+                bus = self.resolve(properties["EventBusName"])
+                arn = f"arn:aws:events:{self._assembly.region}:{self._assembly.account}:event-bus/{bus}"
+                document = {"Version": "2012-10-17", "Statement": [properties["Statement"]]}
+                found.append((where, _RESOURCE, document, (arn,)))
             for location, document_kind, document, attached_to in found:
                 yield PolicyDocument(location, document_kind, self.resolve(document), attached_to)
 
@@ -182,6 +188,7 @@ class _Assembly:
 
 def policy_documents(template_files: Sequence[Path], *, account: str, region: str) -> list[PolicyDocument]:
     """Every policy document of the templates (roles' trust and inline policies, policy resources,
-    bucket policies, key policies), its values filled in for `account` and `region`."""
+    bucket, key, model package group and event bus policies), its values filled in for `account`
+    and `region`."""
     assembly = _Assembly(template_files, account=account, region=region)
     return [document for template in assembly.templates for document in template.documents()]

@@ -1,10 +1,12 @@
-"""Whether processes are still running (allowing a signal a moment to land), and local ports."""
+"""Whether processes are still running (allowing a signal a moment to land), which a process starts, and local ports."""
 
 from __future__ import annotations
 
 import socket
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 import psutil
 
@@ -39,3 +41,26 @@ def listening(port: int) -> bool:
     with socket.socket() as probe:
         probe.settimeout(1)
         return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+@contextmanager
+def watched_descendants(root: psutil.Process) -> Iterator[set[psutil.Process]]:
+    """Every process `root` starts (at any depth) while the block runs."""
+    seen: set[psutil.Process] = set()
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            try:
+                seen.update(root.children(recursive=True))
+            except psutil.NoSuchProcess:
+                return
+            done.wait(0.2)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        yield seen
+    finally:
+        done.set()
+        watcher.join()

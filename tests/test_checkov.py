@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from synth_support import REPO_ROOT, app_module, new_app
+from synth_support import REPO_ROOT, app_module, new_app, served_version_arn
 
 from infra import naming
 from infra.config import load_stage_config
@@ -36,8 +36,7 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any
     templates = tmp_path_factory.mktemp("checkov-templates")
     for stage in STAGES:
         outdir = tmp_path_factory.mktemp(f"synth-{stage}")
-        group = naming.model_package_group_name(f"mlops-{stage}", "cnn")
-        arn = f"arn:aws:sagemaker:us-east-1:123456789012:model-package/{group}/1"
+        arn = served_version_arn(stage, "cnn", 1)
         app = new_app(stage, outdir, **{naming.model_package_context_key("cnn"): arn})
         app_module().compose(app, load_stage_config(app.node))
         app.synth()
@@ -79,9 +78,9 @@ def test_every_finding_has_a_written_reason(reports: dict[str, dict[str, Any]], 
     assert unexplained == [], "fix these or give a reason in infra/checkov_skips.json"
 
 
-@pytest.mark.parametrize("stage", STAGES)
-def test_every_reason_still_matches_a_finding(reports: dict[str, dict[str, Any]], stage: str) -> None:
-    failed = _findings(reports[stage], "failed_checks")
+def test_every_reason_still_matches_a_finding(reports: dict[str, dict[str, Any]]) -> None:
+    """In some stage: a stage may lack the resource a reason is about (a stage that trains nothing)."""
+    failed = [finding for report in reports.values() for finding in _findings(report, "failed_checks")]
     for check_id, skip in SKIPS.items():
         assert len(skip["reason"].split()) >= 6, f"{check_id}: a real reason, please"
         assert any(f[0] == check_id and f[2].startswith(skip["resource"]) for f in failed), f"{check_id} is stale"

@@ -126,7 +126,7 @@ def test_deploy_releases_the_version_through_its_endpoint_stack_alone(
     shell_on: LocalAws, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
     calls = record_cli(monkeypatch)
-    code, out, _ = run_mlops(monkeypatch, capsys, "deploy", "cnn")
+    code, out, _ = run_mlops(monkeypatch, capsys, "deploy", "cnn", "--yes")
 
     assert code == 0
     assert f"{GROUP} version 2" in out
@@ -148,7 +148,7 @@ def test_against_moto_deploy_goes_direct_and_asks_nothing(
     """moto fails change-set updates and reports outputs only for direct deploys: its workarounds,
     only there (the integration test below deploys this way for real)."""
     calls = record_cli(monkeypatch)
-    code, _, _ = run_mlops(monkeypatch, capsys, "deploy", "cnn")
+    code, _, _ = run_mlops(monkeypatch, capsys, "deploy", "cnn", "--yes")
     assert code == 0
     (call,) = calls
     assert "--method=direct" in call.argv
@@ -177,7 +177,7 @@ def test_in_aws_deploy_makes_a_change_set_and_asks_on_this_terminal_before_a_bro
     (how moto is told from AWS is the next test)."""
     monkeypatch.setattr(ShellAws, "is_moto", property(lambda _: False))
     calls = record_cli(monkeypatch)
-    code, _, err = run_mlops(monkeypatch, capsys, "deploy", "cnn", *args)
+    code, _, err = run_mlops(monkeypatch, capsys, "deploy", "cnn", *args, "--yes")
     assert code == 0, err
     (call,) = calls
     assert not any(argument.startswith("--method") for argument in call.argv), "a change set is the CLI's default"
@@ -211,7 +211,7 @@ def test_deploy_of_a_chosen_version(
     shell_on: LocalAws, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
     calls = record_cli(monkeypatch)
-    code, _, _ = run_mlops(monkeypatch, capsys, "deploy", "cnn", "--version", "1")
+    code, _, _ = run_mlops(monkeypatch, capsys, "deploy", "cnn", "--version", "1", "--yes")
     assert code == 0
     assert f"model_package.cnn={version_arn(1)}" in calls[0].argv
 
@@ -221,7 +221,7 @@ def test_deploy_of_a_chosen_version(
     [
         (("deploy", "rnn"), "no approved version in model package group mlops-local-rnn"),
         (("deploy", "cnn", "--version", "3"), "version 3 of mlops-local-cnn is PendingManualApproval"),
-        (("deploy", "lstm"), "network 'lstm' is not enabled in stage local"),
+        (("deploy", "lstm"), "unknown network 'lstm'"),
         (("deploy", "cnn", "--stage", "qa"), "unknown stage 'qa'"),
         (("cost", "--stage", "qa"), "unknown stage 'qa'"),
         (("deploy", "cnn", "--require-approval", "sometimes"), "--require-approval 'sometimes': expected one of never"),
@@ -262,7 +262,7 @@ def test_deploy_creates_the_endpoint_in_moto(
         "mlops-local-storage"
     ]
 
-    code, out, err = run_mlops(monkeypatch, capsys, "deploy", "cnn")
+    code, out, err = run_mlops(monkeypatch, capsys, "deploy", "cnn", "--yes")
     assert code == 0, err
 
     stack = naming.endpoint_stack_name("mlops-local", "cnn")

@@ -271,10 +271,10 @@ def test_models_shows_versions_with_metrics_from_the_evaluation_report(
 
 def test_approve_and_reject_update_the_registry(aws: Local, capsys: pytest.CaptureFixture[str]) -> None:
     first, second = register_version(aws, 0.96), register_version(aws, 0.97)
-    code, out, _ = run("approve", "cnn", capsys=capsys)
+    code, out, _ = run("approve", "cnn", "--yes", capsys=capsys)
     assert code == 0 and "version 2: PendingManualApproval -> Approved" in out
     assert (approval(aws, first), approval(aws, second)) == ("PendingManualApproval", "Approved")
-    assert run("reject", "cnn", "--version", "1", capsys=capsys)[0] == 0
+    assert run("reject", "cnn", "--version", "1", "--yes", capsys=capsys)[0] == 0
     assert (approval(aws, first), approval(aws, second)) == ("Rejected", "Approved")
     approved = aws.sagemaker.list_model_packages(ModelPackageGroupName=GROUP, ModelApprovalStatus="Approved")
     assert [p["ModelPackageVersion"] for p in approved["ModelPackageSummaryList"]] == [2]
@@ -296,6 +296,33 @@ def test_registry_commands_refuse_bad_input_with_exit_2(
         register_version(aws, 0.96)
     code, _, err = run(*args, capsys=capsys)
     assert code == 2 and message in err
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("train", "cnn"),
+        ("train", "cnn", "--param", "epochs=1"),
+        ("runs", "cnn"),
+        ("models", "cnn"),
+        ("approve", "cnn"),
+        ("reject", "cnn", "--version", "1"),
+    ],
+)
+def test_a_stage_that_promotes_from_another_says_it_trains_nothing_and_where_its_models_come_from(
+    aws: Local, capsys: pytest.CaptureFixture[str], args: tuple[str, ...]
+) -> None:
+    """prod has no pipeline and no registry of its own (docs/cicd.md): one line naming dev's group."""
+    dev = CDK_CONTEXT["stages"]["dev"]["account"]
+    code, out, err = run(*args, "--stage", "prod", capsys=capsys)
+    assert (code, out, err) == (
+        2,
+        "",
+        "error: stage prod trains nothing: its endpoints serve the versions approved in dev's registry "
+        f"(arn:aws:sagemaker:us-east-1:{dev}:model-package-group/mlops-dev-cnn): train, list and approve them "
+        "with --stage dev\n",
+    )
+    assert executions(aws) == []
 
 
 def test_training_cost_counts_billable_seconds_per_instance_and_the_spot_saving() -> None:
@@ -343,3 +370,30 @@ def test_every_stage_training_instance_type_has_a_dated_price() -> None:
         config = parse_stage_config(CDK_CONTEXT["stages"], name)
         for network in config.networks:
             assert config.training_instance_type(network) in table["per_instance_hour"], (name, network)
+
+
+def test_approve_without_a_terminal_or_yes_is_refused_and_changes_nothing(
+    aws: Local, capsys: pytest.CaptureFixture[str]
+) -> None:
+    arn = register_version(aws, 0.96)
+    code, _, err = run("approve", "cnn", capsys=capsys)  # pytest's stdin is no terminal
+    assert code == 2
+    assert err.strip() == (
+        f"error: set {GROUP} version 1 Approved (it is PendingManualApproval): no terminal to confirm it on; "
+        "pass --yes to do it anyway"
+    )
+    assert approval(aws, arn) == "PendingManualApproval"
+
+
+def test_runs_and_models_print_json(aws: Local, capsys: pytest.CaptureFixture[str]) -> None:
+    run("train", "cnn", capsys=capsys)
+    register_version(aws, 0.96)
+    code, out, _ = run("runs", "cnn", "--json", capsys=capsys)
+    assert code == 0
+    (execution,) = json.loads(out)
+    assert execution["status"] == "Succeeded" and execution["arn"] == executions(aws)[0]["PipelineExecutionArn"]
+    code, out, _ = run("models", "cnn", "--json", capsys=capsys)
+    assert code == 0
+    (version,) = json.loads(out)
+    assert (version["version"], version["approval"], version["quality_value"]) == (1, "PendingManualApproval", 0.96)
+    assert version["champion_then"] == {"summary": "none"}

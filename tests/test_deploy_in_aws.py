@@ -122,7 +122,7 @@ def test_a_new_instance_type_is_deployed_with_autoscaling_set_aside(
             return CdkRun("", "")
 
         monkeypatch.setattr(cdk_runner, "_run", deploy)
-        code, out, err = run_mlops(monkeypatch, capsys, "deploy", "cnn")
+        code, out, err = run_mlops(monkeypatch, capsys, "deploy", "cnn", "--yes")
         assert code == 0, err
         assert during == [([], [])]
         assert registered(aws, "mlops-local-cnn") == AS_DEPLOYED

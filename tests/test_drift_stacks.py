@@ -1,6 +1,7 @@
 """The drift monitor on the templates (moto skips pipelines and alarms, and evaluates neither alarms
 nor rules): per network a monitor pipeline, an alarm on its DriftScore, a rule that starts the
-network's training pipeline on that alarm, and, in the endpoint stack, the schedule that runs the
+network's training pipeline on that alarm (in prod, which trains nothing, dev's pipeline:
+tests/test_retraining_across_accounts.py), and, in the endpoint stack, the schedule that runs the
 monitor on the served version. Each wired to the right pipeline, each role scoped to it.
 """
 
@@ -17,8 +18,11 @@ from test_pipeline_stack import PARTITION_ACCOUNT, Pipelines, account, resources
 
 from drift import threshold_score
 from infra import naming
+from infra.constructs.training_pipeline import bundle_file_name
 from infra.definitions import monitor_pipeline as definition
+from infra.definitions import training_pipeline as training_definition
 from infra.definitions.training_pipeline import substitute_placeholders
+from infra.images import training_image_uri
 from infra.nag import flatten_cfn_reference
 from training.networks import get_network
 
@@ -46,9 +50,17 @@ def test_every_network_has_a_monitor_pipeline_running_its_jobs_as_the_execution_
         assert body == definition.monitor_definition_body(config, network)
         steps = {step["Name"]: step["Arguments"] for step in json.loads(body)["Steps"]}
         assert {arguments["RoleArn"] for arguments in steps.values()} == {"${ExecutionRoleArn}"}
-        # The same deploy-time values as the network's training pipeline: the same role, bucket, image.
+        # The stage's own role, bucket, key and code bundle, and the training image.
+        stack, stacks = pipelines.stack, pipelines.synth.stacks
         assert values == {
-            name: value for name, value in pipelines.body_and_values(network)[1].items() if name in values
+            training_definition.ARTIFACTS_BUCKET: stack.resolve(stacks.storage.artifacts.bucket_name),
+            training_definition.EXECUTION_ROLE_ARN: stack.resolve(stacks.execution_role.execution_role.role_arn),
+            training_definition.KEY_ARN: stack.resolve(stacks.storage.key.key_arn),
+            training_definition.SOURCE_BUNDLE_URI: stack.resolve(stack.source_bundle.s3_object_url),
+            training_definition.SOURCE_BUNDLE_FILE: bundle_file_name(stack.source_bundle),
+            training_definition.TRAINING_IMAGE_URI: training_image_uri(
+                config.region, config.training_instance_type(network)
+            ),
         }
         assert steps[definition.COLLECT_STEP]["Environment"]["CAPTURE_URI"] == (
             f"s3://${{ArtifactsBucket}}/data-capture/{network}/{naming.endpoint_name(config.prefix(), network)}"
@@ -98,8 +110,12 @@ def test_the_alarm_watches_the_networks_drift_score_at_the_monitors_threshold(pi
 
 
 @pytest.mark.slow
-def test_the_alarm_starts_the_networks_training_pipeline_through_its_own_trigger_role(pipelines: Pipelines) -> None:
+def test_in_a_stage_that_trains_the_alarm_starts_the_networks_training_pipeline_through_its_own_trigger_role() -> None:
+    """Where the alarm goes in a stage that promotes from another, and trains nothing:
+    tests/test_retraining_across_accounts.py."""
+    pipelines = Pipelines(synthesized("local"))
     config = pipelines.synth.config
+    assert config.trains
     for network in config.networks:
         monitor = pipelines.stack.drift_monitors[network]
         rule = pipelines.resource(monitor.retrain_rule)["Properties"]

@@ -6,8 +6,8 @@ only and treats every condition but sts:ExternalId as met, so `s3:prefix`, `aws:
 `kms:ViaService`, `kms:GrantIsForAWSResource`, `iam:PassedToService` and `cloudwatch:namespace`
 decide nothing there, and neither do the TLS-only bucket policies or the key policy. Here
 `@cloud-copilot/iam-simulate` (tests/iam_simulator.py) decides each request from the synthesized
-documents of the `local` stage (the one moto enforces) and `prod`, with real ARNs filled in
-(tests/policy_documents.py).
+documents of the `local` stage (the one moto enforces) and `prod` (`dev` where a test concerns the
+training pipelines, which prod has not), with real ARNs filled in (tests/policy_documents.py).
 
 Every request is one a job or a pipeline makes, or the nearest one the policies must refuse.
 """
@@ -37,6 +37,8 @@ from training.networks import NETWORKS
 pytestmark = pytest.mark.slow
 
 STAGES = ("local", "prod")
+# The stages with training pipelines (prod promotes from dev and trains nothing).
+TRAINING_STAGES = ("local", "dev")
 # What the stages that name no account deploy into is the deploying credentials' account.
 SOME_ACCOUNT = "123456789012"
 ANOTHER_ACCOUNT = "999999999999"
@@ -91,12 +93,22 @@ class Stage:
         return self.role(child)
 
     def job_creating_roles(self, network: str) -> Iterator[tuple[str, Role]]:
-        """The roles that create SageMaker jobs: the training pipeline's, and the drift monitor
-        pipeline's where the stage has one."""
-        yield "pipeline role", self.pipeline_role(network)
+        """The roles that create SageMaker jobs: the training pipeline's where the stage trains, and
+        the drift monitor pipeline's where it has one."""
+        if network in self.synth.stacks.pipelines.pipelines:
+            yield "pipeline role", self.pipeline_role(network)
         monitor = self.synth.stacks.pipelines.drift_monitors.get(network)
         if monitor is not None:
             yield "monitor pipeline role", self.role(monitor.role)
+
+    def events_roles(self) -> Iterator[tuple[str, Role]]:
+        """The roles EventBridge assumes for the stage's rules: each training pipeline's retraining
+        trigger, and the one that sends drift alarms to the promotion source."""
+        for network in self.synth.stacks.pipelines.pipelines:
+            yield f"{network} retraining trigger role", self.trigger_role(network)
+        forwarding = self.synth.stacks.pipelines.drift_alarms_to_source
+        if forwarding is not None:
+            yield "drift alarm forwarding role", self.role(forwarding.role)
 
     def roles_by_service(self) -> Iterator[tuple[str, Role, str]]:
         """Every role of the stage, its name and the service that assumes it."""
@@ -104,7 +116,8 @@ class Stage:
         for network in self.synth.config.networks:
             for name, role in self.job_creating_roles(network):
                 yield f"{network} {name}", role, SAGEMAKER_PRINCIPAL
-            yield f"{network} retraining trigger role", self.trigger_role(network), EVENTS_PRINCIPAL
+        for name, role in self.events_roles():
+            yield name, role, EVENTS_PRINCIPAL
 
     def assume(self, role: Role, service: str, source_account: str) -> Request:
         """`service` assumes the role for a resource of `source_account`, as AWS services do."""
@@ -178,11 +191,20 @@ def simulator() -> Iterator[IamSimulator]:
         yield running
 
 
-@pytest.fixture(scope="module", params=STAGES)
-def stage(request: pytest.FixtureRequest) -> Stage:
-    synth = synthesized(request.param)
+def _stage(name: str) -> Stage:
+    synth = synthesized(name)
     account = synth.config.account or SOME_ACCOUNT
     return Stage(synth, account, policy_documents(synth.template_files, account=account, region=synth.config.region))
+
+
+@pytest.fixture(scope="module", params=STAGES)
+def stage(request: pytest.FixtureRequest) -> Stage:
+    return _stage(request.param)
+
+
+@pytest.fixture(scope="module", params=TRAINING_STAGES)
+def training_stage(request: pytest.FixtureRequest) -> Stage:
+    return _stage(request.param)
 
 
 @pytest.mark.parametrize("network", sorted(NETWORKS))
@@ -292,21 +314,18 @@ def test_the_key_policy_leaves_the_key_to_iam_policies(stage: Stage, simulator: 
     expect(
         simulator,
         [
-            (
-                f"{network} retraining trigger role decrypts through S3",
-                stage.kms(stage.trigger_role(network), "kms:Decrypt", via="s3"),
-                IMPLICITLY_DENIED,
-            )
-            for network in stage.synth.config.networks
+            (f"{name} decrypts through S3", stage.kms(role, "kms:Decrypt", via="s3"), IMPLICITLY_DENIED)
+            for name, role in stage.events_roles()
         ],
     )
 
 
 @pytest.mark.parametrize("network", sorted(NETWORKS))
 def test_a_pipeline_role_reads_its_own_networks_evaluation_reports_only(
-    stage: Stage, simulator: IamSimulator, network: str
+    training_stage: Stage, simulator: IamSimulator, network: str
 ) -> None:
     """SageMaker Pipelines reads evaluation.json for the quality gate, as the pipeline role."""
+    stage = training_stage
     role, artifacts = stage.pipeline_role(network), stage.synth.stacks.storage.artifacts
 
     def report(of: str) -> str:
@@ -398,8 +417,11 @@ def test_job_creating_roles_encrypt_job_volumes_with_the_project_key_through_sag
 
 
 @pytest.mark.parametrize("network", sorted(NETWORKS))
-def test_a_retraining_rule_starts_its_own_pipeline_only(stage: Stage, simulator: IamSimulator, network: str) -> None:
+def test_a_retraining_rule_starts_its_own_pipeline_only(
+    training_stage: Stage, simulator: IamSimulator, network: str
+) -> None:
     """moto authorizes SageMaker calls against `Resource: *`; here against the pipelines' ARNs."""
+    stage = training_stage
     role, prefix = stage.trigger_role(network), stage.synth.config.prefix()
     expect(
         simulator,

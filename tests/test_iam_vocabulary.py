@@ -147,14 +147,20 @@ def test_every_accepted_finding_is_still_found() -> None:
 
 @pytest.mark.slow
 def test_every_kind_of_policy_is_linted() -> None:
-    synth = synthesized("prod")
-    documents = policy_documents(synth.template_files, account=SOME_ACCOUNT, region=synth.config.region)
-    where = [document.where for document in documents if document.kind != "trust"]
+    """dev trains and admits prod's drift alarms; prod monitors and sends them to dev."""
+    where = [
+        document.where
+        for synth in (synthesized("dev"), synthesized("prod"))
+        for document in policy_documents(synth.template_files, account=SOME_ACCOUNT, region=synth.config.region)
+        if document.kind != "trust"
+    ]
     for expected in (
         "ExecutionRole",
         "PipelineRole",
         "RetrainingTriggerRole",
         "MonitorPipelineRole",
+        "ForwardingRole",
+        "AdmitDriftAlarms",
         "DataBucketPolicy",
         "ArtifactsBucketPolicy",
         "AccessLogsBucketPolicy",

@@ -15,7 +15,8 @@ from training.networks import NETWORKS
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("--network", "gan"), f"unknown network 'gan' (known: {', '.join(NETWORKS)})"),
+        (("gan",), f"unknown network 'gan' (known: {', '.join(NETWORKS)})"),
+        (("--network", "rnn"), "mlops local takes the network as an argument now: mlops local rnn"),
         (("--param", "epochs=0"), "--param epochs: epochs must be at least 1, got '0'"),
         (("--param", "QualityThreshold"), "--param 'QualityThreshold': expected NAME=VALUE, e.g. epochs=3"),
         (("--limit", "0"), "--limit must be at least 1, got 0"),

@@ -20,8 +20,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +27,7 @@ import psutil
 import pytest
 from cli_support import run_mlops
 from moto.backends import get_backend
-from process_support import free_port, left_running, listening
+from process_support import free_port, left_running, listening, watched_descendants
 
 from inference.archives import extract_archive
 from mlops.local.moto import ACCOUNT, REGION
@@ -43,31 +41,11 @@ QUICK_RUN = ("--limit", "300", "--param", "epochs=3", "--param", "QualityThresho
 MLOPS = Path(sys.executable).parent / "mlops"
 
 
-@contextmanager
-def watched_children() -> Iterator[set[psutil.Process]]:
-    """Every process this one starts (at any depth) while the block runs."""
-    seen: set[psutil.Process] = set()
-    done = threading.Event()
-
-    def watch() -> None:
-        while not done.is_set():
-            seen.update(psutil.Process().children(recursive=True))
-            done.wait(0.2)
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
-    try:
-        yield seen
-    finally:
-        done.set()
-        watcher.join()
-
-
 def interrupt_during_training(port: int, report: Path) -> None:
     """`mlops local` as a user starts it, stopped with Ctrl-C (SIGINT) once its training job runs:
     exit 130, no traceback, nothing left running, the report says where it stopped."""
     interrupted = subprocess.Popen(
-        [str(MLOPS), "local", "--network", "cnn", "--port", str(port), "--report-dir", str(report), *QUICK_RUN],
+        [str(MLOPS), "local", "cnn", "--port", str(port), "--report-dir", str(report), *QUICK_RUN],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -131,12 +109,11 @@ def test_after_a_ctrl_c_the_cnn_goes_from_nothing_to_an_invoked_endpoint(
 
     # Same port, same report folder, no clean-up in between.
     before = set(psutil.Process().children(recursive=True))
-    with watched_children() as started:
+    with watched_descendants(psutil.Process()) as started:
         code, out, err = run_mlops(
             monkeypatch,
             capsys,
             "local",
-            "--network",
             "cnn",
             "--port",
             str(port),
@@ -280,12 +257,11 @@ def test_a_failing_training_step_is_named_and_leaves_nothing_running(
     # A value the registry accepts (window >= 2) but the prepared data contradicts (24-month windows).
     port, report = free_port(), tmp_path / "report"
     before = set(psutil.Process().children(recursive=True))
-    with watched_children() as started:
+    with watched_descendants(psutil.Process()) as started:
         code, out, err = run_mlops(
             monkeypatch,
             capsys,
             "local",
-            "--network",
             "rnn",
             "--port",
             str(port),

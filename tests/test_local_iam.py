@@ -178,6 +178,8 @@ class QuietReporter:
 
     def step_ended(self, *_: Any) -> None: ...
 
+    def trial_update(self, *_: Any) -> None: ...
+
 
 def cnn_pipeline_role_policies() -> dict[str, dict[str, Any]]:
     synth = synthesized("local")

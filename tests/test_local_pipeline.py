@@ -18,16 +18,12 @@ from infra.definitions import training_pipeline as definition
 from mlops.datasets import upload_channels
 from mlops.local.deployed_pipelines import TemplateValues
 from mlops.local.moto import LocalAws, moto_server
-from mlops.local.pipeline_executor import (
-    LocalPipelineExecutor,
-    StepFailed,
-    StepOutcome,
-    check_step_types,
-    execution_order,
-)
+from mlops.local.pipeline_executor import LocalPipelineExecutor, StepFailed, StepOutcome
+from mlops.local.pipeline_graph import check_step_types, execution_order
 from mlops.local.pipeline_jobs import final_metric_data
 from mlops.local.pipeline_references import DefinitionError, ExecutionContext, parameter_values
 from mlops.local.samples import EarlySamples, Sample, compare, held_out_samples, summary
+from mlops.local.tuning_job import TrialRun
 from training.networks import get_network, metric_regex
 
 CDK_CONTEXT: dict[str, Any] = json.loads((Path(__file__).resolve().parent.parent / "cdk.json").read_text())["context"]
@@ -309,7 +305,7 @@ def test_a_step_type_it_cannot_run_is_refused_naming_step_and_type(steps: list[d
     with pytest.raises(
         DefinitionError,
         match="step 'Notify' has type 'Lambda', which the local executor does not "
-        "run \\(it runs Training, Processing, Condition, RegisterModel, Fail\\)",
+        "run \\(it runs Training, Tuning, Processing, Condition, RegisterModel, Fail\\)",
     ):
         check_step_types(steps)
     check_step_types(cnn_definition()["Steps"])
@@ -330,6 +326,9 @@ class RecordingReporter:
 
     def step_ended(self, outcome: StepOutcome) -> None:
         self.events.append(("ended", outcome.step, outcome.status, outcome.detail))
+
+    def trial_update(self, step: str, trial: TrialRun) -> None:
+        self.events.append(("trial", step, trial.name, trial.status))
 
 
 GROUP = "mlops-local-gate"

@@ -21,7 +21,8 @@ from infra.config import StageConfig, parse_stage_config
 from infra.definitions import training_pipeline as definition
 from training.networks import NETWORKS, get_network
 
-STAGES = ("local", "dev", "prod")
+# The stages that train: prod promotes from dev and has no training pipeline (docs/cicd.md).
+STAGES = ("local", "dev")
 # Read directly, not through synth_support: these tests need no CDK (and its 5 s import).
 CDK_CONTEXT: dict[str, Any] = json.loads((Path(__file__).resolve().parent.parent / "cdk.json").read_text())["context"]
 SAGEMAKER = botocore.session.get_session().get_service_model("sagemaker")
@@ -33,7 +34,7 @@ STEP_SHAPES = {
     "RegisterModel": ("CreateModelPackageInput", "DescribeModelPackageOutput"),
 }
 # Required by the API but filled in by the pipeline service for every run.
-FILLED_BY_PIPELINES = {"TrainingJobName", "ProcessingJobName"}
+FILLED_BY_PIPELINES = {"TrainingJobName", "ProcessingJobName", "HyperParameterTuningJobName"}
 EXECUTION_VARIABLES = {
     "PipelineExecutionId",
     "PipelineExecutionArn",
@@ -114,7 +115,9 @@ def resolve_property(shape: Any, path: str) -> Any:
             f"{shape.name} has no member {match['name']}"
         )
         shape = shape.members[match["name"]]
-        if match["key"] is not None or match["index"] is not None:
+        if match["key"] is not None and shape.type_name == "map":
+            shape = shape.value
+        elif match["key"] is not None or match["index"] is not None:
             assert shape.type_name == "list", f"{match['name']} is not a list"
             shape = shape.member
     return shape
@@ -360,7 +363,8 @@ def test_stage_overrides_become_parameter_defaults() -> None:
     defaults = {p["Name"]: p["DefaultValue"] for p in definition.pipeline_definition(config, "cnn")["Parameters"]}
     assert defaults["Epochs"] == 3 and defaults["Precision"] == "float32"
     assert defaults["ModelApprovalStatus"] == "Approved"
-    assert {p["Name"]: p["DefaultValue"] for p in definition.pipeline_definition(stage("prod"), "cnn")["Parameters"]}[
+    manual = parse_stage_config({"dev": {**raw, "model_approval_status": "PendingManualApproval"}}, "dev")
+    assert {p["Name"]: p["DefaultValue"] for p in definition.pipeline_definition(manual, "cnn")["Parameters"]}[
         "ModelApprovalStatus"
     ] == "PendingManualApproval"
 
@@ -377,7 +381,7 @@ def test_spot_is_baked_in_from_the_stage(name: str) -> None:
 
 
 def test_train_step_encrypts_checkpoints_per_execution_and_retries() -> None:
-    train = definition.pipeline_definition(stage("prod"), "rnn")["Steps"][0]
+    train = definition.pipeline_definition(stage("dev"), "rnn")["Steps"][0]
     arguments = train["Arguments"]
     assert arguments["OutputDataConfig"] == {
         "S3OutputPath": "s3://${ArtifactsBucket}/models/rnn/",
@@ -410,7 +414,7 @@ def test_isolation_and_vpc_come_from_the_stage_and_bring_the_optional_channel() 
     assert evaluate["NetworkConfig"]["EnableNetworkIsolation"] is True
     assert evaluate["NetworkConfig"]["VpcConfig"] == champion["NetworkConfig"]["VpcConfig"] == vpc
     assert [c["ChannelName"] for c in train["InputDataConfig"]] == ["train", "validation", "test", "pretrained", "code"]
-    open_stage = definition.pipeline_definition(stage("prod"), "transfer")["Steps"][0]["Arguments"]
+    open_stage = definition.pipeline_definition(stage("dev"), "transfer")["Steps"][0]["Arguments"]
     assert [c["ChannelName"] for c in open_stage["InputDataConfig"]] == ["train", "validation", "test"]
     assert "VpcConfig" not in open_stage
 

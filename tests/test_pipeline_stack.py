@@ -19,6 +19,7 @@ from synth_support import Synthesized, app_module, logical_id_of, new_app, synth
 from infra import naming
 from infra.constructs.training_pipeline import trigger_object_key
 from infra.definitions import training_pipeline as definition
+from infra.definitions import tuning_pipeline
 from infra.images import FRAMEWORK_VERSION
 from infra.nag import flatten_cfn_reference
 from infra.source_bundle import source_bundle_hash
@@ -28,6 +29,9 @@ from mlops.local.authorization import Where, authorized_resources
 pytestmark = pytest.mark.slow
 
 STAGES = ("local", "dev", "prod")
+# The stages with training pipelines: prod promotes from dev and trains nothing
+# (tests/test_retraining_across_accounts.py shows what it has instead).
+TRAINING_STAGES = ("local", "dev")
 PARTITION_ACCOUNT = "arn:<AWS::Partition>:sagemaker:us-east-1:{account}"
 
 
@@ -85,14 +89,22 @@ def pipelines(request: pytest.FixtureRequest) -> Pipelines:
     return Pipelines(synthesized(request.param))
 
 
-def test_one_pipeline_and_one_group_per_enabled_network(pipelines: Pipelines) -> None:
-    config = pipelines.synth.config
-    found = {r["Properties"]["PipelineName"]: r for r in resources(pipelines.json, "AWS::SageMaker::Pipeline").values()}
+@pytest.fixture(scope="module", params=TRAINING_STAGES)
+def training(request: pytest.FixtureRequest) -> Pipelines:
+    return Pipelines(synthesized(request.param))
+
+
+def test_one_pipeline_and_one_group_per_enabled_network(training: Pipelines) -> None:
+    config = training.synth.config
+    found = {r["Properties"]["PipelineName"]: r for r in resources(training.json, "AWS::SageMaker::Pipeline").values()}
     groups = {
         r["Properties"]["ModelPackageGroupName"]: r
-        for r in resources(pipelines.json, "AWS::SageMaker::ModelPackageGroup").values()
+        for r in resources(training.json, "AWS::SageMaker::ModelPackageGroup").values()
     }
     expected = {naming.pipeline_name(config.prefix(), network) for network in config.networks}
+    # two tuning pipelines each, from nothing and warm (infra/definitions/tuning_pipeline.py)
+    expected |= {naming.tuning_pipeline_name(config.prefix(), network) for network in config.networks}
+    expected |= {naming.warm_start_pipeline_name(config.prefix(), network) for network in config.networks}
     # and a drift monitor pipeline each, where the stage's endpoints capture traffic
     expected |= {
         naming.monitor_pipeline_name(config.prefix(), network) for network in config.networks if config.captures_data
@@ -102,10 +114,10 @@ def test_one_pipeline_and_one_group_per_enabled_network(pipelines: Pipelines) ->
     retained = "Retain" if config.removal_policy == "retain" else "Delete"
     assert {group["DeletionPolicy"] for group in groups.values()} == {retained}
     for network in config.networks:
-        construct = pipelines.stack.pipelines[network]
-        pipeline = pipelines.pipeline(network)
-        assert pipeline["Properties"]["RoleArn"] == {"Fn::GetAtt": [pipelines.logical_id(construct.role), "Arn"]}
-        assert pipelines.logical_id(construct.model_package_group) in pipeline["DependsOn"]
+        construct = training.stack.pipelines[network]
+        pipeline = training.pipeline(network)
+        assert pipeline["Properties"]["RoleArn"] == {"Fn::GetAtt": [training.logical_id(construct.role), "Arn"]}
+        assert training.logical_id(construct.model_package_group) in pipeline["DependsOn"]
 
 
 def _processor(instance_type: str) -> str:
@@ -113,10 +125,10 @@ def _processor(instance_type: str) -> str:
     return "gpu" if instance_type.split(".")[1][0] in "gp" else "cpu"
 
 
-def test_the_definition_is_a_pipeline_with_a_value_for_every_placeholder(pipelines: Pipelines) -> None:
-    config = pipelines.synth.config
+def test_the_definition_is_a_pipeline_with_a_value_for_every_placeholder(training: Pipelines) -> None:
+    config = training.synth.config
     for network in config.networks:
-        body, values = pipelines.pipeline(network)["Properties"]["PipelineDefinition"]["PipelineDefinitionBody"][
+        body, values = training.pipeline(network)["Properties"]["PipelineDefinition"]["PipelineDefinitionBody"][
             "Fn::Sub"
         ]
         # Fn::Sub fills `${Name}` and writes `${!Name}` as a literal `${Name}`.
@@ -137,19 +149,19 @@ def test_the_definition_is_a_pipeline_with_a_value_for_every_placeholder(pipelin
             flat[definition.INFERENCE_IMAGE_URI],
         ), flat[definition.INFERENCE_IMAGE_URI]
         assert flat[definition.SOURCE_BUNDLE_URI] == (
-            f"s3://cdk-hnb659fds-assets-{account(pipelines.synth)}-us-east-1/{bundle_asset_hash()}.gz"
+            f"s3://cdk-hnb659fds-assets-{account(training.synth)}-us-east-1/{bundle_asset_hash()}.gz"
         )
         # The name SageMaker gives the one object of that URI in an input or channel.
         assert flat[definition.SOURCE_BUNDLE_FILE] == f"{bundle_asset_hash()}.gz"
-        assert flat[definition.DATA_BUCKET] == f"{config.prefix()}-data-{account(pipelines.synth)}-us-east-1"
-        assert flat[definition.ARTIFACTS_BUCKET] == f"{config.prefix()}-artifacts-{account(pipelines.synth)}-us-east-1"
+        assert flat[definition.DATA_BUCKET] == f"{config.prefix()}-data-{account(training.synth)}-us-east-1"
+        assert flat[definition.ARTIFACTS_BUCKET] == f"{config.prefix()}-artifacts-{account(training.synth)}-us-east-1"
         assert "Fn::ImportValue" in values[definition.KEY_ARN]
         assert "Fn::ImportValue" in values[definition.EXECUTION_ROLE_ARN]
 
 
-def test_train_step_uses_the_stage_spot_setting_checkpoints_kms_and_the_tf_image(pipelines: Pipelines) -> None:
-    config = pipelines.synth.config
-    body, _ = pipelines.body_and_values("cnn")
+def test_train_step_uses_the_stage_spot_setting_checkpoints_kms_and_the_tf_image(training: Pipelines) -> None:
+    config = training.synth.config
+    body, _ = training.body_and_values("cnn")
     train = body["Steps"][0]["Arguments"]
     assert train["EnableManagedSpotTraining"] is config.training.use_spot
     assert train["AlgorithmSpecification"]["TrainingImage"] == "${TrainingImageUri}"
@@ -158,11 +170,11 @@ def test_train_step_uses_the_stage_spot_setting_checkpoints_kms_and_the_tf_image
     assert train["OutputDataConfig"]["KmsKeyId"] == train["ResourceConfig"]["VolumeKmsKeyId"] == "${KeyArn}"
 
 
-def test_retraining_rule_starts_its_own_pipeline_on_the_train_spec_through_a_scoped_role(pipelines: Pipelines) -> None:
-    synth = pipelines.synth
+def test_retraining_rule_starts_its_own_pipeline_on_the_train_spec_through_a_scoped_role(training: Pipelines) -> None:
+    synth = training.synth
     for network in synth.config.networks:
-        construct = pipelines.stack.pipelines[network]
-        rule = pipelines.resource(construct.new_data_rule)["Properties"]
+        construct = training.stack.pipelines[network]
+        rule = training.resource(construct.new_data_rule)["Properties"]
         assert rule["EventPattern"]["source"] == ["aws.s3"]
         assert rule["EventPattern"]["detail-type"] == ["Object Created"]
         detail = rule["EventPattern"]["detail"]
@@ -176,7 +188,7 @@ def test_retraining_rule_starts_its_own_pipeline_on_the_train_spec_through_a_sco
         )
         (target,) = rule["Targets"]
         assert flatten_cfn_reference(target["Arn"]) == pipeline_arn
-        trigger_role = pipelines.json["Resources"][target["RoleArn"]["Fn::GetAtt"][0]]
+        trigger_role = training.json["Resources"][target["RoleArn"]["Fn::GetAtt"][0]]
         (trust,) = trigger_role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
         assert trust["Principal"] == {"Service": "events.amazonaws.com"}
         (policy,) = trigger_role["Properties"]["Policies"]
@@ -185,7 +197,7 @@ def test_retraining_rule_starts_its_own_pipeline_on_the_train_spec_through_a_sco
         ]
         schedule = construct.schedule_rule
         if synth.config.retrain_schedule:
-            properties = pipelines.resource(schedule)["Properties"]
+            properties = training.resource(schedule)["Properties"]
             assert properties["ScheduleExpression"] == synth.config.retrain_schedule
             assert properties["Targets"][0]["RoleArn"] == target["RoleArn"]
         else:
@@ -203,29 +215,29 @@ def test_nothing_reads_an_attribute_of_a_resource_moto_skips(pipelines: Pipeline
         assert f'"Fn::GetAtt": ["{logical_id}"' not in text and f'"Ref": "{logical_id}"' not in text
 
 
-def test_data_bucket_sends_object_events_to_eventbridge_without_a_custom_resource(pipelines: Pipelines) -> None:
-    storage = pipelines.synth.template_json(pipelines.synth.stacks.storage)
-    data = pipelines.synth.stacks.storage.data.bucket.node.default_child
-    bucket = storage["Resources"][pipelines.synth.stacks.storage.get_logical_id(data)]
+def test_data_bucket_sends_object_events_to_eventbridge_without_a_custom_resource(training: Pipelines) -> None:
+    storage = training.synth.template_json(training.synth.stacks.storage)
+    data = training.synth.stacks.storage.data.bucket.node.default_child
+    bucket = storage["Resources"][training.synth.stacks.storage.get_logical_id(data)]
     assert bucket["Properties"]["NotificationConfiguration"] == {
         "EventBridgeConfiguration": {"EventBridgeEnabled": True}
     }
-    for template in (storage, pipelines.json):
+    for template in (storage, training.json):
         assert not resources(template, "Custom::S3BucketNotifications")
         assert not resources(template, "AWS::Lambda::Function")
 
 
-def test_pipeline_role_is_scoped_to_named_resources(pipelines: Pipelines) -> None:
-    synth = pipelines.synth
+def test_pipeline_role_is_scoped_to_named_resources(training: Pipelines) -> None:
+    synth = training.synth
     prefix = synth.config.prefix()
     arn = PARTITION_ACCOUNT.format(account=account(synth))
     for network in synth.config.networks:
-        construct = pipelines.stack.pipelines[network]
-        role = pipelines.resource(construct.role)["Properties"]
+        construct = training.stack.pipelines[network]
+        role = training.resource(construct.role)["Properties"]
         (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
         assert trust["Principal"] == {"Service": "sagemaker.amazonaws.com"}
         assert "aws:SourceAccount" in trust["Condition"]["StringEquals"]
-        policies = pipelines.role_statements(construct.role)
+        policies = training.role_statements(construct.role)
         assert set(policies) == {
             "RunTrainingAndEvaluationJobs",
             "PassExecutionRoleToSageMaker",
@@ -259,14 +271,54 @@ def test_pipeline_role_is_scoped_to_named_resources(pipelines: Pipelines) -> Non
         assert "execution-role" in json.dumps(pass_role["Resource"])
 
 
-def test_pipeline_role_grants_job_volumes_the_key_and_describes_it_only_through_sagemaker(pipelines: Pipelines) -> None:
+def test_tuning_pipelines_run_as_a_role_scoped_like_the_training_pipeline_s(training: Pipelines) -> None:
+    """The same gate's grants; tuning jobs instead of training jobs, the account's and region's only
+    (SageMaker Pipelines names its tuning jobs in a form AWS does not document)."""
+    pipelines = training
+    synth = pipelines.synth
+    prefix = synth.config.prefix()
+    arn = PARTITION_ACCOUNT.format(account=account(synth))
+    for network in synth.config.networks:
+        construct = pipelines.stack.tuning[network]
+        trainings = pipelines.role_statements(pipelines.stack.pipelines[network].role)
+        policies = pipelines.role_statements(construct.role)
+        assert set(policies) == set(trainings) - {"RunTrainingAndEvaluationJobs"} | {"RunTuningAndEvaluationJobs"}
+        for name in set(policies) & set(trainings):
+            assert policies[name] == trainings[name], name
+        tuning_job, processing_job = f"{arn}:hyper-parameter-tuning-job/*", f"{arn}:processing-job/pipelines-*"
+        group = naming.model_package_group_name(prefix, network)
+        granted = {
+            (action, flatten_cfn_reference(resource))
+            for statement in policies["RunTuningAndEvaluationJobs"]
+            for action in as_list(statement["Action"])
+            for resource in as_list(statement["Resource"])
+        }
+        tuning_actions = ("Create", "Describe", "Stop")
+        assert granted == {
+            *((f"sagemaker:{verb}HyperParameterTuningJob", tuning_job) for verb in tuning_actions),
+            ("sagemaker:ListTrainingJobsForHyperParameterTuningJob", tuning_job),
+            *((f"sagemaker:{verb}ProcessingJob", processing_job) for verb in tuning_actions),
+            *(
+                ("sagemaker:AddTags", resource)
+                for resource in (tuning_job, processing_job, f"{arn}:model-package/{group}/*")
+            ),
+        }
+        for warm_start, pipeline in construct.pipelines.items():
+            properties = pipelines.resource(pipeline)["Properties"]
+            assert properties["RoleArn"] == {"Fn::GetAtt": [pipelines.logical_id(construct.role), "Arn"]}
+            body, values = properties["PipelineDefinition"]["PipelineDefinitionBody"]["Fn::Sub"]
+            assert body == tuning_pipeline.tuning_definition_body(synth.config, network, warm_start=warm_start)
+            assert values == pipelines.body_and_values(network)[1]
+            group_id = pipelines.logical_id(pipelines.stack.pipelines[network].model_package_group)
+            assert group_id in pipelines.resource(pipeline)["DependsOn"]
+
+
+def test_pipeline_role_grants_job_volumes_the_key_and_describes_it_only_through_sagemaker(training: Pipelines) -> None:
     """kms:GrantIsForAWSResource is a key of CreateGrant requests only: DescribeKey needs its own
     condition (tests/test_iam_vocabulary.py found it under the grant's, where it never held)."""
-    region = pipelines.synth.config.region
-    for network in pipelines.synth.config.networks:
-        statements = pipelines.role_statements(pipelines.stack.pipelines[network].role)[
-            "EncryptJobVolumesWithProjectKey"
-        ]
+    region = training.synth.config.region
+    for network in training.synth.config.networks:
+        statements = training.role_statements(training.stack.pipelines[network].role)["EncryptJobVolumesWithProjectKey"]
         assert {
             (statement["Action"], json.dumps(statement["Condition"], sort_keys=True)) for statement in statements
         } == {
@@ -291,10 +343,10 @@ def test_execution_role_reads_exactly_the_source_bundle_the_pipelines_use(pipeli
     )
 
 
-def test_execution_role_reads_only_its_networks_model_versions_for_the_champion_step(pipelines: Pipelines) -> None:
+def test_execution_role_reads_only_its_networks_model_versions_for_the_champion_step(training: Pipelines) -> None:
     """The Champion step lists the versions of its network's group as the execution role (a List
     call, on `*`) and describes them: on that group's versions only, one statement per network."""
-    synth = pipelines.synth
+    synth = training.synth
     arn = PARTITION_ACCOUNT.format(account=account(synth))
     role = synth.template_json(synth.stacks.execution_role)
     statements = [
@@ -331,7 +383,9 @@ def test_template_is_deployed_by_url_and_fits(pipelines: Pipelines) -> None:
     manifest = json.loads((synth.outdir / f"{pipelines.stack.artifact_id}.assets.json").read_text())
     template_file = f"{pipelines.stack.artifact_id}.template.json"
     assert any(asset["source"]["path"] == template_file for asset in manifest["files"].values())
-    assert (synth.outdir / template_file).stat().st_size < 1_000_000 / 4
+    # Three training pipelines (train, tune, tune warm) and a monitor per network: about 400 KB
+    # for five networks, of the 1 MB limit.
+    assert (synth.outdir / template_file).stat().st_size < 1_000_000 / 2
 
 
 def test_nag_findings_of_the_pipelines_are_all_acknowledged_with_reasons(pipelines: Pipelines) -> None:

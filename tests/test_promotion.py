@@ -18,7 +18,7 @@ from synth_support import CDK_CONTEXT, synthesized
 
 from infra import naming
 from infra.config import ConfigError, parse_stage_config
-from infra.constructs.promotion import PROMOTED_PREFIXES
+from infra.constructs.promotion import PROMOTED_PREFIXES, consumer_accounts
 
 ALLOWED, IMPLICITLY_DENIED = "Allowed", "ImplicitlyDenied"
 OVER_TLS = {"aws:SecureTransport": "true", "s3:TlsVersion": "1.3"}
@@ -91,13 +91,15 @@ class Accounts:
         )
 
 
-@pytest.fixture(scope="module")
-def accounts() -> Accounts:
+# Named apart from the fixtures they define, so that tests/test_retraining_across_accounts.py can
+# import them without a test's parameter redefining the import.
+@pytest.fixture(scope="module", name="accounts")
+def accounts_fixture() -> Accounts:
     return Accounts()
 
 
-@pytest.fixture(scope="module")
-def simulator() -> Iterator[IamSimulator]:
+@pytest.fixture(scope="module", name="simulator")
+def simulator_fixture() -> Iterator[IamSimulator]:
     with IamSimulator() as running:
         yield running
 
@@ -151,7 +153,7 @@ def test_only_the_prod_account_is_admitted_and_only_where_its_iam_grants(
     """dev's policies name the prod account; within it, roles without the grant read nothing."""
     artifacts = accounts.dev_artifacts_policy
     deploy_role = accounts.prod_role(accounts.prod.stacks.github_deploy.deploy_role.role)
-    pipeline_role = accounts.prod_role(accounts.prod.stacks.pipelines.pipelines["cnn"].role)
+    monitor_role = accounts.prod_role(accounts.prod.stacks.pipelines.drift_monitors["cnn"].role)
     stranger_policy = PolicyDocument(
         "stranger",
         "identity",
@@ -163,7 +165,7 @@ def test_only_the_prod_account_is_admitted_and_only_where_its_iam_grants(
         simulator,
         [
             ("prod's deploy role", accounts.s3(deploy_role, artifacts, MODEL), IMPLICITLY_DENIED),
-            ("prod's cnn pipeline role", accounts.s3(pipeline_role, artifacts, MODEL), IMPLICITLY_DENIED),
+            ("prod's cnn monitor pipeline role", accounts.s3(monitor_role, artifacts, MODEL), IMPLICITLY_DENIED),
             ("an account dev does not name, s3:* on *", accounts.s3(stranger, artifacts, MODEL), IMPLICITLY_DENIED),
         ],
     )
@@ -210,8 +212,28 @@ def test_prod_serves_dev_s_group_by_arn_and_dev_its_own_by_name() -> None:
         f"arn:aws:sagemaker:us-east-1:{stages['dev']['account']}:model-package-group/mlops-dev-cnn"
     )
     assert dev.served_model_package_group("cnn") == "mlops-dev-cnn"
-    assert dev.promotion_consumers == (stages["prod"]["account"],)
+    assert consumer_accounts(dev) == [stages["prod"]["account"]]
     assert set(PROMOTED_PREFIXES) == {"models/", "pipelines/"}
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda s: s["prod"].update(monitor={"retrain_on_drift": False}),
+        lambda s: s["prod"].update(endpoint={"serverless": {}}),
+        lambda s: s["prod"]["endpoint"].update(data_capture_percent=0),
+    ],
+    ids=["retrain_on_drift off", "serverless", "no capture"],
+)
+def test_dev_admits_drift_alarms_only_from_a_consumer_whose_alarms_retrain(change: Any) -> None:
+    """prod's drift alarms start dev's pipelines (tests/test_retraining_across_accounts.py) only
+    where prod has them and retrains on them: otherwise dev admits nothing from prod."""
+    stages = copy.deepcopy(CDK_CONTEXT["stages"])
+    (consumer,) = parse_stage_config(stages, "dev").promotion_consumers
+    assert (consumer.stage, consumer.retrained_networks) == ("prod", parse_stage_config(stages, "prod").networks)
+    change(stages)
+    (consumer,) = parse_stage_config(stages, "dev").promotion_consumers
+    assert consumer.retrained_networks == ()
 
 
 @pytest.mark.parametrize(
@@ -224,6 +246,17 @@ def test_prod_serves_dev_s_group_by_arn_and_dev_its_own_by_name() -> None:
         (lambda s: s["dev"].update(removal_policy="destroy"), r"dev has removal_policy 'destroy'.*must retain them"),
         (lambda s: s["dev"].update(networks=["cnn"]), r"stages\.prod\.promote_from: dev does not train autoencoder"),
         (lambda s: s["dev"].update(promote_from="local"), r"dev promotes from another stage itself"),
+        *(
+            (
+                lambda s, key=key, value=value: s["prod"].update({key: value}),
+                rf"stages\.prod\.{key}: prod promotes from dev and trains nothing .*; set it on dev",
+            )
+            for key, value in [
+                ("retrain_schedule", "rate(7 days)"),
+                ("model_approval_status", "PendingManualApproval"),
+                ("hyperparameters", {"cnn": {"epochs": 3}}),
+            ]
+        ),
     ],
 )
 def test_a_promotion_that_cannot_work_is_refused_naming_the_key(change: Any, message: str) -> None:

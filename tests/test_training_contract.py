@@ -72,15 +72,24 @@ def test_hyperparameters_arrive_the_same_in_both_toolkit_encodings(tmp_path, mon
     assert job.checkpoint_dir == tmp_path / "ckpt"
 
 
-def test_sagemaker_extras_are_ignored_and_an_s3_model_dir_does_not_replace_sm_model_dir(
-    tmp_path, monkeypatch, image_channels
+@pytest.mark.parametrize(
+    "given",
+    [
+        "s3://bucket/job/model",  # SDK v2's TF estimator: a place for TF checkpoints
+        # SageMaker's TF toolkit, to a tuning job's trial (sagemaker_tensorflow_container training.py,
+        # `_model_dir_with_training_job`): a relative folder SageMaker never uploads when none was given
+        "None/tune-001-abc/model",
+    ],
+)
+def test_sagemaker_extras_are_ignored_and_a_model_dir_does_not_replace_sm_model_dir(
+    tmp_path, monkeypatch, image_channels, given
 ):
     for channel, folder in image_channels.items():
         monkeypatch.setenv(f"SM_CHANNEL_{channel.upper()}", str(folder))
     monkeypatch.setenv("SM_MODEL_DIR", str(tmp_path / "model"))
     monkeypatch.setenv("SM_OUTPUT_DATA_DIR", str(tmp_path / "output"))
     job = contract.Job.from_arguments(
-        CNN, ["--model_dir", "s3://bucket/job/model", "--epochs", "2", "--some_framework_flag", "1", "--model", "x"]
+        CNN, ["--model_dir", given, "--epochs", "2", "--some_framework_flag", "1", "--model", "x"]
     )
     assert job.model_dir == tmp_path / "model" and job.output_dir == tmp_path / "output"
     assert job.hyperparameters.epochs == 2

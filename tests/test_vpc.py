@@ -73,12 +73,16 @@ class PrivateStage:
 
 @pytest.fixture(scope="module")
 def private() -> Iterator[PrivateStage]:
-    """The `prod` stage with a `vpc`, one network, and that network's endpoint stack, in an account
-    of its own that serves its own registry (no GitHub deploys, no promotion)."""
-    prod = {key: value for key, value in CDK_CONTEXT["stages"]["prod"].items() if key not in ("github", "promote_from")}
+    """The `prod` stage with a `vpc`, one network, and that network's endpoint stack."""
+    # prod's settings in the account the test names, serving versions of its own group: without the
+    # account, the promotion from dev that needs it, and the GitHub deploy role that needs it too.
+    prod = {
+        key: value
+        for key, value in CDK_CONTEXT["stages"]["prod"].items()
+        if key not in ("account", "promote_from", "github")
+    }
     stage = {
         **prod,
-        "account": ACCOUNT,
         "networks": [NETWORK],
         "vpc": {"subnet_ids": list(SUBNETS), "security_group_ids": list(SECURITY_GROUPS)},
     }

@@ -54,12 +54,13 @@ def read_arguments(network: networks.Network, argv: Sequence[str]) -> Arguments:
                 f"channel {channel!r} is missing: set SM_CHANNEL_{channel.upper()} or pass --{channel} DIR"
             )
     model_dir = arguments.model_dir
-    if model_dir and model_dir.startswith("s3://"):
-        # SDK v2's TensorFlow estimator passes an S3 model_dir meant for TF checkpoints.
-        log.info("model_dir %s is an S3 location; the model is written to SM_MODEL_DIR", model_dir)
+    in_sagemaker = "SM_MODEL_DIR" in os.environ
+    # SageMaker uploads SM_MODEL_DIR only. SDK v2's TF estimator passes an S3 model_dir for TF
+    # checkpoints, and the TF toolkit gives a tuning job's trials `<model_dir>/<job name>/model`.
+    if model_dir and (model_dir.startswith("s3://") or (in_sagemaker and model_dir != os.environ["SM_MODEL_DIR"])):
+        log.info("model_dir %s is not SM_MODEL_DIR; the model is written to SM_MODEL_DIR", model_dir)
         model_dir = None
     output_dir = Path(arguments.output_dir or os.environ.get("SM_OUTPUT_DATA_DIR", "output"))
-    in_sagemaker = "SM_MODEL_DIR" in os.environ
     checkpoint_dir = Path(
         arguments.checkpoint_dir or (SAGEMAKER_CHECKPOINT_DIR if in_sagemaker else output_dir / "checkpoints")
     )

@@ -24,6 +24,19 @@ def epoch_metrics(logs: dict[str, float] | None) -> dict[str, float]:
     }
 
 
+def kept_validation_metrics(
+    early_stopping: keras.callbacks.EarlyStopping, history: list[dict[str, float]], metrics: tuple[str, ...]
+) -> dict[str, float]:
+    """The validation `metrics` of the epoch whose weights EarlyStopping restored when training
+    ended (Keras 3 restores its best epoch's whenever it has them), or {} if it kept none. Printed
+    last, they are what FinalMetricDataList and a tuning job's objective take (the last value of
+    each metric): the saved model's, not the last epoch's."""
+    if early_stopping.best_weights is None or not 0 <= early_stopping.best_epoch < len(history):
+        return {}
+    kept = history[early_stopping.best_epoch]
+    return {name: kept[name] for name in metrics if name.startswith("val_") and name in kept}
+
+
 class SpotCheckpoint(keras.callbacks.Callback):
     """The training state after every epoch, so a spot interruption costs at most one epoch.
 

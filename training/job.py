@@ -229,6 +229,9 @@ class Job:
             )
         offset = len(self.history)
         self.history += [{"epoch": offset + index + 1, **logs} for index, logs in enumerate(checkpoint.history)]
+        kept = checkpoints.kept_validation_metrics(early_stopping, checkpoint.history, self.network.metrics)
+        if kept:
+            self.log_metrics(**kept)
 
     def _fingerprint(self, phase: str, epochs: int) -> str:
         """What a checkpoint must have been made with to be resumed: same knobs, same data."""

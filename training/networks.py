@@ -19,8 +19,10 @@ import re
 from dataclasses import dataclass, field
 
 if __package__:  # training.networks
+    from .search_space import CategoricalRange, ContinuousRange, IntegerRange, Objective, Tuning, tuning
     from .tasks import Task, get_task
 else:  # the sibling module `networks` of the training container
+    from search_space import CategoricalRange, ContinuousRange, IntegerRange, Objective, Tuning, tuning
     from tasks import Task, get_task
 
 HyperparameterValue = int | float | str
@@ -119,8 +121,18 @@ class Network:
     # (mlops/prices.json, `instance_choice`: the prices, their source, the measured speed-up).
     training_instance_type: str
     inference_instance_type: str
+    tuning: Tuning
+    """What hyperparameter tuning searches (training/search_space.py), and the validation metric it optimizes."""
     optional_channels: tuple[str, ...] = ()
     required_channels: tuple[str, ...] = field(default=("train", "validation", "test"))
+
+    def __post_init__(self) -> None:
+        if self.tuning.objective.metric not in self.metrics:
+            raise ValueError(f"{self.name}: tuning objective {self.tuning.objective.metric} is not one of its metrics")
+        for name, search in self.tuning.ranges:
+            problem = search.problem(self.hyperparameter(name))
+            if problem:
+                raise ValueError(f"{self.name}: tuning range of {problem}")
 
     @property
     def request_content_types(self) -> tuple[str, ...]:
@@ -189,6 +201,10 @@ def _common(
 
 
 _CLASSIFIER_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy")
+# Tuning optimizes a validation metric: the test channel is the quality gate's, and a winner chosen
+# on it would be judged on the data it was chosen by.
+_MAXIMIZE_VAL_ACCURACY = Objective("val_accuracy", "Maximize")
+_MINIMIZE_VAL_LOSS = Objective("val_loss", "Minimize")
 
 NETWORKS: dict[str, Network] = {
     network.name: network
@@ -212,6 +228,12 @@ NETWORKS: dict[str, Network] = {
             input_name="image",
             training_instance_type="ml.m7i.xlarge",
             inference_instance_type="ml.c7i.large",
+            tuning=tuning(
+                _MAXIMIZE_VAL_ACCURACY,
+                learning_rate=ContinuousRange(1e-4, 1e-2, "Logarithmic"),
+                dense_units=IntegerRange(16, 256, "Logarithmic"),
+                dropout=ContinuousRange(0.0, 0.5, "Linear"),
+            ),
         ),
         Network(
             name="rnn",
@@ -230,6 +252,12 @@ NETWORKS: dict[str, Network] = {
             input_name="history",
             training_instance_type="ml.m7i.xlarge",
             inference_instance_type="ml.c7i.large",
+            tuning=tuning(
+                _MINIMIZE_VAL_LOSS,
+                learning_rate=ContinuousRange(3e-4, 3e-2, "Logarithmic"),
+                units=IntegerRange(8, 128, "Logarithmic"),
+                dropout=ContinuousRange(0.0, 0.5, "Linear"),
+            ),
         ),
         Network(
             name="autoencoder",
@@ -257,6 +285,14 @@ NETWORKS: dict[str, Network] = {
             input_name="features",
             training_instance_type="ml.m7i.large",
             inference_instance_type="ml.c7i.large",
+            # Not the bottleneck: a wider one always reconstructs better (a lower val_loss) while it
+            # separates anomalies worse, so the objective would only ever push it to the maximum.
+            tuning=tuning(
+                _MINIMIZE_VAL_LOSS,
+                learning_rate=ContinuousRange(1e-4, 1e-2, "Logarithmic"),
+                hidden_units=IntegerRange(8, 64, "Logarithmic"),
+                l2=ContinuousRange(1e-6, 1e-3, "Logarithmic"),
+            ),
         ),
         Network(
             name="transfer",
@@ -310,6 +346,12 @@ NETWORKS: dict[str, Network] = {
             optional_channels=("pretrained",),
             training_instance_type="ml.m7i.2xlarge",
             inference_instance_type="ml.c7i.xlarge",
+            tuning=tuning(
+                _MAXIMIZE_VAL_ACCURACY,
+                learning_rate=ContinuousRange(1e-4, 1e-2, "Logarithmic"),
+                dropout=ContinuousRange(0.0, 0.5, "Linear"),
+                fine_tune_learning_rate=ContinuousRange(1e-5, 1e-3, "Logarithmic"),
+            ),
         ),
         Network(
             name="speech",
@@ -329,6 +371,14 @@ NETWORKS: dict[str, Network] = {
             input_name="frames",
             training_instance_type="ml.m7i.large",
             inference_instance_type="ml.c7i.large",
+            tuning=tuning(
+                _MAXIMIZE_VAL_ACCURACY,
+                learning_rate=ContinuousRange(3e-4, 3e-2, "Logarithmic"),
+                units=IntegerRange(16, 128, "Logarithmic"),
+                dropout=ContinuousRange(0.0, 0.5, "Linear"),
+                # Reweighting helps only where the classes are unequal: the search finds out whether.
+                class_weight=CategoricalRange(("none", "balanced")),
+            ),
         ),
     )
 }

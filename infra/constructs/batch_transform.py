@@ -25,7 +25,8 @@ from infra.constructs.artifacts_bucket import ArtifactsBucket
 from infra.constructs.data_bucket import DataBucket
 from infra.constructs.key import ProjectKey
 from infra.constructs.principals import EVENTS_PRINCIPAL, SAGEMAKER_PRINCIPAL, acting_for_this_account
-from infra.constructs.training_pipeline import PIPELINE_JOB_NAMES, _StartPipelineExecution, bundle_file_name
+from infra.constructs.rule_targets import TargetAsRole
+from infra.constructs.training_pipeline import PIPELINE_JOB_NAMES, bundle_file_name
 from infra.definitions import parts
 from infra.definitions import transform_pipeline as definition
 from infra.images import training_image_uri
@@ -158,7 +159,7 @@ class BatchTransform(Construct):
             "TransformOnSchedule",
             description=f"Starts {self.pipeline_name} on {schedule}, on its default input and version",
             schedule=events.Schedule.expression(schedule),
-            targets=[_StartPipelineExecution(self.pipeline_arn, role)],
+            targets=[TargetAsRole(self.pipeline_arn, role)],
         )
         self.schedule_rule.node.add_dependency(self.pipeline)
 

@@ -5,6 +5,10 @@ retrains on that alarm, and the schedule that runs it on the version being serve
         --publishes DriftScore--> alarm <prefix>-<network>-drift
         --ALARM--> rule RetrainOnDrift --starts--> <prefix>-<network> (the training pipeline)
 
+In a stage that promotes from another (prod), which trains nothing, RetrainOnDrift sends the
+alarm's event to its source stage (dev) instead, whose rule starts the network's training
+pipeline there (infra/constructs/cross_account_retraining.py).
+
 The schedule lives in the endpoint stack because only a deployment knows which model version is
 served: `mlops deploy` passes that version's model and baseline (its DriftCheckBaselines) as the
 stack's parameters, and the schedule hands them to every monitor run. No endpoint, no schedule.
@@ -16,6 +20,7 @@ may do only what they do, on resources named in advance.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import aws_cdk as cdk
 from aws_cdk import Duration
@@ -31,7 +36,7 @@ from infra.config import StageConfig
 from infra.constructs.artifacts_bucket import ArtifactsBucket
 from infra.constructs.key import ProjectKey
 from infra.constructs.principals import EVENTS_PRINCIPAL, SAGEMAKER_PRINCIPAL, acting_for_this_account
-from infra.constructs.training_pipeline import PIPELINE_JOB_NAMES, TrainingPipeline, bundle_file_name
+from infra.constructs.training_pipeline import PIPELINE_JOB_NAMES, bundle_file_name
 from infra.definitions import monitor_pipeline as definition
 from infra.definitions import training_pipeline as training_definition
 from infra.images import training_image_uri
@@ -39,7 +44,30 @@ from infra.nag import acknowledge_wildcard_resources
 
 DRIFT_METRIC = "DriftScore"
 NETWORK_DIMENSION = "Network"
+ALARM_EVENT_SOURCE = "aws.cloudwatch"
 ALARM_STATE_CHANGE = "CloudWatch Alarm State Change"
+
+
+@dataclass(frozen=True)
+class Retraining:
+    """What a drift alarm's rule does: its target, what that does in words (the rule's
+    description begins with it: "Starts mlops-local-cnn"), and the resource the rule must follow
+    (the pipeline it starts, where that is in the same stack)."""
+
+    target: events.IRuleTarget
+    action: str
+    after: Construct | None = None
+
+
+def drift_alarm_pattern(alarm_name: str, *, account: str | None = None) -> events.EventPattern:
+    """The event CloudWatch sends when `alarm_name` goes into ALARM; with `account`, only that
+    account's (the alarm's event keeps its own account when forwarded to another's event bus)."""
+    return events.EventPattern(
+        account=[account] if account is not None else None,
+        source=[ALARM_EVENT_SOURCE],
+        detail_type=[ALARM_STATE_CHANGE],
+        detail={"alarmName": [alarm_name], "state": {"value": ["ALARM"]}},
+    )
 
 
 def alarm_threshold(alpha: float) -> float:
@@ -54,7 +82,8 @@ def monitor_pipeline_arn(stack: cdk.Stack, config: StageConfig, network: str) ->
 
 
 class DriftMonitor(Construct):
-    """In the pipelines stack, per network: the monitor pipeline, its alarm, and retraining on it."""
+    """In the pipelines stack, per network: the monitor pipeline, its alarm, and retraining on it
+    (none when `retraining` is None)."""
 
     def __init__(
         self,
@@ -67,7 +96,7 @@ class DriftMonitor(Construct):
         key: ProjectKey,
         artifacts: ArtifactsBucket,
         execution_role: iam.IRole,
-        training: TrainingPipeline,
+        retraining: Retraining | None,
     ) -> None:
         super().__init__(scope, construct_id)
         stack = cdk.Stack.of(self)
@@ -155,21 +184,18 @@ class DriftMonitor(Construct):
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
         self.retrain_rule: events.Rule | None = None
-        if config.monitor.retrain_on_drift:
+        if retraining is not None:
             # The alarm by its name, not a reference: moto's CloudFormation skips alarms.
             alarm_name = naming.drift_alarm_name(config.prefix(), network)
             self.retrain_rule = events.Rule(
                 self,
                 "RetrainOnDrift",
-                description=f"Starts {training.pipeline_name} when {alarm_name} goes into ALARM",
-                event_pattern=events.EventPattern(
-                    source=["aws.cloudwatch"],
-                    detail_type=[ALARM_STATE_CHANGE],
-                    detail={"alarmName": [alarm_name], "state": {"value": ["ALARM"]}},
-                ),
-                targets=[training.retraining_target],
+                description=f"{retraining.action} when {alarm_name} goes into ALARM",
+                event_pattern=drift_alarm_pattern(alarm_name),
+                targets=[retraining.target],
             )
-            self.retrain_rule.node.add_dependency(training.pipeline)
+            if retraining.after is not None:
+                self.retrain_rule.node.add_dependency(retraining.after)
 
 
 class MonitorSchedule(Construct):

@@ -34,6 +34,11 @@ SHARED_GROUP_ACTIONS = ("sagemaker:DescribeModelPackageGroup",)
 SHARED_VERSION_ACTIONS = ("sagemaker:DescribeModelPackage", "sagemaker:ListModelPackages", "sagemaker:CreateModel")
 
 
+def consumer_accounts(config: StageConfig) -> list[str]:
+    """The accounts of the stages that serve `config`'s versions, each once."""
+    return sorted({consumer.account for consumer in config.promotion_consumers})
+
+
 def _consumers(accounts: Sequence[str]) -> list[iam.IPrincipal]:
     return [iam.AccountPrincipal(account) for account in accounts]
 
@@ -67,7 +72,7 @@ def shared_group_policy(scope: Construct, group_name: str, consumers: Sequence[s
 def share_artifacts(artifacts: ArtifactsBucket, key: iam.IResourceWithPolicy, config: StageConfig) -> None:
     """The source side, on its bucket and key: consumer accounts read the promoted prefixes,
     and decrypt through S3 (the bucket's objects are encrypted with the project key)."""
-    consumers = config.promotion_consumers
+    consumers = consumer_accounts(config)
     if not consumers:
         return
     artifacts.bucket.add_to_resource_policy(

@@ -9,14 +9,13 @@ named after what they allow.
 from __future__ import annotations
 
 from pathlib import PurePosixPath
+from typing import Any
 
 import aws_cdk as cdk
-import jsii
 from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3_assets as s3_assets
 from aws_cdk import aws_sagemaker as sagemaker
-from aws_cdk.interfaces import aws_events as events_interfaces
 from constructs import Construct
 
 from infra import naming
@@ -26,7 +25,8 @@ from infra.constructs.buckets import removal_policy
 from infra.constructs.data_bucket import DataBucket, channel_prefix
 from infra.constructs.key import ProjectKey
 from infra.constructs.principals import EVENTS_PRINCIPAL, SAGEMAKER_PRINCIPAL, acting_for_this_account
-from infra.constructs.promotion import shared_group_policy
+from infra.constructs.promotion import consumer_accounts, shared_group_policy
+from infra.constructs.rule_targets import TargetAsRole
 from infra.definitions import training_pipeline as definition
 from infra.images import inference_image_uri, training_image_uri
 from infra.nag import acknowledge, acknowledge_wildcard_resources
@@ -50,18 +50,6 @@ def bundle_file_name(source_bundle: s3_assets.Asset) -> str:
     if cdk.Token.is_unresolved(source_bundle.s3_object_key):
         raise ValueError("the source bundle's object key is not known at synth time")
     return PurePosixPath(source_bundle.s3_object_key).name
-
-
-@jsii.implements(events.IRuleTarget)
-class _StartPipelineExecution:
-    """An EventBridge target that starts a SageMaker Pipeline with its default parameters."""
-
-    def __init__(self, pipeline_arn: str, role: iam.IRole) -> None:
-        self._pipeline_arn = pipeline_arn
-        self._role = role
-
-    def bind(self, rule: events_interfaces.IRuleRef, id: str | None = None) -> events.RuleTargetConfig:
-        return events.RuleTargetConfig(arn=self._pipeline_arn, role=self._role)
 
 
 class TrainingPipeline(Construct):
@@ -91,7 +79,7 @@ class TrainingPipeline(Construct):
             model_package_group_name=self.group_name,
             model_package_group_description=f"Registered {spec.name} models: {spec.summary}",
             # Stages that promote from this one deploy its versions (infra/constructs/promotion.py).
-            model_package_group_policy=shared_group_policy(self, self.group_name, config.promotion_consumers),
+            model_package_group_policy=shared_group_policy(self, self.group_name, consumer_accounts(config)),
         )
         # A group that still holds versions cannot be deleted: retained stages keep it, and
         # destroying a stage means deleting its model versions first (docs/infrastructure.md).
@@ -103,35 +91,26 @@ class TrainingPipeline(Construct):
             description=f"Assumed by SageMaker Pipelines to run {self.pipeline_name}",
             assumed_by=acting_for_this_account(SAGEMAKER_PRINCIPAL, self),
             inline_policies={
-                "RunTrainingAndEvaluationJobs": self._run_jobs_policy(stack),
-                "PassExecutionRoleToSageMaker": iam.PolicyDocument(
-                    statements=[
-                        iam.PolicyStatement(
-                            actions=["iam:PassRole"],
-                            resources=[execution_role.role_arn],
-                            conditions={"StringEquals": {"iam:PassedToService": SAGEMAKER_PRINCIPAL}},
-                        )
-                    ]
+                "RunTrainingAndEvaluationJobs": run_jobs_policy(
+                    stack,
+                    self.group_name,
+                    {
+                        job_arn(stack, "training-job"): job_actions("TrainingJob"),
+                        job_arn(stack, "processing-job"): job_actions("ProcessingJob"),
+                    },
                 ),
-                "RegisterModelVersions": self._register_policy(stack),
-                "ReadEvaluationReports": self._read_reports_policy(artifacts, key, spec.name),
-                "EncryptJobVolumesWithProjectKey": key.job_volume_encryption_policy(config.region),
+                **gate_policies(config, self.group_name, spec.name, key, artifacts, execution_role),
             },
         )
         acknowledge_wildcard_resources(
             self.role,
             self._job_arns(stack)
-            + self._model_version_arns(stack)
-            + [artifacts.arn_for_objects(self._reports_prefix(spec.name) + "*")],
+            + model_version_arns(stack, self.group_name)
+            + [artifacts.arn_for_objects(reports_prefix(spec.name) + "*")],
             "SageMaker Pipelines names jobs and model versions per run, and evaluation reports "
             "per execution: only a name prefix is known in advance",
         )
-        acknowledge(
-            self.role,
-            "AwsSolutions-IAM5[Resource::*]",
-            "sagemaker:CreateModelPackage has only an optional resource type, so AWS may authorize it against * "
-            "(service authorization reference; docs/iam.md)",
-        )
+        acknowledge_create_model_package_on_any(self.role)
 
         self.pipeline = sagemaker.CfnPipeline(
             self,
@@ -142,20 +121,7 @@ class TrainingPipeline(Construct):
             pipeline_definition={
                 "PipelineDefinitionBody": cdk.Fn.sub(
                     definition.definition_body(config, spec.name),
-                    {
-                        definition.ARTIFACTS_BUCKET: artifacts.bucket_name,
-                        definition.DATA_BUCKET: data.bucket_name,
-                        definition.EXECUTION_ROLE_ARN: execution_role.role_arn,
-                        definition.KEY_ARN: key.key_arn,
-                        definition.SOURCE_BUNDLE_URI: source_bundle.s3_object_url,
-                        definition.SOURCE_BUNDLE_FILE: bundle_file_name(source_bundle),
-                        definition.TRAINING_IMAGE_URI: training_image_uri(
-                            config.region, config.training_instance_type(spec.name)
-                        ),
-                        definition.INFERENCE_IMAGE_URI: inference_image_uri(
-                            config.region, config.endpoint_instance_type(spec.name)
-                        ),
-                    },
+                    definition_values(config, spec.name, source_bundle, key, data, artifacts, execution_role),
                 )
             },
         )
@@ -175,92 +141,17 @@ class TrainingPipeline(Construct):
             iam.PolicyStatement(
                 sid=f"ReadModelVersionsOf{self.group_name.title().replace('-', '')}",
                 actions=["sagemaker:DescribeModelPackage"],
-                resources=self._model_version_arns(stack),
+                resources=model_version_arns(stack, self.group_name),
             )
         )
         acknowledge_wildcard_resources(
             grantee,
-            self._model_version_arns(stack),
+            model_version_arns(stack, self.group_name),
             "model versions are numbered as they are registered: only the group's name is known in advance",
         )
 
     def _job_arns(self, stack: cdk.Stack) -> list[str]:
-        return [
-            stack.format_arn(service="sagemaker", resource=kind, resource_name=PIPELINE_JOB_NAMES)
-            for kind in ("training-job", "processing-job")
-        ]
-
-    def _model_version_arns(self, stack: cdk.Stack) -> list[str]:
-        return [stack.format_arn(service="sagemaker", resource="model-package", resource_name=f"{self.group_name}/*")]
-
-    @staticmethod
-    def _reports_prefix(network: str) -> str:
-        return f"{ArtifactsBucket.PIPELINES_PREFIX}{network}/"
-
-    def _run_jobs_policy(self, stack: cdk.Stack) -> iam.PolicyDocument:
-        training_job, processing_job = self._job_arns(stack)
-        return iam.PolicyDocument(
-            statements=[
-                iam.PolicyStatement(
-                    actions=[
-                        "sagemaker:CreateTrainingJob",
-                        "sagemaker:DescribeTrainingJob",
-                        "sagemaker:StopTrainingJob",
-                    ],
-                    resources=[training_job],
-                ),
-                iam.PolicyStatement(
-                    actions=[
-                        "sagemaker:CreateProcessingJob",
-                        "sagemaker:DescribeProcessingJob",
-                        "sagemaker:StopProcessingJob",
-                    ],
-                    resources=[processing_job],
-                ),
-                # The pipeline tags what it creates with its own execution ARN.
-                iam.PolicyStatement(
-                    actions=["sagemaker:AddTags"],
-                    resources=[training_job, processing_job, *self._model_version_arns(stack)],
-                ),
-            ]
-        )
-
-    def _register_policy(self, stack: cdk.Stack) -> iam.PolicyDocument:
-        return iam.PolicyDocument(
-            statements=[
-                # CreateModelPackage lists model-package as an optional resource type only (service
-                # authorization reference), so AWS may authorize it against `*` rather than the new
-                # version's ARN: only `*` works either way, and no condition key names the group
-                # (docs/iam.md). The group a version goes into is the definition's, which this stack
-                # deploys.
-                iam.PolicyStatement(actions=["sagemaker:CreateModelPackage"], resources=["*"]),
-                # Built from the name, not read from the resource: moto skips model package groups, and
-                # a Fn::GetAtt on a skipped resource fails the whole stack there.
-                iam.PolicyStatement(
-                    actions=["sagemaker:DescribeModelPackageGroup"],
-                    resources=[
-                        stack.format_arn(
-                            service="sagemaker", resource="model-package-group", resource_name=self.group_name
-                        )
-                    ],
-                ),
-                iam.PolicyStatement(
-                    actions=["sagemaker:DescribeModelPackage"], resources=self._model_version_arns(stack)
-                ),
-            ]
-        )
-
-    def _read_reports_policy(self, artifacts: ArtifactsBucket, key: ProjectKey, network: str) -> iam.PolicyDocument:
-        # The pipeline service itself reads evaluation.json to resolve the quality gate's
-        # Std:JsonGet, as this role; only this network's reports.
-        return iam.PolicyDocument(
-            statements=[
-                iam.PolicyStatement(
-                    actions=["s3:GetObject"], resources=[artifacts.arn_for_objects(self._reports_prefix(network) + "*")]
-                ),
-                iam.PolicyStatement(actions=["kms:Decrypt"], resources=[key.key_arn]),
-            ]
-        )
+        return [job_arn(stack, kind) for kind in ("training-job", "processing-job")]
 
     def _add_retraining_triggers(self, config: StageConfig, data: DataBucket, network: str) -> None:
         trigger_role = iam.Role(
@@ -276,8 +167,10 @@ class TrainingPipeline(Construct):
                 )
             },
         )
-        target = _StartPipelineExecution(self.pipeline_arn, trigger_role)
-        self.retraining_target = target  # also the drift monitor's (infra/constructs/drift_monitor.py)
+        target = TargetAsRole(self.pipeline_arn, trigger_role)
+        # Also the drift alarms' (infra/constructs/drift_monitor.py), this stage's and those of the
+        # stages that promote from it (infra/constructs/cross_account_retraining.py).
+        self.retraining_target = target
         self.new_data_rule = events.Rule(
             self,
             "RetrainOnNewTrainingData",
@@ -301,3 +194,123 @@ class TrainingPipeline(Construct):
                 targets=[target],
             )
             self.schedule_rule.node.add_dependency(self.pipeline)
+
+
+def job_actions(job: str) -> list[str]:
+    """Starting, describing and stopping a `job` (`TrainingJob`, `ProcessingJob`, ...)."""
+    return [f"sagemaker:{verb}{job}" for verb in ("Create", "Describe", "Stop")]
+
+
+def run_jobs_policy(stack: cdk.Stack, group_name: str, jobs: dict[str, list[str]]) -> iam.PolicyDocument:
+    """The `jobs` a pipeline starts ({ARN: actions}), and tagging them and the versions it registers."""
+    return iam.PolicyDocument(
+        statements=[
+            *(iam.PolicyStatement(actions=actions, resources=[arn]) for arn, actions in jobs.items()),
+            # The pipeline tags what it creates with its own execution ARN.
+            iam.PolicyStatement(
+                actions=["sagemaker:AddTags"], resources=[*jobs, *model_version_arns(stack, group_name)]
+            ),
+        ]
+    )
+
+
+def definition_values(
+    config: StageConfig,
+    network: str,
+    source_bundle: s3_assets.Asset,
+    key: ProjectKey,
+    data: DataBucket,
+    artifacts: ArtifactsBucket,
+    execution_role: iam.IRole,
+) -> dict[str, Any]:
+    """What `Fn::Sub` fills a network's pipeline definition in with: its deploy-time values."""
+    return {
+        definition.ARTIFACTS_BUCKET: artifacts.bucket_name,
+        definition.DATA_BUCKET: data.bucket_name,
+        definition.EXECUTION_ROLE_ARN: execution_role.role_arn,
+        definition.KEY_ARN: key.key_arn,
+        definition.SOURCE_BUNDLE_URI: source_bundle.s3_object_url,
+        definition.SOURCE_BUNDLE_FILE: bundle_file_name(source_bundle),
+        definition.TRAINING_IMAGE_URI: training_image_uri(config.region, config.training_instance_type(network)),
+        definition.INFERENCE_IMAGE_URI: inference_image_uri(config.region, config.endpoint_instance_type(network)),
+    }
+
+
+def job_arn(stack: cdk.Stack, kind: str) -> str:
+    """The ARN of every job of `kind` SageMaker Pipelines starts (`pipelines-*`)."""
+    return stack.format_arn(service="sagemaker", resource=kind, resource_name=PIPELINE_JOB_NAMES)
+
+
+def model_version_arns(stack: cdk.Stack, group_name: str) -> list[str]:
+    return [stack.format_arn(service="sagemaker", resource="model-package", resource_name=f"{group_name}/*")]
+
+
+def reports_prefix(network: str) -> str:
+    return f"{ArtifactsBucket.PIPELINES_PREFIX}{network}/"
+
+
+def gate_policies(
+    config: StageConfig,
+    group_name: str,
+    network: str,
+    key: ProjectKey,
+    artifacts: ArtifactsBucket,
+    execution_role: iam.IRole,
+) -> dict[str, iam.PolicyDocument]:
+    """What a pipeline role needs beside starting its jobs, for the gate every candidate passes
+    through: passing the execution role to SageMaker, registering versions, reading the reports
+    the quality gate reads, and the project key on job volumes."""
+    stack = cdk.Stack.of(artifacts)
+    return {
+        "PassExecutionRoleToSageMaker": iam.PolicyDocument(
+            statements=[
+                iam.PolicyStatement(
+                    actions=["iam:PassRole"],
+                    resources=[execution_role.role_arn],
+                    conditions={"StringEquals": {"iam:PassedToService": SAGEMAKER_PRINCIPAL}},
+                )
+            ]
+        ),
+        "RegisterModelVersions": iam.PolicyDocument(
+            statements=[
+                # CreateModelPackage lists model-package as an optional resource type only (service
+                # authorization reference), so AWS may authorize it against `*` rather than the new
+                # version's ARN: only `*` works either way, and no condition key names the group
+                # (docs/iam.md). The group a version goes into is the definition's, which this stack
+                # deploys.
+                iam.PolicyStatement(actions=["sagemaker:CreateModelPackage"], resources=["*"]),
+                # Built from the name, not read from the resource: moto skips model package groups, and
+                # a Fn::GetAtt on a skipped resource fails the whole stack there.
+                iam.PolicyStatement(
+                    actions=["sagemaker:DescribeModelPackageGroup"],
+                    resources=[
+                        stack.format_arn(service="sagemaker", resource="model-package-group", resource_name=group_name)
+                    ],
+                ),
+                iam.PolicyStatement(
+                    actions=["sagemaker:DescribeModelPackage"], resources=model_version_arns(stack, group_name)
+                ),
+            ]
+        ),
+        # The pipeline service itself reads evaluation.json to resolve the quality gate's
+        # Std:JsonGet, as this role; only this network's reports.
+        "ReadEvaluationReports": iam.PolicyDocument(
+            statements=[
+                iam.PolicyStatement(
+                    actions=["s3:GetObject"], resources=[artifacts.arn_for_objects(reports_prefix(network) + "*")]
+                ),
+                iam.PolicyStatement(actions=["kms:Decrypt"], resources=[key.key_arn]),
+            ]
+        ),
+        "EncryptJobVolumesWithProjectKey": key.job_volume_encryption_policy(config.region),
+    }
+
+
+def acknowledge_create_model_package_on_any(role: iam.IRole) -> None:
+    """cdk-nag's acknowledgement of the gate's `sagemaker:CreateModelPackage` on `*` (gate_policies)."""
+    acknowledge(
+        role,
+        "AwsSolutions-IAM5[Resource::*]",
+        "sagemaker:CreateModelPackage has only an optional resource type, so AWS may authorize it against * "
+        "(service authorization reference; docs/iam.md)",
+    )

@@ -17,6 +17,10 @@ INPUT_DATA_URI = "InputDataUri"
 MODEL_APPROVAL_STATUS = "ModelApprovalStatus"
 QUALITY_THRESHOLD = "QualityThreshold"
 CHAMPION_TOLERANCE = "ChampionTolerance"
+# The tuning pipelines' own (infra/definitions/tuning_pipeline.py).
+MAX_TRAINING_JOBS = "MaxTrainingJobs"
+MAX_PARALLEL_TRAINING_JOBS = "MaxParallelTrainingJobs"
+WARM_START_TUNING_JOB = "WarmStartTuningJob"
 APPROVAL_STATUSES = ("Approved", "PendingManualApproval")
 
 ParameterType = Literal["String", "Integer", "Float"]
@@ -28,12 +32,17 @@ class PipelineParameter:
 
     name: str
     type: ParameterType
-    default: HyperparameterValue
+    default: HyperparameterValue | None
+    """None: no default, so StartPipelineExecution must give a value."""
     enum_values: tuple[str, ...] = ()
     hyperparameter: Hyperparameter | None = None
+    minimum: float | None = None
+    """The least value the request field it feeds takes (SageMaker's own limit), checked by `parse`."""
 
     def to_definition(self) -> dict[str, Any]:
-        parameter: dict[str, Any] = {"Name": self.name, "Type": self.type, "DefaultValue": self.default}
+        parameter: dict[str, Any] = {"Name": self.name, "Type": self.type}
+        if self.default is not None:
+            parameter["DefaultValue"] = self.default
         if self.enum_values:
             parameter["EnumValues"] = list(self.enum_values)
         return parameter
@@ -43,9 +52,10 @@ class PipelineParameter:
         hyperparameter it feeds, else as a knob of the parameter's own type and values."""
         knob = self.hyperparameter or Hyperparameter(
             self.name,
-            _PYTHON_TYPES[self.type](self.default),
+            _PYTHON_TYPES[self.type]() if self.default is None else _PYTHON_TYPES[self.type](self.default),
             f"pipeline parameter {self.name}",
             choices=self.enum_values,
+            minimum=self.minimum,
         )
         return knob.parse(raw)
 

@@ -66,10 +66,11 @@ def _hyperparameter_value(knob: PipelineParameter) -> Any:
     return join(parameter(knob.name))
 
 
-def train_step(config: StageConfig, network: Network, parameters: tuple[PipelineParameter, ...]) -> dict[str, Any]:
+def fixed_hyperparameters(config: StageConfig) -> dict[str, Any]:
+    """What the job tells SageMaker's toolkit, the same in every job of the network: where its code
+    is and how to run it, its region, and where checkpoints go."""
     isolated = config.training.network_isolation
-    hyperparameters: dict[str, Any] = {
-        "sagemaker_program": network.entry_point,
+    return {
         "sagemaker_submit_directory": CODE_CHANNEL_BUNDLE if isolated else placeholder(SOURCE_BUNDLE_URI),
         "sagemaker_region": config.region,
         "sagemaker_container_log_level": "20",
@@ -79,26 +80,36 @@ def train_step(config: StageConfig, network: Network, parameters: tuple[Pipeline
         "sagemaker_multi_worker_mirrored_strategy_enabled": "true",
         "checkpoint_dir": CHECKPOINT_LOCAL_PATH,
     }
-    hyperparameters.update(
-        {
-            knob.hyperparameter.name: _hyperparameter_value(knob)
-            for knob in parameters
-            if knob.hyperparameter is not None
-        }
-    )
+
+
+def knob_values(parameters: tuple[PipelineParameter, ...], leave_out: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Each hyperparameter fed by its pipeline parameter, but those in `leave_out`."""
+    return {
+        knob.hyperparameter.name: _hyperparameter_value(knob)
+        for knob in parameters
+        if knob.hyperparameter is not None and knob.hyperparameter.name not in leave_out
+    }
+
+
+def algorithm(network: Network) -> dict[str, Any]:
+    return {
+        "TrainingImage": placeholder(TRAINING_IMAGE_URI),
+        "TrainingInputMode": "File",
+        "MetricDefinitions": network.metric_definitions,
+    }
+
+
+def job_settings(config: StageConfig, network: Network) -> dict[str, Any]:
+    """A training job's request but its name, algorithm and hyperparameters: what the Train step's
+    CreateTrainingJob and every trial of a Tuning step's TrainingJobDefinition share."""
+    isolated = config.training.network_isolation
     stopping: dict[str, int] = {"MaxRuntimeInSeconds": config.training.max_run_seconds}
     # Spot is a stage setting baked in at synth, not a pipeline parameter: SageMaker rejects
     # MaxWaitTimeInSeconds without EnableManagedSpotTraining, and a parameter cannot remove a
     # field from the request (aws/sagemaker-python-sdk#4140).
     if config.training.use_spot:
         stopping["MaxWaitTimeInSeconds"] = config.training.max_wait_seconds
-    arguments: dict[str, Any] = {
-        "AlgorithmSpecification": {
-            "TrainingImage": placeholder(TRAINING_IMAGE_URI),
-            "TrainingInputMode": "File",
-            "MetricDefinitions": network.metric_definitions,
-        },
-        "HyperParameters": hyperparameters,
+    return {
         "InputDataConfig": [
             *(
                 _channel(channel, join(parameter(INPUT_DATA_URI), f"{channel}/"))
@@ -107,7 +118,7 @@ def train_step(config: StageConfig, network: Network, parameters: tuple[Pipeline
             *([_channel(CODE_CHANNEL, placeholder(SOURCE_BUNDLE_URI))] if isolated else []),
         ],
         "OutputDataConfig": {
-            "S3OutputPath": s3(ARTIFACTS_BUCKET, f"models/{network.name}/"),
+            "S3OutputPath": s3(ARTIFACTS_BUCKET, models_prefix(network)),
             "KmsKeyId": placeholder(KEY_ARN),
         },
         "ResourceConfig": {
@@ -126,6 +137,24 @@ def train_step(config: StageConfig, network: Network, parameters: tuple[Pipeline
         },
         "RoleArn": placeholder(EXECUTION_ROLE_ARN),
         **network_config(config),
+    }
+
+
+def models_prefix(network: Network) -> str:
+    """The artifacts bucket's prefix of the network's jobs' outputs (S3OutputPath): SageMaker
+    writes a job's model to `<prefix><job name>/output/model.tar.gz`."""
+    return f"models/{network.name}/"
+
+
+def train_step(config: StageConfig, network: Network, parameters: tuple[PipelineParameter, ...]) -> dict[str, Any]:
+    arguments: dict[str, Any] = {
+        "AlgorithmSpecification": algorithm(network),
+        "HyperParameters": {
+            "sagemaker_program": network.entry_point,
+            **fixed_hyperparameters(config),
+            **knob_values(parameters),
+        },
+        **job_settings(config, network),
     }
     return {"Name": TRAIN_STEP, "Type": "Training", "Arguments": arguments, "RetryPolicies": [SERVICE_RETRY, JOB_RETRY]}
 

@@ -129,8 +129,8 @@ def pipeline_definition(config: StageConfig, network_name: str) -> dict[str, Any
         "Steps": [
             train_step(config, network, parameters),
             champion_step(config, network),
-            _evaluate_step(config, network),
-            _quality_gate_step(config, network),
+            evaluate_step(config, network, model_artifacts()),
+            quality_gate_step(config, network, model_artifacts()),
         ],
     }
 
@@ -181,7 +181,8 @@ def evaluation_command(network: Network) -> str:
     )
 
 
-def _evaluate_step(config: StageConfig, network: Network) -> dict[str, Any]:
+def evaluate_step(config: StageConfig, network: Network, model: dict[str, Any]) -> dict[str, Any]:
+    """Scores the candidate `model` (an expression of its model.tar.gz's S3 URI) on the test channel."""
     evaluation_uri = _join(_s3(ARTIFACTS_BUCKET, f"pipelines/{network.name}/"), EXECUTION_ID, f"/{EVALUATION_OUTPUT}")
     arguments: dict[str, Any] = {
         "AppSpecification": {
@@ -190,7 +191,7 @@ def _evaluate_step(config: StageConfig, network: Network) -> dict[str, Any]:
             "ContainerEntrypoint": ["/bin/bash", "-c", evaluation_command(network)],
         },
         "ProcessingInputs": [
-            _processing_input("model", model_artifacts(), f"{PROCESSING_ROOT}/model"),
+            _processing_input("model", model, f"{PROCESSING_ROOT}/model"),
             _processing_input("test", _join(_parameter(INPUT_DATA_URI), "test/"), f"{PROCESSING_ROOT}/test"),
             _processing_input(
                 BASELINE_CHANNEL,
@@ -202,7 +203,7 @@ def _evaluate_step(config: StageConfig, network: Network) -> dict[str, Any]:
         ],
         "Environment": {
             "CHAMPION_TOLERANCE": _join(_parameter(CHAMPION_TOLERANCE)),
-            MODEL_URI_VARIABLE: model_artifacts(),
+            MODEL_URI_VARIABLE: model,
         },
         "ProcessingOutputConfig": processing_outputs(
             EVALUATION_OUTPUT, evaluation_uri, f"{PROCESSING_ROOT}/{EVALUATION_OUTPUT}"
@@ -224,7 +225,10 @@ def _evaluate_step(config: StageConfig, network: Network) -> dict[str, Any]:
     }
 
 
-def _quality_gate_step(config: StageConfig, network: Network) -> dict[str, Any]:
+def quality_gate_step(
+    config: StageConfig, network: Network, model: dict[str, Any], metadata: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Registers the candidate `model` if it passes, with `metadata` added to what every version records."""
     comparison = "GreaterThanOrEqualTo" if network.quality_gate.higher_is_better else "LessThanOrEqualTo"
     return {
         "Name": QUALITY_GATE_STEP,
@@ -235,7 +239,7 @@ def _quality_gate_step(config: StageConfig, network: Network) -> dict[str, Any]:
                 {"Type": comparison, "LeftValue": _quality_value(network), "RightValue": bound}
                 for bound in (_parameter(QUALITY_THRESHOLD), _report_value(champion_comparison.BOUND))
             ],
-            "IfSteps": [_register_step(config, network)],
+            "IfSteps": [_register_step(config, network, model, metadata or {})],
             "ElseSteps": [_fail_step(network)],
         },
     }
@@ -249,7 +253,9 @@ def evaluation_report_uri(file: str = EVALUATION_FILE) -> dict[str, Any]:
     return _join(_get(output), file, on="/")
 
 
-def _register_step(config: StageConfig, network: Network) -> dict[str, Any]:
+def _register_step(
+    config: StageConfig, network: Network, model: dict[str, Any], metadata: dict[str, Any]
+) -> dict[str, Any]:
     gate = network.quality_gate
     arguments = {
         "ModelPackageGroupName": model_package_group_name(config.prefix(), network.name),
@@ -259,7 +265,7 @@ def _register_step(config: StageConfig, network: Network) -> dict[str, Any]:
             "Containers": [
                 {
                     "Image": _placeholder(INFERENCE_IMAGE_URI),
-                    "ModelDataUrl": model_artifacts(),
+                    "ModelDataUrl": model,
                 }
             ],
             "SupportedContentTypes": list(network.request_content_types),
@@ -285,6 +291,7 @@ def _register_step(config: StageConfig, network: Network) -> dict[str, Any]:
             "quality_value": _join(_quality_value(network)),
             "quality_threshold": _join(_parameter(QUALITY_THRESHOLD)),
             "champion": _join(_report_value(champion_comparison.SUMMARY)),
+            **metadata,
         },
     }
     # SageMaker job retry policies do not apply to registering a model.

@@ -24,7 +24,7 @@ from infra.definitions import transform_pipeline as definition
 from mlops.aws import ShellAws
 from mlops.batch import TransformRequest, checked_output, run_stamp, summarize
 from mlops.commands import NetworkArgument
-from mlops.commands.training import DEFAULT_POLL_SECONDS, StageOption, follow, resolve
+from mlops.commands.training import DEFAULT_POLL_SECONDS, StageOption, follow_execution, resolve
 from mlops.errors import RunFailed, UsageError
 from mlops.monitoring import ARTIFACTS_OUTPUT, stack_values
 
@@ -92,7 +92,7 @@ def transform(
         soft_wrap=True,
     )
     if wait:
-        follow(aws, arn, poll_seconds)
+        follow_execution(aws, arn, poll_seconds)
         _summarize(aws, arn)
 
 

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from mlops.cli_output import JsonOption, print_json
 from mlops.commands import NetworkArgument, known_network
 from mlops.errors import RunFailed, UsageError
 
@@ -57,10 +58,18 @@ def prepare_command(
 
 
 @app.command("list")
-def list_command() -> None:
+def list_command(as_json: JsonOption = False) -> None:
     """The datasets the preparers know."""
     from mlops.datasets import PREPARERS
 
+    if as_json:
+        print_json(
+            [
+                {"name": preparer.name, "online": preparer.needs_internet, "summary": preparer.summary}
+                for preparer in PREPARERS.values()
+            ]
+        )
+        return
     for preparer in PREPARERS.values():
         console.print(
             f"{preparer.name:16} {'online ' if preparer.needs_internet else 'offline'}  {preparer.summary}",

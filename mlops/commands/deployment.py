@@ -19,12 +19,13 @@ from rich.console import Console
 from infra import naming
 from mlops.aws import ShellAws
 from mlops.cdk import APPROVAL_LEVELS, CdkCli
-from mlops.commands import NetworkArgument
+from mlops.cli_output import YesOption, confirm
+from mlops.commands import NetworkArgument, known_network
 from mlops.costs import endpoint_cost_lines, load_prices
 from mlops.endpoint_stacks import deploy_endpoint
 from mlops.errors import UsageError
 from mlops.registry import approved_version
-from mlops.stages import LOCAL_STAGE, cdk_context, enabled_network, stage_config
+from mlops.stages import LOCAL_STAGE, cdk_context, enabled_network, stage_config, target_stage
 
 app = typer.Typer()
 console = Console()
@@ -47,24 +48,28 @@ def deploy(
             show_default=False,
         ),
     ] = None,
+    yes: YesOption = False,
 ) -> None:
     """Deploy the newest approved model of NETWORK (or --version) to its endpoint stack."""
     if require_approval is not None and require_approval not in APPROVAL_LEVELS:
         raise UsageError(f"--require-approval {require_approval!r}: expected one of {', '.join(APPROVAL_LEVELS)}")
-    config = stage_config(stage)
+    known_network(network)
+    config = target_stage(stage)
     enabled_network(config, network)
     aws = ShellAws(config.region)
     # A stage with `promote_from` serves its source stage's versions, read across accounts.
     group = config.served_model_package_group(network)
     sagemaker = aws.client("sagemaker")
     model = approved_version(sagemaker, group, version)
+    endpoint = naming.endpoint_name(config.prefix(), network)
+    confirm(f"deploy {group} version {model.version} to endpoint {endpoint} of stage {config.name}", yes)
     console.print(f"deploying {group} version {model.version} ({model.arn})", highlight=False)
     with tempfile.TemporaryDirectory(prefix="mlops-cdk.out-") as assembly:
         cdk = CdkCli(
             target=aws, stage=config.name, output_dir=Path(assembly), echo=_echo, require_approval=require_approval
         )
         outputs = deploy_endpoint(cdk, config, network, model, sagemaker)
-    endpoint = outputs.get("EndpointName", naming.endpoint_name(config.prefix(), network))
+    endpoint = outputs.get("EndpointName", endpoint)
     console.print(f"endpoint {endpoint} serves version {model.version} of {group}", highlight=False)
 
 

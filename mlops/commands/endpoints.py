@@ -33,7 +33,7 @@ from infra.config import DEFAULT_PROJECT
 from infra.naming import endpoint_name
 from mlops.commands import NetworkArgument, known_network
 from mlops.errors import RunFailed, UsageError
-from mlops.stages import LOCAL_STAGE
+from mlops.stages import LOCAL_STAGE, target_stage
 
 DEFAULT_PORT = 8080  # the port SageMaker's containers serve on
 
@@ -106,8 +106,11 @@ def invoke(
     endpoint_name_: Annotated[
         str | None, typer.Option("--endpoint-name", metavar="NAME", help="endpoint name (default mlops-STAGE-NETWORK)")
     ] = None,
-    stage: Annotated[str, typer.Option(help="stage whose endpoint is called when no name is given")] = LOCAL_STAGE,
-    region: Annotated[str | None, typer.Option(help="AWS region (default: from the AWS config)")] = None,
+    stage: Annotated[
+        str | None,
+        typer.Option(help="stage whose endpoint is called (default: cdk.json's `stage`)", show_default=False),
+    ] = None,
+    region: Annotated[str | None, typer.Option(help="AWS region (default: the stage's)", show_default=False)] = None,
     asynchronous: Annotated[
         bool, typer.Option("--async", help="InvokeEndpointAsync: upload FILE to --input-location first")
     ] = False,
@@ -125,7 +128,12 @@ def invoke(
         request = encode_input(file, spec.request_content_types)
     except InputFileError as error:
         raise UsageError(str(error)) from None
-    name = endpoint_name_ or default_endpoint_name(network, LOCAL_STAGE if local else stage)
+    if local:
+        name = endpoint_name_ or default_endpoint_name(network, LOCAL_STAGE)
+    else:
+        config = target_stage(stage)
+        name = endpoint_name_ or endpoint_name(config.prefix(), spec.name)
+        region = region or config.region
     if asynchronous:
         _invoke_async(name, request, input_location, local, region, wait)
         return

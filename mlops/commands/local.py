@@ -17,15 +17,21 @@ import typer
 from rich.console import Console
 
 from mlops.batch import TransformRequest
-from mlops.commands import NETWORK_HELP, known_network
+from mlops.commands import (
+    NETWORK_HELP,
+    IamOption,
+    LimitOption,
+    PortOption,
+    RunParamOption,
+    checked_run_options,
+    known_network,
+)
 from mlops.errors import UsageError
 from mlops.failures import keep_logs_in
-from mlops.local.moto import check_port
 from mlops.local.progress import progress_view
 from mlops.local.report import ReportFolder
 from mlops.local.run import LocalRun
 from mlops.local.summary import summary_of
-from mlops.param_option import parse_parameters
 from mlops.phases import run_phases
 from mlops.stages import LOCAL_STAGE, enabled_network, stage_config
 
@@ -37,22 +43,13 @@ app = typer.Typer()
 @app.command()
 def local(
     ctx: typer.Context,
-    network: Annotated[str, typer.Option(help=NETWORK_HELP)] = "cnn",
-    port: Annotated[
-        int | None, typer.Option(help="port of the local AWS (moto) server (default: a free one)", show_default=False)
+    network: Annotated[str, typer.Argument(help=NETWORK_HELP)] = "cnn",
+    network_option: Annotated[
+        str | None, typer.Option("--network", hidden=True, help="the old form: the network is an argument now")
     ] = None,
-    param: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--param",
-            metavar="NAME=VALUE",
-            help="a hyperparameter (epochs=3) or pipeline parameter (QualityThreshold=0.9) of this run; repeatable",
-            show_default=False,
-        ),
-    ] = None,
-    limit: Annotated[
-        int | None, typer.Option(help="at most this many examples per data channel (a quick run)", show_default=False)
-    ] = None,
+    port: PortOption = None,
+    param: RunParamOption = None,
+    limit: LimitOption = None,
     report_dir: Annotated[
         Path | None,
         typer.Option(help=f"where the report goes (default: ./{DEFAULT_REPORT_ROOT}/NETWORK)", show_default=False),
@@ -65,14 +62,19 @@ def local(
             "(always written to the report folder's logs/ and each job's log.txt)",
         ),
     ] = False,
-    iam: Annotated[
-        bool, typer.Option(help="enforce the deployed IAM policies on every call (--no-iam to debug)")
-    ] = True,
+    iam: IamOption = True,
     drift: Annotated[
         bool,
         typer.Option(
             "--drift",
             help="then held-out and shifted traffic, the drift monitor on each, its alarm and the retraining it starts",
+        ),
+    ] = False,
+    tune: Annotated[
+        bool,
+        typer.Option(
+            "--tune",
+            help="run the network's tuning pipeline instead: trials of the stage's ranges, the best through the gate",
         ),
     ] = False,
     drift_shift: Annotated[
@@ -93,14 +95,12 @@ def local(
 ) -> None:
     """The whole project on this machine, with no AWS account: deploy every stack to a local AWS,
     train through the pipeline, register, deploy and invoke the endpoint, and report."""
+    if network_option is not None:
+        raise UsageError(f"mlops local takes the network as an argument now: mlops local {network_option}")
     spec = known_network(network)
     config = stage_config(LOCAL_STAGE)
     enabled_network(config, spec.name)
-    overrides = parse_parameters(config, spec.name, param or [])
-    if limit is not None and limit < 1:
-        raise UsageError(f"--limit must be at least 1, got {limit}")
-    if port is not None:
-        check_port(port)
+    overrides = checked_run_options(config, spec.name, param, limit, port, tune=tune)
     shifts = list(spec.task.drift_shifts())
     if drift_shift is not None and drift_shift not in shifts:
         raise UsageError(f"--drift-shift {drift_shift!r}: the {spec.task.name} task's shifts are {', '.join(shifts)}")
@@ -124,6 +124,7 @@ def local(
         enforce_iam=iam,
         drift_shift=(drift_shift or shifts[0]) if drift else None,
         transform=batch,
+        tune=tune,
     )
     try:
         with view, run:

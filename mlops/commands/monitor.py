@@ -23,6 +23,7 @@ from rich.table import Table
 
 from infra import naming
 from mlops.aws import ShellAws
+from mlops.cli_output import JsonOption, print_json
 from mlops.commands import NetworkArgument
 from mlops.commands.training import StageOption, resolve
 from mlops.errors import RunFailed, UsageError
@@ -49,6 +50,7 @@ def monitor(
         int | None, typer.Option(help="length of the window (default: the stage's)", min=1, show_default=False)
     ] = None,
     limit: Annotated[int, typer.Option(help="reports listed with --reports", min=1)] = 10,
+    as_json: JsonOption = False,
 ) -> None:
     """Run NETWORK's drift monitor on its endpoint's captured traffic now, or show its reports."""
     config, spec = resolve(network, stage)
@@ -67,7 +69,9 @@ def monitor(
             spec.name,
             limit=1 if last else limit,
         )
-        if not found:
+        if as_json:
+            print_json([{"uri": item.uri, "written": item.written, "report": item.report} for item in found])
+        elif not found:
             console.print(
                 f"no drift report of {spec.name} yet: mlops monitor {spec.name} runs the monitor", highlight=False
             )

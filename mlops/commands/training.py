@@ -9,7 +9,6 @@ Every input is checked before anything starts; bad input is a one-line error wit
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from typing import Annotated, Any
@@ -25,6 +24,7 @@ from rich.table import Table
 from infra import naming
 from infra.config import StageConfig
 from mlops.aws import ShellAws
+from mlops.cli_output import JsonOption, print_json
 from mlops.commands import NetworkArgument, known_network
 from mlops.errors import RunFailed, UsageError
 from mlops.param_option import parse_parameters
@@ -37,8 +37,7 @@ from mlops.pipeline_executions import (
     error_code,
     execution_summaries,
 )
-from mlops.registry import model_versions, set_approval
-from mlops.stages import enabled_network, stage_config
+from mlops.stages import enabled_network, target_stage
 from training.networks import Network
 
 DEFAULT_POLL_SECONDS = 20.0
@@ -49,16 +48,23 @@ console = Console()
 StageOption = Annotated[
     str | None, typer.Option(help="stage in cdk.json (default: its `stage` context)", show_default=False)
 ]
-VersionOption = Annotated[
-    int | None, typer.Option(help="model package version (default: the newest)", show_default=False)
-]
+WaitOption = Annotated[bool, typer.Option(help="follow the run step by step until it ends")]
+PollSecondsOption = Annotated[float, typer.Option(help="seconds between status checks with --wait", min=0.0)]
 
 
 def resolve(network: str, stage: str | None) -> tuple[StageConfig, Network]:
-    """The stage and the registry entry of `network`, or a UsageError naming the problem."""
-    config = stage_config(stage)
+    """The stage and the registry entry of `network`, or a UsageError naming the problem (a stage
+    that promotes from another has no pipeline and no registry of its own)."""
     spec = known_network(network)
+    config = target_stage(stage)
     enabled_network(config, spec.name)
+    source = config.promotion_source
+    if source is not None:
+        raise UsageError(
+            f"stage {config.name} trains nothing: its endpoints serve the versions approved in {source.stage}'s "
+            f"registry ({config.served_model_package_group(spec.name)}): train, list and approve them with "
+            f"--stage {source.stage}"
+        )
     return config, spec
 
 
@@ -72,7 +78,7 @@ def require_pipeline(sagemaker: Any, config: StageConfig, network: str) -> str:
             raise UsageError(
                 f"pipeline {name} does not exist in region {config.region} of this account "
                 f"({error.response['Error'].get('Message', error_code(error))}); "
-                f"{_deploy_hint(config)}"
+                f"{deploy_hint(config)}"
             ) from None
         raise RunFailed(f"cannot read pipeline {name}: {error}") from None
     except BotoCoreError as error:
@@ -92,11 +98,9 @@ def train(
             show_default=False,
         ),
     ] = None,
-    wait: Annotated[bool, typer.Option(help="follow the run step by step until it ends")] = False,
+    wait: WaitOption = False,
     stage: StageOption = None,
-    poll_seconds: Annotated[
-        float, typer.Option(help="seconds between status checks with --wait", min=0.0)
-    ] = DEFAULT_POLL_SECONDS,
+    poll_seconds: PollSecondsOption = DEFAULT_POLL_SECONDS,
 ) -> None:
     """Start NETWORK's training pipeline (train, evaluate, quality gate, register)."""
     config, spec = resolve(network, stage)
@@ -116,10 +120,10 @@ def train(
     overrides = ", ".join(f"{name}={value}" for name, value in values.items()) or "stage defaults"
     console.print(f"started {pipeline} ({overrides})\n  {arn}", highlight=False, soft_wrap=True)
     if wait:
-        follow(aws, arn, poll_seconds)
+        follow_execution(aws, arn, poll_seconds)
 
 
-def follow(aws: ShellAws, execution_arn: str, poll_seconds: float) -> None:
+def follow_execution(aws: ShellAws, execution_arn: str, poll_seconds: float) -> None:
     """Shows the run live until it ends; then what it cost, and RunFailed if it did not succeed."""
     sagemaker = aws.client("sagemaker")
     # One attempt per call: the poll loop is the retry, and a 500 may mean "not implemented" (moto).
@@ -171,192 +175,51 @@ def runs(
     network: NetworkArgument,
     stage: StageOption = None,
     limit: Annotated[int, typer.Option(help="newest executions shown", min=1)] = 10,
+    as_json: JsonOption = False,
 ) -> None:
     """List NETWORK's pipeline executions, newest first, with status and duration."""
     config, spec = resolve(network, stage)
     sagemaker = ShellAws(config.region).client("sagemaker")
     pipeline = require_pipeline(sagemaker, config, spec.name)
     summaries = sorted(execution_summaries(sagemaker, pipeline), key=lambda s: s["StartTime"], reverse=True)
-    if not summaries:
+    rows = [_execution_row(sagemaker, summary) for summary in summaries[:limit]]
+    if as_json:
+        print_json(rows)
+        return
+    if not rows:
         console.print(f"{pipeline} has not run yet: mlops train {spec.name}", highlight=False)
         return
     table = Table(title=f"{pipeline} executions")
     for column in ("execution", "status", "started", "duration", "description / failure"):
         table.add_column(column, overflow="fold")
-    for summary in summaries[:limit]:
-        execution = sagemaker.describe_pipeline_execution(PipelineExecutionArn=summary["PipelineExecutionArn"])
-        status = execution["PipelineExecutionStatus"]
-        ended = execution.get("LastModifiedTime") if status in TERMINAL_STATUSES else None
-        note = summary.get("PipelineExecutionDescription", "")
-        if status == "Failed":
-            note = execution.get("FailureReason") or summary.get("PipelineExecutionFailureReason", "")
+    for row in rows:
         table.add_row(
-            summary["PipelineExecutionArn"].rsplit("/", 1)[-1],
-            status,
-            clock(summary["StartTime"]),
-            duration(execution.get("CreationTime", summary["StartTime"]), ended),
-            escape(note),
+            row["execution"],
+            row["status"],
+            clock(row["started"]),
+            duration(row["started"], row["ended"]),
+            escape(row["failure"] or row["description"]),
         )
     console.print(table)
 
 
-@app.command()
-def models(
-    network: NetworkArgument,
-    stage: StageOption = None,
-    limit: Annotated[int, typer.Option(help="newest versions shown", min=1)] = 10,
-) -> None:
-    """List the registered versions of NETWORK with their metrics and approval status."""
-    config, spec = resolve(network, stage)
-    aws = ShellAws(config.region)
-    sagemaker = aws.client("sagemaker")
-    group = require_group(sagemaker, config, spec.name)
-    versions = model_versions(sagemaker, group)
-    if not versions:
-        console.print(
-            f"{group} holds no model yet: a pipeline run registers one when it passes the "
-            f"quality gate ({spec.quality_gate.metric} {spec.quality_gate.comparison} "
-            f"{spec.quality_gate.threshold})",
-            highlight=False,
-        )
-        return
-    s3 = aws.client("s3")
-    table = Table(
-        title=f"{group} ({spec.quality_gate.metric} {spec.quality_gate.comparison} "
-        f"{spec.quality_gate.threshold} to register)"
-    )
-    for column in (
-        "version",
-        "approval",
-        "created",
-        spec.quality_gate.metric,
-        "champion then",
-        "other metrics",
-        "explanations (top)",
-    ):
-        table.add_column(column, overflow="fold")
-    for version in versions[:limit]:
-        package = sagemaker.describe_model_package(ModelPackageName=version.arn)
-        report, note = registered_report(s3, package, "ModelQuality", "Statistics")
-        metrics = _metrics(report) if report else {}
-        if report and not metrics:
-            note = "the evaluation report holds no metrics"
-        gate_value = metrics.pop(spec.quality_gate.metric, None)
-        if gate_value is None:
-            gate_value = package.get("CustomerMetadataProperties", {}).get("quality_value")
-        others = ", ".join(f"{name}={value:.4g}" for name, value in sorted(metrics.items())) or note
-        explained, why_not = registered_report(s3, package, "Explainability", "Report")
-        table.add_row(
-            str(version.version),
-            version.status,
-            clock(package.get("CreationTime")),
-            _number(gate_value),
-            _champion_then(report),
-            escape(others),
-            escape(explanation_summary(explained) if explained else why_not),
-        )
-    console.print(table)
+def _execution_row(sagemaker: Any, summary: dict[str, Any]) -> dict[str, Any]:
+    """One execution as `runs` shows it (and `--json` prints it)."""
+    execution = sagemaker.describe_pipeline_execution(PipelineExecutionArn=summary["PipelineExecutionArn"])
+    status = execution["PipelineExecutionStatus"]
+    failure = None
+    if status == "Failed":
+        failure = execution.get("FailureReason") or summary.get("PipelineExecutionFailureReason")
+    return {
+        "execution": summary["PipelineExecutionArn"].rsplit("/", 1)[-1],
+        "arn": summary["PipelineExecutionArn"],
+        "status": status,
+        "started": execution.get("CreationTime", summary["StartTime"]),
+        "ended": execution.get("LastModifiedTime") if status in TERMINAL_STATUSES else None,
+        "description": summary.get("PipelineExecutionDescription", ""),
+        "failure": failure,
+    }
 
 
-def require_group(sagemaker: Any, config: StageConfig, network: str) -> str:
-    group = naming.model_package_group_name(config.prefix(), network)
-    try:
-        sagemaker.describe_model_package_group(ModelPackageGroupName=group)
-    except ClientError as error:
-        if error_code(error) in ("ResourceNotFound", "ValidationException"):
-            raise UsageError(
-                f"model package group {group} does not exist in region {config.region} of this "
-                f"account; {_deploy_hint(config)}"
-            ) from None
-        raise RunFailed(f"cannot read model package group {group}: {error}") from None
-    except BotoCoreError as error:
-        raise RunFailed(f"cannot reach SageMaker in {config.region}: {error}") from None
-    return group
-
-
-def registered_report(s3: Any, package: dict[str, Any], kind: str, field: str) -> tuple[dict[str, Any] | None, str]:
-    """The JSON report the version registered as ModelMetrics.<kind>.<field> (ModelQuality.Statistics:
-    evaluation.json; Explainability.Report: explanations.json), or None and why there is none."""
-    uri = package.get("ModelMetrics", {}).get(kind, {}).get(field, {}).get("S3Uri")
-    if not uri:
-        return None, f"no {kind} report registered"
-    bucket, _, key = uri.removeprefix("s3://").partition("/")
-    try:
-        report = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-    except (BotoCoreError, ClientError) as error:
-        return None, f"report {uri} unreadable ({error_code(error) if isinstance(error, ClientError) else error})"
-    except ValueError:
-        return None, f"report {uri} is not JSON"
-    return (report, "") if isinstance(report, dict) else (None, f"report {uri} is not a JSON object")
-
-
-def _metrics(report: dict[str, Any]) -> dict[str, float]:
-    """evaluation.json's `{"metrics": {name: {"value": ...}}}`, as numbers; what does not fit is left out."""
-    metrics = report.get("metrics")
-    found = {}
-    for name, entry in metrics.items() if isinstance(metrics, dict) else []:
-        try:
-            found[name] = float(entry["value"])
-        except (KeyError, TypeError, ValueError):
-            continue
-    return found
-
-
-def _champion_then(report: dict[str, Any] | None) -> str:
-    """The approved champion the candidate was compared with when it was registered."""
-    block = (report or {}).get("champion_challenger")
-    if not isinstance(block, dict):
-        return "-"
-    champion = block.get("champion")
-    if not isinstance(champion, dict):
-        return "none"
-    return f"v{champion.get('version')} {_number(champion.get('value'))}"
-
-
-def explanation_summary(report: dict[str, Any], top: int = 3) -> str:
-    """The first entries of each ranking of explanations.json's `summary`, one line each."""
-    lines = []
-    for ranking in report.get("summary") or []:
-        try:
-            entries = ", ".join(f"{entry['name']} {float(entry['value']):.3g}" for entry in ranking["top"][:top])
-            lines.append(f"{ranking['title']}: {entries}")
-        except (KeyError, TypeError, ValueError):
-            continue
-    return "\n".join(lines) or "the report holds no summary"
-
-
-@app.command()
-def approve(network: NetworkArgument, version: VersionOption = None, stage: StageOption = None) -> None:
-    """Approve a registered version of NETWORK (default: the newest) for deployment."""
-    _set_approval(network, version, stage, "Approved")
-
-
-@app.command()
-def reject(network: NetworkArgument, version: VersionOption = None, stage: StageOption = None) -> None:
-    """Reject a registered version of NETWORK (default: the newest)."""
-    _set_approval(network, version, stage, "Rejected")
-
-
-def _set_approval(network: str, version: int | None, stage: str | None, status: str) -> None:
-    config, spec = resolve(network, stage)
-    sagemaker = ShellAws(config.region).client("sagemaker")
-    group = require_group(sagemaker, config, spec.name)
-    versions = model_versions(sagemaker, group)
-    if not versions:
-        raise UsageError(f"{group} holds no model version to set {status}")
-    chosen = versions[0] if version is None else next((v for v in versions if v.version == version), None)
-    if chosen is None:
-        raise UsageError(f"{group} has no version {version} (it has {', '.join(str(v.version) for v in versions)})")
-    set_approval(sagemaker, chosen, status)
-    console.print(f"{group} version {chosen.version}: {chosen.status} -> {status}", highlight=False)
-
-
-def _deploy_hint(config: StageConfig) -> str:
+def deploy_hint(config: StageConfig) -> str:
     return f"deploy stack {naming.stack_name(config.prefix(), naming.PIPELINES_STACK_SUFFIX)} first"
-
-
-def _number(value: Any) -> str:
-    try:
-        return f"{float(value):.4g}"
-    except (TypeError, ValueError):
-        return "-"

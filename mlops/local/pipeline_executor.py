@@ -7,6 +7,7 @@ properties (`mlops.local.pipeline_references`) just before each step starts.
 
     Training, Processing   real jobs on this machine (`mlops.local.pipeline_jobs`)
     Model, Transform       CreateModel in moto; a batch transform job here (`mlops.local.inference_steps`)
+    Tuning                 a tuning job whose trials are real training jobs (`mlops.local.tuning_job`)
     Condition              its conditions, then the steps of the branch they choose
     RegisterModel          CreateModelPackage in moto's model registry, with the step's arguments
     Fail                   ends the execution Failed with the step's ErrorMessage
@@ -24,11 +25,8 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import secrets
-import string
 import time
-from collections.abc import Iterator, Mapping, Sequence, Set
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -41,15 +39,15 @@ from mlops.local.inference_steps import INFERENCE_STEP_TYPES, InferenceStepRunti
 from mlops.local.isolation import Confinement
 from mlops.local.moto import LocalAws
 from mlops.local.moto_records import MotoRecords
-from mlops.local.pipeline_jobs import JobFailed, JobRuntime, run_processing_step, run_training_step
+from mlops.local.pipeline_graph import check_step_types, execution_order
+from mlops.local.pipeline_jobs import JobFailed, JobRuntime, new_job_name, run_processing_step, run_training_step
 from mlops.local.pipeline_references import DefinitionError, ExecutionContext, parameter_values
 from mlops.local.s3 import join_uri, read_json
+from mlops.local.tuning_job import TUNING_JOB_NAME_LENGTH, TrialRun, run_tuning_step, tuning_summary
 
-SUPPORTED_STEP_TYPES = ("Training", "Processing", "Condition", "RegisterModel", "Fail", *INFERENCE_STEP_TYPES)
 # TensorFlow's C++ start-up notices (oneDNN, CPU instructions, MLIR) are INFO: the jobs run here
 # without them; its warnings and errors stay. A level set in this shell is kept.
 TENSORFLOW_LOG_LEVEL = "TF_CPP_MIN_LOG_LEVEL"
-_JOB_NAME_SUFFIX = string.ascii_letters + string.digits
 
 
 class StepReporter(Protocol):
@@ -59,6 +57,9 @@ class StepReporter(Protocol):
         """`request`: the step's arguments, resolved (a job's Create* request)."""
 
     def step_log(self, step: str, line: str) -> None: ...
+
+    def trial_update(self, step: str, trial: TrialRun) -> None:
+        """A Tuning step's trial started, reported an epoch, or ended."""
 
     def step_ended(self, outcome: StepOutcome) -> None: ...
 
@@ -121,45 +122,6 @@ class PipelineRun:
         return None
 
 
-def check_step_types(steps: Sequence[Mapping[str, Any]]) -> None:
-    """Refuses a definition with a step this executor cannot run (also inside condition branches)."""
-    for step in _all_steps(steps):
-        if step.get("Type") not in SUPPORTED_STEP_TYPES:
-            raise DefinitionError(
-                f"step {step.get('Name')!r} has type {step.get('Type')!r}, which the local "
-                f"executor does not run (it runs {', '.join(SUPPORTED_STEP_TYPES)})"
-            )
-
-
-def execution_order(steps: Sequence[Mapping[str, Any]], finished: Set[str] = frozenset()) -> list[Mapping[str, Any]]:
-    """The steps so that each comes after every step it depends on: its DependsOn, and every step
-    whose properties it (or, for a Condition, any step of its branches) reads. `finished` steps
-    ran before (a branch reads steps outside it). Ties keep the definition's order."""
-    by_name = {step["Name"]: step for step in steps}
-    # A step inside a condition's branch runs as part of that condition step.
-    container = {inner["Name"]: step["Name"] for step in steps for inner in _all_steps([step])}
-    needs = {
-        name: {container.get(dependency, dependency) for dependency in _dependencies(step)} - {name} - finished
-        for name, step in by_name.items()
-    }
-    for name, dependencies in needs.items():
-        unknown = dependencies - set(by_name)
-        if unknown:
-            raise DefinitionError(
-                f"step {name!r} depends on {', '.join(sorted(unknown))}, which the pipeline does not define"
-            )
-    ordered: list[Mapping[str, Any]] = []
-    done: set[str] = set()
-    while len(ordered) < len(steps):
-        ready = [step for step in steps if step["Name"] not in done and needs[step["Name"]] <= done]
-        if not ready:
-            cycle = sorted(set(by_name) - done)
-            raise DefinitionError(f"steps {', '.join(cycle)} depend on each other in a cycle")
-        ordered.append(ready[0])
-        done.add(ready[0]["Name"])
-    return ordered
-
-
 class LocalPipelineExecutor:
     def __init__(
         self, aws: LocalAws, work_dir: Path, reporter: StepReporter, roles: RoleSessions | None = None
@@ -177,26 +139,43 @@ class LocalPipelineExecutor:
         parameters (`overrides`: name -> text, as StartPipelineExecution takes them), and starts
         the execution record. Nothing has run yet."""
         described = self._sagemaker.describe_pipeline(PipelineName=pipeline)
-        definition = json.loads(described["PipelineDefinition"])
-        steps = definition.get("Steps", [])
-        check_step_types(steps)
-        ordered = execution_order(steps)
-        parameters = parameter_values(definition.get("Parameters", []), overrides)
+        steps, parameters = _checked(described["PipelineDefinition"], overrides)
         arn = self._records.start_execution(pipeline, overrides, description)
+        return self._run_of(pipeline, arn, steps, parameters, described["RoleArn"])
+
+    def adopt(self, execution_arn: str) -> PipelineRun:
+        """An execution started through the API (StartPipelineExecution, which moto only records),
+        to run as the Pipelines service runs it: the definition the execution was started with,
+        its parameters, the pipeline's role. DefinitionError if a step cannot run here."""
+        pipeline = execution_arn.split(":pipeline/", 1)[1].split("/", 1)[0]
+        definition = self._sagemaker.describe_pipeline_definition_for_execution(PipelineExecutionArn=execution_arn)
+        overrides = self._records.execution_parameters(pipeline, execution_arn)
+        steps, parameters = _checked(definition["PipelineDefinition"], overrides)
+        role = self._sagemaker.describe_pipeline(PipelineName=pipeline)["RoleArn"]
+        return self._run_of(pipeline, execution_arn, steps, parameters, role)
+
+    def fail_unstarted(self, execution_arn: str, reason: str) -> None:
+        """Ends an adopted execution that could not start (its definition refused) Failed."""
+        pipeline = execution_arn.split(":pipeline/", 1)[1].split("/", 1)[0]
+        self._records.end_execution(pipeline, execution_arn, "Failed", reason)
+
+    def _run_of(
+        self, pipeline: str, arn: str, steps: list[Mapping[str, Any]], parameters: dict[str, Any], role: str
+    ) -> PipelineRun:
         execution_id = arn.rsplit("/", 1)[-1]
         context = ExecutionContext(
             parameters=parameters,
             execution={"PipelineExecutionId": execution_id, "PipelineExecutionArn": arn, "PipelineName": pipeline},
             # The service reads a property file (the quality gate's report) as the pipeline's role.
-            read_json=lambda uri: read_json(self._roles.client(described["RoleArn"], "s3", "SageMakerPipelines"), uri),
+            read_json=lambda uri: read_json(self._roles.client(role, "s3", "SageMakerPipelines"), uri),
         )
         return PipelineRun(
             pipeline=pipeline,
             execution_arn=arn,
-            steps=ordered,
+            steps=steps,
             context=context,
             work_dir=self._work_dir / execution_id,
-            role_arn=described["RoleArn"],
+            role_arn=role,
         )
 
     def execute(self, run: PipelineRun) -> PipelineRun:
@@ -224,7 +203,11 @@ class LocalPipelineExecutor:
         def ended(status: str, detail: str) -> None:
             outcome = StepOutcome(name, kind, status, time.perf_counter() - started, detail)
             run.outcomes.append(outcome)
+            reason = None if status == "Succeeded" else detail
+            self._records.step_ended(run.execution_arn, name, kind, status, reason, run.properties.get(name))
             self._reporter.step_ended(outcome)
+
+        self._records.step_started(run.execution_arn, name)
 
         try:
             # A condition's branches hold steps that resolve their own arguments when (and if)
@@ -258,7 +241,8 @@ class LocalPipelineExecutor:
         name, kind = step["Name"], step["Type"]
         context = run.context
         if kind == "Training":
-            job_name = _job_name(run.execution_id, name)
+            job_name = new_job_name(run.execution_id, name)
+            self._records.step_job(run.execution_arn, name, "TrainingJob", job_name)
             runtime = self._job_runtime(run, arguments, job_name)
             isolation = runtime.confinement(arguments.get("EnableNetworkIsolation"))
             self._reporter.step_started(name, kind, f"training job {job_name}" + _isolated(isolation), arguments)
@@ -269,8 +253,20 @@ class LocalPipelineExecutor:
                 f"{metric['MetricName']}={metric['Value']:.4g}" for metric in properties.get("FinalMetricDataList", [])
             )
             return f"{metrics}; model {properties['ModelArtifacts']['S3ModelArtifacts']}", []
+        if kind == "Tuning":
+            job_name = new_job_name(run.execution_id, name, limit=TUNING_JOB_NAME_LENGTH)
+            runtime = self._job_runtime(run, arguments["TrainingJobDefinition"], job_name)
+            self._reporter.step_started(name, kind, f"tuning job {job_name}", arguments)
+            self._records.step_job(run.execution_arn, name, "TuningJob", job_name)
+            self._authorize_job(run, "HyperParameterTuning", job_name, arguments["TrainingJobDefinition"])
+            properties = run_tuning_step(
+                name, job_name, arguments, runtime, lambda trial: self._reporter.trial_update(name, trial)
+            )
+            context.steps[name] = properties
+            return tuning_summary(properties), []
         if kind == "Processing":
-            job_name = _job_name(run.execution_id, name)
+            job_name = new_job_name(run.execution_id, name)
+            self._records.step_job(run.execution_arn, name, "ProcessingJob", job_name)
             runtime = self._job_runtime(run, arguments, job_name)
             isolation = runtime.confinement(arguments.get("NetworkConfig", {}).get("EnableNetworkIsolation"))
             self._reporter.step_started(name, kind, f"processing job {job_name}" + _isolated(isolation), arguments)
@@ -287,7 +283,8 @@ class LocalPipelineExecutor:
             names = ", ".join(step["Name"] for step in branch) or "nothing"
             return f"conditions {'met' if outcome else 'not met'}: next {names}", branch
         if kind in INFERENCE_STEP_TYPES:
-            resource = _job_name(run.execution_id, name)
+            resource = new_job_name(run.execution_id, name)
+            self._records.step_job(run.execution_arn, name, "Model" if kind == "Model" else "TransformJob", resource)
             self._reporter.step_started(name, kind, started_detail(kind, resource), arguments)
             lent = InferenceStepRuntime(
                 self._sagemaker, self._roles, self._records, run.role_arn, run.work_dir, self._reporter.step_log
@@ -321,10 +318,20 @@ class LocalPipelineExecutor:
         )
 
     def _authorize_job(self, run: PipelineRun, kind: str, job_name: str, request: Mapping[str, Any]) -> None:
-        """Create<kind>Job, `kind` Training or Processing (the step's arguments and the job's name, as
-        SageMaker Pipelines sends them), and passing the job its role, as the pipeline's role."""
+        """Create<kind>Job, `kind` Training, Processing or HyperParameterTuning (the step's arguments
+        and the job's name, as SageMaker Pipelines sends them), and passing the job its role, as the
+        pipeline's role."""
         self._roles.authorize(run.role_arn, f"sagemaker:Create{kind}Job", {**request, f"{kind}JobName": job_name})
         self._roles.authorize(run.role_arn, "iam:PassRole", {"RoleArn": request["RoleArn"]})
+
+
+def _checked(definition_text: str, overrides: Mapping[str, str]) -> tuple[list[Mapping[str, Any]], dict[str, Any]]:
+    """The definition's steps in the order they run, and its parameters resolved; DefinitionError
+    for a step this executor cannot run or a parameter it does not declare."""
+    definition = json.loads(definition_text)
+    steps = definition.get("Steps", [])
+    check_step_types(steps)
+    return execution_order(steps), parameter_values(definition.get("Parameters", []), overrides)
 
 
 def _isolated(confinement: Confinement | None) -> str:
@@ -353,41 +360,3 @@ def _property_files(step: Mapping[str, Any], properties: Mapping[str, Any]) -> d
             )
         files[declared["PropertyFileName"]] = join_uri(outputs[declared["OutputName"]], declared["FilePath"])
     return files
-
-
-def _all_steps(steps: Sequence[Mapping[str, Any]]) -> Iterator[Mapping[str, Any]]:
-    """Every step, and the steps of every condition's branches, depth first."""
-    for step in steps:
-        yield step
-        if step.get("Type") == "Condition":
-            arguments = step.get("Arguments", {})
-            yield from _all_steps([*arguments.get("IfSteps", []), *arguments.get("ElseSteps", [])])
-
-
-def _dependencies(step: Mapping[str, Any]) -> set[str]:
-    """The steps `step` (and any step of its branches) names in DependsOn or reads properties of."""
-    found: set[str] = set()
-    for inner in _all_steps([step]):
-        found.update(inner.get("DependsOn", []))
-    _step_references(step.get("Arguments", {}), found)
-    return found
-
-
-def _step_references(value: Any, found: set[str]) -> None:
-    if isinstance(value, dict):
-        reference = value.get("Get")
-        if isinstance(reference, str) and reference.startswith("Steps."):
-            found.add(reference.split(".")[1])
-        for item in value.values():
-            _step_references(item, found)
-    elif isinstance(value, list):
-        for item in value:
-            _step_references(item, found)
-
-
-def _job_name(execution_id: str, step: str) -> str:
-    """`pipelines-<execution id>-<step>-<random>`, as SageMaker Pipelines names its jobs
-    (and as the pipeline role's IAM policy expects), within the 63 characters a name may have."""
-    suffix = "".join(secrets.choice(_JOB_NAME_SUFFIX) for _ in range(10))
-    step_part = re.sub(r"[^A-Za-z0-9]+", "-", step).strip("-")[: 63 - len(execution_id) - 22]
-    return f"pipelines-{execution_id}-{step_part}-{suffix}"

@@ -26,13 +26,16 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import shutil
+import string
 import subprocess
 import sys
 import tarfile
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -48,6 +51,11 @@ PROCESSING_ROOT = "/opt/ml/processing"
 DEFAULT_CHECKPOINTS = "/opt/ml/checkpoints"
 LOG_FILE = "log.txt"
 FAILURE_TAIL_LINES = 15
+JOB_NAME_VARIABLE = "TRAINING_JOB_NAME"
+# StopTrainingJob: SageMaker sends SIGTERM, and the algorithm has 120 seconds before it is killed.
+STOP_GRACE_SECONDS = 120
+_STOP_POLL_SECONDS = 0.1
+_JOB_NAME_CHARACTERS = string.ascii_letters + string.digits
 
 
 class JobFailed(Exception):
@@ -82,12 +90,35 @@ class JobRuntime:
         return self.isolation or detect()
 
 
-def run_training_step(step: str, job_name: str, request: Mapping[str, Any], runtime: JobRuntime) -> dict[str, Any]:
-    job_dir = (runtime.work_dir / step).resolve()
+@dataclass
+class Trial:
+    """What a tuning job's training job runs with beyond its request (mlops/local/tuning_job.py)."""
+
+    tuning_job_arn: str
+    folder: str
+    """Its own folder in the execution's, beside the steps'."""
+    label: str
+    """How its log lines are labelled."""
+    stop: threading.Event = field(default_factory=threading.Event)
+    """Set: stop the job, as the tuning job's early stopping does."""
+
+
+def run_training_step(
+    step: str,
+    job_name: str,
+    request: Mapping[str, Any],
+    runtime: JobRuntime,
+    *,
+    trial: Trial | None = None,
+) -> dict[str, Any]:
+    """Runs the training job `request` describes (a Training step's, or a tuning job's `trial`)
+    and returns its DescribeTrainingJob response: Completed, or Stopped once `trial.stop` is set."""
+    job_dir = (runtime.work_dir / (trial.folder if trial else step)).resolve()
     checkpoint_config = request.get("CheckpointConfig")
     confinement = runtime.confinement(request.get("EnableNetworkIsolation"))
     metrics: list[dict[str, Any]] = []
-    runtime.records.start_training_job(job_name, request)
+    runtime.records.start_training_job(job_name, request, tuning_job_arn=trial.tuning_job_arn if trial else None)
+    status = "Completed"
     try:
         # Paths in the container are paths in this job's folder, in the hyperparameters too: the
         # entry point takes its checkpoint folder from one, the toolkit its submit directory.
@@ -106,22 +137,25 @@ def run_training_step(step: str, job_name: str, request: Mapping[str, Any], runt
             channel["ChannelName"]: _download_channel(runtime.s3, channel, job_dir)
             for channel in request.get("InputDataConfig", [])
         }
-        with _LogFile(job_dir, step, runtime.on_line) as log:
+        # SageMaker names the job in every training container's environment.
+        environment = {**({} if confinement else runtime.env), JOB_NAME_VARIABLE: job_name}
+        with _LogFile(job_dir, trial.label if trial else step, runtime.on_line) as log:
             job = start_job(
                 job_dir,
                 hyperparameters,
                 channels,
                 checkpoint_dir=checkpoints,
-                env=None if confinement else runtime.env,
+                env=environment,
                 on_line=log.write,
                 confinement=confinement,
             )
-            _wait(job.child, request)
+            if _wait(job.child, request, trial.stop if trial else None):
+                status = "Stopped"
             result = job.wait()
         if checkpoint_config:
             upload_folder(runtime.s3, checkpoints, checkpoint_config["S3Uri"])
         metrics = final_metric_data(request["AlgorithmSpecification"].get("MetricDefinitions", []), result.log)
-        if not result.succeeded:
+        if status == "Completed" and not result.succeeded:
             raise JobFailed(
                 result.failure_reason or _exit_reason(result.exit_code, result.log),
                 _log_hint(result.log, job_dir / LOG_FILE),
@@ -146,7 +180,9 @@ def run_training_step(step: str, job_name: str, request: Mapping[str, Any], runt
         raise
     finally:
         shutil.rmtree(job_dir / "input" / "data", ignore_errors=True)  # copies of the data bucket
-    described = runtime.records.end_training_job(job_name, "Completed", None, final_metrics=metrics)
+    # A stopped job's model is whatever it had written (StopTrainingJob: the algorithm may use its
+    # 120 seconds to save it); it is uploaded all the same.
+    described = runtime.records.end_training_job(job_name, status, None, final_metrics=metrics)
     # The model's location is SageMaker's rule, applied above; moto's record must agree with it.
     return {**described, "ModelArtifacts": {"S3ModelArtifacts": model_uri}}
 
@@ -189,7 +225,9 @@ def run_processing_step(step: str, job_name: str, request: Mapping[str, Any], ru
             command, environment = confinement.confine(command, environment, home=step_dir / "home")
         environment.update(request.get("Environment", {}))
         with _LogFile(step_dir, step, runtime.on_line) as log:
-            exit_code = _wait(processes.start(command, env=environment, cwd=step_dir, on_line=log.write), request)
+            job = processes.start(command, env=environment, cwd=step_dir, on_line=log.write)
+            _wait(job, request)
+            exit_code = job.wait()
         if exit_code != 0:
             raise JobFailed(_exit_reason(exit_code, log.text()), _log_hint(log.text(), log.path))
         for item in outputs.get("Outputs", []):
@@ -238,16 +276,26 @@ def _download_channel(s3: Any, channel: Mapping[str, Any], job_dir: Path) -> Pat
     return target
 
 
-def _wait(job: processes.ChildProcess, request: Mapping[str, Any]) -> int:
-    """The job's exit code, within its MaxRuntimeInSeconds, its log read to the end. A job that
-    runs longer is killed with its whole process group; one that is interrupted (Ctrl-C, an
-    error here) is stopped with it before the interruption goes on."""
+def _wait(job: processes.ChildProcess, request: Mapping[str, Any], stop: threading.Event | None = None) -> bool:
+    """Waits for the job's end, within its MaxRuntimeInSeconds, its log read to the end; True if it
+    was stopped. A job that runs longer is killed with its whole process group; one that is
+    interrupted (Ctrl-C, an error here) is stopped with it before the interruption goes on. Once
+    `stop` is set, the job is stopped as StopTrainingJob stops one: SIGTERM, and what is still
+    running after SageMaker's grace period is killed."""
     limit = request.get("StoppingCondition", {}).get("MaxRuntimeInSeconds")
-    try:
-        return job.wait(timeout=limit)
-    except subprocess.TimeoutExpired:
-        job.kill()
-        raise JobFailed(f"MaxRuntimeExceeded: the job ran longer than {limit} s") from None
+    deadline = None if limit is None else time.monotonic() + limit
+    while True:
+        left = None if deadline is None else max(deadline - time.monotonic(), 0)
+        try:
+            job.wait(timeout=left if stop is None else min(left or _STOP_POLL_SECONDS, _STOP_POLL_SECONDS))
+            return False
+        except subprocess.TimeoutExpired:
+            if deadline is not None and time.monotonic() >= deadline:
+                job.kill()
+                raise JobFailed(f"MaxRuntimeExceeded: the job ran longer than {limit} s") from None
+            if stop is not None and stop.is_set():
+                job.stop(grace=STOP_GRACE_SECONDS)
+                return True
 
 
 def _in_container(value: Any) -> bool:
@@ -319,3 +367,15 @@ class _LogFile:
 
     def text(self) -> str:
         return self.path.read_text()
+
+
+def new_job_name(execution_id: str, step: str, *, limit: int = 63) -> str:
+    """`pipelines-<execution id>-<step>-<random>`, as SageMaker Pipelines names its training and
+    processing jobs (and as the pipeline role's IAM policy expects), within the 63 characters a name
+    may have. A tuning job's name has at most 32, too few for that form; AWS does not document the
+    one it uses, so here it is `<execution id>-<step>-<random>` cut to fit."""
+    suffix = "".join(secrets.choice(_JOB_NAME_CHARACTERS) for _ in range(10))
+    prefix = "pipelines-" if limit == 63 else ""
+    room = limit - len(prefix) - len(execution_id) - len(suffix) - 2
+    step_part = re.sub(r"[^A-Za-z0-9]+", "-", step).strip("-")[: max(room, 1)]
+    return f"{prefix}{execution_id}-{step_part}-{suffix}"[:limit]

@@ -39,6 +39,7 @@ from training.networks import EPOCHS
 
 if TYPE_CHECKING:
     from mlops.local.pipeline_executor import StepOutcome
+    from mlops.local.tuning_job import TrialRun
 
 Clock = Callable[[], float]
 _EPOCH = "epoch"
@@ -91,6 +92,13 @@ class PlainProgress:
             total = self._epochs.get(step)
             self._print(Text(f"    {step} epoch {epoch[0]}{f'/{total}' if total else ''} {epoch[1]}".rstrip()))
 
+    def trial_update(self, step: str, trial: TrialRun) -> None:
+        # Its epochs are its log's lines (step_log, labelled with the trial): only start and end here.
+        if trial.status == "InProgress" and trial.epochs == 0:
+            self._print(Text(f"    {step} trial {trial.number} started: {tuned_text(trial)}"))
+        elif trial.status != "InProgress":
+            self._print(trial_end_line(step, trial))
+
     def step_ended(self, outcome: StepOutcome) -> None:
         self._print(step_end_line(outcome))
 
@@ -108,6 +116,10 @@ class _RunningStep:
     spinner: Spinner = field(default_factory=lambda: Spinner(_SPINNER))
     epoch: int = 0
     metrics: str = ""
+    trials: int | None = None
+    """A Tuning step's MaxNumberOfTrainingJobs; None for other steps."""
+    running: dict[int, TrialRun] = field(default_factory=dict)
+    ended: int = 0
 
 
 class LiveProgress:
@@ -177,7 +189,22 @@ class LiveProgress:
 
     def step_started(self, step: str, step_type: str, detail: str, request: Mapping[str, Any]) -> None:
         with self._lock:
-            self._step = _RunningStep(step, step_type, self._clock(), epochs_of(request))
+            self._step = _RunningStep(step, step_type, self._clock(), epochs_of(request), trials=trials_of(request))
+        self.refresh()
+
+    def trial_update(self, step: str, trial: TrialRun) -> None:
+        """A running trial is a row of its own beneath its step; an ended one becomes a line."""
+        with self._lock:
+            if self._step is None or self._step.name != step:
+                return
+            if trial.status == "InProgress":
+                self._step.running[trial.number] = trial
+            else:
+                self._step.running.pop(trial.number, None)
+                self._step.ended += 1
+                line = trial_end_line(step, trial)
+                line.no_wrap, line.overflow = True, "ellipsis"
+                self._notes.append(line)
         self.refresh()
 
     def step_log(self, step: str, line: str) -> None:
@@ -208,12 +235,34 @@ class LiveProgress:
             rows: list[RenderableType] = [self._phase, *self._notes]
             if self._step is not None:
                 rows.append(Padding(_step_row(self._step, now), (0, 0, 0, 2)))
+                rows += [Padding(_trial_row(self._step, trial), (0, 0, 0, 4)) for trial in self._step.running.values()]
         return Group(*rows)
+
+
+class TrialRecorder:
+    """A view (`progress_view`'s) that also keeps the last state of each trial of a Tuning step,
+    for the report."""
+
+    def __init__(self, view: PlainProgress | LiveProgress) -> None:
+        self.view = view
+        self.trials: dict[str, TrialRun] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.view, name)
+
+    def trial_update(self, step: str, trial: TrialRun) -> None:
+        self.trials[trial.name] = trial
+        self.view.trial_update(step, trial)
 
 
 def _step_row(step: _RunningStep, now: float) -> Table:
     row: list[RenderableType] = [step.spinner, Text(f"{step.name} ({step.step_type})")]
-    if step.epochs:
+    if step.trials:
+        row += [
+            ProgressBar(total=step.trials, completed=step.ended, width=_BAR_WIDTH),
+            Text(f"{step.ended}/{step.trials} trials, {len(step.running)} running"),
+        ]
+    elif step.epochs:
         row += [
             ProgressBar(total=step.epochs, completed=step.epoch, width=_BAR_WIDTH),
             Text(f"{step.epoch}/{step.epochs} epochs"),
@@ -224,6 +273,43 @@ def _step_row(step: _RunningStep, now: float) -> Table:
     grid = Table.grid(padding=(0, 1))
     grid.add_row(*row)
     return grid
+
+
+def _trial_row(step: _RunningStep, trial: TrialRun) -> Table:
+    grid = Table.grid(padding=(0, 1))
+    row: list[RenderableType] = [Text(f"trial {trial.number}")]
+    if step.epochs:
+        row += [ProgressBar(total=step.epochs, completed=trial.epochs, width=_BAR_WIDTH // 2)]
+    row.append(Text(f"{trial.epochs}/{step.epochs or '?'} epochs"))
+    if trial.objective is not None:
+        row.append(Text(f"{trial.metric}={trial.objective:.4g}", "dim"))
+    row.append(Text(tuned_text(trial), "dim"))
+    grid.add_row(*row)
+    return grid
+
+
+def tuned_text(trial: TrialRun) -> str:
+    return " ".join(f"{name}={_short(value)}" for name, value in trial.tuned.items())
+
+
+def trial_end_line(step: str, trial: TrialRun) -> Text:
+    """A trial's end: Completed with its objective, Stopped by early stopping after N epochs, or Failed."""
+    mark = {"Completed": Text("✓", "green"), "Stopped": Text("■", "yellow")}.get(trial.status, Text("✗", "red"))
+    objective = f" {trial.metric}={trial.objective:.4g}" if trial.objective is not None else ""
+    why = f" after {trial.epochs} epochs (early stopping)" if trial.status == "Stopped" else ""
+    if trial.status == "Failed":
+        why = f": {(trial.failure_reason or '').splitlines()[0]}"
+    return Text.assemble(
+        "    ", mark, f" {step} trial {trial.number} {trial.status}{why}{objective} ", (tuned_text(trial), "dim")
+    )
+
+
+def _short(value: str) -> str:
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return value if number.is_integer() else f"{number:.3g}"
 
 
 def phase_line(number: int, total: int, name: str, seconds: float, succeeded: bool) -> Text:
@@ -256,9 +342,20 @@ def step_end_line(outcome: StepOutcome) -> Text:
 
 
 def epochs_of(request: Mapping[str, Any]) -> int | None:
-    """The epochs a Training step's job is asked for (its hyperparameters are strings)."""
-    value = request.get("HyperParameters", {}).get(EPOCHS)
+    """The epochs a Training step's job, or each trial of a Tuning step's, is asked for (its
+    hyperparameters are strings)."""
+    hyperparameters = request.get("HyperParameters") or request.get("TrainingJobDefinition", {}).get(
+        "StaticHyperParameters", {}
+    )
+    value = hyperparameters.get(EPOCHS)
     return int(value) if isinstance(value, str) and value.isdigit() else None
+
+
+def trials_of(request: Mapping[str, Any]) -> int | None:
+    """A Tuning step's MaxNumberOfTrainingJobs; None for other steps."""
+    limits = request.get("HyperParameterTuningJobConfig", {}).get("ResourceLimits", {})
+    value = limits.get("MaxNumberOfTrainingJobs")
+    return int(value) if value is not None else None
 
 
 def epoch_of(line: str) -> tuple[int, str] | None:

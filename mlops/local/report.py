@@ -26,9 +26,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from infra.definitions import training_pipeline as definition
+from infra.definitions.tuning_step import TUNE_STEP
 from mlops.errors import UsageError
 from mlops.local.s3 import join_uri, read_json
 from mlops.local.samples import Comparison
+from mlops.local.tuning_report import markdown, plot_trials, trial_rows
 from training.champion_comparison import KEY as CHAMPION_CHALLENGER
 from training.networks import Network
 
@@ -62,6 +64,8 @@ class RunReport:
     sample_summary: str | None = None
     stack_outputs: dict[str, dict[str, str]] = field(default_factory=dict)
     """{stack: {output: value}} of the stacks deployed."""
+    tuning: dict[str, Any] | None = None
+    """A tuning run's job, objective and trials (mlops/local/tuning_report.py)."""
 
     def take_phases(self, phases: list[str], timings: dict[str, float]) -> None:
         """Every phase that started, with its time; the last one carries the outcome if the run did not succeed."""
@@ -81,11 +85,40 @@ class RunReport:
         self.training_metrics = {
             metric["MetricName"]: metric["Value"] for metric in training.get("FinalMetricDataList", [])
         }
+        tune = run.properties.get(TUNE_STEP, {})
+        if tune.get("BestTrainingJob"):
+            best = tune["BestTrainingJob"]["TrainingJobName"]
+            summary = next(s for s in tune.get("TrainingJobSummaries", []) if s["TrainingJobName"] == best)
+            objective = summary["FinalHyperParameterTuningJobObjectiveMetric"]
+            self.training_metrics = {objective["MetricName"]: objective["Value"]}
         report_uri = run.context.property_files.get(definition.EVALUATE_STEP, {}).get(definition.EVALUATION_REPORT)
         if report_uri:
             self.evaluation = read_json(s3, report_uri)
             # Written beside evaluation.json by the same job.
             self.explanations = read_json(s3, join_uri(report_uri.rsplit("/", 1)[0], definition.EXPLANATIONS_FILE))
+
+    def take_trials(self, trials: list[Any], run: PipelineRun) -> None:
+        """The trials of the run's Tuning step (`mlops.local.tuning_job.TrialRun`), as they ended."""
+        tune = run.properties.get(TUNE_STEP)
+        if not trials:
+            return
+        (step,) = [step for step in run.steps if step["Name"] == TUNE_STEP]
+        config = step["Arguments"]["HyperParameterTuningJobConfig"]
+        objective = config["HyperParameterTuningJobObjective"]
+        best = (tune or {}).get("BestTrainingJob", {}).get("TrainingJobName")
+        self.tuning = {
+            "tuning_job": (tune or {}).get("HyperParameterTuningJobName", trials[0].name.rsplit("-", 2)[0]),
+            "metric": objective["MetricName"],
+            "maximize": objective["Type"] == "Maximize",
+            "best_trial": best,
+            "logarithmic": sorted(
+                item["Name"]
+                for kind in config.get("ParameterRanges", {}).values()
+                for item in kind
+                if item.get("ScalingType") == "Logarithmic"
+            ),
+            "trials": trial_rows(trials, best),
+        }
 
     @property
     def quality(self) -> dict[str, Any]:
@@ -135,7 +168,17 @@ class ReportFolder:
         return cls(path)
 
     def write(self, report: RunReport) -> None:
-        plots = self._collect_plots()
+        plots = self._collect_plots(report)
+        tuning_plots: list[Path] = []
+        if report.tuning:
+            tuning_plots = plot_trials(
+                report.tuning["trials"],
+                report.tuning["metric"],
+                maximize=report.tuning["maximize"],
+                folder=self.path / "plots" / "tuning",
+                logarithmic=report.tuning["logarithmic"],
+            )
+            self._write_json("trials.json", report.tuning)
         self._write_json(
             "metrics.json",
             {
@@ -167,14 +210,27 @@ class ReportFolder:
             },
         )
         self._write_json(self.outputs_path.name, report.stack_outputs)
-        (self.path / "report.md").write_text(_markdown(report, [plot.relative_to(self.path) for plot in plots]))
+        tuning = (
+            markdown(
+                report.tuning["trials"],
+                report.tuning["metric"],
+                report.tuning["tuning_job"],
+                [plot.relative_to(self.path) for plot in tuning_plots],
+            )
+            if report.tuning
+            else []
+        )
+        (self.path / "report.md").write_text(_markdown(report, [plot.relative_to(self.path) for plot in plots], tuning))
 
-    def _collect_plots(self) -> list[Path]:
-        """Copies each step's PNGs to plots/<step>/ (the job folders are deeper and hold more)."""
+    def _collect_plots(self, report: RunReport) -> list[Path]:
+        """Copies each step's PNGs to plots/<step>/ (the job folders are deeper and hold more); of a
+        Tuning step's trials, the best one's."""
+        best = (report.tuning or {}).get("best_trial")
         copied = []
         for execution in sorted(self.pipeline_dir.glob("*")):
             for step in sorted(path for path in execution.iterdir() if path.is_dir()):
-                for plot in sorted(step.rglob("*.png")):
+                source = step / best if best and (step / best).is_dir() else step
+                for plot in sorted(source.rglob("*.png")):
                     target = self.path / "plots" / step.name / plot.name
                     target.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copyfile(plot, target)
@@ -185,7 +241,7 @@ class ReportFolder:
         (self.path / name).write_text(json.dumps(document, indent=2, default=str) + "\n")
 
 
-def _markdown(report: RunReport, plots: list[Path]) -> str:
+def _markdown(report: RunReport, plots: list[Path], tuning: list[str]) -> str:
     network = report.network
     lines = [f"# mlops local: {network.name}", "", f"{network.summary}", ""]
     if report.outcome == "succeeded":
@@ -217,6 +273,7 @@ def _markdown(report: RunReport, plots: list[Path]) -> str:
             lines += ["", "| metric | value |", "|---|---|"]
             lines += [f"| {name} | {value:.4f} |" for name, value in sorted(others.items())]
     lines += _explanations(report.explanations)
+    lines += tuning
     if report.model_package_arn:
         lines += ["", "## Model", "", f"- registered: `{report.model_package_arn}` ({report.model_approval})"]
         if report.endpoint_stack:

@@ -19,8 +19,8 @@ Each step is a timed `Phase` of `LocalRun.phases`:
 
 and with a drift shift, three more: a window of held-out traffic and one of shifted traffic, each
 checked by the monitor pipeline and its alarm, then the alarm's state change delivered to its
-retraining rule (`mlops.local.drift`); with a batch input, one more: the network's batch transform
-pipeline run on it with the registered version (`mlops.local.transform`).
+retraining rule (`mlops.local.drift`); with a batch input, the network's batch transform pipeline
+on it (`mlops.local.transform`).
 
 The phases tell the view (`mlops.local.progress`) what they did in a line or two; what the
 programs they start print goes to the report folder's log files (`mlops.local.logs`).
@@ -44,7 +44,7 @@ from mlops.cdk import CdkCli
 from mlops.endpoint_stacks import deploy_endpoint
 from mlops.errors import RunFailed
 from mlops.local import logs
-from mlops.local.deployed_pipelines import create_skipped_sagemaker_resources
+from mlops.local.deployed_pipelines import create_stage_pipelines
 from mlops.local.drift import DriftLoop, capture_target
 from mlops.local.early_data import EarlyPreparation
 from mlops.local.iam import RoleSessions, enforced_iam
@@ -52,10 +52,11 @@ from mlops.local.moto import LocalAws, moto_server
 from mlops.local.permissions import write_permissions_report
 from mlops.local.pipeline_executor import LocalPipelineExecutor, PipelineRun, StepFailed
 from mlops.local.pipeline_references import DefinitionError
-from mlops.local.progress import LiveProgress, PlainProgress
+from mlops.local.progress import LiveProgress, PlainProgress, TrialRecorder
 from mlops.local.report import ReportFolder, RunReport
 from mlops.local.s3 import download_file
 from mlops.local.samples import EarlySamples, compare, instances_request, summary
+from mlops.local.transform import transform_phase
 from mlops.phases import Phase
 from mlops.registry import APPROVED, ModelVersion, model_versions, set_approval
 from mlops.stages import LOCAL_STAGE
@@ -84,6 +85,7 @@ class LocalRun:
         enforce_iam: bool = True,
         drift_shift: str | None = None,
         transform: TransformRequest | None = None,
+        tune: bool = False,
     ) -> None:
         self.network = network
         self.config = config
@@ -94,7 +96,7 @@ class LocalRun:
         self.view = view
         self.enforce_iam = enforce_iam
         self.drift_shift = drift_shift
-        self.transform = transform
+        self.tune = tune
         self.report = RunReport(network)
         self._resources = ExitStack()
         self.logs = logs.RunLogs(folder.logs_dir, stream=view.log_line)
@@ -116,7 +118,7 @@ class LocalRun:
             Phase("Synthesize the app and bootstrap CDK in the local account", self.synth_and_bootstrap),
             Phase(f"Deploy every stack of the {LOCAL_STAGE} stage", self.deploy),
             Phase(f"Prepare the {network.offline_dataset} dataset and upload it", self.prepare_data),
-            Phase(f"Run the {network.name} training pipeline", self.run_pipeline),
+            Phase(f"Run the {network.name} {'tuning' if tune else 'training'} pipeline", self.run_pipeline),
             Phase("Approve the registered model version", self.approve),
             Phase(f"Deploy the {network.name} endpoint stack", self.deploy_endpoint),
             Phase("Start the local endpoint on the registered model", self.start_endpoint),
@@ -132,7 +134,7 @@ class LocalRun:
                 Phase("Deliver the drift alarm's state change to its retraining rule", self.retrain_on_drift),
             ]
         if transform is not None:
-            self.phases.append(Phase("Score the batch input with the batch transform pipeline", self.run_transform))
+            self.phases.append(transform_phase(self, transform))
 
     def __enter__(self) -> LocalRun:
         return self
@@ -207,17 +209,20 @@ class LocalRun:
 
     def run_pipeline(self) -> None:
         self._prepare_endpoint()
-        stack = naming.stack_name(self.config.prefix(), naming.PIPELINES_STACK_SUFFIX)
         assert self._assembly is not None
         try:
-            created = create_skipped_sagemaker_resources(self.aws, self._assembly, stack)
+            created = create_stage_pipelines(self.aws, self._assembly, self.config.prefix())
             self.view.note(
                 f"created in moto, whose CloudFormation skips them: {len(created.pipelines)} pipelines, "
                 f"{len(created.groups)} model package groups"
             )
-            executor = LocalPipelineExecutor(self.aws, self.folder.pipeline_dir, self.view, roles=self._roles)
+            trials = TrialRecorder(self.view)
+            executor = LocalPipelineExecutor(self.aws, self.folder.pipeline_dir, trials, roles=self._roles)
+            pipeline = (naming.tuning_pipeline_name if self.tune else naming.pipeline_name)(
+                self.config.prefix(), self.network.name
+            )
             run = self._pipeline_run = executor.start(
-                naming.pipeline_name(self.config.prefix(), self.network.name),
+                pipeline,
                 {name: str(value) for name, value in self.overrides.items()},
             )
         except (DefinitionError, BotoCoreError, ClientError) as error:
@@ -236,6 +241,7 @@ class LocalRun:
             ) from None
         finally:
             self.report.take_pipeline_results(run, self.aws.client("s3"))
+            self.report.take_trials(list(trials.trials.values()), run)
         if run.registered_model_arn is None:
             raise RunFailed(f"the {run.pipeline} pipeline succeeded but registered no model")
 
@@ -341,22 +347,6 @@ class LocalRun:
                 f"{loop.windows[-1].report['decision']}"
             )
 
-    def run_transform(self) -> None:
-        from mlops.local.transform import run_local_transform
-
-        assert self.transform is not None and self._assembly is not None and self._roles is not None
-        summary = run_local_transform(
-            self.aws,
-            self._roles,
-            self._assembly,
-            self.config,
-            self.network.name,
-            self.transform,
-            self.view,
-            self.folder.pipeline_dir,
-        )
-        self.view.note(summary.line())
-
     # ------------------------------------------------------------------------------ helpers
 
     def _drift_loop(self) -> DriftLoop:
@@ -379,6 +369,18 @@ class LocalRun:
     def aws(self) -> LocalAws:
         assert self._aws is not None, "the local AWS phase runs first"
         return self._aws
+
+    @property
+    def roles(self) -> RoleSessions:
+        assert self._roles is not None, "the local AWS phase runs first"
+        return self._roles
+
+    @property
+    def served(self) -> tuple[str, LocalEndpoint] | None:
+        """The model package the endpoint phase serves and its local endpoint, once it serves it."""
+        if self._model is None or self._endpoint is None or self.report.endpoint_name is None:
+            return None
+        return self._model.arn, self._endpoint
 
     @property
     def cdk(self) -> CdkCli:
