@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
 
 from infra import naming
+from infra.github_config import GithubDeployConfig
+from infra.inference_config import AsyncInferenceConfig, BatchTransformConfig
 from infra.tuning_config import TuningConfig
 from training.networks import NETWORKS, HyperparameterValue
 
@@ -64,18 +66,6 @@ class ServerlessConfig(_Strict):
     max_concurrency: int = Field(default=5, ge=1, le=200)
 
 
-class AsyncInferenceConfig(_Strict):
-    """An asynchronous endpoint (AsyncInferenceConfig): requests queued, answers written to S3 and
-    announced on two SNS topics; it scales to zero instances when its queue is empty."""
-
-    max_concurrent_invocations_per_instance: int = Field(default=4, ge=1, le=1000)
-    target_backlog_per_instance: float = Field(
-        default=5.0,
-        gt=0,
-        description="queued requests per instance the scaling policy keeps (ApproximateBacklogSizePerInstance)",
-    )
-
-
 class EndpointConfig(_Strict):
     instance_type: str | None = Field(default=None, description="None uses each network's registry default")
     initial_instance_count: int = Field(default=1, ge=1)
@@ -102,23 +92,6 @@ class EndpointConfig(_Strict):
         return self
 
 
-class BatchTransformConfig(_Strict):
-    """Each network's batch transform pipeline (infra/constructs/batch_transform.py, docs/batch.md)."""
-
-    instance_type: str | None = Field(default=None, description="None uses each network's inference instance type")
-    instance_count: int = Field(default=1, ge=1, le=100)
-    max_payload_mb: int = Field(default=6, ge=1, le=100, description="MaxPayloadInMB: the largest mini-batch")
-    max_concurrent_transforms: int = Field(default=2, ge=1, le=64, description="requests per instance at once")
-    schedule: str | None = Field(
-        default=None,
-        pattern=r"^(rate|cron)\(.+\)$",
-        description="EventBridge schedule expression of a run on the default input; None: no schedule",
-    )
-    monitor_drift: bool = Field(
-        default=False, description="check each batch's inputs against the model's drift baseline"
-    )
-
-
 class MonitorConfig(_Strict):
     """The drift monitor of every network of the stage (infra/constructs/drift_monitor.py)."""
 
@@ -134,39 +107,6 @@ class MonitorConfig(_Strict):
         default=0.01, gt=0, lt=0.5, description="chance that a window of unchanged traffic is called drift"
     )
     retrain_on_drift: bool = True
-
-
-class GithubDeployConfig(_Strict):
-    """Which GitHub Actions jobs may deploy the stage (infra/stacks/github_deploy_stack.py,
-    docs/cicd.md): its deploy role trusts exactly one OIDC subject of the repository that
-    cdk.json's `github_repository` names. A job that names an `environment:` carries the
-    subject `repo:ORG/REPO:environment:NAME`, whatever its branch; one that names none carries
-    `repo:ORG/REPO:ref:refs/heads/BRANCH`."""
-
-    environment: str | None = Field(
-        default=None, pattern=r"^[A-Za-z0-9_.-]+$", description="the GitHub environment the deploying jobs name"
-    )
-    branch: str | None = Field(
-        default=None,
-        pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$",
-        description="the branch whose jobs deploy, for jobs that name no environment",
-    )
-    oidc_provider: Literal["create", "import"] = Field(
-        default="create",
-        description="create the account's GitHub OIDC provider, or use the one it already has (one per account)",
-    )
-
-    @model_validator(mode="after")
-    def _one_subject(self) -> GithubDeployConfig:
-        if (self.environment is None) == (self.branch is None):
-            raise ValueError("name exactly one of environment (a GitHub environment) or branch")
-        return self
-
-    def subject(self, repository: str) -> str:
-        """The `sub` claim of the GitHub OIDC token of a job that may deploy the stage."""
-        if self.environment is not None:
-            return f"repo:{repository}:environment:{self.environment}"
-        return f"repo:{repository}:ref:refs/heads/{self.branch}"
 
 
 class PromotionSource(_Strict):

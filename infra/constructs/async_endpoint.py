@@ -25,7 +25,7 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from infra import naming
-from infra.config import AsyncInferenceConfig
+from infra.inference_config import AsyncInferenceConfig
 
 SAGEMAKER_NAMESPACE = "AWS/SageMaker"
 BACKLOG_PER_INSTANCE = "ApproximateBacklogSizePerInstance"

@@ -86,7 +86,7 @@ class PipelinesStack(ProjectStack):
                 artifacts=storage.artifacts,
                 execution_role=execution_role.execution_role.role,
             )
-            for network in config.networks
+            for network in self.pipelines
         }
         for network, pipeline in self.pipelines.items():
             cdk.CfnOutput(self, f"PipelineName{network.capitalize()}", value=pipeline.pipeline_name)

@@ -12,7 +12,7 @@ the run's steps are reported to `reporter` as they go.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -24,14 +24,26 @@ from mlops.local.iam import RoleSessions
 from mlops.local.moto import LocalAws
 from mlops.local.pipeline_executor import LocalPipelineExecutor, StepFailed, StepReporter
 from mlops.local.pipeline_references import DefinitionError
+from mlops.local.progress import LiveProgress, PlainProgress
+from mlops.local.report import ReportFolder
 from mlops.monitoring import stack_values
 from mlops.phases import Phase
 
-if TYPE_CHECKING:
-    from mlops.local.run import LocalRun
+
+class _LocalRun(Protocol):
+    """What the phase takes of `mlops.local.run.LocalRun`."""
+
+    @property
+    def aws(self) -> LocalAws: ...
+    @property
+    def roles(self) -> RoleSessions: ...
+
+    config: StageConfig
+    view: PlainProgress | LiveProgress
+    folder: ReportFolder
 
 
-def transform_phase(run: LocalRun, request: TransformRequest) -> Phase:
+def transform_phase(run: _LocalRun, request: TransformRequest) -> Phase:
     """`mlops local --transform`'s last phase: the pipeline on the run's local AWS, summarised."""
 
     def score() -> None:
