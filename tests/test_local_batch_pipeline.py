@@ -23,6 +23,7 @@ from infra.definitions import transform_pipeline as definition
 from infra.definitions.training_pipeline import substitute_placeholders
 from infra.source_bundle import build_source_bundle
 from mlops.local.moto import LocalAws, moto_server
+from mlops.local.moto_service import service_extensions
 from mlops.local.pipeline_executor import LocalPipelineExecutor, StepFailed
 
 # slow: runs a processing job and serves TensorFlow.
@@ -98,6 +99,12 @@ def test_a_run_resolves_the_newest_approved_version_and_transforms_the_default_i
         lines = s3.get_object(Bucket=ARTIFACTS, Key=output)["Body"].read().decode().splitlines()
         assert [line.split(",", 1)[0] for line in lines] == [f"id-{index}" for index in range(RECORDS)]
         assert "50 records from 1 object(s)" in run.outcomes[-1].detail
+        # ListPipelineExecutionSteps (mlops transform --wait, mlops follow) names the model and the job.
+        with service_extensions(lambda arn: None, lambda name: None):
+            listed = sagemaker.list_pipeline_execution_steps(PipelineExecutionArn=run.execution_arn)
+        metadata = {step["StepName"]: step.get("Metadata", {}) for step in listed["PipelineExecutionSteps"]}
+        assert metadata["CreateModel"] == {"Model": {"Arn": created["ModelArn"]}}
+        assert metadata["TransformCsv"] == {"TransformJob": {"Arn": job["TransformJobArn"]}}
 
         with pytest.raises(StepFailed) as failed:
             executor.execute(executor.start(PIPELINE, {"ModelVersion": "2"}))
