@@ -90,7 +90,7 @@ install_training_python() {
   install_into .venv-py312 -r requirements-training.txt
   fetch_serving_wheels .venv-py312
 }
-TRAINING_TESTS=(tests/test_training_{entry_points,contract,bad_input,records,resume,multi_worker,evaluate,explanations,precision}.py)
+TRAINING_TESTS=(tests/test_training_{entry_points,contract,bad_input,records,resume,multi_worker,evaluate,explanations,precision,text}.py)
 
 # checkov pins boto3 and packaging below the project's lock: a venv of its own, used by tests/test_checkov.py.
 install_checkov() {

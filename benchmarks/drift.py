@@ -43,6 +43,7 @@ sys.path.insert(0, str(REPO_ROOT / "training"))
 
 from mlops.datasets import prepare  # noqa: E402
 from mlops.local.drift import held_out_pool  # noqa: E402
+from mlops.local.samples import json_value  # noqa: E402
 from mlops.local.training_job import run_training_job  # noqa: E402
 from mlops.stages import LOCAL_STAGE, stage_config  # noqa: E402
 from training.networks import NETWORKS, get_network  # noqa: E402
@@ -97,11 +98,11 @@ def measure(network: str, work: Path, window_sizes: list[int], windows: int, see
         for index in range(windows):
             chosen = pool[rng.choice(len(pool), size, replace=len(pool) < size)]
             for name in alarms:
-                batch = chosen if name == "none" else shifts[name](chosen, rng).astype(np.float32)
+                batch = chosen if name == "none" else shifts[name](chosen, rng).astype(chosen.dtype)
                 started = time.perf_counter()
                 requests = [
                     CapturedRequest(
-                        f"request {row}", json.dumps({"instances": [example.tolist()]}).encode(), "application/json"
+                        f"request {row}", json.dumps({"instances": [json_value(example)]}).encode(), "application/json"
                     )
                     for row, example in enumerate(batch)
                 ]

@@ -49,6 +49,7 @@ BRIEF_TRAINING: dict[str, dict[str, Any]] = {  # run_entry_point keyword argumen
     "autoencoder": {"epochs": 30},
     "speech": {"epochs": 15},
     "transfer": {"epochs": 2, "fine_tune_epochs": 1},
+    "sentiment": {"epochs": 2},
 }
 
 

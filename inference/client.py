@@ -29,6 +29,7 @@ CONTENT_TYPES_BY_SUFFIX = {
     ".jpeg": "image/jpeg",
     ".csv": "text/csv",
     ".json": JSON,
+    ".txt": "text/plain",
 }
 # The local endpoint does not check signatures; placeholder keys keep real ones out of the request.
 _LOCAL_CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}

@@ -5,6 +5,7 @@ module gives the same answers without that binary, so the handlers see what they
 - row format     {"instances": [row, ...]}   -> {"predictions": [row, ...]}
 - columnar format {"inputs": value | {name: value}} -> {"outputs": value | {name: value}}
 - one output: bare values; several outputs: an object per row (or per column set)
+- string inputs: a JSON string is its UTF-8 bytes, {"b64": "..."} its base64-decoded bytes
 - a bad request: HTTP 400 {"error": "..."}
 The SavedModel is loaded as TF Serving loads it: into a session, whose `serving_default`
 signature names the tensors to feed and fetch; every request is one run of a callable made from
@@ -13,6 +14,8 @@ them (never `model.predict`, and no Python function tracing per call).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import logging
 import os
@@ -79,10 +82,10 @@ class SavedModelServable:
         unsupported = [
             name
             for name, spec in self.input_specs.items()
-            if not (spec.dtype.is_floating or spec.dtype.is_integer or spec.dtype.is_bool)
+            if not (spec.dtype.is_floating or spec.dtype.is_integer or spec.dtype.is_bool or spec.dtype == tf.string)
         ]
         if unsupported:
-            raise ValueError(f"inputs {unsupported} are not numeric; this endpoint serves numeric tensors only")
+            raise ValueError(f"inputs {unsupported} are neither numbers nor strings, which this endpoint serves")
         # A callable of the session's own C API (what TF Serving's C++ calls), not `make_callable`:
         # with a feed list that one goes through `Session.run`'s Python feed and fetch handling on
         # every call, half of a small model's serving time (benchmarks/endpoint_latency.py).
@@ -95,7 +98,7 @@ class SavedModelServable:
         # The first run builds the graph's kernels; doing it now keeps it out of the first request.
         self.run(
             {
-                name: np.zeros([1 if size is None else size for size in spec.shape], spec.dtype.as_numpy_dtype)
+                name: np.full([1 if size is None else size for size in spec.shape], _zero(spec), _numpy_dtype(spec))
                 for name, spec in self.input_specs.items()
             }
         )
@@ -163,15 +166,15 @@ class SavedModelServable:
     def _row_tensors(self, instances) -> dict[str, np.ndarray]:
         if not isinstance(instances, list) or not instances:
             raise BadTensorRequest("'instances' must be a non-empty list of rows")
-        if len(self.input_specs) == 1 and not all(isinstance(row, dict) for row in instances):
+        if len(self.input_specs) == 1 and not all(_is_named(row) for row in instances):
             (name,) = self.input_specs
             return {name: self._tensor(name, instances)}
-        if not all(isinstance(row, dict) and set(row) == set(self.input_specs) for row in instances):
+        if not all(_is_named(row) and set(row) == set(self.input_specs) for row in instances):
             raise BadTensorRequest(f"every instance must be an object with the inputs {sorted(self.input_specs)}")
         return {name: self._tensor(name, [row[name] for row in instances]) for name in self.input_specs}
 
     def _columnar_tensors(self, inputs) -> dict[str, np.ndarray]:
-        if isinstance(inputs, dict):
+        if _is_named(inputs):
             if set(inputs) != set(self.input_specs):
                 raise BadTensorRequest(f"'inputs' must name exactly the inputs {sorted(self.input_specs)}")
             return {name: self._tensor(name, value) for name, value in inputs.items()}
@@ -182,6 +185,8 @@ class SavedModelServable:
 
     def _tensor(self, name: str, value) -> np.ndarray:
         spec = self.input_specs[name]
+        if spec.dtype == tf.string:
+            return _string_tensor(name, spec, value)
         try:
             array = np.array(value)
         except (ValueError, RecursionError):
@@ -197,6 +202,55 @@ class SavedModelServable:
         if not spec.shape.is_compatible_with(array.shape):
             raise BadTensorRequest(f"input {name!r}: expected shape {_shape_text(spec.shape)}, got {list(array.shape)}")
         return array
+
+
+def _is_named(value) -> bool:
+    """An object of named inputs; not {"b64": "..."}, TF Serving's form of one binary string."""
+    return isinstance(value, dict) and not _is_base64(value)
+
+
+def _is_base64(value) -> bool:
+    return isinstance(value, dict) and len(value) == 1 and isinstance(value.get("b64"), str)
+
+
+def _zero(spec: tf.TensorSpec):
+    return b"" if spec.dtype == tf.string else 0
+
+
+def _numpy_dtype(spec: tf.TensorSpec):
+    return object if spec.dtype == tf.string else spec.dtype.as_numpy_dtype
+
+
+def _string_tensor(name: str, spec: tf.TensorSpec, value) -> np.ndarray:
+    """As TF Serving's json_tensor.cc fills a DT_STRING tensor: a JSON string is its UTF-8 bytes, an
+    object {"b64": "..."} its base64-decoded bytes, anything else a type error."""
+
+    def bytes_of(item):
+        if isinstance(item, list):
+            return [bytes_of(element) for element in item]
+        if isinstance(item, str):
+            try:
+                return item.encode("utf-8")
+            except UnicodeEncodeError:  # a lone surrogate escape, which RapidJSON refuses to parse
+                raise BadTensorRequest("JSON Parse error: The surrogate pair in string is invalid.") from None
+        if _is_base64(item):
+            try:
+                return base64.b64decode(item["b64"], validate=True)
+            except (binascii.Error, ValueError):
+                raise BadTensorRequest("Unable to base64 decode") from None
+        kind = {type(None): "Null", bool: "True" if item else "False", dict: "Object"}.get(type(item), "Number")
+        raise BadTensorRequest(f"JSON Value: {json.dumps(item)} Type: {kind} is not of expected type: string")
+
+    converted = bytes_of(value)
+    try:
+        array = np.array(converted, dtype=object)
+    except ValueError:  # lists of different lengths
+        array = None
+    if array is None or not all(isinstance(item, bytes) for item in array.flat):
+        raise BadTensorRequest(f"input {name!r}: the values do not form a rectangular tensor")
+    if not spec.shape.is_compatible_with(array.shape):
+        raise BadTensorRequest(f"input {name!r}: expected shape {_shape_text(spec.shape)}, got {list(array.shape)}")
+    return array
 
 
 def _shape(info) -> list[int | None] | None:

@@ -15,7 +15,8 @@ from infra import naming
 from infra.github_config import GithubDeployConfig
 from infra.inference_config import AsyncInferenceConfig, BatchTransformConfig
 from infra.tuning_config import TuningConfig
-from training.networks import NETWORKS, HyperparameterValue
+from training.hyperparameters import HyperparameterValue
+from training.networks import NETWORKS
 
 DEFAULT_PROJECT = "mlops"
 # What cdk.json's stages may not set: the stage's name is its key, the rest comes from elsewhere

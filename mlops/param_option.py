@@ -15,7 +15,7 @@ from infra.definitions import training_pipeline as definition
 from infra.definitions.parameters import PipelineParameter, parameter_name
 from infra.images import training_image_uri
 from mlops.errors import UsageError
-from training.networks import HyperparameterValue
+from training.hyperparameters import HyperparameterValue
 
 _S3_PREFIX_URI = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/(.+/)?$")
 

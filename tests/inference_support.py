@@ -3,8 +3,8 @@
 Each artifact folder has `1/` (a TF-Serving SavedModel whose `serving_default` has the documented
 input and outputs), and `code/` with the real `inference/model_code/*` plus a `serving.json`, the
 same layout training writes, serving.json holding the network's task description from the task
-registry. One per network type (`EXPORTERS`, which a guard test holds to `NETWORKS`), built once
-per test process (a few seconds).
+registry. One per network of the registry, each its task's tiny model (`Task.tiny_model`, so a new
+network of a known task needs nothing here), built once per test process (a few seconds).
 """
 
 from __future__ import annotations
@@ -26,18 +26,23 @@ from inference.local_endpoint import Context, load_handler_module, make_handler
 from inference.model_lib import container_wheels
 from inference.tf_serving import SavedModelServable
 from training.model_lib import install_wheels
-from training.networks import get_network
+from training.networks import NETWORKS, get_network
+from training.tasks import anomaly_detector, image_classifier, sequence_classifier, sequence_forecaster, text_classifier
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MODEL_CODE_DIR = REPO_ROOT / "inference" / "model_code"
 
-CNN_CLASSES = [str(digit) for digit in range(10)]
+# The tiny models' sizes, which every task makes for any of its networks (training/tasks/).
+CNN_CLASSES = list(image_classifier.TINY_CLASS_NAMES)
+WINDOW, HORIZON = sequence_forecaster.TINY_WINDOW, sequence_forecaster.TINY_HORIZON
+N_FEATURES, THRESHOLD = anomaly_detector.TINY_FEATURES, anomaly_detector.TINY_THRESHOLD
+MAX_FRAMES, N_COEFFICIENTS = sequence_classifier.TINY_MAX_LENGTH, sequence_classifier.TINY_FEATURES
+SPEAKERS = list(sequence_classifier.TINY_CLASS_NAMES)
+TEXT_CLASSES = list(text_classifier.TINY_CLASS_NAMES)
+# Sizes a test of one network relies on: the transfer network's RGB photos (a network without an
+# entry here gets its task's own sizes).
 TRANSFER_CLASSES = ["airplane", "cat", "ship"]
-WINDOW, HORIZON = 24, 3
-N_FEATURES = 30
-THRESHOLD = 0.75
-MAX_FRAMES, N_COEFFICIENTS = 29, 12
-SPEAKERS = [f"speaker {index}" for index in range(1, 10)]
+TINY_SIZES: dict[str, dict] = {"transfer": {"side": 32, "channels": 3, "class_names": TRANSFER_CLASSES}}
 
 _built: dict[str, Path] = {}
 
@@ -46,7 +51,9 @@ def exported_models(tmp_path_factory) -> dict[str, Path]:
     """network name -> artifact folder, exported the first time any test module asks."""
     if not _built:
         root = tmp_path_factory.mktemp("inference-models")
-        _built.update({name: export(root / name) for name, export in EXPORTERS.items()})
+        _built.update(
+            {name: export_tiny_model(name, root / name, seed=index + 1) for index, name in enumerate(NETWORKS)}
+        )
     return _built
 
 
@@ -84,14 +91,14 @@ def context(content_type: str | None = "application/json", content_length: int |
     )
 
 
-def serving_description(network_name: str, input_shape: list[int], **fields) -> dict:
+def serving_description(network_name: str, input_shape: list[int], input_dtype: str = "float32", **fields) -> dict:
     """serving.json as training writes it: the common fields, the task's description, the network's own."""
     network = get_network(network_name)
     return {
         "network": network.name,
         "input_name": network.input_name,
         "input_shape": input_shape,
-        "input_dtype": "float32",
+        "input_dtype": input_dtype,
         "signature": "serving_default",
         **network.task.serving_description(),
         **fields,
@@ -126,120 +133,35 @@ def handler_code(code_dir: Path) -> Path:
     return code_dir
 
 
-def _archive(model, input_name: str, shape: list[int], fn):
+def export_tiny_model(network_name: str, model_dir: Path, seed: int) -> Path:
+    """The network's task's tiny model (with the network's TINY_SIZES), exported as training would."""
     import keras
     import tensorflow as tf
 
+    network = get_network(network_name)
+    tiny = network.task.tiny_model(seed, **TINY_SIZES.get(network_name, {}))
     archive = keras.export.ExportArchive()
-    archive.track(model)
-    archive.add_endpoint(
-        name="serving_default", fn=fn, input_signature=[tf.TensorSpec([None, *shape], tf.float32, name=input_name)]
-    )
-    return archive
+    for resource in tiny.track:
+        archive.track(resource)
+    spec = tf.TensorSpec([None, *tiny.input_shape], tiny.input_dtype, name=network.input_name)
+    archive.add_endpoint(name="serving_default", fn=tiny.serve, input_signature=[spec])
+    serving = serving_description(network_name, list(tiny.input_shape), tiny.input_dtype, **tiny.serving)
+    return _write_artifact(model_dir, archive, serving)
 
 
-def _classifier(model_dir: Path, network: str, shape: list[int], class_names: list[str], seed: int) -> Path:
-    import keras
-
-    keras.utils.set_random_seed(seed)
-    inputs = keras.Input(shape, name="image")
-    x = keras.layers.Rescaling(1 / 255)(inputs)
-    x = keras.layers.Conv2D(4, 3, activation="relu")(x)
-    x = keras.layers.MaxPooling2D()(x)
-    x = keras.layers.Flatten()(x)
-    outputs = keras.layers.Dense(len(class_names), activation="softmax")(x)
-    model = keras.Model(inputs, outputs)
-    archive = _archive(model, "image", shape, lambda image: {"probabilities": model(image)})
-    return _write_artifact(model_dir, archive, serving_description(network, shape, class_names=class_names))
-
-
-def _export_cnn(model_dir: Path) -> Path:
-    return _classifier(model_dir, "cnn", [8, 8, 1], CNN_CLASSES, seed=1)
-
-
-def _export_transfer(model_dir: Path) -> Path:
-    return _classifier(model_dir, "transfer", [32, 32, 3], TRANSFER_CLASSES, seed=2)
-
-
-def _export_rnn(model_dir: Path) -> Path:
-    import keras
-
-    keras.utils.set_random_seed(3)
-    inputs = keras.Input((WINDOW, 1), name="history")
-    # Scaled inside, as the real forecaster does: requests are in original units (CO2 ppm).
-    x = keras.layers.Rescaling(1 / 400, offset=-0.9)(inputs)
-    x = keras.layers.LSTM(4)(x)
-    outputs = keras.layers.Dense(HORIZON)(x)
-    model = keras.Model(inputs, outputs)
-    archive = _archive(model, "history", [WINDOW, 1], lambda history: {"forecast": model(history)})
-    return _write_artifact(
-        model_dir,
-        archive,
-        serving_description(
-            "rnn", [WINDOW, 1], window=WINDOW, n_features=1, horizon=HORIZON, target_index=0, season=12
-        ),
-    )
-
-
-def _export_autoencoder(model_dir: Path) -> Path:
-    import keras
-    import tensorflow as tf
-
-    keras.utils.set_random_seed(4)
-    inputs = keras.Input((N_FEATURES,), name="features")
-    embedding = keras.layers.Dense(4, activation="relu", name="embedding")(inputs)
-    reconstruction = keras.layers.Dense(N_FEATURES)(embedding)
-    model = keras.Model(inputs, [reconstruction, embedding])
-
-    def serve(features):
-        reconstructed, code = model(features)
-        error = tf.reduce_mean(tf.square(features - reconstructed), axis=-1)
-        return {
-            "reconstruction_error": error,
-            "threshold": tf.fill(tf.shape(error), tf.constant(THRESHOLD, tf.float32)),
-            "embedding": code,
-        }
-
-    archive = _archive(model, "features", [N_FEATURES], serve)
-    return _write_artifact(
-        model_dir,
-        archive,
-        serving_description("autoencoder", [N_FEATURES], n_features=N_FEATURES, encoding_dim=4, threshold=THRESHOLD),
-    )
-
-
-def _export_speech(model_dir: Path) -> Path:
-    import keras
-
-    keras.utils.set_random_seed(5)
-    inputs = keras.Input((MAX_FRAMES, N_COEFFICIENTS), name="frames")
-    # Masked as the real one is: the zero frames the handler pads with must not change the answer.
-    x = keras.layers.Masking(0.0)(inputs)
-    x = keras.layers.GRU(4)(x)
-    outputs = keras.layers.Dense(len(SPEAKERS), activation="softmax")(x)
-    model = keras.Model(inputs, outputs)
-    archive = _archive(model, "frames", [MAX_FRAMES, N_COEFFICIENTS], lambda frames: {"probabilities": model(frames)})
-    return _write_artifact(
-        model_dir,
-        archive,
-        serving_description(
-            "speech",
-            [MAX_FRAMES, N_COEFFICIENTS],
-            class_names=SPEAKERS,
-            max_length=MAX_FRAMES,
-            n_features=N_COEFFICIENTS,
-        ),
-    )
-
-
-# One tiny model per network of the registry (test_inference_handler.py checks that none is missing).
-EXPORTERS = {
-    "cnn": _export_cnn,
-    "transfer": _export_transfer,
-    "rnn": _export_rnn,
-    "autoencoder": _export_autoencoder,
-    "speech": _export_speech,
-}
+def assert_answer_matches(predictions: list[dict], outputs: dict[str, np.ndarray], serving: dict) -> None:
+    """Each prediction of the handler's answer holds the signature's outputs for its row: every
+    output by its name (a classifier's probabilities by class name, in the class names' order)."""
+    assert len(predictions) == len(next(iter(outputs.values())))
+    for row, prediction in enumerate(predictions):
+        for name in serving["outputs"]:
+            given = prediction[name]
+            if isinstance(given, dict):
+                assert list(given) == [str(label) for label in serving["class_names"]]
+                given = list(given.values())
+            np.testing.assert_allclose(np.asarray(given, np.float64), outputs[name][row], rtol=1e-6, atol=1e-7)
+        if "class_names" in serving and "label" in prediction:
+            assert prediction["label"] == serving["class_names"][int(np.argmax(outputs["probabilities"][row]))]
 
 
 class Served:
@@ -264,4 +186,6 @@ class Served:
         return caught.value
 
     def signature(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        if self.module.SERVING["input_dtype"] == "string":
+            return self.servable.run({self.module.INPUT_NAME: np.array([text.encode() for text in batch], object)})
         return self.servable.run({self.module.INPUT_NAME: batch.astype(np.float32)})

@@ -40,17 +40,32 @@ def batch_answer(served: Served, body: str, content_type: str, accept: str) -> t
 
 
 def inputs_of(network: str, served: Served, count: int) -> np.ndarray:
-    """`count` valid inputs of the network's shape (speech: no all-zero frame, which means padding)."""
+    """`count` valid inputs of the network's shape (speech: no all-zero frame, which means padding;
+    a text model: texts, one with a comma and one with a quote)."""
+    if served.module.READER.request_form == "text":
+        texts = ["a quiet, patient film", 'the "twist" is dull', "bold and warm", "too long", "fine"]
+        return np.array(texts[:count], dtype=object)
     shape = served.module.READER.row_shape
     return np.random.default_rng(11).uniform(1, 200, (count, *shape)).astype(np.float32).round(2)
+
+
+def flat_csv_line(row: np.ndarray) -> str:
+    """A CSV line of one input: its values flattened, or a text as one field."""
+    text = io.StringIO()
+    csv.writer(text, lineterminator="\r\n").writerow(np.ravel(row).tolist())
+    return text.getvalue()
 
 
 @pytest.mark.parametrize("network", NETWORKS)
 def test_every_network_answers_one_jsonlines_line_per_record_as_in_real_time(served, batch_transform, network):
     inputs = inputs_of(network, served[network], 5)
     expected = served[network].answer(json.dumps({"instances": inputs.tolist()}), "application/json")
-    shaped = "\n".join(json.dumps(row.tolist()) for row in inputs) + "\n"
-    flat = "\n".join(json.dumps(row.ravel().tolist()) for row in inputs)  # no final newline
+    if inputs.dtype == object:  # texts: one JSON string per line
+        shaped = "\n".join(json.dumps(text) for text in inputs) + "\n"
+        flat = shaped.rstrip("\n")
+    else:
+        shaped = "\n".join(json.dumps(row.tolist()) for row in inputs) + "\n"
+        flat = "\n".join(json.dumps(row.ravel().tolist()) for row in inputs)  # no final newline
     for body in (shaped, flat):
         text, content_type = batch_answer(served[network], body, JSON_LINES, JSON_LINES)
         assert content_type == JSON_LINES
@@ -61,7 +76,7 @@ def test_every_network_answers_one_jsonlines_line_per_record_as_in_real_time(ser
 def test_every_network_takes_flat_csv_rows_and_answers_one_quoted_json_field_per_line(served, batch_transform, network):
     inputs = inputs_of(network, served[network], 4)
     expected = served[network].answer(json.dumps({"instances": inputs.tolist()}), "application/json")
-    body = "".join(",".join(str(value) for value in row.ravel()) + "\r\n" for row in inputs)
+    body = "".join(flat_csv_line(row) for row in inputs)
     text, content_type = batch_answer(served[network], body, CSV, CSV)
     assert content_type == CSV
     rows = list(csv.reader(io.StringIO(text)))
@@ -124,3 +139,23 @@ def test_under_a_batch_transform_an_image_object_is_still_one_request(served, ba
         io.BytesIO(body), context("image/png", len(body))._replace(accept_header=JSON_LINES)
     )
     assert content_type == JSON_LINES and [json.loads(text)] == real_time
+
+
+TEXT_NETWORKS = [name for name, spec in NETWORKS.items() if spec.task.request_form == "text"]
+
+
+@pytest.mark.parametrize("network", TEXT_NETWORKS)
+@pytest.mark.parametrize(
+    ("record", "content_type", "expected"),
+    [
+        ("42", JSON_LINES, "is a number, not a string"),
+        ('"   "', JSON_LINES, "is empty"),
+        ("one,two", CSV, "the line has 2 fields; a text record is one"),
+    ],
+)
+def test_a_bad_text_record_fails_the_mini_batch_naming_its_place(
+    served, batch_transform, network, record, content_type, expected
+):
+    good = json.dumps("a fine film") if content_type == JSON_LINES else '"a fine, warm film"'
+    error = served[network].rejection("\n".join([good, record]) + "\n", content_type)
+    assert str(error).startswith("record 2 of 2: ") and expected in str(error)

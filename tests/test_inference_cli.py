@@ -27,6 +27,7 @@ from mlops.errors import RunFailed, UsageError
 MLOPS = str(Path(sys.executable).with_name("mlops"))  # the installed console script
 IMAGE_TYPES = ("application/json", "image/png", "image/jpeg")
 TABULAR_TYPES = ("application/json", "text/csv")
+TEXT_TYPES = ("application/json", "text/csv", "text/plain")
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +59,7 @@ def digit_png(tmp_path) -> Path:
         ("rows.csv", b"1,2\n3,4\n", TABULAR_TYPES, "text/csv"),
         ("series.json", b"[1, 2, 3]", TABULAR_TYPES, "application/json"),
         ("no-suffix", b'  {"instances": []}', IMAGE_TYPES, "application/json"),
+        ("reviews.txt", b"A gem, truly.\nDull.\n", TEXT_TYPES, "text/plain"),
     ],
 )
 def test_a_file_is_sent_as_its_suffix_or_its_bytes_say(tmp_path, name, data, accepted, content_type):

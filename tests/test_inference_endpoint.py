@@ -21,11 +21,9 @@ import requests
 import tensorflow as tf
 from inference_support import (
     CNN_CLASSES,
-    MAX_FRAMES,
-    N_COEFFICIENTS,
     N_FEATURES,
-    SPEAKERS,
     WINDOW,
+    assert_answer_matches,
     exported_models,
     image_bytes,
     tarball_of,
@@ -70,68 +68,28 @@ def _reference(signatures, network: str, **inputs: np.ndarray) -> dict[str, np.n
     return {name: tensor.numpy() for name, tensor in outputs.items()}
 
 
-def _requests(rng: np.random.Generator, signatures) -> dict[str, tuple[bytes, str, object]]:
-    """network -> (body, content type, the answer the signature gives for it)."""
-    digit = rng.integers(0, 256, (8, 8), dtype=np.uint8)
-    photo = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
-    series = (320 + rng.normal(0, 2, WINDOW + 6)).astype(np.float32)
-    rows = rng.uniform(0, 2, (2, N_FEATURES)).astype(np.float32)
-    utterance = rng.normal(0.1, 0.5, (11, N_COEFFICIENTS)).astype(np.float32)
-    padded = np.zeros((1, MAX_FRAMES, N_COEFFICIENTS), np.float32)
-    padded[0, : len(utterance)] = utterance
-
-    def classified(network, **inputs):
-        probabilities = _reference(signatures, network, **inputs)["probabilities"][0]
-        names = {"cnn": CNN_CLASSES, "transfer": ["airplane", "cat", "ship"], "speech": SPEAKERS}[network]
-        return [
-            {
-                "label": names[int(np.argmax(probabilities))],
-                "probabilities": {name: float(p) for name, p in zip(names, probabilities, strict=True)},
-            }
-        ]
-
-    forecast = _reference(signatures, "rnn", history=series[-WINDOW:].reshape(1, WINDOW, 1))["forecast"]
-    scores = _reference(signatures, "autoencoder", features=rows)
-    return {
-        "cnn": (image_bytes(digit), "image/png", classified("cnn", image=digit.reshape(1, 8, 8, 1))),
-        "transfer": (image_bytes(photo), "image/png", classified("transfer", image=photo[np.newaxis])),
-        "speech": (
-            "\n".join(",".join(map(repr, frame)) for frame in utterance.tolist()).encode(),
-            "text/csv",
-            classified("speech", frames=padded),
-        ),
-        "rnn": ("\n".join(map(str, series.tolist())).encode(), "text/csv", [{"forecast": forecast[0].tolist()}]),
-        "autoencoder": (
-            json.dumps({"rows": rows.tolist()}).encode(),
-            "application/json",
-            [
-                {
-                    "reconstruction_error": float(error),
-                    "threshold": float(threshold),
-                    "is_anomaly": bool(error > threshold),
-                    "embedding": embedding.tolist(),
-                }
-                for error, threshold, embedding in zip(
-                    scores["reconstruction_error"], scores["threshold"], scores["embedding"], strict=True
-                )
-            ],
-        ),
-    }
-
-
 # ------------------------------------------------------------------------ SageMaker Runtime (boto3)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("network", list(NETWORKS))
-def test_boto3_invoke_endpoint_gets_the_signatures_predictions(endpoints, signatures, network):
-    body, content_type, expected = _requests(np.random.default_rng(11), signatures)[network]
+def test_boto3_invoke_endpoint_gets_the_signatures_predictions(models, endpoints, signatures, network):
+    """The task's sample request (a PNG, CSV lines, text...) through an unmodified boto3 client: the
+    answer holds what the signature gives for the batch the request stands for."""
+    serving = json.loads((models[network] / "code" / "serving.json").read_text())
+    request = NETWORKS[network].task.sample_request(serving, np.random.default_rng(11))
     response = runtime_client(endpoints[network]).invoke_endpoint(
-        EndpointName=f"mlops-local-{network}", Body=body, ContentType=content_type, Accept="application/json"
+        EndpointName=f"mlops-local-{network}",
+        Body=request.body,
+        ContentType=request.content_type,
+        Accept="application/json",
     )
     assert response["ContentType"] == "application/json"
     assert response["InvokedProductionVariant"] == "AllTraffic"
-    assert json.loads(response["Body"].read())["predictions"] == expected
+    dtype = tf.string if serving["input_dtype"] == "string" else tf.float32
+    expected = signatures[network](**{serving["input_name"]: tf.constant(request.inputs, dtype)})
+    outputs = {name: value.numpy() for name, value in expected.items()}
+    assert_answer_matches(json.loads(response["Body"].read())["predictions"], outputs, serving)
 
 
 @pytest.mark.slow

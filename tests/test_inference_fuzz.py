@@ -2,8 +2,10 @@
 server failure, and always a message naming the problem.
 
 Bodies: arbitrary bytes, JSON of any shape, nesting and number (huge, NaN, infinity), tensors
-near the model's shape, images of random sizes, modes and formats (some truncated or corrupted),
-CSV of random cells, under right and wrong content types. A handler may answer or raise its
+near the model's shape (read from the model itself), images of random sizes, modes and formats
+(some truncated or corrupted), CSV of random cells, texts of any Unicode (empty, blank, lone
+surrogates, longer than the limit) in every text form and bytes that are not UTF-8 where text is
+expected, under right and wrong content types. A handler may answer or raise its
 InvalidInput with a message; anything else is the model's failure and fails the test. Over HTTP
 the container answers both with 500 (as in AWS), so there the endpoint's log tells them apart:
 every failed request logged as bad input, none as a model failure. Derandomized, so every run
@@ -12,6 +14,7 @@ checks the same examples.
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import string
@@ -22,7 +25,7 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
-from inference_support import EXPORTERS, Served, context, exported_models
+from inference_support import Served, context, exported_models
 from PIL import Image
 
 from inference.local_endpoint import LocalEndpoint
@@ -40,8 +43,6 @@ FUZZ_SETTINGS = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
 )
 
-# The test models' input rows (inference_support.EXPORTERS holds one per network).
-ROW_SHAPES = {"cnn": (8, 8, 1), "transfer": (32, 32, 3), "rnn": (24, 1), "autoencoder": (30,), "speech": (29, 12)}
 OTHER_TYPES = [
     "text/plain",
     "application/octet-stream",
@@ -130,12 +131,42 @@ def csv_bodies(draw, width: int) -> bytes:
     return "\n".join(header + [",".join(row) for row in rows]).encode()
 
 
+# Texts: any Unicode (lone surrogates included), blank ones, and some longer than the limit.
+texts = st.one_of(
+    st.text(max_size=60),
+    st.text(st.characters(codec=None), max_size=30),
+    st.sampled_from(["", " ", "\t\n", "\u3000", "\ud800", "a\x00b"]),
+    st.integers(4990, 5010).map(lambda length: "é" * length),
+)
+
+
 @st.composite
-def plain_json(draw, network: str) -> bytes:
+def text_bodies(draw) -> tuple[str, bytes]:
+    """(content type, body) of texts in every form the text handler reads, and bytes that are not
+    UTF-8 where text is expected."""
+    chosen = draw(st.lists(texts, max_size=5))
+    form = draw(st.sampled_from(["instances", "inputs", "list", "string", "b64", "plain", "csv", "bytes"]))
+    if form == "plain":
+        return "text/plain", "\n".join(chosen).encode("utf-8", "surrogatepass")
+    if form == "csv":
+        return "text/csv", "\n".join(f'"{text}"' if "," in text else text for text in chosen).encode(
+            "utf-8", "surrogatepass"
+        )
+    if form == "bytes":
+        return draw(st.sampled_from(["text/plain", "text/csv"])), draw(st.binary(max_size=200))
+    if form == "b64":
+        encoded = [base64.b64encode(text.encode("utf-8", "surrogatepass")).decode() for text in chosen]
+        return "application/json", json.dumps({"instances": [{"b64": text} for text in encoded]}).encode()
+    document = {"instances": chosen, "inputs": chosen, "list": chosen, "string": chosen[0] if chosen else ""}[form]
+    return "application/json", json.dumps(document if form in ("list", "string") else {form: document}).encode()
+
+
+@st.composite
+def plain_json(draw, network: str, row_shape: tuple[int, ...]) -> bytes:
     """The friendly JSON forms of the network's request form, usually well formed, so that many
     requests reach the model."""
     values = numbers if draw(st.booleans()) else st.floats(-1e4, 1e4)
-    form, row_shape = NETWORKS[network].task.request_form, ROW_SHAPES[network]
+    form = NETWORKS[network].task.request_form
     if form == "window":
         series = draw(st.lists(values, min_size=row_shape[0] - 4, max_size=row_shape[0] + 16))
         return json.dumps(series if draw(st.booleans()) else [[value] for value in series]).encode()
@@ -155,18 +186,23 @@ def plain_json(draw, network: str) -> bytes:
 
 
 @st.composite
-def requests_for(draw, network: str) -> tuple[bytes, str | None]:
-    """(body, content type): usually the type the body is, sometimes any other."""
-    row_shape = ROW_SHAPES[network]
+def requests_for(draw, network: str, row_shape: tuple[int, ...]) -> tuple[bytes, str | None]:
+    """(body, content type): usually the type the body is, sometimes any other. `row_shape` is the
+    model's input row."""
+    form = NETWORKS[network].task.request_form
     kind, body = draw(
         st.one_of(
             st.tuples(st.just("application/octet-stream"), st.binary(max_size=3000)),
             st.tuples(st.just("application/json"), json_values.map(lambda value: json.dumps(value).encode())),
             st.tuples(st.just("application/json"), near_tensors(row_shape)),
-            st.tuples(st.just("application/json"), plain_json(network)),
             st.tuples(st.just("image"), images()),
-            st.tuples(
-                st.just("text/csv"), csv_bodies(1 if NETWORKS[network].task.request_form == "window" else row_shape[-1])
+            *(
+                [text_bodies(), text_bodies()]
+                if form == "text"
+                else [
+                    st.tuples(st.just("application/json"), plain_json(network, row_shape)),
+                    st.tuples(st.just("text/csv"), csv_bodies(1 if form == "window" else row_shape[-1])),
+                ]
             ),
         )
     )
@@ -182,16 +218,6 @@ def models(tmp_path_factory):
     return exported_models(tmp_path_factory)
 
 
-def test_every_network_is_fuzzed():
-    assert set(ROW_SHAPES) == set(EXPORTERS) == set(NETWORKS)
-
-
-@pytest.mark.slow
-def test_the_row_shapes_are_the_test_models_own(models):
-    for network, shape in ROW_SHAPES.items():
-        assert shape == Served(models[network]).module.ROW_SHAPE, network
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("network", list(NETWORKS))
 def test_the_handler_answers_or_raises_invalid_input_for_any_body(models, network):
@@ -199,7 +225,7 @@ def test_the_handler_answers_or_raises_invalid_input_for_any_body(models, networ
     outcomes = {"answered": 0, "rejected": 0}
 
     @FUZZ_SETTINGS
-    @given(request=requests_for(network))
+    @given(request=requests_for(network, served.module.ROW_SHAPE))
     def check(request):
         body, content_type = request
         try:
@@ -221,6 +247,7 @@ def test_the_endpoint_never_fails_by_itself_names_every_problem_and_keeps_servin
     each route answers with, a worker that survives every request) is the same for every network,
     and each network's handler is fuzzed in-process above."""
     network = next(iter(NETWORKS))
+    serving = json.loads((models[network] / "code" / "serving.json").read_text())
     name = f"mlops-local-{network}"
     statuses: dict[int, int] = {}
     log = tmp_path / "endpoint.log"
@@ -229,7 +256,7 @@ def test_the_endpoint_never_fails_by_itself_names_every_problem_and_keeps_servin
 
         @FUZZ_SETTINGS
         @given(
-            request=requests_for(network),
+            request=requests_for(network, tuple(serving["input_shape"])),
             route=st.sampled_from(["/invocations", f"/endpoints/{name}/invocations", "/v1/models/model:predict"]),
         )
         def check(request, route):
@@ -255,8 +282,11 @@ def test_the_endpoint_never_fails_by_itself_names_every_problem_and_keeps_servin
 
         check()
         assert session.get(endpoint.url + "/ping").status_code == 200
-        zeros = {"instances": np.zeros((1, *ROW_SHAPES[network])).tolist()}
-        assert session.post(endpoint.url + "/invocations", json=zeros).status_code == 200
+        sample = NETWORKS[network].task.sample_request(serving, np.random.default_rng(0))
+        answered = session.post(
+            endpoint.url + "/invocations", data=sample.body, headers={"Content-Type": sample.content_type}
+        )
+        assert answered.status_code == 200, answered.text
     assert statuses.get(200, 0) >= ANSWERED, statuses
     outcomes = [
         json.loads(line)["handler_outcome"] for line in log.read_text().splitlines() if "handler_outcome" in line

@@ -6,6 +6,7 @@ with the model's `serving_default` signature called directly on the same input.
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import math
@@ -15,17 +16,18 @@ import pytest
 import requests
 from inference_support import (
     CNN_CLASSES,
-    EXPORTERS,
     HORIZON,
     MAX_FRAMES,
     N_COEFFICIENTS,
     N_FEATURES,
     REPO_ROOT,
     SPEAKERS,
+    TEXT_CLASSES,
     THRESHOLD,
     TRANSFER_CLASSES,
     WINDOW,
     Served,
+    assert_answer_matches,
     context,
     exported_models,
     handler_code,
@@ -214,11 +216,47 @@ def test_a_sequence_of_any_length_is_padded_and_classified_as_the_signature_does
         _assert_classified(served[network].answer(body, content_type), expected, SPEAKERS)
 
 
+# ------------------------------------------------------------------------------ text classifiers
+
+_TEXT_NETWORKS = [name for name in NETWORKS if NETWORKS[name].task.request_form == "text"]
+TEXTS = ["A great film.", "Dull, boring — not good at all!", "映画 très bon 🎬"]
+
+
+def _encoded_texts() -> np.ndarray:
+    return np.array([text.encode() for text in TEXTS], dtype=object)
+
+
+@pytest.mark.parametrize(
+    "body, content_type",
+    [
+        (json.dumps({"instances": TEXTS}), "application/json"),
+        (json.dumps({"inputs": TEXTS}), "application/json"),
+        (json.dumps({"instances": [{"text": text} for text in TEXTS]}), "application/json"),
+        (json.dumps({"instances": [{"b64": base64.b64encode(text.encode()).decode()} for text in TEXTS]}), None),
+        (json.dumps(TEXTS, ensure_ascii=False), "application/json; charset=utf-8"),
+        ("\n".join(TEXTS) + "\n\n", "text/plain"),
+        ("\ufeff" + "\r\n".join(TEXTS), "text/plain"),
+        ('"A great film."\n"Dull, boring — not good at all!"\n映画 très bon 🎬\n', "text/csv"),
+    ],
+)
+def test_texts_in_every_form_are_classified_as_the_signature_does(served, body, content_type):
+    for network in _TEXT_NETWORKS:
+        expected = served[network].servable.run({"text": _encoded_texts()})["probabilities"]
+        _assert_classified(served[network].answer(body, content_type), expected, TEXT_CLASSES)
+
+
+def test_one_json_string_is_one_text(served):
+    for network in _TEXT_NETWORKS:
+        expected = served[network].servable.run({"text": _encoded_texts()[:1]})["probabilities"]
+        _assert_classified(served[network].answer(json.dumps(TEXTS[0]), "application/json"), expected, TEXT_CLASSES)
+
+
 # ------------------------------------------------------------------------------ bad input
 
 _ALL = list(NETWORKS)
+_NUMERIC_NETWORKS = [name for name in _ALL if name not in _TEXT_NETWORKS]
 _IMAGE_NETWORKS = [name for name in _ALL if NETWORKS[name].task.request_form == "image"]
-_TABULAR_NETWORKS = [name for name in _ALL if "text/csv" in NETWORKS[name].request_content_types]
+_TABULAR_NETWORKS = [name for name in _NUMERIC_NETWORKS if "text/csv" in NETWORKS[name].request_content_types]
 _SEQUENCE_NETWORKS = [name for name in _ALL if NETWORKS[name].task.request_form == "sequence"]
 
 
@@ -238,16 +276,32 @@ BAD_REQUESTS = [
     (_ALL, b'{"instances": [1, 2', "application/json", "not valid JSON"),
     (_ALL, b"\xff\xfe\x00garbage", "application/json", "not valid JSON"),
     (_ALL, b"[" * 100_000, "application/json", "nested too deeply"),
-    (_ALL, b'{"instances": [[1, 2], [3]]}', "application/json", "rectangular"),
-    (_ALL, b'{"instances": [[[["a"]]]]}', "application/json", "numbers"),
-    (_ALL, b'{"instances": [null]}', "application/json", "numbers"),
+    (_NUMERIC_NETWORKS, b'{"instances": [[1, 2], [3]]}', "application/json", "rectangular"),
+    (_NUMERIC_NETWORKS, b'{"instances": [[[["a"]]]]}', "application/json", "numbers"),
+    (_NUMERIC_NETWORKS, b'{"instances": [null]}', "application/json", "numbers"),
     (_ALL, b'{"instances": [1], "inputs": [1]}', "application/json", "not both"),
     (_ALL, b'{"instances": [1], "extra": 1}', "application/json", "'extra'"),
     (_ALL, b'{"signature_name": "other", "instances": [1]}', "application/json", "'other'"),
-    (_ALL, b'{"instances": []}', "application/json", "N >= 1"),
-    (_ALL, b'"just text"', "application/json", '{"instances": [...]} of shape'),
-    (_ALL, b"[1, 2]", "text/plain", "text/plain"),
+    (_NUMERIC_NETWORKS, b'{"instances": []}', "application/json", "N >= 1"),
+    (_NUMERIC_NETWORKS, b'"just text"', "application/json", '{"instances": [...]} of shape'),
+    (_NUMERIC_NETWORKS, b"[1, 2]", "text/plain", "text/plain"),
     (_ALL, b"[1, 2]", "application/x-npy", "application/json"),
+    (_TEXT_NETWORKS, b'{"instances": [[1, 2], [3]]}', "application/json", "text 1 is a list, not a string"),
+    (_TEXT_NETWORKS, b'{"instances": ["fine", null]}', "application/json", "text 2 is null"),
+    (_TEXT_NETWORKS, b'{"instances": ["fine", 3.5]}', "application/json", "text 2 is a number"),
+    (_TEXT_NETWORKS, b'{"inputs": {"text": "one"}}', "application/json", "'inputs' must be a list of texts"),
+    (_TEXT_NETWORKS, b'{"instances": [{"b64": "%%%"}]}', "application/json", "not valid base64"),
+    (_TEXT_NETWORKS, b'{"instances": [{"b64": "/w=="}]}', "application/json", "not UTF-8"),
+    (_TEXT_NETWORKS, b'{"instances": []}', "application/json", "holds no text"),
+    (_TEXT_NETWORKS, b'["fine", "   "]', "application/json", "text 2 is empty"),
+    (_TEXT_NETWORKS, b'["\\ud83c"]', "application/json", "lone surrogate"),
+    (_TEXT_NETWORKS, json.dumps(["x" * 5001]).encode(), "application/json", "5001 characters; at most 5000"),
+    (_TEXT_NETWORKS, b"fine\n" + "é".encode("latin-1"), "text/plain", "not UTF-8 text (byte 0xe9 at position 5)"),
+    (_TEXT_NETWORKS, b"\n \n\t\n", "text/plain", "holds no text"),
+    (_TEXT_NETWORKS, b"\xff\xfe1,2", "text/csv", "not UTF-8"),
+    (_TEXT_NETWORKS, b"one\ntwo, three\n", "text/csv", "CSV line 2 has 2 fields"),
+    (_TEXT_NETWORKS, b"a review", "image/png", "text/plain"),
+    (_TEXT_NETWORKS, b"true", "application/json", "expected texts as JSON"),
     (_IMAGE_NETWORKS, b"not an image at all", "image/png", "not a PNG or JPEG"),
     (_IMAGE_NETWORKS, _truncated_png(), "image/png", "could not be decoded"),
     (_IMAGE_NETWORKS, _bomb_png(), "image/png", "pixels"),
@@ -391,8 +445,14 @@ def test_a_broken_serving_json_fails_at_import_naming_the_key(tmp_path):
         load_handler_module(tmp_path / "inference.py")
 
 
-def test_every_network_has_a_test_model():
-    assert set(EXPORTERS) == set(NETWORKS), "inference_support.EXPORTERS must hold one tiny model per network"
+@pytest.mark.parametrize("network", _ALL)
+def test_the_tasks_sample_request_is_answered_as_the_signature_answers_its_inputs(served, network):
+    """Each task makes a request of the form a person sends for any of its networks, and the
+    batch the handler should make of it: the handler's answer is the signature's on that batch."""
+    model = served[network]
+    request = NETWORKS[network].task.sample_request(model.module.SERVING, _rng())
+    answer = model.answer(request.body, request.content_type)
+    assert_answer_matches(answer, model.signature(request.inputs), model.module.SERVING)
 
 
 def test_every_task_is_served_and_its_description_round_trips(served):
@@ -407,7 +467,8 @@ def test_every_task_is_served_and_its_description_round_trips(served):
         )
         assert task.content_types == module.ACCEPTED_CONTENT_TYPES and task.outputs == module.OUTPUT_NAMES
         handler_needs = set(module.REQUEST_FIELDS[task.request_form]) | set(module.ANSWER_FIELDS[task.answer_form])
-        assert handler_needs <= set(task.serving_fields), (task.name, handler_needs - set(task.serving_fields))
+        written = set(task.serving_fields) | set(task.serving_description())
+        assert handler_needs <= written, (task.name, handler_needs - written)
         tasks_served.add(task.name)
     assert tasks_served == set(TASKS)
 

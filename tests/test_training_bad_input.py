@@ -43,6 +43,16 @@ def _smaller_validation_images(channels, tmp_path):
     return {**channels, "validation": tmp_path / "small"}
 
 
+def _validation_images_as_text(channels, tmp_path):
+    records.write_channel(
+        tmp_path / "text",
+        {"image": np.array(["a picture of a seven"] * 5, dtype=object), "label": np.arange(5)},
+        dtypes={"image": "string", "label": "int64"},
+        class_names=[str(d) for d in range(10)],
+    )
+    return {**channels, "validation": tmp_path / "text"}
+
+
 def _records_unlike_their_spec(channels, tmp_path):
     copied = _copy(channels, tmp_path)
     for folder in copied.values():  # the specs agree with each other, not with the records
@@ -63,6 +73,11 @@ CNN_CASES = {
         _smaller_validation_images,
         (),
         ["error: channel 'validation': 'image' has shape [6, 6, 1], but the train channel has [28, 28, 1]"],
+    ),
+    "text where images belong": (
+        _validation_images_as_text,
+        (),
+        ["error: channel 'validation': 'image' holds string values; image_classifier networks take float32 or uint8"],
     ),
     "records unlike their spec": (
         _records_unlike_their_spec,

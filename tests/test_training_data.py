@@ -8,7 +8,7 @@ import boto3
 import numpy as np
 import pytest
 from moto import mock_aws
-from training_support import SMALL_DATA
+from training_support import DATASET_OPTIONS
 from typer.testing import CliRunner
 
 import records
@@ -97,7 +97,7 @@ def test_transfer_task_has_few_labels_and_base_weights_from_the_source_task(smal
     assert (channels["pretrained"] / described["weights"]).stat().st_size > 1_000_000
     train = records.read_spec(channels["train"], "train")
     assert train.class_names == ("5", "6", "7", "8", "9")
-    assert train.class_counts == (SMALL_DATA["transfer"]["labelled_per_class"],) * 5
+    assert train.class_counts == (DATASET_OPTIONS["mnist_transfer"]["labelled_per_class"],) * 5
 
 
 @pytest.mark.slow

@@ -167,3 +167,25 @@ def test_writer_refuses_a_non_empty_folder_and_out_of_range_pixels(tmp_path):
         _write(tmp_path / "train")
     with pytest.raises(ValueError, match=r"0\.\.255"):
         records.write_channel(tmp_path / "other", {"image": np.full((1, 2, 2, 1), 300)}, dtypes={"image": "uint8"})
+
+
+def test_text_round_trips_as_utf8_strings(tmp_path):
+    texts = ["Un film très réussi ✓", "", "a\nb", "日本語の感想", "emoji 🎬 and NUL \x00"]  # a list: NUL kept too
+    spec = records.write_channel(
+        tmp_path / "train",
+        {"text": texts, "label": np.arange(5) % 2},
+        dtypes={"text": "string", "label": "int64"},
+        class_names=("fresh", "rotten"),
+    )
+    assert spec.features["text"] == records.Feature((), "string")
+    assert records.model_dtype(spec.features["text"]) == "string"
+    read, labels = _read_all(tmp_path / "train", inputs="text", batch_size=2)
+    assert [text.decode("utf-8") for text in read] == list(texts)
+    np.testing.assert_array_equal(labels, np.arange(5) % 2)
+
+
+def test_text_that_is_not_utf8_is_refused_when_written(tmp_path):
+    with pytest.raises(ValueError, match="utf-8"):
+        records.write_channel(
+            tmp_path / "train", {"text": np.array([b"\xff\xfe"], dtype=object)}, dtypes={"text": "string"}
+        )

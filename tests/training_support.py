@@ -20,15 +20,22 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TRAINING_DIR = REPO_ROOT / "training"
 
-# Small slices (mlops.datasets.prepare's keyword arguments): a couple of epochs of each run in
+# What a task cannot know of a dataset's small slice (mlops.datasets.prepare's keyword arguments),
+# by offline dataset: the transfer task's few labels and its base pretrained for one epoch. Every
+# other slice is its task's `quick_slice` examples per channel: a couple of epochs of each run in
 # seconds on two cores.
-SMALL_DATA: dict[str, dict[str, Any]] = {
-    "cnn": {"limit": 120},
-    "rnn": {"limit": 96},
-    "autoencoder": {"limit": 80},
-    "transfer": {"limit": 60, "labelled_per_class": 6, "pretrain_epochs": 1},
-    "speech": {"limit": 90},
+DATASET_OPTIONS: dict[str, dict[str, Any]] = {
+    "mnist_transfer": {"limit": 60, "labelled_per_class": 6, "pretrain_epochs": 1},
 }
+
+
+def small_data_options(network_name: str) -> dict[str, Any]:
+    from training.networks import get_network
+
+    network = get_network(network_name)
+    return {"limit": network.task.quick_slice, **DATASET_OPTIONS.get(network.offline_dataset, {})}
+
+
 QUICK: dict[str, Any] = {"epochs": 2, "batch_size": 32}
 # transfer: 2 epochs of the head, then 2 fine-tuning the last base layers, so that what is judged
 # and served is the fine-tuned model.
@@ -93,7 +100,7 @@ def small_data(tmp_path_factory):
         made = root / f"{network}.json"
         with _exclusive(root / f"{network}.lock"):
             if not made.exists():
-                folders = prepare(network, root / network, **SMALL_DATA[network])
+                folders = prepare(network, root / network, **small_data_options(network))
                 made.write_text(json.dumps({channel: str(folder) for channel, folder in folders.items()}))
         return {channel: Path(folder) for channel, folder in json.loads(made.read_text()).items()}
 

@@ -2,7 +2,9 @@
 was not trained on, written by the pipeline's Evaluate step and read by the drift monitor.
 
 A model's inputs are summarised as its task says (training/tasks/): per-feature values where
-single values mean something (tabular rows, sequences, windows), the model's own embedding (the
+single values mean something (tabular rows, sequences, windows), those the model computes itself
+(its signature `drift_features`, if it has one: a text model's token count and out-of-vocabulary
+rate), the model's own embedding (the
 signature `embedding`, the layer before the output: see export.py), and one prediction per
 example (a class index or a score). The baseline keeps a random sample of those summaries from
 the validation channel (the model was selected on it, never fitted to it, so its embeddings and
@@ -46,17 +48,29 @@ class Summariser:
         self.description = description
         self._serve = signatures["serving_default"]
         self._embed = signatures.get(export.EMBEDDING_SIGNATURE)
+        self._model_features = signatures.get(export.DRIFT_FEATURES_SIGNATURE)
 
     def feature_names(self, example: np.ndarray) -> list[str]:
-        return list(self.network.task.drift_features(example[:1], self.description))
+        return list(self._features(example[:1]))
 
-    def __call__(self, inputs: np.ndarray) -> Summaries:
+    def _features(self, inputs: np.ndarray) -> dict[str, np.ndarray]:
+        """The task's drift features, then those of the model's `drift_features` signature, by name."""
+        features = dict(self.network.task.drift_features(inputs, self.description))
+        if self._model_features is not None:
+            computed = self._model_features(**{self.network.input_name: self._tensor(inputs)})
+            features.update({name: computed[name].numpy() for name in sorted(computed)})
+        return features
+
+    def _tensor(self, inputs: np.ndarray) -> Any:
         import tensorflow as tf
 
-        tensor = tf.constant(inputs, dtype=self.description.get("input_dtype", "float32"))
+        return tf.constant(inputs, dtype=self.description.get("input_dtype", "float32"))
+
+    def __call__(self, inputs: np.ndarray) -> Summaries:
+        tensor = self._tensor(inputs)
         outputs = {name: value.numpy() for name, value in self._serve(**{self.network.input_name: tensor}).items()}
         task = self.network.task
-        features = task.drift_features(inputs, self.description)
+        features = self._features(inputs)
         columns = np.stack(list(features.values()), axis=1) if features else np.zeros((len(inputs), 0))
         embedding = None
         if self._embed is not None:

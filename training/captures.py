@@ -172,4 +172,5 @@ class RequestDecoder:
             rows = served.get("instances", served.get("inputs"))
             if isinstance(rows, dict):
                 rows = rows[self.network.input_name]
-            yield np.asarray(rows, dtype=np.float32)
+            # Text stays text (an array of str), everything else is numbers.
+            yield np.asarray(rows, dtype=object if self.description.get("input_dtype") == "string" else np.float32)

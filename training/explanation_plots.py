@@ -120,3 +120,46 @@ def _importance_bars(axis: Any, entries: Sequence[dict[str, Any]], title: str) -
     axis.barh(range(len(names)), values, xerr=errors, color="C0")
     axis.set_yticks(range(len(names)), names, fontsize=7)
     axis.set_title(title, fontsize=9)
+
+
+def text_attributions(examples: Sequence[dict[str, Any]], path: Path, width: int = 96) -> None:
+    """Each example's tokens as the model reads them, in a monospaced line wrapped at `width`
+    characters, each on a background of its attribution (red raises the predicted class, blue
+    lowers it, scaled per text by its largest |attribution|), under a line naming the truth, the
+    prediction and its probability."""
+    lines: list[list[tuple[int, str, float]]] = []  # per drawn line: (column, token, colour value)
+    for example in examples:
+        lines.append([(0, f"{example['truth']} → {example['predicted']} {example['probability']:.2f}", np.nan)])
+        tokens = example["tokens"]
+        limit = max((abs(token["attribution"]) for token in tokens), default=0.0) or 1.0
+        lines.append([])
+        for token in tokens:
+            text = token["token"]
+            if lines[-1] and lines[-1][-1][0] + len(lines[-1][-1][1]) + 1 + len(text) > width:
+                lines.append([])
+            column = lines[-1][-1][0] + len(lines[-1][-1][1]) + 1 if lines[-1] else 0
+            lines[-1].append((column, text, token["attribution"] / limit))
+    figure, axis = plt.subplots(figsize=(0.078 * width + 0.4, 0.22 * len(lines) + 0.7))
+    colours = plt.get_cmap(DIVERGING)
+    for row, line in enumerate(lines):
+        for column, text, value in line:
+            heading = np.isnan(value)
+            axis.text(
+                column,
+                row,
+                text,
+                family="monospace",
+                fontsize=9,
+                va="center",
+                weight="bold" if heading else "normal",
+                color="white" if not heading and abs(value) > 0.6 else "black",
+                bbox=None if heading else {"facecolor": colours(value / 2 + 0.5), "edgecolor": "none", "pad": 1.0},
+            )
+    axis.set(xlim=(-0.5, width + 0.5), ylim=(len(lines) - 0.5, -0.5))
+    axis.set_axis_off()
+    axis.set_title(
+        "integrated gradients of the predicted class per token (truth → predicted, probability; "
+        "red raises the class, blue lowers it)",
+        fontsize=8,
+    )
+    save_figure(figure, path)

@@ -6,7 +6,7 @@ import json
 import logging
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,13 @@ MODEL_VERSION = "1"
 # names another signature, so the serving contract is unchanged.
 EMBEDDING_SIGNATURE = "embedding"
 EMBEDDING_OUTPUT = "embedding"
+# Optional: per-example numbers about an input that only the model can compute (a text model's
+# tokens outside its vocabulary), name -> [batch]; the drift baseline and monitor add them to the
+# task's drift features (baseline.py).
+DRIFT_FEATURES_SIGNATURE = "drift_features"
+
+Signature = tuple[Callable[..., dict[str, tf.Tensor]], Sequence[tf.TensorSpec]]
+"""A further signature: its function and its inputs' specs (their names are the signature's)."""
 
 
 def write_model(
@@ -34,11 +41,12 @@ def write_model(
     track: Sequence[Any],
     description: dict[str, Any],
     embedding: Callable[[tf.Tensor], tf.Tensor] | None = None,
+    signatures: Mapping[str, Signature] | None = None,
 ) -> None:
     """`endpoint` as the TF-Serving SavedModel `MODEL_VERSION/` with signature `serving_default`
-    (and `embedding` as signature EMBEDDING_SIGNATURE, if given), plus `code/` (serving handlers
-    and serving.json `description`), built in a staging folder and moved into `model_dir` only
-    once complete and reloaded."""
+    (and `embedding` as signature EMBEDDING_SIGNATURE, if given, and each of `signatures` by its
+    name), plus `code/` (serving handlers and serving.json `description`), built in a staging
+    folder and moved into `model_dir` only once complete and reloaded."""
     model_dir.mkdir(parents=True, exist_ok=True)
     staging = staging_dir(model_dir)
     try:
@@ -52,10 +60,14 @@ def write_model(
                 lambda inputs: {EMBEDDING_OUTPUT: tf.cast(embedding(inputs), tf.float32)},
                 input_signature=[input_spec],
             )
+        for name, (function, specs) in (signatures or {}).items():
+            archive.add_endpoint(name, function, input_signature=list(specs))
         archive.write_out(str(staging / MODEL_VERSION), verbose=False)
         check_signature(staging / MODEL_VERSION, input_spec, expected)
         if embedding is not None:
             check_signature(staging / MODEL_VERSION, input_spec, (EMBEDDING_OUTPUT,), EMBEDDING_SIGNATURE)
+        for name, (_, specs) in (signatures or {}).items():
+            check_runs(staging / MODEL_VERSION, name, specs)
         code_dir = staging / "code"
         code_dir.mkdir()
         copy_model_code(code_dir)
@@ -93,6 +105,15 @@ def check_signature(
         raise RuntimeError(
             f"exported signature {name} gives {sorted(outputs)} (wrong: {wrong}), expected {list(expected)}"
         )
+
+
+def check_runs(path: Path, name: str, specs: Sequence[tf.TensorSpec]) -> None:
+    """Reloads the SavedModel and calls signature `name` once on a batch of 2 zeros (empty strings)."""
+    signature = tf.saved_model.load(str(path)).signatures[name]
+    outputs = signature(**{spec.name: tf.zeros([2, *spec.shape[1:]], spec.dtype) for spec in specs})
+    wrong = sorted(output for output, value in outputs.items() if value.shape[0] != 2)
+    if wrong:
+        raise RuntimeError(f"exported signature {name}: outputs {wrong} are not one per example")
 
 
 def layer_before_output(model: keras.Model) -> keras.Model:

@@ -119,6 +119,12 @@ class Job:
             self.specs[channel] = spec
         train = self.specs["train"]
         for channel, spec in self.specs.items():
+            dtype = spec.features[input_name].dtype
+            if dtype not in task.input_dtypes:
+                accepted = " or ".join(task.input_dtypes)
+                raise records.DataError(
+                    f"channel {channel!r}: {input_name!r} holds {dtype} values; {task.name} networks take {accepted}"
+                )
             if spec.shape(input_name) != train.shape(input_name):
                 raise records.DataError(
                     f"channel {channel!r}: {input_name!r} has shape {list(spec.shape(input_name))}, "
@@ -286,13 +292,17 @@ class Job:
         track: Sequence[Any],
         serving: dict[str, Any],
         embedding: Callable[[tf.Tensor], tf.Tensor] | None = None,
+        drift_features: Callable[[tf.Tensor], dict[str, tf.Tensor]] | None = None,
+        signatures: dict[str, export.Signature] | None = None,
     ) -> Path:
         """Exports `serve` (the input, in the dtype the records give it -> the task's named outputs)
         as the TF-Serving SavedModel `1/` with signature `serving_default`, plus `code/` (serving
         handlers and serving.json: the task's serving description and the entry point's `serving`
         fields). `embedding` (the input -> the layer before the output) becomes the signature
-        `embedding`, which the drift baseline and monitor read. Built in a staging folder and moved
-        into the model dir only once complete and reloaded."""
+        `embedding`, which the drift baseline and monitor read, as are `drift_features` (the input ->
+        name -> one number per example, signature `drift_features`). `signatures` are further ones
+        by name, each with its own input specs, which the task's explanations read. Built in a
+        staging folder and moved into the model dir only once complete and reloaded."""
         task = self.network.task
         expected = task.outputs
         missing = [name for name in task.serving_fields if name not in serving]
@@ -316,8 +326,21 @@ class Job:
             **task.serving_description(),
             **serving,
         }
+        further = dict(signatures or {})
+        if drift_features is not None:
+            further[export.DRIFT_FEATURES_SIGNATURE] = (
+                lambda inputs: {name: tf.cast(value, tf.float32) for name, value in drift_features(inputs).items()},
+                [input_spec],
+            )
         export.write_model(
-            self.model_dir, endpoint, input_spec, expected, track=track, description=description, embedding=embedding
+            self.model_dir,
+            endpoint,
+            input_spec,
+            expected,
+            track=track,
+            description=description,
+            embedding=embedding,
+            signatures=further,
         )
         log.info("model written to %s", self.model_dir)
         return self.model_dir

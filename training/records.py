@@ -5,11 +5,11 @@ A channel folder (what SageMaker mounts at `SM_CHANNEL_<NAME>`) holds
     spec.json                  {"format", "count", "shards", "features", "class_names", "class_counts", "metadata"}
     part-00000.tfrecord ...    serialized `tf.train.Example`s, one feature per name in `features`
 
-`features` maps a name to `{"shape": [...], "dtype": "float32" | "uint8" | "int64"}`: float32 values
-are stored as float lists, int64 as int lists, uint8 (image pixels) as raw bytes, which keeps
-image records four times smaller. `class_counts` (classifiers) gives class weights without a
-pass over the data; `metadata` carries dataset facts the entry point needs (e.g. a forecaster's
-`season`).
+`features` maps a name to `{"shape": [...], "dtype": "float32" | "uint8" | "int64" | "string"}`: float32
+values are stored as float lists, int64 as int lists, uint8 (image pixels) as raw bytes, which keeps
+image records four times smaller, string (text) as UTF-8 bytes, one per value. `class_counts`
+(classifiers) gives class weights without a pass over the data; `metadata` carries dataset facts
+the entry point needs (e.g. a forecaster's `season`).
 
 Reading never holds a dataset in memory: shards are streamed, shuffled with a bounded buffer,
 batched, then parsed a batch at a time with `tf.io.parse_example`, and float features are
@@ -32,7 +32,7 @@ import tensorflow as tf
 
 FORMAT = "tfrecord-examples/1"
 SPEC_FILE = "spec.json"
-DTYPES = ("float32", "uint8", "int64")
+DTYPES = ("float32", "uint8", "int64", "string")
 # Serialized records held for shuffling: bounded, so memory does not grow with the dataset.
 SHUFFLE_BUFFER = 10_000
 EXAMPLES_PER_SHARD = 20_000
@@ -40,7 +40,7 @@ EXAMPLES_PER_SHARD = 20_000
 
 # The dtype `dataset` hands the model for each stored dtype (uint8 pixels arrive as float32), which
 # is also the exported signature's input dtype.
-MODEL_DTYPES = {"float32": "float32", "uint8": "float32", "int64": "int64"}
+MODEL_DTYPES = {"float32": "float32", "uint8": "float32", "int64": "int64", "string": "string"}
 
 
 class DataError(ValueError):
@@ -191,7 +191,8 @@ def dataset(
 def _parse_spec(feature: Feature) -> tf.io.FixedLenFeature:
     if feature.dtype == "uint8":
         return tf.io.FixedLenFeature([], tf.string)
-    return tf.io.FixedLenFeature(feature.shape, tf.float32 if feature.dtype == "float32" else tf.int64)
+    stored = {"float32": tf.float32, "int64": tf.int64, "string": tf.string}[feature.dtype]
+    return tf.io.FixedLenFeature(feature.shape, stored)
 
 
 def _decode(values: tf.Tensor, feature: Feature, channel: str, name: str) -> tf.Tensor:
@@ -254,7 +255,10 @@ def write_channel(
     writer, in_shard, count = None, 0, 0
     try:
         for chunk in chunks:
-            arrays = {name: np.asarray(values) for name, values in chunk.items()}
+            arrays = {
+                name: np.asarray(values, dtype=object if dtypes[name] == "string" else None)
+                for name, values in chunk.items()
+            }
             sizes = {len(values) for values in arrays.values()}
             if len(sizes) != 1:
                 raise ValueError(f"features have different lengths: { {n: len(v) for n, v in arrays.items()} }")
@@ -290,7 +294,8 @@ def write_channel(
 
 
 def _feature(value: np.ndarray, dtype: str) -> tf.train.Feature:
-    flat = np.asarray(value).reshape(-1)
+    # Text as objects: numpy's own string types drop trailing NUL characters.
+    flat = np.asarray(value, dtype=object if dtype == "string" else None).reshape(-1)
     if dtype == "uint8":
         if flat.size and (flat.min() < 0 or flat.max() > 255):
             raise ValueError("uint8 features must lie in 0..255")
@@ -299,4 +304,15 @@ def _feature(value: np.ndarray, dtype: str) -> tf.train.Feature:
         return tf.train.Feature(float_list=tf.train.FloatList(value=flat.astype(np.float32)))
     if dtype == "int64":
         return tf.train.Feature(int64_list=tf.train.Int64List(value=flat.astype(np.int64)))
+    if dtype == "string":
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[_utf8(text) for text in flat]))
     raise ValueError(f"unsupported dtype {dtype!r}; supported: {', '.join(DTYPES)}")
+
+
+def _utf8(text: object) -> bytes:
+    if isinstance(text, bytes):
+        text.decode("utf-8")  # refused here, not when a job reads it
+        return text
+    if not isinstance(text, str):
+        raise ValueError(f"string features hold text, got {type(text).__name__}")
+    return text.encode("utf-8")

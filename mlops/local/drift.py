@@ -43,6 +43,7 @@ from mlops.local.iam import RoleSessions
 from mlops.local.moto import LocalAws
 from mlops.local.pipeline_executor import LocalPipelineExecutor, StepFailed
 from mlops.local.s3 import download_file, read_json
+from mlops.local.samples import json_value
 from training.networks import Network
 
 if TYPE_CHECKING:
@@ -142,7 +143,7 @@ class DriftLoop:
         rng = np.random.default_rng(len(self.windows))
         batch = pool[rng.choice(len(pool), min(WINDOW_REQUESTS, len(pool)), replace=False)]
         if shift is not None:
-            batch = self.network.task.drift_shifts()[shift](batch, rng).astype(np.float32)
+            batch = self.network.task.drift_shifts()[shift](batch, rng).astype(batch.dtype)
         client = runtime_client(endpoint_url)
         start, end = send(
             requests_of(batch),
@@ -302,7 +303,7 @@ def capture_target(aws: LocalAws, roles: RoleSessions, endpoint: str, execution_
 
 def requests_of(batch: np.ndarray) -> list[bytes]:
     """One TF Serving JSON request per example, as a client sends them one by one."""
-    return [json.dumps({"instances": [example.tolist()]}).encode() for example in batch]
+    return [json.dumps({"instances": [json_value(example)]}).encode() for example in batch]
 
 
 def _parameters_filled(value: Any, parameters: Mapping[str, str]) -> Any:

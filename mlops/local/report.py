@@ -290,7 +290,7 @@ def _markdown(report: RunReport, plots: list[Path], tuning: list[str]) -> str:
             "| test sample | truth | prediction |",
             "|---|---|---|",
         ]
-        lines += [f"| {row.index} | {row.truth} | {row.prediction} |" for row in report.comparisons]
+        lines += [f"| {_sample_name(row)} | {row.truth} | {row.prediction} |" for row in report.comparisons]
     lines += ["", "## Time", "", "| phase | seconds | status |", "|---|---|---|"]
     lines += [f"| {phase['phase']} | {phase['seconds']:.1f} | {phase['status']} |" for phase in report.phases]
     if report.steps:
@@ -317,6 +317,14 @@ def _markdown(report: RunReport, plots: list[Path], tuning: list[str]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _sample_name(row: Comparison) -> str:
+    """Its index in the test channel, and the sample itself where a reader can read it: text."""
+    if not isinstance(row.input, str):
+        return str(row.index)
+    text = row.input if len(row.input) <= 80 else row.input[:79] + "…"
+    return f"{row.index}: {text.replace('|', '&#124;')}"
 
 
 def _explanations(explanations: dict[str, Any] | None) -> list[str]:

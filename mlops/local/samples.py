@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from inference.client import JSON, EncodedRequest
 from mlops import processes
 from mlops.cdk import REPO_ROOT
@@ -65,7 +67,7 @@ def held_out_samples(test_dir: Path, network: Network, count: int) -> tuple[list
     ):
         for value, truth in zip(inputs.numpy(), targets.numpy(), strict=True):
             if position in wanted:
-                samples.append(Sample(position, value.tolist(), truth.tolist()))
+                samples.append(Sample(position, json_value(value), truth.tolist()))
             position += 1
     return samples, spec.class_names
 
@@ -100,6 +102,14 @@ def _print_samples(test_dir: str, network_name: str, count: str) -> None:
             "class_names": None if class_names is None else list(class_names),
         }
     )
+
+
+def json_value(value: Any) -> Any:
+    """A model input as TF Serving's JSON holds it: text (stored as UTF-8 bytes) as a string,
+    numbers as (nested) lists."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    return value.tolist() if isinstance(value, np.ndarray | np.generic) else value
 
 
 def instances_request(samples: Sequence[Sample]) -> EncodedRequest:

@@ -48,7 +48,8 @@ from infra.source_bundle import build_source_bundle
 from mlops import processes
 from mlops.local.isolation import Confinement
 from mlops.local.s3 import download_prefix
-from training.networks import METRICS_LINE_PREFIX, HyperparameterValue, Network, get_network
+from training.hyperparameters import HyperparameterValue
+from training.networks import METRICS_LINE_PREFIX, Network, get_network
 
 TRAINING_MODULE = "sagemaker_tensorflow_container.training:main"
 HyperparameterEncoding = Literal["raw", "json"]

@@ -33,7 +33,7 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -161,10 +161,22 @@ def evaluate(
 
 
 @dataclass(frozen=True)
+class SignatureOutputs:
+    """A batch of inputs -> the outputs of the model's `serving_default`; the other signatures (a
+    text model's tokens and embeddings, for its explanations) by name in `signatures`."""
+
+    signatures: Any
+    input_name: str
+
+    def __call__(self, inputs: tf.Tensor) -> dict[str, tf.Tensor]:
+        return self.signatures["serving_default"](**{self.input_name: inputs})
+
+
+@dataclass(frozen=True)
 class LoadedModel:
     description: dict[str, Any]
     """serving.json, with the signature's `input_shape` and the input's `feature_names`."""
-    outputs: Callable[[tf.Tensor], dict[str, tf.Tensor]]
+    outputs: SignatureOutputs
     saved_model: Any
     """The loaded SavedModel: it owns the variables `outputs` reads, so it must outlive every call."""
 
@@ -177,12 +189,11 @@ def load_model(network: networks.Network, model_dir: Path, spec: records.Channel
     input_shape = _signature_input_shape(signature, network.input_name, model_dir)
     _check_test_channel(spec, network, description, input_shape)
 
-    def outputs(inputs: tf.Tensor) -> dict[str, tf.Tensor]:
-        return signature(**{network.input_name: inputs})
-
     names = description.get("feature_names") or spec.metadata.get("feature_names") or []
     return LoadedModel(
-        {**description, "input_shape": list(input_shape), "feature_names": list(names)}, outputs, saved_model
+        {**description, "input_shape": list(input_shape), "feature_names": list(names)},
+        SignatureOutputs(saved_model.signatures, network.input_name),
+        saved_model,
     )
 
 

@@ -3,9 +3,21 @@ which it is anomalous and its embedding out. Classes are (normal, anomaly): labe
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
-from .base import Judgement, Task, explanations_module, feature_names, plots_module, scoring_module
+from .base import (
+    Judgement,
+    SampleRequest,
+    Task,
+    TinyModel,
+    explanations_module,
+    feature_names,
+    plots_module,
+    scoring_module,
+    tiny_sizes,
+)
 
 IMPORTANCE_PLOT = "explanation_importance"
 DEPENDENCE_PLOT = "explanation_partial_dependence"
@@ -13,6 +25,8 @@ DEPENDENCE_PLOT = "explanation_partial_dependence"
 DEPENDENCE_FEATURES = 3
 # Examples explained when none is above the threshold: the highest errors.
 HIGHEST_ERRORS = 10
+# The tiny test model's sizes (`tiny_model`).
+TINY_FEATURES, TINY_ENCODING, TINY_THRESHOLD = 30, 4, 0.75
 
 
 class AnomalyDetector(Task):
@@ -25,6 +39,7 @@ class AnomalyDetector(Task):
     answer_form = "anomaly"
     content_types = ("application/json", "text/csv")
     serving_fields = ("n_features", "encoding_dim", "threshold")
+    quick_slice = 80
     plot = "reconstruction_error"
     prediction_kind = "scores"
 
@@ -152,6 +167,35 @@ class AnomalyDetector(Task):
             "rescaled": _every_third_feature_rescaled,
             "offset": lambda rows, rng: rows + 0.5 * rows.std(axis=0, keepdims=True),
         }
+
+    def tiny_model(self, seed, **sizes):
+        import keras
+        import tensorflow as tf
+
+        size = tiny_sizes(sizes, n_features=TINY_FEATURES, encoding_dim=TINY_ENCODING, threshold=TINY_THRESHOLD)
+        n_features, encoding_dim, threshold = size.n_features, size.encoding_dim, size.threshold
+
+        keras.utils.set_random_seed(seed)
+        features = keras.Input((n_features,))
+        code = keras.layers.Dense(encoding_dim, activation="relu")(features)
+        model = keras.Model(features, [keras.layers.Dense(n_features)(code), code])
+
+        def serve(batch):
+            reconstructed, embedding = model(batch)
+            error = tf.reduce_mean(tf.square(batch - reconstructed), axis=-1)
+            limit = tf.fill(tf.shape(error), tf.constant(threshold, tf.float32))
+            return {"reconstruction_error": error, "threshold": limit, "embedding": embedding}
+
+        fields = {"n_features": n_features, "encoding_dim": encoding_dim, "threshold": threshold}
+        return TinyModel(serve, (model,), (n_features,), "float32", fields)
+
+    def sample_inputs(self, description, rng, rows):
+        return rng.uniform(0, 2, (rows, *description["input_shape"])).astype(np.float32)
+
+    def sample_request(self, description, rng):
+        """JSON {"rows": [...]} of two rows."""
+        rows = self.sample_inputs(description, rng, 2)
+        return SampleRequest(json.dumps({"rows": rows.tolist()}).encode(), "application/json", rows)
 
 
 def _every_third_feature_rescaled(rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:

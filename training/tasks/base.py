@@ -12,14 +12,40 @@ import numpy as np
 
 # The serving handler's vocabulary (inference/model_code/inference.py): how it reads a request
 # that is not TF Serving JSON, and how it writes its answer. A task picks one of each.
-REQUEST_FORMS = ("image", "window", "rows", "sequence")
+REQUEST_FORMS = ("image", "window", "rows", "sequence", "text")
 ANSWER_FORMS = ("classes", "forecast", "anomaly")
 
 Outputs = Callable[[Any], dict[str, Any]]
+"""A batch of inputs -> the serving signature's outputs. The Evaluate step's (processing/evaluate.py)
+also has the model's other signatures as `.signatures`, which a task's explanations may read."""
 Shift = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 """A change of the inputs' distribution (a batch in, the shifted batch out), to show and measure drift."""
 # What a task's predictions are, for drift: a class index per example, or a number per example.
 PREDICTION_KINDS = ("classes", "scores")
+
+
+@dataclass(frozen=True)
+class TinyModel:
+    """An untrained model of a task, a few weights large, as an entry point would export it: what
+    tests of serving need of every network, made without data or training."""
+
+    serve: Callable[[Any], dict[str, Any]]
+    """A batch of inputs -> the task's outputs."""
+    track: tuple[Any, ...]
+    """What the export must track (the Keras model; a text model's vectorizer)."""
+    input_shape: tuple[int, ...]
+    input_dtype: str
+    serving: dict[str, Any]
+    """Its serving fields (`Task.serving_fields`)."""
+
+
+@dataclass(frozen=True)
+class SampleRequest:
+    """A request in a form the serving handler reads, and the batch the handler makes of it."""
+
+    body: bytes
+    content_type: str
+    inputs: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -51,12 +77,17 @@ class Task:
     """Request content types the serving handler takes for this task."""
     serving_fields: tuple[str, ...]
     """What the entry point must give `Job.save_model(serving=...)` for serving.json."""
+    input_dtypes: tuple[str, ...] = ("float32", "uint8", "int64")
+    """The records dtypes (training/records.py) the input feature may have."""
     plot: str
     """The evaluation plot's file name, without `.png`."""
     reads_class_names: bool = False
     """Whether the records' class names are the model's (and must agree across channels)."""
     prediction_kind: str
     """What `drift_predictions` gives, one of PREDICTION_KINDS."""
+    quick_slice: int
+    """Examples per channel of a network's offline dataset that a quick training run of any of the
+    task's networks learns something from: the tests' small data (`mlops.datasets.prepare` limit)."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -138,6 +169,21 @@ class Task:
         """Named changes of this task's inputs that a drift monitor must notice."""
         raise NotImplementedError
 
+    # ------------------------------------------------------------------ test fixtures
+
+    def tiny_model(self, seed: int, **sizes: Any) -> TinyModel:
+        """A tiny untrained model of this task (Keras, imported here), for any of its networks;
+        `sizes` override the task's own (its module's TINY_* constants)."""
+        raise NotImplementedError
+
+    def sample_inputs(self, description: dict[str, Any], rng: np.random.Generator, rows: int) -> np.ndarray:
+        """`rows` inputs at random that the model of `description` (its serving.json) takes."""
+        raise NotImplementedError
+
+    def sample_request(self, description: dict[str, Any], rng: np.random.Generator) -> SampleRequest:
+        """A request in the form a person would send (an image, CSV, text), not TF Serving's JSON."""
+        raise NotImplementedError
+
     # ------------------------------------------------------------------ endpoint answers
 
     def judge(self, target: Any, answer: dict[str, Any], class_names: Sequence[str]) -> Judgement:
@@ -198,6 +244,15 @@ class ClassProbabilities:
         self, inputs: np.ndarray, outputs: dict[str, np.ndarray], description: dict[str, Any]
     ) -> np.ndarray:
         return np.asarray(outputs["probabilities"]).argmax(axis=1)
+
+
+def tiny_sizes(given: dict[str, Any], **defaults: Any) -> SimpleNamespace:
+    """A tiny model's sizes: the task's `defaults`, those `given` instead; TypeError for a size the
+    task does not have."""
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        raise TypeError(f"unknown tiny model sizes {unknown} (this task's: {', '.join(defaults)})")
+    return SimpleNamespace(**{**defaults, **given})
 
 
 def values_text(values: Sequence[float]) -> str:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 
-from .base import ClassProbabilities, Task, explanations_module, plots_module
+from .base import ClassProbabilities, SampleRequest, Task, TinyModel, explanations_module, plots_module, tiny_sizes
 
 ATTRIBUTIONS_PLOT = "explanation_attributions"
+# The tiny test model's sizes (`tiny_model`).
+TINY_SIDE, TINY_CHANNELS = 8, 1
+TINY_CLASS_NAMES = tuple(str(digit) for digit in range(10))
 
 
 class ImageClassifier(ClassProbabilities, Task):
@@ -15,6 +20,7 @@ class ImageClassifier(ClassProbabilities, Task):
     request_form = "image"
     content_types = ("application/json", "image/png", "image/jpeg")
     serving_fields = ("class_names",)
+    quick_slice = 120
 
     def train_shape_problem(self, input_shape, spec, knobs):
         if len(input_shape) != 3 or input_shape[2] not in (1, 3):
@@ -85,6 +91,39 @@ class ImageClassifier(ClassProbabilities, Task):
             "inverted": lambda images, rng: 255.0 - images,
             "rotated": lambda images, rng: np.rot90(images, k=1, axes=(1, 2)),
         }
+
+    def tiny_model(self, seed, **sizes):
+        import keras
+
+        size = tiny_sizes(sizes, side=TINY_SIDE, channels=TINY_CHANNELS, class_names=TINY_CLASS_NAMES)
+        side, channels, class_names = size.side, size.channels, size.class_names
+
+        keras.utils.set_random_seed(seed)
+        images = keras.Input((side, side, channels))
+        features = keras.layers.Rescaling(1 / 255)(images)
+        features = keras.layers.Conv2D(4, 3, activation="relu")(features)
+        features = keras.layers.Flatten()(keras.layers.MaxPooling2D()(features))
+        model = keras.Model(images, keras.layers.Dense(len(class_names), activation="softmax")(features))
+        return TinyModel(
+            lambda batch: {"probabilities": model(batch)},
+            (model,),
+            (side, side, channels),
+            "float32",
+            {"class_names": list(class_names)},
+        )
+
+    def sample_inputs(self, description, rng, rows):
+        return rng.uniform(0, 255, (rows, *description["input_shape"])).astype(np.float32)
+
+    def sample_request(self, description, rng):
+        """A PNG of the model's size and channels."""
+        from PIL import Image
+
+        height, width, channels = description["input_shape"]
+        pixels = rng.integers(0, 256, (height, width, channels), dtype=np.uint8)
+        buffer = io.BytesIO()
+        Image.fromarray(pixels[..., 0] if channels == 1 else pixels).save(buffer, format="PNG")
+        return SampleRequest(buffer.getvalue(), "image/png", pixels[np.newaxis].astype(np.float32))
 
 
 TASK = ImageClassifier()

@@ -9,9 +9,21 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import ClassProbabilities, Task, explanations_module, feature_names, plots_module
+from .base import (
+    ClassProbabilities,
+    SampleRequest,
+    Task,
+    TinyModel,
+    explanations_module,
+    feature_names,
+    plots_module,
+    tiny_sizes,
+)
 
 ATTRIBUTIONS_PLOT = "explanation_attributions"
+# The tiny test model's sizes (`tiny_model`): the Japanese Vowels' frames and speakers.
+TINY_MAX_LENGTH, TINY_FEATURES = 29, 12
+TINY_CLASS_NAMES = tuple(f"speaker {index}" for index in range(1, 10))
 
 
 class SequenceClassifier(ClassProbabilities, Task):
@@ -20,6 +32,7 @@ class SequenceClassifier(ClassProbabilities, Task):
     request_form = "sequence"
     content_types = ("application/json", "text/csv")
     serving_fields = ("class_names", "max_length", "n_features")
+    quick_slice = 90
 
     def train_shape_problem(self, input_shape, spec, knobs):
         if len(input_shape) != 2:
@@ -110,6 +123,38 @@ class SequenceClassifier(ClassProbabilities, Task):
             "rescaled": lambda frames, rng: frames * 1.5,  # another gain of the recording chain
             "truncated": _first_half_of_each_sequence,
         }
+
+    def tiny_model(self, seed, **sizes):
+        import keras
+
+        size = tiny_sizes(sizes, max_length=TINY_MAX_LENGTH, n_features=TINY_FEATURES, class_names=TINY_CLASS_NAMES)
+        max_length, n_features, class_names = size.max_length, size.n_features, size.class_names
+
+        keras.utils.set_random_seed(seed)
+        frames = keras.Input((max_length, n_features))
+        # Masked as the real one is: the zero frames the handler pads with must not change the answer.
+        features = keras.layers.GRU(4)(keras.layers.Masking(0.0)(frames))
+        model = keras.Model(frames, keras.layers.Dense(len(class_names), activation="softmax")(features))
+        fields = {"class_names": list(class_names), "max_length": max_length, "n_features": n_features}
+        return TinyModel(
+            lambda batch: {"probabilities": model(batch)}, (model,), (max_length, n_features), "float32", fields
+        )
+
+    def sample_inputs(self, description, rng, rows):
+        """Sequences of 1 to max_length real (non-zero) frames, zero-padded."""
+        frames = rng.normal(0, 0.5, size=(rows, *description["input_shape"])).astype(np.float32) + 0.1
+        for row, length in enumerate(rng.integers(1, description["max_length"] + 1, size=rows)):
+            frames[row, length:] = 0.0
+        return frames
+
+    def sample_request(self, description, rng):
+        """CSV lines, a frame each, of a sequence shorter than max_length (the handler pads it)."""
+        length = max(1, int(description["max_length"]) // 2)
+        frames = rng.normal(0.1, 0.5, (length, int(description["n_features"]))).astype(np.float32)
+        padded = np.zeros((1, *description["input_shape"]), np.float32)
+        padded[0, :length] = frames
+        body = "\n".join(",".join(map(repr, frame)) for frame in frames.tolist()).encode()
+        return SampleRequest(body, "text/csv", padded)
 
 
 def _first_half_of_each_sequence(frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:

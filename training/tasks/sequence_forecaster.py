@@ -5,9 +5,22 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Judgement, Task, explanations_module, feature_names, plots_module, scoring_module, values_text
+from .base import (
+    Judgement,
+    SampleRequest,
+    Task,
+    TinyModel,
+    explanations_module,
+    feature_names,
+    plots_module,
+    scoring_module,
+    tiny_sizes,
+    values_text,
+)
 
 ATTRIBUTIONS_PLOT = "explanation_attributions"
+# The tiny test model's sizes (`tiny_model`): monthly values, in the units of the CO2 series (ppm).
+TINY_WINDOW, TINY_HORIZON, TINY_SEASON, TINY_LEVEL = 24, 3, 12, 340.0
 
 
 class SequenceForecaster(Task):
@@ -19,6 +32,7 @@ class SequenceForecaster(Task):
     answer_form = "forecast"
     content_types = ("application/json", "text/csv")
     serving_fields = ("window", "n_features", "horizon", "target_index", "season")
+    quick_slice = 96
     plot = "forecast_vs_actual"
     prediction_kind = "scores"
 
@@ -148,6 +162,30 @@ class SequenceForecaster(Task):
 
     def drift_shifts(self):
         return {"level step": _level_step, "amplified": _amplified}
+
+    def tiny_model(self, seed, **sizes):
+        import keras
+
+        size = tiny_sizes(sizes, window=TINY_WINDOW, horizon=TINY_HORIZON)
+        window, horizon = size.window, size.horizon
+
+        keras.utils.set_random_seed(seed)
+        history = keras.Input((window, 1))
+        # Scaled inside, as the real forecaster does: requests are in the series' own units.
+        features = keras.layers.LSTM(4)(keras.layers.Rescaling(1 / TINY_LEVEL, offset=-0.9)(history))
+        model = keras.Model(history, keras.layers.Dense(horizon)(features))
+        fields = {"window": window, "n_features": 1, "horizon": horizon, "target_index": 0, "season": TINY_SEASON}
+        return TinyModel(lambda batch: {"forecast": model(batch)}, (model,), (window, 1), "float32", fields)
+
+    def sample_inputs(self, description, rng, rows):
+        return (TINY_LEVEL + rng.normal(size=(rows, *description["input_shape"]))).astype(np.float32)
+
+    def sample_request(self, description, rng):
+        """CSV lines of a series longer than the window: the model reads its last `window` rows."""
+        window, n_features = int(description["window"]), int(description["n_features"])
+        series = (TINY_LEVEL + rng.normal(0, 2, (window + 6, n_features))).astype(np.float32)
+        body = "\n".join(",".join(map(repr, row)) for row in series.tolist()).encode()
+        return SampleRequest(body, "text/csv", series[np.newaxis, -window:])
 
 
 def _level_step(history: np.ndarray, rng: np.random.Generator) -> np.ndarray:
