@@ -153,36 +153,34 @@ class BatchRequests:
 
     def _csv_text(self, line: bytes) -> str:
         """A text record of CSV: one field, quoted if it holds a comma (RFC 4180)."""
-        try:
-            text = line.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            raise self.invalid_input("the line is not UTF-8 text") from None
-        try:
-            rows = list(csv.reader([text]))
-        except csv.Error as error:
-            raise self.invalid_input(f"unreadable CSV: {error}") from None
-        if not rows or len(rows[0]) != 1:
-            fields = len(rows[0]) if rows else 0
-            raise self.invalid_input(f"the line has {fields} fields; a text record is one, quoted if it holds a comma")
-        return self.reader._checked_text(rows[0][0], 1)
+        fields = self._csv_fields(line)
+        if len(fields) != 1:
+            raise self.invalid_input(
+                f"the line has {len(fields)} fields; a text record is one, quoted if it holds a comma"
+            )
+        return self.reader._checked_text(fields[0], 1)
 
     def _csv_values(self, line: bytes) -> list[float]:
-        try:
-            text = line.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            raise self.invalid_input("the line is not UTF-8 text") from None
-        try:
-            rows = list(csv.reader([text]))
-        except csv.Error as error:
-            raise self.invalid_input(f"unreadable CSV: {error}") from None
-        if not rows or not any(cell.strip() for cell in rows[0]):
+        fields = self._csv_fields(line)
+        if not any(cell.strip() for cell in fields):
             raise self.invalid_input("the line is empty")
-        for cell in rows[0]:
+        for cell in fields:
             try:
                 float(cell)
             except ValueError:
                 raise self.invalid_input(f"{cell.strip()[:40]!r} is not a number") from None
-        return [float(cell) for cell in rows[0]]
+        return [float(cell) for cell in fields]
+
+    def _csv_fields(self, line: bytes) -> list[str]:
+        try:
+            text = line.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise self.invalid_input("the line is not UTF-8 text") from None
+        try:
+            rows = list(csv.reader([text]))
+        except csv.Error as error:
+            raise self.invalid_input(f"unreadable CSV: {error}") from None
+        return rows[0] if rows else []
 
     def _numeric_lines(self, lines: list[bytes], layouts: set[bytes]) -> np.ndarray | None:
         """Every record at once when each is only numbers laid out as one input (JSON: brackets and
