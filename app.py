@@ -9,6 +9,7 @@ Stacks (each named `<project>-<stage>-<suffix>`, e.g. `mlops-local-storage`):
     execution-role  infra/stacks/execution_role_stack.py SageMaker execution role
     monitoring      infra/stacks/monitoring_stack.py     CloudWatch dashboard of the stage's endpoints
     pipelines       infra/stacks/pipelines_stack.py      training pipeline, model registry group, retraining per network
+    batch           infra/stacks/batch_stack.py          batch transform pipeline per network
     endpoint-NET    infra/stacks/endpoint_stack.py       only with -c model_package.NET=ARN (`mlops deploy`)
     github-deploy   infra/stacks/github_deploy_stack.py  GitHub OIDC provider and deploy role, stages with `github`
 """
@@ -21,6 +22,7 @@ import aws_cdk as cdk
 
 from infra.config import StageConfig, load_stage_config
 from infra.nag import add_nag_checks
+from infra.stacks.batch_stack import BatchStack
 from infra.stacks.endpoint_stack import add_endpoint_stacks
 from infra.stacks.execution_role_stack import ExecutionRoleStack
 from infra.stacks.github_deploy_stack import GithubDeployStack
@@ -34,6 +36,7 @@ class Stacks(NamedTuple):
     execution_role: ExecutionRoleStack
     pipelines: PipelinesStack
     github_deploy: GithubDeployStack | None
+    batch: BatchStack
 
 
 def compose(app: cdk.App, config: StageConfig) -> Stacks:
@@ -41,10 +44,11 @@ def compose(app: cdk.App, config: StageConfig) -> Stacks:
     execution_role = ExecutionRoleStack(app, config, storage=storage)
     MonitoringStack(app, config)
     pipelines = PipelinesStack(app, config, storage=storage, execution_role=execution_role)
+    batch = BatchStack(app, config, storage=storage, execution_role=execution_role, pipelines=pipelines)
     add_endpoint_stacks(app, config, storage=storage, execution_role=execution_role)
     github_deploy = GithubDeployStack(app, config) if config.github is not None else None
     add_nag_checks(app)
-    return Stacks(storage, execution_role, pipelines, github_deploy)
+    return Stacks(storage, execution_role, pipelines, github_deploy, batch)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -148,6 +149,54 @@ def invoke(
     except BotoCoreError as error:  # unreachable URL, no credentials, ...
         raise EndpointRequestError(str(error)) from None
     return decode_answer(response["Body"].read(), response.get("ContentType", ""))
+
+
+def invoke_async(
+    endpoint_name: str,
+    input_location: str,
+    content_type: str,
+    *,
+    endpoint_url: str | None = None,
+    region: str | None = None,
+    client=None,
+) -> dict[str, str]:
+    """InvokeEndpointAsync of an input already in S3: its InferenceId, OutputLocation, FailureLocation."""
+    client = client or runtime_client(endpoint_url, region)
+    try:
+        response = client.invoke_endpoint_async(
+            EndpointName=endpoint_name, InputLocation=input_location, ContentType=content_type, Accept=JSON
+        )
+    except ClientError as error:
+        details = error.response.get("Error", {})
+        raise EndpointRequestError(f"{details.get('Code')}: {details.get('Message')}") from None
+    except BotoCoreError as error:
+        raise EndpointRequestError(str(error)) from None
+    return {key: response[key] for key in ("InferenceId", "OutputLocation", "FailureLocation") if key in response}
+
+
+def await_async_answer(s3, accepted: dict[str, str], timeout: float, poll_seconds: float = 1.0):
+    """The answer of an accepted async request once it is written (decoded as `invoke` does), or
+    ModelError with the failure file's content; TimeoutError if neither appears in time."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for key, failed in (("OutputLocation", False), ("FailureLocation", True)):
+            uri = accepted.get(key)
+            if not uri:
+                continue
+            bucket, _, object_key = uri.removeprefix("s3://").partition("/")
+            try:
+                found = s3.get_object(Bucket=bucket, Key=object_key)
+            except ClientError as error:
+                if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                    continue
+                raise EndpointRequestError(f"cannot read {uri}: {error}") from None
+            body = found["Body"].read()
+            if failed:
+                raise ModelError(500, body.decode("utf-8", errors="replace"), None)
+            return decode_answer(body, found.get("ContentType", ""))
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no answer in {accepted.get('OutputLocation')} after {timeout:.0f} s")
+        time.sleep(poll_seconds)
 
 
 def decode_answer(body: bytes, content_type: str):

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from werkzeug.wrappers import Request, Response
 
 if TYPE_CHECKING:
+    from inference.async_inference import AsyncInvocations
     from inference.capture import CaptureWriter
     from inference.tf_serving import SavedModelServable
 
@@ -47,6 +48,7 @@ JSON = "application/json"
 DISCARD_IDLE_SECONDS = 5.0
 
 _RUNTIME_PATH = re.compile(r"/endpoints/([^/]+)/invocations")
+_ASYNC_PATH = re.compile(r"/endpoints/([^/]+)/async-invocations")
 _TFS_PATH = re.compile(r"/v1/models/([^/:]+)(?:/versions/(\d+))?(:[a-z]+)?")
 _TFS_ATTRIBUTE = re.compile(r"(tfs-[a-z\-]+=[^,]+)")
 
@@ -99,12 +101,17 @@ class EndpointApp:
         invoke_handler: Handler,
         tfs_address: tuple[str, int],
         capture: CaptureWriter | None = None,
+        container_max_payload: int = MAX_PAYLOAD_BYTES,
     ) -> None:
         self.endpoint_name = endpoint_name
         self.servable = servable
         self.invoke_handler = invoke_handler
         self.tfs_address = tfs_address
         self.capture = capture  # data capture (inference.capture), as the endpoint config asks
+        # The container takes any body (nginx's client_max_body_size 0); what reaches it is SageMaker's
+        # limit: 6 MB in real time, MaxPayloadInMB under a batch transform (inference.endpoint_server).
+        self.container_max_payload = container_max_payload
+        self.async_invocations: AsyncInvocations | None = None  # InvokeEndpointAsync (inference.async_inference)
         self.draining = False
         self._handler_turns = TakingTurns()
         self._in_flight = 0
@@ -124,6 +131,8 @@ class EndpointApp:
         with self._changed:
             self.draining = True
             idle = self._changed.wait_for(lambda: self._in_flight == 0, timeout)
+        if self.async_invocations is not None:
+            self.async_invocations.close()  # what is queued is answered before the process ends
         if self.capture is not None:
             self.capture.close()  # what is buffered is written before the process ends
         return idle
@@ -147,7 +156,7 @@ class EndpointApp:
             return self._get(path)
         if request.method != "POST":
             return _json(405, {"error": f"no route {request.method} {path}"})
-        runtime = _RUNTIME_PATH.fullmatch(path)
+        runtime = _RUNTIME_PATH.fullmatch(path) or _ASYNC_PATH.fullmatch(path)
         predict = _TFS_PATH.fullmatch(path)
         if self.draining and (runtime or path == "/invocations"):
             if runtime:
@@ -163,12 +172,14 @@ class EndpointApp:
                     "ValidationError",
                     f"Endpoint {name} not found. This local endpoint serves {self.endpoint_name}.",
                 )
+            if path.endswith("/async-invocations"):
+                return self._invoke_async(request)
             return self._invoke(request, runtime_api=True)
         if predict and predict[3] == ":predict":
             missing = self._servable_missing(predict)
             if missing:
                 return missing
-            body = _read_body(request, runtime_api=False)
+            body = _read_body(request, runtime_api=False, limit=self.container_max_payload)
             if isinstance(body, Response):
                 return body
             status, answer = self.servable.predict(body)
@@ -185,20 +196,16 @@ class EndpointApp:
 
     def _invoke(self, request: Request, runtime_api: bool) -> Response:
         """One invocation: the request's body in, the answer out (where data capture would record both)."""
-        body = _read_body(request, runtime_api)
+        body = _read_body(request, runtime_api, None if runtime_api else self.container_max_payload)
         if isinstance(body, Response):
             return body
-        try:
-            context = self._context(request, len(body))  # built before the turn: it needs none
-            with self._handler_turns:
-                answer, content_type = self.invoke_handler(io.BytesIO(body), context)
-            status = 200
-        except Exception as error:
-            # As the container (python_service.py, _handle_invocation_post): ANY exception is a 500,
-            # a bad request's too; a handler cannot choose another status there.
-            log.exception("exception handling request: %s", error)
-            status, answer, content_type = 500, json.dumps({"error": str(error)}), JSON
-        response = Response(answer, status, content_type=content_type or JSON)
+        status, answer, content_type = self.call_container(
+            body,
+            request.headers.get("Content-Type"),
+            request.headers.get("Accept"),
+            request.headers.get(CUSTOM_ATTRIBUTES_HEADER),
+        )
+        response = Response(answer, status, content_type=content_type)
         if runtime_api and status < 300:
             response.headers["x-Amzn-Invoked-Production-Variant"] = PRODUCTION_VARIANT
             if self.capture is not None:
@@ -213,8 +220,46 @@ class EndpointApp:
             response = _model_error(status, response.get_data())
         return response
 
-    def _context(self, request: Request, content_length: int) -> Context:
-        custom_attributes = request.headers.get(CUSTOM_ATTRIBUTES_HEADER)
+    def call_container(
+        self, body: bytes, content_type: str | None, accept: str | None, custom_attributes: str | None
+    ) -> tuple[int, bytes, str]:
+        """The container's `/invocations`: (status, body, content type) of the handler's answer."""
+        try:
+            context = self._context(content_type, accept, custom_attributes, len(body))  # needs no turn
+            with self._handler_turns:
+                answer, answer_type = self.invoke_handler(io.BytesIO(body), context)
+            status = 200
+        except Exception as error:
+            # As the container (python_service.py, _handle_invocation_post): ANY exception is a 500,
+            # a bad request's too; a handler cannot choose another status there.
+            log.exception("exception handling request: %s", error)
+            status, answer, answer_type = 500, json.dumps({"error": str(error)}), JSON
+        return status, answer.encode() if isinstance(answer, str) else answer, answer_type or JSON
+
+    def _invoke_async(self, request: Request) -> Response:
+        """SageMaker Runtime's InvokeEndpointAsync: accepted with 202, answered in the background."""
+        from inference.async_inference import FAILURE_LOCATION, OUTPUT_LOCATION, RequestRefused
+
+        if self.async_invocations is None:
+            return _runtime_error(
+                400, "ValidationError", f"Endpoint {self.endpoint_name} is not configured for asynchronous inference."
+            )
+        body = _read_body(request, runtime_api=True)
+        if isinstance(body, Response):
+            return body
+        try:
+            accepted = self.async_invocations.accept(request.headers, body)
+        except RequestRefused as error:
+            return _runtime_error(400, "ValidationError", str(error))
+        response = _json(202, {"InferenceId": accepted.inference_id})
+        response.headers[OUTPUT_LOCATION] = accepted.output_location
+        if accepted.failure_location:
+            response.headers[FAILURE_LOCATION] = accepted.failure_location
+        return response
+
+    def _context(
+        self, content_type: str | None, accept: str | None, custom_attributes: str | None, content_length: int
+    ) -> Context:
         attributes = dict(match.split("=", 1) for match in _TFS_ATTRIBUTE.findall(custom_attributes or ""))
         return Context(
             model_name=attributes.get("tfs-model-name"),
@@ -224,8 +269,8 @@ class EndpointApp:
             grpc_port=None,  # no gRPC here: handlers must use rest_uri
             channel=None,
             custom_attributes=custom_attributes,
-            request_content_type=request.headers.get("Content-Type") or JSON,
-            accept_header=request.headers.get("Accept") or JSON,
+            request_content_type=content_type or JSON,
+            accept_header=accept or JSON,
             content_length=content_length,
         )
 
@@ -249,8 +294,9 @@ class EndpointApp:
 # ------------------------------------------------------------------------------ bodies
 
 
-def _read_body(request: Request, runtime_api: bool) -> bytes | Response:
-    """The body, or the 411/400/413 answer (a too large body is answered before it is read)."""
+def _read_body(request: Request, runtime_api: bool, limit: int | None = None) -> bytes | Response:
+    """The body, or the 411/400/413 answer (a too large body is answered before it is read).
+    `limit`: the container path's (the Runtime's is always 6 MB)."""
     raw_length = request.headers.get("Content-Length")
     if raw_length is None and request.headers.get("Transfer-Encoding"):
         return _closing(_json(411, {"error": "send the body with a Content-Length header"}))
@@ -260,7 +306,7 @@ def _read_body(request: Request, runtime_api: bool) -> bytes | Response:
         length = -1
     if length < 0:
         return _closing(_json(400, {"error": "the Content-Length header is not a number of bytes"}))
-    if length > MAX_PAYLOAD_BYTES:
+    if length > (MAX_PAYLOAD_BYTES if runtime_api else limit or MAX_PAYLOAD_BYTES):
         if runtime_api:
             answer = _json(413, {"message": f"HTTP content length exceeded {MAX_PAYLOAD_BYTES} bytes."})
         else:
@@ -268,7 +314,7 @@ def _read_body(request: Request, runtime_api: bool) -> bytes | Response:
                 413,
                 {
                     "error": f"the request body is {length} bytes; SageMaker accepts at most "
-                    f"{MAX_PAYLOAD_BYTES} bytes per real-time request"
+                    f"{limit or MAX_PAYLOAD_BYTES} bytes per request"
                 },
             )
         answer.call_on_close(lambda: _discard_after_answer(request.environ, length))

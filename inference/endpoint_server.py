@@ -171,9 +171,10 @@ def _closing_when_asked(app: Callable) -> Callable:
 
 
 def build_app(spec: dict) -> EndpointApp:
+    from inference.async_inference import AsyncInvocations, AsyncTarget
     from inference.capture import CaptureTarget, writer_for
     from inference.container import load_handler_module, make_handler
-    from inference.endpoint_app import PRODUCTION_VARIANT
+    from inference.endpoint_app import MAX_PAYLOAD_BYTES, PRODUCTION_VARIANT
     from inference.tf_serving import SavedModelServable
 
     # The container puts code/ on the Python path, so a handler may import its siblings.
@@ -183,7 +184,27 @@ def build_app(spec: dict) -> EndpointApp:
     capture = None
     if spec.get("capture"):
         capture = writer_for(CaptureTarget.from_json(spec["capture"]), spec["endpoint_name"], PRODUCTION_VARIANT)
-    return EndpointApp(spec["endpoint_name"], servable, handler, tuple(spec["tfs_address"]), capture=capture)
+    app = EndpointApp(
+        spec["endpoint_name"],
+        servable,
+        handler,
+        tuple(spec["tfs_address"]),
+        capture=capture,
+        container_max_payload=batch_max_payload() or MAX_PAYLOAD_BYTES,
+    )
+    if spec.get("async"):
+        app.async_invocations = AsyncInvocations(
+            spec["endpoint_name"], AsyncTarget.from_json(spec["async"]), app.call_container
+        )
+    return app
+
+
+def batch_max_payload() -> int | None:
+    """Under a batch transform (SAGEMAKER_BATCH, set in this process's environment as SageMaker sets
+    it in the container), the largest body SageMaker sends: MaxPayloadInMB."""
+    if os.environ.get("SAGEMAKER_BATCH", "").lower() != "true":
+        return None
+    return int(os.environ.get("SAGEMAKER_MAX_PAYLOAD_IN_MB") or 6) * 1024 * 1024
 
 
 def _report(spec: dict, line: str) -> None:

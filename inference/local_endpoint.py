@@ -12,6 +12,8 @@ in a process of its own; the routes are a WSGI app (`inference.endpoint_app`):
                                                 500 {"error": str(e)} for ANY handler exception
     POST /endpoints/<name>/invocations          SageMaker Runtime InvokeEndpoint: a non-2xx from
                                                 the handler becomes 424 ModelError, as in AWS
+    POST /endpoints/<name>/async-invocations    SageMaker Runtime InvokeEndpointAsync, with an
+                                                `async_target` (inference.async_inference)
     POST /v1/models/model[/versions/<v>]:predict TensorFlow Serving REST
     GET  /v1/models/model[/versions/<v>]        TensorFlow Serving model status
 
@@ -38,9 +40,11 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from inference.artifact import ArtifactError, ModelArtifact
+from inference.async_inference import AsyncTarget
 from inference.capture import CaptureTarget
 from inference.container import load_handler_module, make_handler
 from inference.endpoint_app import Context
@@ -76,6 +80,8 @@ class LocalEndpoint:
         threads: int = THREADS,
         capture: CaptureTarget | None = None,
         log_path: str | Path | None = None,
+        environment: Mapping[str, str] | None = None,
+        async_target: AsyncTarget | None = None,
     ) -> None:
         self.model_path = Path(model_path)
         # The server's output, where the container's log lines go (in AWS, the endpoint's log
@@ -87,6 +93,10 @@ class LocalEndpoint:
         self.workers = workers
         self.threads = threads
         self.capture = capture  # data capture as the endpoint config asks (inference.capture)
+        # The container's environment from SageMaker: a Model's Environment, and under a batch
+        # transform SAGEMAKER_BATCH, SAGEMAKER_MAX_PAYLOAD_IN_MB, ... (the handlers read them).
+        self.environment = dict(environment or {})
+        self.async_target = async_target  # InvokeEndpointAsync as the endpoint config asks
         self._artifact: ModelArtifact | None = None
         self._process: subprocess.Popen | None = None
         self._status: int | None = None  # the server's "ready" / "error ..." lines
@@ -205,6 +215,7 @@ class LocalEndpoint:
                     cwd=REPO_ROOT,  # `-m` imports from the working directory first: this tree's server
                     env={
                         **os.environ,
+                        **self.environment,
                         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
                     },
                 )
@@ -222,6 +233,7 @@ class LocalEndpoint:
             "handler_path": str(artifact.handler_path.resolve()),
             "graceful_timeout": stop_timeout,
             "capture": self.capture.to_json() if self.capture else None,
+            "async": self.async_target.to_json() if self.async_target else None,
         }
         model_pipe, status = self._model_pipe, self._status
         if model_pipe is None or status is None:

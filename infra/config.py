@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 
 from infra import naming
 from infra.github_config import GithubDeployConfig
+from infra.inference_config import AsyncInferenceConfig, BatchTransformConfig
 from infra.tuning_config import TuningConfig
 from training.hyperparameters import HyperparameterValue
 from training.networks import NETWORKS
@@ -75,11 +76,20 @@ class EndpointConfig(_Strict):
     data_capture_percent: int = Field(default=100, ge=0, le=100)
     latency_alarm_ms: int = Field(default=500, ge=1)
     serverless: ServerlessConfig | None = None
+    async_inference: AsyncInferenceConfig | None = Field(
+        default=None, description="an asynchronous endpoint, scaling to zero (docs/batch.md)"
+    )
 
     @model_validator(mode="after")
     def _bounds_ordered(self) -> EndpointConfig:
         if not self.min_instances <= self.initial_instance_count <= self.max_instances:
             raise ValueError("need min_instances <= initial_instance_count <= max_instances")
+        return self
+
+    @model_validator(mode="after")
+    def _async_needs_instances(self) -> EndpointConfig:
+        if self.async_inference and self.serverless:
+            raise ValueError("async_inference cannot be combined with serverless: an async endpoint runs on instances")
         return self
 
 
@@ -153,6 +163,7 @@ class StageConfig(_Strict):
     vpc: VpcConfig | None = None
     endpoint: EndpointConfig = EndpointConfig()
     monitor: MonitorConfig = MonitorConfig()
+    batch: BatchTransformConfig = BatchTransformConfig()
     tuning: TuningConfig = TuningConfig()
     hyperparameters: dict[str, dict[str, HyperparameterValue]] = Field(
         default_factory=dict, description="per-network overrides of registry defaults"
@@ -232,6 +243,9 @@ class StageConfig(_Strict):
 
     def endpoint_instance_type(self, network_name: str) -> str:
         return self.endpoint.instance_type or NETWORKS[network_name].inference_instance_type
+
+    def transform_instance_type(self, network_name: str) -> str:
+        return self.batch.instance_type or NETWORKS[network_name].inference_instance_type
 
     def deploy_subject(self) -> str | None:
         """The OIDC `sub` its deploy role trusts, or None for a stage GitHub does not deploy."""

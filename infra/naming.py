@@ -33,6 +33,11 @@ def monitor_pipeline_name(prefix: str, network: str) -> str:
     return f"{prefix}-{network}-monitor"
 
 
+def transform_pipeline_name(prefix: str, network: str) -> str:
+    """The SageMaker Pipeline that scores a batch of `network`'s inputs with an approved version."""
+    return f"{prefix}-{network}-transform"
+
+
 def drift_alarm_name(prefix: str, network: str) -> str:
     return f"{prefix}-{network}-drift"
 
@@ -43,6 +48,7 @@ def drift_metric_namespace(prefix: str) -> str:
 
 
 PIPELINES_STACK_SUFFIX = "pipelines"
+BATCH_STACK_SUFFIX = "batch"
 STORAGE_STACK_SUFFIX = "storage"
 
 
@@ -61,6 +67,22 @@ def endpoint_stack_name(prefix: str, network: str) -> str:
 
 def endpoint_name(prefix: str, network: str) -> str:
     return f"{prefix}-{network}"
+
+
+# An asynchronous endpoint's two SNS topics: SageMaker's notification of each outcome.
+ASYNC_OUTCOMES = ("success", "errors")
+
+
+def async_topic_name(endpoint: str, outcome: str) -> str:
+    """`mlops-prod-cnn-async-success`, `...-async-errors`."""
+    if outcome not in ASYNC_OUTCOMES:
+        raise ValueError(f"unknown async outcome {outcome!r}; known: {', '.join(ASYNC_OUTCOMES)}")
+    return f"{endpoint}-async-{outcome}"
+
+
+def async_inference_prefix(network: str) -> str:
+    """The artifacts bucket prefix of an asynchronous endpoint's inputs, answers and failures."""
+    return f"async-inference/{network}/"
 
 
 def endpoint_log_group_name(endpoint: str) -> str:

@@ -10,6 +10,7 @@ import typer
 from typer.core import TyperGroup
 
 from mlops.commands import (
+    batch,
     data,
     deployment,
     endpoints,
@@ -86,6 +87,7 @@ app.add_typer(registry.app)
 app.add_typer(executions.app)
 app.add_typer(teardown.app)
 app.add_typer(monitor.app)
+app.add_typer(batch.app)
 app.add_typer(data.app, cls=CommandGroup)
 
 

@@ -256,6 +256,39 @@ def test_the_report_is_published_as_metrics(served, s3, tmp_path):
     assert all(metric["Dimensions"] == [{"Name": "Network", "Value": "autoencoder"}] for metric in listed)
 
 
+def batch_file(path, rows: np.ndarray, content_type: str) -> None:
+    """A batch transform input of `rows`, in the project's record formats (training/batch_formats.py)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if content_type == "text/csv":
+        lines = [",".join([f"row-{index}", *(f"{value:.6g}" for value in row)]) for index, row in enumerate(rows)]
+    else:
+        lines = [json.dumps({"id": f"row-{index}", "features": row.tolist()}) for index, row in enumerate(rows)]
+    path.write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("content_type", ["application/jsonlines", "text/csv"])
+def test_a_batch_transforms_inputs_are_monitored_like_captured_traffic(served, tmp_path, monkeypatch, content_type):
+    """The batch transform pipeline's MonitorBatchInput step: its records read as the transform's
+    container read them, the same tests against the same baseline, a planted shift found."""
+    monkeypatch.delenv("SAGEMAKER_BATCH", raising=False)  # the job sets it, as the container has it
+    model_dir, baseline_path = served
+    shift = next(iter(NETWORK.task.drift_shifts().values()))
+    normal, shifted = normal_rows(80, seed=2), normal_rows(80, seed=2)
+    batch_file(tmp_path / "normal" / "part-1.txt", normal[:50], content_type)
+    batch_file(tmp_path / "normal" / "part-2.txt", normal[50:], content_type)
+    (tmp_path / "normal" / "part-2.txt").write_text((tmp_path / "normal" / "part-2.txt").read_text() + "garbage\n")
+    batch_file(tmp_path / "shifted" / "part-1.txt", shift(shifted, np.random.default_rng(0)), content_type)
+    arguments = (NETWORK.name, model_dir, baseline_path)
+    calm = monitor.monitor_batch(*arguments, tmp_path / "normal", content_type, tmp_path / "drift-normal")
+    assert calm["drifted"] is False, calm["decision"]
+    assert calm["captures"]["files"] == 2 and calm["captures"]["examples"] == 80
+    assert calm["captures"]["unparsable"]["by_reason"] == {"the record is not of the batch's format": 1}
+    moved = monitor.monitor_batch(*arguments, tmp_path / "shifted", content_type, tmp_path / "drift-shifted")
+    assert moved["drifted"] is True, moved["decision"]
+    assert publish_drift.metric_data(moved)[0]["Dimensions"] == [{"Name": "Network", "Value": "autoencoder"}]
+
+
 @pytest.mark.parametrize(
     "arguments, message",
     [

@@ -2,7 +2,8 @@
 processes: the `mlops` console script, the AWS CLI, and the environment's own process, which
 outlives `mlops up`. The slow test trains the CNN on a slice of data: `mlops up` (its first
 version), `mlops train cnn` twice against it (each run's evaluation names the version before as
-its champion), the endpoint invoked through the local AWS, `mlops down`, and nothing left running.
+its champion), a batch scored by `mlops transform`, the endpoint invoked through the local AWS,
+`mlops down`, and nothing left running.
 
 Every test has a state folder of its own (XDG_STATE_HOME): one environment per user is the rule,
 and tests in parallel are different users here.
@@ -137,13 +138,17 @@ def exercise_the_environment(
         return dict(json.loads(answer.stdout))
 
     pipelines = {item["PipelineName"] for item in aws("sagemaker", "list-pipelines")["PipelineSummaries"]}
-    each_networks = (
-        naming.pipeline_name,
-        naming.tuning_pipeline_name,
-        naming.warm_start_pipeline_name,
-        naming.monitor_pipeline_name,
-    )
-    assert pipelines == {name(PREFIX, network) for name in each_networks for network in NETWORKS}
+    assert pipelines == {
+        name(PREFIX, network)
+        for network in NETWORKS
+        for name in (
+            naming.pipeline_name,
+            naming.monitor_pipeline_name,
+            naming.tuning_pipeline_name,
+            naming.warm_start_pipeline_name,
+            naming.transform_pipeline_name,
+        )
+    }
     groups = aws("sagemaker", "list-model-package-groups")["ModelPackageGroupSummaryList"]
     assert {group["ModelPackageGroupName"] for group in groups} == {
         naming.model_package_group_name(PREFIX, network) for network in NETWORKS
@@ -165,6 +170,16 @@ def exercise_the_environment(
     evaluate_log = mlops("logs", "cnn", "Evaluate")
     assert evaluate_log.returncode == 0, evaluate_log.stderr
     assert f"champion {PREFIX}-cnn version 2 has test_accuracy" in evaluate_log.stdout
+
+    # The batch stack's pipeline, started by mlops transform and run by the environment.
+    records = tmp_path / "records.jsonl"
+    records.write_text(
+        "".join(json.dumps({"id": f"r{index}", "features": [[[0.0]] * 28] * 28}) + "\n" for index in range(3))
+    )
+    scored = mlops("transform", "cnn", str(records), "--wait", "--poll-seconds", "1")
+    assert scored.returncode == 0, scored.stdout[-3000:] + scored.stderr[-3000:]
+    assert "step TransformJsonLines: Succeeded" in scored.stdout
+    assert "3 records from 1 object(s)" in scored.stdout
 
     zeros = tmp_path / "zeros.json"
     zeros.write_text(json.dumps({"instances": [[[[0.0]] * 28] * 28]}))

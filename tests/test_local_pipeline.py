@@ -305,7 +305,7 @@ def test_a_step_type_it_cannot_run_is_refused_naming_step_and_type(steps: list[d
     with pytest.raises(
         DefinitionError,
         match="step 'Notify' has type 'Lambda', which the local executor does not "
-        "run \\(it runs Training, Tuning, Processing, Condition, RegisterModel, Fail\\)",
+        "run \\(it runs Training, Tuning, Processing, Condition, RegisterModel, Fail, Model, Transform\\)",
     ):
         check_step_types(steps)
     check_step_types(cnn_definition()["Steps"])
@@ -449,8 +449,8 @@ def test_a_fail_step_fails_the_execution_with_its_message(tmp_path: Path) -> Non
 def test_a_pipeline_with_a_step_it_cannot_run_is_refused_before_an_execution_starts(tmp_path: Path) -> None:
     with moto_server() as aws:
         executor = LocalPipelineExecutor(aws, tmp_path, RecordingReporter())
-        pipeline = create_pipeline(aws, [GATE, {"Name": "Transform", "Type": "Transform", "Arguments": {}}])
-        with pytest.raises(DefinitionError, match="step 'Transform' has type 'Transform'"):
+        pipeline = create_pipeline(aws, [GATE, {"Name": "Notify", "Type": "Lambda", "Arguments": {}}])
+        with pytest.raises(DefinitionError, match="step 'Notify' has type 'Lambda'"):
             executor.start(pipeline, {})
         executions = aws.client("sagemaker").list_pipeline_executions(PipelineName=pipeline)
     assert executions["PipelineExecutionSummaries"] == []

@@ -362,6 +362,11 @@ def test_execution_role_reads_only_its_networks_model_versions_for_the_champion_
             "sagemaker:DescribeModelPackage",
             f"{arn}:model-package/{group}/*",
         )
+        source = synth.config.promotion_source
+        if source is not None:
+            # The batch transform's ResolveModel step describes the served versions: the source's.
+            served = source.model_package_group_arn(network).replace(":model-package-group/", ":model-package/")
+            expected[f"ReadServedVersionsOf{network.capitalize()}"] = ("sagemaker:DescribeModelPackage", f"{served}/*")
     assert {
         statement["Sid"]: (statement["Action"], flatten_cfn_reference(statement["Resource"]))
         for statement in statements

@@ -463,6 +463,8 @@ def test_role_s3_access_is_exactly_its_prefixes_and_the_code_bundle(local: Synth
             [f"{artifacts}/capture-windows/*"],
         ),
         "ListReadWriteCaptureWindows": (["s3:ListBucket"], [artifacts]),
+        # A batch transform job uploads its outputs (multipart) as the model's execution role.
+        "WriteBatchTransformOutputs": (["s3:PutObject", "s3:AbortMultipartUpload"], [f"{artifacts}/batch-transform/*"]),
         # Granted by the pipelines stack (allow_read_source_bundle): the one training code object.
         "ReadSourceBundle": (
             ["s3:GetObject"],

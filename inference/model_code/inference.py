@@ -17,7 +17,9 @@ What a request may hold depends on the `request_form` that the model's task wrot
 - text:     texts as TF Serving JSON {"instances": ["...", ...]}, a JSON list of texts or one JSON
             string, CSV (a text per record) or plain text (a text per line); UTF-8, non-blank, at
             most `max_characters` each; the model tokenizes them itself
-The answer is always JSON: {"predictions": [one object per row]}, shaped by the `answer_form`.
+The answer is JSON: {"predictions": [one object per row]}, shaped by the `answer_form`. Under a
+batch transform (SAGEMAKER_BATCH), `application/jsonlines` and `text/csv` bodies hold one record
+per line and are answered one line per record (`batch_records.py`).
 
 The container answers ANY exception of a handler with HTTP 500 {"error": str(e)}, so a client's
 bad request and the model's own failure look alike to SageMaker (both count as
@@ -53,6 +55,7 @@ def _sibling(name: str):
 
 
 request_forms = _sibling("request_forms")
+batch_records = _sibling("batch_records")
 InvalidInput = request_forms.InvalidInput
 JSON = request_forms.JSON
 # One line on stderr (the endpoint's log group) per failed request; its message is cut to this
@@ -115,6 +118,7 @@ READER = request_forms.RequestReader(SERVING)
 TASK, INPUT_NAME, REQUEST_FORM = READER.task, READER.input_name, READER.request_form
 ROW_SHAPE, ACCEPTED_CONTENT_TYPES = READER.row_shape, READER.accepted_content_types
 ANSWER_FORM: str = SERVING["answer_form"]
+BATCH = batch_records.BatchRequests(READER, InvalidInput)
 OUTPUT_NAMES = tuple(SERVING["outputs"])
 
 
@@ -135,6 +139,8 @@ def _outcome_logged():
 def input_handler(data, context) -> str:
     """The request body stream -> TensorFlow Serving REST JSON for this model's `serving_default`."""
     with _outcome_logged():
+        if BATCH.reads(context.request_content_type):
+            return BATCH.tf_serving_json(data, context)
         return READER.tf_serving_json(data, context)
 
 
@@ -147,8 +153,10 @@ def output_handler(response, context) -> tuple[str, str]:
         if response.status_code != 200:
             raise _serving_error(response)
         outputs = _output_arrays(json.loads(response.content))
-        answers = {"classes": _classifications, "forecast": _forecasts, "anomaly": _anomaly_scores}[ANSWER_FORM]
-        return json.dumps({"predictions": answers(outputs)}), JSON
+        answer = {"classes": _classifications, "forecast": _forecasts, "anomaly": _anomaly_scores}[ANSWER_FORM]
+        answers = answer(outputs)
+        per_record = BATCH.answer(answers, context.accept_header) if batch_records.in_batch_transform() else None
+        return per_record or (json.dumps({"predictions": answers}), JSON)
 
 
 def _serving_error(response) -> Exception:

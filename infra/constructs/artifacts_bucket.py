@@ -5,6 +5,8 @@ checkpoints/      training checkpoints, expired after `checkpoint_expiry_days`
 pipelines/        pipeline step outputs such as evaluation reports
 data-capture/     endpoint request/response capture
 capture-windows/  each drift monitor run's copy of its window's captures, expired after a day
+batch-transform/  batch transform outputs, <network>/<execution id>/<object>.out
+async-inference/  asynchronous endpoints' inputs, answers and failures, <network>/input|output|failures/
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from infra.config import StageConfig
 from infra.constructs.buckets import READ_ACTIONS, WRITE_ACTIONS, ProjectBucket
 from infra.constructs.key import ProjectKey
 from infra.definitions.monitor_pipeline import CAPTURE_WINDOWS_PREFIX
+from infra.definitions.transform_pipeline import OUTPUT_PREFIX
 
 # A monitor run reads its copy within its own run (minutes); a day is S3's shortest expiry.
 CAPTURE_WINDOW_EXPIRY_DAYS = 1
@@ -32,6 +35,8 @@ class ArtifactsBucket(ProjectBucket):
     PIPELINES_PREFIX: ClassVar[str] = "pipelines/"
     DATA_CAPTURE_PREFIX: ClassVar[str] = "data-capture/"
     CAPTURE_WINDOWS_PREFIX: ClassVar[str] = CAPTURE_WINDOWS_PREFIX
+    BATCH_TRANSFORM_PREFIX: ClassVar[str] = OUTPUT_PREFIX
+    ASYNC_INFERENCE_PREFIX: ClassVar[str] = "async-inference/"
 
     def __init__(
         self, scope: Construct, construct_id: str, *, config: StageConfig, key: ProjectKey, access_logs: s3.IBucket
@@ -119,4 +124,25 @@ class ArtifactsBucket(ProjectBucket):
             actions=READ_ACTIONS + WRITE_ACTIONS,
             prefixes=[self.CAPTURE_WINDOWS_PREFIX],
             list_objects=True,
+        )
+
+    def allow_write_batch_outputs(self, grantee: iam.IGrantable) -> None:
+        # A transform job uploads its <object>.out files as the model's execution role (multipart).
+        self._allow(
+            grantee,
+            sid="WriteBatchTransformOutputs",
+            actions=WRITE_ACTIONS,
+            prefixes=[self.BATCH_TRANSFORM_PREFIX],
+            list_objects=False,
+        )
+
+    def allow_read_write_async_inference(self, grantee: iam.IGrantable) -> None:
+        # An asynchronous endpoint reads each request's input and writes its answer or failure as
+        # the model's execution role; clients put the inputs under <network>/input/.
+        self._allow(
+            grantee,
+            sid="ReadWriteAsyncInference",
+            actions=READ_ACTIONS + WRITE_ACTIONS,
+            prefixes=[self.ASYNC_INFERENCE_PREFIX],
+            list_objects=False,
         )

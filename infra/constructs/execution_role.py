@@ -64,6 +64,10 @@ class SageMakerExecutionRole(Construct):
         artifacts.allow_write_data_capture(self.role)
         artifacts.allow_read_data_capture(self.role)
         artifacts.allow_read_write_capture_windows(self.role)
+        artifacts.allow_write_batch_outputs(self.role)
+        if config.endpoint.async_inference is not None:
+            artifacts.allow_read_write_async_inference(self.role)
+            self._allow_async_notifications(stack, config)
         # Needed beyond S3 too: SageMaker encrypts job outputs and volumes with the key a job
         # names. The write grants above already include it; stated so that it outlives them.
         key.allow_use(self.role)
@@ -146,6 +150,26 @@ class SageMakerExecutionRole(Construct):
                         "cloudwatch:namespace": [*METRIC_NAMESPACES, naming.drift_metric_namespace(config.prefix())]
                     }
                 },
+            )
+        )
+
+    def _allow_async_notifications(self, stack: cdk.Stack, config: StageConfig) -> None:
+        # SageMaker publishes an asynchronous endpoint's notifications as its execution role; the
+        # topics are named by the endpoint stacks (infra/constructs/async_endpoint.py). Their key is
+        # the project key, which `key.allow_use` already covers.
+        self.role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="PublishAsyncInferenceNotifications",
+                actions=["sns:Publish"],
+                resources=[
+                    stack.format_arn(
+                        service="sns",
+                        resource=naming.async_topic_name(naming.endpoint_name(config.prefix(), network), outcome),
+                        arn_format=cdk.ArnFormat.NO_RESOURCE_NAME,
+                    )
+                    for network in config.networks
+                    for outcome in naming.ASYNC_OUTCOMES
+                ],
             )
         )
 

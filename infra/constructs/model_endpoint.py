@@ -3,6 +3,8 @@
 Instance-backed stages get the full set of guardrails: data capture, a blue/green update with
 canary traffic shifting that rolls back on CloudWatch alarms, and target-tracking autoscaling.
 A stage with `endpoint.serverless` gets a serverless variant and none of those (see below).
+A stage with `endpoint.async_inference` gets an asynchronous endpoint that scales to zero
+(infra/constructs/async_endpoint.py).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
 from infra.config import EndpointConfig, VpcConfig
+from infra.constructs.async_endpoint import AsyncInference, scale_on_backlog
 from infra.constructs.endpoint_logs import EndpointLogs
 from infra.constructs.endpoint_metrics import VARIANT_NAME, invocation_metric
 
@@ -64,10 +67,23 @@ class ModelEndpoint(Construct):
         request_content_types: Sequence[str],
         retain_logs: bool,
         vpc: VpcConfig | None = None,
+        async_inference_uri: str | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.endpoint_name = endpoint_name
         serverless = settings.serverless is not None
+        self.async_inference: AsyncInference | None = None
+        if settings.async_inference is not None:
+            if async_inference_uri is None:
+                raise ValueError("an asynchronous endpoint needs the S3 prefix of its answers")
+            self.async_inference = AsyncInference(
+                self,
+                "AsyncInference",
+                endpoint_name=endpoint_name,
+                settings=settings.async_inference,
+                key=encryption_key,
+                prefix_uri=async_inference_uri,
+            )
         self.logs = EndpointLogs(
             self, "Logs", endpoint_name=endpoint_name, encryption_key=encryption_key, retain=retain_logs
         )
@@ -120,6 +136,7 @@ class ModelEndpoint(Construct):
             production_variants=[variant],
             kms_key_id=encryption_key.key_arn,
             data_capture_config=capture,
+            async_inference_config=self.async_inference.config if self.async_inference else None,
         )
 
         # Serverless: no alarms-driven canary (canary and step sizes count instances, and a
@@ -189,7 +206,8 @@ class ModelEndpoint(Construct):
         # it shifts all traffic at once and still bakes under the same alarms before the old
         # fleet goes. min_instances (not the initial count) because autoscaling may shrink the
         # fleet to it before the next update.
-        if settings.min_instances >= 2:
+        # An asynchronous fleet may be at zero instances when an update starts: all at once.
+        if settings.min_instances >= 2 and settings.async_inference is None:
             routing = sagemaker.CfnEndpoint.TrafficRoutingConfigProperty(
                 type="CANARY",
                 canary_size=sagemaker.CfnEndpoint.CapacitySizeProperty(type="INSTANCE_COUNT", value=1),
@@ -220,7 +238,8 @@ class ModelEndpoint(Construct):
             # Names the endpoint and the variant literally: see VARIANT_NAME for why it never changes.
             resource_id=f"endpoint/{self.endpoint_name}/variant/{VARIANT_NAME}",
             scalable_dimension="sagemaker:variant:DesiredInstanceCount",
-            min_capacity=settings.min_instances,
+            # An asynchronous endpoint queues requests while it has no instance: it scales to zero.
+            min_capacity=0 if settings.async_inference else settings.min_instances,
             max_capacity=settings.max_instances,
             role=iam.Role.from_role_arn(
                 self,
@@ -232,6 +251,9 @@ class ModelEndpoint(Construct):
         )
         # The variant must exist before Application Auto Scaling can register it.
         target.node.add_dependency(self.endpoint)
+        if settings.async_inference is not None:
+            scale_on_backlog(target, self.endpoint_name, settings.async_inference)
+            return target
         target.scale_to_track_metric(
             "InvocationsPerInstance",
             predefined_metric=autoscaling.PredefinedMetric.SAGEMAKER_VARIANT_INVOCATIONS_PER_INSTANCE,

@@ -63,6 +63,7 @@ class EndpointStack(ProjectStack):
             request_content_types=get_network(network).request_content_types,
             retain_logs=not config.destroy_on_removal,
             vpc=config.vpc,
+            async_inference_uri=storage.artifacts.s3_uri(naming.async_inference_prefix(network)),
         )
         # The name as SageMaker reports it, not as configured: moto (the local stage) makes up its own.
         cdk.CfnOutput(self, "EndpointName", value=self.endpoint.endpoint.attr_endpoint_name)

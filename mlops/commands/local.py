@@ -16,6 +16,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from mlops.batch import TransformRequest
 from mlops.commands import (
     NETWORK_HELP,
     IamOption,
@@ -83,6 +84,14 @@ def local(
             show_default=False,
         ),
     ] = None,
+    transform: Annotated[
+        str | None,
+        typer.Option(
+            metavar="INPUT",
+            help="then score INPUT (.jsonl/.csv records: docs/batch.md) with the batch transform pipeline",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """The whole project on this machine, with no AWS account: deploy every stack to a local AWS,
     train through the pipeline, register, deploy and invoke the endpoint, and report."""
@@ -97,6 +106,7 @@ def local(
         raise UsageError(f"--drift-shift {drift_shift!r}: the {spec.task.name} task's shifts are {', '.join(shifts)}")
     if drift and not config.captures_data:
         raise UsageError(f"--drift: stage {config.name} captures no endpoint traffic")
+    batch = TransformRequest.of(spec.name, transform, version=None, content_type=None) if transform else None
     folder = ReportFolder.claim(report_dir or DEFAULT_REPORT_ROOT / spec.name)
     keep_logs_in(ctx, folder.path)
     console = Console()  # a terminal or not, as this run's stdout is now
@@ -113,6 +123,7 @@ def local(
         view=view,
         enforce_iam=iam,
         drift_shift=(drift_shift or shifts[0]) if drift else None,
+        transform=batch,
         tune=tune,
     )
     try:

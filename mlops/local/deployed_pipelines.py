@@ -9,6 +9,7 @@ holds, with its `Fn::Sub` values filled in as CloudFormation would.
 
     created = create_skipped_sagemaker_resources(aws, Path("cdk.out"), "mlops-local-pipelines")
     created.pipelines   # ["mlops-local-cnn", ...]
+    create_stage_pipelines(aws, Path("cdk.out"), "mlops-local")   # the pipelines and batch stacks'
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from infra import naming
 from mlops.local.moto import LocalAws
 from mlops.local.pipeline_references import DefinitionError
 
@@ -55,6 +57,17 @@ def stack_template(assembly_dir: Path, stack_name: str) -> dict[str, Any]:
         ):
             return json.loads((assembly_dir / artifact["properties"]["templateFile"]).read_text())
     raise DefinitionError(f"the cloud assembly {assembly_dir} has no stack {stack_name}")
+
+
+def create_stage_pipelines(aws: LocalAws, assembly_dir: Path, prefix: str) -> CreatedResources:
+    """The training, tuning and monitor pipelines and the groups of the stage's pipelines stack,
+    and the transform pipelines of its batch stack, so that whatever starts one finds it."""
+    created = CreatedResources()
+    for suffix in (naming.PIPELINES_STACK_SUFFIX, naming.BATCH_STACK_SUFFIX):
+        stack = create_skipped_sagemaker_resources(aws, assembly_dir, naming.stack_name(prefix, suffix))
+        created.groups += stack.groups
+        created.pipelines += stack.pipelines
+    return created
 
 
 def create_skipped_sagemaker_resources(aws: LocalAws, assembly_dir: Path, stack_name: str) -> CreatedResources:

@@ -1,7 +1,7 @@
 """Records in the embedded moto server of what a local pipeline run really did.
 
-moto's SageMaker records pipeline executions and training, processing and tuning jobs through the
-real API, but marks each one finished ("Succeeded", "Completed") the moment it is created, with
+moto's SageMaker records pipeline executions and training, processing, tuning and transform
+jobs through the real API, but marks each one finished ("Succeeded", "Completed") the moment it is created, with
 canned metrics (and, for a tuning job, a made-up best training job). A local run creates its
 records through the API (so `mlops runs`, boto3 and the AWS CLI see them), then corrects their
 status, times, failure reason, metrics and a tuning job's trials and best one in moto's state,
@@ -67,11 +67,16 @@ class MotoRecords:
         steps.append({"StepName": step, "StartTime": _now(), "StepStatus": "Executing", "AttemptCount": 1})
 
     def step_job(self, arn: str, step: str, kind: str, job_name: str) -> None:
-        """The job a Training (kind TrainingJob), Processing (ProcessingJob) or Tuning (TuningJob)
-        step runs, in its Metadata as soon as it is named, as SageMaker shows it while the job runs."""
-        resource = {"TrainingJob": "training-job", "ProcessingJob": "processing-job"}.get(
-            kind, "hyper-parameter-tuning-job"
-        )
+        """The job a Training (kind TrainingJob), Processing (ProcessingJob), Tuning (TuningJob) or
+        Transform (TransformJob) step runs, or the model a Model step (Model) creates, in its
+        Metadata as soon as it is named, as SageMaker shows it while the job runs."""
+        resource = {
+            "TrainingJob": "training-job",
+            "ProcessingJob": "processing-job",
+            "TuningJob": "hyper-parameter-tuning-job",
+            "TransformJob": "transform-job",
+            "Model": "model",
+        }[kind]
         arn_of_job = f"arn:aws:sagemaker:{self._aws.region}:{self._aws.account}:{resource}/{job_name}"
         self._step(arn, step)["Metadata"] = {kind: {"Arn": arn_of_job}}
 
@@ -205,6 +210,26 @@ class MotoRecords:
         job.failure_reason = failure_reason
         job.processing_end_time = job.last_modified_time = _now()
         return self._sagemaker.describe_processing_job(ProcessingJobName=name)
+
+    def keep_network_isolation(self, model: str, isolated: bool) -> None:
+        """CreateModel's EnableNetworkIsolation, which moto drops (it records False)."""
+        self._backend._models[model].enable_network_isolation = isolated
+
+    def start_transform_job(self, name: str, request: Mapping[str, Any]) -> dict[str, Any]:
+        """CreateTransformJob with the step's request; returns DescribeTransformJob, InProgress."""
+        self._sagemaker.create_transform_job(TransformJobName=name, **request)
+        job = self._backend.transform_jobs[name]
+        job.transform_job_status = "InProgress"
+        job.transform_start_time = _now()
+        job.transform_end_time = None
+        return self._sagemaker.describe_transform_job(TransformJobName=name)
+
+    def end_transform_job(self, name: str, status: str, failure_reason: str | None) -> dict[str, Any]:
+        job = self._backend.transform_jobs[name]
+        job.transform_job_status = status
+        job.failure_reason = failure_reason
+        job.transform_end_time = job.last_modified_time = _now()
+        return self._sagemaker.describe_transform_job(TransformJobName=name)
 
 
 def step_records(execution: Any) -> list[dict[str, Any]]:

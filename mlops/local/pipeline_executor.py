@@ -6,6 +6,7 @@ execution record, and runs the steps in dependency order, resolving parameters a
 properties (`mlops.local.pipeline_references`) just before each step starts.
 
     Training, Processing   real jobs on this machine (`mlops.local.pipeline_jobs`)
+    Model, Transform       CreateModel in moto; a batch transform job here (`mlops.local.inference_steps`)
     Tuning                 a tuning job whose trials are real training jobs (`mlops.local.tuning_job`)
     Condition              its conditions, then the steps of the branch they choose
     RegisterModel          CreateModelPackage in moto's model registry, with the step's arguments
@@ -34,6 +35,7 @@ from boto3.exceptions import Boto3Error
 from botocore.exceptions import BotoCoreError, ClientError
 
 from mlops.local.iam import AccessDenied, RoleSessions
+from mlops.local.inference_steps import INFERENCE_STEP_TYPES, InferenceStepRuntime, run_inference_step, started_detail
 from mlops.local.isolation import Confinement
 from mlops.local.moto import LocalAws
 from mlops.local.moto_records import MotoRecords
@@ -280,6 +282,15 @@ class LocalPipelineExecutor:
             branch = arguments.get("IfSteps" if outcome else "ElseSteps", [])
             names = ", ".join(step["Name"] for step in branch) or "nothing"
             return f"conditions {'met' if outcome else 'not met'}: next {names}", branch
+        if kind in INFERENCE_STEP_TYPES:
+            resource = new_job_name(run.execution_id, name)
+            self._records.step_job(run.execution_arn, name, "Model" if kind == "Model" else "TransformJob", resource)
+            self._reporter.step_started(name, kind, started_detail(kind, resource), arguments)
+            lent = InferenceStepRuntime(
+                self._sagemaker, self._roles, self._records, run.role_arn, run.work_dir, self._reporter.step_log
+            )
+            context.steps[name], detail = run_inference_step(kind, name, resource, arguments, lent)
+            return detail, []
         if kind == "RegisterModel":
             self._reporter.step_started(
                 name, kind, f"model package group {arguments['ModelPackageGroupName']}", arguments

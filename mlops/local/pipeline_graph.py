@@ -6,9 +6,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence, Set
 from typing import Any
 
+from mlops.local.inference_steps import INFERENCE_STEP_TYPES
 from mlops.local.pipeline_references import DefinitionError
 
-SUPPORTED_STEP_TYPES = ("Training", "Tuning", "Processing", "Condition", "RegisterModel", "Fail")
+SUPPORTED_STEP_TYPES = ("Training", "Tuning", "Processing", "Condition", "RegisterModel", "Fail", *INFERENCE_STEP_TYPES)
 
 
 def check_step_types(steps: Sequence[Mapping[str, Any]]) -> None:

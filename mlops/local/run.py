@@ -19,7 +19,8 @@ Each step is a timed `Phase` of `LocalRun.phases`:
 
 and with a drift shift, three more: a window of held-out traffic and one of shifted traffic, each
 checked by the monitor pipeline and its alarm, then the alarm's state change delivered to its
-retraining rule (`mlops.local.drift`).
+retraining rule (`mlops.local.drift`); with a batch input, the network's batch transform pipeline
+on it (`mlops.local.transform`).
 
 The phases tell the view (`mlops.local.progress`) what they did in a line or two; what the
 programs they start print goes to the report folder's log files (`mlops.local.logs`).
@@ -38,11 +39,12 @@ from inference.artifact import ArtifactError
 from inference.client import EndpointRequestError, ModelError, invoke
 from infra import naming
 from infra.config import StageConfig
+from mlops.batch import TransformRequest
 from mlops.cdk import CdkCli
 from mlops.endpoint_stacks import deploy_endpoint
 from mlops.errors import RunFailed
 from mlops.local import logs
-from mlops.local.deployed_pipelines import create_skipped_sagemaker_resources
+from mlops.local.deployed_pipelines import create_stage_pipelines
 from mlops.local.drift import DriftLoop, capture_target
 from mlops.local.early_data import EarlyPreparation
 from mlops.local.iam import RoleSessions, enforced_iam
@@ -54,6 +56,7 @@ from mlops.local.progress import LiveProgress, PlainProgress, TrialRecorder
 from mlops.local.report import ReportFolder, RunReport
 from mlops.local.s3 import download_file
 from mlops.local.samples import EarlySamples, compare, instances_request, summary
+from mlops.local.transform import transform_phase
 from mlops.phases import Phase
 from mlops.registry import APPROVED, ModelVersion, model_versions, set_approval
 from mlops.stages import LOCAL_STAGE
@@ -81,6 +84,7 @@ class LocalRun:
         view: PlainProgress | LiveProgress,
         enforce_iam: bool = True,
         drift_shift: str | None = None,
+        transform: TransformRequest | None = None,
         tune: bool = False,
     ) -> None:
         self.network = network
@@ -129,6 +133,8 @@ class LocalRun:
                 ),
                 Phase("Deliver the drift alarm's state change to its retraining rule", self.retrain_on_drift),
             ]
+        if transform is not None:
+            self.phases.append(transform_phase(self, transform))
 
     def __enter__(self) -> LocalRun:
         return self
@@ -203,10 +209,9 @@ class LocalRun:
 
     def run_pipeline(self) -> None:
         self._prepare_endpoint()
-        stack = naming.stack_name(self.config.prefix(), naming.PIPELINES_STACK_SUFFIX)
         assert self._assembly is not None
         try:
-            created = create_skipped_sagemaker_resources(self.aws, self._assembly, stack)
+            created = create_stage_pipelines(self.aws, self._assembly, self.config.prefix())
             self.view.note(
                 f"created in moto, whose CloudFormation skips them: {len(created.pipelines)} pipelines, "
                 f"{len(created.groups)} model package groups"

@@ -16,6 +16,10 @@ summarised as the baseline was (baseline.py: the task's features, the model's `e
 signature, its predictions) and tested against it (drift.py). A file or record that cannot be
 read is counted, by reason, and reported, never fatal.
 
+Given `--batch-dir` instead of `--captures-dir`, it monitors a batch transform's input records
+(batch_inputs.py): the batch transform pipeline's MonitorBatchInput step, its window the moment it
+runs. The handler then reads each record as the transform's container did (SAGEMAKER_BATCH).
+
 Writes `drift.json` (the window, what was read and skipped, every test, the decision) and
 `drift.png`; the PublishMetrics step publishes its numbers (processing/publish_drift.py). It calls
 no AWS service. A window without a conclusion is not a failure; bad input (a baseline of another
@@ -27,8 +31,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +45,7 @@ import drift
 import drift_plots
 import networks
 from baseline import Summariser
+from batch_inputs import BatchRecordReader
 from capture_window import Window, iso
 from captures import CaptureReader, RequestDecoder
 from drift import Baseline, Summaries
@@ -55,20 +62,32 @@ def main(argv: Sequence[str] | None = None) -> None:
         level=logging.INFO, stream=sys.stdout, force=True, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     with contract.exits_on_bad_input():
-        try:
-            window = Window.read(arguments.captures_dir)
-        except ValueError as error:
-            raise contract.InputError(f"captures dir {arguments.captures_dir}: {error}") from None
-        report = monitor(
-            arguments.network,
-            arguments.model_dir,
-            arguments.baseline,
-            arguments.captures_dir,
-            window,
-            arguments.output_dir,
-            alpha=arguments.alpha,
-            model_uri=arguments.model_uri,
-        )
+        if arguments.batch_dir is not None:
+            report = monitor_batch(
+                arguments.network,
+                arguments.model_dir,
+                arguments.baseline,
+                arguments.batch_dir,
+                arguments.content_type,
+                arguments.output_dir,
+                alpha=arguments.alpha,
+                model_uri=arguments.model_uri,
+            )
+        else:
+            try:
+                window = Window.read(arguments.captures_dir)
+            except ValueError as error:
+                raise contract.InputError(f"captures dir {arguments.captures_dir}: {error}") from None
+            report = monitor(
+                arguments.network,
+                arguments.model_dir,
+                arguments.baseline,
+                arguments.captures_dir,
+                window,
+                arguments.output_dir,
+                alpha=arguments.alpha,
+                model_uri=arguments.model_uri,
+            )
     log.info("window %s .. %s: %s", report["window"]["start"], report["window"]["end"], report["decision"])
 
 
@@ -80,9 +99,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--model-uri", default="", help="where the served model is stored: must be the model the baseline names"
     )
-    parser.add_argument(
-        "--captures-dir", type=Path, required=True, help="the window's capture files and window.json (CollectCaptures)"
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--captures-dir", type=Path, help="the window's capture files and window.json (CollectCaptures)"
     )
+    source.add_argument("--batch-dir", type=Path, help="a batch transform's input records (batch_formats.py)")
+    parser.add_argument("--content-type", default="application/jsonlines", help="the batch's record format")
     parser.add_argument("--output-dir", type=Path, required=True)
     parser.add_argument("--alpha", type=float, default=drift.ALPHA, help="false alarm rate per window")
     return parser
@@ -101,6 +123,65 @@ def monitor(
 ) -> dict[str, Any]:
     """Writes drift.json and drift.png into `output_dir` for the captures of `window` in
     `captures_dir`; returns the report."""
+    reader = CaptureReader(captures_dir)
+    return _monitor(
+        network_name,
+        model_dir,
+        baseline_path,
+        reader,
+        reader.records(window.start, window.end),
+        window,
+        output_dir,
+        alpha=alpha,
+        model_uri=model_uri,
+    )
+
+
+def monitor_batch(
+    network_name: str,
+    model_dir: Path,
+    baseline_path: Path,
+    batch_dir: Path,
+    content_type: str,
+    output_dir: Path,
+    *,
+    alpha: float = drift.ALPHA,
+    model_uri: str = "",
+) -> dict[str, Any]:
+    """drift.json and drift.png for the input records of a batch transform in `batch_dir`."""
+    try:
+        reader = BatchRecordReader(batch_dir, content_type)
+    except KeyError as error:
+        raise contract.InputError(error.args[0]) from None
+    # The handler reads the records as the transform's container did (inference/model_code/batch_records.py).
+    os.environ["SAGEMAKER_BATCH"] = "true"
+    now = datetime.now(UTC).replace(microsecond=0)
+    window = Window(now, now, f"batch input, {content_type}")
+    return _monitor(
+        network_name,
+        model_dir,
+        baseline_path,
+        reader,
+        reader.records(),
+        window,
+        output_dir,
+        alpha=alpha,
+        model_uri=model_uri,
+    )
+
+
+def _monitor(
+    network_name: str,
+    model_dir: Path,
+    baseline_path: Path,
+    reader: CaptureReader | BatchRecordReader,
+    requests: Any,
+    window: Window,
+    output_dir: Path,
+    *,
+    alpha: float,
+    model_uri: str,
+) -> dict[str, Any]:
     try:
         network = networks.get_network(network_name)
     except KeyError as error:
@@ -120,12 +201,7 @@ def monitor(
     decoder = RequestDecoder.load(model_dir, network)
     summarise = Summariser(network, decoder.description, _signatures(model_dir))
 
-    reader = CaptureReader(captures_dir)
-    summaries = [
-        summarise(chunk)
-        for batch in decoder.inputs(reader.records(window.start, window.end))
-        for chunk in _chunks(batch)
-    ]
+    summaries = [summarise(chunk) for batch in decoder.inputs(requests) for chunk in _chunks(batch)]
     examples = sum(len(part) for part in summaries)
     report: dict[str, Any] = {
         "network": network.name,
