@@ -14,6 +14,7 @@ captures are written as the local endpoint writes them (inference/capture.py).
 from __future__ import annotations
 
 import json
+import os
 import tarfile
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -271,7 +272,7 @@ def batch_file(path, rows: np.ndarray, content_type: str) -> None:
 def test_a_batch_transforms_inputs_are_monitored_like_captured_traffic(served, tmp_path, monkeypatch, content_type):
     """The batch transform pipeline's MonitorBatchInput step: its records read as the transform's
     container read them, the same tests against the same baseline, a planted shift found."""
-    monkeypatch.delenv("SAGEMAKER_BATCH", raising=False)  # the job sets it, as the container has it
+    monkeypatch.delenv("SAGEMAKER_BATCH", raising=False)  # this process is no transform's container
     model_dir, baseline_path = served
     shift = next(iter(NETWORK.task.drift_shifts().values()))
     normal, shifted = normal_rows(80, seed=2), normal_rows(80, seed=2)
@@ -281,6 +282,7 @@ def test_a_batch_transforms_inputs_are_monitored_like_captured_traffic(served, t
     batch_file(tmp_path / "shifted" / "part-1.txt", shift(shifted, np.random.default_rng(0)), content_type)
     arguments = (NETWORK.name, model_dir, baseline_path)
     calm = monitor.monitor_batch(*arguments, tmp_path / "normal", content_type, tmp_path / "drift-normal")
+    assert "SAGEMAKER_BATCH" not in os.environ, "the next real-time request in this process would be read as a batch"
     assert calm["drifted"] is False, calm["decision"]
     assert calm["captures"]["files"] == 2 and calm["captures"]["examples"] == 80
     assert calm["captures"]["unparsable"]["by_reason"] == {"the record is not of the batch's format": 1}

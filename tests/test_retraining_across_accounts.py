@@ -72,12 +72,17 @@ def matches(rule: dict[str, Any], event: EventMessageType) -> bool:
 
 def test_prod_trains_nothing_of_its_own(accounts: Accounts) -> None:
     """No training pipeline, no model package group, no rule on new data or a schedule: prod's
-    pipelines are its drift monitors, and its data bucket sends no events to retrain on."""
+    pipelines are its drift monitors and its batch transforms (of dev's approved versions), and its
+    data bucket sends no events to retrain on."""
     prod = accounts.prod
     found = list(template_resources(prod))
     assert [stack for stack, r in found if r["Type"] == "AWS::SageMaker::ModelPackageGroup"] == []
     pipelines = {r["Properties"]["PipelineName"] for _, r in found if r["Type"] == "AWS::SageMaker::Pipeline"}
-    assert pipelines == {naming.monitor_pipeline_name("mlops-prod", network) for network in prod.config.networks}
+    assert pipelines == {
+        name("mlops-prod", network)
+        for name in (naming.monitor_pipeline_name, naming.transform_pipeline_name)
+        for network in prod.config.networks
+    }
     rules = [r["Properties"] for _, r in found if r["Type"] == "AWS::Events::Rule"]
     assert rules and all("ScheduleExpression" not in rule for rule in rules)
     assert {source for rule in rules for source in rule["EventPattern"]["source"]} == {"aws.cloudwatch"}

@@ -37,6 +37,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import numpy as np
 
@@ -153,21 +154,22 @@ def monitor_batch(
         reader = BatchRecordReader(batch_dir, content_type)
     except KeyError as error:
         raise contract.InputError(error.args[0]) from None
-    # The handler reads the records as the transform's container did (inference/model_code/batch_records.py).
-    os.environ["SAGEMAKER_BATCH"] = "true"
     now = datetime.now(UTC).replace(microsecond=0)
     window = Window(now, now, f"batch input, {content_type}")
-    return _monitor(
-        network_name,
-        model_dir,
-        baseline_path,
-        reader,
-        reader.records(),
-        window,
-        output_dir,
-        alpha=alpha,
-        model_uri=model_uri,
-    )
+    # The handler reads the records as the transform's container did (inference/model_code/batch_records.py);
+    # only while they are read, so that a caller in the same process keeps its own environment.
+    with mock.patch.dict(os.environ, {"SAGEMAKER_BATCH": "true"}):
+        return _monitor(
+            network_name,
+            model_dir,
+            baseline_path,
+            reader,
+            reader.records(),
+            window,
+            output_dir,
+            alpha=alpha,
+            model_uri=model_uri,
+        )
 
 
 def _monitor(
