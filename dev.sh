@@ -128,7 +128,10 @@ shift || true
 case "$command" in
   setup) install_python; install_node ;;
   local) install_python; install_node; exec .venv/bin/mlops local "$@" ;;
-  test)  install_python; install_checkov; install_node; announce .venv tests; exec .venv/bin/pytest -n auto "$@" ;;
+  # One worker more than cores: many tests wait on a server, a subprocess or the CDK CLI, and
+  # worksteal moves queued tests from a busy worker to an idle one (docs/tests.md).
+  test)  install_python; install_checkov; install_node; announce .venv tests
+         exec .venv/bin/pytest -n "$(( $(nproc) + 1 ))" --dist worksteal "$@" ;;
   lint)  install_python; announce .venv "ruff and mypy"; lint ;;
   # `python -m` puts the repository on sys.path: this venv holds no editable install of the project.
   test-training) install_training_python; announce .venv-py312 "training tests"
