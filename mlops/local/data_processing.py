@@ -26,6 +26,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 JSON_TYPES = ("application/json", "application/jsonlines")
 CSV_TYPE = "text/csv"
 OUTPUT_KEY, INPUT_KEY = "SageMakerOutput", "SageMakerInput"
@@ -156,7 +158,12 @@ def _csv_line(fields: Any) -> bytes:
 
 
 def _json_line(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":")).encode()
+    # orjson writes a record's numbers faster than json (the filters re-write every record); what it
+    # cannot write (an integer beyond 64 bits, for one) json writes as before.
+    try:
+        return orjson.dumps(value)
+    except (orjson.JSONEncodeError, TypeError):
+        return json.dumps(value, separators=(",", ":")).encode()
 
 
 @dataclass(frozen=True)
@@ -225,6 +232,10 @@ class RecordProcessing:
 
 def _loads(line: bytes, what: str, text_fallback: bool = False) -> Any:
     try:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError:
+        pass
+    try:  # what orjson refuses but json reads: NaN and Infinity, integers beyond 64 bits
         return json.loads(line)
     except ValueError:
         if text_fallback:
