@@ -26,10 +26,8 @@ from infra.constructs.data_bucket import DataBucket
 from infra.constructs.key import ProjectKey
 from infra.constructs.principals import EVENTS_PRINCIPAL, SAGEMAKER_PRINCIPAL, acting_for_this_account
 from infra.constructs.rule_targets import TargetAsRole
-from infra.constructs.training_pipeline import PIPELINE_JOB_NAMES, bundle_file_name
-from infra.definitions import parts
+from infra.constructs.training_pipeline import PIPELINE_JOB_NAMES, definition_values, pipeline_definition
 from infra.definitions import transform_pipeline as definition
-from infra.images import training_image_uri
 from infra.nag import acknowledge_wildcard_resources
 
 
@@ -119,22 +117,10 @@ class BatchTransform(Construct):
             pipeline_name=self.pipeline_name,
             pipeline_description=f"Score a batch of {network} inputs with an approved model version",
             role_arn=self.role.role_arn,
-            pipeline_definition={
-                "PipelineDefinitionBody": cdk.Fn.sub(
-                    definition.transform_definition_body(config, network),
-                    {
-                        parts.ARTIFACTS_BUCKET: artifacts.bucket_name,
-                        parts.DATA_BUCKET: data.bucket_name,
-                        parts.EXECUTION_ROLE_ARN: execution_role.role_arn,
-                        parts.KEY_ARN: key.key_arn,
-                        parts.SOURCE_BUNDLE_URI: source_bundle.s3_object_url,
-                        parts.SOURCE_BUNDLE_FILE: bundle_file_name(source_bundle),
-                        parts.TRAINING_IMAGE_URI: training_image_uri(
-                            config.region, config.training_instance_type(network)
-                        ),
-                    },
-                )
-            },
+            pipeline_definition=pipeline_definition(
+                definition.transform_definition_body(config, network),
+                definition_values(config, network, source_bundle, key, data, artifacts, execution_role),
+            ),
         )
         self.schedule_rule: events.Rule | None = None
         if config.batch.schedule:

@@ -34,12 +34,11 @@ from constructs import Construct
 from infra import naming
 from infra.config import StageConfig
 from infra.constructs.artifacts_bucket import ArtifactsBucket
+from infra.constructs.data_bucket import DataBucket
 from infra.constructs.key import ProjectKey
 from infra.constructs.principals import EVENTS_PRINCIPAL, SAGEMAKER_PRINCIPAL, acting_for_this_account
-from infra.constructs.training_pipeline import PIPELINE_JOB_NAMES, bundle_file_name
+from infra.constructs.training_pipeline import PIPELINE_JOB_NAMES, definition_values, pipeline_definition
 from infra.definitions import monitor_pipeline as definition
-from infra.definitions import training_pipeline as training_definition
-from infra.images import training_image_uri
 from infra.nag import acknowledge_wildcard_resources
 
 DRIFT_METRIC = "DriftScore"
@@ -94,6 +93,7 @@ class DriftMonitor(Construct):
         network: str,
         source_bundle: s3_assets.Asset,
         key: ProjectKey,
+        data: DataBucket,
         artifacts: ArtifactsBucket,
         execution_role: iam.IRole,
         retraining: Retraining | None,
@@ -146,21 +146,10 @@ class DriftMonitor(Construct):
             pipeline_name=self.pipeline_name,
             pipeline_description=f"Compare the {network} endpoint's captured traffic with the served model's baseline",
             role_arn=self.role.role_arn,
-            pipeline_definition={
-                "PipelineDefinitionBody": cdk.Fn.sub(
-                    definition.monitor_definition_body(config, network),
-                    {
-                        training_definition.ARTIFACTS_BUCKET: artifacts.bucket_name,
-                        training_definition.EXECUTION_ROLE_ARN: execution_role.role_arn,
-                        training_definition.KEY_ARN: key.key_arn,
-                        training_definition.SOURCE_BUNDLE_URI: source_bundle.s3_object_url,
-                        training_definition.SOURCE_BUNDLE_FILE: bundle_file_name(source_bundle),
-                        training_definition.TRAINING_IMAGE_URI: training_image_uri(
-                            config.region, config.training_instance_type(network)
-                        ),
-                    },
-                )
-            },
+            pipeline_definition=pipeline_definition(
+                definition.monitor_definition_body(config, network),
+                definition_values(config, network, source_bundle, key, data, artifacts, execution_role),
+            ),
         )
 
         self.alarm = cloudwatch.Alarm(

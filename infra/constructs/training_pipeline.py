@@ -118,12 +118,10 @@ class TrainingPipeline(Construct):
             pipeline_name=self.pipeline_name,
             pipeline_description=f"Train, evaluate, gate and register the {spec.name} network",
             role_arn=self.role.role_arn,
-            pipeline_definition={
-                "PipelineDefinitionBody": cdk.Fn.sub(
-                    definition.definition_body(config, spec.name),
-                    definition_values(config, spec.name, source_bundle, key, data, artifacts, execution_role),
-                )
-            },
+            pipeline_definition=pipeline_definition(
+                definition.definition_body(config, spec.name),
+                definition_values(config, spec.name, source_bundle, key, data, artifacts, execution_role),
+            ),
         )
         # Register needs the group; and the group must outlive the pipeline on deletion.
         self.pipeline.node.add_dependency(self.model_package_group)
@@ -234,6 +232,13 @@ def definition_values(
         definition.TRAINING_IMAGE_URI: training_image_uri(config.region, config.training_instance_type(network)),
         definition.INFERENCE_IMAGE_URI: inference_image_uri(config.region, config.endpoint_instance_type(network)),
     }
+
+
+def pipeline_definition(body: str, values: dict[str, Any]) -> dict[str, Any]:
+    """A CfnPipeline's `pipeline_definition`: `body` with `Fn::Sub` filling in the deploy-time
+    `values` it names (each pipeline names some of `definition_values`)."""
+    named = {name: value for name, value in values.items() if f"${{{name}}}" in body}
+    return {"PipelineDefinitionBody": cdk.Fn.sub(body, named)}
 
 
 def job_arn(stack: cdk.Stack, kind: str) -> str:

@@ -29,6 +29,7 @@ from infra.constructs.training_pipeline import (
     job_actions,
     job_arn,
     model_version_arns,
+    pipeline_definition,
     reports_prefix,
     run_jobs_policy,
 )
@@ -114,11 +115,9 @@ class TuningPipelines(Construct):
                     + ", then evaluate, gate and register the best trial"
                 ),
                 role_arn=self.role.role_arn,
-                pipeline_definition={
-                    "PipelineDefinitionBody": cdk.Fn.sub(
-                        tuning_definition_body(config, network, warm_start=warm_start), values
-                    )
-                },
+                pipeline_definition=pipeline_definition(
+                    tuning_definition_body(config, network, warm_start=warm_start), values
+                ),
             )
             for warm_start, name in self.pipeline_names.items()
         }

@@ -112,6 +112,7 @@ class PipelinesStack(ProjectStack):
                 network=network,
                 source_bundle=self.source_bundle,
                 key=storage.key,
+                data=storage.data,
                 artifacts=storage.artifacts,
                 execution_role=execution_role.execution_role.role,
                 retraining=self._retraining(network),
