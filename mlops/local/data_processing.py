@@ -162,7 +162,7 @@ def _json_line(value: Any) -> bytes:
     # cannot write (an integer beyond 64 bits, for one) json writes as before.
     try:
         return orjson.dumps(value)
-    except (orjson.JSONEncodeError, TypeError):
+    except orjson.JSONEncodeError:  # a TypeError: orjson raises nothing else here
         return json.dumps(value, separators=(",", ":")).encode()
 
 
